@@ -1,0 +1,126 @@
+"""SCIM errors (RFC 7644 §3.12): one class per error type, status and scimType as attributes.
+
+Views and services raise these; one app-level handler renders them as
+``{"schemas": [ERROR], "status": "400", "scimType": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+
+class ScimError(Exception):
+    """Base class: an error the client can act on, rendered as a SCIM error body."""
+
+    status: int = 400
+    scim_type: str | None = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidFilter(ScimError):
+    """The filter syntax was invalid or the filter could not be evaluated (§3.4.2.2)."""
+
+    scim_type = "invalidFilter"
+
+
+class TooMany(ScimError):
+    """The filter would return more results than the server can process."""
+
+    scim_type = "tooMany"
+
+
+class Uniqueness(ScimError):
+    """A value that must be unique is already taken (409)."""
+
+    status = 409
+    scim_type = "uniqueness"
+
+
+class Mutability(ScimError):
+    """The request tried to change an immutable or read-only attribute."""
+
+    scim_type = "mutability"
+
+
+class InvalidSyntax(ScimError):
+    """The request body could not be parsed or violates the message schema."""
+
+    scim_type = "invalidSyntax"
+
+
+class InvalidPath(ScimError):
+    """A PATCH path (or attribute name) is malformed or names nothing."""
+
+    scim_type = "invalidPath"
+
+
+class NoTarget(ScimError):
+    """A PATCH path matched no value where one was required."""
+
+    scim_type = "noTarget"
+
+
+class InvalidValue(ScimError):
+    """A required value was missing, or a value has the wrong type or form."""
+
+    scim_type = "invalidValue"
+
+
+class InvalidVersion(ScimError):
+    """The SCIM protocol version is not supported."""
+
+    scim_type = "invalidVers"
+
+
+class Sensitive(ScimError):
+    """The request carried sensitive data in the URI."""
+
+    status = 403
+    scim_type = "sensitive"
+
+
+class BadRequest(ScimError):
+    """A 400 with no more specific scimType (e.g. a bad query parameter)."""
+
+
+class Unauthorized(ScimError):
+    """Authentication failed or was missing (401)."""
+
+    status = 401
+
+
+class Forbidden(ScimError):
+    """Authenticated, but not allowed to do this (403)."""
+
+    status = 403
+
+
+class NotFound(ScimError):
+    """The resource or endpoint does not exist (404)."""
+
+    status = 404
+
+
+class MethodNotAllowed(ScimError):
+    """The endpoint exists but not for this HTTP method (405)."""
+
+    status = 405
+
+
+class PreconditionFailed(ScimError):
+    """If-Match named a version that is no longer current (412)."""
+
+    status = 412
+
+
+class PayloadTooLarge(ScimError):
+    """The request body exceeds the configured limit (413)."""
+
+    status = 413
+
+
+class InternalError(ScimError):
+    """Something failed on our side; the detail never carries exception text (500)."""
+
+    status = 500
