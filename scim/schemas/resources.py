@@ -1,0 +1,233 @@
+"""marshmallow schemas for User and Group bodies, built from :mod:`scim.definitions`.
+
+The factory walks the ``AttributeDef`` tables, so what ``/Schemas`` declares is what a POST or
+PUT is held to: one field per attribute, its type from ``type``, ``required`` from ``required``,
+``dump_only`` for readOnly and ``load_only`` for writeOnly attributes, a nested schema per
+complex attribute and a list per multi-valued one (RFC 7643 §2.2-§2.4, §7).
+
+:func:`load_resource` is the boundary the service calls: it returns the canonical document and
+raises only SCIM errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load
+
+from scim import definitions
+from scim.definitions import AttributeDef, ResourceTypeDef, SchemaDef
+from scim.errors import InvalidSyntax
+from scim.schemas import tolerance
+from scim.schemas.fields import (
+    ScimBoolean,
+    ScimComplex,
+    ScimDateTime,
+    ScimDecimal,
+    ScimInteger,
+    ScimList,
+    ScimString,
+    describe,
+    identifier,
+    invalid_value,
+    not_empty,
+)
+
+# Attributes people and Entra match on (paths within their schema): no control characters, at
+# most 1024 characters. "displayName" is both the User's and the Group's.
+IDENTIFIER_PATHS = frozenset(
+    {"userName", "displayName", "externalId", "members.value", "manager.value"}
+)
+
+# RFC 7643 §2.3: the field for each attribute type, except complex (a nested schema).
+_SIMPLE_FIELDS: dict[str, type[fields.Field]] = {
+    definitions.STRING: ScimString,
+    definitions.REFERENCE: ScimString,
+    definitions.BINARY: ScimString,
+    definitions.DATETIME: ScimDateTime,
+    definitions.INTEGER: ScimInteger,
+    definitions.DECIMAL: ScimDecimal,
+    definitions.BOOLEAN: ScimBoolean,
+}
+
+
+class ScimSchema(Schema):
+    """A schema for one SCIM object: a resource, an extension object or a complex value.
+
+    Before loading, it rewrites the tolerated variants of :mod:`scim.schemas.tolerance` on its
+    own level; after loading, it drops complex values that came out empty (RFC 7643 §2.5).
+    """
+
+    class Meta:
+        unknown = EXCLUDE  # Entra Q22: unknown attributes are skipped, never an error
+        register = False  # generated classes are referred to by object, not by name
+
+    # Attribute-specific steps for this object, from tolerance.OBJECT_STEPS.
+    object_steps: ClassVar[tuple[Callable[[dict[str, object]], dict[str, object]], ...]] = ()
+
+    @pre_load
+    def _canonical_form(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data  # ScimComplex (or load_resource) reports the wrong type with its path
+        keys = {name: field.data_key or name for name, field in self.fields.items()}
+        read_only = {keys[name] for name, field in self.fields.items() if field.dump_only}
+        data = tolerance.canonical_keys(data, keys.values())
+        data = tolerance.without_absent(data)
+        # marshmallow treats dump_only fields as unknown; strip them on purpose (Entra A3, A8).
+        data = tolerance.without_read_only(data, read_only)
+        for step in self.object_steps:
+            data = step(data)
+        return data
+
+    @post_load
+    def _without_empty_values(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # A complex value whose sub-attributes were all unknown or null loads as {}: absent.
+        data = {
+            key: [item for item in value if item != {}] if isinstance(value, list) else value
+            for key, value in data.items()
+        }
+        return self.complete(tolerance.without_absent(data))
+
+    def complete(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Finish the loaded object; resource schemas add ``schemas`` here."""
+        return data
+
+
+class ResourceSchema(ScimSchema):
+    """A whole resource body: common attributes, core attributes and extension objects."""
+
+    resource: ClassVar[ResourceTypeDef]
+
+    def complete(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Recompute ``schemas``: the core URN, then each extension that has a value (§3)."""
+        extensions = [ext for ext in self.resource.extensions if ext.name in data]
+        document: dict[str, Any] = {
+            "schemas": [self.resource.schema.id, *(ext.id for ext in extensions)]
+        }
+        document.update(data)
+        for extension in extensions:
+            document[extension.id] = document.pop(extension.name)
+        return document
+
+
+@functools.cache
+def schema_for(resource: ResourceTypeDef) -> type[ResourceSchema]:
+    """The schema class for a resource type's body, built once per resource type."""
+    declared: dict[str, fields.Field] = {
+        attribute.name: _field(attribute, resource.schema.id, resource.name, attribute.name)
+        for attribute in (*definitions.COMMON_ATTRIBUTES, *resource.schema.attributes)
+    }
+    for extension in resource.extensions:
+        # Keyed by name, read from the URN: marshmallow would split the URN's "2.0" on load.
+        declared[extension.name] = ScimComplex(extension_schema(extension), data_key=extension.id)
+    return _schema_class(
+        f"{resource.name}Schema",
+        declared,
+        base=ResourceSchema,
+        doc=f"A {resource.name} body (RFC 7643): {resource.description}.",
+        resource=resource,
+    )
+
+
+@functools.cache
+def extension_schema(extension: SchemaDef) -> type[ScimSchema]:
+    """The schema class for an extension object, found under its URN in a resource."""
+    declared = {
+        attribute.name: _field(attribute, extension.id, extension.name, attribute.name)
+        for attribute in extension.attributes
+    }
+    return _schema_class(
+        f"{extension.name}Schema", declared, doc=f"The {extension.description} extension object."
+    )
+
+
+def load_resource(resource: ResourceTypeDef, payload: object) -> dict:
+    """Validate a POST or PUT body and return the canonical document to store.
+
+    Attribute names come back canonical, unknown and read-only attributes are gone, writeOnly
+    ones (``password``) are kept, strings are exactly as sent, and ``schemas`` is recomputed.
+
+    :param payload: the parsed JSON body.
+    :raises InvalidSyntax: if the body is not a JSON object.
+    :raises InvalidValue: for a wrong type, a missing required attribute or a forbidden
+        character, with a detail that names the attribute, e.g. ``userName: required``.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidSyntax(f"request body: expected a JSON object, got {describe(payload)}")
+    try:
+        return schema_for(resource)().load(payload)
+    except ValidationError as error:
+        raise invalid_value(error) from None
+
+
+def _schema_class(
+    name: str,
+    declared: dict[str, fields.Field],
+    *,
+    doc: str,
+    base: type[ScimSchema] = ScimSchema,
+    **class_attributes: object,
+) -> type[Any]:
+    namespace = {**declared, **class_attributes, "__doc__": doc, "__module__": __name__}
+    return type(name, (base,), namespace)
+
+
+def _field(attribute: AttributeDef, schema_id: str, owner: str, path: str) -> fields.Field:
+    """The field for one attribute: a list of values if multi-valued, else one value."""
+    options: dict[str, Any] = {
+        "required": attribute.required,
+        "dump_only": attribute.mutability == definitions.READ_ONLY,
+        "load_only": attribute.mutability == definitions.WRITE_ONLY,
+    }
+    if attribute.multi_valued:
+        item = _value_field(attribute, schema_id, owner, path, {})
+        return ScimList(item, pre_load=tolerance.as_list, **options)
+    return _value_field(attribute, schema_id, owner, path, options)
+
+
+def _value_field(
+    attribute: AttributeDef, schema_id: str, owner: str, path: str, options: dict[str, Any]
+) -> fields.Field:
+    """The field for one value of an attribute, with its tolerance steps and validators."""
+    pre_load_steps: list[Callable[[Any], Any]] = []
+    if attribute.type == definitions.BOOLEAN:
+        pre_load_steps.append(tolerance.boolean_from_string)  # Entra Q2
+    value_step = tolerance.VALUE_STEPS.get((schema_id, attribute.name))
+    if value_step is not None:
+        pre_load_steps.append(value_step)
+
+    if attribute.type == definitions.COMPLEX:
+        object_step = tolerance.OBJECT_STEPS.get((schema_id, attribute.name))
+        class_name = f"{owner}{attribute.name[0].upper()}{attribute.name[1:]}"
+        nested = _schema_class(
+            f"{class_name}Schema",
+            {
+                sub.name: _field(sub, schema_id, class_name, f"{path}.{sub.name}")
+                for sub in attribute.sub_attributes
+            },
+            doc=f"One value of {path}: {attribute.description}",
+            object_steps=(object_step,) if object_step else (),
+        )
+        return ScimComplex(nested, pre_load=pre_load_steps, **options)
+
+    field_class = _SIMPLE_FIELDS.get(attribute.type)
+    if field_class is None:
+        raise ValueError(f"{path}: no field for attribute type {attribute.type!r}")
+    return field_class(pre_load=pre_load_steps, validate=_validators(attribute, path), **options)
+
+
+def _validators(attribute: AttributeDef, path: str) -> Iterable[Callable[[Any], None]]:
+    validators: list[Callable[[Any], None]] = []
+    if attribute.required and attribute.type == definitions.STRING:
+        validators.append(not_empty)
+    if path in IDENTIFIER_PATHS:
+        validators.append(identifier)
+    return validators
+
+
+# The three body shapes a client sends, as named classes for readers and callers.
+UserSchema = schema_for(definitions.USER_RESOURCE)
+EnterpriseUserSchema = extension_schema(definitions.ENTERPRISE_USER_SCHEMA)
+GroupSchema = schema_for(definitions.GROUP_RESOURCE)
