@@ -1,0 +1,204 @@
+"""Which attributes a response carries: ``returned`` (RFC 7643 §7) plus the ``attributes`` and
+``excludedAttributes`` parameters (RFC 7644 §3.4.2.5, §3.9).
+
+``returned: never`` (password) is never in a response; ``always`` (id) always is, and so is
+``schemas``, which every resource representation needs; ``default`` is returned unless excluded;
+``request`` only when asked for. Entra reads groups with ``excludedAttributes=members`` (Q9).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from scim import definitions
+from scim.definitions import AttributeDef, ResourceTypeDef, SchemaDef
+from scim.errors import InvalidValue
+from scim.paths import AttrPath, parse_attr_path, resolve
+
+_CORE = ""  # the selection key of the core schema, whose attributes sit at the top level
+
+
+def parse_attribute_list(text: str | None, parameter: str = "attributes") -> list[AttrPath]:
+    """Parse a comma-separated attribute list such as ``userName,name.givenName``.
+
+    Empty items ("userName,") are ignored. ``parameter`` names the query parameter in errors.
+
+    :raises InvalidValue: an item is a filtered path, which these parameters do not take.
+    :raises InvalidPath: an item is not an attribute path.
+    """
+    if not text:
+        return []
+    paths: list[AttrPath] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        if "[" in item or "]" in item:
+            raise InvalidValue(
+                f"{parameter}: {item.strip()!r} holds a filter; list attribute names only"
+            )
+        paths.append(parse_attr_path(item))
+    return paths
+
+
+@dataclass
+class _Selection:
+    """Resolved attribute paths, keyed by (container, canonical attribute name)."""
+
+    containers: set[str] = field(default_factory=set)
+    whole: set[tuple[str, str]] = field(default_factory=set)
+    subs: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, paths: list[AttrPath], resource: ResourceTypeDef) -> _Selection:
+        """The selection ``paths`` make; names the resource does not have are ignored."""
+        selection = cls()
+        for path in paths:
+            resolved = resolve(path, resource)
+            if resolved is None:
+                # "urn:...:enterprise:2.0:User" parses as schema "urn:...:2.0", attribute "User".
+                urn = f"{path.schema}:{path.attribute}" if path.schema else None
+                schema = _schema(urn, resource) if urn and path.sub_attribute is None else None
+                if schema is not None:
+                    selection.containers.add(_key(schema, resource))
+                continue
+            key = (resolved.container or _CORE, resolved.attribute.name)
+            if resolved.sub_attribute is None:
+                selection.whole.add(key)
+            else:
+                selection.subs.setdefault(key, set()).add(resolved.sub_attribute.name)
+        return selection
+
+    def names(self, container: str, attribute: str) -> bool | set[str]:
+        """True if the whole attribute is selected, else the selected sub-attribute names."""
+        key = (container, attribute)
+        if container in self.containers or key in self.whole:
+            return True
+        return self.subs.get(key, set())
+
+
+def project(
+    document: dict,
+    resource: ResourceTypeDef,
+    attributes: list[AttrPath] | None = None,
+    excluded: list[AttrPath] | None = None,
+) -> dict:
+    """A copy of ``document`` with only the attributes a response may carry.
+
+    With ``attributes``, only those (and the ``always`` ones) are returned; a sub-attribute
+    returns its parent with only that sub-attribute. ``excluded`` removes (sub-)attributes.
+    The input is never mutated.
+    """
+    wanted = _Selection.of(attributes, resource) if attributes else None
+    unwanted = _Selection.of(excluded or [], resource)
+    result: dict = {}
+    for key, value in document.items():
+        if key == "schemas":
+            result[key] = copy.deepcopy(value)
+            continue
+        extension = _schema(key, resource)
+        if extension is not None and extension is not resource.schema:
+            if isinstance(value, dict):
+                inner = _project_object(value, extension, extension.id, wanted, unwanted)
+                if inner:
+                    result[key] = inner
+            continue
+        projected = _project_object({key: value}, resource.schema, _CORE, wanted, unwanted)
+        result.update(projected)
+    return result
+
+
+def _project_object(
+    values: dict,
+    schema: SchemaDef,
+    container: str,
+    wanted: _Selection | None,
+    unwanted: _Selection,
+) -> dict:
+    """Project the attributes in ``values``, which belong to ``schema``."""
+    result: dict = {}
+    for name, value in values.items():
+        definition = schema.attribute(name) or (_common(name) if container == _CORE else None)
+        if definition is None:
+            if wanted is None:
+                result[name] = copy.deepcopy(value)  # not ours to judge; keep it by default
+            continue
+        if definition.returned == definitions.NEVER:
+            continue
+        if definition.returned == definitions.ALWAYS:
+            result[name] = copy.deepcopy(value)
+            continue
+        chosen = wanted.names(container, definition.name) if wanted else True
+        dropped = unwanted.names(container, definition.name)
+        if dropped is True or not chosen:
+            continue
+        if definition.returned == definitions.REQUEST and wanted is None:
+            continue  # RFC 7643 §7: "request" attributes only when named in attributes
+        kept = _project_value(
+            definition, value, None if chosen is True else chosen, dropped or set()
+        )
+        if kept not in ({}, []):
+            result[name] = kept
+    return result
+
+
+def _project_value(
+    definition: AttributeDef, value: object, chosen: set[str] | None, dropped: set[str]
+) -> object:
+    """A complex value with only its returnable, selected sub-attributes."""
+    if not definition.sub_attributes:
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        return _project_subs(definition, value, chosen, dropped)
+    if isinstance(value, list):
+        items = [
+            _project_subs(definition, item, chosen, dropped)
+            if isinstance(item, dict)
+            else copy.deepcopy(item)
+            for item in value
+        ]
+        return [item for item in items if item != {}]
+    return copy.deepcopy(value)
+
+
+def _project_subs(
+    definition: AttributeDef, value: dict, chosen: set[str] | None, dropped: set[str]
+) -> dict:
+    result: dict = {}
+    for name, sub_value in value.items():
+        sub = definition.sub_attribute(name)
+        if sub is None:
+            keep = chosen is None
+        elif sub.returned == definitions.NEVER:
+            keep = False
+        elif sub.returned == definitions.ALWAYS:
+            keep = True
+        elif sub.name in dropped:
+            keep = False
+        elif chosen is not None:
+            keep = sub.name in chosen
+        else:
+            keep = sub.returned == definitions.DEFAULT
+        if keep:
+            result[name] = copy.deepcopy(sub_value)
+    return result
+
+
+def _common(name: str) -> AttributeDef | None:
+    """id, externalId and meta (RFC 7643 §3.1) sit beside the core schema's attributes."""
+    folded = name.casefold()
+    for attribute in definitions.COMMON_ATTRIBUTES:
+        if attribute.name.casefold() == folded:
+            return attribute
+    return None
+
+
+def _schema(urn: str | None, resource: ResourceTypeDef) -> SchemaDef | None:
+    if urn is None:
+        return None
+    folded = urn.casefold()
+    return next((s for s in resource.schemas if s.id.casefold() == folded), None)
+
+
+def _key(schema: SchemaDef, resource: ResourceTypeDef) -> str:
+    return _CORE if schema is resource.schema else schema.id

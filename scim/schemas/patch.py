@@ -1,0 +1,118 @@
+"""The PatchOp request body (RFC 7644 §3.5.2), loaded tolerantly into :class:`Operation` records.
+
+Entra writes ops as "Replace" or "replace" (Q1), keys as "Operations" or "operations" and
+"Value" (Q24), and the validator sends an empty ``Operations`` array (Q21); all of that loads.
+marshmallow's ``ValidationError`` is translated here, once, into a SCIM error whose detail
+names the place: ``Operations[2].op: 'move' is not one of add, replace, remove``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load
+
+from scim.errors import InvalidSyntax, InvalidValue
+from scim.patch import OPS, Operation
+
+__all__ = ["Operation", "PatchOperationSchema", "PatchRequestSchema", "load_patch_request"]
+
+_OPERATION_MEMBERS = ("op", "path", "value")
+
+
+class _CaseInsensitiveKeys(Schema):
+    """Accepts every key in any case: RFC 7643 §2.1 and Entra Q24 ("Operations", "Op")."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    error_messages = {"type": "expected a JSON object"}
+
+    @pre_load
+    def canonical_keys(self, data: object, **_: Any) -> object:
+        """Rename keys to the declared casing; leave non-objects for marshmallow to reject."""
+        if not isinstance(data, dict):
+            return data
+        names = {
+            (f.data_key or name).casefold(): f.data_key or name for name, f in self.fields.items()
+        }
+        return {
+            names.get(key.casefold(), key) if isinstance(key, str) else key: value
+            for key, value in data.items()
+        }
+
+
+class _Op(fields.String):
+    """``op`` compared case-insensitively and loaded lowercase (Entra Q1)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        folded = text.casefold()
+        if folded not in OPS:
+            raise ValidationError(f"{text!r} is not one of {', '.join(OPS)}")
+        return folded
+
+
+class PatchOperationSchema(_CaseInsensitiveKeys):
+    """One operation: ``op``, an optional ``path`` and an optional ``value`` of any JSON type."""
+
+    op = _Op(required=True)
+    path = fields.String(load_default=None, allow_none=True)
+    value = fields.Raw(load_default=None, allow_none=True)
+
+    @post_load
+    def make_operation(self, data: dict, **_: Any) -> Operation:
+        """An :class:`Operation`; a blank path counts as no path."""
+        path = data["path"]
+        return Operation(data["op"], path if path and path.strip() else None, data["value"])
+
+
+class PatchRequestSchema(_CaseInsensitiveKeys):
+    """The PatchOp message: ``schemas`` (not checked against a closed list) and ``Operations``."""
+
+    schemas = fields.List(fields.String(), load_default=list)
+    # RFC 7644 asks for at least one operation; the Microsoft validator sends none (Entra Q21).
+    operations = fields.List(
+        fields.Nested(PatchOperationSchema), required=True, data_key="Operations"
+    )
+
+
+def load_patch_request(body: object) -> list[Operation]:
+    """The operations of a PATCH body.
+
+    :raises InvalidSyntax: the body is not a PatchOp message (not an object, no Operations
+        array, an operation that is not an object).
+    :raises InvalidValue: an operation member has a wrong value (unknown op, non-string path).
+    """
+    if not isinstance(body, dict):
+        raise InvalidSyntax("body: a PATCH body must be a JSON object with an Operations array")
+    try:
+        loaded = PatchRequestSchema().load(body)
+    except ValidationError as error:
+        problems = _flatten(error.messages)
+        detail = "; ".join(f"{where}: {message}" for where, message, _ in problems)
+        # A wrong member inside an operation is a bad value; anything else is a bad shape.
+        if all(in_operation for _, _, in_operation in problems):
+            raise InvalidValue(detail) from None
+        raise InvalidSyntax(detail) from None
+    return list(loaded["operations"])
+
+
+def _flatten(messages: object, where: str = "") -> list[tuple[str, str, bool]]:
+    """(location, message, inside-an-operation-member) for every leaf of marshmallow's messages."""
+    if isinstance(messages, dict):
+        found: list[tuple[str, str, bool]] = []
+        for key, nested in messages.items():
+            if isinstance(key, int):
+                place = f"{where}[{key}]"
+            elif key == "_schema":
+                place = where or "body"
+            else:
+                place = f"{where}.{key}" if where else str(key)
+            found += _flatten(nested, place)
+        return found
+    if isinstance(messages, list):
+        return [leaf for message in messages for leaf in _flatten(message, where)]
+    member = where.rsplit(".", 1)[-1]
+    in_operation = where.startswith("Operations[") and member in _OPERATION_MEMBERS
+    return [(where, str(messages), in_operation)]
