@@ -1,0 +1,339 @@
+"""Bearer tokens for SCIM clients, and the User Provisioning switch, kept in the control file.
+
+Entra sends one long-lived secret verbatim in every request (``Authorization: Bearer``,
+entra-provisioning.md A0). Proware stores only the SHA-256 of each secret: the secret is a
+random 256-bit string, so a fast hash is enough (nothing to brute-force) and a slow password
+hash would only cost time on every request. The server and the command line share the
+control file (:class:`storage.controlfile.ControlFile`), so a token created or revoked by the
+CLI takes effect on the server's next request.
+
+Control file layout, format 1::
+
+    {"format": 1,
+     "provisioning": {"enabled": true, "changed": "2026-11-26T10:54:52Z", "changed_by": "cli"},
+     "tokens": [{"name": "entra", "hash": "<sha256 hex>", "scope": "read-write",
+                 "created": "...", "created_by": "cli", "expires": null,
+                 "last_used": null, "revoked": null}]}
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from storage.controlfile import ControlFile, Stamp
+from storage.errors import CorruptStore
+from storage.repository import Clock
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+READ_WRITE = "read-write"
+READ_ONLY = "read-only"
+
+# "pw_" + 43 URL-safe characters (32 random bytes = 256 bits): 46 ASCII characters, well
+# inside the 1 KB Entra keeps for all of an app's credentials (entra-provisioning.md,
+# "Token size").
+SECRET_PREFIX = "pw_"
+_SECRET_BYTES = 32
+
+_NAME = re.compile(r"[A-Za-z0-9._ -]{1,64}")
+
+# Saving last_used on every request would rewrite the control file per request.
+USE_SAVE_INTERVAL = timedelta(minutes=1)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What is known about a token: everything but its secret.
+
+    ``clock`` is the store's, so :attr:`status` agrees with the store that made this.
+    """
+
+    name: str
+    scope: str
+    created: datetime
+    created_by: str
+    expires: datetime | None
+    last_used: datetime | None
+    revoked: datetime | None
+    clock: Clock = field(default=utcnow, repr=False, compare=False)
+
+    @property
+    def status(self) -> str:
+        """ "active", "expired" or "revoked", as of now by ``clock``."""
+        if self.revoked is not None:
+            return "revoked"
+        if self.expires is not None and self.clock() >= self.expires:
+            return "expired"
+        return "active"
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the token may only read (GET and POST /.search)."""
+        return self.scope == READ_ONLY
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """The verdict on a presented secret: "ok", "unknown", "revoked" or "expired".
+
+    ``token`` is set for every outcome but "unknown", so a refusal can name the token.
+    """
+
+    outcome: str
+    token: TokenInfo | None
+
+
+class TokenStore:
+    """Create, list, revoke and verify bearer tokens kept in the control file."""
+
+    def __init__(self, control: ControlFile, clock: Clock = utcnow) -> None:
+        self._control = control
+        self._clock = clock
+        # hash -> token record, rebuilt whenever the control file changes.
+        self._lookup: tuple[Stamp | None, dict[str, dict]] | None = None
+        self._lookup_lock = threading.Lock()
+        # name -> last use not yet saved, and when uses were last saved.
+        self._uses: dict[str, datetime] = {}
+        self._uses_saved_at: datetime | None = None
+        self._uses_lock = threading.Lock()
+
+    def create(
+        self,
+        name: str,
+        *,
+        read_only: bool = False,
+        expires_in_days: int | None = None,
+        created_by: str = "cli",
+    ) -> tuple[str, TokenInfo]:
+        """Make a new token; returns ``(secret, info)``. The secret is shown once, never stored.
+
+        :raises ValueError: if the name is malformed or taken by a token that is not revoked,
+            or ``expires_in_days`` is less than 1.
+        """
+        if not _NAME.fullmatch(name) or name != name.strip():
+            raise ValueError(
+                f"token name {name!r} is not allowed: use 1-64 letters, digits, spaces, '-', "
+                "'_' or '.', not starting or ending with a space"
+            )
+        if expires_in_days is not None and (
+            not isinstance(expires_in_days, int) or expires_in_days < 1
+        ):
+            raise ValueError(
+                f"expires_in_days must be a whole number >= 1, not {expires_in_days!r}"
+            )
+        secret = SECRET_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
+        now = self._now()
+        record = {
+            "name": name,
+            "hash": _digest(secret),
+            "scope": READ_ONLY if read_only else READ_WRITE,
+            "created": _iso(now),
+            "created_by": created_by,
+            "expires": _iso(now + timedelta(days=expires_in_days)) if expires_in_days else None,
+            "last_used": None,
+            "revoked": None,
+        }
+
+        def add(document: dict) -> None:
+            tokens = self._tokens(document)
+            if any(t["name"] == name and t["revoked"] is None for t in tokens):
+                raise ValueError(
+                    f"a token named {name!r} already exists; revoke it first or pick another name"
+                )
+            tokens.append(record)
+
+        self._control.update(add)
+        return secret, self._info(record)
+
+    def list(self) -> builtins.list[TokenInfo]:
+        """Every token, newest first, revoked ones included."""
+        records = self._tokens(self._control.read())
+        newest_first = sorted(reversed(records), key=lambda t: t["created"], reverse=True)
+        return [self._info(record) for record in newest_first]
+
+    def revoke(self, name: str) -> TokenInfo:
+        """Revoke the token called ``name``; the record stays so later uses say "revoked".
+
+        :raises KeyError: if no token of that name is unrevoked.
+        """
+        revoked: builtins.list[dict] = []
+
+        def mark(document: dict) -> None:
+            for record in self._tokens(document):
+                if record["name"] == name and record["revoked"] is None:
+                    record["revoked"] = _iso(self._now())
+                    revoked.append(record)
+                    return
+            raise KeyError(f"no token named {name!r} that is not already revoked")
+
+        self._control.update(mark)
+        return self._info(revoked[0])
+
+    def verify(self, secret: str) -> TokenCheck:
+        """Which token ``secret`` is, and whether it may be used now.
+
+        Revocation and expiry take effect at once: the control file is re-stat'ed per call.
+        """
+        digest = _digest(secret)
+        record = self._by_hash().get(digest)
+        # The dict lookup found a candidate; confirm it without a timing side channel.
+        if record is None or not hmac.compare_digest(record["hash"], digest):
+            return TokenCheck("unknown", None)
+        token = self._info(record)
+        status = token.status
+        return TokenCheck("ok" if status == "active" else status, token)
+
+    def record_use(self, name: str) -> None:
+        """Note that the token ``name`` was just used.
+
+        Kept in memory; saved with the first use and then at most once a minute (on a later
+        use), and by :meth:`flush`. A failed save is logged, not raised.
+        """
+        now = self._now()
+        with self._uses_lock:
+            self._uses[name] = now
+            saved_at = self._uses_saved_at
+            if saved_at is not None and now - saved_at < USE_SAVE_INTERVAL:
+                return
+            self._uses_saved_at = now  # claim this save, so concurrent requests skip it
+        try:
+            self.flush()
+        except OSError:
+            # Bookkeeping must not fail the request; the uses stay pending for the next save.
+            log.warning("could not save token last-use times", exc_info=True)
+
+    def flush(self) -> None:
+        """Save the uses noted since the last save into the control file."""
+        with self._uses_lock:
+            uses, self._uses = self._uses, {}
+        if not uses:
+            return
+
+        def merge(document: dict) -> None:
+            for record in self._tokens(document):
+                used = uses.get(record["name"])
+                if used is None or record["revoked"] is not None:
+                    continue
+                if record["last_used"] is None or _parse(record["last_used"]) < used:
+                    record["last_used"] = _iso(used)
+
+        try:
+            self._control.update(merge)
+        except BaseException:
+            with self._uses_lock:  # keep them for the next attempt
+                for name, used in uses.items():
+                    self._uses[name] = max(used, self._uses.get(name, used))
+            raise
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        """The clock's time in whole seconds, as precise as the control file keeps it."""
+        return self._clock().replace(microsecond=0)
+
+    def _by_hash(self) -> dict[str, dict]:
+        with self._lookup_lock:
+            stamp = self._control.stamp()
+            if self._lookup is None or self._lookup[0] != stamp:
+                records = self._tokens(self._control.read())
+                self._lookup = (stamp, {record["hash"]: record for record in records})
+            return self._lookup[1]
+
+    def _tokens(self, document: dict) -> builtins.list[dict]:
+        """The token records of a control-file document (creating the list if missing)."""
+        _check_format(self._control, document)
+        return document.setdefault("tokens", [])
+
+    def _info(self, record: dict) -> TokenInfo:
+        last_used = _parse_optional(record["last_used"])
+        if record["revoked"] is None:
+            pending = self._uses.get(record["name"])
+            if pending is not None and (last_used is None or pending > last_used):
+                last_used = pending
+        return TokenInfo(
+            name=record["name"],
+            scope=record["scope"],
+            created=_parse(record["created"]),
+            created_by=record["created_by"],
+            expires=_parse_optional(record["expires"]),
+            last_used=last_used,
+            revoked=_parse_optional(record["revoked"]),
+            clock=self._clock,
+        )
+
+
+class ProvisioningSwitch:
+    """Proware's "User Provisioning" switch: while off, every SCIM request gets a 403."""
+
+    def __init__(self, control: ControlFile, clock: Clock = utcnow) -> None:
+        self._control = control
+        self._clock = clock
+
+    def enabled(self) -> bool:
+        """Whether SCIM requests are served; False on a fresh install."""
+        return self.status()["enabled"]
+
+    def set(self, enabled: bool, by: str = "cli") -> None:
+        """Turn provisioning on or off, recording who did it and when."""
+        change = {"enabled": bool(enabled), "changed": _iso(self._clock()), "changed_by": by}
+
+        def apply(document: dict) -> None:
+            _check_format(self._control, document)
+            document["provisioning"] = change
+
+        self._control.update(apply)
+
+    def status(self) -> dict:
+        """``{"enabled": bool, "changed": ISO time or None, "changed_by": str or None}``."""
+        document = self._control.read()
+        _check_format(self._control, document)
+        section = document.get("provisioning") or {}
+        return {
+            "enabled": section.get("enabled") is True,
+            "changed": section.get("changed"),
+            "changed_by": section.get("changed_by"),
+        }
+
+
+def _check_format(control: ControlFile, document: dict) -> None:
+    """Stamp a new document with our format; refuse one written by a newer Proware."""
+    version = document.setdefault("format", FORMAT)
+    if version != FORMAT:
+        newer = isinstance(version, int) and version > FORMAT
+        raise CorruptStore(
+            f"{control.path}: format {version} is newer than this version of Proware supports "
+            f"({FORMAT})"
+            if newer
+            else f"{control.path}: unknown control file format {version!r}"
+        )
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _parse_optional(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

@@ -1,0 +1,1 @@
+"""Document storage for Proware: knows documents and indexes, not SCIM and not HTTP."""

@@ -1,0 +1,193 @@
+"""Small JSON files replaced atomically and durably, and the control file built on them.
+
+The control file is one JSON document shared by the running server and the command-line
+tools (tokens, the User Provisioning switch). Readers never lock: a writer replaces the whole
+file with ``os.replace``, so a reader sees the old content or the new one, never a mix.
+Writers take an exclusive ``flock`` on a sibling ``<name>.lock`` file, so two processes
+updating at once never lose each other's change.
+
+``write_atomically``, ``read_json`` and ``remove_stray_temp_files`` are also the file layer of
+:mod:`storage.tinydb_store`.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from storage.errors import CorruptStore
+
+# What identifies one version of a file without reading it: os.replace gives every write a
+# new inode, and the size and modification time catch the rest.
+Stamp = tuple[int, int, int]
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
+
+    The bytes go to a temporary file in the same directory (mode 0600: these files hold
+    personal data and secrets' hashes), which is flushed and fsync'd, renamed over ``path``,
+    and then the directory is fsync'd so the rename itself survives a power cut.
+    """
+    descriptor, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def remove_stray_temp_files(path: Path) -> list[Path]:
+    """Delete temporary files an interrupted :func:`write_atomically` left next to ``path``.
+
+    Only safe while no other writer can be working on ``path``.
+    :returns: the files removed.
+    """
+    strays = sorted(path.parent.glob(f".{path.name}.*{_TEMP_SUFFIX}"))
+    for stray in strays:
+        stray.unlink(missing_ok=True)
+    return strays
+
+
+def read_json(path: Path) -> Any:
+    """The JSON value in ``path``, or None if the file does not exist.
+
+    :raises CorruptStore: naming the file and the position of the first error.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode_json(path, raw)
+
+
+def decode_json(path: Path, raw: bytes) -> Any:
+    """Decode the bytes read from ``path``.
+
+    :raises CorruptStore: naming the file and the position of the first error.
+    """
+    if not raw.strip():
+        # Atomic writes never leave an empty file, so this is damage, not "no data yet".
+        raise CorruptStore(f"{path} is empty; expected a JSON document (restore it from backup)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptStore(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptStore(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _stamp(status: os.stat_result) -> Stamp:
+    return (status.st_mtime_ns, status.st_size, status.st_ino)
+
+
+class ControlFile:
+    """A JSON object on disk that several processes read and update safely.
+
+    A missing file reads as ``{}``. :meth:`read` is cheap enough to call on every request:
+    one ``os.stat``, and a re-read only when the file changed.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._cache: tuple[Stamp, dict] | None = None
+        self._cache_lock = threading.Lock()
+
+    def stamp(self) -> Stamp | None:
+        """What identifies the file's current content (None if there is no file).
+
+        Callers that derive state from :meth:`read` compare stamps to know when to rebuild it.
+        """
+        try:
+            return _stamp(os.stat(self.path))
+        except FileNotFoundError:
+            return None
+
+    def read(self) -> dict:
+        """A copy of the current content, re-read from disk only if the file changed.
+
+        :raises CorruptStore: if the file is not a JSON object.
+        """
+        stamp = self.stamp()
+        if stamp is None:
+            return {}
+        with self._cache_lock:
+            if self._cache is None or self._cache[0] != stamp:
+                loaded = self._load()
+                if loaded is None:  # deleted since the stat
+                    return {}
+                self._cache = loaded
+            return copy.deepcopy(self._cache[1])
+
+    def update(self, change: Callable[[dict], None]) -> dict:
+        """Apply ``change`` to the latest content and write the result; returns a copy of it.
+
+        Holds the exclusive lock from the re-read to the rename, so concurrent updates (from
+        any process) apply one after the other. If ``change`` raises, nothing is written.
+        """
+        with self._exclusive_lock():
+            stamp_and_data = self._load()
+            data = stamp_and_data[1] if stamp_and_data else {}
+            change(data)
+            encoded = json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8") + b"\n"
+            write_atomically(self.path, encoded)
+            with self._cache_lock:
+                self._cache = (_stamp(os.stat(self.path)), data)
+            return copy.deepcopy(data)
+
+    def _load(self) -> tuple[Stamp, dict] | None:
+        """Read the file and its stamp from one open file, so the two always agree."""
+        try:
+            with open(self.path, "rb") as file:
+                stamp = _stamp(os.fstat(file.fileno()))
+                raw = file.read()
+        except FileNotFoundError:
+            return None
+        data = decode_json(self.path, raw)
+        if not isinstance(data, dict):
+            raise CorruptStore(f"{self.path} holds a JSON {type(data).__name__}, not an object")
+        return stamp, data
+
+    @contextmanager
+    def _exclusive_lock(self) -> Iterator[None]:
+        # flock locks belong to the open file description, so this excludes other threads of
+        # this process as well as other processes. The lock file is never deleted: removing
+        # it would let a waiter lock a file nobody else can see any more.
+        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            # Temp files left by a writer that died can only be cleaned up under the lock.
+            remove_stray_temp_files(self.path)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the flock

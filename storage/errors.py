@@ -1,0 +1,46 @@
+"""The storage layer's own small errors; the SCIM service turns them into SCIM errors."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class for everything the storage layer raises on purpose."""
+
+
+class NotFound(StorageError):
+    """No document of that kind has that id."""
+
+    def __init__(self, kind: str, id: str) -> None:
+        super().__init__(f"{kind} {id!r} not found")
+        self.kind = kind
+        self.id = id
+
+
+class Conflict(StorageError):
+    """A unique index already holds the value (after folding)."""
+
+    def __init__(self, kind: str, field: str, value: str, holder: str) -> None:
+        super().__init__(f"{kind} {field} {value!r} is already used by {holder!r}")
+        self.kind = kind
+        self.field = field
+        self.value = value
+        self.holder = holder
+
+
+class VersionMismatch(StorageError):
+    """The caller's expected version (If-Match) is not the document's current version."""
+
+    def __init__(self, kind: str, id: str, expected: str, current: str) -> None:
+        super().__init__(f"{kind} {id!r} is at version {current}, not {expected}")
+        self.kind = kind
+        self.id = id
+        self.expected = expected
+        self.current = current
+
+
+class CorruptStore(StorageError):
+    """A data file cannot be read; the message names the file and the position."""
+
+
+class StoreLocked(StorageError):
+    """Another process already owns this data directory."""

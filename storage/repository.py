@@ -1,0 +1,134 @@
+"""The repository interface every store implements, and the index description it takes.
+
+A repository holds documents of a few *kinds* ("User", "Group"), each a plain JSON-able dict
+with an opaque string ``id``. It stamps ``id`` and ``meta`` (``resourceType``, ``created``,
+``lastModified``, ``version``); it never builds a URL. Group membership is kept as its own
+relation (group id -> user ids), so adding one member never rewrites a whole member list.
+
+Every write happens inside :meth:`Repository.transaction`: one lock serialises transactions,
+reads inside a transaction see its own writes, and leaving the block without an exception
+makes all of its writes durable (on disk, fsync'd) and atomic before it returns. An exception
+leaves nothing written.
+
+Documents returned are copies: mutating them never changes the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Index:
+    """A lookup on one top-level string field of one kind, optionally unique.
+
+    ``fold`` normalises values before they are indexed and looked up (``str.casefold`` for
+    userName and group displayName, so "Ann" and "ANN" collide).
+    """
+
+    kind: str
+    field: str
+    unique: bool = False
+    fold: Callable[[str], str] | None = None
+
+    def key(self, value: str) -> str:
+        """The indexed form of ``value``."""
+        return self.fold(value) if self.fold else value
+
+
+Clock = Callable[[], datetime]
+IdFactory = Callable[[], str]
+
+
+class Reader(Protocol):
+    """Reads, available on the repository and inside a transaction."""
+
+    def get(self, kind: str, id: str) -> dict:
+        """A copy of the document; :class:`storage.errors.NotFound` if there is none."""
+        ...
+
+    def exists(self, kind: str, id: str) -> bool:
+        """Whether a document of ``kind`` has ``id``."""
+        ...
+
+    def find(self, kind: str, field: str, value: str) -> list[str]:
+        """Ids of documents whose indexed ``field`` equals ``value`` (after the index's fold).
+
+        :raises KeyError: if there is no index on ``kind``/``field``.
+        """
+        ...
+
+    def members(self, group_id: str) -> list[str]:
+        """User ids in the group, in the order they were added."""
+        ...
+
+    def groups_of(self, user_id: str) -> list[str]:
+        """Ids of the groups the user is a member of."""
+        ...
+
+
+class Transaction(Reader, Protocol):
+    """Writes; all of them become durable together when the transaction block exits."""
+
+    def insert(self, kind: str, document: dict) -> dict:
+        """Store a new document; returns it with ``id`` and ``meta`` stamped.
+
+        Any ``id``/``meta`` in ``document`` is ignored.
+        :raises Conflict: if a unique index already holds one of its values.
+        """
+        ...
+
+    def replace(self, kind: str, id: str, document: dict, *, if_version: str | None = None) -> dict:
+        """Replace the whole document (keeps ``id`` and ``meta.created``, new version).
+
+        :raises NotFound, Conflict, VersionMismatch:
+        """
+        ...
+
+    def delete(self, kind: str, id: str, *, if_version: str | None = None) -> None:
+        """Remove the document and every membership it is part of (as group or as user).
+
+        :raises NotFound, VersionMismatch:
+        """
+        ...
+
+    def add_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Add users to a group, skipping those already in it; returns the ids added.
+
+        A change bumps the group's ``lastModified`` and ``version``. The caller checks that
+        the users exist.
+        :raises NotFound: if the group does not exist.
+        """
+        ...
+
+    def remove_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Remove users from a group, ignoring non-members; returns the ids removed."""
+        ...
+
+    def clear_members(self, group_id: str) -> list[str]:
+        """Remove every member of the group; returns the ids removed."""
+        ...
+
+
+class Repository(Reader, Protocol):
+    """A store of documents: reads directly, writes through :meth:`transaction`."""
+
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """Serialise a unit of work; commit durably on normal exit, discard on exception."""
+        ...
+
+    def all(self, kind: str) -> Iterator[dict]:
+        """Every document of ``kind`` (copies), in insertion order."""
+        ...
+
+    def count(self, kind: str) -> int:
+        """How many documents of ``kind`` there are."""
+        ...
+
+    def close(self) -> None:
+        """Flush what needs flushing and release files and locks."""
+        ...

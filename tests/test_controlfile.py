@@ -1,0 +1,196 @@
+"""ControlFile: a JSON object shared safely between the server and CLI processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from storage import controlfile
+from storage.controlfile import ControlFile, write_atomically
+from storage.errors import CorruptStore
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "control.json"
+
+
+def increment(document: dict) -> None:
+    document["counter"] = document.get("counter", 0) + 1
+
+
+def test_a_missing_file_reads_as_an_empty_object(path: Path) -> None:
+    assert ControlFile(path).read() == {}
+    assert not path.exists()
+
+
+def test_update_writes_the_change_with_owner_only_permissions(path: Path) -> None:
+    result = ControlFile(path).update(increment)
+
+    assert result == {"counter": 1}
+    assert json.loads(path.read_text()) == {"counter": 1}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.with_name("control.json.lock").exists()
+
+
+def test_update_applies_the_change_to_the_latest_content(path: Path) -> None:
+    mine, theirs = ControlFile(path), ControlFile(path)
+    mine.read()  # cache an old version
+    theirs.update(lambda document: document.update(theirs_key="kept"))
+
+    mine.update(increment)
+
+    assert json.loads(path.read_text()) == {"theirs_key": "kept", "counter": 1}
+
+
+def test_read_sees_another_writers_update_at_once(path: Path) -> None:
+    reader, writer = ControlFile(path), ControlFile(path)
+    assert reader.read() == {}
+
+    for expected in (1, 2, 3):
+        writer.update(increment)
+        assert reader.read() == {"counter": expected}
+
+
+def test_read_parses_the_file_only_when_it_changed(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = ControlFile(path)
+    control.update(increment)
+    parses: list[Path] = []
+    real_decode = controlfile.decode_json
+
+    def counting_decode(source: Path, raw: bytes) -> object:
+        parses.append(source)
+        return real_decode(source, raw)
+
+    monkeypatch.setattr(controlfile, "decode_json", counting_decode)
+    other = ControlFile(path)
+    for _ in range(5):
+        assert other.read() == {"counter": 1}
+    assert len(parses) == 1
+
+    control.update(increment)
+    assert other.read() == {"counter": 2}
+    assert len(parses) == 3  # update re-reads under the lock, then the reader once
+
+
+def test_read_returns_a_copy(path: Path) -> None:
+    control = ControlFile(path)
+    control.update(lambda document: document.update(items=[1]))
+
+    control.read()["items"].append(2)
+
+    assert control.read() == {"items": [1]}
+
+
+def test_a_change_that_raises_writes_nothing(path: Path) -> None:
+    control = ControlFile(path)
+    control.update(increment)
+    before = path.read_bytes()
+
+    def fail(document: dict) -> None:
+        document["counter"] = 99
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        control.update(fail)
+
+    assert path.read_bytes() == before
+    assert control.read() == {"counter": 1}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"tokens": [}', "not valid JSON: Expecting value at line 1 column 13"),
+        ('{"format": 1,\n"tokens": ', "not valid JSON: Expecting value at line 2 column 11"),
+        ("[1, 2]", "holds a JSON list, not an object"),
+        ("  \n", "is empty"),
+        ('{"name": "\xff"}', "is not UTF-8: invalid byte at offset 10"),
+    ],
+    ids=["bad-value", "truncated", "not-an-object", "blank", "latin-1"],
+)
+def test_a_corrupt_file_is_refused_naming_it(path: Path, content: str, message: str) -> None:
+    path.write_bytes(content.encode("latin-1"))
+
+    for action in (ControlFile(path).read, lambda: ControlFile(path).update(increment)):
+        with pytest.raises(CorruptStore) as raised:
+            action()
+        assert str(raised.value).startswith(str(path))
+        assert message in str(raised.value)
+    assert path.read_bytes() == content.encode("latin-1")
+
+
+def test_update_removes_temp_files_left_by_a_dead_writer(path: Path) -> None:
+    stray = path.with_name(".control.json.abc123.tmp")
+    stray.write_text("{")
+
+    ControlFile(path).update(increment)
+
+    assert sorted(os.listdir(path.parent)) == ["control.json", "control.json.lock"]
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_atomically(path, b'{"old": true}')
+
+    def refuse(source: str, target: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(controlfile.os, "replace", refuse)
+    with pytest.raises(OSError):
+        write_atomically(path, b'{"new": true}')
+
+    assert path.read_bytes() == b'{"old": true}'
+    assert os.listdir(path.parent) == ["control.json"]
+
+
+def test_updates_from_two_processes_at_once_lose_nothing(path: Path) -> None:
+    """Each process increments the counter 50 times; the file ends at 100."""
+    child = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        sys.path.insert(0, {str(REPOSITORY_ROOT)!r})
+        from storage.controlfile import ControlFile
+
+        def increment(document):
+            document["counter"] = document.get("counter", 0) + 1
+
+        control = ControlFile(Path({str(path)!r}))
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for _ in range(50):
+            control.update(increment)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", child],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout.readline().strip() == "ready"
+    process.stdin.write("go\n")
+    process.stdin.flush()
+
+    control = ControlFile(path)
+    for _ in range(50):
+        control.update(increment)
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    process.stdout.close()
+
+    assert ControlFile(path).read() == {"counter": 100}
