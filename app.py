@@ -1,0 +1,155 @@
+"""Proware provisioning: compose the app from its settings, and the operator command line.
+
+    python app.py serve
+    python app.py token create --name entra [--read-only] [--expires DAYS]
+    python app.py token list | token revoke NAME
+    python app.py provisioning enable | disable | status
+
+Every command takes ``--config FILE`` (or ``$PROWARE_CONFIG``); with neither, ./config.toml
+if it exists, else the built-in defaults (data under ./data/, 127.0.0.1:8000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Flask, Response, g, request
+
+from scim import commands
+from scim.api import NormalizeSlashes, create_blueprint
+from scim.api.context import Services
+from scim.api.responses import register_error_handlers
+from scim.config import ConfigError, Settings, load_settings, resolve_config_path
+from scim.service import INDEXES, Directory
+from scim.tokens import ProvisioningSwitch, TokenStore
+from storage.controlfile import ControlFile
+from storage.repository import Repository
+from storage.tinydb_store import TinyDBRepository
+
+access_log = logging.getLogger("proware.access")
+
+DATA_FILE = "proware.json"
+CONTROL_FILE = "control.json"
+
+
+def create_app(settings: Settings | None = None, *, repository: Repository | None = None) -> Flask:
+    """Build the Flask app: SCIM blueprint, error handlers, access log.
+
+    :param repository: a store to use instead of the one under ``[storage] path`` (tests).
+    """
+    settings = settings or Settings()
+    data_dir = settings.storage.path
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if repository is None:
+        repository = TinyDBRepository(data_dir / DATA_FILE, INDEXES)
+    control = ControlFile(data_dir / CONTROL_FILE)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.extensions["proware"] = Services(
+        settings=settings,
+        repository=repository,
+        directory=Directory(repository, max_results=settings.scim.max_results),
+        tokens=TokenStore(control),
+        switch=ProvisioningSwitch(control),
+    )
+    app.register_blueprint(create_blueprint(settings.scim.prefix))
+    register_error_handlers(app)
+    app.before_request(_start_request)
+    app.after_request(_log_request)
+    app.add_url_rule("/healthz", "healthz", _healthz)
+    app.wsgi_app = NormalizeSlashes(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _start_request() -> None:
+    g.request_id = uuid.uuid4().hex[:16]
+    g.request_started = time.perf_counter()
+    g.request_started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _log_request(response: Response) -> Response:
+    """One access-log line per request; never the Authorization header."""
+    response.headers["X-Request-Id"] = g.get("request_id", "-")
+    if access_log.isEnabledFor(logging.INFO):
+        elapsed = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
+        token = g.get("token")
+        path = request.full_path.rstrip("?")
+        access_log.info(
+            '%s "%s %s" %s %.1fms token=%s id=%s',
+            request.remote_addr,
+            request.method,
+            path,
+            response.status_code,
+            elapsed,
+            token.name if token else "-",
+            g.get("request_id", "-"),
+        )
+    return response
+
+
+def _healthz() -> Response:
+    return Response('{"status":"ok"}', mimetype="application/json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The operator command line."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML config file (default: $PROWARE_CONFIG, else ./config.toml, else built-in)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description=__doc__.split("\n")[0], parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", parents=[common], help="run the service with waitress")
+
+    token = sub.add_parser("token", parents=[common], help="manage bearer tokens")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    create = token_sub.add_parser("create", parents=[common], help="create a token, print it once")
+    create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
+    create.add_argument("--read-only", action="store_true", help="may only read (GET)")
+    create.add_argument("--expires", type=int, metavar="DAYS", help="expire after DAYS days")
+    token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
+    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
+    revoke.add_argument("name")
+
+    provisioning = sub.add_parser(
+        "provisioning", parents=[common], help="turn User Provisioning on or off"
+    )
+    provisioning.add_argument("action", choices=["enable", "disable", "status"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    config_arg = getattr(args, "config", None)
+    try:
+        config_path = resolve_config_path(config_arg)
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command_hint = "python app.py" + (f" --config {config_path}" if config_path else "")
+    if args.command == "serve":
+        return commands.serve(settings, create_app, command_hint)
+    if args.command == "token":
+        return commands.token(settings, args, Path(settings.storage.path) / CONTROL_FILE)
+    return commands.provisioning(settings, args.action, Path(settings.storage.path) / CONTROL_FILE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""What the blueprints share: the service objects of one app, and the request's base URL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import current_app, request
+
+from scim.config import Settings
+from scim.service import Directory
+from scim.tokens import ProvisioningSwitch, TokenStore
+from storage.repository import Repository
+
+EventListener = Callable[[dict], None]
+
+
+@dataclass
+class Services:
+    """The long-lived objects one app instance works with (``app.extensions["proware"]``)."""
+
+    settings: Settings
+    repository: Repository
+    directory: Directory
+    tokens: TokenStore
+    switch: ProvisioningSwitch
+    # Called with one event dict per data-changing or refused SCIM request (activity log).
+    listeners: list[EventListener] = field(default_factory=list)
+
+    def emit(self, event: dict) -> None:
+        """Hand an event to every listener."""
+        for listener in self.listeners:
+            listener(event)
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    return current_app.extensions["proware"]
+
+
+def base_url() -> str:
+    """The SCIM base URL for this request: ``[server] public_url``, else the request's own.
+
+    Behind a trusted proxy waitress has already applied X-Forwarded-Proto/-Host to the
+    request, so ``request.root_url`` is what the client used.
+    """
+    settings = services().settings
+    return settings.tenant_url(request.root_url)

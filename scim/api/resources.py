@@ -1,0 +1,180 @@
+"""Views for /Users and /Groups: list, search, create, read, replace, patch, delete.
+
+Thin by design: each view turns the request into one :class:`scim.service.Directory` call
+and its result into a response.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, request
+
+from scim import constants
+from scim.api.context import base_url, services
+from scim.api.responses import read_json, scim_response
+from scim.definitions import RESOURCE_TYPES
+from scim.pagination import list_response, parse_paging, parse_sort_order
+from scim.paths import parse_attr_path
+from scim.projection import parse_attribute_list, project
+from scim.schemas.search import load_search_request
+from scim.service import Query, parse_query_filter, wants_members
+
+ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add the resource routes to the SCIM blueprint."""
+    for endpoint, kind in ENDPOINTS.items():
+        defaults = {"kind": kind}
+        blueprint.add_url_rule(
+            f"/{endpoint}", f"list_{kind}", list_resources, methods=["GET"], defaults=defaults
+        )
+        blueprint.add_url_rule(
+            f"/{endpoint}", f"create_{kind}", create_resource, methods=["POST"], defaults=defaults
+        )
+        blueprint.add_url_rule(
+            f"/{endpoint}/.search",
+            f"search_{kind}",
+            search_resources,
+            methods=["POST"],
+            defaults=defaults,
+        )
+        blueprint.add_url_rule(
+            f"/{endpoint}/<id>",
+            f"item_{kind}",
+            resource_item,
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+            defaults=defaults,
+        )
+
+
+def list_resources(kind: str) -> Response:
+    """GET /Users or /Groups with filter, sortBy, sortOrder, startIndex, count (§3.4.2)."""
+    args = request.args
+    query = _query(
+        filter_text=args.get("filter"),
+        sort_by=args.get("sortBy"),
+        sort_order=args.get("sortOrder"),
+        start_index=args.get("startIndex"),
+        count=args.get("count"),
+        attributes=args.get("attributes"),
+        excluded=args.get("excludedAttributes"),
+    )
+    return _list(kind, query)
+
+
+def search_resources(kind: str) -> Response:
+    """POST /Users/.search: the same query in a body (RFC 7644 §3.4.3)."""
+    search = load_search_request(read_json())
+    query = _query(
+        filter_text=search.get("filter"),
+        sort_by=search.get("sortBy"),
+        sort_order=search.get("sortOrder"),
+        start_index=search.get("startIndex"),
+        count=search.get("count"),
+        attributes=",".join(search.get("attributes") or []) or None,
+        excluded=",".join(search.get("excludedAttributes") or []) or None,
+    )
+    return _list(kind, query)
+
+
+def create_resource(kind: str) -> Response:
+    """POST /Users or /Groups: 201 with the resource, Location and ETag (§3.3)."""
+    resource = services().directory.create(kind, read_json(), base_url())
+    _note("create", resource)
+    return _resource_response(resource, kind, status=201, location=True)
+
+
+def resource_item(kind: str, id: str) -> Response:
+    """GET, PUT, PATCH or DELETE one resource by id."""
+    directory = services().directory
+    if_match = request.headers.get("If-Match")
+    if request.method == "GET":
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match:
+            version = directory.version(kind, id)
+            if version in [tag.strip() for tag in if_none_match.split(",")]:
+                return Response(status=304, headers={"ETag": version})
+        attributes, excluded = _projection(request.args)
+        resource = directory.get(
+            kind, id, base_url(), with_members=wants_members(kind, attributes, excluded)
+        )
+        return _resource_response(resource, kind, attributes=attributes, excluded=excluded)
+    if request.method == "PUT":
+        resource = directory.replace(kind, id, read_json(), base_url(), if_match=if_match)
+        _note("update", resource)
+        return _resource_response(resource, kind)
+    if request.method == "PATCH":
+        outcome = directory.patch(kind, id, read_json(), base_url(), if_match=if_match)
+        _note(", ".join(outcome.operations) or "update (no change)", outcome.resource)
+        g.scim_skipped = outcome.skipped
+        attributes, excluded = _projection(request.args)
+        # Entra's documented answers: a user PATCH returns the resource (A5), a group PATCH
+        # 204 without the member list (A11-A13) unless the client asked for attributes.
+        if kind == constants.GROUP_TYPE and attributes is None and excluded is None:
+            return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
+        return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
+    deleted = directory.delete(kind, id, if_match=if_match)
+    _note("delete", deleted)
+    return scim_response(None, 204)
+
+
+def _query(
+    *,
+    filter_text: str | None,
+    sort_by: str | None,
+    sort_order: str | None,
+    start_index: object,
+    count: object,
+    attributes: str | None,
+    excluded: str | None,
+) -> Query:
+    settings = services().settings.scim
+    return Query(
+        filter=parse_query_filter(filter_text, settings.max_filter_length),
+        sort_by=parse_attr_path(sort_by) if sort_by else None,
+        ascending=parse_sort_order(sort_order),
+        page=parse_paging(start_index, count, max_results=settings.max_results),  # type: ignore[arg-type]
+        attributes=parse_attribute_list(attributes) if attributes else None,
+        excluded=parse_attribute_list(excluded) if excluded else None,
+    )
+
+
+def _list(kind: str, query: Query) -> Response:
+    result = services().directory.query(kind, query, base_url())
+    g.scim_event = {"operation": "query", "resourceType": kind, "matched": result.total}
+    return scim_response(list_response(result.resources, result.total, result.start_index))
+
+
+def _projection(args) -> tuple[list | None, list | None]:
+    attributes = args.get("attributes")
+    excluded = args.get("excludedAttributes")
+    return (
+        parse_attribute_list(attributes) if attributes else None,
+        parse_attribute_list(excluded) if excluded else None,
+    )
+
+
+def _resource_response(
+    resource: dict,
+    kind: str,
+    *,
+    status: int = 200,
+    location: bool = False,
+    attributes: list | None = None,
+    excluded: list | None = None,
+) -> Response:
+    headers = {"ETag": resource["meta"]["version"]}
+    if location:
+        headers["Location"] = resource["meta"]["location"]
+    body = project(resource, RESOURCE_TYPES[kind], attributes, excluded)
+    return scim_response(body, status, headers)
+
+
+def _note(operation: str, resource: dict) -> None:
+    """Describe the change for the access and activity logs."""
+    g.scim_event = {
+        "operation": operation,
+        "resourceType": resource.get("meta", {}).get("resourceType"),
+        "id": resource.get("id"),
+        "name": resource.get("userName") or resource.get("displayName"),
+    }

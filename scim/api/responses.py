@@ -1,0 +1,116 @@
+"""Reading SCIM request bodies and writing SCIM responses and errors (RFC 7644 §3.12)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from scim import constants, errors
+
+log = logging.getLogger("proware")
+
+
+def scim_response(
+    body: dict | None, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A response with ``application/scim+json`` (Entra Q8), never content-negotiated."""
+    data = "" if body is None else json.dumps(body, ensure_ascii=False)
+    response = Response(data, status=status, mimetype=constants.SCIM_MEDIA_TYPE)
+    if body is None:
+        response.mimetype = constants.SCIM_MEDIA_TYPE
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def error_response(error: errors.ScimError) -> Response:
+    """The RFC 7644 §3.12 error body: status as a string, scimType when there is one."""
+    body: dict = {"schemas": [constants.ERROR], "status": str(error.status)}
+    if error.scim_type:
+        body["scimType"] = error.scim_type
+    body["detail"] = error.detail
+    headers = {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="Proware SCIM"'
+    return scim_response(body, error.status, headers)
+
+
+def read_json() -> object:
+    """The request body as JSON, whatever its Content-Type (Entra Q8: scim+json; charset).
+
+    :raises errors.InvalidSyntax: for an empty, non-UTF-8 or malformed body.
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise errors.InvalidSyntax("request body: expected a JSON object, got an empty body")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise errors.InvalidSyntax(f"request body: not valid UTF-8 at byte {exc.start}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.InvalidSyntax(
+            f"request body: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise errors.InvalidSyntax("request body: JSON nested too deeply") from None
+
+
+_HTTP_ERRORS: dict[int, type[errors.ScimError]] = {
+    404: errors.NotFound,
+    405: errors.MethodNotAllowed,
+    413: errors.PayloadTooLarge,
+}
+
+
+def http_error(exc: HTTPException) -> errors.ScimError:
+    """A routing or protocol error from werkzeug as a SCIM error with a useful detail."""
+    status = exc.code or 500
+    if status == 404:
+        detail = f"no such endpoint: {request.method} {request.path}"
+    elif status == 405:
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
+        detail = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+    elif status == 413:
+        detail = (
+            f"request body too large: the limit is {request.max_content_length} bytes "
+            "([server] max_body_bytes)"
+        )
+    else:
+        detail = exc.description or exc.name
+    cls = _HTTP_ERRORS.get(status)
+    if cls is not None:
+        return cls(detail)
+    error = errors.BadRequest(detail)
+    error.status = status
+    return error
+
+
+def register_error_handlers(app: Flask) -> None:
+    """App-level handlers: routing 404/405 never reach a blueprint's own handlers."""
+
+    @app.errorhandler(errors.ScimError)
+    def handle_scim_error(error: errors.ScimError) -> Response:
+        g.scim_error = error
+        return error_response(error)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException) -> Response:
+        error = http_error(exc)
+        g.scim_error = error
+        return error_response(error)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> Response:
+        request_id = getattr(g, "request_id", "-")
+        log.exception("unhandled error in request %s", request_id)
+        return error_response(
+            errors.InternalError(
+                f"internal server error; the server log has the details under request id "
+                f"{request_id}"
+            )
+        )

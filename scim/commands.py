@@ -1,0 +1,147 @@
+"""The operator commands behind ``python app.py``: serve, token, provisioning.
+
+The token and provisioning commands change the control file under its lock; a running
+server sees the change on its next request, so they work while it serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import waitress
+from flask import Flask
+
+from scim.config import Settings
+from scim.tokens import ProvisioningSwitch, TokenStore
+from storage.controlfile import ControlFile
+from storage.errors import StorageError
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log lines, access log included, to standard output."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("proware")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log.level.upper())
+    root.propagate = False
+    logging.getLogger("proware.access").disabled = not settings.log.access_log
+
+
+def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: str) -> int:
+    """Start waitress; print the Tenant URL and how to get a token."""
+    configure_logging(settings)
+    try:
+        app = create_app(settings)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    services = app.extensions["proware"]
+    server = settings.server
+    tokens = [t for t in services.tokens.list() if t.status == "active"]
+    print(f"Proware SCIM service on {settings.local_url} (config: {settings.source})")
+    print(f"  Tenant URL:   {settings.tenant_url()}")
+    print(f"  Data:         {Path(settings.storage.path).resolve()}")
+    if not tokens:
+        print(
+            f"  Create a token for Entra's Secret Token field: {command} token create --name entra"
+        )
+    state = "enabled" if services.switch.enabled() else "disabled"
+    print(f"  User Provisioning is {state}", end="")
+    print("" if state == "enabled" else f": turn it on with {command} provisioning enable")
+    sys.stdout.flush()
+    options: dict = {
+        "host": server.host,
+        "port": server.port,
+        "threads": server.threads,
+        "max_request_body_size": server.max_body_bytes,
+        "ident": "Proware",
+    }
+    if server.trusted_proxy:
+        options.update(
+            trusted_proxy=server.trusted_proxy,
+            trusted_proxy_count=server.trusted_proxy_count,
+            trusted_proxy_headers=" ".join(server.trusted_proxy_headers),
+            clear_untrusted_proxy_headers=True,
+        )
+    try:
+        waitress.serve(app, **options)
+    finally:
+        services.tokens.flush()
+        services.repository.close()
+    return 0
+
+
+def token(settings: Settings, args: argparse.Namespace, control_path: Path) -> int:
+    """token create | list | revoke."""
+    control_path.parent.mkdir(parents=True, exist_ok=True)
+    store = TokenStore(ControlFile(control_path))
+    if args.action == "create":
+        try:
+            secret, info = store.create(
+                args.name, read_only=args.read_only, expires_in_days=args.expires
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        # Only the token on stdout, so scripts can capture it; guidance on stderr.
+        print(secret)
+        print(
+            f"Created {info.scope} token {info.name!r}"
+            + (f", expires {_date(info.expires)}" if info.expires else "")
+            + ". It is shown only this once: paste it into Entra's Secret Token field.",
+            file=sys.stderr,
+        )
+        return 0
+    if args.action == "list":
+        rows = [("NAME", "SCOPE", "STATUS", "CREATED", "LAST USED", "EXPIRES")]
+        for info in store.list():
+            rows.append(
+                (
+                    info.name,
+                    info.scope,
+                    info.status,
+                    _date(info.created),
+                    _date(info.last_used),
+                    _date(info.expires),
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
+        return 0
+    try:
+        info = store.revoke(args.name)
+    except KeyError:
+        print(f"error: no active token named {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"Revoked token {info.name!r}; requests with it now get 401.")
+    return 0
+
+
+def provisioning(settings: Settings, action: str, control_path: Path) -> int:
+    """provisioning enable | disable | status."""
+    control_path.parent.mkdir(parents=True, exist_ok=True)
+    switch = ProvisioningSwitch(ControlFile(control_path))
+    if action in ("enable", "disable"):
+        switch.set(action == "enable", by="cli")
+    status = switch.status()
+    state = "enabled" if status["enabled"] else "disabled"
+    since = f" (since {status['changed']} by {status['changed_by']})" if status["changed"] else ""
+    print(f"User Provisioning is {state}{since}")
+    return 0
+
+
+def _date(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

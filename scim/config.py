@@ -1,0 +1,214 @@
+"""Settings: one typed, documented object loaded from TOML (see ``config.example.toml``).
+
+Every key has a default, so the service starts with no file at all. Unknown sections or
+keys and values of the wrong type stop the start with a message naming them, rather than
+being silently dropped (as Flask's ``config.from_file`` would drop lowercase keys).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+CONFIG_ENV = "PROWARE_CONFIG"
+DEFAULT_CONFIG_FILE = Path("config.toml")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or has a bad key or value."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: where and how waitress listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # The externally visible base URL (scheme, host, optional path), e.g. behind ngrok or a
+    # TLS reverse proxy. Empty: built from each request.
+    public_url: str = ""
+    threads: int = 8
+    # waitress's proxy settings: the address of a proxy whose X-Forwarded-* headers are trusted.
+    trusted_proxy: str = ""
+    trusted_proxy_count: int = 1
+    trusted_proxy_headers: list[str] = field(
+        default_factory=lambda: ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"]
+    )
+    max_body_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class ScimSettings:
+    """``[scim]``: protocol limits."""
+
+    prefix: str = "/scim/v2"
+    max_results: int = 1000
+    max_filter_length: int = 4096
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """``[storage]``: the data directory (one server process per directory)."""
+
+    path: Path = Path("data")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """``[log]``: what goes to standard output."""
+
+    level: str = "INFO"
+    access_log: bool = True
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads at start-up."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    scim: ScimSettings = field(default_factory=ScimSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: str = "built-in defaults"
+
+    def tenant_url(self, request_base: str | None = None) -> str:
+        """The SCIM base URL an admin pastes into Entra's Tenant URL field."""
+        base = self.server.public_url or request_base or self.local_url
+        return base.rstrip("/") + self.scim.prefix
+
+    @property
+    def local_url(self) -> str:
+        """The URL the server answers on locally."""
+        host = self.server.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.server.port}"
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "scim": ScimSettings,
+    "storage": StorageSettings,
+    "log": LogSettings,
+}
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """The config file to use: ``--config``, then ``$PROWARE_CONFIG``, then ./config.toml."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    if DEFAULT_CONFIG_FILE.is_file():
+        return DEFAULT_CONFIG_FILE
+    return None
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and check ``path`` (or use the built-in defaults when it is None).
+
+    A relative ``[storage] path`` is taken relative to the config file's directory.
+    :raises ConfigError: naming the file, section and key at fault.
+    """
+    if path is None:
+        return _check(Settings())
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return _check(from_mapping(raw, source=str(path), base_dir=path.parent))
+
+
+def from_mapping(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> Settings:
+    """Build settings from a parsed TOML mapping, checking every section, key and type."""
+    sections: dict[str, Any] = {}
+    for name, values in raw.items():
+        if name not in _SECTIONS:
+            known = ", ".join(f"[{s}]" for s in _SECTIONS)
+            raise ConfigError(f"{source}: unknown section [{name}] (known: {known})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        sections[name] = _section(_SECTIONS[name], name, values, source)
+    settings = Settings(**sections, source=source)
+    path = settings.storage.path
+    if base_dir is not None and not path.is_absolute():
+        settings = _replace_storage(settings, base_dir / path)
+    return settings
+
+
+def _section(cls: type, name: str, values: dict[str, Any], source: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key [{name}] {key} (known: {', '.join(sorted(known))})"
+            )
+        default = getattr(cls(), key)
+        kwargs[key] = _coerce(value, default, f"{source}: [{name}] {key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, not {value!r}")
+        return value
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a non-empty path string, not {value!r}")
+        return Path(value)
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, not {value!r}")
+    return value
+
+
+def _check(settings: Settings) -> Settings:
+    """Cross-field checks that a type alone cannot express."""
+    where = settings.source
+    server, scim = settings.server, settings.scim
+    if not 0 < server.port < 65536:
+        raise ConfigError(f"{where}: [server] port must be 1-65535, not {server.port}")
+    if server.threads < 1:
+        raise ConfigError(f"{where}: [server] threads must be at least 1")
+    if server.max_body_bytes < 1024:
+        raise ConfigError(f"{where}: [server] max_body_bytes must be at least 1024")
+    if server.public_url:
+        parts = urlsplit(server.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ConfigError(
+                f"{where}: [server] public_url must be an http(s) URL with a host and no query, "
+                f"like 'https://proware.example.com', not {server.public_url!r}"
+            )
+    if not scim.prefix.startswith("/") or scim.prefix.endswith("/") or "//" in scim.prefix:
+        raise ConfigError(
+            f"{where}: [scim] prefix must start with '/' and not end with one, like '/scim/v2'"
+        )
+    if scim.max_results < 1:
+        raise ConfigError(f"{where}: [scim] max_results must be at least 1")
+    if scim.max_filter_length < 64:
+        raise ConfigError(f"{where}: [scim] max_filter_length must be at least 64")
+    if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{where}: [log] level must be DEBUG, INFO, WARNING or ERROR")
+    return settings
+
+
+def _replace_storage(settings: Settings, path: Path) -> Settings:
+    return replace(settings, storage=StorageSettings(path=path))
