@@ -55,13 +55,15 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
-    app.extensions["proware"] = Services(
+    services = Services(
         settings=settings,
         repository=repository,
         directory=Directory(repository, max_results=settings.scim.max_results),
         tokens=TokenStore(control),
         switch=ProvisioningSwitch(control),
     )
+    repository.add_commit_listener(services.emit_all)
+    app.extensions["proware"] = services
     app.register_blueprint(create_blueprint(settings.scim.prefix))
     register_error_handlers(app)
     app.before_request(_start_request)

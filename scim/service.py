@@ -155,9 +155,13 @@ class Directory:
 
     # -- writes ------------------------------------------------------------------------
 
-    def create(self, kind: str, payload: object, base_url: str) -> dict:
+    def create(
+        self, kind: str, payload: object, base_url: str, *, context: dict | None = None
+    ) -> dict:
         """Create a resource from a POST body (RFC 7644 §3.3).
 
+        :param context: request facts (time, token, client, request id) for the activity
+            event committed with the change.
         :raises errors.Uniqueness: when userName / group displayName is taken (Q11).
         """
         resource = RESOURCE_TYPES[kind]
@@ -170,10 +174,18 @@ class Directory:
             if members:
                 tx.add_members(stored["id"], members)
             stored = tx.get(kind, stored["id"])
+            _note(tx, context, "create", stored)
         return self._present(stored, base_url)
 
     def replace(
-        self, kind: str, id: str, payload: object, base_url: str, *, if_match: str | None = None
+        self,
+        kind: str,
+        id: str,
+        payload: object,
+        base_url: str,
+        *,
+        if_match: str | None = None,
+        context: dict | None = None,
     ) -> dict:
         """Replace a resource with a PUT body (RFC 7644 §3.5.1).
 
@@ -197,10 +209,18 @@ class Directory:
                 tx.clear_members(id)
                 tx.add_members(id, members)
             stored = tx.get(kind, id)
+            _note(tx, context, "update", stored)
         return self._present(stored, base_url)
 
     def patch(
-        self, kind: str, id: str, body: object, base_url: str, *, if_match: str | None = None
+        self,
+        kind: str,
+        id: str,
+        body: object,
+        base_url: str,
+        *,
+        if_match: str | None = None,
+        context: dict | None = None,
     ) -> PatchOutcome:
         """Apply a PatchOp (RFC 7644 §3.5.2) atomically: all operations or none.
 
@@ -224,6 +244,8 @@ class Directory:
             if result.member_changes:
                 operations += self._apply_member_changes(tx, id, result.member_changes)
             stored = tx.get(kind, id)
+            for operation in operations:
+                _note(tx, context, operation, stored)
         return PatchOutcome(
             resource=self._present(stored, base_url),
             skipped=result.skipped,
@@ -231,15 +253,18 @@ class Directory:
             operations=operations,
         )
 
-    def delete(self, kind: str, id: str, *, if_match: str | None = None) -> dict:
+    def delete(
+        self, kind: str, id: str, *, if_match: str | None = None, context: dict | None = None
+    ) -> dict:
         """Delete a resource; a user leaves every group it was in (RFC 7644 §3.6).
 
-        Returns the deleted document (for the activity log).
+        Returns the deleted document.
         """
         with self.repository.transaction() as tx:
             current = _get(tx, kind, id)
             _check_version(current, if_match)
             tx.delete(kind, id)
+            _note(tx, context, "delete", current)
         return current
 
     # -- helpers -----------------------------------------------------------------------
@@ -354,6 +379,21 @@ class Directory:
                 }
             )
         return groups
+
+
+def _note(tx: Transaction, context: dict | None, operation: str, document: dict) -> None:
+    """Commit an activity event with the change (no second fsync: same durable write)."""
+    if context is None:
+        return
+    tx.note(
+        {
+            **context,
+            "operation": operation,
+            "resourceType": document["meta"]["resourceType"],
+            "id": document["id"],
+            "name": document.get("userName") or document.get("displayName"),
+        }
+    )
 
 
 def _describe_change(before: dict, after: dict) -> list[str]:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from storage.errors import Conflict, NotFound, VersionMismatch
-from storage.repository import Clock, IdFactory, Index
+from storage.repository import Clock, CommitListener, IdFactory, Index
 
 USER = "User"
 GROUP = "Group"
@@ -182,6 +182,8 @@ class MemoryTransaction(_Reads):
         self.changed: dict[Key, None] = {}
         # Documents already given a new version here: one transaction, one version.
         self._stamped: set[Key] = set()
+        # Activity events noted by the caller, committed with the writes.
+        self.events: list[dict] = []
 
     @property
     def state(self) -> State:
@@ -260,6 +262,10 @@ class MemoryTransaction(_Reads):
         """Remove every member of the group; returns the ids removed."""
         return self.remove_members(group_id, self.members(group_id))
 
+    def note(self, event: dict) -> None:
+        """Attach an activity event; delivered to commit listeners after the commit."""
+        self.events.append(clone(event))
+
     def close(self) -> None:
         """Refuse further writes: the transaction block has ended."""
         self._open = False
@@ -336,6 +342,7 @@ class MemoryRepository(_Reads):
         self._lock = threading.RLock()
         self._active: MemoryTransaction | None = None
         self._state = State.build(indexes)
+        self._listeners: list[CommitListener] = []
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTransaction]:
@@ -347,12 +354,20 @@ class MemoryRepository(_Reads):
             self._active = transaction
             try:
                 yield transaction
-                if transaction.changed:
+                if transaction.changed or transaction.events:
                     self._commit(transaction)
                     self._state = transaction.state
             finally:
                 transaction.close()
                 self._active = None
+            if transaction.events:
+                # Still under the lock, so listeners see commits in order.
+                for listener in self._listeners:
+                    listener(transaction.events)
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(events)`` after every commit that noted events, in commit order."""
+        self._listeners.append(listener)
 
     def all(self, kind: str) -> Iterator[dict]:
         """Every document of ``kind`` (copies), in insertion order."""

@@ -42,6 +42,7 @@ class Index:
 
 Clock = Callable[[], datetime]
 IdFactory = Callable[[], str]
+CommitListener = Callable[[list[dict]], None]
 
 
 class Reader(Protocol):
@@ -113,6 +114,15 @@ class Transaction(Reader, Protocol):
         """Remove every member of the group; returns the ids removed."""
         ...
 
+    def note(self, event: dict) -> None:
+        """Attach an activity event to this transaction.
+
+        The event is committed with the writes (a durable store makes it durable in the same
+        write) and handed to the commit listeners after the commit; a transaction that
+        raises drops it.
+        """
+        ...
+
 
 class Repository(Reader, Protocol):
     """A store of documents: reads directly, writes through :meth:`transaction`."""
@@ -127,6 +137,10 @@ class Repository(Reader, Protocol):
 
     def count(self, kind: str) -> int:
         """How many documents of ``kind`` there are."""
+        ...
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(events)`` after every commit that noted events, in commit order."""
         ...
 
     def close(self) -> None:

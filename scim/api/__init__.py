@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from flask import Blueprint, Response, g, request
 
 from scim import errors
 from scim.api import discovery, resources
 from scim.api.auth import Refused, authenticate
-from scim.api.context import services
+from scim.api.context import request_context, services
 
 
 def create_blueprint(prefix: str) -> Blueprint:
@@ -30,31 +29,21 @@ def create_blueprint(prefix: str) -> Blueprint:
 
 
 def _emit_event(response: Response) -> Response:
-    """One activity event per data-changing or refused request (issue: monitor deployment)."""
-    event = getattr(g, "scim_event", None)
-    changed = request.method in ("POST", "PUT", "PATCH", "DELETE") and not request.path.endswith(
-        "/.search"
-    )
-    if response.status_code < 400 and not changed:
+    """An activity event for every refused or failed request.
+
+    Successful changes are not emitted here: the service commits their events with the
+    change itself, and the repository hands them on after the commit.
+    """
+    if response.status_code < 400:
         return response
-    token = getattr(g, "token", None)
-    record: dict[str, Any] = {
-        "time": g.get("request_started_at"),
-        "request_id": g.get("request_id"),
-        "client": request.remote_addr,
-        "token": token.name if token else None,
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-    }
-    if event:
-        record.update(event)
+    event = request_context(response.status_code)
     error = g.get("scim_error")
     if error is not None:
-        record["detail"] = error.detail
+        event["detail"] = error.detail
+        event["operation"] = "refused" if isinstance(error, Refused) else "failed"
         if isinstance(error, Refused):
-            record["reason"] = error.reason
-    services().emit(record)
+            event["reason"] = error.reason
+    services().emit(event)
     return response
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from scim.config import Settings
 from scim.service import Directory
@@ -32,6 +32,11 @@ class Services:
         for listener in self.listeners:
             listener(event)
 
+    def emit_all(self, events: list[dict]) -> None:
+        """Hand a commit's events to every listener, in order."""
+        for event in events:
+            self.emit(event)
+
 
 def services() -> Services:
     """The services of the app handling the current request."""
@@ -46,3 +51,17 @@ def base_url() -> str:
     """
     settings = services().settings
     return settings.tenant_url(request.root_url)
+
+
+def request_context(status: int) -> dict:
+    """The facts about this request that an activity event records (never the token)."""
+    token = g.get("token")
+    return {
+        "time": g.get("request_started_at"),
+        "request_id": g.get("request_id"),
+        "client": request.remote_addr,
+        "token": token.name if token else None,
+        "method": request.method,
+        "path": request.path,
+        "status": status,
+    }

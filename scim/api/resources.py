@@ -6,10 +6,12 @@ and its result into a response.
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, Response, g, request
 
 from scim import constants
-from scim.api.context import base_url, services
+from scim.api.context import base_url, request_context, services
 from scim.api.responses import read_json, scim_response
 from scim.definitions import RESOURCE_TYPES
 from scim.pagination import list_response, parse_paging, parse_sort_order
@@ -17,6 +19,8 @@ from scim.paths import parse_attr_path
 from scim.projection import parse_attribute_list, project
 from scim.schemas.search import load_search_request
 from scim.service import Query, parse_query_filter, wants_members
+
+log = logging.getLogger("proware.scim")
 
 ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
 
@@ -79,8 +83,9 @@ def search_resources(kind: str) -> Response:
 
 def create_resource(kind: str) -> Response:
     """POST /Users or /Groups: 201 with the resource, Location and ETag (§3.3)."""
-    resource = services().directory.create(kind, read_json(), base_url())
-    _note("create", resource)
+    resource = services().directory.create(
+        kind, read_json(), base_url(), context=request_context(201)
+    )
     return _resource_response(resource, kind, status=201, location=True)
 
 
@@ -100,21 +105,29 @@ def resource_item(kind: str, id: str) -> Response:
         )
         return _resource_response(resource, kind, attributes=attributes, excluded=excluded)
     if request.method == "PUT":
-        resource = directory.replace(kind, id, read_json(), base_url(), if_match=if_match)
-        _note("update", resource)
+        resource = directory.replace(
+            kind, id, read_json(), base_url(), if_match=if_match, context=request_context(200)
+        )
         return _resource_response(resource, kind)
     if request.method == "PATCH":
-        outcome = directory.patch(kind, id, read_json(), base_url(), if_match=if_match)
-        _note(", ".join(outcome.operations) or "update (no change)", outcome.resource)
-        g.scim_skipped = outcome.skipped
         attributes, excluded = _projection(request.args)
         # Entra's documented answers: a user PATCH returns the resource (A5), a group PATCH
         # 204 without the member list (A11-A13) unless the client asked for attributes.
-        if kind == constants.GROUP_TYPE and attributes is None and excluded is None:
+        bare = kind == constants.GROUP_TYPE and attributes is None and excluded is None
+        outcome = directory.patch(
+            kind,
+            id,
+            read_json(),
+            base_url(),
+            if_match=if_match,
+            context=request_context(204 if bare else 200),
+        )
+        if outcome.skipped:
+            log.info("PATCH %s %s skipped unknown attributes: %s", kind, id, outcome.skipped)
+        if bare:
             return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
-    deleted = directory.delete(kind, id, if_match=if_match)
-    _note("delete", deleted)
+    directory.delete(kind, id, if_match=if_match, context=request_context(204))
     return scim_response(None, 204)
 
 
@@ -168,13 +181,3 @@ def _resource_response(
         headers["Location"] = resource["meta"]["location"]
     body = project(resource, RESOURCE_TYPES[kind], attributes, excluded)
     return scim_response(body, status, headers)
-
-
-def _note(operation: str, resource: dict) -> None:
-    """Describe the change for the access and activity logs."""
-    g.scim_event = {
-        "operation": operation,
-        "resourceType": resource.get("meta", {}).get("resourceType"),
-        "id": resource.get("id"),
-        "name": resource.get("userName") or resource.get("displayName"),
-    }
