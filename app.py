@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 import uuid
@@ -64,9 +65,10 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     )
     repository.add_commit_listener(services.emit_all)
     app.extensions["proware"] = services
+    # First, so that every other hook (authentication included) sees the request id.
+    app.before_request(_start_request)
     app.register_blueprint(create_blueprint(settings.scim.prefix))
     register_error_handlers(app)
-    app.before_request(_start_request)
     app.after_request(_log_request)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.wsgi_app = NormalizeSlashes(app.wsgi_app)  # type: ignore[method-assign]
@@ -135,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _python() -> str:
+    """How to run this interpreter from here: ".venv/bin/python" under `make run`."""
+    relative = os.path.relpath(sys.executable)
+    return "python" if relative.startswith("..") else relative
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command_hint = "python app.py" + (f" --config {config_path}" if config_path else "")
+    command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
     if args.command == "serve":
         return commands.serve(settings, create_app, command_hint)
     if args.command == "token":
