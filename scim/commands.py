@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +56,8 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
     state = "enabled" if services.switch.enabled() else "disabled"
     print(f"  User Provisioning is {state}", end="")
     print("" if state == "enabled" else f": turn it on with {command} provisioning enable")
+    for hook in app.extensions.get("serve_hooks", ()):  # e.g. the control panel's setup link
+        hook(command)
     sys.stdout.flush()
     options: dict = {
         "host": server.host,
@@ -69,12 +73,32 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
             trusted_proxy_headers=" ".join(server.trusted_proxy_headers),
             clear_untrusted_proxy_headers=True,
         )
+    previous = _stop_on_sigterm()
     try:
         waitress.serve(app, **options)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         services.tokens.flush()
         services.repository.close()
     return 0
+
+
+def _stop_on_sigterm() -> signal.Handlers | Callable | int | None:
+    """Make SIGTERM stop the server as Ctrl-C does; returns the handler it replaced.
+
+    SIGTERM is how systemd and docker stop a service. By default it kills the process
+    before ``serve``'s ``finally`` can save token use and close the store; raised as
+    KeyboardInterrupt it ends waitress's loop, which then shuts down its workers and returns.
+    Signal handlers can only be set from the main thread; elsewhere nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def token(settings: Settings, args: argparse.Namespace, control_path: Path) -> int:

@@ -130,7 +130,13 @@ class Directory:
         if query.filter is None and query.sort_by is None:
             # A plain listing (Entra's account discovery, A16) reads only the page it returns.
             total = self.repository.count(kind)
-            documents = list(islice(self.repository.all(kind), start - 1, start - 1 + count))
+            # A startIndex past the end is an empty page; checked first because islice
+            # refuses indices above sys.maxsize, and startIndex is any integer the client sent.
+            documents = (
+                list(islice(self.repository.all(kind), start - 1, start - 1 + count))
+                if start <= total
+                else []
+            )
         else:
             candidates = self._candidates(kind, query.filter, resource)
             if needs_members:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from scim.config import Settings, StorageSettings
 
 PREFIX = "/scim/v2"
 SCIM_JSON = "application/scim+json"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
 @pytest.fixture
@@ -76,7 +77,48 @@ class ScimClient:
     def delete(self, path: str, **kwargs):
         return self.request("DELETE", path, **kwargs)
 
+    def patch_ops(self, path: str, *operations: dict, **kwargs):
+        """PATCH ``path`` with a PatchOp message holding ``operations``."""
+        return self.patch(path, {"schemas": [PATCH_OP], "Operations": list(operations)}, **kwargs)
+
+    def create_user(self, user_name: str, **attributes: object) -> dict:
+        """POST a user and return the created resource (asserting the 201)."""
+        response = self.post("/Users", {"userName": user_name, **attributes})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def create_group(
+        self, display_name: str, member_ids: Sequence[str] = (), **attributes: object
+    ) -> dict:
+        """POST a group with these user ids as members and return it (asserting the 201)."""
+        members = [{"value": member_id} for member_id in member_ids]
+        body = {"displayName": display_name, **({"members": members} if members else {})}
+        response = self.post("/Groups", {**body, **attributes})
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
 
 @pytest.fixture
 def scim(client: FlaskClient, token: str) -> ScimClient:
     return ScimClient(client, token)
+
+
+@pytest.fixture
+def scim_for() -> Callable[[Flask], ScimClient]:
+    """A ScimClient for an app: a new token there (read-write unless asked), provisioning on."""
+
+    def make(app: Flask, *, name: str = "entra", read_only: bool = False) -> ScimClient:
+        services = app.extensions["proware"]
+        secret, _ = services.tokens.create(name, read_only=read_only)
+        services.switch.set(True)
+        return ScimClient(app.test_client(), secret)
+
+    return make
+
+
+@pytest.fixture
+def events(app: Flask) -> list[dict]:
+    """Every activity event the app emits during the test, in order."""
+    received: list[dict] = []
+    app.extensions["proware"].listeners.append(received.append)
+    return received

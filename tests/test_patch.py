@@ -544,7 +544,7 @@ def test_members_filter_with_add_is_invalid_path() -> None:
 
 
 def test_add_members_with_null_value_changes_nothing() -> None:
-    result = patch(group(), ops({"op": "add", "path": "members"}), GROUP_RESOURCE)
+    result = patch(group(), ops({"op": "add", "path": "members", "value": None}), GROUP_RESOURCE)
     assert result.member_changes == []
 
 
@@ -565,17 +565,27 @@ def test_body_keys_and_ops_load_in_any_case() -> None:
 
 
 def test_missing_schemas_and_extra_uris_are_tolerated() -> None:
-    body = {"schemas": [constants.PATCH_OP, "urn:other"], "Operations": [{"op": "ADD"}]}
-    assert load_patch_request(body) == [Operation("add")]
+    body = {"schemas": [constants.PATCH_OP, "urn:other"], "Operations": [{"op": "REMOVE"}]}
+    assert load_patch_request(body) == [Operation("remove")]
     assert load_patch_request({"Operations": []}) == []
 
 
 def test_blank_path_loads_as_no_path() -> None:
-    assert load_patch_request({"Operations": [{"op": "add", "path": " "}]})[0].path is None
+    loaded = load_patch_request({"Operations": [{"op": "add", "path": " ", "value": {}}]})
+    assert loaded[0].path is None
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_add_or_replace_without_a_value_is_invalid_value(op: str) -> None:
+    """RFC 7644 §3.5.2.1/3: the value member is required; an explicit null still clears."""
+    with pytest.raises(InvalidValue) as caught:
+        load_patch_request({"Operations": [{"op": op, "path": "title"}]})
+    assert caught.value.detail == f"Operations[0].value: required for {op}"
+    assert load_patch_request({"Operations": [{"op": op, "path": "title", "value": None}]})
 
 
 def test_unknown_op_is_invalid_value_naming_the_operation() -> None:
-    body = {"Operations": [{"op": "add"}, {"op": "add"}, {"op": "move"}]}
+    body = {"Operations": [{"op": "remove"}, {"op": "remove"}, {"op": "move"}]}
     with pytest.raises(InvalidValue) as caught:
         load_patch_request(body)
     assert caught.value.detail == "Operations[2].op: 'move' is not one of add, replace, remove"

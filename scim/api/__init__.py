@@ -7,25 +7,49 @@ from collections.abc import Callable, Iterable
 
 from flask import Blueprint, Response, g, request
 
-from scim import errors
+from scim import constants
 from scim.api import discovery, resources
 from scim.api.auth import Refused, authenticate
 from scim.api.context import request_context, services
 
 
 def create_blueprint(prefix: str) -> Blueprint:
-    """The SCIM routes, every one behind bearer-token authentication."""
+    """The SCIM routes, every one behind bearer-token authentication.
+
+    Requests under ``prefix`` that match no route (404) or no method of their route (405)
+    belong to no blueprint, so Flask runs none of the blueprint's hooks for them: the
+    app-wide hooks below authenticate them and log them in the same way. A catch-all
+    ``/<path:...>`` route would do the first, but it answers every path for every method and
+    so turns each 405 into a 404.
+    """
     blueprint = Blueprint("scim", __name__, url_prefix=prefix)
     blueprint.before_request(authenticate)
     resources.register(blueprint)
     discovery.register(blueprint)
     blueprint.after_request(_emit_event)
+    blueprint.after_request(_scim_media_type)
 
-    @blueprint.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    def unknown_endpoint(unknown: str) -> Response:
-        raise errors.NotFound(f"no such endpoint: {request.method} {request.path}")
+    def unrouted() -> bool:
+        path = request.path
+        return request.url_rule is None and (path == prefix or path.startswith(prefix + "/"))
+
+    @blueprint.before_app_request
+    def authenticate_unrouted() -> None:
+        if unrouted():
+            authenticate()
+
+    @blueprint.after_app_request
+    def emit_unrouted(response: Response) -> Response:
+        return _emit_event(response) if unrouted() else response
 
     return blueprint
+
+
+def _scim_media_type(response: Response) -> Response:
+    """application/scim+json on every SCIM response (Entra Q8), Flask's own OPTIONS answer too."""
+    if response.status_code != 304:
+        response.mimetype = constants.SCIM_MEDIA_TYPE
+    return response
 
 
 def _emit_event(response: Response) -> Response:

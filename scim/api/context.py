@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ from scim.config import Settings
 from scim.service import Directory
 from scim.tokens import ProvisioningSwitch, TokenStore
 from storage.repository import Repository
+
+log = logging.getLogger("proware.activity")
 
 EventListener = Callable[[dict], None]
 
@@ -28,9 +31,17 @@ class Services:
     listeners: list[EventListener] = field(default_factory=list)
 
     def emit(self, event: dict) -> None:
-        """Hand an event to every listener."""
+        """Hand an event to every listener; a failing listener is logged and skipped.
+
+        Events of a change arrive after its commit: a listener that raised into the request
+        would turn a stored change into a 500, and Entra would retry a create that had
+        succeeded (then get 409 for ever). The activity log must never fail provisioning.
+        """
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:
+                log.exception("activity listener %r failed on event %r", listener, event)
 
     def emit_all(self, events: list[dict]) -> None:
         """Hand a commit's events to every listener, in order."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from scim import constants
 from scim.api.context import base_url, request_context, services
@@ -91,13 +92,17 @@ def create_resource(kind: str) -> Response:
 
 def resource_item(kind: str, id: str) -> Response:
     """GET, PUT, PATCH or DELETE one resource by id."""
+    if id == ".search":
+        # /.search is POST only (RFC 7644 §3.4.3), not a resource called ".search".
+        raise MethodNotAllowed(valid_methods=["POST"])
     directory = services().directory
     if_match = request.headers.get("If-Match")
     if request.method == "GET":
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match:
             version = directory.version(kind, id)
-            if version in [tag.strip() for tag in if_none_match.split(",")]:
+            tags = [tag.strip() for tag in if_none_match.split(",")]
+            if version in tags or "*" in tags:  # RFC 9110 §13.1.2: "*" matches any version
                 return Response(status=304, headers={"ETag": version})
         attributes, excluded = _projection(request.args)
         resource = directory.get(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from scim import constants, errors
@@ -90,27 +91,47 @@ def http_error(exc: HTTPException) -> errors.ScimError:
     return error
 
 
+# Renders an error as a page for people: (status, message) -> response.
+HtmlErrorPage = Callable[[int, str], Response]
+
+
+def register_html_errors(app: Flask, prefix: str, render: HtmlErrorPage) -> None:
+    """Answer errors under ``prefix`` (the control panel) with ``render``, not SCIM JSON."""
+    app.extensions.setdefault("html_error_pages", []).append((prefix, render))
+
+
+def _html_error(status: int, message: str) -> Response | None:
+    for prefix, render in current_app.extensions.get("html_error_pages", ()):
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return render(status, message)
+    return None
+
+
 def register_error_handlers(app: Flask) -> None:
     """App-level handlers: routing 404/405 never reach a blueprint's own handlers."""
 
     @app.errorhandler(errors.ScimError)
     def handle_scim_error(error: errors.ScimError) -> Response:
         g.scim_error = error
-        return error_response(error)
+        return _html_error(error.status, error.detail) or error_response(error)
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException) -> Response:
         error = http_error(exc)
         g.scim_error = error
-        return error_response(error)
+        response = _html_error(error.status, exc.description or error.detail) or error_response(
+            error
+        )
+        allowed = getattr(exc, "valid_methods", None)
+        if allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))  # RFC 9110 §15.5.6
+        return response
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:
         request_id = getattr(g, "request_id", "-")
         log.exception("unhandled error in request %s", request_id)
-        return error_response(
-            errors.InternalError(
-                f"internal server error; the server log has the details under request id "
-                f"{request_id}"
-            )
+        detail = (
+            f"internal server error; the server log has the details under request id {request_id}"
         )
+        return _html_error(500, detail) or error_response(errors.InternalError(detail))

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validates_schema,
+)
 
 from scim.errors import InvalidSyntax, InvalidValue
 from scim.patch import OPS, Operation
@@ -58,13 +66,21 @@ class PatchOperationSchema(_CaseInsensitiveKeys):
 
     op = _Op(required=True)
     path = fields.String(load_default=None, allow_none=True)
-    value = fields.Raw(load_default=None, allow_none=True)
+    # No default: an absent value and an explicit null differ. add and replace need a value
+    # (RFC 7644 §3.5.2.1, §3.5.2.3); a null one clears (Entra Q13).
+    value = fields.Raw(allow_none=True)
+
+    @validates_schema
+    def require_value(self, data: dict, **_: Any) -> None:
+        """add and replace carry a ``value`` member."""
+        if data.get("op") in ("add", "replace") and "value" not in data:
+            raise ValidationError(f"required for {data['op']}", "value")
 
     @post_load
     def make_operation(self, data: dict, **_: Any) -> Operation:
         """An :class:`Operation`; a blank path counts as no path."""
         path = data["path"]
-        return Operation(data["op"], path if path and path.strip() else None, data["value"])
+        return Operation(data["op"], path if path and path.strip() else None, data.get("value"))
 
 
 class PatchRequestSchema(_CaseInsensitiveKeys):

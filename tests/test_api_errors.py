@@ -1,0 +1,433 @@
+"""Bad input through HTTP: every refusal is a SCIM error body, never a 500 or a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from werkzeug.exceptions import RequestURITooLarge
+
+from app import create_app
+from scim import constants
+from scim.config import ScimSettings, ServerSettings, Settings, StorageSettings
+
+PATCH_OP = constants.PATCH_OP
+FILTER_LIMIT = 4096
+
+
+def assert_scim_error(response, status: int, scim_type: str | None, *fragments: str) -> dict:
+    """The RFC 7644 §3.12 shape: schemas, status as a string, scimType, a naming detail."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == constants.SCIM_MEDIA_TYPE
+    body = response.get_json()
+    assert body["schemas"] == [constants.ERROR]
+    assert body["status"] == str(status)
+    assert body.get("scimType") == scim_type
+    for fragment in fragments:
+        assert fragment in body["detail"], body["detail"]
+    assert "Traceback" not in body["detail"]
+    return body
+
+
+@pytest.fixture
+def ann(scim) -> dict:
+    return scim.create_user("ann")
+
+
+@pytest.fixture
+def staff(scim) -> dict:
+    return scim.create_group("Staff")
+
+
+# -- bodies --------------------------------------------------------------------------------
+
+BAD_USER_BODIES = [
+    pytest.param(b"{bad", "invalidSyntax", ["invalid JSON at line 1 column 2"], id="malformed"),
+    pytest.param(b"", "invalidSyntax", ["empty body"], id="empty"),
+    pytest.param(b"\xff\xfe{}", "invalidSyntax", ["not valid UTF-8 at byte 0"], id="not-utf8"),
+    pytest.param(b"[" * 100_000, "invalidSyntax", ["nested too deeply"], id="deep-json"),
+    pytest.param([{"userName": "ann"}], "invalidSyntax", ["got a list"], id="array"),
+    pytest.param('"ann"', "invalidSyntax", ["got 'ann'"], id="string"),
+    pytest.param(b"null", "invalidSyntax", ["expected a JSON object"], id="null"),
+    pytest.param({"userName": 5}, "invalidValue", ["userName", "string", "5"], id="int-name"),
+    pytest.param({"userName": ""}, "invalidValue", ["userName", "empty"], id="empty-name"),
+    pytest.param({"displayName": "Ann"}, "invalidValue", ["userName", "required"], id="no-name"),
+    pytest.param(
+        {"userName": "ann", "active": "maybe"}, "invalidValue", ["active"], id="bad-boolean"
+    ),
+    pytest.param({"userName": "ann", "name": "Ann"}, "invalidValue", ["name"], id="name-string"),
+    pytest.param(
+        {"userName": "ann", "emails": [{"value": 5}]},
+        "invalidValue",
+        ["emails"],
+        id="email-value-int",
+    ),
+    pytest.param(
+        {"userName": "ann", "userName ": "x", "USERNAME": "y"},
+        "invalidValue",
+        ["userName"],
+        id="name-given-twice",
+    ),
+    pytest.param(
+        {"userName": "a\x00b"}, "invalidValue", ["userName", "U+0000"], id="nul-in-userName"
+    ),
+    pytest.param(
+        {"userName": "ann\n"}, "invalidValue", ["userName", "U+000A"], id="newline-in-userName"
+    ),
+    pytest.param(
+        {"userName": "ann", "externalId": "e\x1b[31m"},
+        "invalidValue",
+        ["externalId", "U+001B"],
+        id="escape-in-externalId",
+    ),
+    pytest.param(
+        {"userName": "ann", "displayName": "Ann\x7f"},
+        "invalidValue",
+        ["displayName", "U+007F"],
+        id="delete-in-displayName",
+    ),
+    pytest.param(
+        {"userName": "x" * 1025}, "invalidValue", ["userName", "1024"], id="name-too-long"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "scim_type", "fragments"), BAD_USER_BODIES)
+def test_bad_user_bodies_are_400_naming_the_problem(
+    scim, body: object, scim_type: str, fragments: list[str]
+) -> None:
+    response = scim.post("/Users", body)
+
+    assert_scim_error(response, 400, scim_type, *fragments)
+    assert scim.get("/Users").get_json()["totalResults"] == 0
+
+
+BAD_GROUP_BODIES = [
+    pytest.param({"members": []}, ["displayName", "required"], id="no-displayName"),
+    pytest.param({"displayName": "a\tb"}, ["displayName", "U+0009"], id="tab-in-displayName"),
+    pytest.param(
+        {"displayName": "ok", "externalId": "x\x01"}, ["externalId"], id="control-in-externalId"
+    ),
+    pytest.param({"displayName": "ok", "members": "x"}, ["members"], id="members-string"),
+    pytest.param({"displayName": "ok", "members": [{"display": "x"}]}, ["members"], id="no-value"),
+]
+
+
+@pytest.mark.parametrize(("body", "fragments"), BAD_GROUP_BODIES)
+def test_bad_group_bodies_are_400_naming_the_problem(
+    scim, body: dict, fragments: list[str]
+) -> None:
+    assert_scim_error(scim.post("/Groups", body), 400, "invalidValue", *fragments)
+
+
+def test_bad_bodies_on_put_are_400_and_change_nothing(scim, ann) -> None:
+    response = scim.put(f"/Users/{ann['id']}", {"userName": "ann", "active": []})
+
+    assert_scim_error(response, 400, "invalidValue", "active")
+    assert scim.get(f"/Users/{ann['id']}").get_json() == ann
+
+
+BAD_PATCHES = [
+    pytest.param([1], "invalidSyntax", ["PATCH body must be a JSON object"], id="array-body"),
+    pytest.param({"schemas": [PATCH_OP]}, "invalidSyntax", ["Operations"], id="no-operations"),
+    pytest.param(
+        {"schemas": [PATCH_OP], "Operations": {"op": "add"}},
+        "invalidSyntax",
+        ["Operations"],
+        id="operations-not-a-list",
+    ),
+    pytest.param(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "frob", "path": "title", "value": "x"}]},
+        "invalidValue",
+        ["Operations[0].op", "'frob'"],
+        id="unknown-op",
+    ),
+    pytest.param(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": 5, "value": "x"}]},
+        "invalidValue",
+        ["Operations[0].path"],
+        id="path-not-a-string",
+    ),
+    pytest.param(
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "emails[type eq", "value": "x"}],
+        },
+        "invalidPath",
+        ["Operations[0]", "no closing ']'"],
+        id="unclosed-filter-path",
+    ),
+    pytest.param(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "a..b", "value": 1}]},
+        "invalidPath",
+        ["Operations[0]"],
+        id="malformed-dotted-path",
+    ),
+    pytest.param(
+        {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active", "value": 7}]},
+        "invalidValue",
+        ["active"],
+        id="wrong-type-value",
+    ),
+    pytest.param(
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "A\x07"}],
+        },
+        "invalidValue",
+        ["displayName", "U+0007"],
+        id="control-character-value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "scim_type", "fragments"), BAD_PATCHES)
+def test_bad_patches_are_400_naming_the_problem_and_change_nothing(
+    scim, ann, body: object, scim_type: str, fragments: list[str]
+) -> None:
+    response = scim.patch(f"/Users/{ann['id']}", body)
+
+    assert_scim_error(response, 400, scim_type, *fragments)
+    assert scim.get(f"/Users/{ann['id']}").get_json() == ann
+
+
+def test_an_add_without_a_value_is_400_and_clears_nothing(scim) -> None:
+    ann = scim.create_user("ann", title="Engineer")
+
+    response = scim.patch_ops(f"/Users/{ann['id']}", {"op": "add", "path": "title"})
+
+    assert scim.get(f"/Users/{ann['id']}").get_json()["title"] == "Engineer"
+    assert_scim_error(response, 400, "invalidValue", "Operations[0]", "value")
+
+
+BAD_SEARCHES = [
+    pytest.param([1], "invalidSyntax", ["expected a JSON object"], id="array"),
+    pytest.param(None, "invalidSyntax", ["empty body"], id="no-body"),
+    pytest.param({"filter": 5}, "invalidValue", ["filter", "string"], id="filter-number"),
+    pytest.param({"attributes": "userName"}, "invalidValue", ["attributes", "list"], id="attrs"),
+    pytest.param({"sortOrder": "up"}, "invalidValue", ["sortOrder"], id="sortOrder"),
+    pytest.param({"startIndex": "one"}, "invalidValue", ["startIndex"], id="startIndex"),
+    pytest.param({"filter": "userName eq"}, "invalidFilter", ["filter"], id="bad-filter"),
+]
+
+
+@pytest.mark.parametrize(("body", "scim_type", "fragments"), BAD_SEARCHES)
+def test_bad_searches_are_400_naming_the_problem(
+    scim, body: object, scim_type: str, fragments: list[str]
+) -> None:
+    response = scim.post("/Users/.search", body)
+
+    assert_scim_error(response, 400, scim_type, *fragments)
+
+
+# -- query parameters ----------------------------------------------------------------------
+
+BAD_QUERIES = [
+    pytest.param(
+        {"filter": 'userName eq "x" ' + "and " * 2000},
+        "invalidFilter",
+        [f"longer than {FILTER_LIMIT}"],
+        id="huge-filter",
+    ),
+    pytest.param(
+        {"filter": "(" * 5000},
+        "invalidFilter",
+        ["filter"],
+        id="nested-filter-over-the-limit",
+    ),
+    pytest.param({"filter": "userName eq"}, "invalidFilter", ["filter", "position"], id="no-value"),
+    pytest.param({"filter": 'userName zz "x"'}, "invalidFilter", ["zz"], id="unknown-operator"),
+    pytest.param({"filter": 'userName eq "x" and'}, "invalidFilter", ["filter"], id="dangling-and"),
+    pytest.param({"count": "ten"}, "invalidValue", ["count"], id="count-word"),
+    pytest.param({"startIndex": "1e3"}, "invalidValue", ["startIndex"], id="startIndex-exp"),
+    pytest.param({"sortOrder": "up"}, "invalidValue", ["sortOrder"], id="sortOrder"),
+    pytest.param({"attributes": "emails[type"}, "invalidValue", ["emails["], id="attributes"),
+    pytest.param({"sortBy": "a..b"}, "invalidPath", [], id="sortBy"),
+]
+
+
+@pytest.mark.parametrize(("query", "scim_type", "fragments"), BAD_QUERIES)
+def test_bad_query_parameters_are_400_naming_the_problem(
+    scim, query: dict, scim_type: str, fragments: list[str]
+) -> None:
+    response = scim.get("/Users", query_string=query)
+
+    assert_scim_error(response, 400, scim_type, *fragments)
+
+
+@pytest.fixture
+def deep_settings(tmp_path: Path) -> Settings:
+    """A filter limit high enough that the nesting check, not the length check, answers."""
+    return Settings(
+        scim=ScimSettings(max_filter_length=100_000),
+        storage=StorageSettings(path=tmp_path / "deep"),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("(" * 5000, id="open-parentheses"),
+        pytest.param("(" * 5000 + 'userName eq "x"' + ")" * 5000, id="balanced"),
+        pytest.param("not(" * 3000 + 'userName eq "x"' + ")" * 3000, id="nested-not"),
+        pytest.param('emails[value eq "x" and ' * 2000, id="nested-value-paths"),
+    ],
+)
+def test_a_deeply_nested_filter_is_400_not_a_crash(
+    deep_settings: Settings, scim_for, text: str
+) -> None:
+    app = create_app(deep_settings)
+    try:
+        response = scim_for(app).get("/Users", query_string={"filter": text})
+    finally:
+        app.extensions["proware"].repository.close()
+
+    assert_scim_error(response, 400, "invalidFilter", "filter")
+
+
+# -- routes and methods ----------------------------------------------------------------------
+
+UNKNOWN_ROUTES = [
+    pytest.param("GET", "/Foo", id="unknown-endpoint"),
+    pytest.param("GET", "/Users/abc/def", id="below-a-resource"),
+    pytest.param("POST", "/Bulk", id="bulk-not-supported"),
+    pytest.param("GET", "", id="the-prefix-itself"),
+    pytest.param("GET", "/Me", id="me"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), UNKNOWN_ROUTES)
+def test_unknown_routes_are_404(scim, method: str, path: str) -> None:
+    response = scim.request(method, path)
+
+    assert_scim_error(response, 404, None, "no such endpoint", f"/scim/v2{path}")
+
+
+@pytest.mark.parametrize("path", ["/nothing/here", "/", "/scim"])
+def test_unknown_routes_outside_the_prefix_are_404_too(client, path: str) -> None:
+    response = client.get(path)
+
+    assert_scim_error(response, 404, None, f"GET {path}")
+
+
+ANSWERS = [
+    pytest.param("POST", "/Users", {"userName": "bob"}, 201, id="created"),
+    pytest.param("GET", "/Users", None, 200, id="list"),
+    pytest.param("HEAD", "/Users", None, 200, id="head"),
+    pytest.param("OPTIONS", "/Users", None, 200, id="options"),
+    pytest.param("DELETE", "/Users/{ann}", None, 204, id="no-content"),
+    pytest.param("GET", "/Schemas", None, 200, id="discovery"),
+    pytest.param("GET", "/Users/ghost", None, 404, id="not-found"),
+    pytest.param("PUT", "/Users", None, 405, id="method-not-allowed"),
+    pytest.param("POST", "/Users", "{", 400, id="bad-request"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), ANSWERS)
+def test_every_answer_is_scim_json(scim, ann, method: str, path: str, body, status: int) -> None:
+    """entra-provisioning.md A0: the validator warns on anything but application/scim+json."""
+    response = scim.request(method, path.format(ann=ann["id"]), body)
+
+    assert response.status_code == status
+    assert response.mimetype == constants.SCIM_MEDIA_TYPE
+
+
+WRONG_METHODS = [
+    pytest.param("DELETE", "/Users", "GET, HEAD, OPTIONS, POST", id="delete-users"),
+    pytest.param("PUT", "/Groups", "GET, HEAD, OPTIONS, POST", id="put-groups"),
+    pytest.param("POST", "/Users/some-id", "DELETE, GET, HEAD, OPTIONS, PATCH, PUT", id="post-id"),
+    pytest.param("GET", "/Users/.search", "POST", id="get-search"),
+    pytest.param("POST", "/ServiceProviderConfig", "GET, HEAD, OPTIONS", id="post-config"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), WRONG_METHODS)
+def test_unsupported_methods_are_405_listing_the_allowed_ones(
+    scim, method: str, path: str, allowed: str
+) -> None:
+    response = scim.request(method, path)
+
+    assert_scim_error(response, 405, None, f"{method} is not allowed", f"(allowed: {allowed})")
+    assert response.headers["Allow"] == allowed
+
+
+def test_a_refused_method_needs_a_token_first(client) -> None:
+    """Unrouted requests under the prefix are authenticated like routed ones."""
+    response = client.delete("/scim/v2/Users")
+
+    assert_scim_error(response, 401, None, "no Authorization header")
+
+
+# -- size limit ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_body_app(tmp_path: Path) -> Flask:
+    settings = Settings(
+        server=ServerSettings(max_body_bytes=1024),
+        storage=StorageSettings(path=tmp_path / "small"),
+    )
+    app = create_app(settings)
+    yield app
+    app.extensions["proware"].repository.close()
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+def test_an_oversized_body_is_413_naming_the_limit(small_body_app: Flask, scim_for, method) -> None:
+    scim = scim_for(small_body_app)
+    user = scim.create_user("ann")
+    path = "/Users" if method == "POST" else f"/Users/{user['id']}"
+
+    response = scim.request(method, path, {"userName": "ann", "title": "x" * 2000})
+
+    assert_scim_error(response, 413, None, "1024 bytes", "max_body_bytes")
+    assert scim.get(f"/Users/{user['id']}").get_json() == user
+
+
+# -- unexpected failures ---------------------------------------------------------------------
+
+
+def test_an_unexpected_exception_is_a_generic_500_with_a_request_id(
+    app: Flask, scim, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    directory = app.extensions["proware"].directory
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr(directory, "query", explode)
+
+    response = scim.get("/Users")
+
+    body = assert_scim_error(response, 500, None, "internal server error")
+    request_id = response.headers["X-Request-Id"]
+    assert request_id in body["detail"]
+    assert "hunter2" not in response.get_data(as_text=True)
+    assert "RuntimeError" not in response.get_data(as_text=True)
+    logged = [r for r in caplog.records if r.name == "proware" and r.levelno == logging.ERROR]
+    assert request_id in logged[0].getMessage()
+    assert logged[0].exc_info is not None  # the traceback goes to the log
+
+
+def test_other_protocol_errors_keep_their_status_with_a_scim_body(app: Flask, client) -> None:
+    """Werkzeug raises some HTTP errors itself (here 414); they are rendered as SCIM errors."""
+
+    def too_long() -> None:
+        raise RequestURITooLarge()
+
+    app.add_url_rule("/too-long", view_func=too_long)
+
+    response = client.get("/too-long")
+
+    assert_scim_error(response, 414, None, "requested URL")
+
+
+def test_error_bodies_are_valid_json_with_non_ascii_details(scim) -> None:
+    response = scim.get("/Users/日本")
+
+    body = assert_scim_error(response, 404, None, "'日本'")
+    assert json.loads(response.get_data().decode("utf-8")) == body

@@ -1,0 +1,208 @@
+"""ETags and conditional requests (RFC 7644 §3.14), and PUT's replace semantics (§3.5.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from scim import constants
+
+
+@pytest.fixture
+def ann(scim) -> dict:
+    return scim.create_user("ann", title="Engineer")
+
+
+def _write(scim, method: str, path: str, **kwargs):
+    """One write of each kind to ``path`` (a user), with the given headers."""
+    if method == "PUT":
+        return scim.put(path, {"userName": "ann", "title": "Boss"}, **kwargs)
+    if method == "PATCH":
+        return scim.patch_ops(path, {"op": "replace", "path": "title", "value": "Boss"}, **kwargs)
+    return scim.delete(path, **kwargs)
+
+
+# -- the version and the ETag header agree ---------------------------------------------------
+
+
+def test_meta_version_equals_the_etag_header_on_every_answer(scim, ann) -> None:
+    path = f"/Users/{ann['id']}"
+    answers = [
+        scim.get(path),
+        scim.put(path, {"userName": "ann", "title": "Boss"}),
+        scim.patch_ops(path, {"op": "replace", "path": "title", "value": "Chief"}),
+    ]
+
+    for response in answers:
+        assert response.headers["ETag"] == response.get_json()["meta"]["version"]
+    versions = [response.headers["ETag"] for response in answers]
+    assert versions[1] != versions[0] and versions[2] != versions[1]
+
+
+def test_etags_are_weak_quoted_strings(scim, ann) -> None:
+    """RFC 7232 §2.3: W/"..." (the version need not change with every byte)."""
+    etag = scim.get(f"/Users/{ann['id']}").headers["ETag"]
+
+    assert etag.startswith('W/"') and etag.endswith('"')
+
+
+def test_a_no_op_patch_keeps_the_version(scim, ann) -> None:
+    response = scim.patch_ops(
+        f"/Users/{ann['id']}", {"op": "replace", "path": "title", "value": "Engineer"}
+    )
+
+    assert response.headers["ETag"] == ann["meta"]["version"]
+    assert response.get_json()["meta"]["lastModified"] == ann["meta"]["lastModified"]
+
+
+def test_the_service_provider_config_says_etags_are_supported(scim) -> None:
+    assert scim.get("/ServiceProviderConfig").get_json()["etag"] == {"supported": True}
+
+
+# -- If-Match ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_a_stale_if_match_is_412_and_changes_nothing(scim, ann, method: str) -> None:
+    path = f"/Users/{ann['id']}"
+    current = scim.put(path, {"userName": "ann", "title": "Lead"}).get_json()
+
+    response = _write(scim, method, path, headers={"If-Match": ann["meta"]["version"]})
+
+    assert response.status_code == 412
+    body = response.get_json()
+    assert body["status"] == "412"
+    assert current["meta"]["version"] in body["detail"]
+    assert scim.get(path).get_json() == current
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    "if_match",
+    [
+        pytest.param("{current}", id="current"),
+        pytest.param('W/"999", {current}', id="list-with-current"),
+        pytest.param("*", id="star"),
+    ],
+)
+def test_a_matching_if_match_succeeds(scim, ann, method: str, if_match: str) -> None:
+    header = if_match.format(current=ann["meta"]["version"])
+
+    response = _write(scim, method, f"/Users/{ann['id']}", headers={"If-Match": header})
+
+    assert response.status_code == (204 if method == "DELETE" else 200)
+
+
+def test_if_match_on_a_group_patch(scim, ann) -> None:
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+    add_ann = {"op": "add", "path": "members", "value": [{"value": ann["id"]}]}
+
+    first = scim.patch_ops(path, add_ann, headers={"If-Match": group["meta"]["version"]})
+    stale = scim.patch_ops(
+        path,
+        {"op": "remove", "path": "members"},
+        headers={"If-Match": group["meta"]["version"]},
+    )
+
+    assert first.status_code == 204
+    assert stale.status_code == 412
+    assert [m["value"] for m in scim.get(path).get_json()["members"]] == [ann["id"]]
+
+
+# -- If-None-Match -------------------------------------------------------------------------
+
+
+def test_if_none_match_with_the_current_version_is_304(scim, ann) -> None:
+    response = scim.get(f"/Users/{ann['id']}", headers={"If-None-Match": ann["meta"]["version"]})
+
+    assert response.status_code == 304
+    assert response.get_data() == b""
+    assert response.headers["ETag"] == ann["meta"]["version"]
+
+
+def test_if_none_match_star_is_304(scim, ann) -> None:
+    """RFC 9110 §13.1.2: "*" matches any current version."""
+    response = scim.get(f"/Users/{ann['id']}", headers={"If-None-Match": "*"})
+
+    assert response.status_code == 304
+
+
+def test_if_none_match_with_an_old_version_returns_the_resource(scim, ann) -> None:
+    path = f"/Users/{ann['id']}"
+    scim.patch_ops(path, {"op": "replace", "path": "title", "value": "Boss"})
+
+    response = scim.get(path, headers={"If-None-Match": f'W/"x", {ann["meta"]["version"]}'})
+
+    assert response.status_code == 200
+    assert response.get_json()["title"] == "Boss"
+
+
+def test_if_none_match_on_an_unknown_id_is_404(scim) -> None:
+    response = scim.get("/Users/ghost", headers={"If-None-Match": 'W/"1"'})
+
+    assert response.status_code == 404
+
+
+def test_a_group_version_changes_when_its_members_change(scim, ann) -> None:
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+
+    scim.patch_ops(path, {"op": "add", "path": "members", "value": [{"value": ann["id"]}]})
+
+    assert scim.get(path, headers={"If-None-Match": group["meta"]["version"]}).status_code == 200
+
+
+# -- PUT replaces ----------------------------------------------------------------------------
+
+
+def test_put_clears_attributes_it_leaves_out(scim) -> None:
+    ann = scim.create_user(
+        "ann",
+        title="Engineer",
+        emails=[{"value": "a@x", "type": "work"}],
+        **{constants.ENTERPRISE_USER: {"department": "Sales"}},
+    )
+
+    body = scim.put(f"/Users/{ann['id']}", {"userName": "ann", "nickName": "A"}).get_json()
+
+    assert body["nickName"] == "A"
+    for gone in ("title", "emails", constants.ENTERPRISE_USER):
+        assert gone not in body
+    assert body["schemas"] == [constants.USER]
+
+
+def test_put_keeps_id_created_and_group_membership(scim, ann) -> None:
+    group = scim.create_group("Staff", [ann["id"]])
+
+    body = scim.put(
+        f"/Users/{ann['id']}",
+        {"id": "other", "userName": "ann", "meta": {"created": "1999-01-01T00:00:00Z"}},
+    ).get_json()
+
+    assert body["id"] == ann["id"]
+    assert body["meta"]["created"] == ann["meta"]["created"]
+    assert [g["value"] for g in body["groups"]] == [group["id"]]
+
+
+def test_put_accepts_the_resource_it_was_given_back(scim, ann) -> None:
+    """A client that GETs, edits and PUTs the whole resource must not be refused."""
+    resource = scim.get(f"/Users/{ann['id']}").get_json()
+    resource["title"] = "Boss"
+
+    response = scim.put(
+        f"/Users/{ann['id']}", resource, headers={"If-Match": resource["meta"]["version"]}
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["title"] == "Boss"
+
+
+def test_put_of_a_group_accepts_the_resource_it_was_given_back(scim, ann) -> None:
+    group = scim.create_group("Staff", [ann["id"]])
+    group["displayName"] = "Team"
+
+    response = scim.put(f"/Groups/{group['id']}", group)
+
+    assert response.status_code == 200
+    assert response.get_json()["displayName"] == "Team"
+    assert [m["value"] for m in response.get_json()["members"]] == [ann["id"]]

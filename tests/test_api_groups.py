@@ -1,0 +1,446 @@
+"""/Groups through HTTP: members are users, member PATCHes, uniqueness, projections, events."""
+
+from __future__ import annotations
+
+import pytest
+
+from scim import constants
+
+
+@pytest.fixture
+def users(scim) -> list[dict]:
+    """Three users: ann, bob, cat."""
+    return [scim.create_user(name) for name in ("ann", "bob", "cat")]
+
+
+def _member_ids(group: dict) -> list[str]:
+    return [member["value"] for member in group.get("members", [])]
+
+
+def _read(scim, group: dict) -> dict:
+    return scim.get(f"/Groups/{group['id']}").get_json()
+
+
+def test_create_group_answers_201_with_members_location_and_etag(scim, users) -> None:
+    response = scim.post(
+        "/Groups",
+        {
+            # Entra's private schema URI and "$ref": null must be accepted (Q17).
+            "schemas": [constants.GROUP, constants.MICROSOFT_GROUP],
+            "displayName": "Staff",
+            "externalId": "8aa1a0c0",
+            "members": [{"value": users[0]["id"], "$ref": None}],
+        },
+    )
+
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["displayName"] == "Staff"
+    assert body["externalId"] == "8aa1a0c0"
+    assert body["members"] == [
+        {
+            "value": users[0]["id"],
+            "type": "User",
+            "display": "ann",
+            "$ref": f"http://localhost/scim/v2/Users/{users[0]['id']}",
+        }
+    ]
+    assert response.headers["Location"] == body["meta"]["location"]
+    assert response.headers["ETag"] == body["meta"]["version"]
+    assert body["meta"]["resourceType"] == "Group"
+
+
+def test_a_users_groups_attribute_lists_its_groups(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    ann = scim.get(f"/Users/{users[0]['id']}").get_json()
+
+    assert ann["groups"] == [
+        {
+            "value": group["id"],
+            "$ref": f"http://localhost/scim/v2/Groups/{group['id']}",
+            "display": "Staff",
+            "type": "direct",
+        }
+    ]
+
+
+def test_get_group_by_id_returns_what_create_returned(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+
+    assert _read(scim, group) == group
+
+
+def test_put_replaces_the_member_list(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+
+    response = scim.put(
+        f"/Groups/{group['id']}",
+        {"displayName": "Staff", "members": [{"value": users[2]["id"]}]},
+    )
+
+    assert response.status_code == 200
+    assert _member_ids(response.get_json()) == [users[2]["id"]]
+    assert _member_ids(_read(scim, group)) == [users[2]["id"]]
+
+
+def test_put_without_members_keeps_the_member_list(scim, users) -> None:
+    """A PUT that leaves members out changes only the other attributes."""
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    response = scim.put(f"/Groups/{group['id']}", {"displayName": "Team"})
+
+    assert response.get_json()["displayName"] == "Team"
+    assert _member_ids(response.get_json()) == [users[0]["id"]]
+
+
+def test_delete_group_answers_204_and_a_repeat_404(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    assert scim.delete(f"/Groups/{group['id']}").status_code == 204
+    assert scim.delete(f"/Groups/{group['id']}").status_code == 404
+    assert "groups" not in scim.get(f"/Users/{users[0]['id']}").get_json()
+
+
+# -- PATCH answers -------------------------------------------------------------------------
+
+
+def test_group_patch_answers_204_with_an_etag(scim, users) -> None:
+    """entra-provisioning.md A11-A13: 204 No Content, no member list."""
+    group = scim.create_group("Staff")
+
+    response = scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {"op": "Add", "path": "members", "value": [{"$ref": None, "value": users[0]["id"]}]},
+    )
+
+    assert response.status_code == 204
+    assert response.get_data() == b""
+    assert response.headers["ETag"] == _read(scim, group)["meta"]["version"]
+
+
+@pytest.mark.parametrize(
+    ("query", "has_members"),
+    [
+        pytest.param("?attributes=displayName,members", True, id="attributes"),
+        pytest.param("?excludedAttributes=members", False, id="excludedAttributes"),
+    ],
+)
+def test_group_patch_with_a_projection_answers_200_with_the_resource(
+    scim, users, query: str, has_members: bool
+) -> None:
+    group = scim.create_group("Staff")
+
+    response = scim.patch_ops(
+        f"/Groups/{group['id']}{query}",
+        {"op": "add", "path": "members", "value": [{"value": users[0]["id"]}]},
+    )
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["displayName"] == "Staff"
+    assert ("members" in body) is has_members
+    assert response.headers["ETag"] == _read(scim, group)["meta"]["version"]
+
+
+# -- member PATCH forms (entra-provisioning.md A12, A13, Q5, Q18, Q23) -----------------------
+
+
+def test_one_add_can_carry_many_members_and_repeats_are_no_ops(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+    ids = [user["id"] for user in users]
+
+    scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {"op": "Add", "path": "members", "value": [{"value": uid} for uid in ids]},
+    )
+    scim.patch_ops(
+        f"/Groups/{group['id']}", {"op": "Add", "path": "members", "value": [{"value": ids[1]}]}
+    )
+
+    assert _member_ids(_read(scim, group)) == ids
+
+
+REMOVALS = [
+    pytest.param(
+        lambda ids: {"op": "Remove", "path": "members", "value": [{"$ref": None, "value": ids[1]}]},
+        "keeps-others",
+        id="remove-with-value-array-entra-default",
+    ),
+    pytest.param(
+        lambda ids: {"op": "remove", "path": f'members[value eq "{ids[1]}"]'},
+        "keeps-others",
+        id="remove-with-filter-path-rfc",
+    ),
+    pytest.param(
+        lambda ids: {"op": "remove", "path": 'members[display eq "BOB"]'},
+        "keeps-others",
+        id="remove-with-filter-on-display",
+    ),
+    pytest.param(
+        lambda ids: {"op": "remove", "path": "members"},
+        "removes-all",
+        id="bare-remove-removes-all",
+    ),
+    pytest.param(
+        lambda ids: {"op": "replace", "path": "members", "value": [{"value": ids[0]}]},
+        "keeps-others",
+        id="replace-with-the-rest",
+    ),
+]
+
+
+@pytest.mark.parametrize(("operation", "expected"), REMOVALS)
+def test_member_removal_forms(scim, users, operation, expected: str) -> None:
+    group = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+    ids = [users[0]["id"], users[1]["id"]]
+
+    response = scim.patch_ops(f"/Groups/{group['id']}", operation(ids))
+
+    assert response.status_code == 204
+    remaining = _member_ids(_read(scim, group))
+    assert remaining == ([] if expected == "removes-all" else [ids[0]])
+
+
+def test_a_path_less_replace_can_carry_members_and_display_name(scim, users) -> None:
+    """entra-provisioning.md A11 (validator form) with members in the value object."""
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    response = scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {"op": "replace", "value": {"displayName": "Team", "members": [{"value": users[1]["id"]}]}},
+    )
+
+    assert response.status_code == 204
+    after = _read(scim, group)
+    assert after["displayName"] == "Team"
+    assert _member_ids(after) == [users[1]["id"]]
+
+
+def test_member_display_follows_the_users_current_name(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    scim.patch_ops(
+        f"/Users/{users[0]['id']}", {"op": "replace", "path": "userName", "value": "ann.b"}
+    )
+    after_rename = _read(scim, group)["members"][0]["display"]
+    scim.patch_ops(
+        f"/Users/{users[0]['id']}", {"op": "replace", "path": "displayName", "value": "Ann B"}
+    )
+    after_display_name = _read(scim, group)["members"][0]["display"]
+
+    assert after_rename == "ann.b"
+    assert after_display_name == "Ann B"
+
+
+def test_deleting_a_user_removes_it_from_every_group(scim, users) -> None:
+    first = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+    second = scim.create_group("Admins", [users[0]["id"]])
+
+    scim.delete(f"/Users/{users[0]['id']}")
+
+    assert _member_ids(_read(scim, first)) == [users[1]["id"]]
+    assert _member_ids(_read(scim, second)) == []
+    found = scim.get("/Groups", query_string={"filter": f'members.value eq "{users[0]["id"]}"'})
+    assert found.get_json()["totalResults"] == 0
+
+
+# -- bad members: a clear 400 and nothing applied ------------------------------------------
+
+
+def test_a_group_as_member_is_400_with_a_clear_error(scim, users) -> None:
+    inner = scim.create_group("Inner")
+
+    response = scim.post("/Groups", {"displayName": "Outer", "members": [{"value": inner["id"]}]})
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidValue"
+    assert inner["id"] in body["detail"] and "group" in body["detail"]
+    assert scim.get('/Groups?filter=displayName eq "Outer"').get_json()["totalResults"] == 0
+
+
+def test_a_member_typed_group_is_400(scim, users) -> None:
+    response = scim.post(
+        "/Groups",
+        {"displayName": "Outer", "members": [{"value": users[0]["id"], "type": "Group"}]},
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_a_patch_adding_a_group_as_member_is_400_and_changes_nothing(scim, users, op) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+    inner = scim.create_group("Inner")
+
+    response = scim.patch_ops(
+        f"/Groups/{group['id']}", {"op": op, "path": "members", "value": [{"value": inner["id"]}]}
+    )
+
+    assert response.status_code == 400
+    assert inner["id"] in response.get_json()["detail"]
+    assert _read(scim, group) == group
+
+
+def test_an_unknown_member_id_is_400_naming_it_and_nothing_is_applied(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    response = scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {"op": "replace", "path": "displayName", "value": "Renamed"},
+        {"op": "remove", "path": "members", "value": [{"value": users[0]["id"]}]},
+        {"op": "add", "path": "members", "value": [{"value": users[1]["id"]}]},
+        {"op": "add", "path": "members", "value": [{"value": "no-such-user"}]},
+    )
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidValue"
+    assert "'no-such-user'" in body["detail"]
+    after = scim.get(f"/Groups/{group['id']}")
+    assert after.get_json() == group
+    assert after.headers["ETag"] == group["meta"]["version"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_an_unknown_member_id_in_a_full_body_is_400(scim, users, method: str) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+    body = {"displayName": "New", "members": [{"value": "ghost"}]}
+
+    if method == "POST":
+        response = scim.post("/Groups", body)
+    else:
+        response = scim.put(f"/Groups/{group['id']}", body)
+
+    assert response.status_code == 400
+    assert "'ghost'" in response.get_json()["detail"]
+    assert _read(scim, group) == group
+    assert scim.get("/Groups").get_json()["totalResults"] == 1
+
+
+# -- uniqueness ----------------------------------------------------------------------------
+
+
+def test_group_display_name_is_unique_case_insensitively(scim) -> None:
+    """entra-provisioning.md A8, Q11: Entra matches groups on displayName."""
+    scim.create_group("Staff")
+
+    response = scim.post("/Groups", {"displayName": "STAFF"})
+
+    assert response.status_code == 409
+    assert response.get_json()["scimType"] == "uniqueness"
+    assert "displayName" in response.get_json()["detail"]
+
+
+def test_a_group_may_change_only_the_case_of_its_own_name(scim) -> None:
+    group = scim.create_group("Staff")
+    other = scim.create_group("Admins")
+
+    own = scim.patch_ops(
+        f"/Groups/{group['id']}", {"op": "replace", "value": {"displayName": "STAFF"}}
+    )
+    taken = scim.patch_ops(
+        f"/Groups/{other['id']}", {"op": "replace", "path": "displayName", "value": "staff"}
+    )
+
+    assert own.status_code == 204
+    assert _read(scim, group)["displayName"] == "STAFF"
+    assert taken.status_code == 409
+    assert _read(scim, other) == other
+
+
+def test_group_external_id_is_not_unique(scim) -> None:
+    scim.create_group("Staff", externalId="same")
+
+    assert scim.post("/Groups", {"displayName": "Admins", "externalId": "same"}).status_code == 201
+
+
+# -- excludedAttributes=members (entra-provisioning.md A9, A10, Q9) -------------------------
+
+
+def test_excluded_members_on_get_by_id_returns_no_members_key(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    response = scim.get(f"/Groups/{group['id']}?excludedAttributes=members")
+
+    body = response.get_json()
+    assert "members" not in body
+    assert body["displayName"] == "Staff"
+    assert response.headers["ETag"] == group["meta"]["version"]
+
+
+def test_excluded_members_on_a_list_returns_no_members_key(scim, users) -> None:
+    scim.create_group("Staff", [users[0]["id"]])
+    scim.create_group("Admins", [users[1]["id"]])
+
+    response = scim.get('/Groups?excludedAttributes=members&filter=displayName eq "staff"')
+
+    body = response.get_json()
+    assert body["totalResults"] == 1
+    assert body["Resources"][0]["displayName"] == "Staff"
+    assert "members" not in body["Resources"][0]
+
+
+def test_excluding_only_a_member_sub_attribute_keeps_members(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    body = scim.get(f"/Groups/{group['id']}?excludedAttributes=members.display").get_json()
+
+    assert _member_ids(body) == [users[0]["id"]]
+    assert "display" not in body["members"][0]
+
+
+def test_attributes_without_members_returns_no_members(scim, users) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    body = scim.get(f"/Groups/{group['id']}?attributes=displayName").get_json()
+
+    assert body == {"schemas": [constants.GROUP], "id": group["id"], "displayName": "Staff"}
+
+
+def test_groups_can_be_found_by_member(scim, users) -> None:
+    staff = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+    scim.create_group("Admins", [users[1]["id"]])
+
+    response = scim.get(
+        "/Groups",
+        query_string={
+            "filter": f'members[value eq "{users[0]["id"]}"]',
+            "excludedAttributes": "members",
+        },
+    )
+
+    body = response.get_json()
+    assert [group["id"] for group in body["Resources"]] == [staff["id"]]
+    assert "members" not in body["Resources"][0]
+
+
+# -- activity events -------------------------------------------------------------------------
+
+
+def test_group_changes_emit_one_event_per_operation(scim, users, events: list[dict]) -> None:
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+    ann, bob = users[0]["id"], users[1]["id"]
+    scim.patch_ops(path, {"op": "add", "path": "members", "value": [{"value": ann}]})
+    scim.patch_ops(path, {"op": "remove", "path": f'members[value eq "{ann}"]'})
+    scim.patch_ops(
+        path,
+        {"op": "replace", "path": "displayName", "value": "Team"},
+        {"op": "add", "path": "members", "value": [{"value": bob}]},
+    )
+    scim.patch_ops(path, {"op": "remove", "path": "members", "value": [{"value": "not-in"}]})
+    scim.delete(path)
+
+    assert [(e["operation"], e["resourceType"], e["name"]) for e in events] == [
+        ("create", "Group", "Staff"),
+        ("add member", "Group", "Staff"),
+        ("remove member", "Group", "Staff"),
+        ("update", "Group", "Team"),
+        ("add member", "Group", "Team"),
+        ("delete", "Group", "Team"),
+    ]
+    assert {e["id"] for e in events} == {group["id"]}
+    assert [e["status"] for e in events] == [201, 204, 204, 204, 204, 204]

@@ -1,0 +1,585 @@
+"""/Users through HTTP: create, read, replace, patch, delete, uniqueness, password, events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app import DATA_FILE, create_app
+from scim import constants
+from scim.config import ServerSettings, Settings, StorageSettings
+
+ENTERPRISE = constants.ENTERPRISE_USER
+PREFIX = "/scim/v2"
+SCIM_JSON = constants.SCIM_MEDIA_TYPE
+
+
+def test_create_user_answers_201_with_location_etag_and_meta(scim) -> None:
+    response = scim.post("/Users", {"userName": "ann", "name": {"givenName": "Ann"}})
+
+    assert response.status_code == 201
+    assert response.mimetype == SCIM_JSON
+    body = response.get_json()
+    assert body["userName"] == "ann"
+    assert body["name"] == {"givenName": "Ann"}
+    assert body["schemas"] == [constants.USER]
+    meta = body["meta"]
+    assert meta["resourceType"] == "User"
+    assert meta["created"] == meta["lastModified"]
+    assert response.headers["Location"] == meta["location"]
+    assert meta["location"] == f"http://localhost{PREFIX}/Users/{body['id']}"
+    assert response.headers["ETag"] == meta["version"]
+
+
+def test_create_user_ignores_client_supplied_id_and_meta(scim) -> None:
+    """Entra's POST carries meta.resourceType; a legacy body may carry an id (A3, A8)."""
+    body = scim.create_user("ann", id="mine", meta={"resourceType": "User", "version": "x"})
+
+    assert body["id"] != "mine"
+    assert body["meta"]["version"] != "x"
+
+
+def test_create_user_accepts_entras_documented_body(scim) -> None:
+    """entra-provisioning.md A3: string "True", roles: [], the enterprise extension."""
+    payload = {
+        "schemas": [constants.USER, ENTERPRISE],
+        "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
+        "userName": "Test_User_00aa00aa",
+        "active": "True",
+        "emails": [{"primary": True, "type": "work", "value": "test@testuser.com"}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": "givenName familyName", "familyName": "f", "givenName": "g"},
+        "roles": [],
+        ENTERPRISE: {"department": "Sales"},
+    }
+
+    response = scim.post("/Users", payload)
+
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["active"] is True
+    assert body[ENTERPRISE] == {"department": "Sales"}
+    assert body["emails"] == payload["emails"]
+    assert body["name"] == payload["name"]
+
+
+def test_get_user_by_id_returns_what_create_returned(scim) -> None:
+    created = scim.create_user("ann", displayName="Ann A")
+
+    response = scim.get(f"/Users/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.get_json() == created
+    assert response.headers["ETag"] == created["meta"]["version"]
+
+
+@pytest.mark.parametrize(
+    ("method", "body"),
+    [
+        pytest.param("GET", None, id="get"),
+        pytest.param("PUT", {"userName": "x"}, id="put"),
+        pytest.param("PATCH", {"schemas": [constants.PATCH_OP], "Operations": []}, id="patch"),
+        pytest.param("DELETE", None, id="delete"),
+    ],
+)
+def test_unknown_user_id_is_404_naming_it(scim, method: str, body: dict | None) -> None:
+    response = scim.request(method, "/Users/no-such-id", body)
+
+    assert response.status_code == 404
+    assert "'no-such-id'" in response.get_json()["detail"]
+
+
+def test_put_replaces_the_whole_user(scim) -> None:
+    created = scim.create_user("ann", displayName="Ann", title="Engineer")
+
+    response = scim.put(f"/Users/{created['id']}", {"userName": "ann", "displayName": "Ann B"})
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["displayName"] == "Ann B"
+    assert "title" not in body  # RFC 7644 §3.5.1: attributes left out are cleared
+    assert body["meta"]["created"] == created["meta"]["created"]
+    assert body["meta"]["version"] != created["meta"]["version"]
+
+
+def test_put_ignores_read_only_attributes_and_takes_the_id_from_the_url(
+    scim,
+) -> None:
+    created = scim.create_user("ann")
+    other = scim.create_user("bob")
+
+    response = scim.put(
+        f"/Users/{created['id']}",
+        {
+            "id": other["id"],
+            "userName": "ann",
+            "meta": {"created": "2000-01-01T00:00:00Z", "version": 'W/"999"'},
+            "groups": [{"value": "some-group"}],
+        },
+    )
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["id"] == created["id"]
+    assert body["meta"]["created"] == created["meta"]["created"]
+    assert "groups" not in body
+    assert scim.get(f"/Users/{other['id']}").get_json() == other
+
+
+def test_patch_user_answers_200_with_the_updated_resource(scim) -> None:
+    """entra-provisioning.md A5: the PATCH response is the full resource."""
+    created = scim.create_user("ann", emails=[{"value": "a@x", "type": "work", "primary": True}])
+
+    response = scim.patch_ops(
+        f"/Users/{created['id']}",
+        {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "new@x"},
+        {"op": "Add", "path": f"{ENTERPRISE}:department", "value": "Retail"},
+    )
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["emails"] == [{"value": "new@x", "type": "work", "primary": True}]
+    assert body[ENTERPRISE] == {"department": "Retail"}
+    assert response.headers["ETag"] == body["meta"]["version"]
+    assert scim.get(f"/Users/{created['id']}").get_json() == body
+
+
+def test_patch_user_can_disable_and_reenable_with_string_booleans(scim) -> None:
+    """entra-provisioning.md A6, Q2, Q12: "False" disables; the user stays readable."""
+    created = scim.create_user("ann", active=True)
+
+    disabled = scim.patch_ops(
+        f"/Users/{created['id']}", {"op": "Replace", "path": "active", "value": "False"}
+    )
+    read_back = scim.get(f"/Users/{created['id']}")
+    enabled = scim.patch_ops(
+        f"/Users/{created['id']}", {"op": "replace", "value": {"active": True}}
+    )
+
+    assert disabled.get_json()["active"] is False
+    assert read_back.get_json()["active"] is False
+    assert enabled.get_json()["active"] is True
+
+
+ATOMIC_FAILURES = [
+    pytest.param(
+        {"op": "replace", "path": "userName", "value": 5},
+        400,
+        "invalidValue",
+        id="wrong-type",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "emails[type eq", "value": "x"},
+        400,
+        "invalidPath",
+        id="malformed-path",
+    ),
+    pytest.param(
+        {"op": "remove", "path": "userName"},
+        400,
+        None,
+        id="remove-required-attribute",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "userName", "value": "BOB"},
+        409,
+        "uniqueness",
+        id="taken-user-name",
+    ),
+    pytest.param(
+        {"op": "replace", "path": "id", "value": "mine"}, 400, "mutability", id="read-only-id"
+    ),
+    pytest.param(
+        {"op": "add", "path": "groups", "value": [{"value": "g"}]},
+        400,
+        "mutability",
+        id="read-only-groups",
+    ),
+]
+
+
+@pytest.mark.parametrize(("failing", "status", "scim_type"), ATOMIC_FAILURES)
+def test_patch_is_atomic_when_a_later_operation_fails(
+    scim, failing: dict, status: int, scim_type: str | None
+) -> None:
+    """RFC 7644 §3.5.2: if one operation fails, none is applied."""
+    created = scim.create_user("ann", displayName="Ann")
+    scim.create_user("bob")
+    before = scim.get(f"/Users/{created['id']}").get_json()
+
+    response = scim.patch_ops(
+        f"/Users/{created['id']}",
+        {"op": "replace", "path": "displayName", "value": "Changed"},
+        {"op": "add", "path": "title", "value": "Boss"},
+        failing,
+    )
+
+    assert response.status_code == status
+    if scim_type:
+        assert response.get_json()["scimType"] == scim_type
+    after = scim.get(f"/Users/{created['id']}")
+    assert after.get_json() == before
+    assert after.headers["ETag"] == before["meta"]["version"]
+
+
+def test_patch_with_no_operations_is_a_no_op(scim, events: list[dict]) -> None:
+    """entra-provisioning.md Q21: the validator sends "Operations": [] and expects success."""
+    created = scim.create_user("ann")
+    events.clear()
+
+    response = scim.patch_ops(f"/Users/{created['id']}")
+
+    assert response.status_code == 200
+    assert response.get_json()["meta"]["version"] == created["meta"]["version"]
+    assert events == []
+
+
+def test_patch_skips_unknown_attributes_and_applies_the_rest(scim) -> None:
+    """entra-provisioning.md Q22: one unmapped attribute must not fail the batch."""
+    created = scim.create_user("ann")
+
+    response = scim.patch_ops(
+        f"/Users/{created['id']}",
+        {"op": "replace", "path": "favouriteColour", "value": "green"},
+        {"op": "replace", "path": "title", "value": "Boss"},
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["title"] == "Boss"
+    assert "favouriteColour" not in response.get_json()
+
+
+def test_delete_user_answers_204_and_a_repeat_404(scim) -> None:
+    created = scim.create_user("ann")
+
+    first = scim.delete(f"/Users/{created['id']}")
+    second = scim.delete(f"/Users/{created['id']}")
+
+    assert first.status_code == 204
+    assert first.get_data() == b""
+    assert second.status_code == 404
+    assert scim.get(f"/Users/{created['id']}").status_code == 404
+
+
+# -- uniqueness ------------------------------------------------------------------------------
+
+
+def test_user_name_taken_in_another_case_is_409_uniqueness(scim) -> None:
+    """entra-provisioning.md Q11: userName is unique, compared case-insensitively."""
+    first = scim.create_user("ann@example.com")
+
+    response = scim.post("/Users", {"userName": "ANN@Example.COM"})
+
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["scimType"] == "uniqueness"
+    assert "userName" in body["detail"] and first["id"] in body["detail"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_renaming_a_user_to_a_taken_name_is_409(scim, method: str) -> None:
+    scim.create_user("ann")
+    bob = scim.create_user("bob")
+
+    if method == "PUT":
+        response = scim.put(f"/Users/{bob['id']}", {"userName": "Ann"})
+    else:
+        response = scim.patch_ops(
+            f"/Users/{bob['id']}", {"op": "replace", "path": "userName", "value": "Ann"}
+        )
+
+    assert response.status_code == 409
+    assert response.get_json()["scimType"] == "uniqueness"
+    assert scim.get(f"/Users/{bob['id']}").get_json() == bob
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_a_user_may_change_only_the_case_of_its_own_name(scim, method: str) -> None:
+    ann = scim.create_user("ann")
+
+    if method == "PUT":
+        response = scim.put(f"/Users/{ann['id']}", {"userName": "ANN"})
+    else:
+        response = scim.patch_ops(
+            f"/Users/{ann['id']}", {"op": "replace", "path": "userName", "value": "ANN"}
+        )
+
+    assert response.status_code == 200
+    assert response.get_json()["userName"] == "ANN"
+
+
+def test_external_id_is_not_unique(scim) -> None:
+    """entra-provisioning.md Q11: only userName is unique."""
+    scim.create_user("ann", externalId="shared")
+
+    response = scim.post("/Users", {"userName": "bob", "externalId": "shared"})
+
+    assert response.status_code == 201
+
+
+def test_a_deleted_users_name_can_be_used_again(scim) -> None:
+    ann = scim.create_user("ann")
+    scim.delete(f"/Users/{ann['id']}")
+
+    assert scim.post("/Users", {"userName": "Ann"}).status_code == 201
+
+
+# -- password ------------------------------------------------------------------------------
+
+
+def _password_reads(scim, user: dict) -> dict[str, object]:
+    user_path = f"/Users/{user['id']}"
+    search = {"schemas": [constants.SEARCH_REQUEST], "attributes": ["password", "userName"]}
+    return {
+        "get": scim.get(user_path).get_json(),
+        "get-attributes": scim.get(user_path + "?attributes=password").get_json(),
+        "put": scim.put(user_path, {"userName": "ann", "password": "Secret-2"}).get_json(),
+        "patch": scim.patch_ops(
+            user_path, {"op": "replace", "path": "password", "value": "Secret-3"}
+        ).get_json(),
+        "list": scim.get("/Users").get_json(),
+        "list-attributes": scim.get("/Users?attributes=password").get_json(),
+        "filter": scim.get('/Users?filter=password pr or userName eq "ann"').get_json(),
+        "search": scim.post("/Users/.search", search).get_json(),
+    }
+
+
+def test_password_is_never_returned(scim) -> None:
+    """RFC 7643 §4.1: password is writeOnly, returned never."""
+    created = scim.post("/Users", {"userName": "ann", "password": "Secret-1"}).get_json()
+
+    reads = {"post": created, **_password_reads(scim, created)}
+
+    for name, body in reads.items():
+        text = json.dumps(body)
+        assert "password" not in text.casefold(), name
+        assert "Secret-" not in text, name
+
+
+def test_password_is_never_stored_in_clear(scim, settings: Settings) -> None:
+    """No file under [storage] path (data, journal, activity log) holds a clear password."""
+    created = scim.create_user("ann", password="Clear-Text-1")
+    scim.patch_ops(
+        f"/Users/{created['id']}", {"op": "replace", "path": "password", "value": "Clear-Text-2"}
+    )
+    scim.put(f"/Users/{created['id']}", {"userName": "ann", "password": "Clear-Text-3"})
+    scim.create_user("bob", password="Clear-Text-4")
+
+    files = [path for path in settings.storage.path.rglob("*") if path.is_file()]
+
+    assert settings.storage.path / DATA_FILE in files
+    for path in files:
+        assert b"Clear-Text" not in path.read_bytes(), path.name
+    stored = json.loads((settings.storage.path / DATA_FILE).read_bytes())["users"].values()
+    assert all(user["password"].startswith("scrypt:") for user in stored)
+
+
+def test_put_without_password_keeps_the_stored_hash(scim, settings: Settings) -> None:
+    created = scim.create_user("ann", password="Secret-1")
+    data_file = settings.storage.path / DATA_FILE
+    stored_hash = _stored_user(data_file, created["id"])["password"]
+
+    scim.put(f"/Users/{created['id']}", {"userName": "ann", "title": "Boss"})
+
+    assert _stored_user(data_file, created["id"])["password"] == stored_hash
+
+
+def _stored_user(data_file: Path, user_id: str) -> dict:
+    users = json.loads(data_file.read_bytes())["users"]
+    return next(user for user in users.values() if user["id"] == user_id)
+
+
+# -- text fidelity, content types, URLs --------------------------------------------------------
+
+NON_ASCII = [
+    pytest.param("Zoë Ångström", id="latin-accents"),
+    pytest.param("Zoe\u0308 decomposed", id="combining-mark-not-normalised"),
+    pytest.param("山田 太郎", id="cjk"),
+    pytest.param("Ünïcødé 🙂 emoji", id="astral-plane"),
+    pytest.param("  leading and trailing spaces  ", id="spaces-kept"),
+]
+
+
+@pytest.mark.parametrize("text", NON_ASCII)
+def test_non_ascii_text_round_trips_exactly(scim, text: str) -> None:
+    """entra-provisioning.md Q19: values are stored and returned exactly as sent."""
+    created = scim.create_user(text, displayName=text, name={"formatted": text})
+
+    read_back = scim.get(f"/Users/{created['id']}")
+    found = scim.get("/Users", query_string={"filter": f'userName eq "{text}"'})
+
+    assert read_back.get_json()["userName"] == text
+    assert read_back.get_json()["displayName"] == text
+    assert read_back.get_json()["name"]["formatted"] == text
+    assert text in read_back.get_data().decode("utf-8")  # UTF-8, not \\u escapes
+    assert [user["id"] for user in found.get_json()["Resources"]] == [created["id"]]
+
+
+CONTENT_TYPES = [
+    pytest.param("application/scim+json; charset=utf-8", id="entra-scim-json-charset"),
+    pytest.param("application/scim+json", id="scim-json"),
+    pytest.param("application/json", id="json"),
+    pytest.param("application/json; charset=UTF-8", id="json-charset"),
+    pytest.param("text/plain", id="text-plain"),
+    pytest.param("application/x-www-form-urlencoded", id="form"),
+    pytest.param(None, id="none"),
+]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+def test_a_body_is_parsed_as_json_whatever_its_content_type(
+    client, token: str, content_type: str | None
+) -> None:
+    """entra-provisioning.md A0, Q8: never 406/415; the body is JSON whatever the header."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/html"}
+    if content_type:
+        headers["Content-Type"] = content_type
+
+    response = client.post(
+        f"{PREFIX}/Users", data=json.dumps({"userName": "ann"}).encode(), headers=headers
+    )
+
+    assert response.status_code == 201
+    assert response.mimetype == SCIM_JSON
+    assert response.get_json()["userName"] == "ann"
+
+
+def test_a_utf8_body_with_a_byte_order_mark_is_accepted(scim) -> None:
+    response = scim.post("/Users", b"\xef\xbb\xbf" + json.dumps({"userName": "ann"}).encode())
+
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("//Users", id="double-slash-from-tenant-url-with-trailing-slash"),
+        pytest.param("/Users/", id="trailing-slash"),
+        pytest.param("//Users//", id="both"),
+    ],
+)
+def test_entras_url_forms_are_answered_without_a_redirect(scim, path: str) -> None:
+    """entra-provisioning.md A0: Entra appends /Users to a Tenant URL that may end in '/'."""
+    created = scim.create_user("ann")
+
+    listed = scim.get(path)
+    by_id = scim.get(path.rstrip("/") + f"/{created['id']}/")
+
+    assert listed.status_code == 200
+    assert listed.get_json()["totalResults"] == 1
+    assert by_id.status_code == 200
+
+
+def test_location_uses_the_request_host_without_a_public_url(scim) -> None:
+    response = scim.post("/Users", {"userName": "ann"}, headers={"Host": "proware.internal:8443"})
+
+    location = response.headers["Location"]
+    assert location.startswith(f"http://proware.internal:8443{PREFIX}/Users/")
+    assert response.get_json()["meta"]["location"] == location
+
+
+@pytest.fixture
+def public_app(tmp_path: Path) -> Flask:
+    settings = Settings(
+        server=ServerSettings(public_url="https://proware.example.com/base/"),
+        storage=StorageSettings(path=tmp_path / "public"),
+    )
+    app = create_app(settings)
+    yield app
+    app.extensions["proware"].repository.close()
+
+
+def test_public_url_is_used_for_location_and_meta_location(public_app: Flask, scim_for) -> None:
+    scim = scim_for(public_app)
+
+    created = scim.post("/Users", {"userName": "ann"}, headers={"Host": "10.0.0.5:8000"})
+    group = scim.create_group("staff", [created.get_json()["id"]])
+    listed = scim.get("/Users").get_json()
+
+    base = "https://proware.example.com/base/scim/v2"
+    user_id = created.get_json()["id"]
+    assert created.headers["Location"] == f"{base}/Users/{user_id}"
+    assert created.get_json()["meta"]["location"] == f"{base}/Users/{user_id}"
+    assert listed["Resources"][0]["meta"]["location"] == f"{base}/Users/{user_id}"
+    assert group["members"][0]["$ref"] == f"{base}/Users/{user_id}"
+
+
+# -- activity events and the access log ------------------------------------------------------
+
+
+def test_each_successful_change_emits_one_event(scim, events: list[dict], token: str) -> None:
+    ann = scim.create_user("ann")
+    user_path = f"/Users/{ann['id']}"
+    scim.patch_ops(user_path, {"op": "replace", "path": "title", "value": "Boss"})
+    scim.patch_ops(user_path, {"op": "replace", "path": "active", "value": False})
+    scim.patch_ops(user_path, {"op": "replace", "path": "active", "value": True})
+    scim.put(user_path, {"userName": "ann2"})
+    scim.get(user_path)
+    scim.delete(user_path)
+
+    changes = [(e["operation"], e["resourceType"], e["id"], e["name"]) for e in events]
+    assert changes == [
+        ("create", "User", ann["id"], "ann"),
+        ("update", "User", ann["id"], "ann"),
+        ("disable", "User", ann["id"], "ann"),
+        ("enable", "User", ann["id"], "ann"),
+        ("update", "User", ann["id"], "ann2"),
+        ("delete", "User", ann["id"], "ann2"),
+    ]
+    assert [e["status"] for e in events] == [201, 200, 200, 200, 200, 204]
+    assert {e["token"] for e in events} == {"entra"}
+    assert all(e["request_id"] and e["time"] for e in events)
+    assert token not in json.dumps(events)
+
+
+def test_a_patch_that_disables_and_renames_emits_both_operations(scim, events: list[dict]) -> None:
+    ann = scim.create_user("ann")
+    events.clear()
+
+    scim.patch_ops(
+        f"/Users/{ann['id']}",
+        {"op": "replace", "path": "active", "value": "False"},
+        {"op": "replace", "path": "displayName", "value": "Ann"},
+    )
+
+    assert [e["operation"] for e in events] == ["disable", "update"]
+
+
+def test_a_failing_activity_listener_never_fails_the_request(
+    app: Flask, scim, events: list[dict], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The change is committed before listeners run: a 500 would make Entra retry a create."""
+
+    def broken(event: dict) -> None:
+        raise RuntimeError("activity log is full")
+
+    app.extensions["proware"].listeners.insert(0, broken)
+
+    created = scim.post("/Users", {"userName": "ann"})
+    refused = scim.post("/Users", {"userName": "ANN"})
+
+    assert created.status_code == 201
+    assert refused.status_code == 409
+    assert [e["operation"] for e in events] == ["create", "failed"]
+    failures = [r for r in caplog.records if r.name == "proware.activity"]
+    assert len(failures) == 2 and failures[0].exc_info is not None
+
+
+def test_access_log_has_one_line_per_request_without_the_secret(
+    scim, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="proware.access")
+
+    scim.post("/Users", {"userName": "ann"})
+    scim.get("/Users?filter=userName+eq+%22ann%22")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert len(lines) == 2
+    assert lines[0].startswith('127.0.0.1 "POST /scim/v2/Users" 201 ')
+    assert "token=entra" in lines[0]
+    assert "ms " in lines[0]  # the duration
+    assert lines[1].startswith('127.0.0.1 "GET /scim/v2/Users?filter=userName')
+    assert all(token not in line for line in lines)

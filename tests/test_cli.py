@@ -1,0 +1,368 @@
+"""The operator command line, ``app.main([...])``: tokens, the provisioning switch, serve."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app import CONTROL_FILE, DATA_FILE, create_app, main
+from scim import commands
+from scim.config import CONFIG_ENV, load_settings
+
+PREFIX = "/scim/v2"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config file whose data directory is ./data beside it."""
+    path = tmp_path / "proware.toml"
+    path.write_text('[storage]\npath = "data"\n\n[server]\nport = 8123\n', encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def data_dir(config: Path) -> Path:
+    return config.parent / "data"
+
+
+def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """Run one command; its exit code, standard output and standard error."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def create_token(capsys, config: Path, name: str = "entra", *extra: str) -> str:
+    code, out, _ = run(capsys, "--config", str(config), "token", "create", "--name", name, *extra)
+    assert code == 0
+    return out.strip()
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def test_token_create_prints_only_the_token_on_stdout(capsys, config: Path) -> None:
+    code, out, err = run(capsys, "token", "create", "--name", "entra", "--config", str(config))
+
+    assert code == 0
+    assert out.count("\n") == 1
+    secret = out.strip()
+    assert secret.startswith("pw_") and " " not in secret
+    assert "read-write token 'entra'" in err
+    assert "shown only this once" in err
+
+
+def test_token_create_read_only_with_expiry(capsys, config: Path) -> None:
+    create_token(capsys, config, "auditor", "--read-only", "--expires", "30")
+
+    _, out, _ = run(capsys, "--config", str(config), "token", "list")
+
+    [row] = [line for line in out.splitlines() if line.startswith("auditor")]
+    assert "read-only" in row and "active" in row
+    assert row.rstrip().endswith("UTC")  # the expiry date is shown
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["--name", "entra"], "already exists", id="name-taken"),
+        pytest.param(["--name", "bad/name"], "is not allowed", id="bad-name"),
+        pytest.param(["--name", "x", "--expires", "0"], "expires_in_days", id="zero-days"),
+    ],
+)
+def test_token_create_refuses_bad_requests_with_exit_2(
+    capsys, config: Path, argv: list[str], message: str
+) -> None:
+    create_token(capsys, config, "entra")
+
+    code, out, err = run(capsys, "--config", str(config), "token", "create", *argv)
+
+    assert code == 2
+    assert out == ""
+    assert message in err
+
+
+def test_token_list_never_shows_a_secret_or_hash(capsys, config: Path, data_dir: Path) -> None:
+    first = create_token(capsys, config, "entra")
+    second = create_token(capsys, config, "backup", "--read-only")
+    run(capsys, "--config", str(config), "token", "revoke", "backup")
+    hashes = [t["hash"] for t in json.loads((data_dir / CONTROL_FILE).read_text())["tokens"]]
+
+    code, out, err = run(capsys, "--config", str(config), "token", "list")
+
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "SCOPE", "STATUS", "CREATED", "LAST", "USED", "EXPIRES"]
+    assert {line.split()[0]: line.split()[2] for line in lines[1:]} == {
+        "entra": "active",
+        "backup": "revoked",
+    }
+    for secret in (first, second, *hashes):
+        assert secret not in out + err
+
+
+def test_token_revoke_and_revoking_again(capsys, config: Path) -> None:
+    create_token(capsys, config, "entra")
+
+    first = run(capsys, "--config", str(config), "token", "revoke", "entra")
+    second = run(capsys, "--config", str(config), "token", "revoke", "entra")
+
+    assert first[0] == 0 and "Revoked token 'entra'" in first[1]
+    assert second[0] == 1 and "no active token named 'entra'" in second[2]
+
+
+# -- the provisioning switch ---------------------------------------------------------------
+
+
+def test_provisioning_enable_disable_status(capsys, config: Path) -> None:
+    fresh = run(capsys, "--config", str(config), "provisioning", "status")
+    enabled = run(capsys, "--config", str(config), "provisioning", "enable")
+    status = run(capsys, "--config", str(config), "provisioning", "status")
+    disabled = run(capsys, "--config", str(config), "provisioning", "disable")
+
+    assert fresh == (0, "User Provisioning is disabled\n", "")
+    assert enabled[1].startswith("User Provisioning is enabled (since ")
+    assert "by cli)" in enabled[1]
+    assert status[1] == enabled[1]
+    assert disabled[1].startswith("User Provisioning is disabled (since ")
+
+
+# -- where the config comes from ------------------------------------------------------------
+
+
+def test_the_config_can_come_from_the_environment(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(config))
+
+    code, _, _ = run(capsys, "provisioning", "enable")
+
+    assert code == 0
+    assert (data_dir / CONTROL_FILE).is_file()
+
+
+def test_config_flag_wins_over_the_environment(
+    capsys, config: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "missing.toml"))
+
+    code, _, _ = run(capsys, "provisioning", "enable", "--config", str(config))
+
+    assert code == 0
+    assert (data_dir / CONTROL_FILE).is_file()
+
+
+def test_config_toml_in_the_working_directory_is_picked_up(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    (config.parent / "config.toml").write_text(config.read_text())
+    monkeypatch.chdir(config.parent)
+
+    code, _, _ = run(capsys, "provisioning", "enable")
+
+    assert code == 0
+    assert (data_dir / CONTROL_FILE).is_file()
+
+
+def test_without_any_config_the_defaults_are_used(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    code, out, _ = run(capsys, "provisioning", "status")
+
+    assert code == 0
+    assert out == "User Provisioning is disabled\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        pytest.param("[server]\nport = 0\n", "[server] port", id="bad-port"),
+        pytest.param("[server]\nprot = 80\n", "[server] prot", id="unknown-key"),
+        pytest.param("[sever]\n", "[sever]", id="unknown-section"),
+        pytest.param('[scim]\nmax_results = "10"\n', "[scim] max_results", id="wrong-type"),
+        pytest.param("[server\n", "not valid TOML", id="not-toml"),
+    ],
+)
+def test_a_bad_config_exits_2_naming_the_key(capsys, tmp_path: Path, text: str, names: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+
+    code, out, err = run(capsys, "--config", str(path), "token", "list")
+
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ") and names in err and str(path) in err
+
+
+def test_a_missing_config_file_exits_2(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "--config", str(tmp_path / "nope.toml"), "token", "list")
+
+    assert code == 2
+    assert "no such config file" in err
+
+
+# -- the CLI and a running server share the data directory ----------------------------------
+
+
+@pytest.fixture
+def running_app(config: Path) -> Iterator[Flask]:
+    """An app serving from the config's data directory, as `serve` would build it."""
+    application = create_app(load_settings(config))
+    yield application
+    application.extensions["proware"].repository.close()
+
+
+def test_a_cli_token_works_at_once_and_fails_at_once_when_revoked(
+    capsys, config: Path, running_app: Flask
+) -> None:
+    client = running_app.test_client()
+    secret = create_token(capsys, config, "entra")
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    disabled = client.get(f"{PREFIX}/Users", headers=headers)
+    run(capsys, "--config", str(config), "provisioning", "enable")
+    allowed = client.get(f"{PREFIX}/Users", headers=headers)
+    run(capsys, "--config", str(config), "token", "revoke", "entra")
+    revoked = client.get(f"{PREFIX}/Users", headers=headers)
+
+    assert disabled.status_code == 403
+    assert allowed.status_code == 200
+    assert revoked.status_code == 401
+    assert "revoked" in revoked.get_json()["detail"]
+
+
+def test_token_list_shows_when_the_server_last_saw_a_token(
+    capsys, config: Path, running_app: Flask
+) -> None:
+    secret = create_token(capsys, config, "entra")
+    run(capsys, "--config", str(config), "provisioning", "enable")
+
+    running_app.test_client().get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {secret}"})
+    _, out, _ = run(capsys, "--config", str(config), "token", "list")
+
+    [row] = out.splitlines()[1:]
+    assert row.split()[2] == "active"
+    assert row.count("UTC") == 2  # created and last used; never expires
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
+    root = logging.getLogger("proware")
+    access = logging.getLogger("proware.access")
+    saved = (root.handlers[:], root.level, root.propagate, access.disabled)
+    yield
+    root.handlers[:], root.level, root.propagate, access.disabled = saved
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch, restore_logging) -> list[tuple[Flask, dict]]:
+    """Stand-in for waitress.serve: records the app and options instead of listening."""
+    calls: list[tuple[Flask, dict]] = []
+    monkeypatch.setattr(commands.waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    return calls
+
+
+def test_serve_prints_the_tenant_url_and_next_steps(capsys, config: Path, served) -> None:
+    code, out, _ = run(capsys, "--config", str(config), "serve")
+
+    assert code == 0
+    assert "Tenant URL:   http://127.0.0.1:8123/scim/v2" in out
+    assert "token create --name entra" in out
+    assert f"--config {config}" in out
+    assert "User Provisioning is disabled: turn it on with" in out
+    [(_, options)] = served
+    assert options["host"] == "127.0.0.1" and options["port"] == 8123
+    assert options["max_request_body_size"] == 1_048_576
+    assert "trusted_proxy" not in options
+
+
+def test_serve_passes_proxy_settings_to_waitress(capsys, tmp_path: Path, served) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        '[server]\npublic_url = "https://proware.example.com"\ntrusted_proxy = "127.0.0.1"\n'
+        '[log]\naccess_log = false\nlevel = "WARNING"\n',
+        encoding="utf-8",
+    )
+    create_token(capsys, config, "entra")
+    run(capsys, "--config", str(config), "provisioning", "enable")
+
+    code, out, _ = run(capsys, "--config", str(config), "serve")
+
+    assert code == 0
+    assert "Tenant URL:   https://proware.example.com/scim/v2" in out
+    assert "token create" not in out  # a token exists already
+    assert "User Provisioning is enabled\n" in out
+    [(_, options)] = served
+    assert options["trusted_proxy"] == "127.0.0.1"
+    assert options["trusted_proxy_headers"] == "x-forwarded-proto x-forwarded-host x-forwarded-for"
+    assert options["clear_untrusted_proxy_headers"] is True
+    assert logging.getLogger("proware.access").disabled
+    assert logging.getLogger("proware").level == logging.WARNING
+
+
+def test_serve_refuses_a_corrupt_data_file_with_exit_1(
+    capsys, config: Path, data_dir: Path, served
+) -> None:
+    data_dir.mkdir()
+    (data_dir / DATA_FILE).write_text("{not json", encoding="utf-8")
+
+    code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert code == 1
+    assert err.startswith("error: ") and DATA_FILE in err
+    assert served == []
+
+
+def test_sigterm_stops_serve_cleanly_and_the_handler_is_restored(
+    capsys, config: Path, monkeypatch: pytest.MonkeyPatch, restore_logging
+) -> None:
+    """systemd and docker stop with SIGTERM; serve's cleanup must still run (exit 0)."""
+    stopped: list[str] = []
+
+    def serve_until_sigterm(app: Flask, **options) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this at once
+        except KeyboardInterrupt:  # what waitress's loop catches to shut down
+            stopped.append("stopped")
+
+    monkeypatch.setattr(commands.waitress, "serve", serve_until_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+
+    code, _, _ = run(capsys, "--config", str(config), "serve")
+
+    assert code == 0
+    assert stopped == ["stopped"]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_serve_saves_token_use_when_it_stops(
+    capsys, config: Path, served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = create_token(capsys, config, "entra")
+    run(capsys, "--config", str(config), "provisioning", "enable")
+
+    def serve_one_request(app: Flask, **options) -> None:
+        app.test_client().get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {secret}"})
+
+    monkeypatch.setattr(commands.waitress, "serve", serve_one_request)
+    run(capsys, "--config", str(config), "serve")
+    _, out, _ = run(capsys, "--config", str(config), "token", "list")
+
+    assert out.splitlines()[1].count("UTC") == 2

@@ -1,0 +1,228 @@
+"""Settings from TOML: the example file, defaults, and refusals that name the key at fault."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from scim.config import (
+    ConfigError,
+    ScimSettings,
+    ServerSettings,
+    Settings,
+    StorageSettings,
+    from_mapping,
+    load_settings,
+    resolve_config_path,
+)
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- the example file cannot rot ------------------------------------------------------------
+
+
+def test_the_example_config_equals_the_built_in_defaults() -> None:
+    loaded = load_settings(EXAMPLE)
+
+    expected = dataclasses.replace(
+        Settings(),
+        storage=StorageSettings(path=EXAMPLE.parent / "data"),
+        source=str(EXAMPLE),
+    )
+    assert loaded == expected
+
+
+def test_the_example_config_lists_every_key() -> None:
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    sections = {f.name for f in dataclasses.fields(Settings) if f.name != "source"}
+
+    assert set(raw) == sections
+    for name, values in raw.items():
+        section = getattr(Settings(), name)
+        assert set(values) == {f.name for f in dataclasses.fields(section)}, name
+
+
+def test_every_example_key_has_a_comment() -> None:
+    """Each key is documented (waitress adjustments.py style): a comment line precedes it."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for index, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            assert lines[index - 1].startswith("#"), line
+
+
+# -- defaults and paths --------------------------------------------------------------------
+
+
+def test_no_file_means_the_built_in_defaults() -> None:
+    settings = load_settings(None)
+
+    assert settings == Settings()
+    assert settings.source == "built-in defaults"
+    assert settings.tenant_url() == "http://127.0.0.1:8000/scim/v2"
+
+
+def test_an_empty_file_means_the_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, ""))
+
+    assert settings.server == ServerSettings()
+    assert settings.scim == ScimSettings()
+
+
+def test_a_relative_storage_path_is_resolved_against_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "etc" / "proware"
+    config_dir.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+
+    settings = load_settings(write(config_dir, '[storage]\npath = "var/data"\n'))
+
+    assert settings.storage.path == config_dir / "var" / "data"
+
+
+def test_an_absolute_storage_path_is_kept(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, f'[storage]\npath = "{tmp_path / "abs"}"\n'))
+
+    assert settings.storage.path == tmp_path / "abs"
+
+
+def test_values_are_read(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(
+            tmp_path,
+            '[server]\nhost = "0.0.0.0"\nport = 9000\npublic_url = "https://p.example.com/x"\n'
+            'trusted_proxy_headers = ["x-forwarded-for"]\n'
+            '[scim]\nprefix = "/scim"\nmax_results = 50\n'
+            '[log]\nlevel = "debug"\naccess_log = false\n',
+        )
+    )
+
+    assert settings.server.port == 9000
+    assert settings.server.trusted_proxy_headers == ["x-forwarded-for"]
+    assert settings.scim.max_results == 50
+    assert settings.log.access_log is False
+    assert settings.tenant_url() == "https://p.example.com/x/scim"
+    assert settings.local_url == "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    ("host", "local_url"),
+    [
+        pytest.param("127.0.0.1", "http://127.0.0.1:8000", id="loopback"),
+        pytest.param("0.0.0.0", "http://127.0.0.1:8000", id="every-interface"),
+        pytest.param("::1", "http://[::1]:8000", id="ipv6"),
+    ],
+)
+def test_local_url(host: str, local_url: str) -> None:
+    assert Settings(server=ServerSettings(host=host)).local_url == local_url
+
+
+def test_the_tenant_url_prefers_public_url_over_the_request() -> None:
+    public = Settings(server=ServerSettings(public_url="https://p.example.com/"))
+
+    assert public.tenant_url("http://10.0.0.1:8000/") == "https://p.example.com/scim/v2"
+    assert Settings().tenant_url("http://h:1/") == "http://h:1/scim/v2"
+
+
+# -- refusals name what is wrong --------------------------------------------------------------
+
+BAD = [
+    pytest.param("[sever]\nport = 1\n", "unknown section [sever]", id="unknown-section"),
+    pytest.param("[server]\nprot = 80\n", "unknown key [server] prot", id="unknown-key"),
+    pytest.param("server = 1\n", "[server] must be a table", id="section-not-a-table"),
+    pytest.param('[server]\nport = "80"\n', "[server] port must be an integer", id="port-string"),
+    pytest.param("[server]\nport = true\n", "[server] port must be an integer", id="port-bool"),
+    pytest.param("[server]\nport = 0\n", "[server] port must be 1-65535", id="port-zero"),
+    pytest.param("[server]\nport = 65536\n", "[server] port must be 1-65535", id="port-high"),
+    pytest.param("[server]\nhost = 127\n", "[server] host must be a string", id="host-int"),
+    pytest.param("[server]\nthreads = 0\n", "[server] threads must be at least 1", id="threads"),
+    pytest.param(
+        "[server]\nmax_body_bytes = 10\n", "[server] max_body_bytes", id="tiny-body-limit"
+    ),
+    pytest.param(
+        '[server]\npublic_url = "proware.example.com"\n',
+        "[server] public_url must be an http(s) URL",
+        id="public-url-no-scheme",
+    ),
+    pytest.param(
+        '[server]\npublic_url = "ftp://proware.example.com"\n',
+        "[server] public_url",
+        id="public-url-ftp",
+    ),
+    pytest.param(
+        '[server]\npublic_url = "https://p.example.com/?x=1"\n',
+        "[server] public_url",
+        id="public-url-query",
+    ),
+    pytest.param(
+        "[server]\ntrusted_proxy_headers = [1]\n",
+        "[server] trusted_proxy_headers must be a list of strings",
+        id="headers-not-strings",
+    ),
+    pytest.param('[scim]\nprefix = "scim"\n', "[scim] prefix", id="prefix-no-slash"),
+    pytest.param('[scim]\nprefix = "/scim/"\n', "[scim] prefix", id="prefix-trailing-slash"),
+    pytest.param("[scim]\nmax_results = 0\n", "[scim] max_results", id="max-results"),
+    pytest.param("[scim]\nmax_filter_length = 10\n", "[scim] max_filter_length", id="filter"),
+    pytest.param('[storage]\npath = ""\n', "[storage] path must be a non-empty", id="empty-path"),
+    pytest.param('[log]\nlevel = "LOUD"\n', "[log] level", id="log-level"),
+    pytest.param('[log]\naccess_log = "yes"\n', "[log] access_log must be true", id="bool"),
+    pytest.param("[server\n", "not valid TOML", id="not-toml"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD)
+def test_a_bad_config_fails_with_a_message_naming_it(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+
+    assert message in str(raised.value)
+    assert str(raised.value).startswith(str(path))
+
+
+def test_a_missing_file_fails_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_an_unreadable_file_fails_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00")
+
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(path)
+
+
+def test_from_mapping_without_a_base_dir_keeps_a_relative_path() -> None:
+    settings = from_mapping({"storage": {"path": "rel"}}, source="test")
+
+    assert settings.storage.path == Path("rel")
+
+
+# -- which file ----------------------------------------------------------------------------
+
+
+def test_resolve_prefers_the_flag_then_the_environment_then_config_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PROWARE_CONFIG", raising=False)
+    assert resolve_config_path(None) is None
+    write(tmp_path, "")
+    assert resolve_config_path(None) == Path("config.toml")
+    monkeypatch.setenv("PROWARE_CONFIG", "/etc/proware.toml")
+    assert resolve_config_path(None) == Path("/etc/proware.toml")
+    assert resolve_config_path("mine.toml") == Path("mine.toml")
