@@ -1,1 +1,35 @@
 """Document storage for Proware: knows documents and indexes, not SCIM and not HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from storage.journal import JournalRepository
+    from storage.repository import Index
+
+
+def open_store(
+    data_dir: Path,
+    indexes: list[Index],
+    *,
+    compact_min_bytes: int = 1 << 20,
+    compact_ratio: float = 0.5,
+) -> JournalRepository:
+    """Open the durable store in ``data_dir`` (created if missing; format 1 is migrated).
+
+    :param compact_min_bytes: compact once the journal holds this many bytes, or
+    :param compact_ratio: this fraction of the data file's size, whichever is larger.
+    :raises StoreLocked: if another process owns ``data_dir``.
+    :raises CorruptStore: if its files are damaged or of a newer format (left unchanged).
+    """
+    # Imported here so that `import storage.controlfile` stays light for the CLI.
+    from storage.journal import JournalRepository
+
+    return JournalRepository(
+        Path(data_dir),
+        indexes,
+        compact_min_bytes=compact_min_bytes,
+        compact_ratio=compact_ratio,
+    )

@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,26 +32,38 @@ Stamp = tuple[int, int, int]
 _TEMP_SUFFIX = ".tmp"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes | Iterable[bytes], *, sync_every: int = 0) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
 
     The bytes go to a temporary file in the same directory (mode 0600: these files hold
     personal data and secrets' hashes), which is flushed and fsync'd, renamed over ``path``,
-    and then the directory is fsync'd so the rename itself survives a power cut.
+    and then the directory is fsync'd so the rename itself survives a power cut. ``data``
+    may be an iterable of chunks, so a large file is never held in memory whole.
+
+    :param sync_every: flush to disk after about this many bytes (0: only at the end). On
+        ext4 another file's fsync waits for this file's dirty pages too, so writing a large
+        file in steps keeps a concurrent journal fsync from waiting for all of it.
     """
     descriptor, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
     )
     try:
-        with os.fdopen(descriptor, "wb") as temp:
-            temp.write(data)
+        with os.fdopen(descriptor, "wb", buffering=1 << 16) as temp:
+            unsynced = 0
+            for chunk in [data] if isinstance(data, bytes) else data:
+                temp.write(chunk)
+                unsynced += len(chunk)
+                if sync_every and unsynced >= sync_every:
+                    temp.flush()
+                    os.fdatasync(temp.fileno())
+                    unsynced = 0
             temp.flush()
             os.fsync(temp.fileno())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def remove_stray_temp_files(path: Path) -> list[Path]:
@@ -98,7 +110,8 @@ def decode_json(path: Path, raw: bytes) -> Any:
         ) from None
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the creation, renaming or removal of files in ``directory`` durable."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)

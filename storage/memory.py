@@ -1,129 +1,31 @@
 """The in-memory repository: every rule of :mod:`storage.repository`, nothing on disk.
 
-The service tests' fake, and the base :mod:`storage.tinydb_store` adds durability to, so the
-rules (meta, unique indexes, versions, memberships) are written once.
+The service tests' fake, and the base that :mod:`storage.tinydb_store` and
+:mod:`storage.journal` add durability to, so the rules (meta, unique indexes, versions,
+memberships) are written once.
 
-State is published as an immutable snapshot. A transaction's first write copies its dicts
-(stored documents are never changed in place) and commit publishes the copy in one
-assignment; an exception just drops it. Readers take no lock and never see half a write.
+State is published as an immutable snapshot (:class:`storage.state.State`). A transaction's
+first write copies its maps (stored documents are never changed in place) and commit
+publishes the copy in one assignment; an exception just drops it. Readers take no lock and
+never see half a write.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from storage.errors import Conflict, NotFound, VersionMismatch
-from storage.repository import Clock, CommitListener, IdFactory, Index
+from storage.repository import Clock, CommitListener, CompactionHook, IdFactory, Index
+from storage.state import Key, State, append, discard
+from storage.values import clone, new_hex_id, timestamp, utcnow, version_number, version_tag
 
 USER = "User"
 GROUP = "Group"
 
-Key = tuple[str, str]  # (kind, id) of a document, or (kind, field) of an index
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(UTC)
-
-
-def new_hex_id() -> str:
-    """An opaque, unguessable document id (32 hex digits)."""
-    return uuid.uuid4().hex
-
-
-def clone(value: Any) -> Any:
-    """A deep copy of a JSON value; several times faster than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        return {key: clone(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [clone(item) for item in value]
-    return value
-
-
-def timestamp(moment: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and "Z", e.g. "2026-11-26T10:54:52.123Z"."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
-
-
-def version_tag(number: int) -> str:
-    """The weak entity tag for version ``number`` (RFC 7644 §3.14)."""
-    return f'W/"{number}"'
-
-
-def version_number(tag: str) -> int:
-    """The counter inside a tag made by :func:`version_tag`."""
-    return int(tag[3:-1])
-
-
-@dataclass
-class State:
-    """One consistent snapshot: documents, memberships and the lookups derived from them.
-
-    A published snapshot is never changed; :meth:`copy` gives a transaction its own dicts.
-    Values (documents, id tuples) are shared between copies and replaced, never mutated.
-    """
-
-    indexes: tuple[Index, ...]
-    documents: dict[str, dict[str, dict]]  # kind -> id -> document, in insertion order
-    members: dict[str, tuple[str, ...]]  # group id -> user ids, in the order added
-    groups: dict[str, tuple[str, ...]]  # user id -> group ids (the inverse of members)
-    keys: dict[Key, dict[str, tuple[str, ...]]]  # (kind, field) -> folded value -> ids
-
-    @classmethod
-    def build(
-        cls,
-        indexes: Iterable[Index],
-        documents: dict[str, dict[str, dict]] | None = None,
-        members: dict[str, tuple[str, ...]] | None = None,
-    ) -> State:
-        """A snapshot holding ``documents`` and ``members``, with every lookup computed."""
-        indexes = tuple(indexes)
-        state = cls(indexes, {}, {}, {}, {(index.kind, index.field): {} for index in indexes})
-        for kind, table in (documents or {}).items():
-            state.documents[kind] = dict(table)
-            for id, document in table.items():
-                state.index(kind, id, document)
-        for group_id, user_ids in (members or {}).items():
-            state.members[group_id] = tuple(user_ids)
-            for user_id in user_ids:
-                _append(state.groups, user_id, group_id)
-        return state
-
-    def copy(self) -> State:
-        """A snapshot with its own dicts at every level a write changes."""
-        return State(
-            self.indexes,
-            {kind: dict(table) for kind, table in self.documents.items()},
-            dict(self.members),
-            dict(self.groups),
-            {key: dict(values) for key, values in self.keys.items()},
-        )
-
-    def index(self, kind: str, id: str, document: dict) -> None:
-        """Add ``document``'s values to the lookups of ``kind``."""
-        for index, folded in self._keys_of(kind, document):
-            _append(self.keys[(kind, index.field)], folded, id)
-
-    def unindex(self, kind: str, id: str, document: dict) -> None:
-        """Remove ``document``'s values from the lookups of ``kind``."""
-        for index, folded in self._keys_of(kind, document):
-            _discard(self.keys[(kind, index.field)], folded, id)
-
-    def _keys_of(self, kind: str, document: dict) -> Iterator[tuple[Index, str]]:
-        # A document lacking the field (or holding a non-string) is simply not indexed.
-        for index in self.indexes:
-            value = document.get(index.field)
-            if index.kind == kind and isinstance(value, str):
-                yield index, index.key(value)
+# A membership change as a transaction records it: ("add" | "remove", group id, user ids).
+MembershipChange = tuple[str, str, tuple[str, ...]]
 
 
 class _Reads:
@@ -167,19 +69,21 @@ class _Reads:
 
 
 class MemoryTransaction(_Reads):
-    """One transaction's reads and writes, on its own copy of the state.
+    """One transaction's reads and writes, on its own copy of ``state``.
 
     Membership calls raise :class:`NotFound` if the group does not exist.
     """
 
-    def __init__(self, repository: MemoryRepository) -> None:
+    def __init__(self, repository: MemoryRepository, state: State) -> None:
         self._repository = repository
         self._indexes = repository._indexes
-        self._state = repository._state
+        self._state = state
         self._copied = False
         self._open = True
         # (kind, id) of every document written, in order: what a durable store must save.
         self.changed: dict[Key, None] = {}
+        # Membership changes in order, as deltas: a journal records these, not member lists.
+        self.membership_changes: list[MembershipChange] = []
         # Documents already given a new version here: one transaction, one version.
         self._stamped: set[Key] = set()
         # Activity events noted by the caller, committed with the writes.
@@ -232,8 +136,8 @@ class MemoryTransaction(_Reads):
         del state.documents[kind][id]
         self.changed[(kind, id)] = None
         if kind == GROUP:
-            self._set_members(id, ())
-            state.members.pop(id, None)
+            # Deleting the group deletes its memberships: no delta to record.
+            self._change_members(id, removed=state.members.get(id, ()))
         elif kind == USER:
             for group_id in state.groups.get(id, ()):
                 self.remove_members(group_id, [id])
@@ -241,21 +145,35 @@ class MemoryTransaction(_Reads):
     def add_members(self, group_id: str, user_ids: list[str]) -> list[str]:
         """Add users to a group, skipping those already in it; returns the ids added."""
         self._stored(GROUP, group_id)
-        current = self._state.members.get(group_id, ())
-        present = set(current)
-        added = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in present]
+        groups = self._state.groups
+        # The inverse lookup answers "already a member?" without reading the member list,
+        # so adding one member costs the same in a group of 10 or of 10,000.
+        added = [
+            user_id
+            for user_id in dict.fromkeys(user_ids)
+            if group_id not in groups.get(user_id, ())
+        ]
         if added:
-            self._set_members(group_id, current + tuple(added))
+            self._change_members(group_id, added=added)
+            self.membership_changes.append(("add", group_id, tuple(added)))
         return added
 
     def remove_members(self, group_id: str, user_ids: list[str]) -> list[str]:
         """Remove users from a group, ignoring non-members; returns the ids removed."""
         self._stored(GROUP, group_id)
+        groups = self._state.groups
+        leaving = {user_id for user_id in user_ids if group_id in groups.get(user_id, ())}
+        if not leaving:
+            return []
         current = self._state.members.get(group_id, ())
-        leaving = set(user_ids)
-        removed = [user_id for user_id in current if user_id in leaving]
-        if removed:
-            self._set_members(group_id, tuple(u for u in current if u not in leaving))
+        if len(leaving) * 8 < len(current):
+            # A few leavers in a big group: find each one (a C-speed scan) rather than
+            # testing every member in Python.
+            removed = sorted(leaving, key=current.index)
+        else:
+            removed = [user_id for user_id in current if user_id in leaving]
+        self._change_members(group_id, removed=removed)
+        self.membership_changes.append(("remove", group_id, tuple(removed)))
         return removed
 
     def clear_members(self, group_id: str) -> list[str]:
@@ -282,7 +200,7 @@ class MemoryTransaction(_Reads):
 
     def _put(self, kind: str, id: str, document: dict) -> None:
         state = self._writable()
-        table = state.documents.setdefault(kind, {})
+        table = state.table(kind)
         previous = table.get(id)
         if previous is not None:
             state.unindex(kind, id, previous)
@@ -290,16 +208,30 @@ class MemoryTransaction(_Reads):
         state.index(kind, id, document)
         self.changed[(kind, id)] = None
 
-    def _set_members(self, group_id: str, user_ids: tuple[str, ...]) -> None:
-        """Make ``user_ids`` the group's members, keep the inverse in step, bump the group."""
+    def _change_members(
+        self, group_id: str, added: list[str] | tuple[str, ...] = (), removed: Iterable[str] = ()
+    ) -> None:
+        """Apply a membership delta, keep the inverse in step, bump the group's version."""
         state = self._writable()
-        before = state.members.get(group_id, ())
-        for user_id in set(before).difference(user_ids):
-            _discard(state.groups, user_id, group_id)
-        for user_id in set(user_ids).difference(before):
-            _append(state.groups, user_id, group_id)
-        state.members[group_id] = user_ids
-        group = state.documents.get(GROUP, {}).get(group_id)
+        current = state.members.get(group_id, ())
+        leaving = set(removed)
+        if len(leaving) == 1:
+            (user_id,) = leaving
+            position = current.index(user_id)
+            current = current[:position] + current[position + 1 :]
+        elif leaving:
+            current = tuple(user_id for user_id in current if user_id not in leaving)
+        for user_id in leaving:
+            discard(state.groups, user_id, group_id)
+        if added:
+            current += tuple(added)
+            for user_id in added:
+                append(state.groups, user_id, group_id)
+        if current:
+            state.members[group_id] = current
+        else:
+            state.members.pop(group_id, None)
+        group = state.document(GROUP, group_id)
         if group is not None and (GROUP, group_id) not in self._stamped:
             # The member list is part of the group, so it gets a new version (RFC 7644 §3.14).
             self._put(GROUP, group_id, group | {"meta": self._next_meta(group)})
@@ -327,6 +259,8 @@ class MemoryTransaction(_Reads):
 class MemoryRepository(_Reads):
     """A repository held in memory only: the fake for service tests, the base of durable ones.
 
+    Activity events get a ``seq`` (1, 2, ...) in commit order before listeners see them.
+
     :param clock: gives ``meta.created``/``lastModified``; inject a fixed one in tests.
     :param new_id: gives new document ids; inject a counter in tests.
     """
@@ -343,47 +277,72 @@ class MemoryRepository(_Reads):
         self._active: MemoryTransaction | None = None
         self._state = State.build(indexes)
         self._listeners: list[CommitListener] = []
+        self._event_seq = 0  # the seq of the last event committed
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryTransaction]:
         """Serialise a unit of work; publish it on normal exit, discard it on exception."""
         with self._lock:
-            if self._active is not None:
-                raise RuntimeError("transactions do not nest; use the one already open")
-            transaction = MemoryTransaction(self)
-            self._active = transaction
+            transaction = self._begin(self._state)
             try:
                 yield transaction
                 if transaction.changed or transaction.events:
+                    stamp_events(transaction.events, self._event_seq + 1)
                     self._commit(transaction)
+                    self._event_seq += len(transaction.events)
                     self._state = transaction.state
             finally:
-                transaction.close()
-                self._active = None
+                self._end(transaction)
             if transaction.events:
                 # Still under the lock, so listeners see commits in order.
-                for listener in self._listeners:
-                    listener(transaction.events)
+                self._notify(transaction.events)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(events)`` after every commit that noted events, in commit order."""
         self._listeners.append(listener)
 
+    def add_compaction_hook(self, hook: CompactionHook) -> None:
+        """Accept a compaction hook; never called, as this store keeps no journal."""
+
     def all(self, kind: str) -> Iterator[dict]:
         """Every document of ``kind`` (copies), in insertion order."""
-        # The snapshot's dict is never changed, so iterating it while others commit is safe.
-        for document in self._state.documents.get(kind, {}).values():
-            yield clone(document)
+        # The snapshot's map is never changed, so iterating it while others commit is safe.
+        table = self._state.documents.get(kind)
+        if table is not None:
+            for document in table.values():
+                yield clone(document)
 
     def count(self, kind: str) -> int:
         """How many documents of ``kind`` there are."""
-        return len(self._state.documents.get(kind, {}))
+        table = self._state.documents.get(kind)
+        return 0 if table is None else len(table)
 
     def close(self) -> None:
         """Nothing to release: the data lives and dies with this object."""
 
+    def _begin(self, state: State) -> MemoryTransaction:
+        """Open a transaction on ``state``; the caller holds the lock."""
+        if self._active is not None:
+            raise RuntimeError("transactions do not nest; use the one already open")
+        self._active = MemoryTransaction(self, state)
+        return self._active
+
+    def _end(self, transaction: MemoryTransaction) -> None:
+        transaction.close()
+        self._active = None
+
+    def _notify(self, events: list[dict]) -> None:
+        for listener in self._listeners:
+            listener(events)
+
     def _commit(self, transaction: MemoryTransaction) -> None:
         """Hook: make the changes durable before they are published; raising discards them."""
+
+
+def stamp_events(events: list[dict], first_seq: int) -> None:
+    """Number events in place: ``seq`` = ``first_seq``, ``first_seq`` + 1, ..."""
+    for seq, event in enumerate(events, first_seq):
+        event["seq"] = seq
 
 
 def _body(document: dict) -> dict:
@@ -394,16 +353,3 @@ def _body(document: dict) -> dict:
 def _check_version(kind: str, id: str, current: dict, expected: str | None) -> None:
     if expected is not None and expected != current["meta"]["version"]:
         raise VersionMismatch(kind, id, expected, current["meta"]["version"])
-
-
-def _append(mapping: dict[str, tuple[str, ...]], key: str, item: str) -> None:
-    mapping[key] = mapping.get(key, ()) + (item,)
-
-
-def _discard(mapping: dict[str, tuple[str, ...]], key: str, item: str) -> None:
-    """Remove ``item`` from the tuple at ``key``, and the key once its tuple is empty."""
-    remaining = tuple(other for other in mapping.get(key, ()) if other != item)
-    if remaining:
-        mapping[key] = remaining
-    else:
-        mapping.pop(key, None)

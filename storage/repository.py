@@ -8,7 +8,12 @@ relation (group id -> user ids), so adding one member never rewrites a whole mem
 Every write happens inside :meth:`Repository.transaction`: one lock serialises transactions,
 reads inside a transaction see its own writes, and leaving the block without an exception
 makes all of its writes durable (on disk, fsync'd) and atomic before it returns. An exception
-leaves nothing written.
+leaves nothing written. Other readers see a change once it is durable, never half of it.
+
+Activity events noted in a transaction are committed with it and handed to the commit
+listeners afterwards, in commit order, each stamped with a ``seq`` that increases by one per
+event. A durable store may keep them in its journal; before it discards them (compaction)
+it calls the compaction hooks, so an audit log can make itself durable first.
 
 Documents returned are copies: mutating them never changes the store.
 """
@@ -43,6 +48,7 @@ class Index:
 Clock = Callable[[], datetime]
 IdFactory = Callable[[], str]
 CommitListener = Callable[[list[dict]], None]
+CompactionHook = Callable[[], None]
 
 
 class Reader(Protocol):
@@ -140,7 +146,18 @@ class Repository(Reader, Protocol):
         ...
 
     def add_commit_listener(self, listener: CommitListener) -> None:
-        """Call ``listener(events)`` after every commit that noted events, in commit order."""
+        """Call ``listener(events)`` after every commit that noted events, in commit order.
+
+        Each event carries ``seq``. A listener must not write to the repository.
+        """
+        ...
+
+    def add_compaction_hook(self, hook: CompactionHook) -> None:
+        """Call ``hook()`` before the store discards journal records that carry events.
+
+        By then every such event has been delivered to the commit listeners; an audit log
+        fsyncs itself here. A store without a journal never calls it.
+        """
         ...
 
     def close(self) -> None:

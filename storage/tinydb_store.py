@@ -33,15 +33,10 @@ from tinydb.table import Table
 
 from storage.controlfile import read_json, remove_stray_temp_files, write_atomically
 from storage.errors import CorruptStore
-from storage.memory import (
-    GROUP,
-    MemoryRepository,
-    MemoryTransaction,
-    State,
-    new_hex_id,
-    utcnow,
-)
+from storage.memory import GROUP, MemoryRepository, MemoryTransaction
 from storage.repository import Clock, IdFactory, Index
+from storage.state import State
+from storage.values import new_hex_id, utcnow
 
 FORMAT = 1
 
@@ -116,7 +111,9 @@ class AtomicJSONStorage(Storage):
 class TinyDBRepository(MemoryRepository):
     """A repository kept in memory and saved to a TinyDB file (format 1) on every commit.
 
-    Only one process may open the file at a time.
+    Only one process may open the file at a time. Superseded by :mod:`storage.journal`
+    (which migrates these files); format 1 keeps no events, so event ``seq`` numbers start
+    again at 1 when the file is reopened.
 
     :raises CorruptStore: if the file is not valid JSON, is not a Proware data file, or has
         a newer format; the file is left untouched.
@@ -187,7 +184,7 @@ class TinyDBRepository(MemoryRepository):
         changes: dict[str, _TableChanges] = {}
         for kind, id in transaction.changed:
             table_changes = changes.setdefault(kind, _TableChanges())
-            document = state.documents.get(kind, {}).get(id)
+            document = state.document(kind, id)
             doc_id = self._doc_ids[kind].get(id) if kind in self._doc_ids else None
             if document is None:
                 if doc_id is not None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from storage.journal import JournalRepository
 from storage.memory import MemoryRepository
 from storage.repository import Clock, IdFactory, Index, Repository
 from storage.tinydb_store import TinyDBRepository
@@ -34,6 +35,9 @@ IMPLEMENTATIONS: dict[str, RepositoryFactory] = {
     "memory": lambda directory, clock, new_id: MemoryRepository(INDEXES, clock, new_id),
     "tinydb": lambda directory, clock, new_id: TinyDBRepository(
         directory / "proware.json", INDEXES, clock, new_id
+    ),
+    "journal": lambda directory, clock, new_id: JournalRepository(
+        directory / "data", INDEXES, clock, new_id
     ),
 }
 
