@@ -4,6 +4,8 @@
     python app.py token create --name entra [--read-only] [--expires DAYS]
     python app.py token list | token revoke NAME
     python app.py provisioning enable | disable | status
+    python app.py admin create USERNAME | admin reset-password USERNAME
+    python app.py activity tail [-n N] [--follow]
 
 Every command takes ``--config FILE`` (or ``$PROWARE_CONFIG``); with neither, ./config.toml
 if it exists, else the built-in defaults (data under ./data/, 127.0.0.1:8000).
@@ -22,6 +24,8 @@ from pathlib import Path
 
 from flask import Flask, Response, g, request
 
+import admin
+from admin import commands as admin_commands
 from scim import commands
 from scim.api import NormalizeSlashes, create_blueprint
 from scim.api.context import Services
@@ -69,6 +73,7 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     app.before_request(_start_request)
     app.register_blueprint(create_blueprint(settings.scim.prefix))
     register_error_handlers(app)
+    admin.register(app, services)  # the control panel at /admin
     app.after_request(_log_request)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.wsgi_app = NormalizeSlashes(app.wsgi_app)  # type: ignore[method-assign]
@@ -86,7 +91,7 @@ def _log_request(response: Response) -> Response:
     response.headers["X-Request-Id"] = g.get("request_id", "-")
     if access_log.isEnabledFor(logging.INFO):
         elapsed = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
-        token = g.get("token")
+        token = g.get("token") or g.get("presented_token")
         path = request.full_path.rstrip("?")
         access_log.info(
             '%s "%s %s" %s %.1fms token=%s id=%s',
@@ -134,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "provisioning", parents=[common], help="turn User Provisioning on or off"
     )
     provisioning.add_argument("action", choices=["enable", "disable", "status"])
+    admin_commands.add_parsers(sub, common)
     return parser
 
 
@@ -156,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
     if args.command == "serve":
         return commands.serve(settings, create_app, command_hint)
+    if args.command in ("admin", "activity"):
+        return admin_commands.run(settings, args)
     if args.command == "token":
         return commands.token(settings, args, Path(settings.storage.path) / CONTROL_FILE)
     return commands.provisioning(settings, args.action, Path(settings.storage.path) / CONTROL_FILE)

@@ -65,6 +65,9 @@ def authenticate() -> None:
         )
     store = services().tokens
     check = store.verify(secret)
+    # Named in the refusal's activity event and access-log line (a revoked or expired
+    # token still has a name; the secret is never recorded).
+    g.presented_token = check.token
     if check.outcome == "revoked":
         assert check.token is not None
         raise Refused(

@@ -66,7 +66,7 @@ def base_url() -> str:
 
 def request_context(status: int) -> dict:
     """The facts about this request that an activity event records (never the token)."""
-    token = g.get("token")
+    token = g.get("token") or g.get("presented_token")
     return {
         "time": g.get("request_started_at"),
         "request_id": g.get("request_id"),

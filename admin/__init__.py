@@ -1,0 +1,182 @@
+"""Proware's control panel at ``/admin``, served by the same process as the SCIM API.
+
+A client of the same service and storage layers as the SCIM blueprints (``Services``): it
+reads the directory through :class:`scim.service.Directory`, tokens and the User
+Provisioning switch through :mod:`scim.tokens`, and never touches TinyDB.
+
+``register(app, services)`` wires it into an app: the blueprint (pages, static files), the
+session secret and cookie, the audit log fed by ``services.listeners``, the connection
+status fed by every SCIM request, HTML error pages for ``/admin`` paths, and the serve hook
+that prints the first-run setup link.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from admin import (
+    activity,
+    csrf,
+    pages,
+    sessions,
+    views_activity,
+    views_auth,
+    views_directory,
+    views_settings,
+)
+from admin.accounts import FILE_NAME as ACCOUNTS_FILE
+from admin.accounts import AdminAccounts
+from admin.audit import FILE_NAME as AUDIT_FILE
+from admin.audit import AuditLog
+from admin.connection import FILE_NAME as CONNECTION_FILE
+from admin.connection import ConnectionStatus, Observation
+from admin.context import EXTENSION, PATH, AdminContext, context, utcnow
+from admin.sessions import RevokedSessions, SessionPolicy
+from admin.setup_link import SetupLinks
+from scim.api.auth import Refused
+from scim.api.context import Services
+from scim.api.responses import register_html_errors
+from storage.repository import Clock
+
+
+def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminContext:
+    """Serve the control panel from ``app``; returns its context."""
+    data_dir = Path(services.settings.storage.path)
+    sessions.configure(app, data_dir, PATH)
+    admin = AdminContext(
+        services=services,
+        accounts=AdminAccounts(data_dir / ACCOUNTS_FILE, clock=clock),
+        audit=AuditLog(data_dir / AUDIT_FILE),
+        connection=ConnectionStatus(data_dir / CONNECTION_FILE, clock=clock),
+        setup=SetupLinks(clock),
+        revoked=RevokedSessions(),
+        session_policy=SessionPolicy(),
+        clock=clock,
+    )
+    # Change events arrive after their commit (the store made them durable with the change);
+    # refusals and failures as the SCIM blueprint answers them.
+    services.listeners.append(admin.audit.append)
+    # The store calls this before it discards journal records that carry events, so the
+    # audit log is on disk before the store's own copy of those events goes (no fsync per
+    # request). Stores without a journal never call it.
+    services.repository.add_compaction_hook(admin.audit.sync)
+    # Events committed before a crash but never appended here are still in the journal
+    # (JournalRepository.recent_events, beyond the Repository interface).
+    recent_events = getattr(services.repository, "recent_events", None)
+    if callable(recent_events):
+        admin.audit.catch_up(recent_events)
+    app.extensions[EXTENSION] = admin
+    app.register_blueprint(create_blueprint())
+    app.after_request(_observe_scim_request)
+    register_html_errors(app, PATH, pages.error_page)
+    # scim.commands.serve calls these with the command prefix, e.g. "python app.py".
+    app.extensions.setdefault("serve_hooks", []).append(lambda command: on_serve(app, command))
+    return admin
+
+
+def create_blueprint() -> Blueprint:
+    """The control panel's pages and static files, every page but sign-in behind a session."""
+    blueprint = Blueprint(
+        "admin",
+        __name__,
+        url_prefix=PATH,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/static",
+    )
+    blueprint.before_request(_guard)
+    blueprint.after_request(_security_headers)
+    blueprint.app_template_global("csrf_token")(csrf.token)
+    blueprint.app_template_filter("when")(pages.when)
+    blueprint.app_template_filter("date")(pages.date)
+    blueprint.app_template_global("outcome_of")(activity.outcome)
+    for views in (views_auth, views_settings, views_activity, views_directory):
+        views.register(blueprint)
+    return blueprint
+
+
+def on_serve(app: Flask, command: str, out: Callable[[str], None] = print) -> None:
+    """At ``python app.py serve``: print the setup link while no admin exists; close cleanly."""
+    admin: AdminContext = app.extensions[EXTENSION]
+    atexit.register(admin.close)
+    settings = admin.services.settings
+    base = (settings.server.public_url or settings.local_url).rstrip("/")
+    if admin.accounts.any():
+        out(f"  Control panel: {base}{PATH}")
+        return
+    secret = admin.setup.issue()
+    minutes = int(admin.setup.lifetime.total_seconds() // 60)
+    out(
+        f"  No admin yet. Set up the control panel (link works once, for {minutes} minutes):\n"
+        f"    {base}{PATH}/setup/{secret}\n"
+        f"  or run: {command} admin create USERNAME"
+    )
+    sys.stdout.flush()
+
+
+# Pages anyone may open: signing in, first-run setup, the stylesheet and script.
+_PUBLIC = frozenset({"admin.sign_in", "admin.setup_link", "admin.setup", "admin.static"})
+
+
+def _guard() -> Response | None:
+    """CSRF check on every POST, then a signed-in session for everything but _PUBLIC."""
+    if csrf.request_is_forged():
+        return pages.forged_form()
+    if request.endpoint in _PUBLIC:
+        return None
+    admin = context()
+    username, ended = sessions.current_admin(
+        admin.accounts, admin.revoked, admin.session_policy, admin.clock()
+    )
+    if username is None:
+        return views_auth.to_sign_in(ended)
+    g.admin = username
+    return None
+
+
+def _security_headers(response: Response) -> Response:
+    """Pages that show tokens and personal data: never cached, framed or sniffed."""
+    if request.endpoint != "admin.static":
+        response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    )
+    return response
+
+
+def _observe_scim_request(response: Response) -> Response:
+    """Feed every SCIM request to the connection status (after authentication decided)."""
+    prefix = current_app.extensions["proware"].settings.scim.prefix
+    path = request.path
+    if not (path == prefix or path.startswith(prefix + "/")):
+        return response
+    error = g.get("scim_error")
+    reason = error.reason if isinstance(error, Refused) else None
+    # The token this request presented: authenticated, or revoked/expired but still named.
+    token = g.get("token") or g.get("presented_token")
+    token_name = token.name if token is not None else None
+    event = g.get("scim_event") or {}
+    context().connection.record(
+        Observation(
+            time=g.get("request_started_at") or utcnow().isoformat(timespec="milliseconds"),
+            client=request.remote_addr or "-",
+            token=token_name,
+            method=request.method,
+            path=path,
+            query=request.query_string.decode("utf-8", "replace"),
+            filter=request.args.get("filter"),
+            status=response.status_code,
+            reason=reason,
+            detail=error.detail if error is not None and response.status_code >= 400 else None,
+            matched=event.get("matched") if event.get("operation") == "query" else None,
+        )
+    )
+    return response

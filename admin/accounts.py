@@ -1,0 +1,331 @@
+"""Control panel admin accounts: password hashes and sign-in lockout, in a small JSON file.
+
+The file (``<data>/admins.json``) is a :class:`storage.controlfile.ControlFile`, so the
+server and ``python app.py admin ...`` change it safely at the same time. Layout, format 1::
+
+    {"format": 1,
+     "admins": [{"username": "alice", "password_hash": "scrypt:32768:8:1$...",
+                 "created": "2026-11-26T10:54:52Z", "created_by": "setup",
+                 "password_changed": "2026-11-26T10:54:52Z", "last_sign_in": null,
+                 "failures": ["2026-11-26T11:00:00Z"], "locked_until": null}]}
+
+Passwords are hashed with werkzeug's scrypt (a memory-hard password hash). There is no
+default password: the first admin comes from the one-time setup link or the command line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from storage.controlfile import ControlFile
+from storage.errors import CorruptStore
+from storage.repository import Clock
+
+FILE_NAME = "admins.json"
+FORMAT = 1
+
+MIN_PASSWORD_LENGTH = 12
+# Hashing is deliberately slow; an unbounded password would make it a denial of service.
+MAX_PASSWORD_LENGTH = 1024
+
+_USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """``max_failures`` failed sign-ins within ``window`` lock an account for ``duration``."""
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+    duration: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class AdminAccount:
+    """An admin, without the password hash."""
+
+    username: str
+    created: datetime
+    created_by: str
+    # Changes with every new password; a session records it, so a reset signs out everywhere.
+    password_changed: str
+    last_sign_in: datetime | None
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The verdict on a sign-in attempt: "ok", "invalid" or "locked".
+
+    ``account`` is set only for "ok"; ``locked_until`` only for "locked".
+    """
+
+    outcome: str
+    account: AdminAccount | None = None
+    locked_until: datetime | None = None
+
+
+class AdminAccounts:
+    """Create admins, change their passwords and check sign-ins."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock = utcnow,
+        policy: LockoutPolicy = LockoutPolicy(),
+        hash_method: str = "scrypt",
+    ) -> None:
+        self._control = ControlFile(path)
+        self.clock = clock
+        self.policy = policy
+        self._hash_method = hash_method
+        # Failed sign-ins for names that are not accounts, kept in memory only (writing them
+        # would let anyone grow the file), so that unknown and known names lock alike.
+        self._unknown_failures: dict[str, list[datetime]] = {}
+        self._unknown_lock = threading.Lock()
+        self._dummy_hash: str | None = None
+
+    @property
+    def path(self) -> Path:
+        """The accounts file."""
+        return self._control.path
+
+    def any(self) -> bool:
+        """Whether at least one admin exists (else the setup link is offered)."""
+        return bool(self._records(self._control.read()))
+
+    def get(self, username: str) -> AdminAccount | None:
+        """The admin called ``username`` (compared case-insensitively), if there is one."""
+        record = _find(self._records(self._control.read()), username)
+        return None if record is None else _account(record)
+
+    def list(self) -> builtins.list[AdminAccount]:
+        """Every admin, in the order they were created."""
+        return [_account(record) for record in self._records(self._control.read())]
+
+    def create(self, username: str, password: str, *, created_by: str = "cli") -> AdminAccount:
+        """Add an admin.
+
+        :raises ValueError: if the name is malformed or taken, or the password is too weak.
+        """
+        if not _USERNAME.fullmatch(username):
+            raise ValueError(
+                f"username {username!r} is not allowed: use 1-64 letters, digits, '.', '_', "
+                "'@' or '-'"
+            )
+        check_password(password, username)
+        now = self._stamp()
+        record: dict = {
+            "username": username,
+            "password_hash": self._hash(password),
+            "created": now,
+            "created_by": created_by,
+            "password_changed": now,
+            "last_sign_in": None,
+            "failures": [],
+            "locked_until": None,
+        }
+
+        def add(document: dict) -> None:
+            records = self._records(document)
+            if _find(records, username) is not None:
+                raise ValueError(f"an admin named {username!r} already exists")
+            records.append(record)
+
+        self._control.update(add)
+        return _account(record)
+
+    def reset_password(self, username: str, password: str) -> AdminAccount:
+        """Give an admin a new password; unlocks the account and ends its sessions.
+
+        :raises KeyError: if there is no such admin.
+        :raises ValueError: if the password is too weak.
+        """
+        check_password(password, username)
+        password_hash = self._hash(password)
+        changed: builtins.list[dict] = []
+
+        def apply(document: dict) -> None:
+            record = _find(self._records(document), username)
+            if record is None:
+                raise KeyError(f"no admin named {username!r}")
+            record["password_hash"] = password_hash
+            record["password_changed"] = self._stamp(unique_after=record["password_changed"])
+            record["failures"] = []
+            record["locked_until"] = None
+            changed.append(record)
+
+        self._control.update(apply)
+        return _account(changed[0])
+
+    def sign_in(self, username: str, password: str) -> SignIn:
+        """Check a sign-in, counting failures and locking after too many.
+
+        A locked account is refused without looking at the password, so guessing on stops
+        paying off; nothing sleeps, so no server thread is held up.
+        """
+        now = self.clock()
+        record = _find(self._records(self._control.read()), username)
+        if record is None:
+            return self._unknown_sign_in(username, password, now)
+        locked_until = _parse_optional(record.get("locked_until"))
+        if locked_until is not None and now < locked_until:
+            return SignIn("locked", locked_until=locked_until)
+        if check_password_hash(record["password_hash"], password):
+            return SignIn("ok", account=self._note_success(username))
+        return self._note_failure(username, now)
+
+    def _note_success(self, username: str) -> AdminAccount:
+        done: builtins.list[dict] = []
+
+        def apply(document: dict) -> None:
+            record = _find(self._records(document), username)
+            if record is None:
+                raise KeyError(f"no admin named {username!r}")
+            record["last_sign_in"] = self._stamp()
+            record["failures"] = []
+            record["locked_until"] = None
+            done.append(record)
+
+        self._control.update(apply)
+        return _account(done[0])
+
+    def _note_failure(self, username: str, now: datetime) -> SignIn:
+        verdict: builtins.list[SignIn] = []
+
+        def apply(document: dict) -> None:
+            record = _find(self._records(document), username)
+            if record is None:  # deleted meanwhile
+                verdict.append(SignIn("invalid"))
+                return
+            recent = [
+                stamp
+                for stamp in record.get("failures") or []
+                if now - _parse(stamp) < self.policy.window
+            ]
+            recent.append(_iso(now))
+            record["failures"] = recent
+            if len(recent) >= self.policy.max_failures:
+                until = now + self.policy.duration
+                record["locked_until"] = _iso(until)
+                record["failures"] = []
+                verdict.append(SignIn("locked", locked_until=until))
+            else:
+                verdict.append(SignIn("invalid"))
+
+        self._control.update(apply)
+        return verdict[0]
+
+    def _unknown_sign_in(self, username: str, password: str, now: datetime) -> SignIn:
+        # Spend the same hashing time as for a real account, so timing tells nothing.
+        check_password_hash(self._dummy(), password)
+        key = username.casefold()
+        with self._unknown_lock:
+            failures = [
+                moment
+                for moment in self._unknown_failures.get(key, [])
+                if now - moment < self.policy.window + self.policy.duration
+            ]
+            locked = _locked_until(failures, self.policy)
+            if locked is not None and now < locked:
+                return SignIn("locked", locked_until=locked)
+            failures.append(now)
+            if len(self._unknown_failures) > 10_000:  # bound the memory an attacker can use
+                self._unknown_failures.clear()
+            self._unknown_failures[key] = failures
+            locked = _locked_until(failures, self.policy)
+        if locked is not None and now < locked:
+            return SignIn("locked", locked_until=locked)
+        return SignIn("invalid")
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hash("not a password of any admin")
+        return self._dummy_hash
+
+    def _hash(self, password: str) -> str:
+        return generate_password_hash(password, method=self._hash_method)
+
+    def _stamp(self, unique_after: str | None = None) -> str:
+        """Now as an ISO stamp with microseconds, distinct from ``unique_after``."""
+        moment = self.clock().astimezone(UTC)
+        stamp = moment.isoformat(timespec="microseconds")
+        if stamp == unique_after:  # a frozen test clock: still mark the change
+            stamp = (moment + timedelta(microseconds=1)).isoformat(timespec="microseconds")
+        return stamp
+
+    def _records(self, document: dict) -> builtins.list[dict]:
+        version = document.setdefault("format", FORMAT)
+        if version != FORMAT:
+            raise CorruptStore(
+                f"{self._control.path}: unknown admin accounts format {version!r} "
+                f"(this version of Proware reads format {FORMAT})"
+            )
+        return document.setdefault("admins", [])
+
+
+def check_password(password: str, username: str) -> None:
+    """Refuse passwords that are too short, too long or the username itself.
+
+    :raises ValueError: saying what to change.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValueError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise ValueError(f"the password must be at most {MAX_PASSWORD_LENGTH} characters long")
+    if password.casefold() == username.casefold():
+        raise ValueError("the password must not be the username")
+
+
+def _locked_until(failures: builtins.list[datetime], policy: LockoutPolicy) -> datetime | None:
+    """Until when the latest run of ``max_failures`` failures within ``window`` locks."""
+    until = None
+    for start in range(len(failures) - policy.max_failures + 1):
+        run = failures[start : start + policy.max_failures]
+        if run[-1] - run[0] < policy.window:
+            until = run[-1] + policy.duration
+    return until
+
+
+def _find(records: builtins.list[dict], username: str) -> dict | None:
+    wanted = username.casefold()
+    for record in records:
+        if record.get("username", "").casefold() == wanted:
+            return record
+    return None
+
+
+def _account(record: dict) -> AdminAccount:
+    return AdminAccount(
+        username=record["username"],
+        created=_parse(record["created"]),
+        created_by=record.get("created_by", "-"),
+        password_changed=record["password_changed"],
+        last_sign_in=_parse_optional(record.get("last_sign_in")),
+        locked_until=_parse_optional(record.get("locked_until")),
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _parse_optional(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)

@@ -1,0 +1,225 @@
+"""The audit log: provisioning activity events, appended as JSON Lines and rotated by size.
+
+Every SCIM request that changes data and every refused or failed one becomes one event (see
+:class:`scim.api.context.Services`). A change's event is committed *with the change* by the
+repository (``Transaction.note``) and reaches :meth:`AuditLog.append` after the commit, so the
+durable record of "this change happened" is the store's own write. The audit log therefore
+appends without an fsync per request: it fsyncs before the store discards journal records
+that carry events (the repository's compaction hook), when it rotates, and when it closes.
+After a crash, :meth:`AuditLog.catch_up` appends the events the store still holds beyond
+the log's newest ``seq``.
+
+Layout in the data directory::
+
+    activity.jsonl        newest events, one JSON object per line
+    activity.jsonl.1      the previous file, ... up to activity.jsonl.<backups>
+
+Rotation renames files; a line, once written, is never changed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+log = logging.getLogger("proware.audit")
+
+FILE_NAME = "activity.jsonl"
+MAX_BYTES = 5 * 1024 * 1024  # per file
+BACKUPS = 5  # rotated files kept besides the current one
+
+# Read-write only so that the last byte can be checked (pread) before the first append.
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT
+
+# Keys an event must never carry into the log, whoever built it (defence in depth: the SCIM
+# layer already leaves secrets out of its events).
+_SECRET_KEYS = frozenset({"authorization", "password", "secret", "bearer"})
+
+
+class AuditLog:
+    """An append-only JSON Lines file of events, rotated by size.
+
+    Thread-safe: waitress calls :meth:`append` from several threads. The file is opened per
+    append (a few microseconds beside the store's fsync'd commit), so no handle outlives a
+    call and nothing needs closing for the data to reach the OS.
+
+    :param max_bytes: rotate before a line would make the current file larger than this.
+    :param backups: how many rotated files to keep; older ones are deleted.
+    """
+
+    def __init__(self, path: Path, *, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
+        if max_bytes < 1024:
+            raise ValueError(f"max_bytes must be at least 1024, not {max_bytes}")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock = threading.Lock()
+        # Whether a file was created since the last sync (its name needs a directory fsync).
+        self._new_file = False
+        self._tail_checked = False  # whether the file was seen to end with a whole line
+        # Appends that failed (disk full, permissions); shown on the activity page.
+        self.failures = 0
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, event: dict) -> None:
+        """Write one event as a line; never raises (a failure is logged and counted).
+
+        The change an event describes is already committed when this runs, so failing here
+        would turn an acknowledged change into an error response.
+        """
+        line = encode(event)
+        with self._lock:
+            try:
+                self._append(line)
+            except OSError:
+                self.failures += 1
+                log.exception("could not append to the audit log %s", self.path)
+
+    def sync(self) -> None:
+        """Make every appended event durable (fsync); the repository's compaction hook."""
+        with self._lock:
+            self._sync()
+
+    def close(self) -> None:
+        """Make everything durable before the server stops (the same as :meth:`sync`)."""
+        self.sync()
+
+    def _append(self, line: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, _APPEND_FLAGS, 0o600)
+        try:
+            size = os.fstat(descriptor).st_size
+            if size == 0:
+                self._new_file = True
+            elif size + len(line) > self.max_bytes:
+                os.close(descriptor)
+                descriptor = -1
+                self._rotate()
+                descriptor = os.open(self.path, _APPEND_FLAGS, 0o600)
+                self._new_file = True
+            elif not self._tail_checked and not _ends_with_newline(descriptor, size):
+                # A crash cut the last line short: start this event on a line of its own.
+                line = b"\n" + line
+            os.write(descriptor, line)  # O_APPEND: one write, never interleaved
+            self._tail_checked = True
+        finally:
+            if descriptor >= 0:
+                os.close(descriptor)
+
+    def _sync(self) -> None:
+        try:
+            descriptor = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if self._new_file:
+            _fsync_directory(self.path.parent)
+            self._new_file = False
+
+    def _rotate(self) -> None:
+        """Shift activity.jsonl -> .1 -> .2 ...; the oldest beyond ``backups`` is deleted."""
+        self._sync()  # a rotated file is never written again: make it whole first
+        rotated_path(self.path, self.backups).unlink(missing_ok=True)
+        for number in range(self.backups - 1, 0, -1):
+            source = rotated_path(self.path, number)
+            if source.exists():
+                source.rename(rotated_path(self.path, number + 1))
+        if self.backups > 0:
+            self.path.rename(rotated_path(self.path, 1))
+        else:
+            self.path.unlink()
+
+    def catch_up(self, committed_after: Callable[[int], list[dict]]) -> int:
+        """Append the committed events this log lacks (lost in a crash before a sync).
+
+        :param committed_after: the store's ``recent_events(after_seq)``: events it still
+            holds whose ``seq`` is above the newest ``seq`` in this log.
+        :returns: how many events were appended.
+        """
+        missing = committed_after(self.last_seq())
+        for event in missing:
+            self.append(event)
+        if missing:
+            self.sync()
+        return len(missing)
+
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest committed event in the log (0 if there is none)."""
+        for event in self.newest_first():
+            seq = event.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                return seq
+        return 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def newest_first(self) -> Iterator[dict]:
+        """Every event still kept, newest first (the current file, then .1, .2, ...)."""
+        yield from read_newest_first(self.path, self.backups)
+
+
+def encode(event: dict) -> bytes:
+    """One event as a JSON line, without any key that could hold a secret."""
+    clean = {key: value for key, value in event.items() if key.lower() not in _SECRET_KEYS}
+    text = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
+    return text.encode("utf-8") + b"\n"
+
+
+def rotated_path(path: Path, number: int) -> Path:
+    """The name of the ``number``-th rotated file (``activity.jsonl.1`` is the newest)."""
+    return path.with_name(f"{path.name}.{number}")
+
+
+def log_files(path: Path, backups: int = BACKUPS) -> list[Path]:
+    """The files of a log that exist, newest first."""
+    candidates = [path] + [rotated_path(path, n) for n in range(1, backups + 1)]
+    return [candidate for candidate in candidates if candidate.exists()]
+
+
+def read_newest_first(path: Path, backups: int = BACKUPS) -> Iterator[dict]:
+    """The events in a log's files, newest first; unreadable lines are skipped."""
+    yield from read_files_newest_first(log_files(path, backups))
+
+
+def read_files_newest_first(files: list[Path]) -> Iterator[dict]:
+    """The events in ``files`` (given newest first), newest first."""
+    for file in files:
+        try:
+            lines = file.read_bytes().splitlines()
+        except FileNotFoundError:  # rotated away meanwhile
+            continue
+        for line in reversed(lines):
+            event = decode(line)
+            if event is not None:
+                yield event
+
+
+def decode(line: bytes) -> dict | None:
+    """One line as an event, or None for a blank, cut or foreign line."""
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _ends_with_newline(descriptor: int, size: int) -> bool:
+    return os.pread(descriptor, 1, size - 1) == b"\n"
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,208 @@
+"""The control panel's commands: ``python app.py admin ...`` and ``python app.py activity tail``.
+
+    python app.py admin create USERNAME           # password from stdin, or asked twice
+    python app.py admin reset-password USERNAME   # also unlocks and signs out everywhere
+    python app.py activity tail [-n N] [--follow]
+
+They work on the data directory's files while the server runs: the accounts file is updated
+under its lock, and the audit log is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TextIO
+
+from admin import activity, audit
+from admin.accounts import FILE_NAME as ACCOUNTS_FILE
+from admin.accounts import AdminAccounts
+from scim.config import Settings
+from storage.errors import StorageError
+
+POLL_SECONDS = 1.0
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add the ``admin`` and ``activity`` commands to the operator command line."""
+    admin = sub.add_parser("admin", parents=[common], help="manage control panel admins")
+    admin_sub = admin.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("create", "add an admin; the password is read from stdin or asked for"),
+        ("reset-password", "set a new password; unlocks the account, ends its sessions"),
+    ):
+        parser = admin_sub.add_parser(action, parents=[common], help=text)
+        parser.add_argument("username")
+
+    activity_parser = sub.add_parser(
+        "activity", parents=[common], help="show provisioning activity (the audit log)"
+    )
+    activity_sub = activity_parser.add_subparsers(dest="action", required=True)
+    tail = activity_sub.add_parser(
+        "tail", parents=[common], help="print the newest events, oldest of them first"
+    )
+    tail.add_argument("-n", type=int, default=20, metavar="N", help="how many (default 20)")
+    tail.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C"
+    )
+
+
+def run(
+    settings: Settings,
+    args: argparse.Namespace,
+    *,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run an ``admin`` or ``activity`` command; returns the exit code."""
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
+    err = err or sys.stderr
+    data_dir = Path(settings.storage.path)
+    if args.command == "activity":
+        return tail(data_dir / audit.FILE_NAME, args.n, follow=args.follow, out=out)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    accounts = AdminAccounts(data_dir / ACCOUNTS_FILE)
+    try:
+        password = read_password(stdin, err)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    try:
+        if args.action == "create":
+            account = accounts.create(args.username, password, created_by="cli")
+            print(f"Created admin {account.username!r}; sign in at /admin.", file=out)
+        else:
+            account = accounts.reset_password(args.username, password)
+            print(
+                f"New password set for {account.username!r}; the account is unlocked and its "
+                "sessions are signed out.",
+                file=out,
+            )
+    except KeyError:
+        print(f"error: no admin named {args.username!r}", file=err)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    except StorageError as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    return 0
+
+
+def read_password(stdin: TextIO, err: TextIO) -> str:
+    """The new password: asked twice on a terminal, else the first line of stdin.
+
+    :raises ValueError: if the two entries differ or nothing was given.
+    """
+    if stdin.isatty():
+        first = getpass.getpass("New password: ", stream=err)
+        if getpass.getpass("Repeat it: ", stream=err) != first:
+            raise ValueError("the two passwords differ")
+        password = first
+    else:
+        password = stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ValueError("no password given (type it at the prompt, or pipe it on stdin)")
+    return password
+
+
+def tail(
+    path: Path,
+    count: int,
+    *,
+    follow: bool = False,
+    out: IO[str],
+    poll: float = POLL_SECONDS,
+    keep_going: Callable[[], bool] = lambda: True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Print the last ``count`` events; with ``follow``, then every new one as it comes."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - kept open while following
+    except FileNotFoundError:
+        handle = None
+    # The events already in the current file end where the handle starts following.
+    position = os.fstat(handle.fileno()).st_size if handle else 0
+    current = handle.read(position) if handle else b""
+    lines = current.splitlines()
+    events = [e for e in (audit.decode(line) for line in reversed(lines)) if e is not None]
+    if len(events) < count:
+        rotated = [file for file in audit.log_files(path) if file != path]
+        for event in audit.read_files_newest_first(rotated):
+            events.append(event)
+            if len(events) >= count:
+                break
+    for event in reversed(events[: max(count, 0)]):
+        print(activity.describe(event), file=out)
+    out.flush()
+    if not follow:
+        if handle:
+            handle.close()
+        return 0
+    try:
+        _follow(path, handle, out, poll=poll, keep_going=keep_going, sleep=sleep)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _follow(
+    path: Path,
+    handle: IO[bytes] | None,
+    out: IO[str],
+    *,
+    poll: float,
+    keep_going: Callable[[], bool],
+    sleep: Callable[[float], None],
+) -> None:
+    """Print events appended to ``path``, across rotations (like ``tail -F``)."""
+    pending = b""
+    while keep_going():
+        # Look for a rotation first, then drain: whatever the old file got before it was
+        # renamed is read before moving on to the new one.
+        replaced = _replaced(path, handle)
+        if handle is not None:
+            pending = _print_complete_lines(pending + handle.read(), out)
+        if replaced:
+            if handle is not None:
+                handle.close()
+            try:
+                handle = open(path, "rb")  # noqa: SIM115
+            except FileNotFoundError:
+                handle = None
+            pending = b""
+            continue
+        sleep(poll)
+    if handle is not None:
+        handle.close()
+
+
+def _print_complete_lines(data: bytes, out: IO[str]) -> bytes:
+    """Print the events of the whole lines in ``data``; returns the unfinished rest."""
+    *complete, rest = data.split(b"\n")
+    for line in complete:
+        event = audit.decode(line)
+        if event is not None:
+            print(activity.describe(event), file=out)
+    if complete:
+        out.flush()
+    return rest
+
+
+def _replaced(path: Path, handle: IO[bytes] | None) -> bool:
+    """Whether ``path`` is now another file than the one ``handle`` reads."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if handle is None:
+        return True
+    return os.fstat(handle.fileno()).st_ino != status.st_ino

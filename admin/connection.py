@@ -1,0 +1,363 @@
+"""Connection status: what Entra's Test Connection and each provisioning cycle did, per token.
+
+For every SCIM request the control panel keeps, per bearer token, the last few requests
+(time, client address, result) and the last Test Connection probe; requests refused before a
+token was accepted (no header, unknown token, a JWT) are kept under "no valid token". Each
+refusal is shown with its reason and what to fix. Repeated identical refusals (same reason,
+client and detail) are counted, not kept one by one, so an Entra job retrying a bad token
+for days does not push everything else out.
+
+Entra's Test Connection (entra-provisioning.md A1) is ``GET /Users?filter=userName eq
+"<random GUID>"`` and passes on "200 with an empty ListResponse"; the same probe recurs as a
+keep-alive. It is recognised by that shape.
+
+Kept in memory and saved to ``<data>/connection-status.json`` at most once a minute and
+when the server stops, so a restart does not blank the page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote_plus
+
+from storage.controlfile import read_json, write_atomically
+from storage.errors import CorruptStore
+from storage.repository import Clock
+
+log = logging.getLogger("proware.admin")
+
+FILE_NAME = "connection-status.json"
+FORMAT = 1
+RECENT = 15  # requests kept per token
+REFUSALS = 20  # distinct refusals kept per token
+SAVE_INTERVAL = timedelta(minutes=1)
+
+# Test Connection's query: the matching attribute equals a fresh GUID (Entra A1). Groups are
+# probed the same way by displayName when group provisioning is on.
+_PROBE = re.compile(
+    r'^\s*(?:userName|displayName)\s+eq\s+"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}'
+    r'-[0-9a-f]{12}"\s*$',
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A refusal reason for people: what happened and what to fix."""
+
+    label: str
+    fix: str
+
+
+# The reasons of scim/api/auth.py (REASON_*), in words.
+REASONS: dict[str, Reason] = {
+    "no-header": Reason(
+        "No Authorization header",
+        "Paste a Proware bearer token into the Secret Token field of Entra's Provisioning tab, "
+        "then press Test Connection and Save.",
+    ),
+    "not-bearer": Reason(
+        "Not a bearer token",
+        "The client must send 'Authorization: Bearer <token>'. In Entra, put the token in "
+        "the Secret Token field, with nothing before it.",
+    ),
+    "jwt": Reason(
+        "Entra's own JWT: the Secret Token field is empty",
+        "Create bearer token here and paste it into Entra's Secret Token field; Entra sends "
+        "its own JWT only when that field is left empty.",
+    ),
+    "unknown-token": Reason(
+        "Unknown token",
+        "The token is not one of this server's. Check that Entra's Secret Token holds the "
+        "whole token with no spaces, or create a new token and paste it again.",
+    ),
+    "revoked-token": Reason(
+        "Revoked token",
+        "Create a new bearer token, paste it into Entra's Secret Token field, press Test "
+        "Connection and Save.",
+    ),
+    "expired-token": Reason(
+        "Expired token",
+        "Create a new bearer token and update Entra: while the token is expired, Entra's "
+        "provisioning job fails and goes into quarantine.",
+    ),
+    "provisioning-disabled": Reason(
+        "User Provisioning is disabled",
+        "Enable User Provisioning above (or run 'python app.py provisioning enable').",
+    ),
+    "read-only-token": Reason(
+        "Read-only token used to change data",
+        "Entra needs a read-write token: create one and paste it into Entra.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One SCIM request as the HTTP layer saw it."""
+
+    time: str
+    client: str
+    token: str | None
+    method: str
+    path: str
+    query: str
+    filter: str | None
+    status: int
+    reason: str | None = None
+    detail: str | None = None
+    matched: int | None = None  # for a list or search: how many resources matched
+
+
+@dataclass
+class RequestRecord:
+    """A row of "last requests": identical consecutive requests share one row."""
+
+    time: str
+    client: str
+    method: str
+    target: str
+    status: int
+    result: str
+    probe: bool = False
+    count: int = 1
+
+
+@dataclass
+class Refusal:
+    """A refused request, with how often the same refusal was seen."""
+
+    reason: str
+    detail: str
+    client: str
+    status: int
+    first: str
+    last: str
+    count: int = 1
+
+    @property
+    def label(self) -> str:
+        """What happened, in words."""
+        return REASONS[self.reason].label if self.reason in REASONS else self.reason
+
+    @property
+    def fix(self) -> str:
+        """What the admin should do about it."""
+        return REASONS[self.reason].fix if self.reason in REASONS else ""
+
+
+@dataclass
+class TokenStatus:
+    """The connection status of one token (``name`` None: requests with no valid token)."""
+
+    name: str | None
+    recent: list[RequestRecord] = field(default_factory=list)  # newest first
+    refusals: list[Refusal] = field(default_factory=list)  # most recent first
+    last_probe: RequestRecord | None = None
+
+
+def is_probe(method: str, path: str, filter_text: str | None) -> bool:
+    """Whether a request has the shape of Entra's Test Connection probe (Entra A1)."""
+    if method != "GET" or not filter_text:
+        return False
+    endpoint = path.rstrip("/").rsplit("/", 1)[-1]
+    return endpoint in ("Users", "Groups") and _PROBE.match(filter_text) is not None
+
+
+def summarise(observation: Observation) -> str:
+    """The "result" column for a request."""
+    status = observation.status
+    probe = is_probe(observation.method, observation.path, observation.filter)
+    if observation.reason:
+        label = REASONS.get(observation.reason)
+        what = label.label if label else observation.reason
+        prefix = "Test Connection probe refused" if probe else "Refused"
+        return f"{prefix}: {what}"
+    if probe:
+        if status == 200 and observation.matched == 0:
+            return "Test Connection probe: no match, as Entra expects"
+        if status == 200:
+            return f"Test Connection probe matched {observation.matched} (unusual for a GUID)"
+        return f"Test Connection probe failed: {observation.detail or status}"
+    if status >= 400:
+        return observation.detail or f"failed with {status}"
+    if observation.matched is not None:
+        return f"{observation.matched} matched"
+    return {"POST": "created", "PUT": "replaced", "PATCH": "updated", "DELETE": "deleted"}.get(
+        observation.method, "OK"
+    )
+
+
+class ConnectionStatus:
+    """Per-token request history, thread-safe, saved now and then to ``path``."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        clock: Clock,
+        recent: int = RECENT,
+        refusals: int = REFUSALS,
+        save_interval: timedelta = SAVE_INTERVAL,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self._recent = recent
+        self._refusals = refusals
+        self._save_interval = save_interval
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._tokens: dict[str | None, TokenStatus] = {}
+        self._dirty = False
+        self._saved_at: datetime | None = None
+        if path is not None:
+            self._load(path)
+
+    def record(self, observation: Observation) -> None:
+        """Add a request to its token's history."""
+        result = summarise(observation)
+        probe = is_probe(observation.method, observation.path, observation.filter)
+        # Shown decoded, as a person reads it: filter=userName eq "..." (Entra A1).
+        query = unquote_plus(observation.query)
+        target = observation.path + (f"?{query}" if query else "")
+        row = RequestRecord(
+            time=observation.time,
+            client=observation.client,
+            method=observation.method,
+            target=target[:300],
+            status=observation.status,
+            result=result,
+            probe=probe,
+        )
+        with self._lock:
+            status = self._tokens.setdefault(observation.token, TokenStatus(observation.token))
+            _push_recent(status.recent, row, self._recent)
+            if probe:
+                status.last_probe = replace(row)
+            if observation.reason:
+                _push_refusal(status.refusals, observation, self._refusals)
+            self._dirty = True
+        self._save_now_and_then()
+
+    def tokens(self) -> list[TokenStatus]:
+        """A copy of every token's status."""
+        with self._lock:
+            return [
+                TokenStatus(
+                    name=status.name,
+                    recent=[replace(row) for row in status.recent],
+                    refusals=[replace(refusal) for refusal in status.refusals],
+                    last_probe=replace(status.last_probe) if status.last_probe else None,
+                )
+                for status in self._tokens.values()
+            ]
+
+    def last_request(self) -> RequestRecord | None:
+        """The newest request of any token."""
+        with self._lock:
+            rows = [status.recent[0] for status in self._tokens.values() if status.recent]
+        return replace(max(rows, key=lambda row: row.time)) if rows else None
+
+    def save(self) -> None:
+        """Write the history to ``path`` (if it changed)."""
+        if self.path is None:
+            return
+        with self._save_lock:
+            with self._lock:
+                if not self._dirty:
+                    return
+                document = {
+                    "format": FORMAT,
+                    "tokens": [asdict(status) for status in self._tokens.values()],
+                }
+                self._dirty = False
+            try:
+                write_atomically(self.path, json.dumps(document).encode("utf-8"))
+            except BaseException:
+                with self._lock:
+                    self._dirty = True
+                raise
+            self._saved_at = self.clock()
+
+    def _save_now_and_then(self) -> None:
+        now = self.clock()
+        if self._saved_at is not None and now - self._saved_at < self._save_interval:
+            return
+        self._saved_at = now  # claim this save, so concurrent requests skip it
+        try:
+            self.save()
+        except OSError:
+            log.warning("could not save the connection status", exc_info=True)
+
+    def _load(self, path: Path) -> None:
+        try:
+            document = read_json(path)
+        except CorruptStore:
+            log.warning("%s is unreadable; starting the connection status afresh", path)
+            return
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            return
+        for item in document.get("tokens") or []:
+            try:
+                status = TokenStatus(
+                    name=item["name"],
+                    recent=[RequestRecord(**row) for row in item["recent"]],
+                    refusals=[Refusal(**refusal) for refusal in item["refusals"]],
+                    last_probe=RequestRecord(**item["last_probe"]) if item["last_probe"] else None,
+                )
+            except (KeyError, TypeError):
+                continue
+            self._tokens[status.name] = status
+
+
+def _push_recent(rows: list[RequestRecord], row: RequestRecord, keep: int) -> None:
+    """Put ``row`` first, or count it on the first row when it repeats that one."""
+    if rows:
+        head = rows[0]
+        if (head.client, head.method, head.target, head.status, head.result) == (
+            row.client,
+            row.method,
+            row.target,
+            row.status,
+            row.result,
+        ):
+            head.count += 1
+            head.time = row.time
+            return
+    rows.insert(0, row)
+    del rows[keep:]
+
+
+def _push_refusal(refusals: list[Refusal], observation: Observation, keep: int) -> None:
+    """Count a refusal on its twin, or add it; the most recent refusal comes first."""
+    reason = observation.reason or ""
+    detail = observation.detail or ""
+    for index, refusal in enumerate(refusals):
+        if (refusal.reason, refusal.client, refusal.detail) == (
+            reason,
+            observation.client,
+            detail,
+        ):
+            refusal.count += 1
+            refusal.last = observation.time
+            refusal.status = observation.status
+            refusals.insert(0, refusals.pop(index))
+            return
+    refusals.insert(
+        0,
+        Refusal(
+            reason=reason,
+            detail=detail,
+            client=observation.client,
+            status=observation.status,
+            first=observation.time,
+            last=observation.time,
+        ),
+    )
+    del refusals[keep:]

@@ -1,0 +1,67 @@
+"""Rendering shared by the control panel's views: times, error pages, the refused-form page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Response, render_template
+
+# Status lines for people (the SCIM API answers the same statuses in JSON).
+_TITLES = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Page not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    500: "Something went wrong",
+}
+
+
+def when(value: datetime | str | None) -> str:
+    """A moment as "2026-11-26 10:54:52 UTC" ("" for None, the text itself if unparseable)."""
+    moment = _moment(value)
+    if moment is None:
+        return "" if value is None else str(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def date(value: datetime | str | None) -> str:
+    """A moment as "2026-11-26" ("" for None)."""
+    moment = _moment(value)
+    if moment is None:
+        return "" if value is None else str(value)
+    return moment.strftime("%Y-%m-%d")
+
+
+def error_page(status: int, message: str) -> Response:
+    """An HTML error page for control panel paths (the app's error handlers call this)."""
+    title = _TITLES.get(status, "Error")
+    body = render_template("admin/error.html", status=status, title=title, message=message)
+    response = Response(body, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def forged_form() -> Response:
+    """400 for a POST without this session's CSRF token; nothing was changed."""
+    return error_page(
+        400,
+        "This form was not sent from a page of this control panel session (its security "
+        "token is missing or out of date), so nothing was changed. Go back, reload the "
+        "page and try again.",
+    )
+
+
+def _moment(value: datetime | str | None) -> datetime | None:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

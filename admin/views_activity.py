@@ -1,0 +1,111 @@
+"""Provisioning activity: the audit log's events, newest first, filtered and paged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import islice
+
+from flask import Blueprint, render_template, request
+
+from admin import activity
+from admin.connection import RequestRecord
+from admin.context import AdminContext, context
+from scim import constants
+from scim.pagination import Page
+from scim.service import Query, parse_query_filter
+
+# Control panel actions, recorded next to SCIM events (admin/views_settings.py).
+ADMIN_OPERATIONS = ("create token", "revoke token", "enable provisioning", "disable provisioning")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The strip above the events."""
+
+    users: int
+    active: int
+    disabled: int
+    groups: int
+    last_request: RequestRecord | None
+    last_request_token: str | None
+    errors_24h: int
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add the activity route."""
+    blueprint.add_url_rule("/activity", "activity", activity_page)
+
+
+def activity_page() -> str:
+    """Events newest first; filter by outcome, operation, token and text."""
+    admin = context()
+    args = request.args
+    wanted = activity.ActivityFilter(
+        outcome=args.get("outcome", "") if args.get("outcome") in activity.OUTCOMES else "",
+        operation=args.get("operation", ""),
+        token=args.get("token", ""),
+        text=args.get("q", "").strip()[:200],
+    )
+    number = args.get("page", "1")
+    page = activity.page_of(
+        admin.audit.newest_first(), wanted, int(number) if number.isdigit() else 1
+    )
+    filters = {
+        key: value
+        for key, value in {
+            "outcome": wanted.outcome,
+            "operation": wanted.operation,
+            "token": wanted.token,
+            "q": wanted.text,
+        }.items()
+        if value
+    }
+    return render_template(
+        "admin/activity.html",
+        summary=summary(admin),
+        page=page,
+        wanted=wanted,
+        filters=filters,
+        outcomes=activity.OUTCOMES,
+        operations=activity.OPERATIONS + ADMIN_OPERATIONS,
+        token_names=sorted({info.name for info in admin.services.tokens.list()}),
+        audit_failures=admin.audit.failures,
+    )
+
+
+def summary(admin: AdminContext) -> Summary:
+    """Users, active, disabled, groups, the last provisioning request, errors in 24 hours."""
+    directory = admin.services.directory
+    repository = admin.services.repository
+    users = repository.count(constants.USER_TYPE)
+    # RFC 7643 §4.1.1: "active" absent means no statement; Entra always sends it.
+    disabled = directory.query(
+        constants.USER_TYPE,
+        Query(filter=parse_query_filter("active eq false", 64), page=Page(1, 0)),
+        "",
+    ).total
+    last = admin.connection.last_request()
+    last_token = None
+    if last is not None:
+        for status in admin.connection.tokens():
+            if status.recent and status.recent[0].time == last.time:
+                last_token = status.name
+                break
+    recent = activity.since(admin.audit.newest_first(), admin.clock() - timedelta(hours=24))
+    errors = sum(1 for event in recent if activity.outcome(event) != "success")
+    return Summary(
+        users=users,
+        active=users - disabled,
+        disabled=disabled,
+        groups=repository.count(constants.GROUP_TYPE),
+        last_request=last,
+        last_request_token=last_token,
+        errors_24h=errors,
+    )
+
+
+def events_about(admin: AdminContext, resource_id: str, limit: int = 20) -> list[dict]:
+    """The newest events that name a resource (the directory's detail pages)."""
+    matching = (event for event in admin.audit.newest_first() if event.get("id") == resource_id)
+    return list(islice(matching, limit))

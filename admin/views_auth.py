@@ -1,0 +1,145 @@
+"""Sign-in, sign-out and the first-run setup pages."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+
+from admin import sessions
+from admin.accounts import MIN_PASSWORD_LENGTH
+from admin.context import PATH, context
+
+log = logging.getLogger("proware.admin")
+
+_GRANT = "setup_grant"
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add the sign-in, sign-out and setup routes."""
+    blueprint.add_url_rule("/sign-in", "sign_in", sign_in, methods=["GET", "POST"])
+    blueprint.add_url_rule("/sign-out", "sign_out", sign_out, methods=["POST"])
+    blueprint.add_url_rule("/setup/<secret>", "setup_link", setup_link, methods=["GET"])
+    blueprint.add_url_rule("/setup", "setup", setup, methods=["GET", "POST"])
+
+
+def to_sign_in(ended: str | None) -> Response:
+    """Redirect to the sign-in page, saying why the session ended (if it did)."""
+    if ended:
+        flash(sessions.ended_message(ended, context().session_policy), "info")
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("admin.sign_in", next=target))  # type: ignore[return-value]
+
+
+def sign_in() -> Response | str:
+    """GET: the form. POST: check the password, lock after repeated failures."""
+    admin = context()
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        username, _ = sessions.current_admin(
+            admin.accounts, admin.revoked, admin.session_policy, admin.clock()
+        )
+        if username is not None:
+            return redirect(target)  # type: ignore[return-value]
+        return render_template(
+            "admin/sign_in.html", next=target, first_run=not admin.accounts.any()
+        )
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    verdict = admin.accounts.sign_in(username, password)
+    if verdict.outcome == "ok" and verdict.account is not None:
+        sessions.start(verdict.account, admin.clock())
+        log.info("admin %s signed in from %s", verdict.account.username, request.remote_addr)
+        return redirect(target)  # type: ignore[return-value]
+    if verdict.outcome == "locked" and verdict.locked_until is not None:
+        minutes = max(1, round((verdict.locked_until - admin.clock()).total_seconds() / 60))
+        log.warning("sign-in refused for locked account %r from %s", username, request.remote_addr)
+        error = (
+            f"Too many failed sign-ins: this account is locked until "
+            f"{verdict.locked_until:%H:%M} UTC (about {minutes} minutes). Try again then, "
+            f"or reset the password on the server: python app.py admin reset-password NAME"
+        )
+        status = 429
+    else:
+        log.warning("failed sign-in for %r from %s", username, request.remote_addr)
+        error = "Wrong username or password."
+        status = 401
+    body = render_template(
+        "admin/sign_in.html",
+        next=target,
+        error=error,
+        username=username,
+        first_run=not admin.accounts.any(),
+    )
+    return Response(body, status=status, mimetype="text/html")
+
+
+def sign_out() -> Response:
+    """End the session (its cookie stops working even if replayed)."""
+    admin = context()
+    sessions.end(admin.revoked, admin.session_policy, admin.clock())
+    flash("You have signed out.", "info")
+    return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
+
+
+def setup_link(secret: str) -> Response | str:
+    """The printed one-time link: trade it for a grant in this browser's session."""
+    admin = context()
+    if admin.accounts.any():
+        flash("The control panel is already set up: sign in.", "info")
+        return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
+    grant = admin.setup.redeem(secret)
+    if grant is None:
+        return _invalid_setup()
+    session[_GRANT] = grant
+    return redirect(url_for("admin.setup"))  # type: ignore[return-value]
+
+
+def setup() -> Response | str:
+    """Choose the first admin's name and password."""
+    admin = context()
+    if admin.accounts.any():
+        flash("The control panel is already set up: sign in.", "info")
+        return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
+    grant = session.get(_GRANT)
+    if not isinstance(grant, str) or not admin.setup.grant_valid(grant):
+        return _invalid_setup()
+    if request.method == "GET":
+        return render_template("admin/setup.html", username="admin", min_length=MIN_PASSWORD_LENGTH)
+    username = request.form.get("username", "").strip()
+    password = request.form.get("password", "")
+    error = None
+    if password != request.form.get("confirm", ""):
+        error = "The two passwords differ."
+    else:
+        try:
+            admin.accounts.create(username, password, created_by="setup")
+        except ValueError as exc:
+            error = str(exc).capitalize() + "."
+    if error is not None:
+        body = render_template(
+            "admin/setup.html", username=username, error=error, min_length=MIN_PASSWORD_LENGTH
+        )
+        return Response(body, status=400, mimetype="text/html")
+    admin.setup.use_grant(grant)
+    session.pop(_GRANT, None)
+    log.info("first admin %s created through the setup link", username)
+    flash(f"Admin account {username!r} created. Sign in with your new password.", "success")
+    return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
+
+
+def _invalid_setup() -> Response:
+    body = render_template("admin/setup_invalid.html")
+    return Response(body, status=404, mimetype="text/html")
+
+
+def _safe_next(target: str | None) -> str:
+    """Where to go after sign-in: only a control panel path of this site (no open redirect)."""
+    if (
+        target
+        and (target == PATH or target.startswith(PATH + "/"))
+        and "\\" not in target
+        and not target.startswith(f"{PATH}/sign-")
+    ):
+        return target
+    return url_for("admin.home")

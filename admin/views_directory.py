@@ -1,0 +1,146 @@
+"""Directory: the users and groups Entra provisioned, read-only by design (Entra Q20).
+
+Entra is the source of truth. A local edit would be overwritten on Entra's next cycle, and a
+local delete breaks Entra's link to the object (``InvalidAnchor`` on every cycle until an
+admin restarts provisioning), so these pages only read, through the SCIM service.
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, abort, render_template, request
+
+from admin.context import context
+from admin.views_activity import events_about
+from scim import constants, errors
+from scim.api.context import base_url
+from scim.pagination import Page
+from scim.paths import parse_attr_path
+from scim.service import Query, QueryResult, parse_query_filter
+
+PAGE_SIZE = 25
+_ENTERPRISE_LABEL = "enterprise"
+
+# What the search box looks in, per resource type.
+_SEARCHED = {
+    constants.USER_TYPE: (
+        "userName",
+        "displayName",
+        "name.formatted",
+        "emails.value",
+        "externalId",
+    ),
+    constants.GROUP_TYPE: ("displayName", "externalId"),
+}
+_SORTED_BY = {constants.USER_TYPE: "userName", constants.GROUP_TYPE: "displayName"}
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add the directory routes."""
+    blueprint.add_url_rule("/directory/users", "users", users)
+    blueprint.add_url_rule("/directory/users/<id>", "user", user)
+    blueprint.add_url_rule("/directory/groups", "groups", groups)
+    blueprint.add_url_rule("/directory/groups/<id>", "group", group)
+
+
+def users() -> str:
+    """Users: search and paging."""
+    text, number, result = _search(constants.USER_TYPE)
+    return render_template("admin/users.html", q=text, number=number, result=result, size=PAGE_SIZE)
+
+
+def groups() -> str:
+    """Groups: search and paging."""
+    text, number, result = _search(constants.GROUP_TYPE)
+    return render_template(
+        "admin/groups.html", q=text, number=number, result=result, size=PAGE_SIZE
+    )
+
+
+def user(id: str) -> str:
+    """One user: attributes, groups, created, last modified, recent events."""
+    resource = _get(constants.USER_TYPE, id)
+    return render_template(
+        "admin/user.html",
+        resource=resource,
+        rows=attribute_rows(resource),
+        events=events_about(context(), id),
+    )
+
+
+def group(id: str) -> str:
+    """One group: attributes, members, created, last modified, recent events."""
+    resource = _get(constants.GROUP_TYPE, id)
+    return render_template(
+        "admin/group.html",
+        resource=resource,
+        rows=attribute_rows(resource),
+        events=events_about(context(), id),
+    )
+
+
+def search_filter(kind: str, text: str) -> str | None:
+    """A SCIM filter finding ``text`` in the searched attributes (or the exact id)."""
+    if not text:
+        return None
+    value = json.dumps(text, ensure_ascii=False)  # a SCIM compValue is a JSON string
+    terms = [f"{name} co {value}" for name in _SEARCHED[kind]]
+    return " or ".join(terms + [f"id eq {value}"])
+
+
+def attribute_rows(resource: dict) -> list[tuple[str, str]]:
+    """The resource's attributes as (label, text) rows, relations and meta left out."""
+    rows: list[tuple[str, str]] = []
+    for key, value in resource.items():
+        if key in ("schemas", "meta", "groups", "members"):
+            continue
+        if key.startswith("urn:") and isinstance(value, dict):
+            prefix = _ENTERPRISE_LABEL if key == constants.ENTERPRISE_USER else key
+            for name, inner in value.items():
+                rows.extend(_rows(f"{prefix}: {name}", inner))
+        else:
+            rows.extend(_rows(key, value))
+    return rows
+
+
+def _search(kind: str) -> tuple[str, int, QueryResult]:
+    text = request.args.get("q", "").strip()[:200]
+    number_text = request.args.get("page", "1")
+    number = int(number_text) if number_text.isdigit() and int(number_text) > 0 else 1
+    settings = context().services.settings.scim
+    try:
+        expression = parse_query_filter(search_filter(kind, text), settings.max_filter_length)
+    except errors.ScimError:
+        expression = None  # too long for a filter: show everything rather than fail
+    query = Query(
+        filter=expression,
+        sort_by=parse_attr_path(_SORTED_BY[kind]),
+        page=Page(start_index=(number - 1) * PAGE_SIZE + 1, count=PAGE_SIZE),
+    )
+    return text, number, context().services.directory.query(kind, query, base_url())
+
+
+def _get(kind: str, id: str) -> dict:
+    try:
+        return context().services.directory.get(kind, id, base_url())
+    except errors.NotFound:
+        abort(404, f"There is no {kind.lower()} with id {id!r}; it may have been deleted.")
+
+
+def _rows(label: str, value: object) -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [(f"{label}.{name}", _text(inner)) for name, inner in value.items()]
+    if isinstance(value, list):
+        return [(label, "; ".join(_text(item) for item in value))]
+    return [(label, _text(value))]
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dict):
+        main = value.get("value", value.get("display", ""))
+        notes = [f"{k}: {_text(v)}" for k, v in value.items() if k not in ("value", "$ref")]
+        return f"{main} ({', '.join(notes)})" if notes and main != "" else ", ".join(notes)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

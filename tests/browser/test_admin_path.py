@@ -1,0 +1,314 @@
+"""The admin's whole path through the control panel, in headless Chromium against the real server.
+
+``python app.py serve`` runs as a subprocess on a free port with its own config and data
+(tests/serverproc.py); Playwright drives Debian's ``chromium`` (launched by path: browsers are
+not downloaded at test time). Entra's side is played with ``http.client``, as Entra's
+provisioning service would call the Tenant URL.
+
+Without Chromium the tests skip locally, and fail in CI (``CI`` set), where .ci/run installs it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.serverproc import APP, REPO, ServerProcess
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "a long and unguessable passphrase"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+
+
+def _chromium_path() -> str:
+    """Debian's chromium, or a skip (locally) / failure (in CI) saying how to get it."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _missing("the playwright package is not installed (pip install -e '.[test]')")
+    if not Path(path).exists():
+        _missing("chromium is not installed (apt-get install chromium)")
+    return path
+
+
+def _missing(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"browser tests must run in CI, but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture
+def chromium() -> Iterator:
+    """A headless Chromium browser."""
+    path = _chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """The real service, started fresh (no admin yet)."""
+    process = ServerProcess(tmp_path / "server")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop(timeout=10)
+
+
+def base_url(server: ServerProcess) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def setup_link(server: ServerProcess) -> str:
+    """The one-time link that ``serve`` printed."""
+    found = re.search(r"http://\S+/admin/setup/\S+", server.log_path.read_text())
+    assert found, server.log_tail()
+    return found.group(0)
+
+
+def create_admin(server: ServerProcess, username: str) -> None:
+    """``python app.py admin create USERNAME``, the password on stdin."""
+    subprocess.run(
+        [
+            sys.executable,
+            str(APP),
+            "--config",
+            str(server.config_path),
+            "admin",
+            "create",
+            username,
+        ],
+        cwd=REPO,
+        input=PASSWORD + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def entra_request(
+    tenant_url: str, token: str, method: str, path: str, body: dict | None = None
+) -> tuple[int, dict | None]:
+    """One request as Entra's provisioning service sends it to the Tenant URL."""
+    parts = urlsplit(tenant_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    headers = {"Authorization": f"Bearer {token}"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/scim+json; charset=utf-8"
+    try:
+        connection.request(method, parts.path + path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    return response.status, json.loads(raw) if raw else None
+
+
+def new_page(chromium, server: ServerProcess):
+    context = chromium.new_context(base_url=base_url(server))
+    context.set_default_timeout(TIMEOUT_MS)
+    return context, context.new_page()
+
+
+def copied(page, button: str, field: str) -> str:
+    """Press a Copy button and return what reached the clipboard."""
+    page.get_by_role("button", name=button).click()
+    page.locator(f"#{field}-status").filter(has_text="Copied").wait_for()
+    return page.evaluate("navigator.clipboard.readText()")
+
+
+def test_the_admins_whole_path(chromium, server: ServerProcess, tmp_path: Path) -> None:
+    """Setup link -> sign in -> enable -> token -> Test Connection -> activity -> revoke -> out."""
+    context, page = new_page(chromium, server)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url(server))
+
+    # First-run setup: the link printed on the console; the first admin chooses a password.
+    page.goto(setup_link(server))
+    assert page.url.endswith("/admin/setup")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Repeat the password").fill(PASSWORD)
+    page.get_by_role("button", name="Create admin account").click()
+    page.get_by_text("Admin account 'admin' created").wait_for()
+
+    # The link is spent: opening it again leads to sign-in.
+    again = context.new_page()
+    again.goto(setup_link(server))
+    assert urlsplit(again.url).path == "/admin/sign-in"
+    assert again.get_by_text("already set up").is_visible()
+    again.close()
+
+    # Sign in, then Control panel > Admin > Control panel settings.
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Control panel", exact=True).wait_for()
+    page.get_by_role("link", name="Control panel settings").first.click()
+    page.get_by_role("heading", name="Control panel settings").wait_for()
+    crumbs = page.get_by_role("navigation", name="Breadcrumb").locator("li").all_inner_texts()
+    assert crumbs == ["Control panel", "Admin", "Control panel settings"]
+
+    # User Provisioning: enable it.
+    section = page.locator("#user-provisioning")
+    section.scroll_into_view_if_needed()
+    assert section.get_by_role("heading", name="User Provisioning").is_visible()
+    page.get_by_role("button", name="Enable User Provisioning").click()
+    assert page.locator("#provisioning-state").inner_text() == "Enabled"
+
+    # Create bearer token: shown once, with a Copy button.
+    page.get_by_label("Name", exact=True).fill("entra")
+    page.get_by_role("button", name="Create bearer token").click()
+    assert "shown only this once" in page.locator("#new-token-box").inner_text()
+    token = copied(page, "Copy Token", "new-token")
+    assert token == page.locator("#new-token").input_value()
+    assert re.fullmatch(r"pw_[A-Za-z0-9_-]{43}", token)
+    tenant_url = copied(page, "Copy Tenant URL", "tenant-url-value")
+    assert tenant_url == f"{base_url(server)}/scim/v2"
+    page.screenshot(path=str(tmp_path / "settings-new-token.png"), full_page=True)
+
+    # The token is not on the page any more once it is left.
+    page.reload()
+    assert token not in page.content()
+
+    # Entra's Test Connection: a userName query for a fresh GUID that matches nothing.
+    status, body = entra_request(
+        tenant_url, token, "GET", f"/Users?filter=userName+eq+%22{uuid.uuid4()}%22"
+    )
+    assert status == 200 and body is not None and body["totalResults"] == 0
+    page.reload()
+    entra = page.locator(".connection[data-token='entra']")
+    probe = entra.locator(".test-connection").inner_text()
+    assert "Test Connection probe: no match, as Entra expects" in probe
+    assert "127.0.0.1" in probe
+
+    # A provisioning request shows up in Provisioning activity.
+    status, created = entra_request(
+        tenant_url,
+        token,
+        "POST",
+        "/Users",
+        {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "ann@contoso.example",
+            "active": True,
+        },
+    )
+    assert status == 201 and created is not None
+    page.get_by_role("link", name="Provisioning activity").click()
+    page.get_by_role("heading", name="Provisioning activity").wait_for()
+    first_row = page.locator("table.events tbody tr").first
+    assert "create" in first_row.inner_text()
+    assert "ann@contoso.example" in first_row.inner_text()
+    assert "entra" in first_row.inner_text()
+    users = page.locator("dl.summary div", has_text="Users").first.locator("dd").inner_text()
+    assert users == "1"
+    page.screenshot(path=str(tmp_path / "activity.png"), full_page=True)
+
+    # ... and in the Directory, read-only.
+    first_row.get_by_role("link", name="ann@contoso.example").click()
+    page.get_by_role("heading", name="ann@contoso.example").wait_for()
+    assert "source of truth" in page.locator("#source-of-truth").inner_text()
+    page.screenshot(path=str(tmp_path / "user.png"), full_page=True)
+
+    # Revoke, with a confirmation step; the token then gets 401 and the refusal says why.
+    page.get_by_role("link", name="Control panel settings").first.click()
+    page.get_by_role("link", name="Revoke token entra").click()
+    page.get_by_role("heading", name="Revoke token “entra”?").wait_for()
+    page.get_by_role("button", name="Revoke token").click()
+    page.get_by_text("Token 'entra' revoked").wait_for()
+    status, body = entra_request(tenant_url, token, "GET", "/Users")
+    assert status == 401 and body is not None and "revoked" in body["detail"]
+    page.reload()
+    refusals = page.locator(".connection[data-token='entra'] table.refusals").inner_text()
+    assert "Revoked token" in refusals
+    assert "Create a new bearer token" in refusals
+    page.screenshot(path=str(tmp_path / "settings-after-revoke.png"), full_page=True)
+
+    # Sign out: the session is over.
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_text("You have signed out.").wait_for()
+    page.goto("/admin/settings")
+    assert urlsplit(page.url).path == "/admin/sign-in"
+    context.close()
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(chromium, server: ServerProcess) -> None:
+    create_admin(server, "admin")
+    context, page = new_page(chromium, server)
+    page.goto("/admin/sign-in")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/admin/settings")
+    # The same form, minus its hidden token (what a forged cross-site form would send).
+    page.locator("#provisioning-switch input[name=csrf_token]").evaluate("field => field.remove()")
+    page.get_by_role("button", name="Enable User Provisioning").click()
+    assert page.get_by_role("heading", name="Bad request").is_visible()
+    assert "nothing was changed" in page.content()
+    page.goto("/admin/settings")
+    assert page.locator("#provisioning-state").inner_text() == "Disabled"
+    context.close()
+
+
+def test_repeated_failed_sign_ins_lock_the_account(chromium, server: ServerProcess) -> None:
+    create_admin(server, "bob")
+    context, page = new_page(chromium, server)
+    page.goto("/admin/sign-in")
+    for attempt in range(5):
+        page.get_by_label("Username").fill("bob")
+        page.get_by_label("Password").fill(f"wrong guess {attempt}")
+        page.get_by_role("button", name="Sign in").click()
+        page.locator("#sign-in-error").wait_for()
+    assert "this account is locked until" in page.locator("#sign-in-error").inner_text()
+    page.get_by_label("Username").fill("bob")
+    page.get_by_label("Password").fill(PASSWORD)  # right, but locked
+    page.get_by_role("button", name="Sign in").click()
+    assert "locked until" in page.locator("#sign-in-error").inner_text()
+    assert urlsplit(page.url).path == "/admin/sign-in"
+    context.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin", "/admin/settings", "/admin/activity", "/admin/directory/users"]
+)
+def test_pages_without_a_session_redirect_to_sign_in(
+    chromium, server: ServerProcess, path: str
+) -> None:
+    context, page = new_page(chromium, server)
+    page.goto(path)
+    assert urlsplit(page.url).path == "/admin/sign-in"
+    assert page.get_by_role("heading", name="Sign in to the Control panel").is_visible()
+    context.close()

@@ -1,0 +1,264 @@
+"""The audit log: JSON Lines, rotation by size, an event per acknowledged change, no secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from admin import audit
+from admin.audit import AuditLog
+from app import create_app
+from scim.config import Settings
+from scim.service import INDEXES
+from storage.memory import MemoryRepository
+from storage.repository import CompactionHook
+from tests.admin_support import PASSWORD, signed_in
+from tests.conftest import ScimClient
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def audit_path(app: Flask) -> Path:
+    return app.extensions["proware.admin"].audit.path
+
+
+def all_data_bytes(app: Flask) -> bytes:
+    """Every file the server wrote in its data directory, concatenated."""
+    data_dir = Path(app.extensions["proware"].settings.storage.path)
+    return b"".join(path.read_bytes() for path in sorted(data_dir.rglob("*")) if path.is_file())
+
+
+# -- the file ---------------------------------------------------------------------------------
+
+
+def test_append_writes_one_json_object_per_line(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl")
+    log.append({"operation": "create", "name": "Zoë"})
+    log.append({"operation": "delete", "name": "ann"})
+    log.close()
+    assert lines(tmp_path / "activity.jsonl") == [
+        {"operation": "create", "name": "Zoë"},
+        {"operation": "delete", "name": "ann"},
+    ]
+
+
+def test_the_log_file_is_private(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl")
+    log.append({"operation": "create"})
+    log.close()
+    assert (tmp_path / "activity.jsonl").stat().st_mode & 0o077 == 0
+
+
+def test_rotation_keeps_backups_and_deletes_the_oldest(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl", max_bytes=1024, backups=2)
+    for number in range(60):  # about 45 bytes each: several rotations
+        log.append({"n": number, "padding": "x" * 30})
+    log.close()
+    files = audit.log_files(tmp_path / "activity.jsonl", backups=2)
+    assert [file.name for file in files] == [
+        "activity.jsonl",
+        "activity.jsonl.1",
+        "activity.jsonl.2",
+    ]
+    assert not (tmp_path / "activity.jsonl.3").exists()
+    assert all(file.stat().st_size <= 1024 for file in files)
+    kept = [event["n"] for event in audit.read_newest_first(tmp_path / "activity.jsonl", 2)]
+    assert kept == list(range(59, 59 - len(kept), -1))  # newest first, nothing skipped
+    assert 40 < len(kept) < 60  # the oldest ones were rotated away
+
+
+def test_rotated_lines_are_never_rewritten(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl", max_bytes=1024, backups=3)
+    for number in range(30):
+        log.append({"n": number, "padding": "x" * 30})
+    rotated = (tmp_path / "activity.jsonl.1").read_bytes()
+    log.append({"n": 30})
+    log.close()
+    assert (tmp_path / "activity.jsonl.1").read_bytes() == rotated
+
+
+def test_appends_do_not_fsync_but_sync_and_close_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(audit.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    log = AuditLog(tmp_path / "activity.jsonl")
+    for number in range(100):
+        log.append({"n": number})
+    assert calls == []
+    log.sync()  # the file, and the directory that got a new name
+    assert len(calls) == 2
+    log.close()
+    assert len(calls) == 3
+
+
+def test_a_line_cut_by_a_crash_is_skipped_and_the_next_event_starts_a_new_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "activity.jsonl"
+    path.write_bytes(b'{"n":1}\n{"n":2,"na')
+    log = AuditLog(path)
+    log.append({"n": 3})
+    log.close()
+    assert [event["n"] for event in audit.read_newest_first(path)] == [3, 1]
+
+
+def test_a_failed_append_is_counted_not_raised(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    log = AuditLog(blocker / "activity.jsonl")
+    log.append({"n": 1})
+    assert log.failures == 1
+
+
+def test_keys_that_could_hold_secrets_are_never_written(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl")
+    log.append({"operation": "create", "password": "hunter2", "Authorization": "Bearer x"})
+    log.close()
+    assert lines(tmp_path / "activity.jsonl") == [{"operation": "create"}]
+
+
+def test_catch_up_appends_committed_events_beyond_the_newest_seq(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl")
+    log.append({"seq": 1, "operation": "create"})
+    log.append({"operation": "refused"})  # refusals carry no seq
+    asked: list[int] = []
+
+    def committed_after(seq: int) -> list[dict]:
+        asked.append(seq)
+        return [{"seq": 2, "operation": "update"}, {"seq": 3, "operation": "delete"}]
+
+    assert log.catch_up(committed_after) == 2
+    assert asked == [1]
+    assert [event.get("seq") for event in log.newest_first()] == [3, 2, None, 1]
+
+
+# -- fed by the SCIM service ------------------------------------------------------------------
+
+
+def test_every_acknowledged_change_has_an_event_with_its_request_id(
+    app: Flask, scim: ScimClient
+) -> None:
+    """Each 2xx change answer's X-Request-Id appears in the audit log, with its operation."""
+    acknowledged: list[tuple[str, set[str]]] = []
+
+    def change(response, *operations: str):
+        assert response.status_code in (200, 201, 204), response.get_data(as_text=True)
+        acknowledged.append((response.headers["X-Request-Id"], set(operations)))
+        return response.get_json(silent=True)
+
+    ann = change(scim.post("/Users", {"userName": "ann", "active": True}), "create")
+    bob = change(scim.post("/Users", {"userName": "bob"}), "create")
+    replace = {"op": "replace", "path": "active", "value": False}
+    change(scim.patch_ops(f"/Users/{ann['id']}", replace), "disable")
+    enable = {"op": "replace", "path": "active", "value": "True"}  # Entra Q2: a string
+    change(scim.patch_ops(f"/Users/{ann['id']}", enable), "enable")
+    change(
+        scim.patch_ops(f"/Users/{ann['id']}", {"op": "add", "path": "title", "value": "CEO"}),
+        "update",
+    )
+    change(scim.put(f"/Users/{bob['id']}", {"userName": "bob", "displayName": "Bob"}), "update")
+    sales = change(
+        scim.post("/Groups", {"displayName": "Sales", "members": [{"value": ann["id"]}]}),
+        "create",
+    )
+    add = {"op": "add", "path": "members", "value": [{"value": bob["id"]}]}
+    change(scim.patch_ops(f"/Groups/{sales['id']}", add), "add member")
+    remove = {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'}
+    change(scim.patch_ops(f"/Groups/{sales['id']}", remove), "remove member")
+    change(scim.delete(f"/Groups/{sales['id']}"), "delete")
+    change(scim.delete(f"/Users/{bob['id']}"), "delete")
+
+    events = lines(audit_path(app))
+    for request_id, operations in acknowledged:
+        logged = {event["operation"] for event in events if event.get("request_id") == request_id}
+        assert logged == operations, request_id
+    assert all(event["token"] == "entra" for event in events)
+
+
+def test_refused_and_failed_requests_become_events_with_their_reason(
+    app: Flask, client, scim: ScimClient
+) -> None:
+    client.get("/scim/v2/Users", headers={"Authorization": "Bearer pw_not-a-token"})
+    scim.post("/Users", {"userName": "ann"})
+    scim.post("/Users", {"userName": "ANN"})  # 409 uniqueness
+    events = lines(audit_path(app))
+    refused = [event for event in events if event.get("operation") == "refused"]
+    failed = [event for event in events if event.get("operation") == "failed"]
+    assert [(event["status"], event["reason"]) for event in refused] == [(401, "unknown-token")]
+    assert [event["status"] for event in failed] == [409]
+    assert "already used" in failed[0]["detail"]
+
+
+def test_nothing_secret_is_written_anywhere_in_the_data_directory(
+    app: Flask, client, scim: ScimClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bearer tokens, a user's password and the admin's password never reach a file or log."""
+    panel = signed_in(app)
+    panel_token = panel.create_token("second")
+    scim.post("/Users", {"userName": "ann", "password": "Sup3r-Secret-Pa55"})
+    client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {panel_token}x"})
+    panel.submit(
+        "/admin/settings/tokens/revoke?name=second",
+        "/admin/settings/tokens/revoke",
+        {"name": "second"},
+    )
+    client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {panel_token}"})
+    app.extensions["proware.admin"].close()
+
+    written = all_data_bytes(app) + caplog.text.encode()
+    assert audit_path(app).exists()
+    for secret in (scim.token, panel_token, "Sup3r-Secret-Pa55", PASSWORD):
+        assert secret.encode() not in written, secret
+
+
+def test_control_panel_actions_are_audited_with_the_admin(app: Flask) -> None:
+    panel = signed_in(app)
+    panel.submit("/admin/settings", "/admin/settings/provisioning", {"enabled": "1"})
+    panel.create_token("entra")
+    operations = [(e["operation"], e.get("admin"), e.get("token")) for e in lines(audit_path(app))]
+    assert operations == [
+        ("enable provisioning", "alice", None),
+        ("create token", "alice", "entra"),
+    ]
+
+
+class _HookedRepository(MemoryRepository):
+    """A memory store that records compaction hooks and holds events like a journal."""
+
+    def __init__(self) -> None:
+        super().__init__(INDEXES)
+        self.hooks: list[CompactionHook] = []
+        self.journal_events = [{"seq": 1, "operation": "create", "name": "from the journal"}]
+
+    def add_compaction_hook(self, hook: CompactionHook) -> None:
+        self.hooks.append(hook)
+
+    def recent_events(self, after_seq: int = 0) -> list[dict]:
+        return [event for event in self.journal_events if event["seq"] > after_seq]
+
+
+def test_the_audit_log_syncs_in_the_stores_compaction_hook_and_catches_up_at_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = _HookedRepository()
+    app = create_app(settings, repository=repository)
+    log = app.extensions["proware.admin"].audit
+    assert repository.hooks == [log.sync]
+    assert [event["name"] for event in log.newest_first()] == ["from the journal"]
+
+    calls: list[int] = []
+    monkeypatch.setattr(audit.os, "fsync", calls.append)
+    for hook in repository.hooks:
+        hook()
+    assert len(calls) == 1  # the directory entry was synced when catch-up created the file
+
+    again = create_app(settings, repository=repository)  # a restart: nothing new to catch up
+    assert len(list(again.extensions["proware.admin"].audit.newest_first())) == 1

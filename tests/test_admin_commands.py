@@ -1,0 +1,204 @@
+"""``python app.py admin ...`` and ``python app.py activity tail``."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import app as app_module
+from admin import commands
+from admin.accounts import AdminAccounts
+from admin.audit import AuditLog
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text('[storage]\npath = "data"\n')
+    return path
+
+
+def run(config: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    parsed = app_module.build_parser().parse_args(["--config", str(config), *args])
+    settings = app_module.load_settings(config)
+    code = commands.run(settings, parsed, stdin=io.StringIO(stdin), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def accounts(config: Path) -> AdminAccounts:
+    return AdminAccounts(config.parent / "data" / "admins.json")
+
+
+def test_admin_create_reads_the_password_from_stdin(config: Path) -> None:
+    code, out, _ = run(config, "admin", "create", "alice", stdin=PASSWORD + "\n")
+    assert code == 0
+    assert "Created admin 'alice'" in out
+    assert accounts(config).sign_in("alice", PASSWORD).outcome == "ok"
+    assert PASSWORD not in (config.parent / "data" / "admins.json").read_text()
+
+
+def test_admin_create_asks_twice_on_a_terminal(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter([PASSWORD, PASSWORD])
+    monkeypatch.setattr(commands.getpass, "getpass", lambda prompt, stream=None: next(answers))
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True  # type: ignore[method-assign]
+    parsed = app_module.build_parser().parse_args(
+        ["--config", str(config), "admin", "create", "alice"]
+    )
+    code = commands.run(app_module.load_settings(config), parsed, stdin=terminal, out=io.StringIO())
+    assert code == 0
+
+
+def test_admin_create_refuses_differing_entries_on_a_terminal(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = iter([PASSWORD, "something else entirely"])
+    monkeypatch.setattr(commands.getpass, "getpass", lambda prompt, stream=None: next(answers))
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True  # type: ignore[method-assign]
+    err = io.StringIO()
+    parsed = app_module.build_parser().parse_args(
+        ["--config", str(config), "admin", "create", "alice"]
+    )
+    assert commands.run(app_module.load_settings(config), parsed, stdin=terminal, err=err) == 2
+    assert "differ" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        pytest.param("", "no password given", id="empty"),
+        pytest.param("short\n", "at least 12", id="weak"),
+    ],
+)
+def test_admin_create_refuses_a_missing_or_weak_password(
+    config: Path, stdin: str, message: str
+) -> None:
+    code, _, err = run(config, "admin", "create", "alice", stdin=stdin)
+    assert code == 2 and message in err
+    assert not accounts(config).any()
+
+
+def test_admin_create_refuses_a_taken_name(config: Path) -> None:
+    run(config, "admin", "create", "alice", stdin=PASSWORD)
+    code, _, err = run(config, "admin", "create", "alice", stdin=PASSWORD)
+    assert code == 2 and "already exists" in err
+
+
+def test_reset_password_sets_a_new_one_and_unlocks(config: Path) -> None:
+    run(config, "admin", "create", "alice", stdin=PASSWORD)
+    for attempt in range(5):
+        accounts(config).sign_in("alice", f"wrong {attempt}")
+    assert accounts(config).sign_in("alice", PASSWORD).outcome == "locked"
+    code, out, _ = run(config, "admin", "reset-password", "alice", stdin="a new long passphrase\n")
+    assert code == 0 and "unlocked" in out
+    assert accounts(config).sign_in("alice", "a new long passphrase").outcome == "ok"
+
+
+def test_reset_password_of_an_unknown_admin_fails(config: Path) -> None:
+    code, _, err = run(config, "admin", "reset-password", "nobody", stdin=PASSWORD)
+    assert code == 1 and "no admin named 'nobody'" in err
+
+
+def test_the_main_entry_point_runs_the_admin_command(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert app_module.main(["--config", str(config), "admin", "create", "alice"]) == 0
+    assert accounts(config).any()
+
+
+# -- activity tail ----------------------------------------------------------------------------
+
+
+def write_events(config: Path, count: int, **log_options: int) -> AuditLog:
+    log = AuditLog(config.parent / "data" / "activity.jsonl", **log_options)
+    for number in range(count):
+        log.append(
+            {
+                "time": f"2026-11-26T10:00:{number:02d}.000+00:00",
+                "status": 201,
+                "operation": "create",
+                "resourceType": "User",
+                "name": f"user{number}",
+                "token": "entra",
+            }
+        )
+    return log
+
+
+def test_tail_prints_the_last_n_events_oldest_first(config: Path) -> None:
+    write_events(config, 30)
+    code, out, _ = run(config, "activity", "tail", "-n", "3")
+    assert code == 0
+    assert [line.split("  ")[3] for line in out.splitlines()] == [
+        "User user27",
+        "User user28",
+        "User user29",
+    ]
+    assert out.splitlines()[0].startswith("2026-11-26T10:00:27.000+00:00  201  create  User user27")
+
+
+def test_tail_reaches_into_rotated_files(config: Path) -> None:
+    write_events(config, 40, max_bytes=1024, backups=3)
+    assert (config.parent / "data" / "activity.jsonl.1").exists()
+    _, out, _ = run(config, "activity", "tail", "-n", "25")
+    names = [line.split("  ")[3] for line in out.splitlines()]
+    assert names == [f"User user{n}" for n in range(15, 40)]
+
+
+def test_tail_shows_refusal_details(config: Path) -> None:
+    log = AuditLog(config.parent / "data" / "activity.jsonl")
+    log.append(
+        {
+            "time": "2026-11-26T10:00:00Z",
+            "status": 401,
+            "operation": "refused",
+            "method": "GET",
+            "path": "/scim/v2/Users",
+            "reason": "jwt",
+            "detail": "the bearer token is a JWT issued by Entra",
+        }
+    )
+    _, out, _ = run(config, "activity", "tail")
+    assert "401  refused  GET /scim/v2/Users" in out
+    assert "reason=jwt" in out
+    assert "\n    the bearer token is a JWT issued by Entra" in out
+
+
+def test_tail_of_an_empty_log_prints_nothing(config: Path) -> None:
+    assert run(config, "activity", "tail") == (0, "", "")
+
+
+def test_follow_prints_new_events_across_a_rotation(config: Path) -> None:
+    log = write_events(config, 2, max_bytes=1024, backups=2)
+    path = config.parent / "data" / "activity.jsonl"
+    out = io.StringIO()
+    polls = 0
+
+    def keep_going() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls == 2:
+            for number in range(30):  # enough to rotate the file
+                log.append({"operation": "delete", "name": f"late{number}", "status": 204})
+        return polls < 6
+
+    commands.tail(path, 1, follow=True, out=out, keep_going=keep_going, sleep=lambda _: None)
+    names = [line.split("  ")[3] for line in out.getvalue().splitlines()]
+    assert names[0] == "User user1"
+    assert names[1:] == [f"late{number}" for number in range(30)]
+
+
+def test_events_are_plain_json_lines_for_other_tools(config: Path) -> None:
+    write_events(config, 1)
+    line = (config.parent / "data" / "activity.jsonl").read_text().strip()
+    assert json.loads(line)["name"] == "user0"

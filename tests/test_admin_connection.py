@@ -1,0 +1,223 @@
+"""Connection status: Test Connection recognised, refusals with reasons, repeats counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from admin.connection import REASONS, ConnectionStatus, Observation, is_probe
+from storage.controlfile import ControlFile
+from tests.conftest import ScimClient
+from tests.storage_contract import FixedClock
+
+GUID = "7d420df3-9995-4831-a406-ecf8166f5f6a"
+# Entra's Test Connection, as captured on the wire (entra-provisioning.md A1).
+PROBE = f"/scim/v2/Users?filter=userName+eq+%22{GUID}%22"
+
+
+def status_of(app: Flask, name: str | None):
+    for status in app.extensions["proware.admin"].connection.tokens():
+        if status.name == name:
+            return status
+    raise AssertionError(f"no connection status for {name!r}")
+
+
+def observation(**fields: object) -> Observation:
+    values: dict = {
+        "time": "2026-11-26T10:54:52.123+00:00",
+        "client": "40.126.25.32",
+        "token": "entra",
+        "method": "GET",
+        "path": "/scim/v2/Users",
+        "query": "",
+        "filter": None,
+        "status": 200,
+    }
+    values.update(fields)
+    return Observation(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "filter_text", "expected"),
+    [
+        pytest.param("GET", "/scim/v2/Users", f'userName eq "{GUID}"', True, id="entra-user"),
+        pytest.param("GET", "/scim/v2/Users", f'USERNAME EQ "{GUID.upper()}"', True, id="case"),
+        pytest.param("GET", "/scim/v2/Groups", f'displayName eq "{GUID}"', True, id="entra-group"),
+        pytest.param("GET", "/scim/v2/Users", 'userName eq "ann@example.com"', False, id="user"),
+        pytest.param("GET", "/scim/v2/Users", f'externalId eq "{GUID}"', False, id="externalId"),
+        pytest.param("GET", "/scim/v2/Users", None, False, id="no-filter"),
+        pytest.param("POST", "/scim/v2/Users", f'userName eq "{GUID}"', False, id="post"),
+    ],
+)
+def test_the_probe_is_a_get_matching_a_fresh_guid(
+    method: str, path: str, filter_text: str | None, expected: bool
+) -> None:
+    assert is_probe(method, path, filter_text) is expected
+
+
+def test_entra_test_connection_is_recognised_when_it_matches_nothing(
+    app: Flask, client: FlaskClient, scim: ScimClient
+) -> None:
+    response = client.get(PROBE, headers={"Authorization": f"Bearer {scim.token}"})
+    assert response.status_code == 200
+    status = status_of(app, "entra")
+    assert status.last_probe is not None
+    assert status.last_probe.status == 200
+    assert status.last_probe.result == "Test Connection probe: no match, as Entra expects"
+    assert status.recent[0].probe and status.recent[0].client == "127.0.0.1"
+
+
+def test_a_refused_probe_says_so(app: Flask, client: FlaskClient) -> None:
+    client.get(PROBE)
+    status = status_of(app, None)
+    assert status.recent[0].result == "Test Connection probe refused: No Authorization header"
+
+
+def test_ordinary_requests_are_listed_newest_first_with_their_result(
+    app: Flask, scim: ScimClient
+) -> None:
+    scim.post("/Users", {"userName": "ann"})
+    scim.get("/Users?filter=userName+eq+%22ann%22")
+    scim.get("/Users/nope")
+    results = [(row.method, row.status, row.result) for row in status_of(app, "entra").recent]
+    assert results == [
+        ("GET", 404, "User 'nope' not found"),
+        ("GET", 200, "1 matched"),
+        ("POST", 201, "created"),
+    ]
+
+
+def _expire(app: Flask, name: str) -> None:
+    """Move the token's expiry into the past, as the passing of time would."""
+    data_dir = Path(app.extensions["proware"].settings.storage.path)
+
+    def backdate(document: dict) -> None:
+        for record in document["tokens"]:
+            if record["name"] == name:
+                record["expires"] = "2000-01-01T00:00:00Z"
+
+    ControlFile(data_dir / "control.json").update(backdate)
+
+
+@pytest.mark.parametrize(
+    ("setup", "headers", "token", "reason", "status"),
+    [
+        pytest.param(None, {}, None, "no-header", 401, id="no-header"),
+        pytest.param(
+            None, {"Authorization": "Basic dXNlcg=="}, None, "not-bearer", 401, id="basic"
+        ),
+        pytest.param(
+            None,
+            {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"},
+            None,
+            "jwt",
+            401,
+            id="entra-jwt",
+        ),
+        pytest.param(
+            None, {"Authorization": "Bearer pw_unknown"}, None, "unknown-token", 401, id="unknown"
+        ),
+        pytest.param("revoke", "secret", "entra", "revoked-token", 401, id="revoked"),
+        pytest.param("expire", "secret", "entra", "expired-token", 401, id="expired"),
+        pytest.param("disable", "secret", "entra", "provisioning-disabled", 403, id="disabled"),
+        pytest.param("read-only", "secret", "reader", "read-only-token", 403, id="read-only"),
+    ],
+)
+def test_every_refusal_is_kept_with_its_reason_and_what_to_fix(
+    app: Flask,
+    client: FlaskClient,
+    setup: str | None,
+    headers: dict | str,
+    token: str | None,
+    reason: str,
+    status: int,
+) -> None:
+    services = app.extensions["proware"]
+    services.switch.set(True)
+    secret, _ = services.tokens.create(
+        "reader" if setup == "read-only" else "entra",
+        read_only=setup == "read-only",
+        expires_in_days=1 if setup == "expire" else None,
+    )
+    if setup == "revoke":
+        services.tokens.revoke("entra")
+    elif setup == "expire":
+        _expire(app, "entra")
+    elif setup == "disable":
+        services.switch.set(False)
+    if headers == "secret":
+        headers = {"Authorization": f"Bearer {secret}"}
+    response = client.post("/scim/v2/Users", json={"userName": "ann"}, headers=headers)
+    assert response.status_code == status
+    refusal = status_of(app, token).refusals[0]
+    assert (refusal.reason, refusal.status, refusal.count) == (reason, status, 1)
+    assert refusal.label == REASONS[reason].label
+    assert refusal.fix == REASONS[reason].fix
+    assert refusal.detail == response.get_json()["detail"]
+
+
+def test_repeated_identical_refusals_are_counted_not_stored_one_by_one(
+    app: Flask, client: FlaskClient
+) -> None:
+    for _ in range(50):
+        client.get("/scim/v2/Users", headers={"Authorization": "Bearer pw_old"})
+    client.get("/scim/v2/Users")
+    status = status_of(app, None)
+    assert [(r.reason, r.count) for r in status.refusals] == [
+        ("no-header", 1),
+        ("unknown-token", 50),
+    ]
+    assert [(row.result, row.count) for row in status.recent] == [
+        ("Refused: No Authorization header", 1),
+        ("Refused: Unknown token", 50),
+    ]
+
+
+def test_history_is_bounded_per_token() -> None:
+    clock = FixedClock()
+    status = ConnectionStatus(None, clock=clock, recent=3, refusals=2)
+    for number in range(10):
+        status.record(observation(path=f"/scim/v2/Users/{number}", status=404, detail="gone"))
+        status.record(
+            observation(client=f"10.0.0.{number}", status=401, reason="unknown-token", token=None)
+        )
+    entra, anonymous = status.tokens()
+    assert [row.target for row in entra.recent] == [
+        "/scim/v2/Users/9",
+        "/scim/v2/Users/8",
+        "/scim/v2/Users/7",
+    ]
+    assert [refusal.client for refusal in anonymous.refusals] == ["10.0.0.9", "10.0.0.8"]
+
+
+def test_the_status_survives_a_restart(tmp_path: Path) -> None:
+    clock = FixedClock()
+    path = tmp_path / "connection-status.json"
+    first = ConnectionStatus(path, clock=clock)
+    first.record(observation(filter=f'userName eq "{GUID}"', matched=0))
+    first.record(observation(status=401, reason="revoked-token", detail="revoked"))
+    first.save()
+    again = ConnectionStatus(path, clock=clock)
+    assert again.tokens() == first.tokens()
+
+
+def test_saving_happens_at_most_once_a_minute(tmp_path: Path) -> None:
+    clock = FixedClock()
+    path = tmp_path / "connection-status.json"
+    status = ConnectionStatus(path, clock=clock)
+    status.record(observation())
+    saved = path.read_bytes()
+    status.record(observation(status=404, detail="x"))
+    assert path.read_bytes() == saved
+    clock.advance(minutes=1)
+    status.record(observation(status=500, detail="y"))
+    assert path.read_bytes() != saved
+
+
+def test_an_unreadable_status_file_starts_afresh(tmp_path: Path) -> None:
+    path = tmp_path / "connection-status.json"
+    path.write_text("{not json")
+    assert ConnectionStatus(path, clock=FixedClock()).tokens() == []

@@ -1,0 +1,523 @@
+"""Control panel pages: behind sign-in, first-run setup, settings, activity, directory."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+
+from app import create_app
+from scim.config import ServerSettings, Settings
+from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
+from tests.conftest import ScimClient
+
+GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+PROTECTED_PAGES = [
+    "/admin",
+    "/admin/settings",
+    "/admin/settings/tokens/revoke?name=entra",
+    "/admin/activity",
+    "/admin/directory/users",
+    "/admin/directory/users/some-id",
+    "/admin/directory/groups",
+    "/admin/directory/groups/some-id",
+]
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+@pytest.fixture
+def panel(app: Flask) -> AdminClient:
+    return signed_in(app)
+
+
+# -- sign-in -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PROTECTED_PAGES)
+def test_pages_without_a_session_redirect_to_sign_in(app: Flask, path: str) -> None:
+    create_admin(app)
+    response = app.test_client().get(path)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/admin/sign-in"
+    assert parse_qs(location.query)["next"] == [path]
+
+
+def test_a_post_without_a_session_changes_nothing_and_redirects(app: Flask) -> None:
+    client = app.test_client()
+    token = csrf_of(client.get("/admin/sign-in"))
+    response = client.post(
+        "/admin/settings/provisioning", data={"csrf_token": token, "enabled": "1"}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/sign-in"
+    assert not app.extensions["proware"].switch.enabled()
+
+
+def test_sign_in_takes_the_admin_back_to_the_page_asked_for(app: Flask) -> None:
+    create_admin(app)
+    client = app.test_client()
+    page = client.get("/admin/sign-in?next=/admin/activity")
+    response = client.post(
+        "/admin/sign-in",
+        data={
+            "csrf_token": csrf_of(page),
+            "username": USERNAME,
+            "password": PASSWORD,
+            "next": "/admin/activity",
+        },
+    )
+    assert response.headers["Location"] == "/admin/activity"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/admin", "/admin\\..\\x", "/scim/v2/Users"],
+)
+def test_sign_in_never_redirects_off_the_control_panel(app: Flask, target: str) -> None:
+    create_admin(app)
+    client = app.test_client()
+    page = client.get("/admin/sign-in")
+    response = client.post(
+        "/admin/sign-in",
+        data={
+            "csrf_token": csrf_of(page),
+            "username": USERNAME,
+            "password": PASSWORD,
+            "next": target,
+        },
+    )
+    assert response.headers["Location"] == "/admin/"
+
+
+def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(app: Flask) -> None:
+    create_admin(app)
+    client = AdminClient(app.test_client())
+    wrong_password = client.sign_in(password="not the password")
+    unknown_user = client.sign_in(username="mallory")
+    assert wrong_password.status_code == unknown_user.status_code == 401
+    assert "Wrong username or password." in text(wrong_password)
+    assert "Wrong username or password." in text(unknown_user)
+    assert "not the password" not in text(wrong_password)
+
+
+def test_repeated_failures_lock_the_account_and_the_page_says_until_when(app: Flask) -> None:
+    create_admin(app)
+    client = AdminClient(app.test_client())
+    statuses = [client.sign_in(password=f"guess {n}").status_code for n in range(5)]
+    assert statuses == [401, 401, 401, 401, 429]
+    locked = client.sign_in()  # the right password, too late
+    assert locked.status_code == 429
+    page = text(locked)
+    assert re.search(r"this account is locked until \d\d:\d\d UTC \(about 15 minutes\)", page)
+    assert "admin reset-password" in page
+    assert client.get("/admin/settings").status_code == 302
+
+
+def test_the_sign_in_page_explains_the_first_run(app: Flask) -> None:
+    page = text(app.test_client().get("/admin/sign-in"))
+    assert "No admin account exists yet" in page
+    assert "admin create USERNAME" in page
+
+
+# -- first-run setup ---------------------------------------------------------------------------
+
+
+def open_setup(app: Flask) -> AdminClient:
+    client = AdminClient(app.test_client())
+    secret = app.extensions["proware.admin"].setup.issue()
+    response = client.get(f"/admin/setup/{secret}")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/setup"
+    return client
+
+
+def test_the_setup_link_lets_the_first_admin_choose_a_password(app: Flask) -> None:
+    client = open_setup(app)
+    response = client.submit(
+        "/admin/setup",
+        "/admin/setup",
+        {"username": "root", "password": PASSWORD, "confirm": PASSWORD},
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/sign-in"
+    assert "Admin account &#39;root&#39; created" in text(client.get("/admin/sign-in"))
+    assert client.sign_in(username="root").status_code == 302
+
+
+def test_the_setup_link_works_once(app: Flask) -> None:
+    secret = app.extensions["proware.admin"].setup.issue()
+    assert app.test_client().get(f"/admin/setup/{secret}").status_code == 302
+    second = app.test_client().get(f"/admin/setup/{secret}")
+    assert second.status_code == 404
+    assert "This setup link is not valid" in text(second)
+
+
+def test_the_setup_link_expires(app: Flask) -> None:
+    admin = app.extensions["proware.admin"]
+    secret = admin.setup.issue()
+    later = admin.setup.clock() + admin.setup.lifetime
+    admin.setup.clock = lambda: later
+    assert app.test_client().get(f"/admin/setup/{secret}").status_code == 404
+
+
+def test_the_setup_page_needs_the_link(app: Flask) -> None:
+    assert app.test_client().get("/admin/setup").status_code == 404
+
+
+def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask) -> None:
+    client = open_setup(app)
+    differ = client.submit(
+        "/admin/setup", "/admin/setup", {"username": "root", "password": PASSWORD, "confirm": "x"}
+    )
+    assert differ.status_code == 400 and "The two passwords differ." in text(differ)
+    weak = client.submit(
+        "/admin/setup",
+        "/admin/setup",
+        {"username": "root", "password": "short", "confirm": "short"},
+    )
+    assert weak.status_code == 400 and "at least 12 characters" in text(weak)
+    assert not app.extensions["proware.admin"].accounts.any()
+
+
+def test_once_an_admin_exists_the_setup_link_leads_to_sign_in(app: Flask) -> None:
+    client = open_setup(app)
+    create_admin(app)
+    response = client.get("/admin/setup")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/sign-in"
+
+
+def test_serve_prints_the_setup_link_only_while_no_admin_exists(
+    app: Flask, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (serve_hook,) = app.extensions["serve_hooks"]  # what scim.commands.serve runs
+    serve_hook("python app.py")
+    printed = capsys.readouterr().out
+    link = re.search(r"http://127\.0\.0\.1:8000(/admin/setup/\S+)", printed)
+    assert link, printed
+    assert "python app.py admin create USERNAME" in printed
+    assert app.test_client().get(link.group(1)).status_code == 302
+    create_admin(app)
+    serve_hook("python app.py")
+    assert capsys.readouterr().out == "  Control panel: http://127.0.0.1:8000/admin\n"
+
+
+# -- Control panel settings --------------------------------------------------------------------
+
+
+def test_the_settings_page_uses_the_setup_guides_words(panel: AdminClient) -> None:
+    page = text(panel.get("/admin/settings"))
+    for label in (
+        "Control panel",
+        "Admin",
+        "Control panel settings",
+        "User Provisioning",
+        "Create bearer token",
+        "Tenant URL",
+        "Test Connection",
+        "Connection status",
+    ):
+        assert label in page, label
+    assert re.search(r"Control panel</a></li>\s*<li><a [^>]*>Admin</a></li>\s*<li><span", page)
+
+
+def test_the_switch_enables_and_disables_user_provisioning(app: Flask, panel: AdminClient) -> None:
+    switch = app.extensions["proware"].switch
+    panel.submit("/admin/settings", "/admin/settings/provisioning", {"enabled": "1"})
+    assert switch.status() | {"changed": None} == {
+        "enabled": True,
+        "changed": None,
+        "changed_by": "admin:alice",
+    }
+    assert 'id="provisioning-state">Enabled<' in text(panel.get("/admin/settings"))
+    panel.submit("/admin/settings", "/admin/settings/provisioning", {"enabled": "0"})
+    assert not switch.enabled()
+
+
+def test_a_new_token_is_shown_once_and_works(app: Flask, panel: AdminClient, client) -> None:
+    app.extensions["proware"].switch.set(True)
+    secret = panel.create_token("entra")
+    assert secret.startswith("pw_")
+    assert secret not in text(panel.get("/admin/settings"))
+    response = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200
+    info = app.extensions["proware"].tokens.list()[0]
+    assert (info.name, info.scope, info.created_by) == ("entra", "read-write", "admin:alice")
+
+
+def test_the_new_token_page_warns_it_will_not_be_shown_again(panel: AdminClient) -> None:
+    response = panel.submit(
+        "/admin/settings", "/admin/settings/tokens", {"name": "entra", "scope": "read-only"}
+    )
+    page = text(response)
+    assert "it is shown only this once" in page
+    assert 'data-copy="new-token"' in page
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "read-only token “entra”" in page
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"name": ""}, "is not allowed", id="no-name"),
+        pytest.param({"name": "entra", "expires_days": "0"}, "from 1 to 3650", id="zero-days"),
+        pytest.param({"name": "entra", "expires_days": "soon"}, "whole number", id="text-days"),
+    ],
+)
+def test_token_form_errors_are_shown_and_create_nothing(
+    app: Flask, panel: AdminClient, fields: dict, message: str
+) -> None:
+    response = panel.submit("/admin/settings", "/admin/settings/tokens", fields)
+    assert response.status_code == 400
+    assert message in text(response)
+    assert app.extensions["proware"].tokens.list() == []
+
+
+def test_a_second_active_token_with_the_same_name_is_refused(panel: AdminClient) -> None:
+    panel.create_token("entra")
+    response = panel.submit("/admin/settings", "/admin/settings/tokens", {"name": "entra"})
+    assert response.status_code == 400
+    assert "already exists" in text(response)
+
+
+def test_the_tokens_table_warns_when_expiry_is_near(panel: AdminClient) -> None:
+    panel.create_token("soon", expires_days="7")
+    panel.create_token("later", expires_days="90")
+    page = text(panel.get("/admin/settings"))
+    assert page.count("rotate it now") == 1
+    assert "expires in 7 days" in page
+
+
+def test_revoke_asks_for_confirmation_then_the_token_gets_401(
+    app: Flask, panel: AdminClient, client
+) -> None:
+    app.extensions["proware"].switch.set(True)
+    secret = panel.create_token("entra")
+    confirm = panel.get("/admin/settings/tokens/revoke?name=entra")
+    assert confirm.status_code == 200
+    assert "Revoke token “entra”?" in text(confirm)
+    assert app.extensions["proware"].tokens.list()[0].status == "active"
+    done = panel.submit(
+        "/admin/settings/tokens/revoke?name=entra",
+        "/admin/settings/tokens/revoke",
+        {"name": "entra"},
+    )
+    assert done.status_code == 302
+    response = client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 401
+    page = text(panel.get("/admin/settings"))
+    assert "Token &#39;entra&#39; revoked" in page
+    assert "Revoked token" in page and "Create a new bearer token" in page
+
+
+def test_revoking_an_unknown_token_says_so(panel: AdminClient) -> None:
+    response = panel.get("/admin/settings/tokens/revoke?name=ghost")
+    assert response.status_code == 302
+    assert "no active token named &#39;ghost&#39;" in text(panel.get("/admin/settings"))
+
+
+def test_the_tenant_url_is_built_from_the_request_by_default(panel: AdminClient) -> None:
+    page = text(panel.get("/admin/settings"))
+    assert (
+        'id="tenant-url-value" class="mono wide" type="text" readonly value="http://localhost/scim/v2"'
+        in page
+    )
+
+
+def test_the_tenant_url_honours_public_url(settings: Settings) -> None:
+    configured = replace(settings, server=ServerSettings(public_url="https://proware.example.com/"))
+    app = create_app(configured)
+    try:
+        page = text(signed_in(app).get("/admin/settings"))
+        assert 'readonly value="https://proware.example.com/scim/v2"' in page
+    finally:
+        app.extensions["proware"].repository.close()
+
+
+def test_connection_status_shows_the_probe_and_refusals_per_token(
+    app: Flask, panel: AdminClient, client, scim: ScimClient
+) -> None:
+    client.get(
+        f"/scim/v2/Users?filter=userName+eq+%22{GUID}%22",
+        headers={"Authorization": f"Bearer {scim.token}"},
+    )
+    for _ in range(3):
+        client.get("/scim/v2/Users", headers={"Authorization": "Bearer eyJhbGciOi.eyJzdWIi.c2ln"})
+    page = text(panel.get("/admin/settings"))
+    assert "Token “entra”" in page
+    assert "Test Connection probe: no match, as Entra expects" in page
+    assert "Requests without a valid token" in page
+    assert "Entra&#39;s own JWT: the Secret Token field is empty" in page
+    assert re.search(r'<td class="num">3</td>', page)
+
+
+# -- Provisioning activity ---------------------------------------------------------------------
+
+
+def test_activity_lists_events_newest_first_with_a_summary(
+    app: Flask, panel: AdminClient, scim: ScimClient, client
+) -> None:
+    ann = scim.create_user("ann")
+    scim.create_user("bob")
+    scim.patch_ops(f"/Users/{ann['id']}", {"op": "replace", "path": "active", "value": False})
+    scim.create_group("Sales", [ann["id"]])
+    client.get("/scim/v2/Users", headers={"Authorization": "Bearer pw_nope"})
+    page = text(panel.get("/admin/activity"))
+    summary = dict(re.findall(r"<dt>([^<]+)</dt><dd>(\d+)</dd>", page))
+    assert summary == {
+        "Users": "2",
+        "Active": "1",
+        "Disabled": "1",
+        "Groups": "1",
+        "Errors in the last 24 hours": "1",
+    }
+    assert "Last provisioning request" in page
+    operations = re.findall(r"<td>(create|disable|refused)</td>", page)
+    assert operations == ["refused", "create", "disable", "create", "create"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("outcome=refused", ["refused"], id="outcome"),
+        pytest.param("outcome=failed", ["failed"], id="failed"),
+        pytest.param("operation=disable", ["disable"], id="operation"),
+        pytest.param("token=reader", ["create"], id="token"),
+        pytest.param("q=bob", ["create"], id="text"),
+    ],
+)
+def test_activity_filters(
+    app: Flask, panel: AdminClient, scim: ScimClient, scim_for, client, query: str, expected: list
+) -> None:
+    ann = scim.create_user("ann")
+    scim.patch_ops(f"/Users/{ann['id']}", {"op": "replace", "path": "active", "value": False})
+    scim.post("/Users", {"userName": "ANN"})  # 409
+    client.get("/scim/v2/Users")  # 401
+    scim_for(app, name="reader").create_user("bob")
+    page = text(panel.get(f"/admin/activity?{query}"))
+    assert re.findall(r"<td>(create|disable|refused|failed)</td>", page) == expected
+
+
+def test_activity_is_paged(app: Flask, panel: AdminClient) -> None:
+    log = app.extensions["proware.admin"].audit
+    for number in range(60):
+        log.append({"time": "2026-11-26T10:00:00Z", "operation": "create", "name": f"u{number}"})
+    first = text(panel.get("/admin/activity"))
+    second = text(panel.get("/admin/activity?page=2"))
+    assert "u59" in first and "u10" in first and "u9<" not in first
+    assert ">Next<" in first and ">Previous<" not in first
+    assert "u9<" in second and "u0<" in second and ">Next<" not in second
+
+
+def test_activity_without_events_says_what_will_appear(panel: AdminClient) -> None:
+    assert "No provisioning activity yet" in text(panel.get("/admin/activity"))
+
+
+# -- Directory ---------------------------------------------------------------------------------
+
+
+def test_users_are_searchable_and_paged(app: Flask, panel: AdminClient, scim: ScimClient) -> None:
+    for number in range(30):
+        scim.create_user(f"user{number:02d}@example.com", displayName=f"User {number}")
+    first = text(panel.get("/admin/directory/users"))
+    assert "1–25 of 30" in first and "user00@example.com" in first
+    second = text(panel.get("/admin/directory/users?page=2"))
+    assert "26–30 of 30" in second and "user29@example.com" in second
+    found = text(panel.get("/admin/directory/users?q=User+17"))
+    assert "1–1 of 1" in found and "user17@example.com" in found
+
+
+def test_a_search_with_quotes_is_taken_literally(panel: AdminClient, scim: ScimClient) -> None:
+    scim.create_user('o"brien')
+    page = text(panel.get('/admin/directory/users?q=o"b'))
+    assert "1–1 of 1" in page
+
+
+def test_a_user_page_shows_attributes_groups_dates_and_events(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    ann = scim.create_user(
+        "ann@example.com",
+        name={"givenName": "Ann"},
+        emails=[{"value": "ann@example.com", "type": "work", "primary": True}],
+    )
+    group = scim.create_group("Sales", [ann["id"]])
+    page = text(panel.get(f"/admin/directory/users/{ann['id']}"))
+    assert "name.givenName" in page and "Ann" in page
+    assert "ann@example.com (type: work, primary: true)" in page
+    assert f'/admin/directory/groups/{group["id"]}">Sales</a>' in page
+    assert "Created" in page and "Last modified" in page
+    assert "Recent events" in page and "<td>create</td>" in page
+    assert "source of truth" in page and "InvalidAnchor" in page
+
+
+def test_a_group_page_lists_its_members(panel: AdminClient, scim: ScimClient) -> None:
+    ann = scim.create_user("ann", displayName="Ann Smith")
+    group = scim.create_group("Sales", [ann["id"]])
+    page = text(panel.get(f"/admin/directory/groups/{group['id']}"))
+    assert "Members (1)" in page and "Ann Smith" in page
+    groups = text(panel.get("/admin/directory/groups"))
+    assert "Sales" in groups and '<td class="num">1</td>' in groups
+
+
+def test_the_directory_offers_no_way_to_change_anything(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    ann = scim.create_user("ann")
+    page = text(panel.get(f"/admin/directory/users/{ann['id']}"))
+    assert 'method="post"' not in page.replace('class="signout" method="post"', "")
+
+
+def test_an_unknown_user_is_an_html_404(panel: AdminClient) -> None:
+    response = panel.get("/admin/directory/users/nope")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "There is no user with id &#39;nope&#39;" in text(response)
+
+
+# -- errors and headers ------------------------------------------------------------------------
+
+
+def test_admin_errors_are_pages_while_scim_errors_stay_json(panel: AdminClient, client) -> None:
+    missing = panel.get("/admin/no-such-page")
+    assert missing.status_code == 404 and missing.mimetype == "text/html"
+    assert "Page not found" in text(missing)
+    wrong_method = client.delete("/admin/settings")
+    assert wrong_method.status_code == 405 and wrong_method.mimetype == "text/html"
+    assert "GET" in wrong_method.headers["Allow"]
+    scim_missing = client.get("/scim/v2/Nope")
+    assert scim_missing.mimetype == "application/scim+json"
+
+
+def test_an_unexpected_error_is_a_page_with_the_request_id_and_no_exception_text(
+    app: Flask, panel: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(app.extensions["proware"].directory, "query", broken)
+    response = panel.get("/admin/directory/users")
+    assert response.status_code == 500 and response.mimetype == "text/html"
+    assert response.headers["X-Request-Id"] in text(response)
+    assert "secret internals" not in text(response)
+
+
+def test_pages_are_not_cached_framed_or_sniffed(panel: AdminClient) -> None:
+    response = panel.get("/admin/settings")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_the_stylesheet_and_script_are_public(app: Flask) -> None:
+    client = app.test_client()
+    for name in ("admin.css", "copy.js"):
+        with client.get(f"/admin/static/{name}") as response:
+            assert response.status_code == 200
