@@ -4,6 +4,7 @@
     python app.py token create --name entra [--read-only] [--expires DAYS]
     python app.py token list | token revoke NAME
     python app.py provisioning enable | disable | status
+    python app.py backup PATH | restore PATH
     python app.py admin create USERNAME | admin reset-password USERNAME
     python app.py activity tail [-n N] [--follow]
 
@@ -33,13 +34,12 @@ from scim.api.responses import register_error_handlers
 from scim.config import ConfigError, Settings, load_settings, resolve_config_path
 from scim.service import INDEXES, Directory
 from scim.tokens import ProvisioningSwitch, TokenStore
+from storage import open_store
 from storage.controlfile import ControlFile
 from storage.repository import Repository
-from storage.tinydb_store import TinyDBRepository
 
 access_log = logging.getLogger("proware.access")
 
-DATA_FILE = "proware.json"
 CONTROL_FILE = "control.json"
 
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     data_dir = settings.storage.path
     data_dir.mkdir(parents=True, exist_ok=True)
     if repository is None:
-        repository = TinyDBRepository(data_dir / DATA_FILE, INDEXES)
+        repository = open_store(data_dir, INDEXES)
     control = ControlFile(data_dir / CONTROL_FILE)
 
     app = Flask(__name__)
@@ -139,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         "provisioning", parents=[common], help="turn User Provisioning on or off"
     )
     provisioning.add_argument("action", choices=["enable", "disable", "status"])
+    backup = sub.add_parser(
+        "backup", parents=[common], help="write a consistent snapshot (works while serving)"
+    )
+    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
+    restore = sub.add_parser(
+        "restore", parents=[common], help="restore a snapshot into a stopped instance"
+    )
+    restore.add_argument("path", help="a snapshot written by 'backup'")
     admin_commands.add_parsers(sub, common)
     return parser
 
@@ -164,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         return commands.serve(settings, create_app, command_hint)
     if args.command in ("admin", "activity"):
         return admin_commands.run(settings, args)
+    if args.command == "backup":
+        return commands.backup(settings, Path(args.path))
+    if args.command == "restore":
+        return commands.restore(settings, Path(args.path))
     if args.command == "token":
         return commands.token(settings, args, Path(settings.storage.path) / CONTROL_FILE)
     return commands.provisioning(settings, args.action, Path(settings.storage.path) / CONTROL_FILE)

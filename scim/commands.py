@@ -19,7 +19,9 @@ import waitress
 from flask import Flask
 
 from scim.config import Settings
+from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
+from storage import backup as storage_backup
 from storage.controlfile import ControlFile
 from storage.errors import StorageError
 
@@ -99,6 +101,30 @@ def _stop_on_sigterm() -> signal.Handlers | Callable | int | None:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def backup(settings: Settings, target: Path) -> int:
+    """Write a consistent snapshot of the data directory, even while the server runs."""
+    try:
+        summary = storage_backup.backup(Path(settings.storage.path), target)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Wrote {summary.path}: {summary.users} users, {summary.groups} groups.")
+    return 0
+
+
+def restore(settings: Settings, source: Path) -> int:
+    """Install a snapshot into a stopped instance, keeping the previous data aside."""
+    try:
+        summary = storage_backup.restore(source, Path(settings.storage.path), INDEXES)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")
+    if summary.previous:
+        print(f"The previous data is kept in {summary.previous}.")
+    return 0
 
 
 def token(settings: Settings, args: argparse.Namespace, control_path: Path) -> int:

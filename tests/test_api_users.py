@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from app import DATA_FILE, create_app
+from app import create_app
 from scim import constants
 from scim.config import ServerSettings, Settings, StorageSettings
+from storage.snapshot import DATA_FILE
 
 ENTERPRISE = constants.ENTERPRISE_USER
 PREFIX = "/scim/v2"
@@ -359,7 +360,7 @@ def test_password_is_never_returned(scim) -> None:
         assert "Secret-" not in text, name
 
 
-def test_password_is_never_stored_in_clear(scim, settings: Settings) -> None:
+def test_password_is_never_stored_in_clear(scim, app: Flask, settings: Settings) -> None:
     """No file under [storage] path (data, journal, activity log) holds a clear password."""
     created = scim.create_user("ann", password="Clear-Text-1")
     scim.patch_ops(
@@ -373,23 +374,20 @@ def test_password_is_never_stored_in_clear(scim, settings: Settings) -> None:
     assert settings.storage.path / DATA_FILE in files
     for path in files:
         assert b"Clear-Text" not in path.read_bytes(), path.name
-    stored = json.loads((settings.storage.path / DATA_FILE).read_bytes())["users"].values()
+    stored = list(app.extensions["proware"].repository.all("User"))
+    assert len(stored) == 2
     assert all(user["password"].startswith("scrypt:") for user in stored)
 
 
-def test_put_without_password_keeps_the_stored_hash(scim, settings: Settings) -> None:
+def test_put_without_password_keeps_the_stored_hash(scim, app: Flask) -> None:
+    repository = app.extensions["proware"].repository
     created = scim.create_user("ann", password="Secret-1")
-    data_file = settings.storage.path / DATA_FILE
-    stored_hash = _stored_user(data_file, created["id"])["password"]
+    stored_hash = repository.get("User", created["id"])["password"]
 
     scim.put(f"/Users/{created['id']}", {"userName": "ann", "title": "Boss"})
 
-    assert _stored_user(data_file, created["id"])["password"] == stored_hash
-
-
-def _stored_user(data_file: Path, user_id: str) -> dict:
-    users = json.loads(data_file.read_bytes())["users"]
-    return next(user for user in users.values() if user["id"] == user_id)
+    assert stored_hash.startswith("scrypt:")
+    assert repository.get("User", created["id"])["password"] == stored_hash
 
 
 # -- text fidelity, content types, URLs --------------------------------------------------------

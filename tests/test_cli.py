@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from app import CONTROL_FILE, DATA_FILE, create_app, main
+from app import CONTROL_FILE, create_app, main
 from scim import commands
 from scim.config import CONFIG_ENV, load_settings
+from storage.snapshot import DATA_FILE
 
 PREFIX = "/scim/v2"
 
@@ -255,6 +256,56 @@ def test_token_list_shows_when_the_server_last_saw_a_token(
     [row] = out.splitlines()[1:]
     assert row.split()[2] == "active"
     assert row.count("UTC") == 2  # created and last used; never expires
+
+
+# -- backup and restore ------------------------------------------------------------------------
+
+
+def _create_user(app: Flask, secret: str, name: str) -> None:
+    response = app.test_client().post(
+        f"{PREFIX}/Users",
+        json={"userName": name},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert response.status_code == 201
+
+
+def test_backup_while_serving_then_restore_into_the_stopped_instance(
+    capsys, config: Path, tmp_path: Path
+) -> None:
+    """backup works while the server owns the data directory; restore only once it stopped."""
+    app = create_app(load_settings(config))
+    secret = create_token(capsys, config)
+    run(capsys, "--config", str(config), "provisioning", "enable")
+    _create_user(app, secret, "kept@contoso.com")
+    snapshot = tmp_path / "snapshot.json"
+
+    backed_up = run(capsys, "--config", str(config), "backup", str(snapshot))
+    _create_user(app, secret, "after-backup@contoso.com")
+    refused = run(capsys, "--config", str(config), "restore", str(snapshot))
+    app.extensions["proware"].repository.close()
+    restored = run(capsys, "--config", str(config), "restore", str(snapshot))
+
+    assert backed_up[0] == 0 and "1 users" in backed_up[1]
+    assert refused[0] == 1 and "in use by another Proware server" in refused[2]
+    assert restored[0] == 0 and "Restored 1 users" in restored[1]
+    app = create_app(load_settings(config))
+    try:
+        names = [user["userName"] for user in app.extensions["proware"].repository.all("User")]
+    finally:
+        app.extensions["proware"].repository.close()
+    assert names == ["kept@contoso.com"]
+
+
+def test_restore_refuses_a_file_that_is_not_a_snapshot(
+    capsys, config: Path, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("{not json", encoding="utf-8")
+
+    code, _, err = run(capsys, "--config", str(config), "restore", str(bogus))
+
+    assert code == 1 and err.startswith("error: ") and "bogus.json" in err
 
 
 # -- serve -------------------------------------------------------------------------------------
