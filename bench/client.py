@@ -1,0 +1,301 @@
+"""A lean HTTP/1.1 client for the benchmark, and the driver that runs concurrent clients.
+
+With two cores shared by server and client, the client's own CPU cost matters. So each
+client keeps one keep-alive socket, sends request bytes built before the clock starts, and
+parses only what it needs (status, ``Location``, body). :func:`drive` runs one task per
+client thread and reports wall time, the server's and the client's CPU time, and every
+request's latency by operation.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+HOST = "127.0.0.1"
+SCIM_JSON = b"application/scim+json; charset=utf-8"  # Entra's request type (entra-provisioning A0)
+_MAX_LINE = 65536
+_KEPT_ERROR_SAMPLES = 5
+
+
+class ProtocolError(Exception):
+    """The server closed the connection or sent something that is not an HTTP response."""
+
+
+class Deadline(Exception):
+    """The run's time limit passed: the client stops before sending another request."""
+
+
+def build_request(
+    method: str, target: str, *, token: str | None, body: bytes | None = None, port: int = 0
+) -> bytes:
+    """The bytes of one HTTP/1.1 request (keep-alive), ready to send."""
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {HOST}:{port}",
+    ]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    head = "\r\n".join(lines).encode("ascii")
+    if body is None:
+        return head + b"\r\n\r\n"
+    return (
+        head
+        + b"\r\nContent-Type: "
+        + SCIM_JSON
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode("ascii")
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the benchmark reads from a response (status 0: no answer)."""
+
+    status: int
+    location: bytes
+    body: bytes
+
+
+class Connection:
+    """One keep-alive connection; reconnects after the server closes it."""
+
+    def __init__(self, port: int, timeout: float = 120.0) -> None:
+        self.port = port
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._rfile: BinaryIO | None = None
+
+    def exchange(self, raw: bytes) -> Reply:
+        """Send one request and read its whole response.
+
+        :raises OSError, ProtocolError: the connection is closed; the next call reconnects.
+        """
+        if self._sock is None:
+            self._connect()
+        assert self._sock is not None and self._rfile is not None
+        try:
+            self._sock.sendall(raw)
+            reply, keep_alive = _read_response(self._rfile)
+        except BaseException:
+            self.close()
+            raise
+        if not keep_alive:
+            self.close()
+        return reply
+
+    def close(self) -> None:
+        if self._sock is not None:
+            if self._rfile is not None:
+                self._rfile.close()
+            self._sock.close()
+        self._sock = self._rfile = None
+
+    def _connect(self) -> None:
+        sock = socket.create_connection((HOST, self.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock, self._rfile = sock, sock.makefile("rb")  # buffered: one read per line
+
+
+def _read_response(rfile: BinaryIO) -> tuple[Reply, bool]:
+    """Parse one response: status line, headers, then a Content-Length or chunked body."""
+    line = rfile.readline(_MAX_LINE)
+    if not line:
+        raise ProtocolError("the server closed the connection")
+    try:
+        status = int(line.split(None, 2)[1])
+    except (IndexError, ValueError):
+        raise ProtocolError(f"not an HTTP status line: {line[:80]!r}") from None
+    length: int | None = None
+    chunked, keep_alive = False, True
+    location = b""
+    while True:
+        header = rfile.readline(_MAX_LINE)
+        if not header:
+            raise ProtocolError("the server closed the connection inside the headers")
+        if header in (b"\r\n", b"\n"):
+            break
+        name, _, value = header.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            keep_alive = b"close" not in value.lower()
+        elif name == b"location":
+            location = value.strip()
+    if chunked:
+        body = _read_chunked(rfile)
+    elif length is not None:
+        body = rfile.read(length)
+        if len(body) != length:
+            raise ProtocolError("the server closed the connection inside the body")
+    elif status in (204, 304) or status < 200:
+        body = b""
+    else:
+        body, keep_alive = rfile.read(), False  # delimited by the connection's end
+    return Reply(status, location, body), keep_alive
+
+
+def _read_chunked(rfile: BinaryIO) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        size = int(rfile.readline(_MAX_LINE).split(b";")[0], 16)
+        if size == 0:
+            while rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(parts)
+        parts.append(rfile.read(size))
+        rfile.readline(_MAX_LINE)
+
+
+@dataclass
+class Worker:
+    """One client: its connection, and the latencies and errors of the current phase."""
+
+    connection: Connection
+    deadline: float | None = None  # time.monotonic() value after which no request is sent
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    error_samples: list[str] = field(default_factory=list)
+
+    def call(self, label: str, raw: bytes, expect: int) -> Reply:
+        """Send ``raw``, time it under ``label``, and count an error unless ``expect`` comes."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise Deadline
+        started = time.perf_counter()
+        try:
+            reply = self.connection.exchange(raw)
+        except (OSError, ProtocolError) as exc:
+            self.fail(label, f"no answer: {exc}")
+            return Reply(0, b"", b"")
+        self.latencies[label].append(time.perf_counter() - started)
+        if reply.status != expect:
+            self.fail(label, f"status {reply.status} (expected {expect}): {reply.body[:300]!r}")
+        return reply
+
+    def fail(self, label: str, message: str) -> None:
+        """Count a failed request or a wrong answer."""
+        self.errors[label] += 1
+        if len(self.error_samples) < _KEPT_ERROR_SAMPLES:
+            self.error_samples.append(f"{label}: {message}")
+
+    def reset(self) -> None:
+        self.latencies = defaultdict(list)
+        self.errors = defaultdict(int)
+        self.error_samples = []
+
+
+Task = Callable[[Worker], None]
+
+
+@dataclass
+class PhaseResult:
+    """One phase: how many requests in how long, at what CPU cost, and each latency."""
+
+    name: str
+    requests: int
+    seconds: float
+    server_cpu: float
+    client_cpu: float
+    errors: int
+    cut: bool
+    latencies: dict[str, list[float]]
+    error_samples: list[str]
+
+    @property
+    def rate(self) -> float:
+        """Requests per second."""
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def client_cpu_seconds() -> float:
+    """CPU time this (client) process has used, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def drive(
+    name: str, tasks: list[Task], workers: list[Worker], server_cpu: Callable[[], float]
+) -> PhaseResult:
+    """Run ``tasks[i]`` on ``workers[i]``, one thread each, and measure the phase.
+
+    A task that passes the workers' deadline stops early and marks the phase as cut; any
+    other exception in a task is re-raised here.
+    """
+    failures: list[BaseException] = []
+    cut = threading.Event()
+
+    def run(task: Task, worker: Worker) -> None:
+        try:
+            task(worker)
+        except Deadline:
+            cut.set()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failures.append(exc)
+
+    for worker in workers:
+        worker.reset()
+    threads = [
+        threading.Thread(target=run, args=(task, worker), name=f"{name}-{i}")
+        for i, (task, worker) in enumerate(zip(tasks, workers, strict=False))
+    ]
+    server_before, client_before = server_cpu(), client_cpu_seconds()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    server_used, client_used = server_cpu() - server_before, client_cpu_seconds() - client_before
+    if failures:
+        raise failures[0]
+    latencies: dict[str, list[float]] = defaultdict(list)
+    samples: list[str] = []
+    errors = 0
+    for worker in workers:
+        for label, values in worker.latencies.items():
+            latencies[label].extend(values)
+        errors += sum(worker.errors.values())
+        samples.extend(worker.error_samples)
+    requests = sum(len(values) for values in latencies.values())
+    return PhaseResult(
+        name=name,
+        requests=requests,
+        seconds=seconds,
+        server_cpu=server_used,
+        client_cpu=client_used,
+        errors=errors,
+        cut=cut.is_set(),
+        latencies=dict(latencies),
+        error_samples=samples[:_KEPT_ERROR_SAMPLES],
+    )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (``fraction`` 0.99 for p99)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    """Count, p50, p99 and max of latencies in seconds, as milliseconds."""
+    return {
+        "count": len(values),
+        "p50_ms": percentile(values, 0.50) * 1000,
+        "p99_ms": percentile(values, 0.99) * 1000,
+        "max_ms": max(values) * 1000 if values else math.nan,
+    }

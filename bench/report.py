@@ -1,0 +1,354 @@
+"""The benchmark's results: per-size tables, the issue's targets with PASS/FAIL, and JSON.
+
+Targets come from issue 3 ("Targets"). Each is checked at every size that ran; the column
+"issue at" names the size the issue states it for, since a bound met at 10,000 users says
+little about 50,000.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import entra
+from bench.client import PhaseResult, summarize
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Baseline:
+    """The trivial app's run: the ceiling for this client on this machine."""
+
+    phase: PhaseResult
+    threads: int
+
+
+@dataclass
+class SizeResult:
+    """Everything measured for one directory size."""
+
+    plan: entra.Plan
+    phases: list[PhaseResult] = field(default_factory=list)
+    startup_empty: float = math.nan
+    startup: float = math.nan  # on the final data, after a polite stop
+    rss: int = 0  # after the run
+    rss_peak: int = 0  # VmHWM over the whole run
+    rss_restarted: int = 0
+    data_bytes: int = 0  # after the run, server still up
+    data_bytes_stopped: int = 0
+    data_files: dict[str, int] = field(default_factory=dict)
+    stop_code: int | None = None
+    totals: dict[str, int] = field(default_factory=dict)  # after restart, from the server
+    expected_totals: dict[str, int] = field(default_factory=dict)
+    cut: bool = False
+
+    @property
+    def requests(self) -> int:
+        return sum(phase.requests for phase in self.phases)
+
+    @property
+    def seconds(self) -> float:
+        return sum(phase.seconds for phase in self.phases)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return sum(phase.errors for phase in self.phases)
+
+    @property
+    def totals_ok(self) -> bool:
+        return bool(self.totals) and self.totals == self.expected_totals
+
+    def latencies(self) -> dict[str, list[float]]:
+        merged: dict[str, list[float]] = {}
+        for phase in self.phases:
+            for label, values in phase.latencies.items():
+                merged.setdefault(label, []).extend(values)
+        return merged
+
+    def worst(self) -> tuple[float, str]:
+        """The slowest request of the run, in ms, and its operation."""
+        worst = (0.0, "-")
+        for label, values in self.latencies().items():
+            if values and max(values) * 1000 > worst[0]:
+                worst = (max(values) * 1000, label)
+        return worst
+
+    def phase(self, name: str) -> PhaseResult | None:
+        return next((phase for phase in self.phases if phase.name == name), None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target checked at one size."""
+
+    target: str
+    issue_at: str
+    users: int
+    measured: str
+    verdict: str  # PASS, FAIL or n/a
+
+
+def targets(sizes: list[SizeResult], baseline: Baseline | None) -> list[Verdict]:
+    """Check issue 3's targets at every size that ran."""
+    first = sizes[0] if sizes else None
+    return [verdict for size in sizes for verdict in _size_targets(size, first, baseline)]
+
+
+def _size_targets(
+    size: SizeResult, first: SizeResult | None, baseline: Baseline | None
+) -> list[Verdict]:
+    verdicts: list[Verdict] = []
+    n = size.plan.users
+
+    def add(target: str, issue_at: str, measured: str, ok: bool | None) -> None:
+        verdict = "n/a" if ok is None else "PASS" if ok else "FAIL"
+        if size.cut:
+            verdict += " (cut short)"
+        verdicts.append(Verdict(target, issue_at, n, measured, verdict))
+
+    if baseline is not None and baseline.phase.rate:
+        share = size.rate / baseline.phase.rate * 100
+        add("whole run >= 50% of trivial waitress app", "10,000", f"{share:.1f} %", share >= 50)
+    initial = size.phase(entra.INITIAL)
+    first_initial = first.phase(entra.INITIAL) if first else None
+    if first and size is not first and initial and first_initial and first_initial.rate:
+        share = initial.rate / first_initial.rate * 100
+        add(
+            f"create throughput >= 80% of N={first.plan.users:,}",
+            "50,000",
+            f"{share:.1f} %",
+            share >= 80,
+        )
+    latencies = size.latencies()
+    p99 = _p99(latencies, entra.MATCH_USER_HIT, entra.MATCH_GROUP_HIT)
+    add("matching lookup p99 < 5 ms", "50,000", _ms(p99), _below(p99, 5))
+    p99 = _p99(latencies, entra.ADD_ONE)
+    add(
+        f"add 1 member to a {size.plan.big_group_size:,}-member group p99 < 2 ms",
+        "10,000 members",
+        _ms(p99),
+        _below(p99, 2),
+    )
+    add(
+        "start-up on the final data < 2 s",
+        "50,000 + 2,000 groups",
+        "-" if math.isnan(size.startup) else f"{size.startup:.2f} s",
+        _below(size.startup, 2),
+    )
+    peak = size.rss_peak / MB
+    add("server RSS (peak) < 300 MB", "50,000", f"{peak:.1f} MB", peak < 300 if peak else None)
+    add("no request failed or answered wrong", "all", f"{size.errors} errors", size.errors == 0)
+    add(
+        "restarted server holds every acknowledged create",
+        "all",
+        f"{size.totals.get('users', 0):,} users",
+        size.totals_ok,
+    )
+    return verdicts
+
+
+def _p99(latencies: dict[str, list[float]], *labels: str) -> float:
+    values = [value for label in labels for value in latencies.get(label, [])]
+    return summarize(values)["p99_ms"] if values else math.nan
+
+
+def _ms(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2f} ms"
+
+
+def _below(value: float, bound: float) -> bool | None:
+    return None if math.isnan(value) else value < bound
+
+
+def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> list[str]:
+    """Requests, time, rate and CPU per request (server and client) for each phase."""
+    lines = [
+        f"  {'phase':<28}{'requests':>9}{'seconds':>9}{'req/s':>9}"
+        f"{'srv CPU/req':>13}{'cli CPU/req':>13}{'errors':>8}"
+    ]
+    rows = [(phase.name + (" (cut)" if phase.cut else ""), phase) for phase in phases]
+    for name, phase in rows:
+        lines.append(
+            _phase_row(
+                name,
+                phase.requests,
+                phase.seconds,
+                phase.server_cpu,
+                phase.client_cpu,
+                phase.errors,
+            )
+        )
+    if total_label and len(phases) > 1:
+        lines.append(
+            _phase_row(
+                total_label,
+                sum(p.requests for p in phases),
+                sum(p.seconds for p in phases),
+                sum(p.server_cpu for p in phases),
+                sum(p.client_cpu for p in phases),
+                sum(p.errors for p in phases),
+            )
+        )
+    return lines
+
+
+def _phase_row(
+    name: str, requests: int, seconds: float, server: float, client: float, errors: int
+) -> str:
+    rate = requests / seconds if seconds else 0.0
+    per = 1000 / requests if requests else math.nan
+    return (
+        f"  {name:<28}{requests:>9}{seconds:>9.2f}{rate:>9.0f}"
+        f"{server * per:>10.2f} ms{client * per:>10.2f} ms{errors:>8}"
+    )
+
+
+def operation_table(latencies: dict[str, list[float]]) -> list[str]:
+    lines = [f"  {'operation':<28}{'count':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
+    for label, values in latencies.items():
+        stats = summarize(values)
+        lines.append(
+            f"  {label:<28}{stats['count']:>9}{stats['p50_ms']:>9.2f}"
+            f"{stats['p99_ms']:>9.2f}{stats['max_ms']:>9.1f}"
+        )
+    return lines
+
+
+def size_report(size: SizeResult) -> list[str]:
+    plan = size.plan
+    small = plan.groups - plan.big_groups
+    lines = [
+        "",
+        f"== N = {plan.users:,} users, {plan.groups:,} groups ({plan.big_groups} of "
+        f"{plan.big_group_size:,} members, {small:,} of {plan.small_group_size}; "
+        f"member chunks of {plan.chunk}) ==",
+        *phase_table(size.phases, "whole run"),
+        "",
+        *operation_table(size.latencies()),
+        "",
+    ]
+    worst_ms, worst_label = size.worst()
+    files = ", ".join(f"{name} {nbytes / MB:.1f} MB" for name, nbytes in size.data_files.items())
+    lines += [
+        f"  max request latency: {worst_ms:.1f} ms ({worst_label})",
+        f"  server RSS: {size.rss / MB:.1f} MB after the run (peak {size.rss_peak / MB:.1f} MB), "
+        f"{size.rss_restarted / MB:.1f} MB after restart",
+        f"  data dir: {size.data_bytes / MB:.1f} MB running, {size.data_bytes_stopped / MB:.1f} MB "
+        f"after a polite stop (exit {size.stop_code}): {files or '-'}",
+        f"  start-up (process start to /healthz): {size.startup_empty:.2f} s empty, "
+        f"{size.startup:.2f} s on the final data",
+        f"  after restart the server holds {_totals(size.totals)}; "
+        f"acknowledged: {_totals(size.expected_totals)}"
+        + ("" if size.totals_ok else "  <-- MISMATCH"),
+    ]
+    for phase in size.phases:
+        lines += [f"  error sample: {sample}" for sample in phase.error_samples]
+    return lines
+
+
+def _totals(totals: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {kind}" for kind, count in totals.items()) or "-"
+
+
+def baseline_report(baseline: Baseline, clients: int) -> list[str]:
+    return [
+        "",
+        f"== ceiling: trivial WSGI app on waitress ({baseline.threads} threads), same client, "
+        f"{clients} clients ==",
+        *phase_table([baseline.phase]),
+    ]
+
+
+def targets_report(verdicts: list[Verdict]) -> list[str]:
+    lines = [
+        "",
+        "== targets (issue 3) ==",
+        f"  {'target':<52}{'issue at':>22}{'N':>8}{'measured':>14}  verdict",
+    ]
+    for v in verdicts:
+        lines.append(f"  {v.target:<52}{v.issue_at:>22}{v.users:>8}{v.measured:>14}  {v.verdict}")
+    return lines
+
+
+def to_json(
+    sizes: list[SizeResult], baseline: Baseline | None, verdicts: list[Verdict], meta: dict
+) -> dict:
+    """The results as plain data (latency summaries, not every sample)."""
+
+    def phase_data(phase: PhaseResult) -> dict:
+        return {
+            "name": phase.name,
+            "requests": phase.requests,
+            "seconds": phase.seconds,
+            "req_per_s": phase.rate,
+            "server_cpu_s": phase.server_cpu,
+            "client_cpu_s": phase.client_cpu,
+            "errors": phase.errors,
+            "cut": phase.cut,
+            "error_samples": phase.error_samples,
+        }
+
+    return {
+        **meta,
+        "baseline": None
+        if baseline is None
+        else {"threads": baseline.threads, **phase_data(baseline.phase)},
+        "sizes": [
+            {
+                "plan": vars(size.plan),
+                "phases": [phase_data(phase) for phase in size.phases],
+                "whole_run": {
+                    "requests": size.requests,
+                    "seconds": size.seconds,
+                    "req_per_s": size.rate,
+                    "fraction_of_ceiling": size.rate / baseline.phase.rate
+                    if baseline and baseline.phase.rate
+                    else None,
+                },
+                "operations": {
+                    label: summarize(values) for label, values in size.latencies().items()
+                },
+                "max_latency_ms": size.worst()[0],
+                "max_latency_operation": size.worst()[1],
+                "rss_bytes": size.rss,
+                "rss_peak_bytes": size.rss_peak,
+                "rss_after_restart_bytes": size.rss_restarted,
+                "data_bytes": size.data_bytes,
+                "data_bytes_after_stop": size.data_bytes_stopped,
+                "data_files": size.data_files,
+                "stop_exit_code": size.stop_code,
+                "startup_empty_s": size.startup_empty,
+                "startup_s": size.startup,
+                "totals_after_restart": size.totals,
+                "acknowledged_totals": size.expected_totals,
+                "cut": size.cut,
+            }
+            for size in sizes
+        ],
+        "targets": [vars(v) for v in verdicts],
+    }
+
+
+def write_json(directory: Path, stamp: str, data: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{stamp}.json"
+    # NaN is not JSON: unmeasured values become null.
+    path.write_text(json.dumps(_no_nan(data), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _no_nan(value: object) -> object:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(item) for item in value]
+    return value

@@ -1,0 +1,240 @@
+"""``make bench``: start the real service and drive it the way Entra does.
+
+    python -m bench.run                          # N = 1,000 and 10,000; stops within ~3 minutes
+    python -m bench.run --sizes 1000,10000,50000 # the issue's full table (no time limit)
+    python -m bench.run --quick                  # N = 200: the smoke test's run
+
+For each size: a fresh data directory, ``app.py token create`` and ``provisioning enable``,
+``app.py serve`` (waitress, access log off), then the phases of :mod:`bench.entra` from
+``--clients`` keep-alive connections, the server's memory and data size, a polite stop and a
+timed restart on the final data, and a check that the restarted server holds every user and
+group it acknowledged. A trivial WSGI app on waitress, driven by the same client, gives the
+ceiling. Results are printed and written to ``bench/results/<timestamp>.json``.
+
+The exit code is 0 when every request got its expected answer and the totals matched after
+the restart; the timing targets are reported (PASS/FAIL), not enforced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import entra, report, trivial
+from bench.client import Connection, Worker, drive
+from tests.serverproc import (
+    ScimConnection,
+    ServerProcess,
+    free_port,
+    proc_cpu_seconds,
+    wait_for_http,
+)
+
+DEFAULT_SIZES = [1000, 10_000]
+QUICK_SIZES = [200]
+# The default run must stay under 3 minutes; an explicit --sizes run has no limit.
+DEFAULT_TIME_LIMIT = 160.0
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        help="comma-separated user counts (default 1000,10000; the issue's table: "
+        "1000,10000,50000)",
+    )
+    parser.add_argument("--quick", action="store_true", help="N = 200 and a short ceiling run")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (default 4)")
+    parser.add_argument("--threads", type=int, default=8, help="waitress threads (default 8)")
+    parser.add_argument(
+        "--chunk", type=int, default=50, help="members per add-members PATCH (default 50)"
+    )
+    parser.add_argument(
+        "--ceiling-requests",
+        type=int,
+        help="requests sent to the trivial app (default 20000; 1000 with --quick)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop sending requests after this long (0: never). Default: "
+        f"{DEFAULT_TIME_LIMIT:.0f} s with the default sizes, none with --sizes or --quick",
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=RESULTS, help="where the JSON results go"
+    )
+    return parser.parse_args(argv)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 1000,10000, got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 10:
+        raise argparse.ArgumentTypeError("each size must be at least 10 users")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK_SIZES if args.quick else args.sizes or DEFAULT_SIZES
+    limit = args.time_limit
+    if limit is None:
+        limit = DEFAULT_TIME_LIMIT if not (args.quick or args.sizes) else 0
+    started = time.monotonic()
+    deadline = started + limit if limit else None
+    ceiling_requests = args.ceiling_requests or (1000 if args.quick else 20_000)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    meta: dict[str, Any] = {
+        "started": stamp,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "args": {
+            "sizes": sizes,
+            "clients": args.clients,
+            "threads": args.threads,
+            "chunk": args.chunk,
+            "ceiling_requests": ceiling_requests,
+            "time_limit_s": limit or None,
+        },
+    }
+    _say(
+        f"bench: sizes {', '.join(f'{n:,}' for n in sizes)}; {args.clients} clients on "
+        f"keep-alive connections; waitress {args.threads} threads; {os.cpu_count()} CPUs; "
+        f"time limit {f'{limit:.0f} s' if limit else 'none'}"
+    )
+    baseline = run_ceiling(ceiling_requests, args.clients, args.threads)
+    _say(*report.baseline_report(baseline, args.clients))
+
+    results: list[report.SizeResult] = []
+    for n in sizes:
+        if deadline is not None and time.monotonic() > deadline:
+            _say(f"\n== N = {n:,}: skipped, the time limit passed ==")
+            continue
+        size = run_size(entra.Plan.for_size(n, args.chunk), args, deadline)
+        results.append(size)
+        _say(*report.size_report(size))
+
+    verdicts = report.targets(results, baseline)
+    _say(*report.targets_report(verdicts))
+    if results:
+        worst = max(results, key=lambda size: size.worst()[0])
+        worst_ms, worst_label = worst.worst()
+        _say(
+            f"  max request latency over the whole run: {worst_ms:.1f} ms "
+            f"({worst_label}, N = {worst.plan.users:,})"
+        )
+    _say(
+        "",
+        "  CPU/req: CPU seconds per request of the server process and of this client process "
+        f"(all {args.clients} client threads);",
+        "  the client shares the machine's cores with the server, in the ceiling run as well.",
+    )
+    meta["elapsed_s"] = time.monotonic() - started
+    path = report.write_json(
+        args.results_dir, stamp, report.to_json(results, baseline, verdicts, meta)
+    )
+    _say(f"\nresults: {path}  (whole bench: {meta['elapsed_s']:.0f} s)")
+    broken = [size for size in results if size.errors or not size.totals_ok]
+    return 1 if broken or baseline.phase.errors else 0
+
+
+def run_ceiling(requests: int, clients: int, threads: int) -> report.Baseline:
+    """Drive the trivial WSGI app with the initial cycle's request bytes."""
+    port = free_port()
+    process = trivial.spawn(port, threads)
+    try:
+        wait_for_http(port, "/", process, timeout=30)
+        workers = [Worker(Connection(port)) for _ in range(clients)]
+        phase = drive(
+            "trivial app",
+            entra.baseline_tasks(port, requests, clients),
+            workers,
+            lambda: proc_cpu_seconds(process.pid),
+        )
+        for worker in workers:
+            worker.connection.close()
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    return report.Baseline(phase, threads)
+
+
+def run_size(
+    plan: entra.Plan, args: argparse.Namespace, deadline: float | None
+) -> report.SizeResult:
+    """One size: a fresh service, every phase, memory and data size, a timed restart."""
+    size = report.SizeResult(plan)
+    with tempfile.TemporaryDirectory(prefix="proware-bench-") as tmp:
+        server = ServerProcess(Path(tmp), threads=args.threads, access_log=False)
+        token = server.create_token("bench")
+        server.enable_provisioning()
+        try:
+            size.startup_empty = server.start()
+            workload = entra.Workload(plan, server.port, token, args.clients)
+            workers = [Worker(Connection(server.port), deadline) for _ in range(args.clients)]
+            for name, build in workload.phases():
+                phase = drive(name, build(), workers, server.cpu_seconds)
+                size.phases.append(phase)
+                _say(
+                    f"  [{plan.users:,}] {name}: {phase.requests} requests in "
+                    f"{phase.seconds:.1f} s ({phase.rate:.0f}/s), {phase.errors} errors"
+                    + (" - time limit reached, phase cut" if phase.cut else "")
+                )
+                if phase.cut:
+                    size.cut = True
+                    break
+            for worker in workers:
+                worker.connection.close()
+            memory = server.memory()
+            size.rss, size.rss_peak = memory["VmRSS"], memory["VmHWM"]
+            size.data_bytes = server.data_bytes()
+            size.stop_code = server.stop(timeout=120)
+            size.data_bytes_stopped = server.data_bytes()
+            size.data_files = {
+                str(path.relative_to(server.data_dir)): path.stat().st_size
+                for path in sorted(server.data_dir.rglob("*"))
+                if path.is_file()
+            }
+            size.startup = server.start(timeout=300)
+            size.rss_restarted = server.memory()["VmRSS"]
+            size.expected_totals = {
+                "users": sum(1 for id in workload.user_ids if id),
+                "groups": sum(1 for id in workload.group_ids if id),
+            }
+            size.totals = _totals(server.connect(token))
+        finally:
+            server.stop(timeout=120)
+    return size
+
+
+def _totals(connection: ScimConnection) -> dict[str, int]:
+    """How many users and groups the server holds (plain listings, one resource each)."""
+    users = connection.get("/Users?count=1")
+    groups = connection.get("/Groups?count=1&excludedAttributes=members")
+    connection.close()
+    return {"users": users.body["totalResults"], "groups": groups.body["totalResults"]}
+
+
+def _say(*lines: str) -> None:
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The real server end to end: ``python app.py serve`` (waitress) as a subprocess, over HTTP.
+
+Entra's whole sequence from tests/exchanges/entra-lifecycle is replayed with http.client on
+one keep-alive connection; the proxy settings are checked with the headers a TLS-terminating
+reverse proxy adds. Every server is started on a free port on 127.0.0.1, waited for with a
+timeout and killed in teardown, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.replay import HttpTransport, Replay, Reply, assert_played, load_scenarios
+from tests.serverproc import ServerProcess
+
+START_TIMEOUT = 20  # seconds for interpreter start-up, imports and /healthz
+STOP_TIMEOUT = 10  # seconds for a polite stop before the process counts as hung
+HOST = "127.0.0.1"
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "proware.example.com"}
+
+
+@dataclass
+class ConfiguredServer(ServerProcess):
+    """A :class:`ServerProcess` whose ``[server]`` table also gets ``server_options``."""
+
+    server_options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        extra = "".join(
+            f"{key} = {json.dumps(value)}\n" for key, value in self.server_options.items()
+        )
+        config = self.config_path.read_text(encoding="utf-8")
+        self.config_path.write_text(config.replace("[server]\n", "[server]\n" + extra, 1))
+
+
+@dataclass
+class Running:
+    """A started server: the process, its bearer token, and what it printed at start."""
+
+    server: ConfiguredServer
+    token: str
+    banner: str
+
+    def transport(self) -> HttpTransport:
+        """A new keep-alive connection to this server."""
+        return HttpTransport(HOST, self.server.port)
+
+
+def _start(root: Path, **server_options: str) -> Running:
+    """Start a server before any token exists (a first install, so the banner shows the
+    token-create hint), then create the token and enable provisioning with the CLI."""
+    server = ConfiguredServer(root, server_options=server_options)
+    try:
+        server.start(timeout=START_TIMEOUT)
+        banner = server.log_path.read_text(encoding="utf-8")
+        token = server.create_token("entra")
+        server.enable_provisioning()
+    except BaseException:
+        server.kill()
+        raise
+    return Running(server, token, banner)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One server with the default [server] settings, shared by the tests that only read or
+    add groups (the lifecycle counts users, so nothing else creates one here)."""
+    running = _start(tmp_path_factory.mktemp("plain"))
+    yield running
+    running.server.kill()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    """Start a server of its own with these ``[server]`` options; killed at teardown."""
+    started: list[Running] = []
+
+    def start(**server_options: str) -> Running:
+        started.append(_start(tmp_path / f"server{len(started)}", **server_options))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.server.kill()
+
+
+def _send(running: Running, method: str, path: str, body: object, headers: dict[str, str]) -> Reply:
+    """One request on a connection of its own, with the bearer token and Entra's media type."""
+    transport = running.transport()
+    try:
+        return transport.send(
+            method,
+            path,
+            {
+                "Authorization": f"Bearer {running.token}",
+                "Content-Type": "application/scim+json; charset=utf-8",
+                **headers,
+            },
+            None if body is None else json.dumps(body).encode(),
+        )
+    finally:
+        transport.close()
+
+
+def _create(running: Running, endpoint: str, body: dict, headers: dict[str, str]) -> dict:
+    """POST a resource; returns its body with the Location header added as "location"."""
+    reply = _send(running, "POST", endpoint, body, headers)
+    assert reply.status == 201, reply.body
+    created = reply.json()
+    assert isinstance(created, dict)
+    return {"location": reply.headers["location"], **created}
+
+
+def _user(user_name: str) -> dict:
+    return {"schemas": [USER_SCHEMA], "userName": user_name}
+
+
+def test_entra_lifecycle_over_real_http_keeps_the_connection_alive(plain: Running) -> None:
+    """Test Connection, match, create, both PATCH dialects, disable, re-enable, groups and
+    members, discovery, paging and delete over http.client: every exchange answered as
+    recorded, on one keep-alive connection.
+
+    waitress closes the connection after every 204 (it sends no Content-Length there, and
+    without one it will not keep a connection open), so the client reconnects after each
+    204 and only then.
+    """
+    transport = plain.transport()
+    statuses = []
+    try:
+        for played in Replay(transport, plain.token).run(load_scenarios()["entra-lifecycle"]):
+            assert_played(played)
+            assert played.reply is not None
+            statuses.append(played.reply.status)
+    finally:
+        transport.close()
+    assert transport.connections == 1 + statuses[:-1].count(204)
+
+
+def test_server_prints_the_tenant_url_and_the_token_command_at_start(plain: Running) -> None:
+    """The operator learns what to paste into Entra and how to get a Secret Token."""
+    port, config = plain.server.port, re.escape(str(plain.server.config_path))
+    assert re.search(rf"Tenant URL:\s+http://127\.0\.0\.1:{port}/scim/v2\s*$", plain.banner, re.M)
+    assert re.search(rf"app\.py --config {config} token create --name entra", plain.banner)
+
+
+def test_forwarded_headers_are_ignored_without_trusted_proxy(plain: Running) -> None:
+    """Anyone can send X-Forwarded-*: without trusted_proxy they must not change our URLs."""
+    body = {"schemas": [GROUP_SCHEMA], "displayName": "Forwarded Headers Ignored"}
+    group = _create(plain, "/Groups", body, FORWARDED)
+    expected = f"http://127.0.0.1:{plain.server.port}/scim/v2/Groups/{group['id']}"
+    assert (group["meta"]["location"], group["location"]) == (expected, expected)
+
+
+def test_trusted_proxy_forwarded_headers_make_the_location_public(
+    start_server: Callable[..., Running],
+) -> None:
+    """Behind a trusted TLS proxy, meta.location and Location use the client's scheme and host."""
+    running = start_server(trusted_proxy=HOST)
+    user = _create(running, "/Users", _user("proxied@contoso.com"), FORWARDED)
+    expected = f"https://proware.example.com/scim/v2/Users/{user['id']}"
+    assert (user["meta"]["location"], user["location"]) == (expected, expected)
+
+
+def test_public_url_overrides_forwarded_headers_and_the_request(
+    start_server: Callable[..., Running],
+) -> None:
+    """With [server] public_url set, it is the base of every URL, even behind a trusted proxy,
+    and the banner's Tenant URL."""
+    running = start_server(trusted_proxy=HOST, public_url="https://scim.proware.example.net")
+    user = _create(running, "/Users", _user("public.url@contoso.com"), FORWARDED)
+    expected = f"https://scim.proware.example.net/scim/v2/Users/{user['id']}"
+    assert (user["meta"]["location"], user["location"]) == (expected, expected)
+    tenant_url = r"Tenant URL:\s+https://scim\.proware\.example\.net/scim/v2\s*$"
+    assert re.search(tenant_url, running.banner, re.M)
+
+
+@dataclass
+class Terminated:
+    """A server that was sent SIGTERM after creating a user, and how it ended."""
+
+    running: Running
+    user: dict
+    exit_code: int | None
+    log: str
+
+
+@pytest.fixture(scope="module")
+def terminated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminated]:
+    """SIGTERM (systemd's and docker's stop signal) to a server that holds one user."""
+    running = _start(tmp_path_factory.mktemp("sigterm"))
+    try:
+        user = _create(running, "/Users", _user("survivor@contoso.com"), {})
+        process = running.server.process
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            code = None
+        log = running.server.log_path.read_text(encoding="utf-8")
+        yield Terminated(running, user, code, log)
+    finally:
+        running.server.kill()
+
+
+def test_sigterm_stops_the_server_and_a_restart_keeps_the_data(terminated: Terminated) -> None:
+    """The process ends within the timeout; started again on the same data, the user is there."""
+    assert terminated.exit_code is not None, f"the server ignored SIGTERM for {STOP_TIMEOUT} s"
+    server = terminated.running.server
+    server.start(timeout=START_TIMEOUT)
+    reply = _send(terminated.running, "GET", f"/Users/{terminated.user['id']}", None, {})
+    assert reply.status == 200
+    assert reply.json()["userName"] == "survivor@contoso.com"  # type: ignore[index]
+
+
+def test_sigterm_exits_with_code_0_after_closing_the_store(terminated: Terminated) -> None:
+    """A clean stop: waitress stops serving, the store is closed, the exit code is 0."""
+    assert "Traceback" not in terminated.log
+    assert terminated.exit_code == 0, terminated.log[-2000:]
