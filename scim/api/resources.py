@@ -126,6 +126,7 @@ def resource_item(kind: str, id: str) -> Response:
             base_url(),
             if_match=if_match,
             context=request_context(204 if bare else 200),
+            with_members=not bare and wants_members(kind, attributes, excluded),
         )
         if outcome.skipped:
             log.info("PATCH %s %s skipped unknown attributes: %s", kind, id, outcome.skipped)

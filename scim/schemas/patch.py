@@ -93,6 +93,10 @@ class PatchRequestSchema(_CaseInsensitiveKeys):
     )
 
 
+# Reused: building a schema deep-copies its fields; loading keeps no state on it.
+_PATCH_REQUEST = PatchRequestSchema()
+
+
 def load_patch_request(body: object) -> list[Operation]:
     """The operations of a PATCH body.
 
@@ -103,7 +107,7 @@ def load_patch_request(body: object) -> list[Operation]:
     if not isinstance(body, dict):
         raise InvalidSyntax("body: a PATCH body must be a JSON object with an Operations array")
     try:
-        loaded = PatchRequestSchema().load(body)
+        loaded = _PATCH_REQUEST.load(body)
     except ValidationError as error:
         problems = _flatten(error.messages)
         detail = "; ".join(f"{where}: {message}" for where, message, _ in problems)

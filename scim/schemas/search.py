@@ -47,6 +47,10 @@ class SearchRequestSchema(Schema):
         return tolerance.without_absent(tolerance.canonical_keys(data, self.fields.keys()))
 
 
+# Reused: building a schema deep-copies its fields; loading keeps no state on it.
+_SEARCH_REQUEST = SearchRequestSchema()
+
+
 def load_search_request(payload: object) -> dict:
     """Validate a ``POST /.search`` body and return its parameters under their RFC names.
 
@@ -57,6 +61,6 @@ def load_search_request(payload: object) -> dict:
     if not isinstance(payload, dict):
         raise InvalidSyntax(f"request body: expected a JSON object, got {describe(payload)}")
     try:
-        return SearchRequestSchema().load(payload)
+        return _SEARCH_REQUEST.load(payload)
     except ValidationError as error:
         raise invalid_value(error) from None
