@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/python app.py serve
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from storage.controlfile import fsync_directory
+
 log = logging.getLogger("proware.audit")
 
 FILE_NAME = "activity.jsonl"
@@ -121,7 +123,7 @@ class AuditLog:
         finally:
             os.close(descriptor)
         if self._new_file:
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
             self._new_file = False
 
     def _rotate(self) -> None:
@@ -215,11 +217,3 @@ def decode(line: bytes) -> dict | None:
 
 def _ends_with_newline(descriptor: int, size: int) -> bool:
     return os.pread(descriptor, 1, size - 1) == b"\n"
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
