@@ -1,0 +1,173 @@
+"""What the service reads from the store: indexes instead of scans, members only when shown.
+
+The cost of Entra's requests must stay flat as the directory grows (issue: a store that keeps
+its speed at 50,000 users), so these tests count the repository calls a request makes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from scim import constants
+from scim.filter import parse_filter
+from scim.pagination import Page
+from scim.paths import parse_attr_path
+from scim.service import INDEXES, Directory, Query
+from storage.memory import MemoryRepository
+
+BASE = "https://proware.example.com/scim/v2"
+PATCH_OP = constants.PATCH_OP
+
+
+class CountingRepository(MemoryRepository):
+    """The in-memory store, counting the reads that grow with the directory."""
+
+    def __init__(self) -> None:
+        super().__init__(INDEXES)
+        self.calls: Counter[str] = Counter()
+
+    def all(self, kind: str) -> Iterator[dict]:
+        self.calls[f"all {kind}"] += 1
+        return super().all(kind)
+
+    def members(self, group_id: str) -> list[str]:
+        self.calls["members"] += 1
+        return super().members(group_id)
+
+
+@pytest.fixture
+def repository() -> CountingRepository:
+    return CountingRepository()
+
+
+@pytest.fixture
+def directory(repository: CountingRepository) -> Directory:
+    directory = Directory(repository)
+    for number in range(20):
+        directory.create(
+            constants.USER_TYPE,
+            {
+                "userName": f"user{number}@contoso.com",
+                "externalId": f"ext-{number}",
+                "active": True,
+            },
+            BASE,
+        )
+    return directory
+
+
+def _group_with_members(directory: Directory) -> str:
+    ids = [user["id"] for user in directory.repository.all(constants.USER_TYPE)]
+    group = directory.create(
+        constants.GROUP_TYPE,
+        {"displayName": "Sales", "members": [{"value": id} for id in ids]},
+        BASE,
+    )
+    return group["id"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        pytest.param(constants.USER_TYPE, 'userName eq "USER7@contoso.com"', id="userName"),
+        pytest.param(constants.USER_TYPE, 'externalId eq "ext-7"', id="externalId"),
+        pytest.param(
+            constants.USER_TYPE,
+            'userName eq "user7@contoso.com" and active pr',
+            id="userName-inside-and",
+        ),
+        pytest.param(constants.GROUP_TYPE, 'displayName eq "sales"', id="group-displayName"),
+    ],
+)
+def test_matching_queries_are_answered_from_an_index_not_a_scan(
+    directory: Directory, repository: CountingRepository, kind: str, text: str
+) -> None:
+    _group_with_members(directory)
+    repository.calls.clear()
+
+    result = directory.query(kind, Query(filter=parse_filter(text)), BASE)
+
+    assert result.total == 1
+    assert repository.calls[f"all {kind}"] == 0
+
+
+def test_a_filter_with_no_indexed_equality_scans(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    """The converse, so the counter above can fail: `co` cannot use the index."""
+    repository.calls.clear()
+
+    result = directory.query(
+        constants.USER_TYPE, Query(filter=parse_filter('userName co "user7"')), BASE
+    )
+
+    assert result.total == 1
+    assert repository.calls[f"all {constants.USER_TYPE}"] == 1
+
+
+def test_reading_a_group_without_members_never_reads_them(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    group_id = _group_with_members(directory)
+    repository.calls.clear()
+
+    group = directory.get(constants.GROUP_TYPE, group_id, BASE, with_members=False)
+    listed = directory.query(
+        constants.GROUP_TYPE,
+        Query(
+            filter=parse_filter('displayName eq "Sales"'),
+            excluded=[parse_attr_path("members")],
+        ),
+        BASE,
+    )
+
+    assert "members" not in group and "members" not in listed.resources[0]
+    assert repository.calls["members"] == 0
+
+
+def test_a_member_add_answered_204_never_reads_the_member_list(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    group_id = _group_with_members(directory)
+    newcomer = directory.create(constants.USER_TYPE, {"userName": "new@contoso.com"}, BASE)
+    repository.calls.clear()
+
+    directory.patch(
+        constants.GROUP_TYPE,
+        group_id,
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "Add", "path": "members", "value": [{"value": newcomer["id"]}]}],
+        },
+        BASE,
+        with_members=False,
+    )
+
+    assert repository.calls["members"] == 0
+    assert newcomer["id"] in repository.members(group_id)
+
+
+def test_a_plain_listing_reads_only_the_page(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    """Account discovery pages through everything (A16); a page must not copy every user."""
+    copied = Counter[str]()
+    original = MemoryRepository.all
+
+    def counting_all(self: MemoryRepository, kind: str) -> Iterator[dict]:
+        for document in original(self, kind):
+            copied[kind] += 1
+            yield document
+
+    repository.all = counting_all.__get__(repository)  # type: ignore[method-assign]
+
+    result = directory.query(constants.USER_TYPE, Query(page=Page(start_index=3, count=5)), BASE)
+
+    assert result.total == 20
+    assert [user["userName"] for user in result.resources] == [
+        f"user{number}@contoso.com" for number in range(2, 7)
+    ]
+    assert copied[constants.USER_TYPE] <= 7
