@@ -4,12 +4,14 @@ With two cores shared by server and client, the client's own CPU cost matters. S
 client keeps one keep-alive socket, sends request bytes built before the clock starts, and
 parses only what it needs (status, ``Location``, body). :func:`drive` runs one task per
 client thread and reports wall time, the server's and the client's CPU time, and every
-request's latency by operation.
+request's latency by operation, and the CPU time other processes took meanwhile (a busy
+neighbour stretches latency tails).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import resource
 import socket
 import threading
@@ -212,6 +214,7 @@ class PhaseResult:
     cut: bool
     latencies: dict[str, list[float]]
     error_samples: list[str]
+    other_cpu: float = 0.0  # CPU seconds the rest of the machine used meanwhile
 
     @property
     def rate(self) -> float:
@@ -223,6 +226,14 @@ def client_cpu_seconds() -> float:
     """CPU time this (client) process has used, every thread included."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time every process on this machine has used since boot (Linux ``/proc/stat``)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = stat.readline().split()  # "cpu  user nice system idle iowait irq softirq steal"
+    busy = sum(int(fields[k]) for k in (1, 2, 3, 6, 7, 8))
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def drive(
@@ -251,6 +262,7 @@ def drive(
         for i, (task, worker) in enumerate(zip(tasks, workers, strict=False))
     ]
     server_before, client_before = server_cpu(), client_cpu_seconds()
+    machine_before = machine_cpu_seconds()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -258,6 +270,7 @@ def drive(
         thread.join()
     seconds = time.perf_counter() - started
     server_used, client_used = server_cpu() - server_before, client_cpu_seconds() - client_before
+    machine_used = machine_cpu_seconds() - machine_before
     if failures:
         raise failures[0]
     latencies: dict[str, list[float]] = defaultdict(list)
@@ -279,6 +292,7 @@ def drive(
         cut=cut.is_set(),
         latencies=dict(latencies),
         error_samples=samples[:_KEPT_ERROR_SAMPLES],
+        other_cpu=max(0.0, machine_used - server_used - client_used),
     )
 
 

@@ -22,7 +22,8 @@ from scim import constants
 
 PREFIX = "/scim/v2"
 
-# Phase names, in the order they run (the smoke test checks each one is reported).
+# The loaded phases, in the order they run (the smoke test checks each one is reported);
+# the unloaded phase follows them (bench.unloaded).
 INITIAL = "initial cycle"
 GROUPS_CREATE = "groups: match and create"
 GROUPS_MEMBERS = "groups: add members"
@@ -229,7 +230,7 @@ class Workload:
         """Big groups filled in chunks (all but the last few members), teams in one PATCH."""
         plan, ops = self.plan, []
         for b in range(plan.big_groups):
-            members = self._big_group_members(b)
+            members = self.big_group_members(b)
             if b == 0:
                 members = members[: len(members) - plan.single_adds]
             for start in range(0, len(members), plan.chunk):
@@ -243,7 +244,7 @@ class Workload:
 
     def add_single_members(self) -> list[Task]:
         """The first big group's last members, one PATCH each."""
-        members = self._big_group_members(0)[-self.plan.single_adds :]
+        members = self.big_group_members(0)[-self.plan.single_adds :]
         return self.tasks_for([self._patch_group(ADD_ONE, 0, [u]) for u in members])
 
     def incremental_cycle(self) -> list[Task]:
@@ -292,7 +293,8 @@ class Workload:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _big_group_members(self, b: int) -> list[int]:
+    def big_group_members(self, b: int) -> list[int]:
+        """The user indexes of big group ``b`` once it is full."""
         size, n = self.plan.big_group_size, self.plan.users
         return [(b * size + k) % n for k in range(size)]
 

@@ -1,8 +1,8 @@
-"""The benchmark's results: per-size tables, the issue's targets with PASS/FAIL, and JSON.
+"""The benchmark's results: per-size tables and JSON (the targets are in :mod:`bench.targets`).
 
-Targets come from issue 3 ("Targets"). Each is checked at every size that ran; the column
-"issue at" names the size the issue states it for, since a bound met at 10,000 users says
-little about 50,000.
+Each size reports its loaded phases (the concurrent clients: throughput, and latency with
+queueing) and, apart, its unloaded phase (one client on an idle server: the cost of one
+request). The loaded figures alone make the whole run's throughput.
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench import entra
+from bench import entra, unloaded
 from bench.client import PhaseResult, summarize
 
+if TYPE_CHECKING:
+    from bench.targets import Verdict
+
 MB = 1024 * 1024
+_BUSY_NEIGHBOURS = 0.2  # cores other processes kept busy, above which a run is noted as noisy
 
 
 @dataclass
@@ -31,7 +36,10 @@ class SizeResult:
     """Everything measured for one directory size."""
 
     plan: entra.Plan
-    phases: list[PhaseResult] = field(default_factory=list)
+    clients: int = 4  # concurrent clients of the loaded phases
+    phases: list[PhaseResult] = field(default_factory=list)  # the loaded phases
+    unloaded: PhaseResult | None = None  # one client, after the loaded phases
+    idle_wait: float = math.nan  # seconds the server took to go idle before it
     startup_empty: float = math.nan
     startup: float = math.nan  # on the final data, after a polite stop
     rss: int = 0  # after the run
@@ -59,13 +67,18 @@ class SizeResult:
 
     @property
     def errors(self) -> int:
-        return sum(phase.errors for phase in self.phases)
+        """Failed or wrong answers in every phase, the unloaded one included."""
+        return sum(phase.errors for phase in self.all_phases())
+
+    def all_phases(self) -> list[PhaseResult]:
+        return self.phases + ([self.unloaded] if self.unloaded else [])
 
     @property
     def totals_ok(self) -> bool:
         return bool(self.totals) and self.totals == self.expected_totals
 
     def latencies(self) -> dict[str, list[float]]:
+        """Every latency of the loaded phases, by operation."""
         merged: dict[str, list[float]] = {}
         for phase in self.phases:
             for label, values in phase.latencies.items():
@@ -73,98 +86,17 @@ class SizeResult:
         return merged
 
     def worst(self) -> tuple[float, str]:
-        """The slowest request of the run, in ms, and its operation."""
+        """The slowest request of the run (unloaded phase included), in ms, and its operation."""
         worst = (0.0, "-")
-        for label, values in self.latencies().items():
-            if values and max(values) * 1000 > worst[0]:
-                worst = (max(values) * 1000, label)
+        for phase in self.all_phases():
+            suffix = f", {unloaded.MODE}" if phase is self.unloaded else ""
+            for label, values in phase.latencies.items():
+                if values and max(values) * 1000 > worst[0]:
+                    worst = (max(values) * 1000, label + suffix)
         return worst
 
     def phase(self, name: str) -> PhaseResult | None:
         return next((phase for phase in self.phases if phase.name == name), None)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One target checked at one size."""
-
-    target: str
-    issue_at: str
-    users: int
-    measured: str
-    verdict: str  # PASS, FAIL or n/a
-
-
-def targets(sizes: list[SizeResult], baseline: Baseline | None) -> list[Verdict]:
-    """Check issue 3's targets at every size that ran."""
-    first = sizes[0] if sizes else None
-    return [verdict for size in sizes for verdict in _size_targets(size, first, baseline)]
-
-
-def _size_targets(
-    size: SizeResult, first: SizeResult | None, baseline: Baseline | None
-) -> list[Verdict]:
-    verdicts: list[Verdict] = []
-    n = size.plan.users
-
-    def add(target: str, issue_at: str, measured: str, ok: bool | None) -> None:
-        verdict = "n/a" if ok is None else "PASS" if ok else "FAIL"
-        if size.cut:
-            verdict += " (cut short)"
-        verdicts.append(Verdict(target, issue_at, n, measured, verdict))
-
-    if baseline is not None and baseline.phase.rate:
-        share = size.rate / baseline.phase.rate * 100
-        add("whole run >= 50% of trivial waitress app", "10,000", f"{share:.1f} %", share >= 50)
-    initial = size.phase(entra.INITIAL)
-    first_initial = first.phase(entra.INITIAL) if first else None
-    if first and size is not first and initial and first_initial and first_initial.rate:
-        share = initial.rate / first_initial.rate * 100
-        add(
-            f"create throughput >= 80% of N={first.plan.users:,}",
-            "50,000",
-            f"{share:.1f} %",
-            share >= 80,
-        )
-    latencies = size.latencies()
-    p99 = _p99(latencies, entra.MATCH_USER_HIT, entra.MATCH_GROUP_HIT)
-    add("matching lookup p99 < 5 ms", "50,000", _ms(p99), _below(p99, 5))
-    p99 = _p99(latencies, entra.ADD_ONE)
-    add(
-        f"add 1 member to a {size.plan.big_group_size:,}-member group p99 < 2 ms",
-        "10,000 members",
-        _ms(p99),
-        _below(p99, 2),
-    )
-    add(
-        "start-up on the final data < 2 s",
-        "50,000 + 2,000 groups",
-        "-" if math.isnan(size.startup) else f"{size.startup:.2f} s",
-        _below(size.startup, 2),
-    )
-    peak = size.rss_peak / MB
-    add("server RSS (peak) < 300 MB", "50,000", f"{peak:.1f} MB", peak < 300 if peak else None)
-    add("no request failed or answered wrong", "all", f"{size.errors} errors", size.errors == 0)
-    add(
-        "restarted server holds every acknowledged create",
-        "all",
-        f"{size.totals.get('users', 0):,} users",
-        size.totals_ok,
-    )
-    return verdicts
-
-
-def _p99(latencies: dict[str, list[float]], *labels: str) -> float:
-    values = [value for label in labels for value in latencies.get(label, [])]
-    return summarize(values)["p99_ms"] if values else math.nan
-
-
-def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f} ms"
-
-
-def _below(value: float, bound: float) -> bool | None:
-    return None if math.isnan(value) else value < bound
 
 
 def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> list[str]:
@@ -231,9 +163,19 @@ def size_report(size: SizeResult) -> list[str]:
         f"member chunks of {plan.chunk}) ==",
         *phase_table(size.phases, "whole run"),
         "",
+        f"  latency per operation, under load ({size.clients} clients):",
         *operation_table(size.latencies()),
         "",
     ]
+    if size.unloaded is not None:
+        lines += [
+            f"  latency per operation, {unloaded.MODE}: one request at a time, once the server "
+            f"was idle (after {size.idle_wait:.1f} s):",
+            *phase_table([size.unloaded]),
+            *operation_table(size.unloaded.latencies),
+            _neighbours(size.unloaded),
+            "",
+        ]
     worst_ms, worst_label = size.worst()
     files = ", ".join(f"{name} {nbytes / MB:.1f} MB" for name, nbytes in size.data_files.items())
     lines += [
@@ -248,9 +190,18 @@ def size_report(size: SizeResult) -> list[str]:
         f"acknowledged: {_totals(size.expected_totals)}"
         + ("" if size.totals_ok else "  <-- MISMATCH"),
     ]
-    for phase in size.phases:
+    for phase in size.all_phases():
         lines += [f"  error sample: {sample}" for sample in phase.error_samples]
     return lines
+
+
+def _neighbours(phase: PhaseResult) -> str:
+    """How busy the rest of the machine was: its scheduling shows up in latency tails."""
+    cores = phase.other_cpu / phase.seconds if phase.seconds else 0.0
+    line = f"  other processes on the machine meanwhile: {cores:.2f} cores busy on average"
+    if cores >= _BUSY_NEIGHBOURS:
+        line += " - the tails above include waiting for them"
+    return line
 
 
 def _totals(totals: dict[str, int]) -> str:
@@ -266,17 +217,6 @@ def baseline_report(baseline: Baseline, clients: int) -> list[str]:
     ]
 
 
-def targets_report(verdicts: list[Verdict]) -> list[str]:
-    lines = [
-        "",
-        "== targets (issue 3) ==",
-        f"  {'target':<52}{'issue at':>22}{'N':>8}{'measured':>14}  verdict",
-    ]
-    for v in verdicts:
-        lines.append(f"  {v.target:<52}{v.issue_at:>22}{v.users:>8}{v.measured:>14}  {v.verdict}")
-    return lines
-
-
 def to_json(
     sizes: list[SizeResult], baseline: Baseline | None, verdicts: list[Verdict], meta: dict
 ) -> dict:
@@ -290,6 +230,7 @@ def to_json(
             "req_per_s": phase.rate,
             "server_cpu_s": phase.server_cpu,
             "client_cpu_s": phase.client_cpu,
+            "other_cpu_s": phase.other_cpu,
             "errors": phase.errors,
             "cut": phase.cut,
             "error_samples": phase.error_samples,
@@ -314,6 +255,17 @@ def to_json(
                 },
                 "operations": {
                     label: summarize(values) for label, values in size.latencies().items()
+                },
+                "clients": size.clients,
+                "unloaded": None
+                if size.unloaded is None
+                else {
+                    **phase_data(size.unloaded),
+                    "idle_wait_s": size.idle_wait,
+                    "operations": {
+                        label: summarize(values)
+                        for label, values in size.unloaded.latencies.items()
+                    },
                 },
                 "max_latency_ms": size.worst()[0],
                 "max_latency_operation": size.worst()[1],

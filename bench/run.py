@@ -5,11 +5,13 @@
     python -m bench.run --quick                  # N = 200: the smoke test's run
 
 For each size: a fresh data directory, ``app.py token create`` and ``provisioning enable``,
-``app.py serve`` (waitress, access log off), then the phases of :mod:`bench.entra` from
-``--clients`` keep-alive connections, the server's memory and data size, a polite stop and a
-timed restart on the final data, and a check that the restarted server holds every user and
-group it acknowledged. A trivial WSGI app on waitress, driven by the same client, gives the
-ceiling. Results are printed and written to ``bench/results/<timestamp>.json``.
+``app.py serve`` (waitress, access log off), then the loaded phases of :mod:`bench.entra` from
+``--clients`` keep-alive connections (throughput, and latency with queueing), then, once the
+server is idle, the unloaded phase of :mod:`bench.unloaded` from one client (the cost of one
+request, on which the latency targets are judged), the server's memory and data size, a polite
+stop and a timed restart on the final data, and a check that the restarted server holds every
+user and group it acknowledged. A trivial WSGI app on waitress, driven by the same client,
+gives the ceiling. Results are printed and written to ``bench/results/<timestamp>.json``.
 
 The exit code is 0 when every request got its expected answer and the totals matched after
 the restart; the timing targets are reported (PASS/FAIL), not enforced.
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import entra, report, trivial
+from bench import entra, report, targets, trivial, unloaded
 from bench.client import Connection, Worker, drive
 from tests.serverproc import (
     ScimConnection,
@@ -131,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(size)
         _say(*report.size_report(size))
 
-    verdicts = report.targets(results, baseline)
-    _say(*report.targets_report(verdicts))
+    verdicts = targets.targets(results, baseline)
+    _say(*targets.targets_report(verdicts))
     if results:
         worst = max(results, key=lambda size: size.worst()[0])
         worst_ms, worst_label = worst.worst()
@@ -180,7 +182,7 @@ def run_size(
     plan: entra.Plan, args: argparse.Namespace, deadline: float | None
 ) -> report.SizeResult:
     """One size: a fresh service, every phase, memory and data size, a timed restart."""
-    size = report.SizeResult(plan)
+    size = report.SizeResult(plan, clients=args.clients)
     with tempfile.TemporaryDirectory(prefix="proware-bench-") as tmp:
         server = ServerProcess(Path(tmp), threads=args.threads, access_log=False)
         token = server.create_token("bench")
@@ -200,6 +202,19 @@ def run_size(
                 if phase.cut:
                     size.cut = True
                     break
+            if not size.cut:
+                size.idle_wait = unloaded.wait_until_idle(server.cpu_seconds)
+                alone = workers[:1]  # a keep-alive connection that is already open
+                phase = drive(
+                    unloaded.UNLOADED, [unloaded.unloaded_task(workload)], alone, server.cpu_seconds
+                )
+                size.unloaded, size.cut = phase, phase.cut
+                _say(
+                    f"  [{plan.users:,}] {phase.name}: {phase.requests} requests in "
+                    f"{phase.seconds:.1f} s, {phase.errors} errors (server idle after "
+                    f"{size.idle_wait:.1f} s)"
+                    + (" - time limit reached, phase cut" if phase.cut else "")
+                )
             for worker in workers:
                 worker.connection.close()
             memory = server.memory()

@@ -1,6 +1,7 @@
 """`make bench` keeps working: its quick run drives the real service through every phase.
 
 Nothing here asserts a time: the benchmark reports the issue's targets, the tests do not.
+They check that each phase ran and answered right, and which phase each target is judged on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from serverproc import REPO
 
 pytestmark = pytest.mark.slow
 
-# The issue's phases (issue 3, "make bench"), as the bench names them.
+# The issue's loaded phases (issue 3, "make bench"), as the bench names them.
 PHASES = [
     "initial cycle",
     "groups: match and create",
@@ -24,6 +25,15 @@ PHASES = [
     "incremental cycle",
     "matching lookups",
 ]
+# After them, one client on an idle server: the cost of one request.
+UNLOADED = "unloaded latency (1 client)"
+UNLOADED_OPERATIONS = [
+    "match user (hit)",
+    "match group (hit)",
+    "remove 1 member (big group)",
+    "add 1 member to big group",
+    "get user by id",
+]
 REPORTED = [
     "trivial app",  # the ceiling
     "whole run",
@@ -31,6 +41,8 @@ REPORTED = [
     "server RSS",
     "data dir",
     "start-up",
+    "latency per operation, under load (4 clients)",
+    "latency per operation, unloaded (1 client)",
     "== targets (issue 3) ==",
 ]
 
@@ -64,9 +76,51 @@ def test_quick_run_reports_ceiling_memory_startup_and_targets(
     assert figure in quick_run[0]
 
 
+def test_quick_run_keeps_the_unloaded_phase_apart_from_the_loaded_ones(
+    quick_run: tuple[str, dict],
+) -> None:
+    """The unloaded phase is reported, but is not one of the phases the throughput sums."""
+    output, results = quick_run
+    size = results["sizes"][0]
+    assert UNLOADED in output
+    assert size["unloaded"]["name"] == UNLOADED
+    assert UNLOADED not in [phase["name"] for phase in size["phases"]]
+    assert size["whole_run"]["requests"] == sum(phase["requests"] for phase in size["phases"])
+
+
+@pytest.mark.parametrize("operation", UNLOADED_OPERATIONS)
+def test_quick_run_times_each_unloaded_operation(
+    quick_run: tuple[str, dict], operation: str
+) -> None:
+    assert quick_run[1]["sizes"][0]["unloaded"]["operations"][operation]["count"] > 0
+
+
+def test_quick_run_judges_member_add_latency_unloaded_and_shows_it_under_load(
+    quick_run: tuple[str, dict],
+) -> None:
+    """The p99 target is checked on the 1-client phase; the 4-client p99 is an info row."""
+    size = quick_run[1]["sizes"][0]
+    rows = {row["target"]: row for row in quick_run[1]["targets"]}
+    judged = rows["add 1 member to a 200-member group p99 < 2 ms, unloaded (1 client)"]
+    shown = rows["add 1 member to a 200-member group p99, under load (4 clients)"]
+    alone = size["unloaded"]["operations"]["add 1 member to big group"]["p99_ms"]
+    loaded = size["operations"]["add 1 member to big group"]["p99_ms"]
+    assert (judged["measured"], judged["verdict"] in ("PASS", "FAIL")) == (f"{alone:.2f} ms", True)
+    assert (shown["measured"], shown["verdict"]) == (f"{loaded:.2f} ms", "info")
+
+
+def test_quick_run_judges_matching_lookups_unloaded_and_shows_them_under_load(
+    quick_run: tuple[str, dict],
+) -> None:
+    rows = {row["target"]: row for row in quick_run[1]["targets"]}
+    assert rows["matching lookup p99 < 5 ms, unloaded (1 client)"]["verdict"] in ("PASS", "FAIL")
+    assert rows["matching lookup p99, under load (4 clients)"]["verdict"] == "info"
+
+
 def test_quick_run_got_every_answer_right_and_kept_every_create(quick_run) -> None:
     """No request failed or answered wrong, and the restarted server holds every user."""
     size = quick_run[1]["sizes"][0]
     assert [phase["errors"] for phase in size["phases"]] == [0] * len(PHASES)
+    assert size["unloaded"]["errors"] == 0
     assert size["totals_after_restart"] == size["acknowledged_totals"]
     assert size["acknowledged_totals"]["users"] == size["plan"]["users"]

@@ -1,0 +1,102 @@
+"""The unloaded-latency phase: the cost of ONE request, with nothing else running.
+
+Issue 3's latency targets ("matching lookup p99 under 5 ms at 50,000 users; adding one
+member to a 10,000-member group under 2 ms p99") are about how one request's cost grows with
+the directory. Under load, with 4 clients on a 2-core machine, a request mostly waits behind
+the other clients' requests, so its p99 measures queueing. After the loaded phases, once the
+server has gone idle (a background compaction finished), this phase sends its requests from
+one client on one keep-alive connection, each only after the previous answer:
+
+- matching lookups that find their user (``userName eq``, A2) or group (``displayName eq``
+  with ``excludedAttributes=members``, A10), the same requests as the loaded "matching lookups";
+- member changes on the first big group, which is full: remove one member (the new dialect's
+  ``members[value eq "id"]``, A13), then add it back (A12), so every add takes the group from
+  ``big_group_size - 1`` to ``big_group_size`` members and the group keeps its size;
+- GETs of a user by id.
+
+The steps are shuffled (a remove stays right before its add). Labels are the loaded phases'
+labels; the results keep this phase apart, so the two are reported side by side.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from bench import entra
+from bench.client import Task, Worker
+from scim import constants
+
+UNLOADED = "unloaded latency (1 client)"  # the phase's name
+MODE = "unloaded (1 client)"  # how its rows are labelled next to "under load (N clients)"
+REMOVE_ONE = "remove 1 member (big group)"
+
+USER_LOOKUPS = 500
+GROUP_LOOKUPS = 200
+MEMBER_CHANGES = 300  # remove-then-add pairs (at most one per member of the group)
+GETS = 200
+
+# Idle: the server used under 5% of one core over a quarter of a second.
+_IDLE_WINDOW = 0.25
+_IDLE_CPU_FRACTION = 0.05
+
+
+def remove_member_body(user_id: str) -> dict:
+    """The compliant dialect's member remove: a filter path, no value (A13, Q6)."""
+    return {
+        "schemas": [constants.PATCH_OP],
+        "Operations": [{"op": "remove", "path": f'members[value eq "{user_id}"]'}],
+    }
+
+
+def unloaded_task(workload: entra.Workload) -> Task:
+    """One task sending every step of the phase in turn (built before the clock starts)."""
+    plan = workload.plan
+    rng = random.Random(f"unloaded-{plan.users}")  # apart from the loaded phases' sequence
+    request = workload.request
+    prefix = entra.PREFIX
+    # An op: label, request bytes, expected status, expected totalResults (or None).
+    steps: list[list[entra.Op]] = []
+    for i in rng.choices(range(plan.users), k=USER_LOOKUPS):
+        target = entra.user_filter_target(entra.user_name(i))
+        steps.append([(entra.MATCH_USER_HIT, request("GET", target), 200, 1)])
+    for j in rng.choices(range(plan.groups), k=GROUP_LOOKUPS):
+        target = entra.group_filter_target(entra.group_name(j))
+        steps.append([(entra.MATCH_GROUP_HIT, request("GET", target), 200, 1)])
+    group = f"{prefix}/Groups/{workload.group_ids[0]}"
+    members = [str(workload.user_ids[u]) for u in workload.big_group_members(0)]
+    for user_id in rng.sample(members, min(MEMBER_CHANGES, len(members))):
+        remove = request("PATCH", group, remove_member_body(user_id))
+        add = request("PATCH", group, entra.add_members_body([user_id]))
+        steps.append([(REMOVE_ONE, remove, 204, None), (entra.ADD_ONE, add, 204, None)])
+    for i in rng.choices(range(plan.users), k=GETS):
+        target = f"{prefix}/Users/{workload.user_ids[i]}"
+        steps.append([(entra.GET_USER, request("GET", target), 200, None)])
+    rng.shuffle(steps)
+
+    def task(worker: Worker) -> None:
+        for step in steps:
+            for label, raw, status, total in step:
+                reply = worker.call(label, raw, status)
+                if total is not None:
+                    entra.check_total(worker, label, reply, total)
+
+    return task
+
+
+def wait_until_idle(cpu_seconds: Callable[[], float], timeout: float = 60.0) -> float:
+    """Wait until the server stops working in the background (e.g. a compaction ends).
+
+    :param cpu_seconds: the server process's CPU time so far.
+    :returns: the seconds waited (``timeout`` if it never went idle).
+    """
+    started = time.monotonic()
+    before = cpu_seconds()
+    while time.monotonic() - started < timeout:
+        time.sleep(_IDLE_WINDOW)
+        now = cpu_seconds()
+        if now - before < _IDLE_WINDOW * _IDLE_CPU_FRACTION:
+            break
+        before = now
+    return time.monotonic() - started
