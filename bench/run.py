@@ -123,6 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     baseline = run_ceiling(ceiling_requests, args.clients, args.threads)
     _say(*report.baseline_report(baseline, args.clients))
+    flask_reference = run_ceiling(ceiling_requests, args.clients, args.threads, flask=True)
+    meta["flask_reference"] = {
+        "rate": flask_reference.phase.rate,
+        "fraction_of_ceiling": flask_reference.phase.rate / baseline.phase.rate,
+    }
+    _say(
+        f"  reference: a one-route Flask app on the same waitress: "
+        f"{flask_reference.phase.rate:.0f} req/s, "
+        f"{flask_reference.phase.rate / baseline.phase.rate:.1%} of the trivial app "
+        "(the framework's own cost, before any SCIM work)"
+    )
 
     results: list[report.SizeResult] = []
     for n in sizes:
@@ -157,15 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if broken or baseline.phase.errors else 0
 
 
-def run_ceiling(requests: int, clients: int, threads: int) -> report.Baseline:
-    """Drive the trivial WSGI app with the initial cycle's request bytes."""
+def run_ceiling(
+    requests: int, clients: int, threads: int, *, flask: bool = False
+) -> report.Baseline:
+    """Drive the trivial WSGI app (or its Flask twin) with the initial cycle's request bytes."""
     port = free_port()
-    process = trivial.spawn(port, threads)
+    process = trivial.spawn(port, threads, flask=flask)
     try:
         wait_for_http(port, "/", process, timeout=30)
         workers = [Worker(Connection(port)) for _ in range(clients)]
         phase = drive(
-            "trivial app",
+            "minimal Flask app" if flask else "trivial app",
             entra.baseline_tasks(port, requests, clients),
             workers,
             lambda: proc_cpu_seconds(process.pid),

@@ -3,6 +3,8 @@
 ``python -m bench.trivial --port P --threads 8`` answers every request with a small JSON body
 after reading the request body, so the benchmark can measure what waitress and the client
 alone cost on this machine and report Proware's throughput as a fraction of it.
+``--flask`` serves the same answer from a one-route Flask app instead: what the framework
+itself costs per request, before any SCIM work (a reference, not a target).
 """
 
 from __future__ import annotations
@@ -29,10 +31,34 @@ def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
     return [_BODY]
 
 
-def spawn(port: int, threads: int) -> subprocess.Popen:
+def flask_app() -> Callable[..., Iterable[bytes]]:
+    """The same answer from a minimal Flask app: one route for every path and method."""
+    from flask import Flask, Response, request
+
+    application = Flask("bench.trivial")
+
+    @application.route("/", defaults={"path": ""}, methods=["GET", "POST", "PATCH"])
+    @application.route("/<path:path>", methods=["GET", "POST", "PATCH"])
+    def answer(path: str) -> Response:
+        request.get_data()
+        return Response(_BODY, mimetype="application/scim+json")
+
+    return application
+
+
+def spawn(port: int, threads: int, *, flask: bool = False) -> subprocess.Popen:
     """Start this module as a server process on 127.0.0.1:``port``."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.trivial",
+        "--port",
+        str(port),
+        "--threads",
+        str(threads),
+    ]
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.trivial", "--port", str(port), "--threads", str(threads)],
+        command + (["--flask"] if flask else []),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -44,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--flask", action="store_true", help="serve a one-route Flask app")
     args = parser.parse_args(argv)
-    waitress.serve(app, host="127.0.0.1", port=args.port, threads=args.threads, ident="trivial")
+    served = flask_app() if args.flask else app
+    waitress.serve(served, host="127.0.0.1", port=args.port, threads=args.threads, ident="trivial")
     return 0
 
 
