@@ -1,0 +1,117 @@
+"""The data file written in pieces (to hold the GIL briefly) is the bytes of one json.dumps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tinydb import TinyDB
+
+from storage import snapshot
+from storage.snapshot import (
+    FORMAT,
+    Snapshot,
+    meta_record,
+    read_snapshot,
+    snapshot_chunks,
+    write_snapshot,
+)
+from tests.storage_contract import group, user
+
+PIECE = snapshot._IDS_PER_PIECE
+LARGE = 5_000
+
+
+def _user_id(number: int) -> str:
+    return f"u-{number:05d}"
+
+
+def _state(large_group_at: int) -> Snapshot:
+    """5,000 users (300 with non-ASCII names), a 5,000-member group among 40 small ones."""
+    users = {}
+    for number in range(LARGE):
+        id = _user_id(number)
+        name = f"Zoë Ångström-李{number}" if number < 300 else f"user{number}"
+        users[id] = user(name, id=id, displayName=name, name={"familyName": "Ñúñez 😀"})
+    group_ids = [f"g-{number:03d}" for number in range(40)]
+    group_ids.insert(large_group_at, "g-large")
+    members: dict[str, dict[str, None]] = {}
+    for index, id in enumerate(group_ids):
+        first = index * 3
+        members[id] = dict.fromkeys(_user_id(n) for n in range(first, first + 1 + index % 4))
+    members["g-large"] = dict.fromkeys(_user_id(n) for n in reversed(range(LARGE)))
+    members["g-exactly-one-piece"] = dict.fromkeys(_user_id(n) for n in range(PIECE))
+    members["g-one-past-a-piece"] = dict.fromkeys(_user_id(n) for n in range(PIECE + 1))
+    members["g-empty"] = {}
+    groups = {id: group(f"Grüppe {id}", id=id) for id in members}
+    return Snapshot(FORMAT, 3, 70, 9, {"User": users, "Group": groups}, members)
+
+
+def _one_dumps(state: Snapshot, meta: dict) -> bytes:
+    """The file as one json.dumps call with the same (default) options would write it."""
+
+    def table(records: list[dict]) -> dict[str, dict]:
+        return {str(number): record for number, record in enumerate(records, 1)}
+
+    whole = {
+        "_meta": {"1": meta},
+        "users": table(list(state.documents["User"].values())),
+        "groups": table(list(state.documents["Group"].values())),
+        "memberships": table(
+            [{"group": g, "members": list(ids)} for g, ids in state.members.items() if ids]
+        ),
+    }
+    return json.dumps(whole).encode() + b"\n"
+
+
+POSITIONS = [
+    pytest.param(0, id="large-group-first"),
+    pytest.param(17, id="large-group-between-small-ones"),
+    pytest.param(40, id="large-group-after-the-small-ones"),
+]
+
+
+@pytest.mark.parametrize("large_group_at", POSITIONS)
+def test_chunked_snapshot_is_byte_identical_to_one_json_dumps(large_group_at: int) -> None:
+    state = _state(large_group_at)
+    meta = meta_record(3, 70, 9)
+
+    written = b"".join(snapshot_chunks(state, meta))
+
+    assert written == _one_dumps(state, meta)
+    assert written.isascii()
+
+
+def test_no_piece_encodes_more_than_a_piece_of_member_ids() -> None:
+    chunks = list(snapshot_chunks(_state(17), meta_record(3, 70, 9)))
+
+    # Every user id is written as "u-NNNNN": in its document and in member lists.
+    assert max(chunk.count(b'"u-') for chunk in chunks) == PIECE
+
+
+def test_plain_tinydb_opens_the_written_file(tmp_path: Path) -> None:
+    state = _state(17)
+    path = tmp_path / snapshot.DATA_FILE
+    write_snapshot(path, state, meta_record(3, 70, 9))
+
+    with TinyDB(path) as db:
+        assert db.table("_meta").all() == [meta_record(3, 70, 9)]
+        assert len(db.table("users")) == LARGE
+        assert db.table("users").get(doc_id=1)["displayName"] == "Zoë Ångström-李0"
+        by_group = {record["group"]: record["members"] for record in db.table("memberships")}
+    assert by_group == {g: list(ids) for g, ids in state.members.items() if ids}
+    assert by_group["g-large"][:2] == [_user_id(LARGE - 1), _user_id(LARGE - 2)]
+
+
+def test_written_file_reads_back_as_the_same_state(tmp_path: Path) -> None:
+    state = _state(0)
+    path = tmp_path / snapshot.DATA_FILE
+    write_snapshot(path, state, state.meta())
+
+    read = read_snapshot(path)
+
+    assert read is not None
+    assert read.documents == state.documents
+    assert read.members == {g: ids for g, ids in state.members.items() if ids}
+    assert list(read.members["g-large"]) == list(state.members["g-large"])
