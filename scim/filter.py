@@ -52,6 +52,7 @@ __all__ = [
     "Present",
     "ValuePathFilter",
     "equality_terms",
+    "matcher",
     "matches",
     "matches_element",
     "parse_filter",
@@ -159,6 +160,18 @@ def matches(expr: Filter, document: dict, resource: ResourceTypeDef) -> bool:
     scope = _DocumentScope(document, resource)
     _check(expr, scope)
     return _evaluate(expr, scope)
+
+
+def matcher(expr: Filter, resource: ResourceTypeDef) -> Callable[[dict], bool]:
+    """A predicate for ``expr`` over documents of ``resource``, type-checked once, here.
+
+    For filtering many documents: :func:`matches` checks the whole filter again for every
+    document, which at 50,000 users is 50,000 identical checks.
+
+    :raises InvalidFilter: as :func:`validate`, before any document is looked at.
+    """
+    validate(expr, resource)
+    return lambda document: _evaluate(expr, _DocumentScope(document, resource))
 
 
 def matches_element(expr: Filter, element: dict, attribute: AttributeDef) -> bool:

@@ -104,6 +104,25 @@ def operands(node: And | Or) -> list[Filter]:
     return found
 
 
+def top_level_attributes(node: Filter) -> set[str]:
+    """The attribute names (casefolded) the filter's paths start from, iteratively.
+
+    Inside ``emails[type eq "work"]`` only ``emails`` counts: the bracket's paths are
+    relative to its elements.
+    """
+    names: set[str] = set()
+    stack: list[Filter] = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, And | Or):
+            stack += [current.left, current.right]
+        elif isinstance(current, Not):
+            stack.append(current.expr)
+        else:
+            names.add(current.path.attribute.casefold())
+    return names
+
+
 def combine(connective: type[And] | type[Or], terms: list[Filter]) -> Filter:
     """Join ``terms`` with one connective into a balanced tree.
 

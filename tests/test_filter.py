@@ -28,6 +28,7 @@ from scim.filter import (
     Present,
     ValuePathFilter,
     equality_terms,
+    matcher,
     matches,
     matches_element,
     parse_filter,
@@ -770,3 +771,11 @@ def test_equality_terms_on_group_display_name() -> None:
     """Entra A10: groups are matched on displayName."""
     tree = parse_filter('DisplayName eq "Tour Guides"')
     assert equality_terms(tree, GROUP_RESOURCE) == [("displayName", "Tour Guides")]
+
+
+def test_matcher_checks_the_filter_once_before_any_document() -> None:
+    """The predicate the service filters with: a bad filter fails before any document."""
+    with pytest.raises(InvalidFilter):
+        matcher(parse_filter("active gt true"), USER_RESOURCE)
+    predicate = matcher(parse_filter('userName sw "b"'), USER_RESOURCE)
+    assert [predicate({"userName": name}) for name in ("bjensen", "ann")] == [True, False]

@@ -171,3 +171,28 @@ def test_a_plain_listing_reads_only_the_page(
         f"user{number}@contoso.com" for number in range(2, 7)
     ]
     assert copied[constants.USER_TYPE] <= 7
+
+
+def test_a_group_filter_loads_members_only_when_it_reads_them(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    """A value that merely contains the word "members" is no reason to load member lists."""
+    group_id = _group_with_members(directory)
+    member = repository.members(group_id)[0]
+    excluded = [parse_attr_path("members")]
+    repository.calls.clear()
+
+    by_name = directory.query(
+        constants.GROUP_TYPE,
+        Query(filter=parse_filter('displayName co "members"'), excluded=excluded),
+        BASE,
+    )
+    name_reads = repository.calls["members"]
+    by_member = directory.query(
+        constants.GROUP_TYPE,
+        Query(filter=parse_filter(f'members.value eq "{member}"'), excluded=excluded),
+        BASE,
+    )
+
+    assert by_name.total == 0 and name_reads == 0
+    assert by_member.total == 1 and repository.calls["members"] >= 1
