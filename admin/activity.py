@@ -10,16 +10,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-# What an event did, as the SCIM service names it (scim/service.py), in the order offered.
-OPERATIONS = (
-    "create",
-    "update",
-    "disable",
-    "enable",
-    "delete",
-    "add member",
-    "remove member",
-)
 OUTCOMES = ("success", "refused", "failed")
 
 PAGE_SIZE = 50

@@ -12,6 +12,7 @@ from admin import activity
 from admin.connection import RequestRecord
 from admin.context import AdminContext, context
 from scim import constants
+from scim.activity import OPERATIONS
 from scim.pagination import Page
 from scim.service import Query, parse_query_filter
 
@@ -68,7 +69,7 @@ def activity_page() -> str:
         wanted=wanted,
         filters=filters,
         outcomes=activity.OUTCOMES,
-        operations=activity.OPERATIONS + ADMIN_OPERATIONS,
+        operations=OPERATIONS + ADMIN_OPERATIONS,
         token_names=sorted({info.name for info in admin.services.tokens.list()}),
         audit_failures=admin.audit.failures,
     )

@@ -18,6 +18,9 @@ DELETE = "delete"
 ADD_MEMBER = "add member"
 REMOVE_MEMBER = "remove member"
 
+# Every operation an activity event can name, in the order the control panel offers them.
+OPERATIONS = (CREATE, UPDATE, DISABLE, ENABLE, DELETE, ADD_MEMBER, REMOVE_MEMBER)
+
 
 def note(tx: Transaction, context: dict | None, operation: str, document: dict) -> None:
     """Commit an activity event with the change; nothing when there is no request context."""
