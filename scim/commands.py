@@ -75,28 +75,33 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
             trusted_proxy_headers=" ".join(server.trusted_proxy_headers),
             clear_untrusted_proxy_headers=True,
         )
-    previous = _stop_on_sigterm()
+    previous = _stop_on_signals()
     try:
         waitress.serve(app, **options)
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         services.tokens.flush()
         services.repository.close()
     return 0
 
 
-def _stop_on_sigterm() -> signal.Handlers | Callable | int | None:
-    """Make SIGTERM stop the server as Ctrl-C does; returns the handler it replaced.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _stop_on_signals() -> dict[int, signal.Handlers | Callable | int | None]:
+    """Make SIGTERM and SIGINT stop the server as Ctrl-C does; returns the handlers replaced.
 
     SIGTERM is how systemd and docker stop a service. By default it kills the process
     before ``serve``'s ``finally`` can save token use and close the store; raised as
     KeyboardInterrupt it ends waitress's loop, which then shuts down its workers and returns.
+    SIGINT is set too: a process started as a background job of a non-interactive shell
+    inherits SIGINT *ignored*, and Python keeps it so, so Ctrl-C or a polite stop did nothing.
     Signal handlers can only be set from the main thread; elsewhere nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in _STOP_SIGNALS}
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -380,27 +380,36 @@ def test_serve_refuses_a_corrupt_data_file_with_exit_1(
     assert served == []
 
 
-def test_sigterm_stops_serve_cleanly_and_the_handler_is_restored(
-    capsys, config: Path, monkeypatch: pytest.MonkeyPatch, restore_logging
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_serve_cleanly_and_the_handler_is_restored(
+    capsys, config: Path, monkeypatch: pytest.MonkeyPatch, restore_logging, signum: int
 ) -> None:
-    """systemd and docker stop with SIGTERM; serve's cleanup must still run (exit 0)."""
+    """systemd and docker stop with SIGTERM, a terminal with SIGINT; cleanup still runs.
+
+    SIGINT starts out ignored here, as it is for a background job of a non-interactive shell
+    (``make run &`` in a script): serve must still stop on it.
+    """
     stopped: list[str] = []
 
-    def serve_until_sigterm(app: Flask, **options) -> None:
+    def serve_until_signal(app: Flask, **options) -> None:
         try:
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             time.sleep(5)  # the handler interrupts this at once
         except KeyboardInterrupt:  # what waitress's loop catches to shut down
             stopped.append("stopped")
 
-    monkeypatch.setattr(commands.waitress, "serve", serve_until_sigterm)
-    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(commands.waitress, "serve", serve_until_signal)
+    original = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        before = signal.getsignal(signum)
 
-    code, _, _ = run(capsys, "--config", str(config), "serve")
+        code, _, _ = run(capsys, "--config", str(config), "serve")
 
-    assert code == 0
-    assert stopped == ["stopped"]
-    assert signal.getsignal(signal.SIGTERM) is before
+        assert code == 0
+        assert stopped == ["stopped"]
+        assert signal.getsignal(signum) is before
+    finally:
+        signal.signal(signal.SIGINT, original)
 
 
 def test_serve_saves_token_use_when_it_stops(
