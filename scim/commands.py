@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import waitress
 from flask import Flask
 
+from scim import httpserver
 from scim.config import Settings
 from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
@@ -77,7 +77,7 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
         )
     previous = _stop_on_signals()
     try:
-        waitress.serve(app, **options)
+        httpserver.serve(app, **options)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -323,9 +323,9 @@ def restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch, restore_logging) -> list[tuple[Flask, dict]]:
-    """Stand-in for waitress.serve: records the app and options instead of listening."""
+    """Stand-in for httpserver.serve: records the app and options instead of listening."""
     calls: list[tuple[Flask, dict]] = []
-    monkeypatch.setattr(commands.waitress, "serve", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(commands.httpserver, "serve", lambda app, **kw: calls.append((app, kw)))
     return calls
 
 
@@ -398,7 +398,7 @@ def test_a_stop_signal_stops_serve_cleanly_and_the_handler_is_restored(
         except KeyboardInterrupt:  # what waitress's loop catches to shut down
             stopped.append("stopped")
 
-    monkeypatch.setattr(commands.waitress, "serve", serve_until_signal)
+    monkeypatch.setattr(commands.httpserver, "serve", serve_until_signal)
     original = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         before = signal.getsignal(signum)
@@ -421,7 +421,7 @@ def test_serve_saves_token_use_when_it_stops(
     def serve_one_request(app: Flask, **options) -> None:
         app.test_client().get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {secret}"})
 
-    monkeypatch.setattr(commands.waitress, "serve", serve_one_request)
+    monkeypatch.setattr(commands.httpserver, "serve", serve_one_request)
     run(capsys, "--config", str(config), "serve")
     _, out, _ = run(capsys, "--config", str(config), "token", "list")
 

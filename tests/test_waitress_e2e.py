@@ -129,11 +129,10 @@ def _user(user_name: str) -> dict:
 def test_entra_lifecycle_over_real_http_keeps_the_connection_alive(plain: Running) -> None:
     """Test Connection, match, create, both PATCH dialects, disable, re-enable, groups and
     members, discovery, paging and delete over http.client: every exchange answered as
-    recorded, on one keep-alive connection.
+    recorded, all on ONE keep-alive connection.
 
-    waitress closes the connection after every 204 (it sends no Content-Length there, and
-    without one it will not keep a connection open), so the client reconnects after each
-    204 and only then.
+    The 204s of group PATCH and DELETE included: waitress alone closes the connection after
+    any response without a Content-Length, which a 204 never has (scim/httpserver.py).
     """
     transport = plain.transport()
     statuses = []
@@ -142,9 +141,35 @@ def test_entra_lifecycle_over_real_http_keeps_the_connection_alive(plain: Runnin
             assert_played(played)
             assert played.reply is not None
             statuses.append(played.reply.status)
+            assert "connection" not in played.reply.headers, played.reply.headers
     finally:
         transport.close()
-    assert transport.connections == 1 + statuses[:-1].count(204)
+    assert 204 in statuses[:-1]
+    assert transport.connections == 1
+
+
+def test_a_304_keeps_the_connection_alive_and_close_is_honoured(plain: Running) -> None:
+    """If-None-Match with the current ETag: 304 on the same connection, which stays open;
+    a request that says ``Connection: close`` still gets its connection closed."""
+    group = _create(plain, "/Groups", {"schemas": [GROUP_SCHEMA], "displayName": "Etag 304"}, {})
+    transport = plain.transport()
+    auth = {"Authorization": f"Bearer {plain.token}"}
+    path = f"/Groups/{group['id']}?excludedAttributes=members"
+    try:
+        first = transport.send("GET", path, auth, None)
+        etag = first.headers["etag"]
+        unchanged = transport.send("GET", path, {**auth, "If-None-Match": etag}, None)
+        again = transport.send("GET", path, auth, None)
+        closing = transport.send(
+            "GET", path, {**auth, "If-None-Match": etag, "Connection": "close"}, None
+        )
+    finally:
+        transport.close()
+    assert unchanged.status == 304 and unchanged.body == b""
+    assert "connection" not in unchanged.headers
+    assert again.status == 200
+    assert transport.connections == 1
+    assert closing.status == 304 and closing.headers.get("connection") == "close"
 
 
 def test_server_prints_the_tenant_url_and_the_token_command_at_start(plain: Running) -> None:
