@@ -9,6 +9,7 @@ definitions a client discovers are the rules the server enforces.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from scim import constants
 
@@ -51,11 +52,12 @@ class AttributeDef:
 
     def sub_attribute(self, name: str) -> AttributeDef | None:
         """The sub-attribute called ``name`` (case-insensitive, RFC 7643 §2.1), if any."""
-        folded = name.casefold()
-        for sub in self.sub_attributes:
-            if sub.name.casefold() == folded:
-                return sub
-        return None
+        return self._sub_attributes_by_name.get(name.casefold())
+
+    @cached_property
+    def _sub_attributes_by_name(self) -> dict[str, AttributeDef]:
+        # Looked up for every value of every response and payload: a dict, not a scan.
+        return _by_folded_name(self.sub_attributes)
 
     def to_scim(self) -> dict:
         """The attribute as a ``/Schemas`` attribute object (no nulls, camelCase values)."""
@@ -92,11 +94,11 @@ class SchemaDef:
 
     def attribute(self, name: str) -> AttributeDef | None:
         """The top-level attribute called ``name`` (case-insensitive), if any."""
-        folded = name.casefold()
-        for attribute in self.attributes:
-            if attribute.name.casefold() == folded:
-                return attribute
-        return None
+        return self._attributes_by_name.get(name.casefold())
+
+    @cached_property
+    def _attributes_by_name(self) -> dict[str, AttributeDef]:
+        return _by_folded_name(self.attributes)
 
     def to_scim(self, location: str) -> dict:
         """The schema as a ``/Schemas`` resource."""
@@ -120,10 +122,18 @@ class ResourceTypeDef:
     schema: SchemaDef
     extensions: tuple[SchemaDef, ...] = ()
 
-    @property
+    @cached_property
     def schemas(self) -> tuple[SchemaDef, ...]:
         """The core schema, then every extension."""
         return (self.schema, *self.extensions)
+
+    def schema_by_id(self, urn: str) -> SchemaDef | None:
+        """The core or extension schema whose id is ``urn`` (case-insensitive), if any."""
+        return self._schemas_by_id.get(urn.casefold())
+
+    @cached_property
+    def _schemas_by_id(self) -> dict[str, SchemaDef]:
+        return {schema.id.casefold(): schema for schema in self.schemas}
 
     def to_scim(self, location: str) -> dict:
         """The resource type as a ``/ResourceTypes`` resource."""
@@ -139,6 +149,10 @@ class ResourceTypeDef:
             ],
             "meta": {"resourceType": "ResourceType", "location": location},
         }
+
+
+def _by_folded_name(attributes: tuple[AttributeDef, ...]) -> dict[str, AttributeDef]:
+    return {attribute.name.casefold(): attribute for attribute in attributes}
 
 
 def _multi(
@@ -206,6 +220,13 @@ COMMON_ATTRIBUTES: tuple[AttributeDef, ...] = (
         ),
     ),
 )
+_COMMON_BY_NAME = _by_folded_name(COMMON_ATTRIBUTES)
+
+
+def common_attribute(name: str) -> AttributeDef | None:
+    """The common attribute (RFC 7643 §3.1: id, externalId, meta) called ``name``, any case."""
+    return _COMMON_BY_NAME.get(name.casefold())
+
 
 USER_SCHEMA = SchemaDef(
     id=constants.USER,

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from scim.definitions import (
     ALWAYS,
-    COMMON_ATTRIBUTES,
     READ_ONLY,
     REFERENCE,
     AttributeDef,
     ResourceTypeDef,
     SchemaDef,
+    common_attribute,
 )
 from scim.errors import InvalidPath
 
@@ -241,7 +241,7 @@ def resolve(path: AttrPath, resource: ResourceTypeDef) -> Resolved | None:
     """
     if path.schema is None:
         return _resolve_in(resource.schema, path.attribute, path.sub_attribute, False)
-    schema = _schema_named(path.schema, resource)
+    schema = resource.schema_by_id(path.schema)
     if schema is not None:
         return _resolve_in(
             schema, path.attribute, path.sub_attribute, schema is not resource.schema
@@ -249,7 +249,7 @@ def resolve(path: AttrPath, resource: ResourceTypeDef) -> Resolved | None:
     # Pre-2019 Entra jobs wrote "urn:...:User.department": the schema URN, a dot, then the
     # attribute (entra-provisioning.md Q6). Syntactically that is schema "urn:...:2.0",
     # attribute "User", sub-attribute "department".
-    schema = _schema_named(f"{path.schema}:{path.attribute}", resource)
+    schema = resource.schema_by_id(f"{path.schema}:{path.attribute}")
     if schema is None or path.sub_attribute is None:
         return None
     return _resolve_in(schema, path.sub_attribute, None, schema is not resource.schema)
@@ -287,20 +287,9 @@ SCHEMAS_ATTRIBUTE = AttributeDef(
 
 def _common_attribute(name: str) -> AttributeDef | None:
     """The common attribute (RFC 7643 §3.1), or ``schemas``, called ``name``, any case."""
-    folded = name.casefold()
-    for attribute in (*COMMON_ATTRIBUTES, SCHEMAS_ATTRIBUTE):
-        if attribute.name.casefold() == folded:
-            return attribute
-    return None
-
-
-def _schema_named(urn: str, resource: ResourceTypeDef) -> SchemaDef | None:
-    """The resource's schema whose id is ``urn`` (any case)."""
-    folded = urn.casefold()
-    for schema in resource.schemas:
-        if schema.id.casefold() == folded:
-            return schema
-    return None
+    if name.casefold() == SCHEMAS_ATTRIBUTE.name.casefold():
+        return SCHEMAS_ATTRIBUTE
+    return common_attribute(name)
 
 
 def split_urn(text: str, resource: ResourceTypeDef) -> tuple[str | None, str]:

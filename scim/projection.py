@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from scim import definitions
 from scim.definitions import AttributeDef, ResourceTypeDef, SchemaDef
 from scim.errors import InvalidValue
 from scim.paths import AttrPath, parse_attr_path, resolve
+from storage.values import clone
 
 _CORE = ""  # the selection key of the core schema, whose attributes sit at the top level
 
@@ -58,7 +58,7 @@ class _Selection:
             if resolved is None:
                 # "urn:...:enterprise:2.0:User" parses as schema "urn:...:2.0", attribute "User".
                 urn = f"{path.schema}:{path.attribute}" if path.schema else None
-                schema = _schema(urn, resource) if urn and path.sub_attribute is None else None
+                schema = resource.schema_by_id(urn) if urn and path.sub_attribute is None else None
                 if schema is not None:
                     selection.containers.add(_key(schema, resource))
                 continue
@@ -94,9 +94,9 @@ def project(
     result: dict = {}
     for key, value in document.items():
         if key == "schemas":
-            result[key] = copy.deepcopy(value)
+            result[key] = clone(value)
             continue
-        extension = _schema(key, resource)
+        extension = resource.schema_by_id(key)
         if extension is not None and extension is not resource.schema:
             if isinstance(value, dict):
                 inner = _project_object(value, extension, extension.id, wanted, unwanted)
@@ -118,15 +118,17 @@ def _project_object(
     """Project the attributes in ``values``, which belong to ``schema``."""
     result: dict = {}
     for name, value in values.items():
-        definition = schema.attribute(name) or (_common(name) if container == _CORE else None)
+        definition = schema.attribute(name)
+        if definition is None and container == _CORE:
+            definition = definitions.common_attribute(name)
         if definition is None:
             if wanted is None:
-                result[name] = copy.deepcopy(value)  # not ours to judge; keep it by default
+                result[name] = clone(value)  # not ours to judge; keep it by default
             continue
         if definition.returned == definitions.NEVER:
             continue
         if definition.returned == definitions.ALWAYS:
-            result[name] = copy.deepcopy(value)
+            result[name] = clone(value)
             continue
         chosen = wanted.names(container, definition.name) if wanted else True
         dropped = unwanted.names(container, definition.name)
@@ -147,18 +149,18 @@ def _project_value(
 ) -> object:
     """A complex value with only its returnable, selected sub-attributes."""
     if not definition.sub_attributes:
-        return copy.deepcopy(value)
+        return clone(value)
     if isinstance(value, dict):
         return _project_subs(definition, value, chosen, dropped)
     if isinstance(value, list):
         items = [
             _project_subs(definition, item, chosen, dropped)
             if isinstance(item, dict)
-            else copy.deepcopy(item)
+            else clone(item)
             for item in value
         ]
         return [item for item in items if item != {}]
-    return copy.deepcopy(value)
+    return clone(value)
 
 
 def _project_subs(
@@ -180,24 +182,8 @@ def _project_subs(
         else:
             keep = sub.returned == definitions.DEFAULT
         if keep:
-            result[name] = copy.deepcopy(sub_value)
+            result[name] = clone(sub_value)
     return result
-
-
-def _common(name: str) -> AttributeDef | None:
-    """id, externalId and meta (RFC 7643 §3.1) sit beside the core schema's attributes."""
-    folded = name.casefold()
-    for attribute in definitions.COMMON_ATTRIBUTES:
-        if attribute.name.casefold() == folded:
-            return attribute
-    return None
-
-
-def _schema(urn: str | None, resource: ResourceTypeDef) -> SchemaDef | None:
-    if urn is None:
-        return None
-    folded = urn.casefold()
-    return next((s for s in resource.schemas if s.id.casefold() == folded), None)
 
 
 def _key(schema: SchemaDef, resource: ResourceTypeDef) -> str:
