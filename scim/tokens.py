@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from storage.controlfile import ControlFile, Stamp
+from storage.controlfile import ControlFile
 from storage.errors import CorruptStore
 from storage.repository import Clock
 
@@ -104,9 +104,6 @@ class TokenStore:
     def __init__(self, control: ControlFile, clock: Clock = utcnow) -> None:
         self._control = control
         self._clock = clock
-        # hash -> token record, rebuilt whenever the control file changes.
-        self._lookup: tuple[Stamp | None, dict[str, dict]] | None = None
-        self._lookup_lock = threading.Lock()
         # name -> last use not yet saved, and when uses were last saved.
         self._uses: dict[str, datetime] = {}
         self._uses_saved_at: datetime | None = None
@@ -190,7 +187,7 @@ class TokenStore:
         Revocation and expiry take effect at once: the control file is re-stat'ed per call.
         """
         digest = _digest(secret)
-        record = self._by_hash().get(digest)
+        record = self._control.derived(self._by_hash).get(digest)
         # The dict lookup found a candidate; confirm it without a timing side channel.
         if record is None or not hmac.compare_digest(record["hash"], digest):
             return TokenCheck("unknown", None)
@@ -246,13 +243,9 @@ class TokenStore:
         """The clock's time in whole seconds, as precise as the control file keeps it."""
         return self._clock().replace(microsecond=0)
 
-    def _by_hash(self) -> dict[str, dict]:
-        with self._lookup_lock:
-            stamp = self._control.stamp()
-            if self._lookup is None or self._lookup[0] != stamp:
-                records = self._tokens(self._control.read())
-                self._lookup = (stamp, {record["hash"]: record for record in records})
-            return self._lookup[1]
+    def _by_hash(self, document: dict) -> dict[str, dict]:
+        """hash -> token record (``verify``'s index, rebuilt when the control file changes)."""
+        return {record["hash"]: record for record in self._tokens(document)}
 
     def _tokens(self, document: dict) -> builtins.list[dict]:
         """The token records of a control-file document (creating the list if missing)."""
@@ -286,7 +279,7 @@ class ProvisioningSwitch:
 
     def enabled(self) -> bool:
         """Whether SCIM requests are served; False on a fresh install."""
-        return self.status()["enabled"]
+        return self._control.derived(self._status)["enabled"]
 
     def set(self, enabled: bool, by: str = "cli") -> None:
         """Turn provisioning on or off, recording who did it and when."""
@@ -300,7 +293,9 @@ class ProvisioningSwitch:
 
     def status(self) -> dict:
         """``{"enabled": bool, "changed": ISO time or None, "changed_by": str or None}``."""
-        document = self._control.read()
+        return dict(self._control.derived(self._status))
+
+    def _status(self, document: dict) -> dict:
         _check_format(self._control, document)
         section = document.get("provisioning") or {}
         return {

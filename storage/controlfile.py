@@ -21,9 +21,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from storage.errors import CorruptStore
+
+T = TypeVar("T")
 
 # What identifies one version of a file without reading it: os.replace gives every write a
 # new inode, and the size and modification time catch the rest.
@@ -135,6 +137,8 @@ class ControlFile:
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._cache: tuple[Stamp, dict] | None = None
         self._cache_lock = threading.Lock()
+        # build function -> (stamp, what it built): see derived().
+        self._derived: dict[Callable[[dict], Any], tuple[Stamp | None, Any]] = {}
 
     def stamp(self) -> Stamp | None:
         """What identifies the file's current content (None if there is no file).
@@ -161,6 +165,23 @@ class ControlFile:
                     return {}
                 self._cache = loaded
             return copy.deepcopy(self._cache[1])
+
+    def derived(self, build: Callable[[dict], T]) -> T:
+        """``build(content)``, built again only when the file changed: one ``os.stat`` a call.
+
+        For state read on every request (the token index, the provisioning switch), which
+        :meth:`read` would deep-copy each time. ``build`` gets a copy of the content; what it
+        returns is shared by every caller until the file changes, so treat it as read-only.
+        """
+        stamp = self.stamp()
+        with self._cache_lock:
+            known = self._derived.get(build)
+            if known is not None and known[0] == stamp:
+                return known[1]
+        value = build(self.read() if stamp is not None else {})
+        with self._cache_lock:
+            self._derived[build] = (stamp, value)
+        return value
 
     def update(self, change: Callable[[dict], None]) -> dict:
         """Apply ``change`` to the latest content and write the result; returns a copy of it.

@@ -93,6 +93,24 @@ def test_read_returns_a_copy(path: Path) -> None:
     assert control.read() == {"items": [1]}
 
 
+def test_derived_state_is_built_once_per_change_of_the_file(path: Path) -> None:
+    """What the server derives per request (token index, switch) is rebuilt only when the
+    file changed, including when another process (another ControlFile) changed it."""
+    reader, writer = ControlFile(path), ControlFile(path)
+    builds: list[dict] = []
+
+    def counter(document: dict) -> int:
+        builds.append(document)
+        return document.get("counter", 0)
+
+    assert [reader.derived(counter) for _ in range(3)] == [0, 0, 0]
+    writer.update(increment)
+    assert [reader.derived(counter) for _ in range(3)] == [1, 1, 1]
+    writer.update(increment)
+    assert reader.derived(counter) == 2
+    assert builds == [{}, {"counter": 1}, {"counter": 2}]
+
+
 def test_a_change_that_raises_writes_nothing(path: Path) -> None:
     control = ControlFile(path)
     control.update(increment)
