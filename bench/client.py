@@ -215,6 +215,7 @@ class PhaseResult:
     latencies: dict[str, list[float]]
     error_samples: list[str]
     other_cpu: float = 0.0  # CPU seconds the rest of the machine used meanwhile
+    compactions: int | None = None  # store compactions started meanwhile (None: not known)
 
     @property
     def rate(self) -> float:

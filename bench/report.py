@@ -103,7 +103,7 @@ def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> li
     """Requests, time, rate and CPU per request (server and client) for each phase."""
     lines = [
         f"  {'phase':<28}{'requests':>9}{'seconds':>9}{'req/s':>9}"
-        f"{'srv CPU/req':>13}{'cli CPU/req':>13}{'errors':>8}"
+        f"{'srv CPU/req':>13}{'cli CPU/req':>13}{'errors':>8}{'compactions':>13}"
     ]
     rows = [(phase.name + (" (cut)" if phase.cut else ""), phase) for phase in phases]
     for name, phase in rows:
@@ -115,6 +115,7 @@ def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> li
                 phase.server_cpu,
                 phase.client_cpu,
                 phase.errors,
+                phase.compactions,
             )
         )
     if total_label and len(phases) > 1:
@@ -126,19 +127,32 @@ def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> li
                 sum(p.server_cpu for p in phases),
                 sum(p.client_cpu for p in phases),
                 sum(p.errors for p in phases),
+                _total_compactions(phases),
             )
         )
     return lines
 
 
+def _total_compactions(phases: list[PhaseResult]) -> int | None:
+    counts = [phase.compactions for phase in phases]
+    return None if None in counts else sum(counts)  # type: ignore[arg-type]
+
+
 def _phase_row(
-    name: str, requests: int, seconds: float, server: float, client: float, errors: int
+    name: str,
+    requests: int,
+    seconds: float,
+    server: float,
+    client: float,
+    errors: int,
+    compactions: int | None,
 ) -> str:
     rate = requests / seconds if seconds else 0.0
     per = 1000 / requests if requests else math.nan
     return (
         f"  {name:<28}{requests:>9}{seconds:>9.2f}{rate:>9.0f}"
         f"{server * per:>10.2f} ms{client * per:>10.2f} ms{errors:>8}"
+        f"{'-' if compactions is None else compactions:>13}"
     )
 
 
@@ -232,6 +246,7 @@ def to_json(
             "client_cpu_s": phase.client_cpu,
             "other_cpu_s": phase.other_cpu,
             "errors": phase.errors,
+            "compactions": phase.compactions,
             "cut": phase.cut,
             "error_samples": phase.error_samples,
         }

@@ -31,6 +31,7 @@ from typing import Any
 
 from bench import entra, report, targets, trivial, unloaded
 from bench.client import Connection, Worker, drive
+from storage.journal_format import list_segments
 from tests.serverproc import (
     ScimConnection,
     ServerProcess,
@@ -205,7 +206,9 @@ def run_size(
             workload = entra.Workload(plan, server.port, token, args.clients)
             workers = [Worker(Connection(server.port), deadline) for _ in range(args.clients)]
             for name, build in workload.phases():
+                before = _generation(server.data_dir)
                 phase = drive(name, build(), workers, server.cpu_seconds)
+                phase.compactions = _generation(server.data_dir) - before
                 size.phases.append(phase)
                 _say(
                     f"  [{plan.users:,}] {name}: {phase.requests} requests in "
@@ -218,9 +221,11 @@ def run_size(
             if not size.cut:
                 size.idle_wait = unloaded.wait_until_idle(server.cpu_seconds)
                 alone = workers[:1]  # a keep-alive connection that is already open
+                before = _generation(server.data_dir)
                 phase = drive(
                     unloaded.UNLOADED, [unloaded.unloaded_task(workload)], alone, server.cpu_seconds
                 )
+                phase.compactions = _generation(server.data_dir) - before
                 size.unloaded, size.cut = phase, phase.cut
                 _say(
                     f"  [{plan.users:,}] {phase.name}: {phase.requests} requests in "
@@ -250,6 +255,11 @@ def run_size(
         finally:
             server.stop(timeout=120)
     return size
+
+
+def _generation(data_dir: Path) -> int:
+    """The journal's current generation: each compaction starts the next one."""
+    return max(list_segments(data_dir), default=0)
 
 
 def _totals(connection: ScimConnection) -> dict[str, int]:

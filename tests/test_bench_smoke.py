@@ -124,3 +124,16 @@ def test_quick_run_got_every_answer_right_and_kept_every_create(quick_run) -> No
     assert size["unloaded"]["errors"] == 0
     assert size["totals_after_restart"] == size["acknowledged_totals"]
     assert size["acknowledged_totals"]["users"] == size["plan"]["users"]
+
+
+def test_quick_run_counts_the_compactions_each_phase_started(quick_run) -> None:
+    """Compactions per phase come from the journal's generations, and the target row sums
+    them; the final segment's generation counts every rotation, the stop's included."""
+    size = quick_run[1]["sizes"][0]
+    counts = [phase["compactions"] for phase in [*size["phases"], size["unloaded"]]]
+    assert all(isinstance(count, int) and count >= 0 for count in counts)
+    rows = {row["target"]: row for row in quick_run[1]["targets"]}
+    row = rows["the run went through a compaction (worst latency includes it)"]
+    assert row["measured"] == f"{sum(counts)} compactions"
+    (segment,) = [name for name in size["data_files"] if name.startswith("proware.journal.")]
+    assert int(segment.rsplit(".", 1)[1]) >= sum(counts) + 1
