@@ -36,7 +36,7 @@ from storage.lock import DataDirLock
 from storage.memory import GROUP, MemoryRepository, MemoryTransaction, stamp_events
 from storage.recovery import prepare_directory
 from storage.repository import Clock, CompactionHook, IdFactory, Index
-from storage.snapshot import DATA_FILE, TABLES, meta_record, write_snapshot
+from storage.snapshot import DATA_FILE, TABLES, SnapshotEncoder, meta_record, write_snapshot
 from storage.state import State
 from storage.values import clone, new_hex_id, utcnow
 
@@ -96,6 +96,9 @@ class JournalRepository(MemoryRepository):
         # Held from the start of a compaction to its end (across threads): one at a time, or
         # an older state could replace a newer one and its journal.
         self._compacting = threading.Lock()
+        # Used by compactions only (one at a time, under _compacting): reuses the bytes of
+        # every record that did not change since the last compaction.
+        self._encoder = SnapshotEncoder()
         # Deliveries happen in record order: a commit waits for its predecessor's turn.
         self._turn = threading.Condition(threading.Lock())
         self._local = threading.local()
@@ -315,7 +318,7 @@ class JournalRepository(MemoryRepository):
         self._wait_delivered(job.seq)
         for hook in self._hooks:
             hook()
-        write_snapshot(
+        self._encoder.write(
             self.data_path, job.state, meta_record(job.generation, job.seq, job.event_seq)
         )
         for generation, path in list_segments(self.data_dir).items():

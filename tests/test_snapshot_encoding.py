@@ -12,6 +12,7 @@ from storage import snapshot
 from storage.snapshot import (
     FORMAT,
     Snapshot,
+    SnapshotEncoder,
     meta_record,
     read_snapshot,
     snapshot_chunks,
@@ -83,11 +84,49 @@ def test_chunked_snapshot_is_byte_identical_to_one_json_dumps(large_group_at: in
     assert written.isascii()
 
 
-def test_no_piece_encodes_more_than_a_piece_of_member_ids() -> None:
-    chunks = list(snapshot_chunks(_state(17), meta_record(3, 70, 9)))
+def test_no_encoding_call_takes_more_than_a_piece_of_member_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each call holds the GIL: none may encode a whole 5,000-member list at once."""
+    calls: list[bytes] = []
+    real = snapshot._dumps
+
+    def counting(value: object) -> bytes:
+        calls.append(real(value))
+        return calls[-1]
+
+    monkeypatch.setattr(snapshot, "_dumps", counting)
+    written = b"".join(snapshot_chunks(_state(17), meta_record(3, 70, 9)))
 
     # Every user id is written as "u-NNNNN": in its document and in member lists.
-    assert max(chunk.count(b'"u-') for chunk in chunks) == PIECE
+    assert max(call.count(b'"u-') for call in calls) == PIECE
+    assert written == _one_dumps(_state(17), meta_record(3, 70, 9))
+
+
+def test_an_encoder_encodes_again_only_the_records_that_changed() -> None:
+    """The second file reuses every record that is the same object as last time; a replaced
+    document, a changed member list and a new group are encoded; a deleted user is gone."""
+    state = _state(17)
+    meta = meta_record(3, 70, 9)
+    encoder = SnapshotEncoder()
+    first = b"".join(encoder.chunks(state, meta))
+    assert encoder.encoded_records == LARGE + len(state.documents["Group"]) + sum(
+        1 for ids in state.members.values() if ids
+    )
+
+    again = b"".join(encoder.chunks(state, meta))
+    assert (again, encoder.encoded_records) == (first, 0)
+
+    users, groups = state.documents["User"], state.documents["Group"]
+    users[_user_id(7)] = users[_user_id(7)] | {"displayName": "Renamed"}
+    del users[_user_id(8)]
+    state.members["g-003"] = {**state.members["g-003"], _user_id(4000): None}
+    groups["g-new"] = group("New", id="g-new")
+    changed = b"".join(encoder.chunks(state, meta))
+
+    assert changed == _one_dumps(state, meta)
+    assert encoder.encoded_records == 3  # the renamed user, g-003's members, the new group
+    assert b'"displayName": "Renamed"' in changed
 
 
 def test_plain_tinydb_opens_the_written_file(tmp_path: Path) -> None:
