@@ -7,6 +7,7 @@ server sees the change on its next request, so they work while it serves.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -46,6 +47,7 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
         print(f"error: {exc}", file=sys.stderr)
         return 1
     services = app.extensions["proware"]
+    _collect_garbage_rarely()
     server = settings.server
     tokens = [t for t in services.tokens.list() if t.status == "active"]
     print(f"Proware SCIM service on {settings.local_url} (config: {settings.source})")
@@ -84,6 +86,22 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
         services.tokens.flush()
         services.repository.close()
     return 0
+
+
+# gen0 and gen1 as Python's defaults; a full collection after 1,000 gen1 ones, not 10.
+_GC_THRESHOLDS = (700, 10, 1000)
+
+
+def _collect_garbage_rarely() -> None:
+    """Make full garbage collections rare in the server process.
+
+    A full collection stops every thread while it walks every tracked object not frozen;
+    at 50,000 users that took 15-20 ms, each one a latency spike for whatever request was
+    running. The directory itself is frozen after loading and after each compaction (see
+    storage.journal) and stored documents are acyclic, freed by reference counting, so
+    little is left for a full collection to find; young collections still run as usual.
+    """
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -327,6 +328,18 @@ def served(monkeypatch: pytest.MonkeyPatch, restore_logging) -> list[tuple[Flask
     calls: list[tuple[Flask, dict]] = []
     monkeypatch.setattr(commands.httpserver, "serve", lambda app, **kw: calls.append((app, kw)))
     return calls
+
+
+def test_serve_makes_full_garbage_collections_rare(capsys, config: Path, served) -> None:
+    """A full collection pauses every request thread; the server raises its threshold from
+    Python's 10 gen1 collections to 1,000 and leaves the young generations alone."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        run(capsys, "--config", str(config), "serve")
+        assert gc.get_threshold() == (700, 10, 1000)
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_serve_prints_the_tenant_url_and_next_steps(capsys, config: Path, served) -> None:
