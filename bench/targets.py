@@ -126,11 +126,11 @@ def targets_report(verdicts: list[Verdict]) -> list[str]:
     lines = [
         "",
         "== targets (issue 3) ==",
-        f"  {'target':<{width}}{'issue at':>22}{'N':>8}{'measured':>14}  verdict",
+        f"  {'target':<{width}}{'issue at':>22}{'N':>8}{'measured':>16}  verdict",
     ]
     for v in verdicts:
         lines.append(
-            f"  {v.target:<{width}}{v.issue_at:>22}{v.users:>8}{v.measured:>14}  {v.verdict}"
+            f"  {v.target:<{width}}{v.issue_at:>22}{v.users:>8}{v.measured:>16}  {v.verdict}"
         )
     lines += [
         f"  {unloaded.MODE}: one request at a time on an idle server, the cost of one request;",
