@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,9 @@ Stamp = tuple[int, int, int]
 _TEMP_SUFFIX = ".tmp"
 
 
-def write_atomically(path: Path, data: bytes | Iterable[bytes], *, sync_every: int = 0) -> None:
+def write_atomically(
+    path: Path, data: bytes | Iterable[bytes], *, sync_every: int = 0, large: bool = False
+) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file.
 
     The bytes go to a temporary file in the same directory (mode 0600: these files hold
@@ -45,6 +48,8 @@ def write_atomically(path: Path, data: bytes | Iterable[bytes], *, sync_every: i
     :param sync_every: flush to disk after about this many bytes (0: only at the end). On
         ext4 another file's fsync waits for this file's dirty pages too, so writing a large
         file in steps keeps a concurrent journal fsync from waiting for all of it.
+    :param large: the file replaced is large: free its space with :func:`delete_gradually`
+        rather than all at once in the rename.
     """
     descriptor, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
@@ -61,11 +66,48 @@ def write_atomically(path: Path, data: bytes | Iterable[bytes], *, sync_every: i
                     unsynced = 0
             temp.flush()
             os.fsync(temp.fileno())
+        retired = _retire(path) if large else None
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+    if retired is not None:
+        delete_gradually(retired)
+
+
+def delete_gradually(path: Path, step: int = 1 << 20, pause: float = 0.001) -> None:
+    """Delete a large file a piece at a time, truncating it from the end.
+
+    Freeing a big file at once (an unlink, or a rename over it) releases all its blocks in
+    one filesystem transaction; on ext4 mounted with ``discard`` that stalled every fsync
+    running meanwhile by 4-9 ms (measured: a 35 MB data file and a 17 MB journal segment,
+    beside member adds that wait for their journal fsync). A missing file is fine.
+    """
+    try:
+        with open(path, "r+b") as file:
+            size = os.fstat(file.fileno()).st_size
+            while size > step:
+                size -= step
+                file.truncate(size)
+                time.sleep(pause)
+    except FileNotFoundError:
+        return
+    path.unlink(missing_ok=True)
+
+
+def _retire(path: Path) -> Path | None:
+    """Keep the file about to be replaced under a temp name, so the rename frees nothing.
+
+    The name is one :func:`remove_stray_temp_files` removes, should a crash leave it behind.
+    """
+    retired = path.with_name(f".{path.name}.retired{_TEMP_SUFFIX}")
+    retired.unlink(missing_ok=True)
+    try:
+        os.link(path, retired)
+    except FileNotFoundError:
+        return None
+    return retired
 
 
 def remove_stray_temp_files(path: Path) -> list[Path]:

@@ -212,3 +212,51 @@ def test_updates_from_two_processes_at_once_lose_nothing(path: Path) -> None:
     process.stdout.close()
 
     assert ControlFile(path).read() == {"counter": 100}
+
+
+def test_delete_gradually_truncates_in_steps_then_removes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big file's blocks are freed a step at a time (a fsync beside it never waits for a
+    whole file's worth), then the file is gone."""
+    big = tmp_path / "segment"
+    big.write_bytes(b"x" * 10_500)
+    sizes: list[int] = []
+    monkeypatch.setattr(controlfile.time, "sleep", lambda seconds: sizes.append(big.stat().st_size))
+
+    controlfile.delete_gradually(big, step=1000)
+
+    assert sizes == list(range(9500, 0, -1000))
+    assert not big.exists()
+    controlfile.delete_gradually(big)  # already gone: nothing to do
+
+
+def test_a_large_replace_frees_the_old_file_gradually_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "proware.json"
+    target.write_bytes(b"old" * 1000)
+    retired: list[Path] = []
+    real = controlfile.delete_gradually
+
+    def recording(path: Path, **kwargs: object) -> None:
+        retired.append(path)
+        assert path.read_bytes() == b"old" * 1000  # the old content, still whole until now
+        real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controlfile, "delete_gradually", recording)
+    write_atomically(target, [b"new ", b"content"], large=True)
+
+    assert target.read_bytes() == b"new content"
+    assert [path.name for path in retired] == [".proware.json.retired.tmp"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["proware.json"]
+
+
+def test_a_retired_file_left_by_a_crash_is_a_stray_temp_file(tmp_path: Path) -> None:
+    target = tmp_path / "proware.json"
+    target.write_bytes(b"{}")
+    left = tmp_path / ".proware.json.retired.tmp"
+    left.write_bytes(b"old")
+
+    assert controlfile.remove_stray_temp_files(target) == [left]
+    assert not left.exists()
