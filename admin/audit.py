@@ -5,7 +5,9 @@ Every SCIM request that changes data and every refused or failed one becomes one
 repository (``Transaction.note``) and reaches :meth:`AuditLog.append` after the commit, so the
 durable record of "this change happened" is the store's own write. The audit log therefore
 appends without an fsync per request: it fsyncs before the store discards journal records
-that carry events (the repository's compaction hook), when it rotates, and when it closes.
+that carry events (the repository's compaction hook), when it rotates, and when it closes,
+and in between after every ``sync_every`` bytes, so that none of those fsyncs has megabytes
+to write (on ext4 that stalled the journal's fsyncs, and so every write request, beside it).
 After a crash, :meth:`AuditLog.catch_up` appends the events the store still holds beyond
 the log's newest ``seq``.
 
@@ -26,13 +28,14 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from storage.controlfile import fsync_directory
+from storage.controlfile import delete_gradually, fsync_directory
 
 log = logging.getLogger("proware.audit")
 
 FILE_NAME = "activity.jsonl"
 MAX_BYTES = 5 * 1024 * 1024  # per file
 BACKUPS = 5  # rotated files kept besides the current one
+SYNC_EVERY = 256 * 1024  # appended bytes between two fdatasyncs
 
 # Read-write only so that the last byte can be checked (pread) before the first append.
 _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT
@@ -51,15 +54,26 @@ class AuditLog:
 
     :param max_bytes: rotate before a line would make the current file larger than this.
     :param backups: how many rotated files to keep; older ones are deleted.
+    :param sync_every: fdatasync after this many appended bytes (one append in about a
+        thousand pays for it).
     """
 
-    def __init__(self, path: Path, *, max_bytes: int = MAX_BYTES, backups: int = BACKUPS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = MAX_BYTES,
+        backups: int = BACKUPS,
+        sync_every: int = SYNC_EVERY,
+    ) -> None:
         if max_bytes < 1024:
             raise ValueError(f"max_bytes must be at least 1024, not {max_bytes}")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
+        self.sync_every = sync_every
         self._lock = threading.Lock()
+        self._unsynced = 0  # bytes appended since the last sync
         # Whether a file was created since the last sync (its name needs a directory fsync).
         self._new_file = False
         self._tail_checked = False  # whether the file was seen to end with a whole line
@@ -109,6 +123,10 @@ class AuditLog:
                 line = b"\n" + line
             os.write(descriptor, line)  # O_APPEND: one write, never interleaved
             self._tail_checked = True
+            self._unsynced += len(line)
+            if self._unsynced >= self.sync_every:
+                os.fdatasync(descriptor)
+                self._unsynced = 0
         finally:
             if descriptor >= 0:
                 os.close(descriptor)
@@ -122,6 +140,7 @@ class AuditLog:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+        self._unsynced = 0
         if self._new_file:
             fsync_directory(self.path.parent)
             self._new_file = False
@@ -129,7 +148,7 @@ class AuditLog:
     def _rotate(self) -> None:
         """Shift activity.jsonl -> .1 -> .2 ...; the oldest beyond ``backups`` is deleted."""
         self._sync()  # a rotated file is never written again: make it whole first
-        rotated_path(self.path, self.backups).unlink(missing_ok=True)
+        delete_gradually(rotated_path(self.path, self.backups))  # may be megabytes
         for number in range(self.backups - 1, 0, -1):
             source = rotated_path(self.path, number)
             if source.exists():

@@ -48,6 +48,29 @@ def test_append_writes_one_json_object_per_line(tmp_path: Path) -> None:
     ]
 
 
+def test_appends_are_flushed_to_disk_every_sync_every_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No later fsync (compaction hook, rotation) has more than sync_every bytes to write;
+    a sync in between starts the count again."""
+    flushed: list[int] = []
+    path = tmp_path / "activity.jsonl"
+    monkeypatch.setattr(audit.os, "fdatasync", lambda fd: flushed.append(path.stat().st_size))
+    log = AuditLog(path, sync_every=1000)
+    line = len(audit.encode({"operation": "create", "n": 100}))
+    for number in range(100, 200):
+        log.append({"operation": "create", "n": number})
+    every = -(-1000 // line)  # appends to reach 1,000 bytes
+    assert flushed == [line * every * k for k in range(1, 100 // every + 1)]
+    assert len(flushed) >= 2
+
+    log.sync()
+    flushed.clear()
+    for number in range(100, 100 + 1000 // line):
+        log.append({"operation": "create", "n": number})
+    assert flushed == []
+
+
 def test_the_log_file_is_private(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "activity.jsonl")
     log.append({"operation": "create"})
