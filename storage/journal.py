@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.controlfile import fsync_directory, remove_stray_temp_files
+from storage import pacing
+from storage.controlfile import delete_gradually, fsync_directory, remove_stray_temp_files
 from storage.journal_file import JournalBroken, JournalFile
 from storage.journal_format import encode_record, list_segments
 from storage.lock import DataDirLock
@@ -277,6 +278,22 @@ class JournalRepository(MemoryRepository):
 
     # -- compaction --------------------------------------------------------------------------
 
+    def _forget_events_through(self, seq: int) -> None:
+        """Drop the kept events of records up to ``seq`` (now in the data file), a few
+        hundred at a time: they are a prefix of the list, and freeing the 20,000 events of a
+        compaction at 50,000 users at once held the GIL (and the lock) for about 4 ms."""
+        while True:
+            with self._lock:
+                done = 0
+                while done < pacing.RELEASE_STEP and done < len(self._events):
+                    if self._events[done][0] > seq:
+                        break
+                    done += 1
+                del self._events[:done]
+                if done < pacing.RELEASE_STEP:
+                    return
+            pacing.pause()
+
     def _threshold(self) -> int:
         try:
             size = self.data_path.stat().st_size
@@ -323,12 +340,12 @@ class JournalRepository(MemoryRepository):
         )
         for generation, path in list_segments(self.data_dir).items():
             if generation < job.generation:
-                path.unlink(missing_ok=True)
+                delete_gradually(path)  # a segment reaches half the data file's size
         fsync_directory(self.data_dir)
         with self._lock:
             self._snapshot_seq = job.seq
-            self._events = [item for item in self._events if item[0] > job.seq]
             self._compact_at = self._threshold()
+        self._forget_events_through(job.seq)
         # Documents created since start-up are long-lived too: keep full collections from
         # walking them as the directory grows. (Objects alive elsewhere right now are frozen
         # as well; acyclic ones are still freed by reference counting.)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import gc
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from storage import pacing
 from storage.controlfile import write_atomically
 from storage.errors import CorruptStore
 
@@ -48,11 +48,6 @@ _IDS_PER_PIECE = 2000
 _SYNC_EVERY = 1 << 20
 # Bytes of reused records joined into one piece before it is handed to the writer.
 _PIECE_BYTES = 1 << 18
-# How long a compaction step sleeps to hand the GIL over. time.sleep(0) releases it but
-# takes it straight back before a waiting thread is scheduled, which then waits out the
-# 5 ms switch interval (measured: member adds of 7-9 ms beside a compaction). A real sleep,
-# however short, lets the waiter run; 0.1 ms x ~450 steps adds ~50 ms to a compaction.
-_YIELD = 0.0001
 
 
 @dataclass
@@ -264,7 +259,7 @@ class SnapshotEncoder:
 
     def write(self, path: Path, state: Content, meta: dict) -> None:
         """Replace the data file at ``path`` with ``state`` (see :func:`write_snapshot`)."""
-        write_atomically(path, self.chunks(state, meta), sync_every=_SYNC_EVERY)
+        write_atomically(path, self.chunks(state, meta), sync_every=_SYNC_EVERY, large=True)
 
     def chunks(self, state: Content, meta: dict) -> Iterator[bytes]:
         """The bytes of a format-2 file holding ``state``, in pieces (ASCII-only JSON).
@@ -287,8 +282,13 @@ class SnapshotEncoder:
         memberships = ((group_id, ids) for group_id, ids in state.members.items() if ids)
         yield from self._table(MEMBERSHIPS, memberships, _encode_membership, sources, encoded)
         yield b"}\n"
-        # Records gone since the last file are forgotten.
+        # Records gone since the last file are forgotten; the old maps hold the only
+        # references left to the documents replaced since, so they are let go in steps.
+        old = (self._sources, self._bytes)
         self._sources, self._bytes = sources, encoded
+        for maps in old:
+            for mapping in maps.values():
+                pacing.drop_gradually(mapping)
 
     def _table(
         self,
@@ -320,9 +320,7 @@ class SnapshotEncoder:
             if fresh >= _CHUNK or size >= _PIECE_BYTES:
                 yield b"".join(pieces)
                 pieces, size, fresh = [], 0, 0
-                # Hand the GIL over now: a request thread waiting for it would otherwise
-                # wait out the interpreter's 5 ms switch interval at every step of its commit.
-                time.sleep(_YIELD)
+                pacing.pause()
         pieces.append(b"}")
         yield b"".join(pieces)
 
@@ -341,7 +339,7 @@ def _encode_membership(group_id: str, user_ids: Iterable[str]) -> bytes:
     parts = []
     for start in range(0, len(ids), _IDS_PER_PIECE):
         if start:
-            time.sleep(_YIELD)  # hand the GIL over between pieces of a big group
+            pacing.pause()  # hand the GIL over between pieces of a big group
         parts.append(_dumps(ids[start : start + _IDS_PER_PIECE])[1:-1])
     return b'{"group": %s, "members": [%s]}' % (_dumps(group_id), b", ".join(parts))
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage import journal_file
+from storage import journal_file, pacing
 from storage.errors import Conflict
 from storage.journal_file import JournalBroken
 from storage.journal_format import list_segments
@@ -488,3 +488,20 @@ def test_sixteen_threads_writing_at_once_lose_nothing(
     assert contents(stores.open(copy, "c-")) == contents(store)
     store.close()
     assert contents(stores.open(data_dir, "r-")) == contents(store)
+
+
+def test_a_compaction_forgets_the_events_it_wrote_and_keeps_later_ones(
+    stores: Stores, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events are dropped in steps (several here) and only those the data file holds."""
+    monkeypatch.setattr(pacing, "RELEASE_STEP", 3)
+    store = stores.open(data_dir)
+    for number in range(10):
+        with store.transaction() as tx:
+            tx.note({"operation": "refused", "number": number})
+    store.compact()
+    assert store.recent_events() == []
+    with store.transaction() as tx:
+        tx.note({"operation": "refused", "number": 10})
+    assert [e["number"] for e in store.recent_events()] == [10]
+    store.close()
