@@ -37,7 +37,14 @@ from storage.lock import DataDirLock
 from storage.memory import GROUP, MemoryRepository, MemoryTransaction, stamp_events
 from storage.recovery import prepare_directory
 from storage.repository import Clock, CompactionHook, IdFactory, Index
-from storage.snapshot import DATA_FILE, TABLES, SnapshotEncoder, meta_record, write_snapshot
+from storage.snapshot import (
+    DATA_FILE,
+    MEMBERSHIPS,
+    TABLES,
+    SnapshotEncoder,
+    meta_record,
+    write_snapshot,
+)
 from storage.state import State
 from storage.values import clone, new_hex_id, utcnow
 
@@ -61,6 +68,7 @@ class _Compaction:
     seq: int
     event_seq: int
     generation: int  # the first segment after this state
+    changed: dict[tuple[str, str], None]  # records written since the last compaction began
 
 
 class JournalRepository(MemoryRepository):
@@ -100,6 +108,9 @@ class JournalRepository(MemoryRepository):
         # Used by compactions only (one at a time, under _compacting): reuses the bytes of
         # every record that did not change since the last compaction.
         self._encoder = SnapshotEncoder()
+        # (table, key) of every record written since the last compaction began, in order:
+        # what the next one must encode again (the encoder keeps the other records' bytes).
+        self._changed: dict[tuple[str, str], None] = {}
         # Deliveries happen in record order: a commit waits for its predecessor's turn.
         self._turn = threading.Condition(threading.Lock())
         self._local = threading.local()
@@ -245,6 +256,16 @@ class JournalRepository(MemoryRepository):
                 record[name] = value
         self._journal.append(encode_record(record), seq)
         self._head, self._head_seq = state, seq
+        # The same keys as the record: what the journal replays, a compaction re-encodes.
+        # A group's members are re-encoded with the group: a deleted group takes its
+        # memberships with it without a membership change (as on replay).
+        changed = self._changed
+        for kind, id in transaction.changed:
+            changed[(kind, id)] = None
+            if kind == GROUP:
+                changed[(MEMBERSHIPS, id)] = None
+        for _, group_id, _ in transaction.membership_changes:
+            changed[(MEMBERSHIPS, group_id)] = None
         self._event_seq += len(transaction.events)
         self._events.extend((seq, event) for event in transaction.events)
         if self._journal.size >= self._compact_at and self._compacting.acquire(blocking=False):
@@ -305,7 +326,8 @@ class JournalRepository(MemoryRepository):
         """Freeze the state and start a new segment; the caller holds the lock."""
         generation = self._journal.generation + 1
         self._journal.rotate(generation)  # everything so far is durable and in older segments
-        return _Compaction(self._head, self._head_seq, self._event_seq, generation)
+        changed, self._changed = self._changed, {}
+        return _Compaction(self._head, self._head_seq, self._event_seq, generation, changed)
 
     def _start_background_compaction(self) -> None:
         """Compact in another thread; the caller holds the lock and ``_compacting``."""
@@ -336,7 +358,10 @@ class JournalRepository(MemoryRepository):
         for hook in self._hooks:
             hook()
         self._encoder.write(
-            self.data_path, job.state, meta_record(job.generation, job.seq, job.event_seq)
+            self.data_path,
+            job.state,
+            meta_record(job.generation, job.seq, job.event_seq),
+            job.changed,
         )
         for generation, path in list_segments(self.data_dir).items():
             if generation < job.generation:

@@ -1,8 +1,8 @@
 """Background work in short steps, so request threads get the GIL back in between.
 
 A compaction runs in a thread of the server process. Whatever it does while holding the GIL
-(encoding, and freeing thousands of replaced documents or events at once) makes every
-request thread wait, so it works in steps and pauses between them.
+(encoding, joining, freeing thousands of events at once) makes every request thread wait,
+so it works in steps and pauses between them.
 """
 
 from __future__ import annotations
@@ -14,19 +14,11 @@ import time
 # (measured: member adds of 7-9 ms beside a compaction). A real sleep, however short, lets
 # the waiter run.
 PAUSE = 0.0001
-# Objects freed per step: freeing the documents replaced between two compactions at 50,000
-# users (thousands, each a dozen objects) held the GIL for 6-9 ms in one go.
+# Objects freed per step: freeing the ~20,000 events kept between two compactions at 50,000
+# users held the GIL for about 4 ms in one go.
 RELEASE_STEP = 500
 
 
 def pause() -> None:
     """Hand the GIL over to a thread waiting for it."""
     time.sleep(PAUSE)
-
-
-def drop_gradually(mapping: dict) -> None:
-    """Empty ``mapping`` ``RELEASE_STEP`` entries at a time, pausing between steps."""
-    while mapping:
-        for _ in range(min(RELEASE_STEP, len(mapping))):
-            mapping.popitem()
-        pause()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,14 +37,12 @@ MEMBERSHIPS = "memberships"
 _FORMAT1_MEMBERS = "_members"
 
 # A compaction holds the GIL between two pauses (storage.pacing), and a request thread that
-# wants it back waits for the step to end; each of these bounds one step to ~0.1-0.2 ms.
-# Measured at 50,000 users, member adds beside a compaction: steps of 16 documents, 2,000
-# member ids and 256 KB gave p99 2.2 ms, max 7.7 ms; these halves and quarters 1.6-1.8 ms,
-# max 3 ms (the compaction takes ~1 s of wall time instead of ~0.7 s). Smaller still
-# lengthened the compaction more than it helped.
+# wants it back waits for the step to end; these bound one step to ~0.1-0.2 ms. Measured at
+# 50,000 users, member adds beside a compaction: steps of 16 documents and 2,000 member ids
+# gave p99 2.2 ms and max 7.7 ms; halving them 1.6-1.8 ms and ~3 ms.
 _CHUNK = 8  # documents encoded per step
 _IDS_PER_PIECE = 1000  # member ids per encoding call; the pieces join to one call's bytes
-_PIECE_BYTES = 1 << 16  # bytes of reused records joined per step
+_JOIN = 100  # encoded records joined per step (~70 KB)
 # Written bytes between flushes to disk during a compaction (see write_atomically).
 _SYNC_EVERY = 1 << 20
 
@@ -216,7 +214,7 @@ class Content(Protocol):
     def documents(self) -> Mapping[str, Any]: ...  # kind -> mapping of id -> document
 
     @property
-    def members(self) -> Any: ...  # mapping of group id -> user ids, with .items()
+    def members(self) -> Any: ...  # mapping of group id -> user ids (.items(), .get())
 
 
 def write_snapshot(path: Path, state: Content, meta: dict) -> None:
@@ -234,98 +232,127 @@ def snapshot_chunks(state: Content, meta: dict) -> Iterator[bytes]:
 
 
 class SnapshotEncoder:
-    """Writes data files, reusing the bytes of every record unchanged since its last file.
+    """Writes data files, encoding again only the records written since its last file.
 
     A compaction rewrites the whole file, but between two compactions only the records
-    written meanwhile change, and stored documents and member lists are replaced by every
-    write, never changed in place (:mod:`storage.state`). So a record whose object *is*
-    the one this encoder encoded last time has the same bytes, and only the others are
-    encoded again: at 50,000 users a compaction's encoding went from about 0.8 s of CPU,
-    taken from request threads through the GIL, to the records that changed. The cache
-    costs about the data file's size in memory; it keeps a reference to each source object,
-    so an identity it compares with cannot be reused by another object.
+    written meanwhile change. The encoder keeps each record's bytes (``"N": {...}``, about
+    the data file's size in memory) and, given the keys the journal saw written since its
+    last file, encodes those again and joins the rest as they are. At 50,000 users that
+    took a compaction's work under the GIL, which request threads wait for, from about
+    0.8 s of encoding (and, with a per-record check of what changed, still 0.2 s) down to
+    the changed records and a few joins.
+
+    Each record keeps the TinyDB id it was first written with, so its bytes never need
+    renumbering: ids are unique and ascending in file order, with gaps where records were
+    deleted (TinyDB gives a new document the highest id plus one). A fresh encoder numbers
+    from 1, so its first file is byte-identical to one ``json.dumps`` of the whole document.
 
     One encoder serves one writer at a time (the journal's compactions are serialised).
     """
 
     def __init__(self) -> None:
-        # table -> key -> the record's object and its bytes, in two maps: a (record, bytes)
-        # tuple per record would be 50,000 new GC-tracked objects a compaction, enough to
-        # set off a full collection (measured: a 15-22 ms pause for every thread).
-        self._sources: dict[str, dict[str, object]] = {}
-        self._bytes: dict[str, dict[str, bytes]] = {}
-        self.encoded_records = 0  # records encoded (not reused) by the last chunks() call
+        # table -> key -> b'"N": <record>' in file order; None until a file was written
+        # whole, and while a file is being written (so a failed one is started afresh).
+        self._pieces: dict[str, dict[str, bytes]] | None = None
+        self._last_number: dict[str, int] = {}  # table -> highest TinyDB id given
+        self.encoded_records = 0  # records encoded by the last chunks() call
 
-    def write(self, path: Path, state: Content, meta: dict) -> None:
+    def write(
+        self,
+        path: Path,
+        state: Content,
+        meta: dict,
+        changed: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
         """Replace the data file at ``path`` with ``state`` (see :func:`write_snapshot`)."""
-        write_atomically(path, self.chunks(state, meta), sync_every=_SYNC_EVERY, large=True)
+        chunks = self.chunks(state, meta, changed)
+        write_atomically(path, chunks, sync_every=_SYNC_EVERY, large=True)
 
-    def chunks(self, state: Content, meta: dict) -> Iterator[bytes]:
+    def chunks(
+        self, state: Content, meta: dict, changed: Iterable[tuple[str, str]] | None = None
+    ) -> Iterator[bytes]:
         """The bytes of a format-2 file holding ``state``, in pieces (ASCII-only JSON).
 
-        The bytes equal ``json.dumps`` of the whole file (default options). No single
-        encoding call takes more than ``_CHUNK`` documents or ``_IDS_PER_PIECE`` member ids,
-        and the GIL is handed over between steps, so request threads are not kept waiting.
+        :param changed: ``(table, key)`` of every record written since this encoder's last
+            file, in the order first written: ``("User", id)``, ``("Group", id)`` or
+            ``(MEMBERSHIPS, group id)``. None (or no last file) encodes every record.
+
+        No single encoding call takes more than ``_CHUNK`` documents or ``_IDS_PER_PIECE``
+        member ids, and the GIL is handed over between steps, so request threads are not
+        kept waiting.
         """
-        sources: dict[str, dict[str, object]] = {}
-        encoded: dict[str, dict[str, bytes]] = {}
+        pieces, self._pieces = self._pieces, None
         self.encoded_records = 0
+        if pieces is None or changed is None:
+            pieces = self._encode_all(state)
+        else:
+            self._encode_changed(state, pieces, changed)
         # ASCII-only, so plain TinyDB reads it whatever the locale's encoding.
         yield b'{"%s": {"1": %s}' % (META.encode(), json.dumps(meta).encode())
-        for kind, name in TABLES.items():
-            table = state.documents.get(kind)
-            yield b', "%s": ' % name.encode()
-            records = table.items() if table is not None else ()
-            yield from self._table(kind, records, _encode_document, sources, encoded)
-        yield b', "%s": ' % MEMBERSHIPS.encode()
-        memberships = ((group_id, ids) for group_id, ids in state.members.items() if ids)
-        yield from self._table(MEMBERSHIPS, memberships, _encode_membership, sources, encoded)
-        yield b"}\n"
-        # Records gone since the last file are forgotten; the old maps hold the only
-        # references left to the documents replaced since, so they are let go in steps.
-        old = (self._sources, self._bytes)
-        self._sources, self._bytes = sources, encoded
-        for maps in old:
-            for mapping in maps.values():
-                pacing.drop_gradually(mapping)
-
-    def _table(
-        self,
-        table: str,
-        records: Iterable[tuple[str, Any]],
-        encode: Callable[[str, Any], bytes],
-        sources: dict[str, dict[str, object]],
-        encoded: dict[str, dict[str, bytes]],
-    ) -> Iterator[bytes]:
-        """A TinyDB table of ``records`` (document ids 1, 2, ...), in pieces."""
-        known_sources = self._sources.get(table, {})
-        known_bytes = self._bytes.get(table, {})
-        table_sources = sources[table] = {}
-        table_bytes = encoded[table] = {}
-        pieces = [b"{"]
-        size = fresh = 0
-        for number, (key, value) in enumerate(records, 1):
-            if known_sources.get(key) is value:
-                body = known_bytes[key]
-            else:
-                body = encode(key, value)
-                fresh += 1
-                self.encoded_records += 1
-            table_sources[key] = value
-            table_bytes[key] = body
-            pieces.append(b'%s"%d": ' % (b", " if number > 1 else b"", number))
-            pieces.append(body)
-            size += len(body)
-            if fresh >= _CHUNK or size >= _PIECE_BYTES:
-                yield b"".join(pieces)
-                pieces, size, fresh = [], 0, 0
+        for table, name in _FILE_TABLES.items():
+            yield b', "%s": {' % name.encode()
+            records = list(pieces[table].values())
+            for start in range(0, len(records), _JOIN):
+                yield (b", " if start else b"") + b", ".join(records[start : start + _JOIN])
                 pacing.pause()
-        pieces.append(b"}")
-        yield b"".join(pieces)
+            yield b"}"
+        yield b"}\n"
+        self._pieces = pieces
+
+    def _encode_all(self, state: Content) -> dict[str, dict[str, bytes]]:
+        pieces: dict[str, dict[str, bytes]] = {table: {} for table in _FILE_TABLES}
+        self._last_number = dict.fromkeys(_FILE_TABLES, 0)
+        for table, records in _records(state):
+            for key, value in records:
+                self._encode(table, key, value, pieces[table])
+        return pieces
+
+    def _encode_changed(
+        self,
+        state: Content,
+        pieces: dict[str, dict[str, bytes]],
+        changed: Iterable[tuple[str, str]],
+    ) -> None:
+        for table, key in changed:
+            value = _record(state, table, key)
+            if value is None:
+                pieces[table].pop(key, None)  # deleted (or a group left without members)
+            else:
+                self._encode(table, key, value, pieces[table])
+
+    def _encode(self, table: str, key: str, value: Any, pieces: dict[str, bytes]) -> None:
+        """Encode one record into ``pieces``, keeping its TinyDB id if it has one."""
+        known = pieces.get(key)
+        if known is None:
+            self._last_number[table] += 1
+            prefix = b'"%d": ' % self._last_number[table]
+        else:
+            prefix = known[: known.index(b": ") + 2]
+        body = _encode_membership(key, value) if table == MEMBERSHIPS else _dumps(value)
+        pieces[key] = prefix + body
+        self.encoded_records += 1
+        if self.encoded_records % _CHUNK == 0:
+            pacing.pause()
 
 
-def _encode_document(id: str, document: dict) -> bytes:
-    return _dumps(document)
+# The tables of a data file after _meta, in file order: the encoder's table -> file name.
+_FILE_TABLES = {**TABLES, MEMBERSHIPS: MEMBERSHIPS}
+
+
+def _records(state: Content) -> Iterator[tuple[str, Iterable[tuple[str, Any]]]]:
+    """Every record of ``state`` by table, in file order (groups without members left out)."""
+    for kind in TABLES:
+        table = state.documents.get(kind)
+        yield kind, (table.items() if table is not None else ())
+    yield MEMBERSHIPS, ((group_id, ids) for group_id, ids in state.members.items() if ids)
+
+
+def _record(state: Content, table: str, key: str) -> Any:
+    """The record ``key`` of ``table`` in ``state``, or None if there is none."""
+    if table == MEMBERSHIPS:
+        return state.members.get(key) or None
+    documents = state.documents.get(table)
+    return None if documents is None else documents.get(key)
 
 
 def _encode_membership(group_id: str, user_ids: Iterable[str]) -> bytes:

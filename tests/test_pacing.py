@@ -7,17 +7,6 @@ import pytest
 from storage import pacing
 
 
-def test_drop_gradually_empties_the_map_a_step_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    mapping = {number: [number] for number in range(1200)}
-    left: list[int] = []
-    monkeypatch.setattr(pacing, "pause", lambda: left.append(len(mapping)))
-
-    pacing.drop_gradually(mapping)
-
-    assert mapping == {}
-    assert left == [700, 200, 0]
-
-
 def test_pause_really_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
     """time.sleep(0) would take the GIL straight back; a waiting thread needs a real sleep."""
     slept: list[float] = []

@@ -103,30 +103,66 @@ def test_no_encoding_call_takes_more_than_a_piece_of_member_ids(
     assert written == _one_dumps(_state(17), meta_record(3, 70, 9))
 
 
-def test_an_encoder_encodes_again_only_the_records_that_changed() -> None:
-    """The second file reuses every record that is the same object as last time; a replaced
-    document, a changed member list and a new group are encoded; a deleted user is gone."""
+def test_an_encoder_encodes_again_only_the_records_it_is_told_changed() -> None:
+    """The second file encodes the changed keys (a replaced user, a new group, a changed and
+    an emptied member list) and keeps every other record's bytes and TinyDB id; a deleted
+    user leaves a gap in the ids. The result reads back as the changed state."""
     state = _state(17)
     meta = meta_record(3, 70, 9)
     encoder = SnapshotEncoder()
-    first = b"".join(encoder.chunks(state, meta))
-    assert encoder.encoded_records == LARGE + len(state.documents["Group"]) + sum(
-        1 for ids in state.members.values() if ids
+    first = b"".join(encoder.chunks(state, meta, changed=None))
+    assert first == _one_dumps(state, meta)
+    records = (
+        LARGE + len(state.documents["Group"]) + sum(1 for ids in state.members.values() if ids)
     )
+    assert encoder.encoded_records == records
 
-    again = b"".join(encoder.chunks(state, meta))
-    assert (again, encoder.encoded_records) == (first, 0)
+    assert b"".join(encoder.chunks(state, meta, changed=[])) == first
+    assert encoder.encoded_records == 0
 
     users, groups = state.documents["User"], state.documents["Group"]
     users[_user_id(7)] = users[_user_id(7)] | {"displayName": "Renamed"}
     del users[_user_id(8)]
     state.members["g-003"] = {**state.members["g-003"], _user_id(4000): None}
+    state.members["g-001"] = {}
     groups["g-new"] = group("New", id="g-new")
-    changed = b"".join(encoder.chunks(state, meta))
+    changed = [
+        ("User", _user_id(7)),
+        ("User", _user_id(8)),
+        (snapshot.MEMBERSHIPS, "g-003"),
+        (snapshot.MEMBERSHIPS, "g-001"),
+        ("Group", "g-new"),
+    ]
+    written = b"".join(encoder.chunks(state, meta, changed))
 
-    assert changed == _one_dumps(state, meta)
     assert encoder.encoded_records == 3  # the renamed user, g-003's members, the new group
-    assert b'"displayName": "Renamed"' in changed
+    whole = json.loads(written)
+    assert list(whole["users"])[7:9] == ["8", "10"]  # user 8 (id 9) is gone, ids stay
+    assert whole["users"]["8"]["displayName"] == "Renamed"
+    assert list(whole["groups"])[-1] == str(len(groups))  # the new group: the next id
+    read = snapshot.Snapshot(FORMAT)
+    read.documents = {
+        kind: {doc["id"]: doc for doc in whole[name].values()}
+        for kind, name in snapshot.TABLES.items()
+    }
+    assert read.documents == {"User": users, "Group": groups}
+    by_group = {r["group"]: r["members"] for r in whole["memberships"].values()}
+    assert by_group == {g: list(ids) for g, ids in state.members.items() if ids}
+
+
+def test_an_interrupted_file_makes_the_next_one_encode_everything() -> None:
+    """A write that failed half-way may have updated some records' bytes and not others:
+    the encoder then starts afresh rather than trust them."""
+    state = _state(0)
+    meta = meta_record(3, 70, 9)
+    encoder = SnapshotEncoder()
+    b"".join(encoder.chunks(state, meta))
+    pieces = encoder.chunks(state, meta, changed=[("User", _user_id(1))])
+    next(pieces)
+    pieces.close()  # the write failed after its first piece
+
+    assert b"".join(encoder.chunks(state, meta, changed=[])) == _one_dumps(state, meta)
+    assert encoder.encoded_records > LARGE
 
 
 def test_plain_tinydb_opens_the_written_file(tmp_path: Path) -> None:
