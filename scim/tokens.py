@@ -32,7 +32,7 @@ from storage.controlfile import ControlFile
 from storage.errors import CorruptStore
 from storage.repository import Clock
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proware.tokens")
 
 FORMAT = 1
 

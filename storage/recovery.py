@@ -31,7 +31,7 @@ from storage.snapshot import (
 )
 from storage.state import State
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proware.storage")
 
 
 class SwappedUnderfoot(Exception):
