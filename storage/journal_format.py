@@ -48,9 +48,29 @@ def list_segments(directory: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def encode_record(record: dict) -> bytes:
-    """One journal line for ``record``."""
-    body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def encode_json(value: object) -> bytes:
+    """Compact, ASCII-only JSON: how a document is written in the journal and the data file.
+
+    The same bytes serve both, so a compaction copies a changed document's bytes from its
+    journal record instead of encoding it again. ASCII-only, so plain TinyDB reads the data
+    file whatever the locale's encoding.
+    """
+    return json.dumps(value, separators=(",", ":")).encode("ascii")
+
+
+def encode_record(record: dict, docs: list[tuple[str, str, bytes | None]] | None = None) -> bytes:
+    """One journal line for ``record``, with ``docs`` as its ``"docs"`` list.
+
+    :param docs: ``(kind, id, document)`` per changed document, the document already
+        encoded with :func:`encode_json` (None: deleted).
+    """
+    body = encode_json(record)
+    if docs:
+        items = b",".join(
+            b"[%s,%s,%s]" % (encode_json(kind), encode_json(id), b"null" if raw is None else raw)
+            for kind, id, raw in docs
+        )
+        body = body[:-1] + b',"docs":[' + items + b"]}"
     return b"%d %08x %s\n" % (len(body), zlib.crc32(body), body)
 
 

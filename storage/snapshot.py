@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from storage import pacing
 from storage.controlfile import write_atomically
 from storage.errors import CorruptStore
+from storage.journal_format import encode_json
 
 FORMAT = 2
 DATA_FILE = "proware.json"
@@ -245,7 +246,7 @@ class SnapshotEncoder:
     Each record keeps the TinyDB id it was first written with, so its bytes never need
     renumbering: ids are unique and ascending in file order, with gaps where records were
     deleted (TinyDB gives a new document the highest id plus one). A fresh encoder numbers
-    from 1, so its first file is byte-identical to one ``json.dumps`` of the whole document.
+    from 1, so its first file is byte-identical to :func:`encode_json` of the whole document.
 
     One encoder serves one writer at a time (the journal's compactions are serialised).
     """
@@ -256,44 +257,49 @@ class SnapshotEncoder:
         self._pieces: dict[str, dict[str, bytes]] | None = None
         self._last_number: dict[str, int] = {}  # table -> highest TinyDB id given
         self.encoded_records = 0  # records encoded by the last chunks() call
+        self.rewritten_records = 0  # records it wrote anew (encoded, or as journaled)
 
     def write(
         self,
         path: Path,
         state: Content,
         meta: dict,
-        changed: Iterable[tuple[str, str]] | None = None,
+        changed: Mapping[tuple[str, str], bytes | None] | None = None,
     ) -> None:
         """Replace the data file at ``path`` with ``state`` (see :func:`write_snapshot`)."""
         chunks = self.chunks(state, meta, changed)
         write_atomically(path, chunks, sync_every=_SYNC_EVERY, large=True)
 
     def chunks(
-        self, state: Content, meta: dict, changed: Iterable[tuple[str, str]] | None = None
+        self,
+        state: Content,
+        meta: dict,
+        changed: Mapping[tuple[str, str], bytes | None] | None = None,
     ) -> Iterator[bytes]:
         """The bytes of a format-2 file holding ``state``, in pieces (ASCII-only JSON).
 
         :param changed: ``(table, key)`` of every record written since this encoder's last
-            file, in the order first written: ``("User", id)``, ``("Group", id)`` or
-            ``(MEMBERSHIPS, group id)``. None (or no last file) encodes every record.
+            file, in the order first written - ``("User", id)``, ``("Group", id)`` or
+            ``(MEMBERSHIPS, group id)`` - each with the document's bytes as the journal
+            wrote them (:func:`encode_json`), or None to read the record from ``state``.
+            None (or no last file) encodes every record.
 
         No single encoding call takes more than ``_CHUNK`` documents or ``_IDS_PER_PIECE``
         member ids, and the GIL is handed over between steps, so request threads are not
         kept waiting.
         """
         pieces, self._pieces = self._pieces, None
-        self.encoded_records = 0
+        self.encoded_records = self.rewritten_records = 0
         if pieces is None or changed is None:
             pieces = self._encode_all(state)
         else:
             self._encode_changed(state, pieces, changed)
-        # ASCII-only, so plain TinyDB reads it whatever the locale's encoding.
-        yield b'{"%s": {"1": %s}' % (META.encode(), json.dumps(meta).encode())
+        yield b'{"%s":{"1":%s}' % (META.encode(), encode_json(meta))
         for table, name in _FILE_TABLES.items():
-            yield b', "%s": {' % name.encode()
+            yield b',"%s":{' % name.encode()
             records = list(pieces[table].values())
             for start in range(0, len(records), _JOIN):
-                yield (b", " if start else b"") + b", ".join(records[start : start + _JOIN])
+                yield (b"," if start else b"") + b",".join(records[start : start + _JOIN])
                 pacing.pause()
             yield b"}"
         yield b"}\n"
@@ -311,9 +317,12 @@ class SnapshotEncoder:
         self,
         state: Content,
         pieces: dict[str, dict[str, bytes]],
-        changed: Iterable[tuple[str, str]],
+        changed: Mapping[tuple[str, str], bytes | None],
     ) -> None:
-        for table, key in changed:
+        for (table, key), encoded in changed.items():
+            if encoded is not None:  # a document as the journal wrote it
+                self._store(table, key, encoded, pieces[table])
+                continue
             value = _record(state, table, key)
             if value is None:
                 pieces[table].pop(key, None)  # deleted (or a group left without members)
@@ -321,18 +330,23 @@ class SnapshotEncoder:
                 self._encode(table, key, value, pieces[table])
 
     def _encode(self, table: str, key: str, value: Any, pieces: dict[str, bytes]) -> None:
-        """Encode one record into ``pieces``, keeping its TinyDB id if it has one."""
-        known = pieces.get(key)
-        if known is None:
-            self._last_number[table] += 1
-            prefix = b'"%d": ' % self._last_number[table]
-        else:
-            prefix = known[: known.index(b": ") + 2]
-        body = _encode_membership(key, value) if table == MEMBERSHIPS else _dumps(value)
-        pieces[key] = prefix + body
+        """Encode one record into ``pieces``."""
+        body = _encode_membership(key, value) if table == MEMBERSHIPS else encode_json(value)
+        self._store(table, key, body, pieces)
         self.encoded_records += 1
         if self.encoded_records % _CHUNK == 0:
             pacing.pause()
+
+    def _store(self, table: str, key: str, body: bytes, pieces: dict[str, bytes]) -> None:
+        """Put a record's bytes into ``pieces``, keeping its TinyDB id if it has one."""
+        known = pieces.get(key)
+        if known is None:
+            self._last_number[table] += 1
+            prefix = b'"%d":' % self._last_number[table]
+        else:
+            prefix = known[: known.index(b":") + 1]
+        pieces[key] = prefix + body
+        self.rewritten_records += 1
 
 
 # The tables of a data file after _meta, in file order: the encoder's table -> file name.
@@ -356,20 +370,15 @@ def _record(state: Content, table: str, key: str) -> Any:
 
 
 def _encode_membership(group_id: str, user_ids: Iterable[str]) -> bytes:
-    """``{"group": ..., "members": [...]}`` as ``json.dumps`` writes it, in pieces.
+    """``{"group":...,"members":[...]}`` as :func:`encode_json` writes it, in pieces.
 
-    ``json.dumps(ids)`` is ``"[" + ", ".join(json.dumps(id) for id in ids) + "]"``, so the
-    pieces' inner bytes joined by ``", "`` are the bytes of one call over the whole list.
+    ``encode_json(ids)`` is ``"[" + ",".join(encode_json(id) for id in ids) + "]"``, so the
+    pieces' inner bytes joined by ``","`` are the bytes of one call over the whole list.
     """
     ids = list(user_ids)
     parts = []
     for start in range(0, len(ids), _IDS_PER_PIECE):
         if start:
             pacing.pause()  # hand the GIL over between pieces of a big group
-        parts.append(_dumps(ids[start : start + _IDS_PER_PIECE])[1:-1])
-    return b'{"group": %s, "members": [%s]}' % (_dumps(group_id), b", ".join(parts))
-
-
-def _dumps(value: Any) -> bytes:
-    """One encoding call (ASCII-only JSON, default separators)."""
-    return json.dumps(value).encode()
+        parts.append(encode_json(ids[start : start + _IDS_PER_PIECE])[1:-1])
+    return b'{"group":%s,"members":[%s]}' % (encode_json(group_id), b",".join(parts))

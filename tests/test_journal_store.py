@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import random
+import re
 import stat
 import threading
 import time
@@ -572,3 +573,27 @@ def _unordered_groups_of(seen: dict) -> dict:
     """A user's groups are rebuilt from the memberships on start, in their order, not in
     the order the user joined them (a user's ``groups`` is an unordered set, RFC 7643)."""
     return seen | {"groups_of": {user: sorted(ids) for user, ids in seen["groups_of"].items()}}
+
+
+def test_each_compaction_is_logged_with_its_cost(
+    stores: Stores, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator sees how long each compaction took and how much it had to encode."""
+    store = stores.open(data_dir)
+    with store.transaction() as tx:
+        tx.insert("User", user("ann"))
+        tx.insert("User", user("bob"))
+    with caplog.at_level("INFO", logger="proware.storage"):
+        store.compact()  # the first one encodes everything
+        with store.transaction() as tx:
+            tx.insert("User", user("cy"))
+        store.compact()
+    lines = [r.getMessage() for r in caplog.records if r.name == "proware.storage"]
+    assert len(lines) == 2
+    assert re.search(
+        r"compacted through record 1 in \d+ ms \(\d+ ms of CPU\): 2 records written anew, "
+        r"2 of them encoded$",
+        lines[0],
+    )
+    # The new user's bytes come from its journal record: nothing to encode.
+    assert re.search(r"record 2 in .*: 1 records written anew, 0 of them encoded$", lines[1])

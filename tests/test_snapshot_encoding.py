@@ -1,4 +1,4 @@
-"""The data file written in pieces (to hold the GIL briefly) is the bytes of one json.dumps."""
+"""The data file written in pieces (to hold the GIL briefly) is the bytes of one encoding call."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from tinydb import TinyDB
 
 from storage import snapshot
+from storage.journal_format import encode_json
 from storage.snapshot import (
     FORMAT,
     Snapshot,
@@ -50,7 +51,7 @@ def _state(large_group_at: int) -> Snapshot:
 
 
 def _one_dumps(state: Snapshot, meta: dict) -> bytes:
-    """The file as one json.dumps call with the same (default) options would write it."""
+    """The file as one json.dumps call with the same options (compact, ASCII) writes it."""
 
     def table(records: list[dict]) -> dict[str, dict]:
         return {str(number): record for number, record in enumerate(records, 1)}
@@ -63,7 +64,7 @@ def _one_dumps(state: Snapshot, meta: dict) -> bytes:
             [{"group": g, "members": list(ids)} for g, ids in state.members.items() if ids]
         ),
     }
-    return json.dumps(whole).encode() + b"\n"
+    return json.dumps(whole, separators=(",", ":")).encode("ascii") + b"\n"
 
 
 POSITIONS = [
@@ -89,13 +90,13 @@ def test_no_encoding_call_takes_more_than_a_piece_of_member_ids(
 ) -> None:
     """Each call holds the GIL: none may encode a whole 5,000-member list at once."""
     calls: list[bytes] = []
-    real = snapshot._dumps
+    real = snapshot.encode_json
 
     def counting(value: object) -> bytes:
         calls.append(real(value))
         return calls[-1]
 
-    monkeypatch.setattr(snapshot, "_dumps", counting)
+    monkeypatch.setattr(snapshot, "encode_json", counting)
     written = b"".join(snapshot_chunks(_state(17), meta_record(3, 70, 9)))
 
     # Every user id is written as "u-NNNNN": in its document and in member lists.
@@ -117,7 +118,7 @@ def test_an_encoder_encodes_again_only_the_records_it_is_told_changed() -> None:
     )
     assert encoder.encoded_records == records
 
-    assert b"".join(encoder.chunks(state, meta, changed=[])) == first
+    assert b"".join(encoder.chunks(state, meta, changed={})) == first
     assert encoder.encoded_records == 0
 
     users, groups = state.documents["User"], state.documents["Group"]
@@ -126,16 +127,17 @@ def test_an_encoder_encodes_again_only_the_records_it_is_told_changed() -> None:
     state.members["g-003"] = {**state.members["g-003"], _user_id(4000): None}
     state.members["g-001"] = {}
     groups["g-new"] = group("New", id="g-new")
-    changed = [
-        ("User", _user_id(7)),
-        ("User", _user_id(8)),
-        (snapshot.MEMBERSHIPS, "g-003"),
-        (snapshot.MEMBERSHIPS, "g-001"),
-        ("Group", "g-new"),
-    ]
+    changed = {
+        ("User", _user_id(7)): encode_json(users[_user_id(7)]),  # as its journal record has it
+        ("User", _user_id(8)): None,
+        (snapshot.MEMBERSHIPS, "g-003"): None,
+        (snapshot.MEMBERSHIPS, "g-001"): None,
+        ("Group", "g-new"): None,
+    }
     written = b"".join(encoder.chunks(state, meta, changed))
 
-    assert encoder.encoded_records == 3  # the renamed user, g-003's members, the new group
+    assert encoder.rewritten_records == 3  # the renamed user, g-003's members, the new group
+    assert encoder.encoded_records == 2  # the user's bytes came with it
     whole = json.loads(written)
     assert list(whole["users"])[7:9] == ["8", "10"]  # user 8 (id 9) is gone, ids stay
     assert whole["users"]["8"]["displayName"] == "Renamed"
@@ -157,11 +159,11 @@ def test_an_interrupted_file_makes_the_next_one_encode_everything() -> None:
     meta = meta_record(3, 70, 9)
     encoder = SnapshotEncoder()
     b"".join(encoder.chunks(state, meta))
-    pieces = encoder.chunks(state, meta, changed=[("User", _user_id(1))])
+    pieces = encoder.chunks(state, meta, changed={("User", _user_id(1)): None})
     next(pieces)
     pieces.close()  # the write failed after its first piece
 
-    assert b"".join(encoder.chunks(state, meta, changed=[])) == _one_dumps(state, meta)
+    assert b"".join(encoder.chunks(state, meta, changed={})) == _one_dumps(state, meta)
     assert encoder.encoded_records > LARGE
 
 
