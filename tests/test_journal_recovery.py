@@ -515,3 +515,26 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_commit(data_dir: Path) -
         store.close()
     assert json.loads((data_dir / "proware.json").read_text())["_meta"]["1"]["generation"] > 6
     assert len(list_segments(data_dir)) == 1
+
+
+def test_a_journal_written_in_utf_8_by_an_earlier_version_still_replays(tmp_path: Path) -> None:
+    """Records used to be UTF-8 JSON (ensure_ascii=False) with docs before members; now
+    they are ASCII-only with docs last. A crash left one of the old kind: it replays."""
+    store = JournalRepository(tmp_path / "data", INDEXES, FixedClock(), CounterIds("id-"))
+    with store.transaction() as tx:
+        tx.insert("User", user("first"))
+    crashed = crash_copy(tmp_path / "data", tmp_path / "crashed", store)
+    store.close()
+    document = user("zoë", id="id-old", displayName="Zoë Ångström")
+    old = {"seq": 2, "docs": [["User", "id-old", document]]}
+    body = json.dumps(old, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    segments = list_segments(crashed)
+    with segments[max(segments)].open("ab") as file:
+        file.write(b"%d %08x %s\n" % (len(body), zlib.crc32(body), body))
+
+    reopened = JournalRepository(crashed, INDEXES, FixedClock(), CounterIds("r-"))
+    try:
+        assert [u["userName"] for u in reopened.all("User")] == ["first", "zoë"]
+        assert reopened.get("User", "id-old")["displayName"] == "Zoë Ångström"
+    finally:
+        reopened.close()
