@@ -15,7 +15,10 @@ only once durable, and listeners get events in commit order.
 When the current segment outgrows a fraction of the data file, a compaction rotates to a
 new segment under the lock (one fsync), then writes the frozen state to ``proware.json``
 in a background thread (temp file, fsync, rename, directory fsync) while commits go on, and
-deletes the segments it covers. Start-up reads the data file, replays the segments, cuts a
+deletes the segments it covers. It writes anew only the records changed since the last
+compaction, copying documents' bytes from their journal records (:class:`SnapshotEncoder`),
+works in short steps (:mod:`storage.pacing`) and frees big files gradually, so requests
+beside it are barely slowed. Start-up reads the data file, replays the segments, cuts a
 torn final record away, and refuses anything else unreadable without changing it.
 """
 
