@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from scim.config import Settings, StorageSettings
+from tests.journal_support import Stores
 
 PREFIX = "/scim/v2"
 SCIM_JSON = "application/scim+json"
@@ -122,3 +123,20 @@ def events(app: Flask) -> list[dict]:
     received: list[dict] = []
     app.extensions["proware"].listeners.append(received.append)
     return received
+
+
+# -- the journal store's tests (test_journal_*, test_backup) --------------------------------
+
+
+@pytest.fixture
+def stores() -> Iterator[Stores]:
+    """Opens journal stores with a fixed clock and counter ids; closes them after the test."""
+    opened = Stores()
+    yield opened
+    opened.close_all()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A data directory that does not exist yet."""
+    return tmp_path / "data"

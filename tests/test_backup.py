@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,6 @@ from storage.journal_format import list_segments
 from storage.tinydb_store import TinyDBRepository
 from tests.journal_support import Stores, contents, crash_copy, files
 from tests.storage_contract import INDEXES, CounterIds, FixedClock, group, user
-
-
-@pytest.fixture
-def stores() -> Iterator[Stores]:
-    opened = Stores()
-    yield opened
-    opened.close_all()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
 
 
 def sample(stores: Stores, data_dir: Path):

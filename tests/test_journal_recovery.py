@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,6 @@ from tests.journal_support import (
 from tests.storage_contract import INDEXES, CounterIds, FixedClock, group, user
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def stores() -> Iterator[Stores]:
-    opened = Stores()
-    yield opened
-    opened.close_all()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
 
 
 @pytest.fixture

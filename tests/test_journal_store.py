@@ -15,7 +15,6 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,18 +28,6 @@ from storage.repository import Repository
 from storage.snapshot import DATA_FILE, read_snapshot
 from tests.journal_support import Stores, contents, crash_copy, newest_segment
 from tests.storage_contract import group, user
-
-
-@pytest.fixture
-def stores() -> Iterator[Stores]:
-    opened = Stores()
-    yield opened
-    opened.close_all()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
 
 
 def insert(store: Repository, kind: str, document: dict) -> dict:
