@@ -106,8 +106,7 @@ class AuditLog:
         self.sync()
 
     def _append(self, line: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, _APPEND_FLAGS, 0o600)
+        descriptor = self._open()
         try:
             size = os.fstat(descriptor).st_size
             if size == 0:
@@ -116,7 +115,7 @@ class AuditLog:
                 os.close(descriptor)
                 descriptor = -1
                 self._rotate()
-                descriptor = os.open(self.path, _APPEND_FLAGS, 0o600)
+                descriptor = self._open()
                 self._new_file = True
             elif not self._tail_checked and not _ends_with_newline(descriptor, size):
                 # A crash cut the last line short: start this event on a line of its own.
@@ -130,6 +129,14 @@ class AuditLog:
         finally:
             if descriptor >= 0:
                 os.close(descriptor)
+
+    def _open(self) -> int:
+        """The log file opened for appending; its directory is made only if it is missing."""
+        try:
+            return os.open(self.path, _APPEND_FLAGS, 0o600)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, _APPEND_FLAGS, 0o600)
 
     def _sync(self) -> None:
         try:

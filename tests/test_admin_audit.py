@@ -71,6 +71,17 @@ def test_appends_are_flushed_to_disk_every_sync_every_bytes(
     assert flushed == []
 
 
+def test_the_first_append_makes_a_missing_directory(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "new" / "data" / "activity.jsonl")
+    log.append({"operation": "create"})
+    log.append({"operation": "delete"})
+    log.close()
+    assert lines(tmp_path / "new" / "data" / "activity.jsonl") == [
+        {"operation": "create"},
+        {"operation": "delete"},
+    ]
+
+
 def test_the_log_file_is_private(tmp_path: Path) -> None:
     log = AuditLog(tmp_path / "activity.jsonl")
     log.append({"operation": "create"})
