@@ -6,7 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from admin.sessions import COOKIE_NAME, load_or_create_secret
 from app import create_app
@@ -167,3 +167,18 @@ def test_a_forged_cookie_is_ignored(app: Flask) -> None:
     client = app.test_client()
     client.set_cookie(COOKIE_NAME, '{"admin": "alice"}', path="/admin")
     assert client.get("/admin/settings").status_code == 302
+
+
+def test_only_control_panel_requests_open_the_session(app: Flask) -> None:
+    panel = signed_in(app)
+    cookie = panel.client.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+    interface = app.session_interface
+    header = {"Cookie": f"{COOKIE_NAME}={cookie.value}"}
+    with app.test_request_context("/admin/settings", headers=header):
+        opened = interface.open_session(app, request)
+        assert opened is not None and not interface.is_null_session(opened)
+        assert opened["admin"] == USERNAME
+    for path in ("/scim/v2/Users", "/healthz", "/"):
+        with app.test_request_context(path, headers=header):
+            assert interface.is_null_session(interface.open_session(app, request))
