@@ -112,9 +112,13 @@ class SchemaDef:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ResourceTypeDef:
-    """A resource type (RFC 7643 §6): its endpoint, core schema and extensions."""
+    """A resource type (RFC 7643 §6): its endpoint, core schema and extensions.
+
+    Compared and hashed by identity: each is built once, and it keys the cached marshmallow
+    loaders of every request. A field-wise hash walked every attribute definition each time.
+    """
 
     name: str
     endpoint: str
