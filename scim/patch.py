@@ -13,7 +13,6 @@ operations on ``members`` and :mod:`scim.patch_values` holds the rules for the v
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 
 from scim import definitions
@@ -36,6 +35,7 @@ from scim.patch_values import (
     seed,
 )
 from scim.paths import Resolved, parse_attr_path, parse_patch_path, resolve, split_urn
+from storage.values import clone
 
 OPS = ("add", "replace", "remove")
 
@@ -66,7 +66,7 @@ def apply_patch(
     :raises ScimError: InvalidPath, InvalidValue, Mutability or NoTarget, with a detail that
         names the operation; nothing is returned then, so nothing half-applied can be stored.
     """
-    patcher = _Patcher(copy.deepcopy(document), resource)
+    patcher = _Patcher(clone(document), resource)
     for index, operation in enumerate(operations):
         try:
             patcher.apply(operation)
@@ -90,7 +90,7 @@ class _Patcher:
         if op not in OPS:
             raise InvalidValue(f"op: {operation.op!r} is not one of add, replace, remove")
         # The value is copied so the result never aliases the caller's request body.
-        value = copy.deepcopy(operation.value)
+        value = clone(operation.value)
         path = operation.path
         if path is None:
             if op == "remove":

@@ -71,15 +71,21 @@ class ScimSchema(Schema):
     def _canonical_form(self, data: Any, **kwargs: Any) -> Any:
         if not isinstance(data, Mapping):
             return data  # ScimComplex (or load_resource) reports the wrong type with its path
-        keys = {name: field.data_key or name for name, field in self.fields.items()}
-        read_only = {keys[name] for name, field in self.fields.items() if field.dump_only}
-        data = tolerance.canonical_keys(data, keys.values())
+        keys, read_only = self._keys
+        data = tolerance.canonical_keys(data, keys)
         data = tolerance.without_absent(data)
         # marshmallow treats dump_only fields as unknown; strip them on purpose (Entra A3, A8).
         data = tolerance.without_read_only(data, read_only)
         for step in self.object_steps:
             data = step(data)
         return data
+
+    @functools.cached_property
+    def _keys(self) -> tuple[tuple[str, ...], frozenset[str]]:
+        """Every attribute's key in a body, and those of the read-only ones (fixed per schema)."""
+        keys = {name: field.data_key or name for name, field in self.fields.items()}
+        read_only = frozenset(keys[name] for name, field in self.fields.items() if field.dump_only)
+        return tuple(keys.values()), read_only
 
     @post_load
     def _without_empty_values(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
