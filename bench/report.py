@@ -222,13 +222,14 @@ def _totals(totals: dict[str, int]) -> str:
     return ", ".join(f"{count:,} {kind}" for kind, count in totals.items()) or "-"
 
 
-def baseline_report(baseline: Baseline, clients: int) -> list[str]:
-    return [
-        "",
-        f"== ceiling: trivial WSGI app on waitress ({baseline.threads} threads), same client, "
-        f"{clients} clients ==",
-        *phase_table([baseline.phase]),
-    ]
+def baseline_report(runs: list[Baseline], ceiling: Baseline, clients: int) -> list[str]:
+    """The trivial app's runs; the fastest (``ceiling``) is what the service is compared to."""
+    lines = ["", f"== ceiling: trivial WSGI app on waitress, same client, {clients} clients =="]
+    table = phase_table([run.phase for run in runs])
+    lines.append(table[0])
+    for run, row in zip(runs, table[1:], strict=True):
+        lines.append(row + ("  <- the ceiling" if run is ceiling else ""))
+    return lines
 
 
 def to_json(

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scim.config import ServerSettings
+
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"
 HOST = "127.0.0.1"
@@ -100,12 +102,12 @@ def proc_cpu_seconds(pid: int) -> float:
 class ServerProcess:
     """The service with its own config and data under ``root``.
 
-    :param threads: waitress worker threads.
+    :param threads: waitress worker threads (default: as served).
     :param access_log: one log line per request (off for the bench: it costs throughput).
     """
 
     root: Path
-    threads: int = 8
+    threads: int = ServerSettings().threads
     access_log: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)

@@ -328,7 +328,8 @@ def test_acknowledged_writes_survive_sigkill_and_refused_writes_leave_no_trace(
     """>= 20 SIGKILLs under load: the data always opens, nothing acknowledged is lost."""
     seed = int(os.environ.get("PROWARE_CRASH_SEED", str(random.randrange(10**9))))
     rng = random.Random(seed)
-    server = ServerProcess(tmp_path / "server")
+    # Several workers, so that commits overlap and share fsyncs when the kill comes.
+    server = ServerProcess(tmp_path / "server", threads=8)
     token = server.create_token("crash")
     server.enable_provisioning()
     tally = Tally()
