@@ -13,12 +13,12 @@ never see half a write.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from storage.errors import Conflict, NotFound, VersionMismatch
 from storage.repository import Clock, CommitListener, CompactionHook, IdFactory, Index
-from storage.state import Key, State, append, discard
+from storage.state import Key, MemberList, State, append, discard
 from storage.values import clone, new_hex_id, timestamp, utcnow, version_number, version_tag
 
 USER = "User"
@@ -137,7 +137,7 @@ class MemoryTransaction(_Reads):
         self.changed[(kind, id)] = None
         if kind == GROUP:
             # Deleting the group deletes its memberships: no delta to record.
-            self._change_members(id, removed=state.members.get(id, ()))
+            self._change_members(id, removed=tuple(state.members.get(id) or ()))
         elif kind == USER:
             for group_id in state.groups.get(id, ()):
                 self.remove_members(group_id, [id])
@@ -159,19 +159,14 @@ class MemoryTransaction(_Reads):
         return added
 
     def remove_members(self, group_id: str, user_ids: list[str]) -> list[str]:
-        """Remove users from a group, ignoring non-members; returns the ids removed."""
+        """Remove users from a group, ignoring non-members; returns the ids removed, in the
+        order given."""
         self._stored(GROUP, group_id)
         groups = self._state.groups
         leaving = {user_id for user_id in user_ids if group_id in groups.get(user_id, ())}
         if not leaving:
             return []
-        current = self._state.members.get(group_id, ())
-        if len(leaving) * 8 < len(current):
-            # A few leavers in a big group: find each one (a C-speed scan) rather than
-            # testing every member in Python.
-            removed = sorted(leaving, key=current.index)
-        else:
-            removed = [user_id for user_id in current if user_id in leaving]
+        removed = [user_id for user_id in dict.fromkeys(user_ids) if user_id in leaving]
         self._change_members(group_id, removed=removed)
         self.membership_changes.append(("remove", group_id, tuple(removed)))
         return removed
@@ -209,22 +204,23 @@ class MemoryTransaction(_Reads):
         self.changed[(kind, id)] = None
 
     def _change_members(
-        self, group_id: str, added: list[str] | tuple[str, ...] = (), removed: Iterable[str] = ()
+        self,
+        group_id: str,
+        added: Sequence[str] = (),
+        removed: Sequence[str] = (),
     ) -> None:
-        """Apply a membership delta, keep the inverse in step, bump the group's version."""
+        """Apply a membership delta, keep the inverse in step, bump the group's version.
+
+        ``removed`` are members and ``added`` are not: each costs O(1), whatever the size.
+        """
         state = self._writable()
-        current = state.members.get(group_id, ())
-        leaving = set(removed)
-        if len(leaving) == 1:
-            (user_id,) = leaving
-            position = current.index(user_id)
-            current = current[:position] + current[position + 1 :]
-        elif leaving:
-            current = tuple(user_id for user_id in current if user_id not in leaving)
-        for user_id in leaving:
-            discard(state.groups, user_id, group_id)
+        current = state.members.get(group_id) or MemberList()
+        if removed:
+            current = current.removed(removed)
+            for user_id in removed:
+                discard(state.groups, user_id, group_id)
         if added:
-            current += tuple(added)
+            current = current.added(added)
             for user_id in added:
                 append(state.groups, user_id, group_id)
         if current:

@@ -113,7 +113,8 @@ class Transaction(Reader, Protocol):
         ...
 
     def remove_members(self, group_id: str, user_ids: list[str]) -> list[str]:
-        """Remove users from a group, ignoring non-members; returns the ids removed."""
+        """Remove users from a group, ignoring non-members; returns the ids removed, in
+        the order given (finding them in the member list would cost O(members))."""
         ...
 
     def clear_members(self, group_id: str) -> list[str]:

@@ -143,6 +143,78 @@ class LayeredMap:
         return merged
 
 
+class MemberList:
+    """A group's user ids in the order added; a change returns a new list, sharing this one.
+
+    Adding or removing one member costs O(1), whatever the group's size: a change is a node
+    in a chain of changes over a shared base tuple. The chain is folded into a new base once
+    it is a quarter as long as the base, so folding costs O(1) per change on average, and
+    reading the ids (O(members) anyway) replays at most that many changes. Whether a user is
+    a member is answered by the inverse map (user -> groups), never by this list.
+    """
+
+    __slots__ = ("_base", "_change", "_changes", "_length", "_ids")
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._base: tuple[str, ...] = tuple(ids)
+        self._change: tuple[str, str, tuple | None] | None = None  # (op, id, previous change)
+        self._changes = 0
+        self._length = len(self._base)
+        self._ids: tuple[str, ...] | None = self._base
+
+    def added(self, user_ids: Iterable[str]) -> MemberList:
+        """This list with ``user_ids`` (none of them members) at the end."""
+        return self._with("add", user_ids)
+
+    def removed(self, user_ids: Iterable[str]) -> MemberList:
+        """This list without ``user_ids`` (each of them a member)."""
+        return self._with("remove", user_ids)
+
+    def ids(self) -> tuple[str, ...]:
+        """The user ids, in the order added."""
+        ids = self._ids
+        if ids is None:
+            # Racing readers compute the same tuple; keeping either one is fine.
+            ids = self._ids = self._replay()
+        return ids
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids())
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __repr__(self) -> str:
+        return f"MemberList({list(self.ids())!r})"
+
+    def _with(self, op: str, user_ids: Iterable[str]) -> MemberList:
+        new = MemberList.__new__(MemberList)
+        new._base, change, changes = self._base, self._change, self._changes
+        for user_id in user_ids:
+            change = (op, user_id, change)
+            changes += 1
+        new._change, new._changes, new._ids = change, changes, None
+        new._length = self._length + (changes - self._changes) * (1 if op == "add" else -1)
+        if changes > 16 + len(self._base) // 4:
+            new._base, new._change, new._changes = new._replay(), None, 0
+            new._ids = new._base
+        return new
+
+    def _replay(self) -> tuple[str, ...]:
+        changes = []
+        change = self._change
+        while change is not None:
+            changes.append(change)
+            change = change[2]
+        ids = dict.fromkeys(self._base)
+        for op, user_id, _ in reversed(changes):
+            if op == "add":
+                ids[user_id] = None
+            else:
+                ids.pop(user_id, None)
+        return tuple(ids)
+
+
 @dataclass
 class State:
     """One consistent snapshot: documents, memberships and the lookups derived from them.
@@ -153,7 +225,7 @@ class State:
 
     indexes: tuple[Index, ...]
     documents: dict[str, LayeredMap]  # kind -> id -> document, in insertion order
-    members: LayeredMap  # group id -> user ids, in the order added
+    members: LayeredMap  # group id -> MemberList
     groups: LayeredMap  # user id -> group ids (the inverse of members)
     keys: dict[Key, LayeredMap]  # (kind, field) -> folded value -> ids
 
@@ -178,16 +250,16 @@ class State:
                     if isinstance(value, str):
                         folded = index.key(value)
                         lookup[folded] = lookup.get(folded, ()) + (id,)
-        member_tuples: dict[str, tuple[str, ...]] = {}
+        member_lists: dict[str, MemberList] = {}
         groups: dict[str, list[str]] = {}
         for group_id, user_ids in (members or {}).items():
-            member_tuples[group_id] = tuple(user_ids)
-            for user_id in member_tuples[group_id]:
+            member_lists[group_id] = MemberList(user_ids)
+            for user_id in member_lists[group_id]:
                 groups.setdefault(user_id, []).append(group_id)
         return cls(
             indexes,
             {kind: LayeredMap(dict(table)) for kind, table in (documents or {}).items()},
-            LayeredMap({id: ids for id, ids in member_tuples.items() if ids}),
+            LayeredMap({id: ids for id, ids in member_lists.items() if ids}),
             LayeredMap({id: tuple(ids) for id, ids in groups.items()}),
             {key: LayeredMap(lookup) for key, lookup in keys.items()},
         )

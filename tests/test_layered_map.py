@@ -1,4 +1,5 @@
-"""LayeredMap, the copy-on-write map under every store's state: it behaves like a dict."""
+"""LayeredMap and MemberList, the copy-on-write structures under every store's state: they
+behave like a dict and like an ordered set, and a change never alters an earlier version."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.state import LayeredMap
+from storage.state import LayeredMap, MemberList
 
 KEYS = st.sampled_from([f"k{number}" for number in range(12)])
 OPERATIONS = st.lists(
@@ -77,3 +78,54 @@ def test_copies_share_the_base_until_the_delta_outgrows_it() -> None:
     folded = layered.copy()
     assert folded._base is not base and folded._delta == {}
     assert base.get("new") is None  # the frozen base was never written
+
+
+USERS = st.sampled_from([f"u{number}" for number in range(40)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base_size=st.integers(0, 40),
+    changes=st.lists(st.tuples(st.booleans(), st.lists(USERS, max_size=5)), max_size=120),
+)
+def test_a_member_list_and_its_earlier_versions_behave_like_ordered_sets(
+    base_size: int, changes: list[tuple[bool, list[str]]]
+) -> None:
+    """Random adds (of non-members) and removes (of members), folding now and then, against
+    an insertion-ordered dict: a re-added member goes to the end, as in a dict."""
+    expected = dict.fromkeys(f"u{number}" for number in range(base_size))
+    members = MemberList(expected)
+    versions = [(members, list(expected))]
+    for adding, candidates in changes:
+        chosen = [user for user in dict.fromkeys(candidates) if (user in expected) != adding]
+        members = members.added(chosen) if adding else members.removed(chosen)
+        for user in chosen:
+            if adding:
+                expected[user] = None
+            else:
+                del expected[user]
+        versions.append((members, list(expected)))
+        assert len(members) == len(expected)
+    for version, ids in versions:
+        assert list(version) == ids and version.ids() == tuple(ids)
+        assert len(version) == len(ids) and bool(version) == bool(ids)
+
+
+def test_a_member_change_shares_the_list_it_changes() -> None:
+    """One add or remove in a big group copies nothing: the change is a node over the old
+    list's base, folded into a new base only after a quarter of the base's length."""
+    big = MemberList(f"u{number}" for number in range(10_000))
+    one_more = big.added(["new"])
+    one_less = one_more.removed(["u5"])
+
+    assert one_less._base is big._base
+    assert list(big)[-1] == "u9999" and len(big) == 10_000  # the earlier version is intact
+    assert list(one_less)[-1] == "new" and "u5" not in one_less.ids()
+    changed, folded_after = one_less, []
+    for number in range(2_600):
+        changed = changed.removed([f"u{number + 10}"])
+        if changed._change is None:
+            folded_after.append(number + 3)  # the add and the remove above, and this one
+    assert folded_after == [16 + 10_000 // 4 + 1]
+    assert changed._base is not big._base
+    assert len(changed) == len(changed.ids()) == 10_000 + 1 - 1 - 2_600
