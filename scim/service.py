@@ -30,6 +30,7 @@ from scim.schemas import load_resource
 from scim.schemas.patch import load_patch_request
 from storage import errors as storage_errors
 from storage.repository import Index, Reader, Repository
+from storage.values import clone
 
 # The lookups Entra's matching queries need (A2, A10), answered without a scan. userName and
 # group displayName are unique and compared with one folding rule, str.casefold (Q10, Q11);
@@ -125,12 +126,15 @@ class Directory:
             # A startIndex past the end is an empty page; checked first because islice
             # refuses indices above sys.maxsize, and startIndex is any integer the client sent.
             documents = (
-                list(islice(self.repository.all(kind), start - 1, start - 1 + count))
+                [
+                    clone(doc)
+                    for doc in islice(self.repository.scan(kind), start - 1, start - 1 + count)
+                ]
                 if start <= total
                 else []
             )
         else:
-            candidates = self._candidates(kind, query.filter, resource)
+            candidates, stored = self._candidates(kind, query.filter, resource)
             if needs_members:
                 candidates = [
                     with_member_objects(self.repository, doc, base_url) for doc in candidates
@@ -141,6 +145,8 @@ class Directory:
                 candidates = sort_documents(candidates, query.sort_by, query.ascending, resource)
             total = len(candidates)
             documents = candidates[start - 1 : start - 1 + count]
+            if stored:  # passed over in place: copy only the page
+                documents = [clone(doc) for doc in documents]
         with_members = wants_members(kind, query.attributes, query.excluded)
         resources = [
             project(
@@ -273,16 +279,22 @@ class Directory:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _candidates(self, kind: str, expr: Filter | None, resource: ResourceTypeDef) -> list[dict]:
-        """Documents that may match: from an index when the filter pins one, else all."""
+    def _candidates(
+        self, kind: str, expr: Filter | None, resource: ResourceTypeDef
+    ) -> tuple[list[dict], bool]:
+        """Documents that may match, and whether they are the stored ones (not copies).
+
+        Copies of the few an index finds when the filter pins one; else every stored
+        document, to be read in place: copying 50,000 users took half a second.
+        """
         if expr is not None:
             for name, value in equality_terms(expr, resource):
                 if name == "id":
-                    return existing_documents(self.repository, kind, [value])
+                    return existing_documents(self.repository, kind, [value]), False
                 if (kind, name) in _INDEXED:
                     ids = self.repository.find(kind, name, value)
-                    return existing_documents(self.repository, kind, ids)
-        return list(self.repository.all(kind))
+                    return existing_documents(self.repository, kind, ids), False
+        return list(self.repository.scan(kind)), True
 
 
 def _get(reader: Reader, kind: str, id: str) -> dict:

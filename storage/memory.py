@@ -308,6 +308,11 @@ class MemoryRepository(_Reads):
             for document in table.values():
                 yield clone(document)
 
+    def scan(self, kind: str) -> Iterator[dict]:
+        """Every stored document of ``kind`` itself (never change one), in insertion order."""
+        table = self._state.documents.get(kind)
+        return iter(()) if table is None else table.values()
+
     def count(self, kind: str) -> int:
         """How many documents of ``kind`` there are."""
         table = self._state.documents.get(kind)

@@ -483,6 +483,20 @@ def test_all_yields_copies_in_insertion_order(repository: Repository) -> None:
     assert repository.get("User", "id-1")["userName"] == "cid"
 
 
+def test_scan_yields_what_all_does_without_copying(repository: Repository) -> None:
+    for name in ("cid", "ann", "bob"):
+        insert(repository, "User", user(name))
+    with repository.transaction() as tx:
+        tx.delete("User", "id-2")
+    insert(repository, "Group", group("Sales"))
+
+    assert list(repository.scan("User")) == list(repository.all("User"))
+    assert list(repository.scan("Group")) == list(repository.all("Group"))
+    assert list(repository.scan("Other")) == []
+    first, again = next(repository.scan("User")), next(repository.scan("User"))
+    assert first is again  # the stored document itself: a scan costs no copies
+
+
 def test_count_and_all_are_per_kind(repository: Repository) -> None:
     insert(repository, "User", user("ann"))
     insert(repository, "Group", group("Sales"))

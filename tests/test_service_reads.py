@@ -12,11 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from scim import constants
+from scim import service as service_module
 from scim.filter import parse_filter
 from scim.pagination import Page
 from scim.paths import parse_attr_path
 from scim.service import INDEXES, Directory, Query
 from storage.memory import MemoryRepository
+from storage.values import clone
 
 BASE = "https://proware.example.com/scim/v2"
 PATCH_OP = constants.PATCH_OP
@@ -32,6 +34,10 @@ class CountingRepository(MemoryRepository):
     def all(self, kind: str) -> Iterator[dict]:
         self.calls[f"all {kind}"] += 1
         return super().all(kind)
+
+    def scan(self, kind: str) -> Iterator[dict]:
+        self.calls[f"all {kind}"] += 1
+        return super().scan(kind)
 
     def members(self, group_id: str) -> list[str]:
         self.calls["members"] += 1
@@ -150,27 +156,56 @@ def test_a_member_add_answered_204_never_reads_the_member_list(
     assert newcomer["id"] in repository.members(group_id)
 
 
-def test_a_plain_listing_reads_only_the_page(
-    directory: Directory, repository: CountingRepository
+@pytest.mark.parametrize(
+    "filter_text",
+    [None, 'userName co "user1"', "active eq true"],
+    ids=["plain", "filter-hits", "filter-all"],
+)
+def test_a_page_deep_into_a_listing_copies_only_the_page(
+    directory: Directory, monkeypatch: pytest.MonkeyPatch, filter_text: str | None
 ) -> None:
-    """Account discovery pages through everything (A16); a page must not copy every user."""
+    """Account discovery and other clients page through everything with startIndex (A16):
+    each page copies its own documents, not every one it passes over."""
     copied = Counter[str]()
-    original = MemoryRepository.all
 
-    def counting_all(self: MemoryRepository, kind: str) -> Iterator[dict]:
-        for document in original(self, kind):
-            copied[kind] += 1
-            yield document
+    def counting_clone(value: object) -> object:
+        if isinstance(value, dict) and "userName" in value:
+            copied["documents"] += 1
+        return clone(value)
 
-    repository.all = counting_all.__get__(repository)  # type: ignore[method-assign]
+    monkeypatch.setattr(service_module, "clone", counting_clone)
+    expr = parse_filter(filter_text) if filter_text else None
+    everything = directory.query(constants.USER_TYPE, Query(filter=expr), BASE).resources
+    copied.clear()
 
-    result = directory.query(constants.USER_TYPE, Query(page=Page(start_index=3, count=5)), BASE)
+    result = directory.query(
+        constants.USER_TYPE, Query(filter=expr, page=Page(start_index=3, count=5)), BASE
+    )
 
-    assert result.total == 20
-    assert [user["userName"] for user in result.resources] == [
-        f"user{number}@contoso.com" for number in range(2, 7)
-    ]
-    assert copied[constants.USER_TYPE] <= 7
+    assert [user["id"] for user in result.resources] == [user["id"] for user in everything[2:7]]
+    assert copied["documents"] == len(result.resources)
+
+
+def test_listing_in_place_leaves_the_stored_documents_alone(directory: Directory) -> None:
+    """Filters, sorting and pages read the stored documents themselves; what a client gets
+    is still a copy."""
+    repository = directory.repository
+    before = list(repository.all(constants.USER_TYPE))
+    query = Query(
+        filter=parse_filter('userName co "user"'),
+        sort_by=parse_attr_path("userName"),
+        ascending=False,
+        page=Page(start_index=2, count=3),
+    )
+
+    for result in (
+        directory.query(constants.USER_TYPE, query, BASE),
+        directory.query(constants.USER_TYPE, Query(page=Page(start_index=2, count=3)), BASE),
+    ):
+        for user in result.resources:
+            user["userName"] = "changed"
+            user["meta"]["version"] = "changed"
+    assert list(repository.all(constants.USER_TYPE)) == before
 
 
 def test_a_group_filter_loads_members_only_when_it_reads_them(
