@@ -137,3 +137,24 @@ def test_quick_run_counts_the_compactions_each_phase_started(quick_run) -> None:
     assert row["measured"] == f"{sum(counts)} compactions"
     (segment,) = [name for name in size["data_files"] if name.startswith("proware.journal.")]
     assert int(segment.rsplit(".", 1)[1]) >= sum(counts) + 1
+
+
+def test_the_in_process_micro_benchmark_times_each_entra_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python -m bench.app_micro``: the app without HTTP, every request answered right
+    (a wrong status stops it)."""
+    from bench import app_micro
+
+    app_micro.main(["--users", "40", "--samples", "25"])
+
+    output = capsys.readouterr().out
+    assert "== 40 users, a group of 40 members" in output
+    for operation in (
+        "matching lookup",
+        "get user by id",
+        "patch user (new dialect)",
+        "remove and add 1 member",
+    ):
+        (line,) = [row for row in output.splitlines() if row.strip().startswith(operation)]
+        assert "p50" in line and "p99" in line and "CPU" in line
