@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from app import create_app
 from bench import entra, unloaded
+from bench.store_micro import percentiles
 from scim.config import Settings, StorageSettings
 
 PREFIX = entra.PREFIX
@@ -82,12 +82,7 @@ def timed(client: InProcessClient, requests: Sequence[Request]) -> str:
             answer = f"{status} (expected {expected}): {payload[:300]!r}"
             raise SystemExit(f"{method} {target}: {answer}")
     cpu_ms = (time.process_time() - cpu) / len(requests) * 1000
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return (
-        f"p50 {statistics.median(ordered):6.3f}  p99 {p99:6.3f}  max {ordered[-1]:7.3f} ms"
-        f"  CPU {cpu_ms:.3f} ms/request"
-    )
+    return f"{percentiles(samples)}  CPU {cpu_ms:.3f} ms/request"
 
 
 def main(argv: list[str] | None = None) -> None:
