@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import entra, report, targets, trivial, unloaded
-from bench.client import Connection, Worker, drive
+from bench.client import Connection, PhaseResult, Task, Worker, drive
 from scim.config import ServerSettings
 from storage.journal_format import list_segments
 from tests.serverproc import (
@@ -227,9 +227,7 @@ def run_size(
             workload = entra.Workload(plan, server.port, token, args.clients)
             workers = [Worker(Connection(server.port), deadline) for _ in range(args.clients)]
             for name, build in workload.phases():
-                before = _generation(server.data_dir)
-                phase = drive(name, build(), workers, server.cpu_seconds)
-                phase.compactions = _generation(server.data_dir) - before
+                phase = _drive_server(server, name, build(), workers)
                 size.phases.append(phase)
                 _say(
                     f"  [{plan.users:,}] {name}: {phase.requests} requests in "
@@ -242,11 +240,9 @@ def run_size(
             if not size.cut:
                 size.idle_wait = unloaded.wait_until_idle(server.cpu_seconds)
                 alone = workers[:1]  # a keep-alive connection that is already open
-                before = _generation(server.data_dir)
-                phase = drive(
-                    unloaded.UNLOADED, [unloaded.unloaded_task(workload)], alone, server.cpu_seconds
+                phase = _drive_server(
+                    server, unloaded.UNLOADED, [unloaded.unloaded_task(workload)], alone
                 )
-                phase.compactions = _generation(server.data_dir) - before
                 size.unloaded, size.cut = phase, phase.cut
                 _say(
                     f"  [{plan.users:,}] {phase.name}: {phase.requests} requests in "
@@ -276,6 +272,16 @@ def run_size(
         finally:
             server.stop(timeout=120)
     return size
+
+
+def _drive_server(
+    server: ServerProcess, name: str, tasks: list[Task], workers: list[Worker]
+) -> PhaseResult:
+    """:func:`drive` one phase against ``server``, counting the compactions it started."""
+    before = _generation(server.data_dir)
+    phase = drive(name, tasks, workers, server.cpu_seconds)
+    phase.compactions = _generation(server.data_dir) - before
+    return phase
 
 
 def _generation(data_dir: Path) -> int:
