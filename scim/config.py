@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 CONFIG_ENV = "PROWARE_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.toml")
+# Overrides [sso] client_secret_file (e.g. from a secrets manager or systemd's credentials).
+SSO_SECRET_ENV = "PROWARE_SSO_CLIENT_SECRET"
 
 
 class ConfigError(Exception):
@@ -61,6 +63,35 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class SsoSettings:
+    """``[sso]``: signing in to the control panel with Microsoft Entra ID (OpenID Connect).
+
+    The identity provider's side (``issuer``, ``client_id``, the secret, ``scopes``,
+    ``username_claim``) belongs together with the secret, so it is set here only; the access
+    policy (``enabled``, ``admin_group``, ``local_sign_in``) can also be changed in the
+    control panel, which then overrides these values.
+    """
+
+    enabled: bool = False
+    # https://login.microsoftonline.com/<tenant-id>/v2.0 for Entra: the discovery document is
+    # at issuer + "/.well-known/openid-configuration" and its "issuer" must equal this.
+    issuer: str = ""
+    client_id: str = ""
+    # A file holding the client secret (never the secret itself: it must not sit in a config
+    # file that is copied around). Relative to the config file's directory.
+    client_secret_file: str = ""
+    scopes: str = "openid profile email"
+    # The ID-token claim that names the directory user, matched case-insensitively against
+    # userName. Entra fills preferred_username with the UPN, which its default mapping sends
+    # as userName.
+    username_claim: str = "preferred_username"
+    # displayName of the provisioned group whose active members may use the control panel.
+    admin_group: str = ""
+    # Whether local password accounts may still sign in (the break-glass path).
+    local_sign_in: bool = True
+
+
+@dataclass(frozen=True)
 class LogSettings:
     """``[log]``: what goes to standard output."""
 
@@ -75,6 +106,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     scim: ScimSettings = field(default_factory=ScimSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    sso: SsoSettings = field(default_factory=SsoSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "built-in defaults"
 
@@ -97,6 +129,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "scim": ScimSettings,
     "storage": StorageSettings,
+    "sso": SsoSettings,
     "log": LogSettings,
 }
 
@@ -142,9 +175,8 @@ def from_mapping(raw: dict[str, Any], *, source: str, base_dir: Path | None = No
             raise ConfigError(f"{source}: [{name}] must be a table")
         sections[name] = _section(_SECTIONS[name], name, values, source)
     settings = Settings(**sections, source=source)
-    path = settings.storage.path
-    if base_dir is not None and not path.is_absolute():
-        settings = _replace_storage(settings, base_dir / path)
+    if base_dir is not None:
+        settings = _relative_to(settings, base_dir)
     return settings
 
 
@@ -210,8 +242,71 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError(f"{where}: [scim] max_filter_length must be at least 64")
     if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where}: [log] level must be DEBUG, INFO, WARNING or ERROR")
+    _check_sso(settings.sso, where)
     return settings
 
 
-def _replace_storage(settings: Settings, path: Path) -> Settings:
-    return replace(settings, storage=StorageSettings(path=path))
+def _check_sso(sso: SsoSettings, where: str) -> None:
+    if not sso.enabled:
+        return
+    required = ["issuer", "client_id", "admin_group"]
+    if not os.environ.get(SSO_SECRET_ENV):
+        required.append("client_secret_file")
+    missing = [name for name in required if not getattr(sso, name).strip()]
+    if missing:
+        raise ConfigError(
+            f"{where}: [sso] enabled = true needs {', '.join(f'[sso] {m}' for m in missing)}"
+            " (see config.example.toml)"
+        )
+    parts = urlsplit(sso.issuer)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if (
+        not parts.netloc
+        or parts.query
+        or parts.fragment
+        or not (parts.scheme == "https" or (parts.scheme == "http" and loopback))
+    ):
+        raise ConfigError(
+            f"{where}: [sso] issuer must be an https URL without query, like "
+            f"'https://login.microsoftonline.com/<tenant-id>/v2.0', not {sso.issuer!r}"
+        )
+    if "openid" not in sso.scopes.split():
+        raise ConfigError(f"{where}: [sso] scopes must include 'openid', not {sso.scopes!r}")
+    if not sso.username_claim.strip():
+        raise ConfigError(f"{where}: [sso] username_claim must name an ID-token claim")
+
+
+def read_client_secret(sso: SsoSettings) -> str:
+    """The OpenID client secret: ``$PROWARE_SSO_CLIENT_SECRET``, else the first line of
+    ``[sso] client_secret_file``. Error messages name the file, never its content.
+
+    :raises ConfigError: the file is missing, unreadable or empty.
+    """
+    from_env = os.environ.get(SSO_SECRET_ENV, "").strip()
+    if from_env:
+        return from_env
+    path = Path(sso.client_secret_file)
+    try:
+        lines = path.read_text(encoding="utf-8").strip().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"[sso] client_secret_file {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"[sso] client_secret_file {path}: cannot read it: {reason}") from None
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise ConfigError(f"[sso] client_secret_file {path} is empty; put the client secret in it")
+    return secret
+
+
+def _relative_to(settings: Settings, base_dir: Path) -> Settings:
+    """Settings whose relative file paths are taken from ``base_dir`` (the config file's)."""
+    storage = settings.storage
+    if not storage.path.is_absolute():
+        settings = replace(settings, storage=replace(storage, path=base_dir / storage.path))
+    secret_file = settings.sso.client_secret_file
+    if secret_file and not Path(secret_file).is_absolute():
+        settings = replace(
+            settings, sso=replace(settings.sso, client_secret_file=str(base_dir / secret_file))
+        )
+    return settings

@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 
 from scim.config import (
+    SSO_SECRET_ENV,
     ConfigError,
     ScimSettings,
     ServerSettings,
     Settings,
+    SsoSettings,
     StorageSettings,
     from_mapping,
     load_settings,
+    read_client_secret,
     resolve_config_path,
 )
 
@@ -226,3 +229,101 @@ def test_resolve_prefers_the_flag_then_the_environment_then_config_toml(
     monkeypatch.setenv("PROWARE_CONFIG", "/etc/proware.toml")
     assert resolve_config_path(None) == Path("/etc/proware.toml")
     assert resolve_config_path("mine.toml") == Path("mine.toml")
+
+
+# -- [sso] ---------------------------------------------------------------------------------
+
+SSO_OK = """
+[sso]
+enabled = true
+issuer = "https://login.microsoftonline.com/0000-tenant/v2.0"
+client_id = "client-1"
+client_secret_file = "secret.txt"
+admin_group = "Proware Admins"
+"""
+
+
+def test_sso_is_off_by_default() -> None:
+    assert Settings().sso == SsoSettings()
+    assert SsoSettings().enabled is False
+    assert SsoSettings().scopes == "openid profile email"
+    assert SsoSettings().username_claim == "preferred_username"
+    assert SsoSettings().local_sign_in is True
+
+
+def test_sso_secret_file_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, SSO_OK))
+
+    assert settings.sso.enabled
+    assert settings.sso.client_secret_file == str(tmp_path / "secret.txt")
+
+
+def test_enabling_sso_without_its_keys_names_each_missing_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SSO_SECRET_ENV, raising=False)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, "[sso]\nenabled = true\n"))
+
+    message = str(raised.value)
+    for key in ("issuer", "client_id", "admin_group", "client_secret_file"):
+        assert f"[sso] {key}" in message
+
+
+def test_the_secret_environment_variable_stands_in_for_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SSO_SECRET_ENV, "from-the-environment")
+    text = SSO_OK.replace('client_secret_file = "secret.txt"\n', "")
+    settings = load_settings(write(tmp_path, text))
+
+    assert read_client_secret(settings.sso) == "from-the-environment"
+
+
+@pytest.mark.parametrize(
+    ("issuer", "accepted"),
+    [
+        ("https://login.microsoftonline.com/t/v2.0", True),
+        ("http://127.0.0.1:9000/oidc", True),
+        ("http://login.example.com/t/v2.0", False),
+        ("https://login.example.com/t?x=1", False),
+        ("login.microsoftonline.com/t/v2.0", False),
+    ],
+)
+def test_the_issuer_must_be_https_except_on_loopback(
+    tmp_path: Path, issuer: str, accepted: bool
+) -> None:
+    path = write(
+        tmp_path, SSO_OK.replace("https://login.microsoftonline.com/0000-tenant/v2.0", issuer)
+    )
+    if accepted:
+        assert load_settings(path).sso.issuer == issuer
+    else:
+        with pytest.raises(ConfigError, match=r"\[sso\] issuer must be an https URL"):
+            load_settings(path)
+
+
+def test_scopes_without_openid_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must include 'openid'"):
+        load_settings(write(tmp_path, SSO_OK + 'scopes = "profile email"\n'))
+
+
+def test_an_unknown_sso_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key \[sso\] client_secret "):
+        load_settings(write(tmp_path, '[sso]\nclient_secret = "oops"\n'))
+
+
+def test_reading_the_secret_names_the_file_never_its_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SSO_SECRET_ENV, raising=False)
+    settings = load_settings(write(tmp_path, SSO_OK))
+    with pytest.raises(ConfigError, match="secret.txt: no such file"):
+        read_client_secret(settings.sso)
+
+    (tmp_path / "secret.txt").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_client_secret(settings.sso)
+
+    (tmp_path / "secret.txt").write_text("s3cr3t-value\nignored\n")
+    assert read_client_secret(settings.sso) == "s3cr3t-value"
