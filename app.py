@@ -7,6 +7,7 @@
     python app.py backup PATH | restore PATH
     python app.py admin create USERNAME | admin reset-password USERNAME
     python app.py activity tail [-n N] [--follow]
+    python app.py sso status [--check]
 
 Every command takes ``--config FILE`` (or ``$PROWARE_CONFIG``); with neither, ./config.toml
 if it exists, else the built-in defaults (data under ./data/, 127.0.0.1:8000).
@@ -22,6 +23,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from flask import Flask, Response, g, request
 
@@ -94,7 +96,7 @@ def _log_request(response: Response) -> Response:
     if access_log.isEnabledFor(logging.INFO):
         elapsed = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
         token = g.get("token") or g.get("presented_token")
-        path = request.full_path.rstrip("?")
+        path = _loggable_path()
         access_log.info(
             '%s "%s %s" %s %.1fms token=%s id=%s',
             request.remote_addr,
@@ -106,6 +108,23 @@ def _log_request(response: Response) -> Response:
             g.get("request_id", "-"),
         )
     return response
+
+
+# Query parameters whose values are secrets (the single sign-on callback's code and state).
+_SECRET_PARAMETERS = frozenset({"code", "state", "id_token", "access_token", "session_state"})
+
+
+def _loggable_path() -> str:
+    """The request's path and query, with the values of secret parameters left out."""
+    if not request.query_string:
+        return request.path
+    if not any(name in request.args for name in _SECRET_PARAMETERS):
+        return request.full_path
+    shown = [
+        f"{name}=[redacted]" if name in _SECRET_PARAMETERS else f"{name}={quote(value)}"
+        for name, value in request.args.items(multi=True)
+    ]
+    return f"{request.path}?{'&'.join(shown)}"
 
 
 def _healthz() -> Response:
@@ -172,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
     if args.command == "serve":
         return commands.serve(settings, create_app, command_hint)
-    if args.command in ("admin", "activity"):
+    if args.command in ("admin", "activity", "sso"):
         return admin_commands.run(settings, args)
     if args.command == "backup":
         return commands.backup(settings, Path(args.path))

@@ -13,11 +13,12 @@ that prints the first-run setup link.
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request, session
 
 from admin import (
     activity,
@@ -28,6 +29,7 @@ from admin import (
     views_auth,
     views_directory,
     views_settings,
+    views_sso,
 )
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
@@ -35,12 +37,17 @@ from admin.audit import FILE_NAME as AUDIT_FILE
 from admin.audit import AuditLog
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
-from admin.context import EXTENSION, PATH, AdminContext, context, utcnow
+from admin.context import EXTENSION, PATH, AdminContext, Provider, SingleSignOn, context, utcnow
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
+from admin.sso import RelyingParty
+from admin.sso_access import FILE_NAME as SSO_FILE
+from admin.sso_access import Policy, SsoState
 from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_html_errors
+from scim.config import SSO_SECRET_ENV, SsoSettings, read_client_secret
+from storage.controlfile import ControlFile
 from storage.repository import Clock
 
 
@@ -56,6 +63,7 @@ def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminC
         setup=SetupLinks(clock),
         revoked=RevokedSessions(),
         session_policy=SessionPolicy(),
+        sso=single_sign_on(services.settings.sso, data_dir / SSO_FILE, clock),
         clock=clock,
     )
     # Change events arrive after their commit (the store made them durable with the change);
@@ -79,6 +87,42 @@ def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminC
     return admin
 
 
+def single_sign_on(settings: SsoSettings, state_path: Path, clock: Clock) -> SingleSignOn:
+    """Single sign-on from ``[sso]``: the relying party once issuer, client id and secret are set.
+
+    :raises ConfigError: the client secret cannot be read (the message names the file only).
+    """
+    from_env = bool(os.environ.get(SSO_SECRET_ENV, "").strip())
+    configured = bool(settings.issuer and settings.client_id)
+    relying_party = None
+    if configured and (from_env or settings.client_secret_file):
+        relying_party = RelyingParty(
+            issuer=settings.issuer,
+            client_id=settings.client_id,
+            client_secret=read_client_secret(settings),
+            scopes=settings.scopes,
+        )
+    if from_env:
+        source = f"${SSO_SECRET_ENV}"
+    elif settings.client_secret_file:
+        source = f"file {settings.client_secret_file}"
+    else:
+        source = ""
+    provider = Provider(
+        issuer=settings.issuer,
+        client_id=settings.client_id,
+        scopes=settings.scopes,
+        username_claim=settings.username_claim,
+        secret_source=source,
+    )
+    defaults = Policy(
+        enabled=settings.enabled,
+        admin_group=settings.admin_group,
+        local_sign_in=settings.local_sign_in,
+    )
+    return SingleSignOn(provider, relying_party, SsoState(ControlFile(state_path), defaults, clock))
+
+
 def create_blueprint() -> Blueprint:
     """The control panel's pages and static files, every page but sign-in behind a session."""
     blueprint = Blueprint(
@@ -95,7 +139,7 @@ def create_blueprint() -> Blueprint:
     blueprint.app_template_filter("when")(pages.when)
     blueprint.app_template_filter("date")(pages.date)
     blueprint.app_template_global("outcome_of")(activity.outcome)
-    for views in (views_auth, views_settings, views_activity, views_directory):
+    for views in (views_auth, views_sso, views_settings, views_activity, views_directory):
         views.register(blueprint)
     return blueprint
 
@@ -106,13 +150,16 @@ def on_serve(app: Flask, command: str, out: Callable[[str], None] = print) -> No
     atexit.register(admin.close)
     settings = admin.services.settings
     base = (settings.server.public_url or settings.local_url).rstrip("/")
-    if admin.accounts.any():
+    if admin.sso.enabled():
+        out(f"  Single sign-on: {admin.sso.provider.issuer}")
+    if admin.accounts.any() or not admin.sso.local_allowed():
         out(f"  Control panel: {base}{PATH}")
         return
     secret = admin.setup.issue()
     minutes = int(admin.setup.lifetime.total_seconds() // 60)
+    who = "No local admin (the break-glass account) yet" if admin.sso.enabled() else "No admin yet"
     out(
-        f"  No admin yet. Set up the control panel (link works once, for {minutes} minutes):\n"
+        f"  {who}. Set up the control panel (link works once, for {minutes} minutes):\n"
         f"    {base}{PATH}/setup/{secret}\n"
         f"  or run: {command} admin create USERNAME"
     )
@@ -120,7 +167,16 @@ def on_serve(app: Flask, command: str, out: Callable[[str], None] = print) -> No
 
 
 # Pages anyone may open: signing in, first-run setup, the stylesheet and script.
-_PUBLIC = frozenset({"admin.sign_in", "admin.setup_link", "admin.setup", "admin.static"})
+_PUBLIC = frozenset(
+    {
+        "admin.sign_in",
+        "admin.setup_link",
+        "admin.setup",
+        "admin.static",
+        "admin.sso_start",
+        "admin.sso_callback",
+    }
+)
 
 
 def _guard() -> Response | None:
@@ -130,10 +186,12 @@ def _guard() -> Response | None:
     if request.endpoint in _PUBLIC:
         return None
     admin = context()
-    username, ended = sessions.current_admin(
-        admin.accounts, admin.revoked, admin.session_policy, admin.clock()
-    )
+    name = session.get("admin")
+    username, ended = admin.current_admin()
     if username is None:
+        if ended in sessions.DEPROVISIONED:
+            # Entra's change ended this session: the activity log says whose and why.
+            admin.note("session ended", status=401, name=name, reason=ended, source="sso")
         return views_auth.to_sign_in(ended)
     g.admin = username
     return None

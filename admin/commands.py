@@ -3,6 +3,7 @@
     python app.py admin create USERNAME           # password from stdin, or asked twice
     python app.py admin reset-password USERNAME   # also unlocks and signs out everywhere
     python app.py activity tail [-n N] [--follow]
+    python app.py sso status [--check]            # never prints the client secret
 
 They work on the data directory's files while the server runs: the accounts file is updated
 under its lock, and the audit log is only read.
@@ -16,13 +17,17 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TextIO
 
 from admin import activity, audit
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
-from scim.config import Settings
+from admin.sso import SignInFailed
+from admin.sso_access import FILE_NAME as SSO_FILE
+from admin.sso_access import utcnow
+from scim.config import ConfigError, Settings
 from storage.errors import StorageError
 
 POLL_SECONDS = 1.0
@@ -51,6 +56,15 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C"
     )
 
+    sso = sub.add_parser("sso", parents=[common], help="single sign-on with Microsoft Entra ID")
+    sso_sub = sso.add_subparsers(dest="action", required=True)
+    status = sso_sub.add_parser(
+        "status", parents=[common], help="the single sign-on settings and last sign-in attempt"
+    )
+    status.add_argument(
+        "--check", action="store_true", help="also read the identity provider's discovery document"
+    )
+
 
 def run(
     settings: Settings,
@@ -67,6 +81,8 @@ def run(
     data_dir = Path(settings.storage.path)
     if args.command == "activity":
         return tail(data_dir / audit.FILE_NAME, args.n, follow=args.follow, out=out)
+    if args.command == "sso":
+        return sso_status(settings, check=args.check, out=out)
     data_dir.mkdir(parents=True, exist_ok=True)
     accounts = AdminAccounts(data_dir / ACCOUNTS_FILE)
     try:
@@ -95,6 +111,78 @@ def run(
         print(f"error: {exc}", file=err)
         return 1
     return 0
+
+
+def sso_status(settings: Settings, *, check: bool = False, out: IO[str]) -> int:
+    """Print what the settings page's Single sign-on section shows (never the secret).
+
+    Exit code 0 when single sign-on is configured and, with ``check``, its provider answers.
+    """
+    from admin import single_sign_on  # imports the Flask integration: only for this command
+
+    problem = None
+    try:
+        sso = single_sign_on(settings.sso, Path(settings.storage.path) / SSO_FILE, utcnow)
+    except ConfigError as exc:
+        problem = str(exc)
+        sso = single_sign_on(
+            replace(settings.sso, client_secret_file=""),
+            Path(settings.storage.path) / SSO_FILE,
+            utcnow,
+        )
+    policy = sso.policy()
+    state = "enabled" if sso.enabled() else "disabled"
+    changed = (
+        f" (changed in the control panel {policy.changed} by {policy.changed_by})"
+        if policy.overridden
+        else ""
+    )
+    provider = sso.provider
+    public_url = settings.server.public_url
+    redirect = (public_url or settings.local_url).rstrip("/") + "/admin/sso/callback"
+    if not public_url:
+        redirect += "  (this server's own address: set [server] public_url to the one browsers use)"
+    local = "allowed" if sso.local_allowed() else "off"
+    rows = [
+        ("Issuer", provider.issuer or "not set"),
+        ("Client ID", provider.client_id or "not set"),
+        (
+            "Client secret",
+            problem
+            or (f"configured ({provider.secret_source})" if provider.secret_source else "not set"),
+        ),
+        ("Scopes", provider.scopes),
+        ("Username claim", provider.username_claim),
+        ("Admin group", policy.admin_group or "not set"),
+        ("Local sign-in", local),
+        ("Redirect URI", redirect),
+    ]
+    healthy = sso.relying_party is not None and problem is None
+    if check and sso.relying_party is not None:
+        try:
+            metadata = sso.relying_party.check_discovery()
+            rows.append(("Discovery", f"ok, sign-in page {metadata['authorization_endpoint']}"))
+        except SignInFailed as failure:
+            rows.append(("Discovery", failure.message))
+            healthy = False
+    for label, attempt in (
+        ("Last attempt", sso.state.last_attempt()),
+        ("Last success", sso.state.last_success()),
+    ):
+        if attempt is None:
+            rows.append((label, "none"))
+            continue
+        text = f"{attempt.time} {attempt.outcome}"
+        if attempt.user:
+            text += f", {attempt.user}"
+        if attempt.outcome != "success":
+            text += f" ({attempt.reason}): {attempt.message}"
+        rows.append((label, text))
+    print(f"Single sign-on is {state}{changed}", file=out)
+    width = max(len(label) for label, _ in rows) + 1
+    for label, value in rows:
+        print(f"  {label + ':':<{width}} {value}", file=out)
+    return 0 if healthy else 1
 
 
 def read_password(stdin: TextIO, err: TextIO) -> str:

@@ -6,13 +6,16 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flask import current_app
+from flask import current_app, g, request
 
+from admin import sessions
 from admin.accounts import AdminAccounts
 from admin.audit import AuditLog
 from admin.connection import ConnectionStatus
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
+from admin.sso import RelyingParty
+from admin.sso_access import Policy, SsoState, access_by_id
 from scim.api.context import Services
 from storage.repository import Clock
 
@@ -27,6 +30,44 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Provider:
+    """What the settings page and ``sso status`` show of the identity provider's side."""
+
+    issuer: str
+    client_id: str
+    scopes: str
+    username_claim: str
+    # Where the client secret comes from, e.g. "file /etc/proware/sso-secret" (never the
+    # secret); empty when none is configured.
+    secret_source: str
+
+
+@dataclass
+class SingleSignOn:
+    """Single sign-on's long-lived objects.
+
+    :param relying_party: None while the identity provider's side (issuer, client id and
+        secret) is not configured: single sign-on then cannot be turned on.
+    """
+
+    provider: Provider
+    relying_party: RelyingParty | None
+    state: SsoState
+
+    def policy(self) -> Policy:
+        """The access policy in force now."""
+        return self.state.policy()
+
+    def enabled(self) -> bool:
+        """Whether people can sign in with the identity provider now."""
+        return self.relying_party is not None and self.policy().enabled
+
+    def local_allowed(self) -> bool:
+        """Whether local password accounts may sign in: always while SSO is off."""
+        return not self.enabled() or self.policy().local_sign_in
+
+
 @dataclass
 class AdminContext:
     """The control panel's long-lived objects (``app.extensions["proware.admin"]``)."""
@@ -38,7 +79,45 @@ class AdminContext:
     setup: SetupLinks
     revoked: RevokedSessions
     session_policy: SessionPolicy
+    sso: SingleSignOn
     clock: Clock
+
+    def current_admin(self) -> tuple[str | None, str | None]:
+        """The signed-in admin of this request, or why the session ended (see sessions)."""
+        check = None
+        if self.sso.enabled():
+            group = self.sso.policy().admin_group
+            repository = self.services.repository
+
+            def check(user_id: str) -> str | None:
+                return access_by_id(repository, user_id, group).reason
+
+        return sessions.current_admin(
+            self.accounts,
+            self.revoked,
+            self.session_policy,
+            self.clock(),
+            sso=check,
+            local_allowed=self.sso.local_allowed(),
+        )
+
+    def note(self, operation: str, *, status: int = 200, **fields: object) -> None:
+        """Record a control panel event in the audit log, with the request's facts.
+
+        ``admin`` (who did it) is the signed-in admin unless given; never pass a secret.
+        """
+        self.audit.append(
+            {
+                "time": g.get("request_started_at") or self.clock().isoformat(),
+                "request_id": g.get("request_id"),
+                "client": request.remote_addr,
+                "admin": g.get("admin"),
+                "source": "control panel",
+                "operation": operation,
+                "status": status,
+                **fields,
+            }
+        )
 
     def close(self) -> None:
         """Make the audit log durable and save the connection status (server shutdown).

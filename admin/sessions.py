@@ -6,9 +6,10 @@ and nobody can forge one without the data directory. The cookie is HttpOnly, Sam
 limited to ``/admin``, and Secure whenever the request came over https (directly, or through
 a trusted proxy whose X-Forwarded-Proto waitress applied).
 
-What the cookie holds: the admin's name, a random session id, the account's
-``password_changed`` stamp (a password reset signs every session out), when the session
-started and when it was last used, and the CSRF token.
+What the cookie holds: the admin's name, a random session id, when the session started and
+when it was last used, and the CSRF token; for a local account its ``password_changed`` stamp
+(a password reset signs every session out), for a single sign-on its directory user id,
+whose access is checked again on every request (:mod:`admin.sso_access`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import secrets
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -51,7 +53,20 @@ ENDED = {
     "password": "The password of this account was changed. Sign in with the new one.",
     "gone": "This admin account no longer exists.",
     "signed-out": "This session was signed out. Sign in again.",
+    "local-off": "Local sign-in is turned off: sign in with Microsoft.",
+    "sso-off": "Single sign-on is turned off. Sign in with a local account.",
+    "not-provisioned": "You were signed out: your account is no longer provisioned in "
+    "Proware (Entra removed it).",
+    "disabled": "You were signed out: Entra disabled your account.",
+    "not-in-admin-group": "You were signed out: you are no longer a member of the admin group.",
+    "no-admin-group": "You were signed out: the admin group is no longer in Proware's directory.",
 }
+
+# Reasons that come from the directory: provisioning ended a single sign-on session.
+DEPROVISIONED = frozenset({"not-provisioned", "disabled", "not-in-admin-group", "no-admin-group"})
+
+# Checks a single sign-on session's directory user: None while it may stay, else why not.
+SsoCheck = Callable[[str], str | None]
 
 
 class _AdminSessionInterface(SecureCookieSessionInterface):
@@ -148,10 +163,25 @@ class RevokedSessions:
 
 
 def start(account: AdminAccount, now: datetime) -> None:
-    """Begin a signed-in session: a new id and CSRF token (no session fixation)."""
-    session.clear()
-    session["admin"] = account.username
+    """Begin a signed-in session of a local account: a new id and CSRF token (no fixation)."""
+    _start(account.username, now)
     session["auth"] = account.password_changed
+
+
+def start_sso(user_name: str, user_id: str, now: datetime) -> None:
+    """Begin a signed-in session of the directory user ``user_id`` (single sign-on)."""
+    _start(user_name, now)
+    session["sso"] = user_id
+
+
+def is_sso() -> bool:
+    """Whether the current session came from single sign-on."""
+    return isinstance(session.get("sso"), str)
+
+
+def _start(name: str, now: datetime) -> None:
+    session.clear()
+    session["admin"] = name
     session["sid"] = secrets.token_urlsafe(16)
     session["started"] = now.timestamp()
     session["seen"] = now.timestamp()
@@ -168,16 +198,26 @@ def end(revoked: RevokedSessions, policy: SessionPolicy, now: datetime) -> None:
 
 
 def current_admin(
-    accounts: AdminAccounts, revoked: RevokedSessions, policy: SessionPolicy, now: datetime
+    accounts: AdminAccounts,
+    revoked: RevokedSessions,
+    policy: SessionPolicy,
+    now: datetime,
+    *,
+    sso: SsoCheck | None = None,
+    local_allowed: bool = True,
 ) -> tuple[str | None, str | None]:
     """``(username, None)`` for a live session, else ``(None, why it ended or None)``.
 
     A live session's last-use time moves to ``now``.
+
+    :param sso: checks a single sign-on session's user; None while single sign-on is off
+        (its sessions then end).
+    :param local_allowed: whether sessions of local accounts may go on.
     """
     username = session.get("admin")
     if not username:
         return None, None
-    reason = _ended(accounts, revoked, policy, now)
+    reason = _ended(accounts, revoked, policy, now, sso, local_allowed)
     if reason is not None:
         session.clear()
         return None, reason
@@ -195,7 +235,12 @@ def ended_message(reason: str, policy: SessionPolicy) -> str:
 
 
 def _ended(
-    accounts: AdminAccounts, revoked: RevokedSessions, policy: SessionPolicy, now: datetime
+    accounts: AdminAccounts,
+    revoked: RevokedSessions,
+    policy: SessionPolicy,
+    now: datetime,
+    sso: SsoCheck | None,
+    local_allowed: bool,
 ) -> str | None:
     stamp = now.timestamp()
     if stamp - float(session.get("seen", 0)) > policy.idle.total_seconds():
@@ -204,6 +249,11 @@ def _ended(
         return "expired"
     if revoked.revoked(str(session.get("sid", "")), now):
         return "signed-out"
+    user_id = session.get("sso")
+    if user_id is not None:
+        return "sso-off" if sso is None else sso(str(user_id))
+    if not local_allowed:
+        return "local-off"
     account = accounts.get(session["admin"])
     if account is None:
         return "gone"

@@ -17,7 +17,21 @@ from scim.pagination import Page
 from scim.service import Query, parse_query_filter
 
 # Control panel actions, recorded next to SCIM events (admin/views_settings.py).
-ADMIN_OPERATIONS = ("create token", "revoke token", "enable provisioning", "disable provisioning")
+ADMIN_OPERATIONS = (
+    "create token",
+    "revoke token",
+    "enable provisioning",
+    "disable provisioning",
+    "sign in",
+    "sign-in refused",
+    "session ended",
+    "enable single sign-on",
+    "disable single sign-on",
+    "enable local sign-in",
+    "disable local sign-in",
+    "change admin group",
+    "reset single sign-on",
+)
 
 
 @dataclass(frozen=True)

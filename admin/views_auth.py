@@ -34,15 +34,17 @@ def to_sign_in(ended: str | None) -> Response:
 def sign_in() -> Response | str:
     """GET: the form. POST: check the password, lock after repeated failures."""
     admin = context()
-    target = _safe_next(request.values.get("next"))
+    target = safe_next(request.values.get("next"))
     if request.method == "GET":
-        username, _ = sessions.current_admin(
-            admin.accounts, admin.revoked, admin.session_policy, admin.clock()
-        )
+        username, _ = admin.current_admin()
         if username is not None:
             return redirect(target)  # type: ignore[return-value]
-        return render_template(
-            "admin/sign_in.html", next=target, first_run=not admin.accounts.any()
+        return sign_in_page(next=target)
+    if not admin.sso.local_allowed():
+        return sign_in_page(
+            next=target,
+            error="Local sign-in is turned off on this server: sign in with Microsoft.",
+            status=403,
         )
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
@@ -50,6 +52,8 @@ def sign_in() -> Response | str:
     if verdict.outcome == "ok" and verdict.account is not None:
         sessions.start(verdict.account, admin.clock())
         log.info("admin %s signed in from %s", verdict.account.username, request.remote_addr)
+        name = verdict.account.username
+        admin.note("sign in", admin=name, name=name, source="password")
         return redirect(target)  # type: ignore[return-value]
     if verdict.outcome == "locked" and verdict.locked_until is not None:
         minutes = max(1, round((verdict.locked_until - admin.clock()).total_seconds() / 60))
@@ -64,12 +68,28 @@ def sign_in() -> Response | str:
         log.warning("failed sign-in for %r from %s", username, request.remote_addr)
         error = "Wrong username or password."
         status = 401
+    admin.note(
+        "sign-in refused",
+        status=status,
+        name=username[:64],
+        reason="locked" if status == 429 else "wrong-password",
+        source="password",
+    )
+    return sign_in_page(next=target, error=error, username=username, status=status)
+
+
+def sign_in_page(*, status: int = 200, next: str | None = None, **fields: object) -> Response:
+    """The sign-in page: "Sign in with Microsoft" when single sign-on is on, the password form
+    while local sign-in is allowed; ``fields`` fill in errors and the typed username."""
+    admin = context()
+    target = next if next is not None else safe_next(request.values.get("next"))
     body = render_template(
         "admin/sign_in.html",
         next=target,
-        error=error,
-        username=username,
-        first_run=not admin.accounts.any(),
+        first_run=not admin.accounts.any() and admin.sso.local_allowed(),
+        sso_enabled=admin.sso.enabled(),
+        local_allowed=admin.sso.local_allowed(),
+        **fields,
     )
     return Response(body, status=status, mimetype="text/html")
 
@@ -133,7 +153,7 @@ def _invalid_setup() -> Response:
     return Response(body, status=404, mimetype="text/html")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     """Where to go after sign-in: only a control panel path of this site (no open redirect)."""
     if (
         target

@@ -23,6 +23,7 @@ from flask import (
     url_for,
 )
 
+from admin import views_sso
 from admin.connection import REASONS, TokenStatus
 from admin.context import AdminContext, context
 from scim.api.context import base_url
@@ -81,7 +82,7 @@ def set_provisioning() -> Response:
     admin = context()
     enable = request.form.get("enabled") == "1"
     admin.services.switch.set(enable, by=f"admin:{g.admin}")
-    _audit(admin, "enable provisioning" if enable else "disable provisioning")
+    admin.note("enable provisioning" if enable else "disable provisioning")
     if enable:
         flash(
             "User Provisioning is enabled: SCIM requests with a valid token are served.", "success"
@@ -106,7 +107,7 @@ def create_token() -> Response | str:
     except ValueError as exc:
         body = _settings_page(token_error=str(exc), form=form)
         return Response(body, status=400, mimetype="text/html")
-    _audit(admin, "create token", token=info.name)
+    admin.note("create token", token=info.name)
     log.info("admin %s created %s token %r", g.admin, info.scope, info.name)
     return _settings_page(new_token=secret, new_token_info=info)
 
@@ -126,7 +127,7 @@ def revoke_token() -> Response | str:
     except KeyError:
         flash(f"There is no active token named {name!r}; nothing was revoked.", "error")
         return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
-    _audit(admin, "revoke token", token=name)
+    admin.note("revoke token", token=name)
     log.info("admin %s revoked token %r", g.admin, name)
     flash(f"Token {name!r} revoked: requests with it now get 401.", "success")
     return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
@@ -142,6 +143,7 @@ def _settings_page(**extra: object) -> str:
         tokens=[_row(admin, info) for info in tokens],
         tenant_url=base_url(),  # the rule meta.location uses: [server] public_url, else request
         connection=_connection_sections(admin, tokens),
+        sso=views_sso.sso_section(admin),
         reasons=REASONS,
         max_expiry_days=MAX_EXPIRY_DAYS,
         form=extra.pop("form", {"name": "", "scope": "read-write", "days": ""}),
@@ -189,19 +191,3 @@ def _expiry_days(text: str) -> int | None:
             "a token that does not expire"
         )
     return int(text)
-
-
-def _audit(admin: AdminContext, operation: str, **fields: object) -> None:
-    """Record a control panel action in the audit log, with who did it (never a secret)."""
-    admin.audit.append(
-        {
-            "time": g.get("request_started_at") or admin.clock().isoformat(),
-            "request_id": g.get("request_id"),
-            "client": request.remote_addr,
-            "admin": g.admin,
-            "source": "control panel",
-            "operation": operation,
-            "status": 200,
-            **fields,
-        }
-    )

@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Flask
 
 from scim import httpserver
-from scim.config import Settings
+from scim.config import ConfigError, Settings
 from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
 from storage import backup as storage_backup
@@ -46,6 +46,9 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     services = app.extensions["proware"]
     _collect_garbage_rarely()
     server = settings.server

@@ -259,6 +259,7 @@ def test_control_panel_actions_are_audited_with_the_admin(app: Flask) -> None:
     panel.create_token("entra")
     operations = [(e["operation"], e.get("admin"), e.get("token")) for e in lines(audit_path(app))]
     assert operations == [
+        ("sign in", "alice", None),
         ("enable provisioning", "alice", None),
         ("create token", "alice", "entra"),
     ]

@@ -413,8 +413,14 @@ def test_activity_is_paged(app: Flask, panel: AdminClient) -> None:
     assert "u9<" in second and "u0<" in second and ">Next<" not in second
 
 
-def test_activity_without_events_says_what_will_appear(panel: AdminClient) -> None:
+def test_activity_without_events_says_what_will_appear(app: Flask, panel: AdminClient) -> None:
+    app.extensions["proware.admin"].audit.path.unlink()  # the sign-in's own event
     assert "No provisioning activity yet" in text(panel.get("/admin/activity"))
+
+
+def test_signing_in_is_recorded_in_the_activity_log(panel: AdminClient) -> None:
+    page = text(panel.get("/admin/activity?operation=sign+in"))
+    assert "sign in" in page and "alice" in page
 
 
 # -- Directory ---------------------------------------------------------------------------------

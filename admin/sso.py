@@ -1,0 +1,321 @@
+"""The OpenID Connect relying party: signing in to the control panel with Microsoft Entra ID.
+
+The authorization code flow with PKCE (S256), ``state`` and ``nonce`` (OpenID Connect Core
+§3.1), built on Authlib: its Flask client makes the authorization URL, keeps the flow's
+``state``, ``nonce`` and ``code_verifier`` in the signed session cookie, fetches the
+discovery document and the JWKS, and exchanges the code; joserfc (Authlib's JOSE library)
+checks the ID token's signature, and Authlib's ``CodeIDToken`` its claims. None of the JOSE or
+discovery code is written here. What is added:
+
+- the discovery document's ``issuer`` must be the configured issuer (OpenID Connect
+  Discovery §4.3), so that a mistyped tenant cannot pass for another;
+- ``aud`` must contain the client id: Authlib's Flask client checks only ``azp`` against it,
+  which lets a token issued to another client through when it names us as ``azp``;
+- every failure is a :class:`SignInFailed` with a reason a person can act on, and nothing
+  secret (code, tokens, the client secret) in its message.
+
+Who may then use the control panel is decided from the directory (:mod:`admin.sso_access`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App
+from authlib.oidc.core import CodeIDToken
+from flask import session
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidKeyIdError,
+    JoseError,
+    MissingClaimError,
+)
+from joserfc.jwk import KeySet
+from joserfc.jws import JWSRegistry
+
+log = logging.getLogger("proware.sso")
+
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+# Seconds of clock difference tolerated on exp, iat and nbf (OpenID Connect Core §3.1.3.7).
+CLOCK_SKEW = 60
+# Seconds to wait for the identity provider on each request.
+TIMEOUT = 10
+# Seconds a discovery document is reused before it is read again (its keys are read again at
+# once when a token names a key they lack).
+DISCOVERY_LIFETIME = 24 * 3600
+
+# Why a sign-in failed (machine-readable; in activity events and the last-attempt record).
+IDP_UNREACHABLE = "idp-unreachable"
+DISCOVERY_UNREADABLE = "discovery-unreadable"
+IDP_REFUSED = "idp-refused"
+BAD_STATE = "bad-state"
+CODE_REFUSED = "code-refused"
+BAD_TOKEN = "bad-token"
+NO_CLAIM = "no-claim"
+
+# What each claim check means, for the sign-in page.
+_CLAIMS = {
+    "iss": "it was issued by another identity provider (iss)",
+    "aud": "it was issued for another application (aud is not this client id)",
+    "azp": "it was issued for another application (azp is not this client id)",
+    "exp": "it has expired (exp); check that this server's clock is right",
+    "iat": "it was issued in the future (iat); check that this server's clock is right",
+    "nbf": "it is not valid yet (nbf); check that this server's clock is right",
+    "nonce": "it does not belong to this sign-in (nonce); start again",
+    "sub": "it names no subject (sub)",
+    "at_hash": "its at_hash does not match the access token",
+}
+
+
+class SignInFailed(Exception):
+    """A sign-in that did not complete.
+
+    :param reason: one of the constants above.
+    :param message: what happened and what to do, for the admin on the sign-in page.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified ID token: its claims, and where to go after signing in."""
+
+    claims: Mapping[str, object]
+    next: str
+
+
+class RelyingParty:
+    """Proware as an OpenID Connect client of one issuer.
+
+    Call :meth:`authorization_url` inside the request that starts the sign-in and
+    :meth:`finish` inside the callback request: the flow's secrets travel in the session.
+
+    :param clock: seconds since the epoch, for checking ``exp``/``iat`` (tests move it).
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        client_id: str,
+        client_secret: str,
+        scopes: str,
+        clock: Callable[[], float] = time.time,
+        timeout: float = TIMEOUT,
+    ) -> None:
+        self.issuer = issuer
+        self.client_id = client_id
+        self._clock = clock
+        self._app = FlaskOAuth2App(
+            FlaskIntegration("sso"),
+            name="sso",
+            client_id=client_id,
+            client_secret=client_secret,
+            server_metadata_url=issuer.rstrip("/") + DISCOVERY_PATH,
+            client_kwargs={
+                "scope": scopes,
+                "code_challenge_method": "S256",
+                "default_timeout": timeout,
+            },
+        )
+
+    @property
+    def discovery_url(self) -> str:
+        """Where the discovery document is read."""
+        return self.issuer.rstrip("/") + DISCOVERY_PATH
+
+    def check_discovery(self) -> dict:
+        """Read the discovery document (cached after the first success).
+
+        :raises SignInFailed: the provider cannot be reached, or its document is unusable.
+        """
+        loaded_at = self._app.server_metadata.get("_loaded_at")
+        if isinstance(loaded_at, float) and time.time() - loaded_at > DISCOVERY_LIFETIME:
+            self._forget_metadata()
+        try:
+            metadata = self._app.load_server_metadata()
+        except requests.JSONDecodeError:
+            raise SignInFailed(
+                DISCOVERY_UNREADABLE,
+                f"The identity provider's discovery document at {self.discovery_url} is not "
+                "valid JSON. Check [sso] issuer.",
+            ) from None
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                f"Proware could not reach the identity provider at {self.discovery_url} "
+                f"({_network_error(exc)}).",
+            ) from None
+        if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
+            self._forget_metadata()
+            found = metadata.get("issuer") if isinstance(metadata, dict) else None
+            raise SignInFailed(
+                DISCOVERY_UNREADABLE,
+                f"The discovery document at {self.discovery_url} names the issuer "
+                f"{found!r}, not {self.issuer!r}: set [sso] issuer to exactly the issuer it "
+                "names (for Entra, https://login.microsoftonline.com/<tenant-id>/v2.0).",
+            )
+        missing = [
+            key
+            for key in ("authorization_endpoint", "token_endpoint", "jwks_uri")
+            if not isinstance(metadata.get(key), str)
+        ]
+        if missing:
+            self._forget_metadata()
+            raise SignInFailed(
+                DISCOVERY_UNREADABLE,
+                f"The discovery document at {self.discovery_url} lacks {', '.join(missing)}.",
+            )
+        return metadata
+
+    def authorization_url(self, redirect_uri: str, next: str) -> str:
+        """Where to send the browser to sign in; remembers the flow in the session.
+
+        :raises SignInFailed: the provider cannot be reached or its discovery document read.
+        """
+        self.check_discovery()
+        flow = self._app.create_authorization_url(redirect_uri)
+        # url, state, nonce and code_verifier, under the state; kept until the callback.
+        self._app.save_authorize_data(redirect_uri=redirect_uri, next=next, **flow)
+        return flow["url"]
+
+    def finish(self, params: Mapping[str, str]) -> Identity:
+        """Complete the sign-in from the callback's query parameters.
+
+        The flow's record is removed from the session first, so a state works once.
+
+        :raises SignInFailed: for every way the callback, the code or the ID token fails.
+        """
+        framework = self._app.framework
+        state = params.get("state") or ""
+        flow = framework.get_state_data(session, state) if state else None
+        if state:
+            framework.clear_state_data(session, state)
+        error = params.get("error")
+        if error:
+            description = params.get("error_description")
+            raise SignInFailed(
+                IDP_REFUSED,
+                f"The identity provider did not sign you in: {error}"
+                + (f" ({description})" if description else "")
+                + ".",
+            )
+        if not isinstance(flow, dict):
+            raise SignInFailed(
+                BAD_STATE,
+                "This sign-in response does not belong to a sign-in started in this browser "
+                "(its state is missing, expired or already used). Start again.",
+            )
+        code = params.get("code")
+        if not code:
+            raise SignInFailed(BAD_STATE, "The identity provider's response has no code.")
+        try:
+            token = self._app.fetch_access_token(
+                redirect_uri=flow["redirect_uri"],
+                code=code,
+                code_verifier=flow.get("code_verifier"),
+            )
+        except OAuthError as exc:
+            raise SignInFailed(
+                CODE_REFUSED,
+                "The identity provider refused the sign-in code"
+                + (f": {exc.error}" if getattr(exc, "error", None) else "")
+                + ". Start again; if it keeps failing, check [sso] client_id and the client "
+                "secret, and that the redirect URI is registered.",
+            ) from None
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                f"Proware could not reach the identity provider's token endpoint "
+                f"({_network_error(exc)}).",
+            ) from None
+        id_token = token.get("id_token") if isinstance(token, dict) else None
+        if not isinstance(id_token, str):
+            raise SignInFailed(
+                BAD_TOKEN, "The identity provider answered without an ID token (id_token)."
+            )
+        claims = self._verify(
+            id_token, nonce=flow.get("nonce"), access_token=token.get("access_token")
+        )
+        return Identity(claims=claims, next=flow.get("next") or "")
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _verify(self, id_token: str, *, nonce: object, access_token: object) -> dict:
+        """The ID token's claims, once its signature and claims are checked."""
+        metadata = self.check_discovery()
+        algorithms = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
+        registry = JWSRegistry(algorithms=[a for a in algorithms if a != "none"])
+        try:
+            try:
+                decoded = jwt.decode(
+                    id_token, KeySet.import_key_set(self._keys()), registry=registry
+                )
+            except InvalidKeyIdError:  # the provider rotated its keys: read them again
+                decoded = jwt.decode(
+                    id_token, KeySet.import_key_set(self._keys(force=True)), registry=registry
+                )
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                f"Proware could not read the identity provider's keys ({_network_error(exc)}).",
+            ) from None
+        except (BadSignatureError, InvalidKeyIdError):
+            raise SignInFailed(
+                BAD_TOKEN,
+                "The ID token's signature does not match the identity provider's keys.",
+            ) from None
+        except (JoseError, ValueError):
+            raise SignInFailed(BAD_TOKEN, "The ID token is not a well-formed signed JWT.") from None
+        claims = CodeIDToken(
+            decoded.claims,
+            decoded.header,
+            {
+                "iss": {"essential": True, "values": [self.issuer]},
+                "aud": {"essential": True, "values": [self.client_id]},
+            },
+            {"nonce": nonce, "client_id": self.client_id, "access_token": access_token},
+        )
+        try:
+            claims.validate(now=int(self._clock()), leeway=CLOCK_SKEW)
+        except ExpiredTokenError:
+            raise SignInFailed(BAD_TOKEN, f"The ID token was refused: {_CLAIMS['exp']}.") from None
+        except (InvalidClaimError, MissingClaimError) as exc:
+            name = str(getattr(exc, "claim", "") or "").split(",")[0]
+            what = _CLAIMS.get(name, f"its {name or 'claims'} claim is not valid")
+            if isinstance(exc, MissingClaimError):
+                what = f"it lacks the {name} claim"
+            raise SignInFailed(BAD_TOKEN, f"The ID token was refused: {what}.") from None
+        return dict(claims)
+
+    def _keys(self, *, force: bool = False) -> Any:
+        """The provider's JWK Set (cached; read again with ``force``)."""
+        return self._app.fetch_jwk_set(force=force)
+
+    def _forget_metadata(self) -> None:
+        """Read the discovery document again next time (it was unusable)."""
+        self._app.server_metadata.pop("_loaded_at", None)
+
+
+def _network_error(exc: requests.RequestException) -> str:
+    """A short, secret-free description of why a request to the provider failed."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {TIMEOUT} seconds"
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__

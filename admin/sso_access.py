@@ -1,0 +1,253 @@
+"""Who may use the control panel through single sign-on: provisioning decides.
+
+A person signed in by the identity provider gets in when the ID token's username claim names
+a **provisioned, active** user (``userName``, compared as the directory compares it,
+case-insensitively) who is a **member of the admin group** (a provisioned group's
+``displayName``). The same check runs again on every request of a signed-in session, so a
+user whom Entra disables, deletes or removes from the group loses access on their next
+request, not at their next sign-in.
+
+The policy (SSO on or off, the admin group, whether local passwords still work) starts from
+``[sso]`` in config.toml and can be changed in the control panel; those changes, and the last
+sign-in attempts, live in one small shared document (:class:`SsoState`), like the tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from scim import constants
+from storage.controlfile import ControlFile
+from storage.errors import CorruptStore, NotFound
+from storage.repository import Clock, Reader
+
+FILE_NAME = "sso.json"
+FORMAT = 1
+
+# Why access was refused (activity events, the last-attempt record, session endings).
+NOT_PROVISIONED = "not-provisioned"
+DISABLED = "disabled"
+NOT_IN_GROUP = "not-in-admin-group"
+NO_GROUP = "no-admin-group"
+
+# The policy settings the control panel may change; the rest of [sso] is config.toml's.
+POLICY_KEYS = ("enabled", "admin_group", "local_sign_in")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The SSO access policy in force: config.toml's ``[sso]``, then the control panel's changes.
+
+    ``overridden`` names the keys the control panel changed (their config.toml value no
+    longer applies); ``changed``/``changed_by`` say when and by whom.
+    """
+
+    enabled: bool
+    admin_group: str
+    local_sign_in: bool
+    overridden: frozenset[str] = frozenset()
+    changed: str | None = None
+    changed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Access:
+    """The verdict on one directory user: allowed, or refused with a reason and a sentence."""
+
+    allowed: bool
+    user_id: str | None = None
+    user_name: str | None = None
+    reason: str | None = None
+    message: str = ""
+
+
+def access_by_name(reader: Reader, user_name: str, admin_group: str) -> Access:
+    """May the directory user called ``user_name`` use the control panel?"""
+    ids = reader.find(constants.USER_TYPE, "userName", user_name)
+    if not ids:
+        return Access(
+            False,
+            user_name=user_name,
+            reason=NOT_PROVISIONED,
+            message=f"{user_name!r} is not a provisioned user of this Proware: Entra has not "
+            "created it here. Assign the user (or a group holding it) to the Proware app in "
+            "Entra, and let provisioning run.",
+        )
+    return access_by_id(reader, ids[0], admin_group)
+
+
+def access_by_id(reader: Reader, user_id: str, admin_group: str) -> Access:
+    """May the directory user with ``user_id`` (still) use the control panel?"""
+    try:
+        user = reader.get(constants.USER_TYPE, user_id)
+    except NotFound:
+        return Access(
+            False,
+            user_id=user_id,
+            reason=NOT_PROVISIONED,
+            message="This account is no longer provisioned: Entra removed it from Proware.",
+        )
+    name = user.get("userName")
+    if user.get("active") is not True:
+        return Access(
+            False,
+            user_id=user_id,
+            user_name=name,
+            reason=DISABLED,
+            message=f"{name!r} is disabled in Proware's directory (Entra set active to false, "
+            "or never sent active = true).",
+        )
+    group_ids = reader.find(constants.GROUP_TYPE, "displayName", admin_group)
+    if not group_ids:
+        return Access(
+            False,
+            user_id=user_id,
+            user_name=name,
+            reason=NO_GROUP,
+            message=f"The admin group {admin_group!r} is not a provisioned group: assign it to "
+            "the Proware app in Entra so that provisioning creates it, or change the admin "
+            "group.",
+        )
+    if group_ids[0] not in reader.groups_of(user_id):
+        return Access(
+            False,
+            user_id=user_id,
+            user_name=name,
+            reason=NOT_IN_GROUP,
+            message=f"{name!r} is not a member of the admin group {admin_group!r}. Add the "
+            "user to that group in Entra; provisioning brings the change here.",
+        )
+    return Access(True, user_id=user_id, user_name=name)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One SSO sign-in attempt, as the settings page and ``sso status`` show it."""
+
+    time: str
+    outcome: str  # "success" or "refused"
+    reason: str | None = None
+    message: str = ""
+    user: str | None = None
+    client: str | None = None
+
+
+class SsoState:
+    """The control panel's changes to the SSO policy, and the last sign-in attempts.
+
+    Layout, format 1::
+
+        {"format": 1,
+         "policy": {"admin_group": "Proware Admins", "changed": "...", "changed_by": "admin:ann"},
+         "last_attempt": {"time": "...", "outcome": "refused", "reason": "disabled", ...},
+         "last_success": {...}}
+
+    :param defaults: the policy from config.toml, which keys absent from ``policy`` keep.
+    """
+
+    def __init__(self, control: ControlFile, defaults: Policy, clock: Clock) -> None:
+        self._control = control
+        self.defaults = defaults
+        self._clock = clock
+
+    def policy(self) -> Policy:
+        """The policy in force now (one ``stat`` of the file, re-read only when it changed)."""
+        return self._control.derived(self._policy)
+
+    def change_policy(self, by: str, **changes: object) -> Policy:
+        """Record the control panel's change of some of :data:`POLICY_KEYS`.
+
+        A value equal to config.toml's is stored too: it was chosen, and stays if the file
+        changes later.
+        """
+        unknown = set(changes) - set(POLICY_KEYS)
+        if unknown:
+            raise ValueError(f"not a policy setting: {', '.join(sorted(unknown))}")
+
+        def apply(document: dict) -> None:
+            policy = self._section(document, "policy")
+            policy.update(changes)
+            policy["changed"] = self._now()
+            policy["changed_by"] = by
+            document["policy"] = policy
+
+        self._control.update(apply)
+        return self.policy()
+
+    def reset_policy(self) -> Policy:
+        """Forget the control panel's changes: config.toml's ``[sso]`` applies again."""
+        self._control.update(lambda document: document.pop("policy", None))
+        return self.policy()
+
+    def record(self, attempt: Attempt) -> None:
+        """Keep ``attempt`` as the last one (and as the last success, if it is one)."""
+        record = {key: value for key, value in vars(attempt).items() if value is not None}
+
+        def apply(document: dict) -> None:
+            self._check(document)
+            document["last_attempt"] = record
+            if attempt.outcome == "success":
+                document["last_success"] = record
+
+        self._control.update(apply)
+
+    def last_attempt(self) -> Attempt | None:
+        """The newest sign-in attempt through SSO, if there was one."""
+        return self._attempt("last_attempt")
+
+    def last_success(self) -> Attempt | None:
+        """The newest successful sign-in through SSO, if there was one."""
+        return self._attempt("last_success")
+
+    def now(self) -> str:
+        """The current time as the records keep it."""
+        return self._now()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _policy(self, document: dict) -> Policy:
+        section = self._section(document, "policy")
+        policy = self.defaults
+        overridden = set()
+        for key in POLICY_KEYS:
+            value = section.get(key)
+            expected = type(getattr(policy, key))
+            if isinstance(value, expected):
+                policy = replace(policy, **{key: value})
+                overridden.add(key)
+        return replace(
+            policy,
+            overridden=frozenset(overridden),
+            changed=section.get("changed") if overridden else None,
+            changed_by=section.get("changed_by") if overridden else None,
+        )
+
+    def _attempt(self, key: str) -> Attempt | None:
+        record = self._section(self._control.read(), key)
+        if not record.get("time") or not record.get("outcome"):
+            return None
+        known = {name: record.get(name) for name in Attempt.__dataclass_fields__}
+        return Attempt(**{name: value for name, value in known.items() if value is not None})
+
+    def _section(self, document: dict, key: str) -> dict:
+        self._check(document)
+        section = document.get(key)
+        return dict(section) if isinstance(section, dict) else {}
+
+    def _check(self, document: dict) -> None:
+        version = document.setdefault("format", FORMAT)
+        if version != FORMAT:
+            raise CorruptStore(
+                f"{self._control.path}: unknown SSO state format {version!r} (this version "
+                f"of Proware reads format {FORMAT})"
+            )
+
+    def _now(self) -> str:
+        moment = self._clock().astimezone(UTC).replace(microsecond=0)
+        return moment.isoformat().replace("+00:00", "Z")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
