@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The real OpenID provider the single sign-on tests run (npm; skipped without Node).
+OIDC   := tests/oidc_provider
+OIDC_STAMP := $(OIDC)/node_modules/.installed
 
 .PHONY: install run test lint fmt typecheck bench check clean
 
@@ -12,12 +15,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,dev]'
 	touch $(STAMP)
 
+$(OIDC_STAMP): $(OIDC)/package.json $(OIDC)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "npm ci --prefix $(OIDC)"; npm ci --prefix $(OIDC) --no-audit --no-fund --silent \
+		&& touch $(OIDC_STAMP); \
+	else echo "npm not found: the single sign-on tests will skip (apt-get install nodejs npm)"; fi
+
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/python app.py serve
 
-test: $(STAMP)
+test: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=90
 
 lint: $(STAMP)
@@ -37,4 +46,4 @@ bench: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage $(OIDC)/node_modules

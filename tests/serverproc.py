@@ -104,11 +104,13 @@ class ServerProcess:
 
     :param threads: waitress worker threads (default: as served).
     :param access_log: one log line per request (off for the bench: it costs throughput).
+    :param extra_config: more TOML sections for the config file (e.g. ``[sso]``).
     """
 
     root: Path
     threads: int = ServerSettings().threads
     access_log: bool = False
+    extra_config: str = ""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
@@ -124,7 +126,7 @@ class ServerProcess:
             f"path = {json.dumps(str(self.data_dir))}\n"
             "[log]\n"
             'level = "WARNING"\n'
-            f"access_log = {'true' if self.access_log else 'false'}\n",
+            f"access_log = {'true' if self.access_log else 'false'}\n" + self.extra_config,
             encoding="utf-8",
         )
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -24,54 +22,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.browser.conftest import base_url, new_page
 from tests.serverproc import APP, REPO, ServerProcess
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "a long and unguessable passphrase"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 15_000
-
-
-def _chromium_path() -> str:
-    """Debian's chromium, or a skip (locally) / failure (in CI) saying how to get it."""
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _missing("the playwright package is not installed (pip install -e '.[test]')")
-    if not Path(path).exists():
-        _missing("chromium is not installed (apt-get install chromium)")
-    return path
-
-
-def _missing(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"browser tests must run in CI, but {why}")
-    pytest.skip(why)
-
-
-@pytest.fixture
-def chromium() -> Iterator:
-    """A headless Chromium browser."""
-    path = _chromium_path()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -83,10 +39,6 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop(timeout=10)
-
-
-def base_url(server: ServerProcess) -> str:
-    return f"http://127.0.0.1:{server.port}"
 
 
 def setup_link(server: ServerProcess) -> str:
@@ -135,12 +87,6 @@ def entra_request(
     finally:
         connection.close()
     return response.status, json.loads(raw) if raw else None
-
-
-def new_page(chromium, server: ServerProcess):
-    context = chromium.new_context(base_url=base_url(server))
-    context.set_default_timeout(TIMEOUT_MS)
-    return context, context.new_page()
 
 
 def copied(page, button: str, field: str) -> str:
