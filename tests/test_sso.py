@@ -1,0 +1,767 @@
+"""Single sign-on against a real OpenID provider (panva's oidc-provider behind a test proxy).
+
+The app runs in-process (Flask's test client plays the browser on Proware's side); the
+provider runs as a node process, and :func:`tests.oidc_support.sign_in` plays the browser on
+its side. Every failure case has its own test, built so that removing the check it covers
+lets the sign-in through. Without node or the node modules the tests skip locally and fail
+in CI.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app, main
+from scim.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
+from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
+from tests.conftest import ScimClient
+from tests.oidc_support import OidcProvider, Signature, abort_sign_in, require_provider, sign_in
+
+PUBLIC_URL = "http://proware.test"
+CALLBACK = f"{PUBLIC_URL}/admin/sso/callback"
+GROUP = "Proware Admins"
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    """One provider for the module (starting node costs half a second); reset per test."""
+    require_provider()
+    with OidcProvider(tmp_path_factory.mktemp("oidc")) as running:
+        running.start(
+            [CALLBACK],
+            accounts={"ann": {"sub": "ann-sub", "preferred_username": "Ann@Contoso.example"}},
+        )
+        yield running
+
+
+@pytest.fixture
+def idp(provider: OidcProvider) -> OidcProvider:
+    provider.proxy.reset()
+    return provider
+
+
+def sso_settings(tmp_path: Path, provider: OidcProvider, **sso: object) -> Settings:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    secret = tmp_path / "sso-secret"
+    secret.write_text(provider.client_secret + "\n")
+    options: dict = {
+        "enabled": True,
+        "issuer": provider.issuer,
+        "client_id": provider.client_id,
+        "client_secret_file": str(secret),
+        "admin_group": GROUP,
+        **sso,
+    }
+    return Settings(
+        server=ServerSettings(public_url=PUBLIC_URL),
+        storage=StorageSettings(path=tmp_path / "data"),
+        sso=SsoSettings(**options),
+        source="test",
+    )
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, idp: OidcProvider) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
+    def make(**sso: object) -> Flask:
+        app = create_app(sso_settings(tmp_path / f"app{len(apps)}", idp, **sso))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["proware"].repository.close()
+
+
+@pytest.fixture
+def sso_app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@dataclass
+class Entra(ScimClient):
+    """Entra's side of SCIM, with the ids of what it provisioned."""
+
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+def entra(sso_app: Flask, scim_for: Callable[[Flask], ScimClient]) -> Entra:
+    """Entra's provisioning of the directory: ann is an active admin, bob an active non-admin,
+    cy a disabled admin."""
+    provisioned = scim_for(sso_app)
+    scim = Entra(provisioned.client, provisioned.token)
+    ids = {
+        name: scim.create_user(user_name, active=active)["id"]
+        for name, user_name, active in [
+            ("ann", "ann@contoso.example", True),
+            ("bob", "bob@contoso.example", True),
+            ("cy", "cy@contoso.example", False),
+        ]
+    }
+    group = scim.create_group(GROUP, [ids["ann"], ids["cy"]])
+    scim.ids = {**ids, "group": group["id"]}
+    return scim
+
+
+def start_flow(browser: FlaskClient, next: str = "/admin/settings") -> str:
+    """Press "Sign in with Microsoft": the provider's authorization URL."""
+    response = browser.get("/admin/sso/start", query_string={"next": next})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    location = response.headers["Location"]
+    assert location.startswith(browser.application.extensions["proware"].settings.sso.issuer)
+    return location
+
+
+def callback(browser: FlaskClient, redirect: str):
+    """Follow the provider's redirect back to Proware."""
+    parts = urlsplit(redirect)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == CALLBACK
+    return browser.get(parts.path, query_string=parts.query)
+
+
+def sign_in_as(browser: FlaskClient, login: str, next: str = "/admin/settings"):
+    return callback(browser, sign_in(start_flow(browser, next), login))
+
+
+def signed_in_page(browser: FlaskClient) -> bool:
+    response = browser.get("/admin/settings")
+    return response.status_code == 200 and "Signed in as" in response.get_data(as_text=True)
+
+
+def events(app: Flask) -> list[dict]:
+    return list(app.extensions["proware.admin"].audit.newest_first())
+
+
+def text(response) -> str:
+    """The page as a person reads it (entities such as &#39; decoded)."""
+    return html.unescape(response.get_data(as_text=True))
+
+
+# -- signing in ----------------------------------------------------------------------------
+
+
+def test_the_sign_in_page_offers_microsoft_and_the_local_form(sso_app: Flask) -> None:
+    page = text(sso_app.test_client().get("/admin/sign-in"))
+
+    assert "Sign in with Microsoft" in page
+    assert 'id="local-sign-in"' in page
+
+
+def test_an_active_admin_group_member_signs_in_and_lands_where_they_were_going(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    browser = sso_app.test_client()
+    authorization = start_flow(browser, next="/admin/activity")
+    query = parse_qs(urlsplit(authorization).query)
+    # The flow Proware asks for: code with PKCE (S256), state and nonce.
+    assert query["response_type"] == ["code"]
+    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
+    assert query["state"][0] and query["nonce"][0]
+    assert query["redirect_uri"] == [CALLBACK]
+
+    response = callback(browser, sign_in(authorization, "ann"))
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/activity"
+    page = text(browser.get("/admin/activity"))
+    assert "Signed in as <strong>ann@contoso.example</strong>" in page
+    newest = events(sso_app)[0]
+    assert (newest["operation"], newest["name"], newest["source"]) == (
+        "sign in",
+        "ann@contoso.example",
+        "sso",
+    )
+    settings = text(browser.get("/admin/settings"))
+    assert "signed in</span>" in settings and "ann@contoso.example" in settings
+
+
+@pytest.mark.parametrize(
+    ("login", "reason", "words"),
+    [
+        ("nobody@contoso.example", "not-provisioned", "is not a provisioned user"),
+        ("cy@contoso.example", "disabled", "is disabled"),
+        ("bob@contoso.example", "not-in-admin-group", "is not a member of the admin group"),
+    ],
+)
+def test_people_provisioning_does_not_make_admins_are_refused(
+    sso_app: Flask, entra: Entra, login: str, reason: str, words: str
+) -> None:
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, login)
+
+    assert response.status_code == 403
+    assert words in text(response)
+    assert "Single sign-on did not sign you in" in text(response)
+    assert not signed_in_page(browser)
+    newest = events(sso_app)[0]
+    assert (newest["operation"], newest["reason"], newest["name"]) == (
+        "sign-in refused",
+        reason,
+        login,
+    )
+
+
+def test_an_admin_group_that_is_not_provisioned_yet_is_named(
+    make_app: Callable[..., Flask], scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    app = make_app(admin_group="Not There Yet")
+    scim_for(app).create_user("ann@contoso.example", active=True)
+    browser = app.test_client()
+
+    response = sign_in_as(browser, "ann")
+
+    assert response.status_code == 403
+    assert "is not a provisioned group" in text(response)
+    assert not signed_in_page(browser)
+
+
+def test_a_token_without_the_username_claim_is_refused(
+    make_app: Callable[..., Flask], scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    app = make_app(username_claim="upn")  # oidc-provider sends no upn claim
+    scim_for(app).create_user("ann@contoso.example", active=True)
+    browser = app.test_client()
+
+    response = sign_in_as(browser, "ann")
+
+    assert response.status_code == 403
+    assert "The ID token has no 'upn' claim" in text(response)
+    assert events(app)[0]["reason"] == "no-claim"
+    assert not signed_in_page(browser)
+
+
+# -- the identity provider's answers that must not sign anyone in --------------------------
+
+
+def test_the_user_cancelling_at_the_provider_is_an_idp_refusal(
+    sso_app: Flask, entra: Entra
+) -> None:
+    browser = sso_app.test_client()
+
+    response = callback(browser, abort_sign_in(start_flow(browser)))
+
+    assert response.status_code == 403
+    assert "did not sign you in: access_denied" in text(response)
+    assert events(sso_app)[0]["reason"] == "idp-refused"
+    assert not signed_in_page(browser)
+
+
+def test_a_callback_without_state_is_refused(sso_app: Flask, entra: Entra) -> None:
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    code = parse_qs(urlsplit(redirect).query)["code"][0]
+
+    response = browser.get("/admin/sso/callback", query_string={"code": code})
+
+    assert response.status_code == 400
+    assert "does not belong to a sign-in started in this browser" in text(response)
+    assert not signed_in_page(browser)
+
+
+def test_a_replayed_callback_is_refused(sso_app: Flask, entra: Entra) -> None:
+    """The state works once: the same redirect a second time (say, from history) fails."""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    assert callback(browser, redirect).status_code == 302
+    browser.post("/admin/sign-out", data={"csrf_token": csrf_of(browser.get("/admin/settings"))})
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 400
+    assert "already used" in text(response)
+    assert not signed_in_page(browser)
+
+
+def test_a_callback_in_another_browser_is_refused(sso_app: Flask, entra: Entra) -> None:
+    """Login CSRF: an attacker's own code and state, delivered to a victim's browser."""
+    attacker = sso_app.test_client()
+    redirect = sign_in(start_flow(attacker), "ann")
+    victim = sso_app.test_client()
+
+    response = callback(victim, redirect)
+
+    assert response.status_code == 400
+    assert not signed_in_page(victim)
+
+
+def test_a_code_the_token_endpoint_refuses_signs_no_one_in(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.corrupt_next_token_code()
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 400
+    assert "refused the sign-in code: invalid_grant" in text(response)
+    assert events(sso_app)[0]["reason"] == "code-refused"
+    assert not signed_in_page(browser)
+
+
+def test_a_used_code_is_refused_by_the_provider(sso_app: Flask, entra: Entra) -> None:
+    """A code replayed under a fresh state: the real provider refuses a code used before."""
+    browser = sso_app.test_client()
+    first = sign_in(start_flow(browser), "ann")
+    assert callback(browser, first).status_code == 302
+    browser.post("/admin/sign-out", data={"csrf_token": csrf_of(browser.get("/admin/settings"))})
+    fresh_state = parse_qs(urlsplit(start_flow(browser)).query)["state"][0]
+    used_code = parse_qs(urlsplit(first).query)["code"][0]
+
+    response = browser.get(
+        "/admin/sso/callback", query_string={"code": used_code, "state": fresh_state}
+    )
+
+    assert response.status_code == 400
+    assert "refused the sign-in code" in text(response)
+    assert not signed_in_page(browser)
+
+
+def _later(seconds: int) -> Callable[[dict, dict], dict]:
+    def edit(header: dict, claims: dict) -> dict:
+        return {**claims, "iat": claims["iat"] + seconds, "exp": claims["exp"] + seconds}
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "signature", "words"),
+    [
+        pytest.param(
+            lambda h, c: {**c, "aud": "another-app"},
+            Signature.PROVIDER_KEY,
+            "issued for another application",
+            id="aud-of-another-app",
+        ),
+        pytest.param(
+            # azp names us, so only the aud check can catch it (Authlib alone lets it pass).
+            lambda h, c: {**c, "aud": "another-app", "azp": "proware"},
+            Signature.PROVIDER_KEY,
+            "issued for another application (aud",
+            id="aud-of-another-app-azp-ours",
+        ),
+        pytest.param(
+            lambda h, c: {**c, "iss": "https://evil.example"},
+            Signature.PROVIDER_KEY,
+            "issued by another identity provider",
+            id="iss-of-another-provider",
+        ),
+        pytest.param(
+            lambda h, c: {**c, "nonce": "not-the-one-we-sent"},
+            Signature.PROVIDER_KEY,
+            "does not belong to this sign-in (nonce)",
+            id="nonce-of-another-sign-in",
+        ),
+        pytest.param(
+            lambda h, c: {k: v for k, v in c.items() if k != "nonce"},
+            Signature.PROVIDER_KEY,
+            "lacks the nonce claim",
+            id="nonce-missing",
+        ),
+        pytest.param(
+            lambda h, c: {**c, "iat": int(time.time()) - 7200, "exp": int(time.time()) - 3600},
+            Signature.PROVIDER_KEY,
+            "it has expired",
+            id="expired",
+        ),
+        pytest.param(
+            _later(600), Signature.PROVIDER_KEY, "issued in the future", id="issued-in-the-future"
+        ),
+        pytest.param(None, Signature.FOREIGN_KEY, "signature does not match", id="wrong-key"),
+        pytest.param(None, Signature.STALE, "signature does not match", id="tampered-payload"),
+    ],
+)
+def test_an_id_token_that_fails_a_check_signs_no_one_in(
+    sso_app: Flask,
+    entra: Entra,
+    idp: OidcProvider,
+    edit: Callable | None,
+    signature: Signature,
+    words: str,
+) -> None:
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.forge_next_id_token(edit, signature)
+
+    response = callback(browser, redirect)
+
+    assert idp.proxy.errors == []
+    assert response.status_code == 400, text(response)
+    assert words in text(response)
+    assert events(sso_app)[0]["reason"] == "bad-token"
+    assert not signed_in_page(browser)
+
+
+def test_a_small_clock_difference_is_tolerated(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    """A provider clock 30 s ahead (iat in our future) still signs in."""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.forge_next_id_token(_later(30))
+
+    assert callback(browser, redirect).status_code == 302
+    assert signed_in_page(browser)
+
+
+# -- the identity provider unreachable or unreadable ---------------------------------------
+
+
+def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
+    sso_app: Flask, idp: OidcProvider
+) -> None:
+    idp.proxy.go_down()
+    browser = sso_app.test_client()
+
+    response = browser.get("/admin/sso/start")
+
+    assert response.status_code == 502
+    page = text(response)
+    assert "could not reach the identity provider" in page
+    assert 'id="local-sign-in"' in page
+    assert events(sso_app)[0]["reason"] == "idp-unreachable"
+    create_admin(sso_app)
+    assert AdminClient(browser).sign_in().status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("break_it", "words"),
+    [
+        (lambda proxy: proxy.garble_discovery(), "is not valid JSON"),
+        (lambda proxy: proxy.fail_discovery(500), "(HTTP 500)"),
+        (
+            lambda proxy: proxy.replace_response(
+                "/.well-known/openid-configuration",
+                200,
+                b'{"issuer": "https://other.example", "authorization_endpoint": "x"}',
+                "application/json",
+            ),
+            "names the issuer 'https://other.example'",
+        ),
+    ],
+    ids=["not-json", "http-500", "another-issuer"],
+)
+def test_an_unusable_discovery_document_is_named(
+    sso_app: Flask, idp: OidcProvider, break_it: Callable, words: str
+) -> None:
+    break_it(idp.proxy)
+
+    response = sso_app.test_client().get("/admin/sso/start")
+
+    assert response.status_code == 502
+    assert words in text(response)
+    assert events(sso_app)[0]["reason"] in ("discovery-unreadable", "idp-unreachable")
+
+
+def test_the_provider_going_down_during_the_sign_in_is_refused_cleanly(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.go_down()
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502
+    assert "could not reach the identity provider's token endpoint" in text(response)
+    assert not signed_in_page(browser)
+
+
+def test_nothing_secret_reaches_the_log(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.forge_next_id_token(lambda h, c: {**c, "aud": "x"})
+    callback(browser, redirect)
+    query = parse_qs(urlsplit(redirect).query)
+
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("proware")]
+    logged = "\n".join(ours) + "".join(str(event) for event in events(sso_app))
+    for secret in (query["code"][0], query["state"][0], idp.client_secret):
+        assert secret not in logged
+    access = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert any("/admin/sso/callback?code=[redacted]&state=[redacted]" in line for line in access)
+
+
+# -- deprovisioning ends access at once ----------------------------------------------------
+
+
+def _deactivate(scim: Entra) -> None:
+    response = scim.patch_ops(
+        f"/Users/{scim.ids['ann']}",
+        {"op": "Replace", "path": "active", "value": "False"},  # Entra's dialect
+    )
+    assert response.status_code == 200
+
+
+def _delete(scim: Entra) -> None:
+    assert scim.delete(f"/Users/{scim.ids['ann']}").status_code == 204
+
+
+def _leave_group(scim: Entra) -> None:
+    ids = scim.ids
+    response = scim.patch_ops(
+        f"/Groups/{ids['group']}",
+        {"op": "Remove", "path": "members", "value": [{"value": ids["ann"]}]},
+    )
+    assert response.status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "words"),
+    [
+        (_deactivate, "disabled", "Entra disabled your account"),
+        (_delete, "not-provisioned", "no longer provisioned"),
+        (_leave_group, "not-in-admin-group", "no longer a member of the admin group"),
+    ],
+    ids=["disabled", "deleted", "removed-from-group"],
+)
+def test_entra_deprovisioning_ends_the_session_on_its_next_request(
+    sso_app: Flask, entra: Entra, change: Callable, reason: str, words: str
+) -> None:
+    browser = sso_app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+    assert signed_in_page(browser)
+
+    change(entra)
+
+    response = browser.get("/admin/settings")
+    assert response.status_code == 302
+    assert urlsplit(response.headers["Location"]).path == "/admin/sign-in"
+    assert words in text(browser.get(response.headers["Location"]))
+    assert not signed_in_page(browser)
+    ended = events(sso_app)[0]
+    assert (ended["operation"], ended["reason"], ended["name"]) == (
+        "session ended",
+        reason,
+        "ann@contoso.example",
+    )
+
+
+# -- local sign-in beside single sign-on ----------------------------------------------------
+
+
+def test_with_local_sign_in_off_passwords_no_longer_work(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(local_sign_in=False)
+    create_admin(app)
+    browser = app.test_client()
+
+    page = text(browser.get("/admin/sign-in"))
+    with browser.session_transaction("/admin/sign-in") as session:
+        session["csrf"] = token = "a-valid-csrf-token"  # the old form, posted anyway
+    response = browser.post(
+        "/admin/sign-in",
+        data={"csrf_token": token, "username": USERNAME, "password": PASSWORD},
+    )
+
+    assert 'id="local-sign-in"' not in page and "Local sign-in is turned off" in page
+    assert response.status_code == 403
+    assert not signed_in_page(browser)
+
+
+def test_turning_local_sign_in_off_ends_local_sessions(sso_app: Flask, entra: Entra) -> None:
+    local = signed_in(sso_app)
+    admin = sso_app.extensions["proware.admin"]
+
+    admin.sso.state.change_policy("cli", local_sign_in=False)
+
+    response = local.get("/admin/settings")
+    assert response.status_code == 302
+    assert "Local sign-in is turned off" in text(local.get(response.headers["Location"]))
+
+
+def test_disabling_sso_ends_its_sessions_and_brings_back_local_sign_in(
+    make_app: Callable[..., Flask], scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    app = make_app(local_sign_in=False)
+    scim = scim_for(app)
+    ann = scim.create_user("ann@contoso.example", active=True)
+    scim.create_group(GROUP, [ann["id"]])
+    browser = app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+
+    app.extensions["proware.admin"].sso.state.change_policy("cli", enabled=False)
+
+    assert not signed_in_page(browser)
+    page = text(browser.get("/admin/sign-in"))
+    assert "Sign in with Microsoft" not in page and 'id="local-sign-in"' in page
+
+
+# -- the settings section ------------------------------------------------------------------
+
+
+def _sso_panel(app: Flask) -> AdminClient:
+    """ann, signed in with Microsoft."""
+    browser = AdminClient(app.test_client())
+    assert sign_in_as(browser.client, "ann").status_code == 302
+    return browser
+
+
+def test_the_settings_section_shows_what_entra_needs(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    page = text(_sso_panel(sso_app).get("/admin/settings"))
+
+    assert re.search(
+        r'id="sso-redirect-uri"[^>]*value="http://proware.test/admin/sso/callback"', page
+    )
+    assert 'data-copy="sso-redirect-uri"' in page
+    assert idp.issuer in page and idp.client_id in page
+    assert f'value="{GROUP}"' in page and "has 2 members" in page
+    assert idp.client_secret not in page
+
+
+def test_local_sign_in_can_be_turned_off_only_from_an_sso_session(
+    sso_app: Flask, entra: Entra
+) -> None:
+    local = signed_in(sso_app)
+    refused = local.submit("/admin/settings", "/admin/settings/sso", {"action": "local-off"})
+    assert "Sign in with Microsoft first" in text(local.get(refused.headers["Location"]))
+    assert sso_app.extensions["proware.admin"].sso.policy().local_sign_in is True
+
+    sso = _sso_panel(sso_app)
+    done = sso.submit("/admin/settings", "/admin/settings/sso", {"action": "local-off"})
+    assert "Local sign-in is off" in text(sso.get(done.headers["Location"]))
+    policy = sso_app.extensions["proware.admin"].sso.policy()
+    assert policy.local_sign_in is False and policy.changed_by == "admin:ann@contoso.example"
+    assert not signed_in_page(local.client)  # the local session ended
+
+
+def test_an_admin_group_change_that_would_sign_you_out_is_refused(
+    sso_app: Flask, entra: Entra
+) -> None:
+    entra.create_group("Ops")  # ann is not in it
+    browser = _sso_panel(sso_app)
+
+    refused = browser.submit(
+        "/admin/settings", "/admin/settings/sso", {"action": "admin-group", "admin_group": "Ops"}
+    )
+
+    assert "That would sign you out" in text(browser.get(refused.headers["Location"]))
+    assert sso_app.extensions["proware.admin"].sso.policy().admin_group == GROUP
+    assert signed_in_page(browser.client)
+
+
+def test_the_admin_group_can_be_changed_and_reverted(sso_app: Flask, entra: Entra) -> None:
+    ops = entra.create_group("Ops", [entra.ids["ann"]])
+    browser = _sso_panel(sso_app)
+
+    browser.submit(
+        "/admin/settings", "/admin/settings/sso", {"action": "admin-group", "admin_group": "ops"}
+    )
+    assert sso_app.extensions["proware.admin"].sso.policy().admin_group == "ops"
+    assert ops["displayName"] == "Ops"
+    browser.submit("/admin/settings", "/admin/settings/sso", {"action": "reset"})
+
+    assert sso_app.extensions["proware.admin"].sso.policy().admin_group == GROUP
+    operations = [event["operation"] for event in events(sso_app)[:2]]
+    assert operations == ["reset single sign-on", "change admin group"]
+
+
+def test_sso_cannot_be_turned_off_by_its_only_admins_without_a_local_account(
+    sso_app: Flask, entra: Entra
+) -> None:
+    browser = _sso_panel(sso_app)
+
+    refused = browser.submit("/admin/settings", "/admin/settings/sso", {"action": "disable"})
+
+    assert "would lock everyone out" in text(browser.get(refused.headers["Location"]))
+    assert sso_app.extensions["proware.admin"].sso.enabled()
+
+
+def test_check_the_identity_provider_reads_its_discovery_document(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    browser = _sso_panel(sso_app)
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+
+    assert f"names the issuer {idp.issuer}" in text(browser.get(done.headers["Location"]))
+
+
+# -- python app.py sso status --------------------------------------------------------------
+
+
+def _config_file(tmp_path: Path, provider: OidcProvider, **sso: str) -> Path:
+    (tmp_path / "sso-secret").write_text(provider.client_secret + "\n")
+    lines = [
+        "[server]",
+        f'public_url = "{PUBLIC_URL}"',
+        "[sso]",
+        "enabled = true",
+        f'issuer = "{sso.get("issuer", provider.issuer)}"',
+        f'client_id = "{provider.client_id}"',
+        'client_secret_file = "sso-secret"',
+        f'admin_group = "{GROUP}"',
+    ]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_sso_status_prints_the_settings_and_checks_the_provider(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+
+    code = main(["--config", str(config), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("Single sign-on is enabled")
+    assert "Issuer:" in out and idp.issuer in out
+    assert f"Client secret:  configured (file {tmp_path / 'sso-secret'})" in out
+    assert f"Redirect URI:   {CALLBACK}" in out
+    assert f"Admin group:    {GROUP}" in out
+    assert "Discovery:      ok, sign-in page" in out
+    assert "Last attempt:   none" in out
+    assert idp.client_secret not in out
+
+
+def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        app.test_client().get("/admin/sso/callback", query_string={"error": "access_denied"})
+    finally:
+        app.extensions["proware"].repository.close()
+    idp.proxy.go_down()
+
+    code = main(["--config", str(config), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "refused (idp-refused): The identity provider did not sign you in: access_denied" in out
+    assert "Discovery:      Proware could not reach the identity provider" in out
+
+
+def test_serve_stops_with_a_message_when_the_secret_file_is_missing(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+    (tmp_path / "sso-secret").unlink()
+
+    assert main(["--config", str(config), "serve"]) == 2
+
+    assert "client_secret_file" in capsys.readouterr().err
