@@ -27,7 +27,7 @@ from scim.definitions import (
 from scim.errors import InvalidPath
 
 if TYPE_CHECKING:
-    from scim.filter_tree import Filter
+    from scim.filter.tree import Filter
 
 # RFC 7644 §3.10: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA; RFC 7643
 # §2.1 adds "$ref" for reference sub-attributes.
@@ -146,7 +146,7 @@ def parse_patch_path(text: str) -> PatchPath:
     :raises InvalidFilter: the filter inside the brackets is malformed.
     """
     # Imported here: scim.filter builds on this module (AttrPath, resolve).
-    from scim.filter_parser import parse_value_filter
+    from scim.filter.parser import parse_value_filter
 
     open_at = _find_outside_strings(text, "[", 0)
     if open_at < 0:

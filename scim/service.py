@@ -18,8 +18,7 @@ from werkzeug.security import generate_password_hash
 
 from scim import activity, constants, errors
 from scim.definitions import RESOURCE_TYPES, ResourceTypeDef
-from scim.filter import Filter, equality_terms, matcher, parse_filter
-from scim.filter_tree import top_level_attributes
+from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_attributes
 from scim.membership import apply_member_changes, check_members, member_ids
 from scim.pagination import Page, sort_documents
 from scim.patch import apply_patch

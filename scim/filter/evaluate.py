@@ -1,7 +1,7 @@
-"""SCIM filters (RFC 7644 §3.4.2.2): the public API, and evaluation against documents.
+"""Evaluating SCIM filters (RFC 7644 §3.4.2.2) against documents.
 
-Parse with :func:`parse_filter` (the parser is :mod:`scim.filter_parser`, the tree
-:mod:`scim.filter_tree`), then test documents with :func:`matches`. Attribute paths are
+Test documents with :func:`matches` (or a :func:`matcher` built once) a tree from
+:func:`scim.filter.parser.parse_filter`. Attribute paths are
 resolved by :mod:`scim.paths`; a path naming no attribute matches nothing and is not an error.
 Comparisons follow the attribute's definition: strings fold with ``str.casefold`` unless
 caseExact, dateTimes compare chronologically, booleans only with eq/ne.
@@ -26,8 +26,7 @@ from scim.definitions import (
     ResourceTypeDef,
 )
 from scim.errors import InvalidFilter
-from scim.filter_parser import COMPARE_OPERATORS, parse_filter
-from scim.filter_tree import (
+from scim.filter.tree import (
     And,
     Compare,
     CompareValue,
@@ -40,24 +39,6 @@ from scim.filter_tree import (
     render_value,
 )
 from scim.paths import AttrPath, Resolved, get_values, lookup, resolve
-
-__all__ = [
-    "COMPARE_OPERATORS",
-    "INDEXABLE_ATTRIBUTES",
-    "And",
-    "Compare",
-    "Filter",
-    "Not",
-    "Or",
-    "Present",
-    "ValuePathFilter",
-    "equality_terms",
-    "matcher",
-    "matches",
-    "matches_element",
-    "parse_filter",
-    "validate",
-]
 
 # The top-level single-valued strings the service can look up by index (entra-provisioning.md
 # A1, A2, A10: Entra matches on userName, externalId, group displayName; GET by id).

@@ -1,6 +1,6 @@
-"""Lexing and parsing filter text (RFC 7644 §3.4.2.2 ABNF) into a :mod:`scim.filter_tree`.
+"""Lexing and parsing filter text (RFC 7644 §3.4.2.2 ABNF) into a :mod:`scim.filter.tree`.
 
-Kept apart from evaluation (:mod:`scim.filter`) so each module holds one concern. Every error
+Kept apart from evaluation (:mod:`scim.filter.evaluate`) so each module holds one concern. Every error
 is an :class:`~scim.errors.InvalidFilter` saying what is wrong and at which 1-based character
 position; nesting is bounded so no input reaches a RecursionError.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from json import JSONDecodeError, JSONDecoder
 
 from scim.errors import InvalidFilter
-from scim.filter_tree import (
+from scim.filter.tree import (
     And,
     Compare,
     CompareValue,
