@@ -14,7 +14,7 @@ from scim import constants, errors
 from scim.activity import ADD_MEMBER, REMOVE_MEMBER
 from scim.definitions import GROUP_RESOURCE
 from scim.filter import matches_element
-from scim.patch_members import MemberChange
+from scim.patch import MemberChange
 from scim.presentation import member_objects
 from storage.repository import Reader, Transaction
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from scim.definitions import (
     ALWAYS,
@@ -26,12 +25,9 @@ from scim.definitions import (
 )
 from scim.errors import InvalidPath
 
-if TYPE_CHECKING:
-    from scim.filter.tree import Filter
-
 # RFC 7644 §3.10: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA; RFC 7643
 # §2.1 adds "$ref" for reference sub-attributes.
-_ATTRNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*|\$ref")
+ATTRNAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*|\$ref")
 _URN_PREFIX = "urn:"
 # Characters that can never be part of a URN prefix in a path (RFC 3986 excludes them, and
 # they delimit filters).
@@ -61,21 +57,6 @@ class AttrPath:
 
     def __str__(self) -> str:
         text = self.attribute if self.schema is None else f"{self.schema}:{self.attribute}"
-        return text if self.sub_attribute is None else f"{text}.{self.sub_attribute}"
-
-
-@dataclass(frozen=True)
-class PatchPath:
-    """A PATCH path: attrPath, or valuePath with optional ".subAttr" (RFC 7644 §3.5.2)."""
-
-    attr: AttrPath
-    value_filter: Filter | None = None
-    sub_attribute: str | None = None
-
-    def __str__(self) -> str:
-        if self.value_filter is None:
-            return str(self.attr)
-        text = f"{self.attr}[{self.value_filter}]"
         return text if self.sub_attribute is None else f"{text}.{self.sub_attribute}"
 
 
@@ -111,7 +92,7 @@ def scan_attr_path(text: str) -> AttrPath:
 
 def _scan_name(text: str, start: int, what: str) -> tuple[str, int]:
     """The ATTRNAME at ``start`` and the offset after it."""
-    match = _ATTRNAME.match(text, start)
+    match = ATTRNAME.match(text, start)
     if match is None:
         found = f", found {text[start]!r}" if start < len(text) else ""
         raise PathSyntaxError(f"expected {what}{found}", start)
@@ -135,68 +116,6 @@ def parse_attr_path(text: str) -> AttrPath:
         raise InvalidPath(
             f"path: {error.reason} at position {lead + error.position + 1} in {text!r}"
         ) from None
-
-
-def parse_patch_path(text: str) -> PatchPath:
-    """Parse a PATCH path: ``attrPath`` or ``attrPath "[" valFilter "]" ["." subAttr]``.
-
-    RFC 7644 §3.5.2. Errors inside the brackets are filter errors; the rest are path errors.
-
-    :raises InvalidPath: the path around the brackets is malformed.
-    :raises InvalidFilter: the filter inside the brackets is malformed.
-    """
-    # Imported here: scim.filter builds on this module (AttrPath, resolve).
-    from scim.filter.parser import parse_value_filter
-
-    open_at = _find_outside_strings(text, "[", 0)
-    if open_at < 0:
-        if "]" in text:
-            raise InvalidPath(f"path: ']' without '[' at position {text.index(']') + 1}")
-        return PatchPath(parse_attr_path(text))
-    if not text[:open_at].strip(" \t"):
-        raise InvalidPath(f"path: expected an attribute name before '[' in {text!r}")
-    attr = parse_attr_path(text[:open_at])
-    if attr.sub_attribute is not None:
-        raise InvalidPath(
-            f"path: a value filter applies to a multi-valued attribute, not to the "
-            f"sub-attribute {str(attr)!r}; write {attr.attribute}[...].{attr.sub_attribute}"
-        )
-    close_at = _find_outside_strings(text, "]", open_at + 1)
-    if close_at < 0:
-        raise InvalidPath(f"path: '[' at position {open_at + 1} has no closing ']'")
-    value_filter = parse_value_filter(text, open_at + 1, close_at)
-    rest = text[close_at + 1 :]
-    if not rest:
-        return PatchPath(attr, value_filter)
-    if not rest.startswith("."):
-        raise InvalidPath(
-            f"path: expected '.' and a sub-attribute after ']' at position {close_at + 2}"
-        )
-    match = _ATTRNAME.fullmatch(rest, 1)
-    if match is None:
-        raise InvalidPath(
-            f"path: expected a sub-attribute name after '].' at position {close_at + 3}"
-        )
-    return PatchPath(attr, value_filter, match.group())
-
-
-def _find_outside_strings(text: str, wanted: str, start: int) -> int:
-    """The offset of ``wanted`` at or after ``start`` outside JSON strings, or -1."""
-    in_string = escaped = False
-    for offset in range(start, len(text)):
-        char = text[offset]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char == wanted:
-            return offset
-    return -1
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from scim.filter import (
     matches,
     parse_filter,
 )
-from scim.paths import AttrPath, PatchPath, parse_attr_path, parse_patch_path, split_urn
+from scim.patch.path import PatchPath, parse_patch_path
+from scim.paths import AttrPath, parse_attr_path, split_urn
 
 # Modest example counts keep the suite fast; no example database is written into the tree.
 PROPERTY = settings(max_examples=300, deadline=None, database=None)

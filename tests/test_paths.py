@@ -15,12 +15,11 @@ from scim.definitions import (
 )
 from scim.errors import InvalidFilter, InvalidPath
 from scim.filter import And, Compare
+from scim.patch.path import PatchPath, parse_patch_path
 from scim.paths import (
     AttrPath,
-    PatchPath,
     get_values,
     parse_attr_path,
-    parse_patch_path,
     resolve,
     split_urn,
 )

@@ -1,8 +1,8 @@
 """Lexing and parsing filter text (RFC 7644 §3.4.2.2 ABNF) into a :mod:`scim.filter.tree`.
 
-Kept apart from evaluation (:mod:`scim.filter.evaluate`) so each module holds one concern. Every error
-is an :class:`~scim.errors.InvalidFilter` saying what is wrong and at which 1-based character
-position; nesting is bounded so no input reaches a RecursionError.
+Kept apart from evaluation (:mod:`scim.filter.evaluate`) so each module holds one concern.
+Every error is an :class:`~scim.errors.InvalidFilter` saying what is wrong and at which
+1-based character position; nesting is bounded so no input reaches a RecursionError.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The filter tree (RFC 7644 §3.4.2.2): one frozen dataclass per kind of expression.
 
-``str(node)`` renders filter text; for a tree from :func:`scim.filter.parser.parse_filter`, parsing that
-text gives back an equal tree.
+``str(node)`` renders filter text; for a tree from :func:`scim.filter.parser.parse_filter`,
+parsing that text gives back an equal tree.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Values inside a PATCH working copy: scalars, complex values and multi-valued elements.
 
-Plain functions over JSON-shaped values for :mod:`scim.patch` and :mod:`scim.patch_members`:
-the JSON name of a value's type (for error details), the scalar check, a client's object
-keyed by canonical sub-attribute names, the container a write lands in, and the rules for
-elements of a multi-valued attribute (matching a value filter, removing by value, one
+Plain functions over JSON-shaped values for :mod:`scim.patch.operations` and
+:mod:`scim.patch.members`: the JSON name of a value's type (for error details), the scalar
+check, a client's object keyed by canonical sub-attribute names, the container a write lands
+in, and the rules for elements of a multi-valued attribute (matching a value filter, removing by value, one
 ``primary``, creating the element a filter describes).
 """
 

@@ -7,8 +7,8 @@ patched document with the resource schema afterwards. Group membership is not wr
 the document; it comes back as :class:`MemberChange` records, because storage keeps members
 as their own relation.
 
-This module addresses targets and walks the operations; :mod:`scim.patch_members` translates
-operations on ``members`` and :mod:`scim.patch_values` holds the rules for the values written.
+This module addresses targets and walks the operations; :mod:`scim.patch.members` translates
+operations on ``members`` and :mod:`scim.patch.values` holds the rules for the values written.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from scim import definitions
 from scim.definitions import ResourceTypeDef
 from scim.errors import InvalidPath, InvalidValue, Mutability, NoTarget, ScimError
 from scim.filter import Filter
-from scim.patch_members import MemberChange, is_members, member_change
-from scim.patch_values import (
+from scim.patch.members import MemberChange, is_members, member_change
+from scim.patch.path import parse_patch_path
+from scim.patch.values import (
     complex_value,
     covered,
     dict_at,
@@ -34,7 +35,7 @@ from scim.patch_values import (
     scalar,
     seed,
 )
-from scim.paths import Resolved, parse_attr_path, parse_patch_path, resolve, split_urn
+from scim.paths import Resolved, parse_attr_path, resolve, split_urn
 from storage.values import clone
 
 OPS = ("add", "replace", "remove")

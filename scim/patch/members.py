@@ -14,7 +14,7 @@ from scim import constants
 from scim.definitions import ResourceTypeDef
 from scim.errors import InvalidPath, InvalidValue, Mutability
 from scim.filter import Compare, Filter
-from scim.patch_values import json_kind
+from scim.patch.values import json_kind
 from scim.paths import AttrPath, Resolved
 
 
