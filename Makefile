@@ -38,7 +38,7 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy scim storage admin app.py
+	$(BIN)/mypy scim storage admin server app.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -15,34 +15,29 @@ if it exists, else the built-in defaults (data under ./data/, 127.0.0.1:8000).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import random
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import quote
 
 from flask import Flask, Response, g, request
 
 import admin
-from admin import commands as admin_commands
-from scim import commands
 from scim.api import NormalizeSlashes, create_blueprint
 from scim.api.context import Services
 from scim.api.responses import register_error_handlers
-from scim.config import ConfigError, Settings, load_settings, resolve_config_path
 from scim.service import INDEXES, Directory
+from scim.tokens import FILE_NAME as TOKENS_FILE
 from scim.tokens import ProvisioningSwitch, TokenStore
+from server import cli
+from server.config import Settings
 from storage import open_store
 from storage.controlfile import ControlFile
 from storage.repository import Repository
 
 access_log = logging.getLogger("proware.access")
-
-CONTROL_FILE = "control.json"
 
 
 def create_app(settings: Settings | None = None, *, repository: Repository | None = None) -> Flask:
@@ -55,7 +50,7 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     data_dir.mkdir(parents=True, exist_ok=True)
     if repository is None:
         repository = open_store(data_dir, INDEXES)
-    control = ControlFile(data_dir / CONTROL_FILE)
+    control = ControlFile(data_dir / TOKENS_FILE)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
@@ -131,75 +126,9 @@ def _healthz() -> Response:
     return Response('{"status":"ok"}', mimetype="application/json")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The operator command line."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config",
-        metavar="FILE",
-        default=argparse.SUPPRESS,
-        help="TOML config file (default: $PROWARE_CONFIG, else ./config.toml, else built-in)",
-    )
-    parser = argparse.ArgumentParser(
-        prog="python app.py", description=__doc__.split("\n")[0], parents=[common]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", parents=[common], help="run the service with waitress")
-
-    token = sub.add_parser("token", parents=[common], help="manage bearer tokens")
-    token_sub = token.add_subparsers(dest="action", required=True)
-    create = token_sub.add_parser("create", parents=[common], help="create a token, print it once")
-    create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
-    create.add_argument("--read-only", action="store_true", help="may only read (GET)")
-    create.add_argument("--expires", type=int, metavar="DAYS", help="expire after DAYS days")
-    token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
-    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
-    revoke.add_argument("name")
-
-    provisioning = sub.add_parser(
-        "provisioning", parents=[common], help="turn User Provisioning on or off"
-    )
-    provisioning.add_argument("action", choices=["enable", "disable", "status"])
-    backup = sub.add_parser(
-        "backup", parents=[common], help="write a consistent snapshot (works while serving)"
-    )
-    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
-    restore = sub.add_parser(
-        "restore", parents=[common], help="restore a snapshot into a stopped instance"
-    )
-    restore.add_argument("path", help="a snapshot written by 'backup'")
-    admin_commands.add_parsers(sub, common)
-    return parser
-
-
-def _python() -> str:
-    """How to run this interpreter from here: ".venv/bin/python" under `make run`."""
-    relative = os.path.relpath(sys.executable)
-    return "python" if relative.startswith("..") else relative
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the process exit code."""
-    args = build_parser().parse_args(argv)
-    config_arg = getattr(args, "config", None)
-    try:
-        config_path = resolve_config_path(config_arg)
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
-    if args.command == "serve":
-        return commands.serve(settings, create_app, command_hint)
-    if args.command in ("admin", "activity", "sso"):
-        return admin_commands.run(settings, args)
-    if args.command == "backup":
-        return commands.backup(settings, Path(args.path))
-    if args.command == "restore":
-        return commands.restore(settings, Path(args.path))
-    if args.command == "token":
-        return commands.token(settings, args, Path(settings.storage.path) / CONTROL_FILE)
-    return commands.provisioning(settings, args.action, Path(settings.storage.path) / CONTROL_FILE)
+    """Run one operator command (``python app.py --help``); returns the exit code."""
+    return cli.main(argv, create_app)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from admin.sso_access import Policy, SsoState
 from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_html_errors
-from scim.config import SSO_SECRET_ENV, SsoSettings, read_client_secret
+from server.config import SSO_SECRET_ENV, SsoSettings, read_client_secret
 from storage.controlfile import ControlFile
 from storage.repository import Clock
 
@@ -82,7 +82,7 @@ def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminC
     app.register_blueprint(create_blueprint())
     app.after_request(_observe_scim_request)
     register_html_errors(app, PATH, pages.error_page)
-    # scim.commands.serve calls these with the command prefix, e.g. "python app.py".
+    # server.commands.serve calls these with the command prefix, e.g. "python app.py".
     app.extensions.setdefault("serve_hooks", []).append(lambda command: on_serve(app, command))
     return admin
 

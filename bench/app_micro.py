@@ -24,7 +24,7 @@ from pathlib import Path
 from app import create_app
 from bench import entra, unloaded
 from bench.store_micro import percentiles
-from scim.config import Settings, StorageSettings
+from server.config import Settings, StorageSettings
 
 PREFIX = entra.PREFIX
 Request = tuple[str, str, dict | None, int]  # method, target, body, expected status

@@ -31,7 +31,7 @@ from typing import Any
 
 from bench import entra, report, targets, trivial, unloaded
 from bench.client import Connection, PhaseResult, Task, Worker, drive
-from scim.config import ServerSettings
+from server.config import ServerSettings
 from storage.journal_format import list_segments
 from tests.serverproc import (
     ScimConnection,

@@ -34,6 +34,7 @@ from storage.repository import Clock
 
 log = logging.getLogger("proware.tokens")
 
+FILE_NAME = "control.json"  # in the data directory
 FORMAT = 1
 
 READ_WRITE = "read-write"

@@ -12,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
-from scim.config import Settings, StorageSettings
+from server.config import Settings, StorageSettings
 from tests.journal_support import Stores
 
 PREFIX = "/scim/v2"

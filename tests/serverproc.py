@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scim.config import ServerSettings
+from server.config import ServerSettings
 
 REPO = Path(__file__).resolve().parents[1]
 APP = REPO / "app.py"

@@ -12,8 +12,8 @@ from flask import Flask
 from admin import audit
 from admin.audit import AuditLog
 from app import create_app
-from scim.config import Settings
 from scim.service import INDEXES
+from server.config import Settings
 from storage.memory import MemoryRepository
 from storage.repository import CompactionHook
 from tests.admin_support import PASSWORD, signed_in

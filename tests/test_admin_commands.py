@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 import app as app_module
-from admin import commands
 from admin.accounts import AdminAccounts
 from admin.audit import AuditLog
+from server import admin_commands as commands
+from server import cli
+from server.config import load_settings
 
 PASSWORD = "correct horse battery staple"
 
@@ -25,8 +27,8 @@ def config(tmp_path: Path) -> Path:
 
 def run(config: Path, *args: str, stdin: str = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    parsed = app_module.build_parser().parse_args(["--config", str(config), *args])
-    settings = app_module.load_settings(config)
+    parsed = cli.build_parser().parse_args(["--config", str(config), *args])
+    settings = load_settings(config)
     code = commands.run(settings, parsed, stdin=io.StringIO(stdin), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
@@ -50,10 +52,10 @@ def test_admin_create_asks_twice_on_a_terminal(
     monkeypatch.setattr(commands.getpass, "getpass", lambda prompt, stream=None: next(answers))
     terminal = io.StringIO()
     terminal.isatty = lambda: True  # type: ignore[method-assign]
-    parsed = app_module.build_parser().parse_args(
+    parsed = cli.build_parser().parse_args(
         ["--config", str(config), "admin", "create", "alice"]
     )
-    code = commands.run(app_module.load_settings(config), parsed, stdin=terminal, out=io.StringIO())
+    code = commands.run(load_settings(config), parsed, stdin=terminal, out=io.StringIO())
     assert code == 0
 
 
@@ -65,10 +67,10 @@ def test_admin_create_refuses_differing_entries_on_a_terminal(
     terminal = io.StringIO()
     terminal.isatty = lambda: True  # type: ignore[method-assign]
     err = io.StringIO()
-    parsed = app_module.build_parser().parse_args(
+    parsed = cli.build_parser().parse_args(
         ["--config", str(config), "admin", "create", "alice"]
     )
-    assert commands.run(app_module.load_settings(config), parsed, stdin=terminal, err=err) == 2
+    assert commands.run(load_settings(config), parsed, stdin=terminal, err=err) == 2
     assert "differ" in err.getvalue()
 
 

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
-from scim.config import ServerSettings, Settings
+from server.config import ServerSettings, Settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
 
@@ -194,7 +194,7 @@ def test_once_an_admin_exists_the_setup_link_leads_to_sign_in(app: Flask) -> Non
 def test_serve_prints_the_setup_link_only_while_no_admin_exists(
     app: Flask, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (serve_hook,) = app.extensions["serve_hooks"]  # what scim.commands.serve runs
+    (serve_hook,) = app.extensions["serve_hooks"]  # what server.commands.serve runs
     serve_hook("python app.py")
     printed = capsys.readouterr().out
     link = re.search(r"http://127\.0\.0\.1:8000(/admin/setup/\S+)", printed)

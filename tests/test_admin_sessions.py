@@ -10,7 +10,7 @@ from flask import Flask, request
 
 from admin.sessions import COOKIE_NAME, load_or_create_secret
 from app import create_app
-from scim.config import Settings
+from server.config import Settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.storage_contract import FixedClock
 

@@ -9,10 +9,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import CONTROL_FILE
 from scim import constants
-from scim.config import Settings
+from scim.tokens import FILE_NAME as CONTROL_FILE
 from scim.tokens import TokenStore
+from server.config import Settings
 from storage.controlfile import ControlFile
 
 PREFIX = "/scim/v2"

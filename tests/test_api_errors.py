@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestURITooLarge
 
 from app import create_app
 from scim import constants
-from scim.config import ScimSettings, ServerSettings, Settings, StorageSettings
+from server.config import ScimSettings, ServerSettings, Settings, StorageSettings
 
 PATCH_OP = constants.PATCH_OP
 FILTER_LIMIT = 4096

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scim import constants
-from scim.config import ScimSettings, Settings, StorageSettings
+from server.config import ScimSettings, Settings, StorageSettings
 
 MAX_RESULTS = 5
 

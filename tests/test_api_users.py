@@ -10,7 +10,7 @@ from flask import Flask
 
 from app import create_app
 from scim import constants
-from scim.config import ServerSettings, Settings, StorageSettings
+from server.config import ServerSettings, Settings, StorageSettings
 from storage.snapshot import DATA_FILE
 
 ENTERPRISE = constants.ENTERPRISE_USER

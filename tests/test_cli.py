@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from app import CONTROL_FILE, create_app, main
-from scim import commands
-from scim.config import CONFIG_ENV, load_settings
+from app import create_app, main
+from scim.tokens import FILE_NAME as CONTROL_FILE
+from server import commands
+from server.config import CONFIG_ENV, load_settings
 from storage.snapshot import DATA_FILE
 
 PREFIX = "/scim/v2"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scim.config import (
+from server.config import (
     SSO_SECRET_ENV,
     ConfigError,
     ScimSettings,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from scim.config import Settings, StorageSettings
+from server.config import Settings, StorageSettings
 from tests.replay import (
     EXCHANGES_DIR,
     Exchange,

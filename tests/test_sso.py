@@ -23,7 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app, main
-from scim.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
+from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
 from tests.oidc_support import OidcProvider, Signature, abort_sign_in, require_provider, sign_in

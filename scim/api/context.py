@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from flask import current_app, g, request
 
-from scim.config import Settings
 from scim.service import Directory
 from scim.tokens import ProvisioningSwitch, TokenStore
+from server.config import Settings
 from storage.repository import Repository
 
 log = logging.getLogger("proware.activity")

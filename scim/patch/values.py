@@ -3,8 +3,8 @@
 Plain functions over JSON-shaped values for :mod:`scim.patch.operations` and
 :mod:`scim.patch.members`: the JSON name of a value's type (for error details), the scalar
 check, a client's object keyed by canonical sub-attribute names, the container a write lands
-in, and the rules for elements of a multi-valued attribute (matching a value filter, removing by value, one
-``primary``, creating the element a filter describes).
+in, and the rules for elements of a multi-valued attribute (matching a value filter,
+removing by value, one ``primary``, creating the element a filter describes).
 """
 
 from __future__ import annotations

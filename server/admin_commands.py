@@ -27,7 +27,7 @@ from admin.accounts import AdminAccounts
 from admin.sso import SignInFailed
 from admin.sso_access import FILE_NAME as SSO_FILE
 from admin.sso_access import utcnow
-from scim.config import ConfigError, Settings
+from server.config import ConfigError, Settings
 from storage.errors import StorageError
 
 POLL_SECONDS = 1.0

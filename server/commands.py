@@ -18,10 +18,10 @@ from pathlib import Path
 
 from flask import Flask
 
-from scim import httpserver
-from scim.config import ConfigError, Settings
 from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
+from server import httpserver
+from server.config import ConfigError, Settings
 from storage import backup as storage_backup
 from storage.controlfile import ControlFile
 from storage.errors import StorageError

@@ -1,0 +1,92 @@
+"""The operator command line, ``python app.py COMMAND``: one parser for every subsystem.
+
+The commands themselves live in :mod:`server.commands` (serve, tokens, provisioning, backup)
+and :mod:`server.admin_commands` (control panel admins, activity, single sign-on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+
+from scim.tokens import FILE_NAME as TOKENS_FILE
+from server import admin_commands, commands
+from server.config import ConfigError, Settings, load_settings, resolve_config_path
+
+DESCRIPTION = "Proware provisioning: the SCIM service, its control panel and its operator commands."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The operator command line."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="TOML config file (default: $PROWARE_CONFIG, else ./config.toml, else built-in)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python app.py", description=DESCRIPTION, parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", parents=[common], help="run the service with waitress")
+
+    token = sub.add_parser("token", parents=[common], help="manage bearer tokens")
+    token_sub = token.add_subparsers(dest="action", required=True)
+    create = token_sub.add_parser("create", parents=[common], help="create a token, print it once")
+    create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
+    create.add_argument("--read-only", action="store_true", help="may only read (GET)")
+    create.add_argument("--expires", type=int, metavar="DAYS", help="expire after DAYS days")
+    token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
+    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
+    revoke.add_argument("name")
+
+    provisioning = sub.add_parser(
+        "provisioning", parents=[common], help="turn User Provisioning on or off"
+    )
+    provisioning.add_argument("action", choices=["enable", "disable", "status"])
+    backup = sub.add_parser(
+        "backup", parents=[common], help="write a consistent snapshot (works while serving)"
+    )
+    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
+    restore = sub.add_parser(
+        "restore", parents=[common], help="restore a snapshot into a stopped instance"
+    )
+    restore.add_argument("path", help="a snapshot written by 'backup'")
+    admin_commands.add_parsers(sub, common)
+    return parser
+
+
+def _python() -> str:
+    """How to run this interpreter from here: ".venv/bin/python" under `make run`."""
+    relative = os.path.relpath(sys.executable)
+    return "python" if relative.startswith("..") else relative
+
+
+def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int:
+    """Run one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    config_arg = getattr(args, "config", None)
+    try:
+        config_path = resolve_config_path(config_arg)
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
+    if args.command == "serve":
+        return commands.serve(settings, create_app, command_hint)
+    if args.command in ("admin", "activity", "sso"):
+        return admin_commands.run(settings, args)
+    if args.command == "backup":
+        return commands.backup(settings, Path(args.path))
+    if args.command == "restore":
+        return commands.restore(settings, Path(args.path))
+    if args.command == "token":
+        return commands.token(settings, args, Path(settings.storage.path) / TOKENS_FILE)
+    return commands.provisioning(settings, args.action, Path(settings.storage.path) / TOKENS_FILE)
