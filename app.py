@@ -32,7 +32,7 @@ from scim.service import INDEXES, Directory
 from scim.tokens import FILE_NAME as TOKENS_FILE
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import cli
-from server.config import Settings
+from server.config import Settings, client_secret
 from storage import open_store
 from storage.controlfile import ControlFile
 from storage.repository import Repository
@@ -44,8 +44,10 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     """Build the Flask app: SCIM blueprint, error handlers, access log.
 
     :param repository: a store to use instead of the one under ``[storage] path`` (tests).
+    :raises ConfigError: the single sign-on client secret cannot be read.
     """
     settings = settings or Settings()
+    sso_secret = client_secret(settings.sso)  # first: a bad secret file opens nothing
     data_dir = settings.storage.path
     data_dir.mkdir(parents=True, exist_ok=True)
     if repository is None:
@@ -58,7 +60,8 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     services = Services(
-        settings=settings,
+        scim=settings.scim,
+        public_url=settings.server.public_url,
         repository=repository,
         directory=Directory(repository, max_results=settings.scim.max_results),
         tokens=TokenStore(control),
@@ -70,7 +73,8 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     app.before_request(_start_request)
     app.register_blueprint(create_blueprint(settings.scim.prefix))
     register_error_handlers(app)
-    admin.register(app, services)  # the control panel at /admin
+    # The control panel at /admin.
+    admin.register(app, services, data_dir=data_dir, sso=settings.sso, sso_secret=sso_secret)
     app.after_request(_log_request)
     app.add_url_rule("/healthz", "healthz", _healthz)
     app.wsgi_app = NormalizeSlashes(app.wsgi_app)  # type: ignore[method-assign]

@@ -13,7 +13,6 @@ that prints the first-run setup link.
 from __future__ import annotations
 
 import atexit
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
 from admin.context import EXTENSION, PATH, AdminContext, Provider, SingleSignOn, context, utcnow
 from admin.sessions import RevokedSessions, SessionPolicy
+from admin.settings import ClientSecret, SsoSettings
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
 from admin.sso_access import FILE_NAME as SSO_FILE
@@ -46,14 +46,25 @@ from admin.sso_access import Policy, SsoState
 from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_html_errors
-from server.config import SSO_SECRET_ENV, SsoSettings, read_client_secret
 from storage.controlfile import ControlFile
 from storage.repository import Clock
 
 
-def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminContext:
-    """Serve the control panel from ``app``; returns its context."""
-    data_dir = Path(services.settings.storage.path)
+def register(
+    app: Flask,
+    services: Services,
+    *,
+    data_dir: Path,
+    sso: SsoSettings | None = None,
+    sso_secret: ClientSecret | None = None,
+    clock: Clock = utcnow,
+) -> AdminContext:
+    """Serve the control panel from ``app``; returns its context.
+
+    :param data_dir: where its files live (accounts, audit log, session key, ...).
+    :param sso: the ``[sso]`` settings, and :param sso_secret: the client secret the process
+        read for them (None: none configured, single sign-on cannot be turned on).
+    """
     sessions.configure(app, data_dir, PATH)
     admin = AdminContext(
         services=services,
@@ -63,7 +74,7 @@ def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminC
         setup=SetupLinks(clock),
         revoked=RevokedSessions(),
         session_policy=SessionPolicy(),
-        sso=single_sign_on(services.settings.sso, data_dir / SSO_FILE, clock),
+        sso=single_sign_on(sso or SsoSettings(), sso_secret, data_dir / SSO_FILE, clock),
         clock=clock,
     )
     # Change events arrive after their commit (the store made them durable with the change);
@@ -83,37 +94,30 @@ def register(app: Flask, services: Services, *, clock: Clock = utcnow) -> AdminC
     app.after_request(_observe_scim_request)
     register_html_errors(app, PATH, pages.error_page)
     # server.commands.serve calls these with the command prefix, e.g. "python app.py".
-    app.extensions.setdefault("serve_hooks", []).append(lambda command: on_serve(app, command))
+    app.extensions.setdefault("serve_hooks", []).append(
+        lambda command, base_url: on_serve(app, command, base_url)
+    )
     return admin
 
 
-def single_sign_on(settings: SsoSettings, state_path: Path, clock: Clock) -> SingleSignOn:
-    """Single sign-on from ``[sso]``: the relying party once issuer, client id and secret are set.
-
-    :raises ConfigError: the client secret cannot be read (the message names the file only).
-    """
-    from_env = bool(os.environ.get(SSO_SECRET_ENV, "").strip())
-    configured = bool(settings.issuer and settings.client_id)
+def single_sign_on(
+    settings: SsoSettings, secret: ClientSecret | None, state_path: Path, clock: Clock
+) -> SingleSignOn:
+    """Single sign-on from ``[sso]``: a relying party once issuer, client id and secret are set."""
     relying_party = None
-    if configured and (from_env or settings.client_secret_file):
+    if settings.issuer and settings.client_id and secret is not None:
         relying_party = RelyingParty(
             issuer=settings.issuer,
             client_id=settings.client_id,
-            client_secret=read_client_secret(settings),
+            client_secret=secret.value,
             scopes=settings.scopes,
         )
-    if from_env:
-        source = f"${SSO_SECRET_ENV}"
-    elif settings.client_secret_file:
-        source = f"file {settings.client_secret_file}"
-    else:
-        source = ""
     provider = Provider(
         issuer=settings.issuer,
         client_id=settings.client_id,
         scopes=settings.scopes,
         username_claim=settings.username_claim,
-        secret_source=source,
+        secret_source=secret.source if secret is not None else "",
     )
     defaults = Policy(
         enabled=settings.enabled,
@@ -144,12 +148,13 @@ def create_blueprint() -> Blueprint:
     return blueprint
 
 
-def on_serve(app: Flask, command: str, out: Callable[[str], None] = print) -> None:
+def on_serve(
+    app: Flask, command: str, base_url: str, out: Callable[[str], None] = print
+) -> None:
     """At ``python app.py serve``: print the setup link while no admin exists; close cleanly."""
     admin: AdminContext = app.extensions[EXTENSION]
     atexit.register(admin.close)
-    settings = admin.services.settings
-    base = (settings.server.public_url or settings.local_url).rstrip("/")
+    base = base_url.rstrip("/")
     if admin.sso.enabled():
         out(f"  Single sign-on: {admin.sso.provider.issuer}")
     if admin.accounts.any() or not admin.sso.local_allowed():
@@ -212,7 +217,7 @@ def _security_headers(response: Response) -> Response:
 
 def _observe_scim_request(response: Response) -> Response:
     """Feed every SCIM request to the connection status (after authentication decided)."""
-    prefix = current_app.extensions["proware"].settings.scim.prefix
+    prefix = current_app.extensions["proware"].scim.prefix
     path = request.path
     if not (path == prefix or path.startswith(prefix + "/")):
         return response

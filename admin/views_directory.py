@@ -108,7 +108,7 @@ def _search(kind: str) -> tuple[str, int, QueryResult]:
     text = request.args.get("q", "").strip()[:200]
     number_text = request.args.get("page", "1")
     number = int(number_text) if number_text.isdigit() and int(number_text) > 0 else 1
-    settings = context().services.settings.scim
+    settings = context().services.scim
     try:
         expression = parse_query_filter(search_filter(kind, text), settings.max_filter_length)
     except errors.ScimError:

@@ -62,7 +62,7 @@ def register(blueprint: Blueprint) -> None:
 
 def redirect_uri() -> str:
     """The callback URL to register in Entra: ``public_url`` + path, else this request's URL."""
-    public_url = context().services.settings.server.public_url
+    public_url = context().services.public_url
     if public_url:
         return public_url.rstrip("/") + url_for("admin.sso_callback")
     return url_for("admin.sso_callback", _external=True)

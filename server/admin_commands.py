@@ -17,7 +17,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import IO, TextIO
 
@@ -27,7 +26,7 @@ from admin.accounts import AdminAccounts
 from admin.sso import SignInFailed
 from admin.sso_access import FILE_NAME as SSO_FILE
 from admin.sso_access import utcnow
-from server.config import ConfigError, Settings
+from server.config import ConfigError, Settings, client_secret
 from storage.errors import StorageError
 
 POLL_SECONDS = 1.0
@@ -122,14 +121,10 @@ def sso_status(settings: Settings, *, check: bool = False, out: IO[str]) -> int:
 
     problem = None
     try:
-        sso = single_sign_on(settings.sso, Path(settings.storage.path) / SSO_FILE, utcnow)
+        secret = client_secret(settings.sso)
     except ConfigError as exc:
-        problem = str(exc)
-        sso = single_sign_on(
-            replace(settings.sso, client_secret_file=""),
-            Path(settings.storage.path) / SSO_FILE,
-            utcnow,
-        )
+        problem, secret = str(exc), None
+    sso = single_sign_on(settings.sso, secret, Path(settings.storage.path) / SSO_FILE, utcnow)
     policy = sso.policy()
     state = "enabled" if sso.enabled() else "disabled"
     changed = (

@@ -64,7 +64,7 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
     print(f"  User Provisioning is {state}", end="")
     print("" if state == "enabled" else f": turn it on with {command} provisioning enable")
     for hook in app.extensions.get("serve_hooks", ()):  # e.g. the control panel's setup link
-        hook(command)
+        hook(command, settings.server.public_url or settings.local_url)
     sys.stdout.flush()
     options: dict = {
         "host": server.host,

@@ -1,6 +1,9 @@
 """Settings: one typed, documented object loaded from TOML (see ``config.example.toml``).
 
-Every key has a default, so the service starts with no file at all. Unknown sections or
+Every key has a default, so the service starts with no file at all. Each subsystem declares
+the section it reads (``[scim]`` in :mod:`scim.settings`, ``[storage]`` in
+:mod:`storage.settings`, ``[sso]`` in :mod:`admin.settings`); the process's own sections are
+here, and so are reading the file and the checks across sections. Unknown sections or
 keys and values of the wrong type stop the start with a message naming them, rather than
 being silently dropped (as Flask's ``config.from_file`` would drop lowercase keys).
 """
@@ -13,6 +16,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from admin.settings import ClientSecret, SsoSettings
+from scim.settings import ScimSettings
+from storage.settings import StorageSettings
 
 CONFIG_ENV = "PROWARE_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.toml")
@@ -44,51 +51,6 @@ class ServerSettings:
         default_factory=lambda: ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"]
     )
     max_body_bytes: int = 1_048_576
-
-
-@dataclass(frozen=True)
-class ScimSettings:
-    """``[scim]``: protocol limits."""
-
-    prefix: str = "/scim/v2"
-    max_results: int = 1000
-    max_filter_length: int = 4096
-
-
-@dataclass(frozen=True)
-class StorageSettings:
-    """``[storage]``: the data directory (one server process per directory)."""
-
-    path: Path = Path("data")
-
-
-@dataclass(frozen=True)
-class SsoSettings:
-    """``[sso]``: signing in to the control panel with Microsoft Entra ID (OpenID Connect).
-
-    The identity provider's side (``issuer``, ``client_id``, the secret, ``scopes``,
-    ``username_claim``) belongs together with the secret, so it is set here only; the access
-    policy (``enabled``, ``admin_group``, ``local_sign_in``) can also be changed in the
-    control panel, which then overrides these values.
-    """
-
-    enabled: bool = False
-    # https://login.microsoftonline.com/<tenant-id>/v2.0 for Entra: the discovery document is
-    # at issuer + "/.well-known/openid-configuration" and its "issuer" must equal this.
-    issuer: str = ""
-    client_id: str = ""
-    # A file holding the client secret (never the secret itself: it must not sit in a config
-    # file that is copied around). Relative to the config file's directory.
-    client_secret_file: str = ""
-    scopes: str = "openid profile email"
-    # The ID-token claim that names the directory user, matched case-insensitively against
-    # userName. Entra fills preferred_username with the UPN, which its default mapping sends
-    # as userName.
-    username_claim: str = "preferred_username"
-    # displayName of the provisioned group whose active members may use the control panel.
-    admin_group: str = ""
-    # Whether local password accounts may still sign in (the break-glass path).
-    local_sign_in: bool = True
 
 
 @dataclass(frozen=True)
@@ -274,6 +236,19 @@ def _check_sso(sso: SsoSettings, where: str) -> None:
         raise ConfigError(f"{where}: [sso] scopes must include 'openid', not {sso.scopes!r}")
     if not sso.username_claim.strip():
         raise ConfigError(f"{where}: [sso] username_claim must name an ID-token claim")
+
+
+def client_secret(sso: SsoSettings) -> ClientSecret | None:
+    """The client secret for ``[sso]``, or None when none is configured (no issuer, client id
+    or secret source): single sign-on then cannot be turned on.
+
+    :raises ConfigError: as :func:`read_client_secret`.
+    """
+    from_env = bool(os.environ.get(SSO_SECRET_ENV, "").strip())
+    if not (sso.issuer and sso.client_id and (from_env or sso.client_secret_file)):
+        return None
+    source = f"${SSO_SECRET_ENV}" if from_env else f"file {sso.client_secret_file}"
+    return ClientSecret(read_client_secret(sso), source)
 
 
 def read_client_secret(sso: SsoSettings) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -22,6 +23,11 @@ def csrf_of(response: TestResponse) -> str:
     found = _CSRF.search(response.get_data(as_text=True))
     assert found, "the page has no form with a CSRF token"
     return found.group(1)
+
+
+def data_dir_of(app: Flask) -> Path:
+    """The data directory the app's control panel keeps its files in."""
+    return app.extensions["proware.admin"].accounts.path.parent
 
 
 def create_admin(app: Flask, username: str = USERNAME, password: str = PASSWORD) -> None:

@@ -16,7 +16,7 @@ from scim.service import INDEXES
 from server.config import Settings
 from storage.memory import MemoryRepository
 from storage.repository import CompactionHook
-from tests.admin_support import PASSWORD, signed_in
+from tests.admin_support import PASSWORD, data_dir_of, signed_in
 from tests.conftest import ScimClient
 
 
@@ -30,7 +30,7 @@ def audit_path(app: Flask) -> Path:
 
 def all_data_bytes(app: Flask) -> bytes:
     """Every file the server wrote in its data directory, concatenated."""
-    data_dir = Path(app.extensions["proware"].settings.storage.path)
+    data_dir = data_dir_of(app)
     return b"".join(path.read_bytes() for path in sorted(data_dir.rglob("*")) if path.is_file())
 
 

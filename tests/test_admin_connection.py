@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 
 from admin.connection import REASONS, ConnectionStatus, Observation, is_probe
 from storage.controlfile import ControlFile
+from tests.admin_support import data_dir_of
 from tests.conftest import ScimClient
 from tests.storage_contract import FixedClock
 
@@ -92,7 +93,7 @@ def test_ordinary_requests_are_listed_newest_first_with_their_result(
 
 def _expire(app: Flask, name: str) -> None:
     """Move the token's expiry into the past, as the passing of time would."""
-    data_dir = Path(app.extensions["proware"].settings.storage.path)
+    data_dir = data_dir_of(app)
 
     def backdate(document: dict) -> None:
         for record in document["tokens"]:

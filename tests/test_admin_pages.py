@@ -195,14 +195,14 @@ def test_serve_prints_the_setup_link_only_while_no_admin_exists(
     app: Flask, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (serve_hook,) = app.extensions["serve_hooks"]  # what server.commands.serve runs
-    serve_hook("python app.py")
+    serve_hook("python app.py", "http://127.0.0.1:8000")
     printed = capsys.readouterr().out
     link = re.search(r"http://127\.0\.0\.1:8000(/admin/setup/\S+)", printed)
     assert link, printed
     assert "python app.py admin create USERNAME" in printed
     assert app.test_client().get(link.group(1)).status_code == 302
     create_admin(app)
-    serve_hook("python app.py")
+    serve_hook("python app.py", "http://127.0.0.1:8000")
     assert capsys.readouterr().out == "  Control panel: http://127.0.0.1:8000/admin\n"
 
 

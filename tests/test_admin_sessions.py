@@ -11,7 +11,15 @@ from flask import Flask, request
 from admin.sessions import COOKIE_NAME, load_or_create_secret
 from app import create_app
 from server.config import Settings
-from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
+from tests.admin_support import (
+    PASSWORD,
+    USERNAME,
+    AdminClient,
+    create_admin,
+    csrf_of,
+    data_dir_of,
+    signed_in,
+)
 from tests.storage_contract import FixedClock
 
 
@@ -24,7 +32,7 @@ def clock(app: Flask) -> FixedClock:
 
 
 def key_path(app: Flask) -> Path:
-    return Path(app.extensions["proware"].settings.storage.path) / "session.key"
+    return data_dir_of(app) / "session.key"
 
 
 def set_cookie_header(response) -> str:

@@ -122,7 +122,7 @@ def start_flow(browser: FlaskClient, next: str = "/admin/settings") -> str:
     response = browser.get("/admin/sso/start", query_string={"next": next})
     assert response.status_code == 302, response.get_data(as_text=True)
     location = response.headers["Location"]
-    assert location.startswith(browser.application.extensions["proware"].settings.sso.issuer)
+    assert location.startswith(browser.application.extensions["proware.admin"].sso.provider.issuer)
     return location
 
 

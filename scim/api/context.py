@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from flask import current_app, g, request
 
 from scim.service import Directory
+from scim.settings import ScimSettings
 from scim.tokens import ProvisioningSwitch, TokenStore
-from server.config import Settings
 from storage.repository import Repository
 
 log = logging.getLogger("proware.activity")
@@ -20,9 +20,14 @@ EventListener = Callable[[dict], None]
 
 @dataclass
 class Services:
-    """The long-lived objects one app instance works with (``app.extensions["proware"]``)."""
+    """The long-lived objects one app instance works with (``app.extensions["proware"]``).
 
-    settings: Settings
+    :param public_url: the base URL clients see (``[server] public_url``); empty: each
+        request's own.
+    """
+
+    scim: ScimSettings
+    public_url: str
     repository: Repository
     directory: Directory
     tokens: TokenStore
@@ -60,8 +65,8 @@ def base_url() -> str:
     Behind a trusted proxy waitress has already applied X-Forwarded-Proto/-Host to the
     request, so ``request.root_url`` is what the client used.
     """
-    settings = services().settings
-    return settings.tenant_url(request.root_url)
+    found = services()
+    return (found.public_url or request.root_url).rstrip("/") + found.scim.prefix
 
 
 def request_context(status: int) -> dict:

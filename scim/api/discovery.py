@@ -22,13 +22,13 @@ def register(blueprint: Blueprint) -> None:
 
 def service_provider_config() -> Response:
     """What this server supports (RFC 7643 §5): PATCH, filter, sort, ETag; no bulk."""
-    settings = services().settings
+    settings = services().scim
     return scim_response(
         {
             "schemas": [constants.SERVICE_PROVIDER_CONFIG],
             "patch": {"supported": True},
             "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": True, "maxResults": settings.scim.max_results},
+            "filter": {"supported": True, "maxResults": settings.max_results},
             "changePassword": {"supported": True},
             "sort": {"supported": True},
             "etag": {"supported": True},

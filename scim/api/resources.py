@@ -147,7 +147,7 @@ def _query(
     attributes: str | None,
     excluded: str | None,
 ) -> Query:
-    settings = services().settings.scim
+    settings = services().scim
     return Query(
         filter=parse_query_filter(filter_text, settings.max_filter_length),
         sort_by=parse_attr_path(sort_by) if sort_by else None,
