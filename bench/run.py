@@ -31,6 +31,7 @@ from typing import Any
 
 from bench import entra, report, targets, trivial, unloaded
 from bench.client import Connection, PhaseResult, Task, Worker, drive
+from bench.results import Baseline, SizeResult
 from server.config import ServerSettings
 from storage.journal_format import list_segments
 from tests.serverproc import (
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "(the framework's own cost, before any SCIM work)"
     )
 
-    results: list[report.SizeResult] = []
+    results: list[SizeResult] = []
     for n in sizes:
         if deadline is not None and time.monotonic() > deadline:
             _say(f"\n== N = {n:,}: skipped, the time limit passed ==")
@@ -190,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if broken or baseline.phase.errors else 0
 
 
-def run_ceiling(
-    requests: int, clients: int, threads: int, *, flask: bool = False
-) -> report.Baseline:
+def run_ceiling(requests: int, clients: int, threads: int, *, flask: bool = False) -> Baseline:
     """Drive the trivial WSGI app (or its Flask twin) with the initial cycle's request bytes."""
     port = free_port()
     process = trivial.spawn(port, threads, flask=flask)
@@ -210,14 +209,12 @@ def run_ceiling(
     finally:
         process.kill()
         process.wait(timeout=30)
-    return report.Baseline(phase, threads)
+    return Baseline(phase, threads)
 
 
-def run_size(
-    plan: entra.Plan, args: argparse.Namespace, deadline: float | None
-) -> report.SizeResult:
+def run_size(plan: entra.Plan, args: argparse.Namespace, deadline: float | None) -> SizeResult:
     """One size: a fresh service, every phase, memory and data size, a timed restart."""
-    size = report.SizeResult(plan, clients=args.clients)
+    size = SizeResult(plan, clients=args.clients)
     with tempfile.TemporaryDirectory(prefix="proware-bench-") as tmp:
         server = ServerProcess(Path(tmp), threads=args.threads, access_log=False)
         token = server.create_token("bench")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bench import entra, unloaded
 from bench.client import summarize
-from bench.report import MB, Baseline, SizeResult
+from bench.results import MB, Baseline, SizeResult
 
 INFO = "info"  # a figure shown beside a target, not judged
 
