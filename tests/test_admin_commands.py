@@ -52,9 +52,7 @@ def test_admin_create_asks_twice_on_a_terminal(
     monkeypatch.setattr(commands.getpass, "getpass", lambda prompt, stream=None: next(answers))
     terminal = io.StringIO()
     terminal.isatty = lambda: True  # type: ignore[method-assign]
-    parsed = cli.build_parser().parse_args(
-        ["--config", str(config), "admin", "create", "alice"]
-    )
+    parsed = cli.build_parser().parse_args(["--config", str(config), "admin", "create", "alice"])
     code = commands.run(load_settings(config), parsed, stdin=terminal, out=io.StringIO())
     assert code == 0
 
@@ -67,9 +65,7 @@ def test_admin_create_refuses_differing_entries_on_a_terminal(
     terminal = io.StringIO()
     terminal.isatty = lambda: True  # type: ignore[method-assign]
     err = io.StringIO()
-    parsed = cli.build_parser().parse_args(
-        ["--config", str(config), "admin", "create", "alice"]
-    )
+    parsed = cli.build_parser().parse_args(["--config", str(config), "admin", "create", "alice"])
     assert commands.run(load_settings(config), parsed, stdin=terminal, err=err) == 2
     assert "differ" in err.getvalue()
 
