@@ -25,7 +25,7 @@ from urllib.parse import quote
 from flask import Flask, Response, g, request
 
 import admin
-from scim.api import NormalizeSlashes, create_blueprint
+from scim.api import CanonicalEndpoints, NormalizeSlashes, create_blueprint
 from scim.api.context import Services
 from scim.api.responses import register_error_handlers
 from scim.service import INDEXES, Directory
@@ -77,7 +77,10 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     admin.register(app, services, data_dir=data_dir, sso=settings.sso, sso_secret=sso_secret)
     app.after_request(_log_request)
     app.add_url_rule("/healthz", "healthz", _healthz)
-    app.wsgi_app = NormalizeSlashes(app.wsgi_app)  # type: ignore[method-assign]
+    # Outermost first: slashes are normalized, then endpoint names respelled.
+    app.wsgi_app = NormalizeSlashes(  # type: ignore[method-assign]
+        CanonicalEndpoints(app.wsgi_app, settings.scim.prefix)
+    )
     return app
 
 

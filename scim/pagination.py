@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -81,23 +82,51 @@ def sort_documents(
     Documents without a value come last in ascending order and first in descending (RFC 7644
     §3.4.2.3). An attribute the resource does not have leaves the order as it is.
     """
-    resolved = resolve(sort_by, resource) if sort_by is not None else None
-    if resolved is None:
+    key = sort_key(sort_by, resource) if sort_by is not None else None
+    if key is None:
         return list(documents)
+    # reverse=True keeps equal keys in input order, and puts the (1,) of missing values first.
+    return sorted(documents, key=key, reverse=not ascending)
+
+
+def sort_mixed(
+    items: list[tuple[ResourceTypeDef, dict]], sort_by: AttrPath, ascending: bool
+) -> list[tuple[ResourceTypeDef, dict]]:
+    """Documents of several resource types sorted by ``sort_by``, as :func:`sort_documents`.
+
+    A type that lacks the attribute sorts its documents as if they had no value (RFC 7644
+    §3.4.3: a search at the service root spans every type).
+    """
+    keys = {resource.name: sort_key(sort_by, resource) for resource, _ in items}
+
+    def key(item: tuple[ResourceTypeDef, dict]) -> tuple:
+        resource, document = item
+        of_type = keys[resource.name]
+        return (1,) if of_type is None else of_type(document)
+
+    return sorted(items, key=key, reverse=not ascending)
+
+
+def sort_key(sort_by: AttrPath, resource: ResourceTypeDef) -> Callable[[dict], tuple] | None:
+    """The key that sorts documents of ``resource`` by ``sort_by`` (None: it has no such
+    attribute); documents without a value get ``(1,)``, after every value."""
+    resolved = resolve(sort_by, resource)
+    if resolved is None:
+        return None
     attribute, sub = resolved.attribute, resolved.sub_attribute
     if sub is None and attribute.type == definitions.COMPLEX:
         sub = attribute.sub_attribute("value")  # "emails" sorts by the emails' value
         if sub is None:
-            return list(documents)
+            return None
+    container = resolved.container
 
     def key(document: dict) -> tuple:
-        value = _sort_value(document, resolved.container, attribute, sub)
+        value = _sort_value(document, container, attribute, sub)
         if value is None:
             return (1,)
         return (0, *_comparable(value, sub or attribute))
 
-    # reverse=True keeps equal keys in input order, and puts the (1,) of missing values first.
-    return sorted(documents, key=key, reverse=not ascending)
+    return key
 
 
 def _sort_value(

@@ -90,3 +90,30 @@ class NormalizeSlashes:
             normalized = normalized.rstrip("/") or "/"
         environ["PATH_INFO"] = normalized
         return self.app(environ, start_response)
+
+
+class CanonicalEndpoints:
+    """WSGI middleware: resource endpoint names in any case, ``/users`` as ``/Users``.
+
+    RFC 7644 spells them ``/Users`` and ``/Groups``, but Microsoft's own reference service
+    matches them case-insensitively and several clients send ``/users``. Only the segment
+    right after the SCIM prefix is respelled (and ``.search`` after it); ``meta.location``
+    and ``Location`` keep the canonical spelling. Runs after :class:`NormalizeSlashes`, on a
+    path without repeated slashes.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix + "/"
+        names = (*resources.ENDPOINTS, *discovery.ENDPOINTS, ".search")
+        self.canonical = {name.casefold(): name for name in names}
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self.prefix):
+            segment, slash, rest = path[len(self.prefix) :].partition("/")
+            name = self.canonical.get(segment.casefold(), segment)
+            if rest.casefold() == ".search":  # /Users/.search
+                rest = ".search"
+            environ["PATH_INFO"] = f"{self.prefix}{name}{slash}{rest}"
+        return self.app(environ, start_response)

@@ -10,6 +10,9 @@ from scim.api.responses import scim_response
 from scim.definitions import RESOURCE_TYPES, SCHEMAS
 from scim.pagination import list_response
 
+# The endpoints under the SCIM prefix that this module serves, canonically spelled.
+ENDPOINTS = ("ServiceProviderConfig", "Schemas", "ResourceTypes")
+
 
 def register(blueprint: Blueprint) -> None:
     """Add the discovery routes to the SCIM blueprint."""

@@ -28,6 +28,7 @@ ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
 
 def register(blueprint: Blueprint) -> None:
     """Add the resource routes to the SCIM blueprint."""
+    blueprint.add_url_rule("/.search", "search_all", search_everything, methods=["POST"])
     for endpoint, kind in ENDPOINTS.items():
         defaults = {"kind": kind}
         blueprint.add_url_rule(
@@ -69,8 +70,20 @@ def list_resources(kind: str) -> Response:
 
 def search_resources(kind: str) -> Response:
     """POST /Users/.search: the same query in a body (RFC 7644 §3.4.3)."""
+    return _list(kind, _search_query())
+
+
+def search_everything() -> Response:
+    """POST /.search at the service root: one query over users and groups (RFC 7644 §3.4.3)."""
+    result = services().directory.search_all(_search_query(), base_url())
+    g.scim_event = {"operation": "query", "resourceType": None, "matched": result.total}
+    return scim_response(list_response(result.resources, result.total, result.start_index))
+
+
+def _search_query() -> Query:
+    """The query of a SearchRequest body."""
     search = load_search_request(read_json())
-    query = _query(
+    return _query(
         filter_text=search.get("filter"),
         sort_by=search.get("sortBy"),
         sort_order=search.get("sortOrder"),
@@ -79,7 +92,6 @@ def search_resources(kind: str) -> Response:
         attributes=",".join(search.get("attributes") or []) or None,
         excluded=",".join(search.get("excludedAttributes") or []) or None,
     )
-    return _list(kind, query)
 
 
 def create_resource(kind: str) -> Response:
