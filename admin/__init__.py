@@ -148,9 +148,7 @@ def create_blueprint() -> Blueprint:
     return blueprint
 
 
-def on_serve(
-    app: Flask, command: str, base_url: str, out: Callable[[str], None] = print
-) -> None:
+def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None] = print) -> None:
     """At ``python app.py serve``: print the setup link while no admin exists; close cleanly."""
     admin: AdminContext = app.extensions[EXTENSION]
     atexit.register(admin.close)
