@@ -33,7 +33,7 @@ from bench import entra, report, targets, trivial, unloaded
 from bench.client import Connection, PhaseResult, Task, Worker, drive
 from bench.results import Baseline, SizeResult
 from server.config import ServerSettings
-from storage.journal_format import list_segments
+from storage.journal.format import list_segments
 from tests.serverproc import (
     ScimConnection,
     ServerProcess,

@@ -22,9 +22,9 @@ from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import httpserver
 from server.config import ConfigError, Settings
-from storage import backup as storage_backup
 from storage.controlfile import ControlFile
 from storage.errors import StorageError
+from storage.journal import backup as storage_backup
 
 
 def configure_logging(settings: Settings) -> None:

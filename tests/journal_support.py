@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from storage.journal import JournalRepository
-from storage.journal_format import list_segments
-from storage.lock import LOCK_FILE
+from storage.journal.format import list_segments
+from storage.journal.lock import LOCK_FILE
 from storage.repository import Repository
 from tests.storage_contract import INDEXES, CounterIds, FixedClock
 

@@ -11,7 +11,7 @@ from flask import Flask
 from app import create_app
 from scim import constants
 from server.config import ServerSettings, Settings, StorageSettings
-from storage.snapshot import DATA_FILE
+from storage.journal.snapshot import DATA_FILE
 
 ENTERPRISE = constants.ENTERPRISE_USER
 PREFIX = "/scim/v2"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage.backup import backup, restore
 from storage.errors import CorruptStore, StorageError, StoreLocked
-from storage.journal_format import list_segments
+from storage.journal.backup import backup, restore
+from storage.journal.format import list_segments
 from storage.tinydb_store import TinyDBRepository
 from tests.journal_support import Stores, contents, crash_copy, files
 from tests.storage_contract import INDEXES, CounterIds, FixedClock, group, user

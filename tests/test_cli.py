@@ -18,7 +18,7 @@ from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from server import commands
 from server.config import CONFIG_ENV, load_settings
-from storage.snapshot import DATA_FILE
+from storage.journal.snapshot import DATA_FILE
 
 PREFIX = "/scim/v2"
 

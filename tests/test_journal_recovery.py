@@ -17,7 +17,7 @@ from tinydb import TinyDB
 
 from storage.errors import CorruptStore, StoreLocked
 from storage.journal import JournalRepository
-from storage.journal_format import list_segments
+from storage.journal.format import list_segments
 from storage.tinydb_store import TinyDBRepository
 from tests.journal_support import (
     Stores,

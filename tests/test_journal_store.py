@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage import journal_file, pacing
 from storage.errors import Conflict
-from storage.journal_file import JournalBroken
-from storage.journal_format import list_segments
+from storage.journal import file as journal_file
+from storage.journal import pacing
+from storage.journal.file import JournalBroken
+from storage.journal.format import list_segments
+from storage.journal.snapshot import DATA_FILE, read_snapshot
 from storage.repository import Repository
-from storage.snapshot import DATA_FILE, read_snapshot
 from tests.journal_support import Stores, contents, crash_copy, newest_segment
 from tests.storage_contract import group, user
 

@@ -1,10 +1,10 @@
-"""storage.pacing: background work in steps, pausing (really sleeping) between them."""
+"""storage.journal.pacing: background work in steps, pausing (really sleeping) between them."""
 
 from __future__ import annotations
 
 import pytest
 
-from storage import pacing
+from storage.journal import pacing
 
 
 def test_pause_really_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage import snapshot
-from storage.journal_format import encode_json
-from storage.snapshot import (
+from storage.journal import snapshot
+from storage.journal.format import encode_json
+from storage.journal.snapshot import (
     FORMAT,
     Snapshot,
     SnapshotEncoder,

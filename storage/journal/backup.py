@@ -22,11 +22,17 @@ from pathlib import Path
 from storage.controlfile import fsync_directory, remove_stray_temp_files
 from storage.errors import CorruptStore, StorageError
 from storage.journal import JournalRepository
-from storage.journal_format import list_segments
-from storage.lock import DataDirLock
-from storage.recovery import SwappedUnderfoot, read_store
+from storage.journal.format import list_segments
+from storage.journal.lock import DataDirLock
+from storage.journal.recovery import SwappedUnderfoot, read_store
+from storage.journal.snapshot import (
+    DATA_FILE,
+    Snapshot,
+    decode_snapshot,
+    meta_record,
+    write_snapshot,
+)
 from storage.repository import Index
-from storage.snapshot import DATA_FILE, Snapshot, decode_snapshot, meta_record, write_snapshot
 from storage.state import State
 
 _ATTEMPTS = 20  # compactions in a row that may swap files under one backup

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from storage import pacing
 from storage.controlfile import write_atomically
 from storage.errors import CorruptStore
-from storage.journal_format import encode_json
+from storage.journal import pacing
+from storage.journal.format import encode_json
 
 FORMAT = 2
 DATA_FILE = "proware.json"
@@ -37,7 +37,7 @@ TABLES = {"User": "users", "Group": "groups"}
 MEMBERSHIPS = "memberships"
 _FORMAT1_MEMBERS = "_members"
 
-# A compaction holds the GIL between two pauses (storage.pacing), and a request thread that
+# A compaction holds the GIL between two pauses (storage.journal.pacing), and a request thread that
 # wants it back waits for the step to end; these bound one step to ~0.1-0.2 ms. Measured at
 # 50,000 users, member adds beside a compaction: steps of 16 documents and 2,000 member ids
 # gave p99 2.2 ms and max 7.7 ms; halving them 1.6-1.8 ms and ~3 ms.

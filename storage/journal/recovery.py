@@ -1,6 +1,6 @@
 """Reading a data directory: the data file, then the journal records written after it.
 
-:func:`read_store` only reads: :mod:`storage.backup` uses it on the directory of a running
+:func:`read_store` only reads: :mod:`storage.journal.backup` uses it on the directory of a running
 server, retrying when a compaction swaps files under it. :func:`prepare_directory` is the
 start-up of the store that owns the directory: it reads and checks everything first, and
 only then repairs what a crash may leave behind (a torn final record, segments a finished
@@ -17,10 +17,9 @@ from pathlib import Path
 
 from storage.controlfile import fsync_directory
 from storage.errors import CorruptStore
-from storage.journal_format import Segment, list_segments, read_segment
-from storage.migrate import migrate_format1
-from storage.repository import Index
-from storage.snapshot import (
+from storage.journal.format import Segment, list_segments, read_segment
+from storage.journal.migrate import migrate_format1
+from storage.journal.snapshot import (
     DATA_FILE,
     TABLES,
     Snapshot,
@@ -29,6 +28,7 @@ from storage.snapshot import (
     read_snapshot,
     write_snapshot,
 )
+from storage.repository import Index
 from storage.state import State
 
 log = logging.getLogger("proware.storage")

@@ -17,7 +17,7 @@ new segment under the lock (one fsync), then writes the frozen state to ``prowar
 in a background thread (temp file, fsync, rename, directory fsync) while commits go on, and
 deletes the segments it covers. It writes anew only the records changed since the last
 compaction, copying documents' bytes from their journal records (:class:`SnapshotEncoder`),
-works in short steps (:mod:`storage.pacing`) and frees big files gradually, so requests
+works in short steps (:mod:`storage.journal.pacing`) and frees big files gradually, so requests
 beside it are barely slowed. Start-up reads the data file, replays the segments, cuts a
 torn final record away, and refuses anything else unreadable without changing it.
 """
@@ -35,15 +35,13 @@ from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 
-from storage import pacing
 from storage.controlfile import delete_gradually, fsync_directory, remove_stray_temp_files
-from storage.journal_file import JournalBroken, JournalFile
-from storage.journal_format import encode_json, encode_record, list_segments
-from storage.lock import DataDirLock
-from storage.memory import GROUP, MemoryRepository, MemoryTransaction, stamp_events
-from storage.recovery import prepare_directory
-from storage.repository import Clock, CompactionHook, IdFactory, Index
-from storage.snapshot import (
+from storage.journal import pacing
+from storage.journal.file import JournalBroken, JournalFile
+from storage.journal.format import encode_json, encode_record, list_segments
+from storage.journal.lock import DataDirLock
+from storage.journal.recovery import prepare_directory
+from storage.journal.snapshot import (
     DATA_FILE,
     MEMBERSHIPS,
     TABLES,
@@ -51,6 +49,8 @@ from storage.snapshot import (
     meta_record,
     write_snapshot,
 )
+from storage.memory import GROUP, MemoryRepository, MemoryTransaction, stamp_events
+from storage.repository import Clock, CompactionHook, IdFactory, Index
 from storage.state import State
 from storage.values import clone, new_hex_id, utcnow
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from storage.controlfile import fsync_directory
 from storage.errors import StorageError
-from storage.journal_format import segment_name
+from storage.journal.format import segment_name
 
 
 class JournalBroken(StorageError):

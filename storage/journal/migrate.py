@@ -1,7 +1,7 @@
 """Migrating a data file of an older format to the current one (format 2), keeping a copy.
 
 Format 1 (:mod:`storage.tinydb_store`) kept each group's members inside the group document;
-format 2 (:mod:`storage.snapshot`) keeps them in a memberships table and pairs the file with
+format 2 (:mod:`storage.journal.snapshot`) keeps them in a memberships table and pairs the file with
 a journal. The original bytes are copied next to it first, so a migration that goes wrong
 (or a downgrade) loses nothing; a crash mid-way leaves the format-1 file to migrate again.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage.controlfile import remove_stray_temp_files, write_atomically
-from storage.snapshot import DATA_FILE, meta_record, write_snapshot
+from storage.journal.snapshot import DATA_FILE, meta_record, write_snapshot
 from storage.state import State
 
 FORMAT1_COPY = DATA_FILE + ".format1.bak"
