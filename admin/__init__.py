@@ -4,10 +4,14 @@ A client of the same service and storage layers as the SCIM blueprints (``Servic
 reads the directory through :class:`scim.service.Directory`, tokens and the User
 Provisioning switch through :mod:`scim.tokens`, and never touches TinyDB.
 
-``register(app, services)`` wires it into an app: the blueprint (pages, static files), the
+``register(app, services, ...)`` wires it into an app: the blueprint (pages, static files), the
 session secret and cookie, the audit log fed by ``services.listeners``, the connection
 status fed by every SCIM request, HTML error pages for ``/admin`` paths, and the serve hook
 that prints the first-run setup link.
+
+Views live in ``views_*.py``; sessions, CSRF, accounts, the audit log, the connection status
+and single sign-on (:mod:`admin.sso`, :mod:`admin.sso_access`) have a module each. May
+import :mod:`scim` and :mod:`storage`; never ``server`` or ``app``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,15 @@
-"""Document storage for Proware: knows documents and indexes, not SCIM and not HTTP."""
+"""Document storage for Proware: knows documents and indexes, not SCIM and not HTTP.
+
+- :mod:`storage.repository`: the interface every store implements; :mod:`storage.errors`
+  its errors; :mod:`storage.memory` and :mod:`storage.state` the in-memory rules and
+  copy-on-write state (the fake for service tests, and the base of the durable store);
+- :mod:`storage.journal`: the embedded durable store the server runs on;
+- :mod:`storage.tinydb_store`: the whole-file TinyDB store of format 1 (read for migration);
+- :mod:`storage.controlfile`: small JSON documents shared by processes (tokens, accounts);
+- :mod:`storage.settings` (``[storage]``), :mod:`storage.values` (copying JSON values, ids).
+
+Imports nothing of Proware outside this package, and neither Flask nor werkzeug.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""The SCIM HTTP interface: one blueprint under the configured prefix (default /scim/v2)."""
+"""The SCIM HTTP interface: one blueprint under the configured prefix (default /scim/v2).
+
+Thin views (:mod:`scim.api.resources`, :mod:`scim.api.discovery`) turn a request into one
+:class:`scim.service.Directory` call and its result into a response; :mod:`scim.api.auth`
+checks the bearer token, :mod:`scim.api.responses` reads bodies and renders errors, and
+:mod:`scim.api.context` holds the objects an app works with. Imports the rest of
+:mod:`scim` and Flask, nothing of ``admin`` or ``server``.
+"""
 
 from __future__ import annotations
 
