@@ -132,7 +132,7 @@ def test_entra_lifecycle_over_real_http_keeps_the_connection_alive(plain: Runnin
     recorded, all on ONE keep-alive connection.
 
     The 204s of group PATCH and DELETE included: waitress alone closes the connection after
-    any response without a Content-Length, which a 204 never has (scim/httpserver.py).
+    any response without a Content-Length, which a 204 never has (server/httpserver.py).
     """
     transport = plain.transport()
     statuses = []
