@@ -1,7 +1,7 @@
 """Single sign-on against a real OpenID provider (panva's oidc-provider behind a test proxy).
 
 The app runs in-process (Flask's test client plays the browser on Proware's side); the
-provider runs as a node process, and :func:`tests.oidc_support.sign_in` plays the browser on
+provider runs as a node process, and :func:`tests.oidc_browser.sign_in` plays the browser on
 its side. Every failure case has its own test, built so that removing the check it covers
 lets the sign-in through. Without node or the node modules the tests skip locally and fail
 in CI.
@@ -26,7 +26,9 @@ from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
-from tests.oidc_support import OidcProvider, Signature, abort_sign_in, require_provider, sign_in
+from tests.oidc_browser import abort_sign_in, sign_in
+from tests.oidc_proxy import Signature
+from tests.oidc_support import OidcProvider, require_provider
 
 PUBLIC_URL = "http://proware.test"
 CALLBACK = f"{PUBLIC_URL}/admin/sso/callback"
