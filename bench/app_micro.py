@@ -1,18 +1,23 @@
 """Micro-benchmark of the app without HTTP: Flask, SCIM service and journal store in-process.
 
-    .venv/bin/python -m bench.app_micro [--users 10000] [--samples 1000]
+    .venv/bin/python -m bench.app_micro [--users 10000] [--samples 1000] [--profile]
 
 Between ``bench.store_micro`` (the store alone) and ``bench.run`` (waitress, sockets, a
 client process), this calls the WSGI app directly with Entra's requests, one at a time, on a
 real data directory: so the cost of one request can be split into store, app and HTTP. It
 creates ``--users`` users and one group holding up to 10,000 of them, then times matching
 lookups, GETs by id, PATCHes in the new dialect, and member removes and adds in the big
-group: p50/p99/max of each, and CPU per request (fsync's system time included).
+group, a page of a plain listing and creates: p50/p99/max of each, CPU per request (fsync's
+system time included), and the garbage collector's pauses meanwhile. ``--profile`` adds, per
+request kind, where the CPU goes (:mod:`bench.cpu_split`): Flask/werkzeug, auth, marshmallow,
+the service, projection, JSON, the store, the audit log.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import gc
 import io
 import json
 import sys
@@ -22,9 +27,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from app import create_app
-from bench import entra, unloaded
+from bench import cpu_split, entra, unloaded
 from bench.store_micro import percentiles
-from server.config import Settings, StorageSettings
+
+try:
+    from server.config import Settings, StorageSettings
+except ImportError:  # a tree from before the layout change (bench.compare runs old trees)
+    from scim.config import Settings, StorageSettings  # type: ignore[no-redef]
 
 PREFIX = entra.PREFIX
 Request = tuple[str, str, dict | None, int]  # method, target, body, expected status
@@ -70,10 +79,40 @@ class InProcessClient:
         return int(status[0].split()[0]), payload
 
 
-def timed(client: InProcessClient, requests: Sequence[Request]) -> str:
-    """Send ``requests`` (method, target, body, expected status) in turn; their figures."""
+class Pauses:
+    """The garbage collector's pauses while it is installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._started = 0.0
+
+    def __enter__(self) -> Pauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self) -> str:
+        if not self.pauses:
+            return "no GC"
+        worst = max(self.pauses, key=lambda pause: pause[1])
+        full = sum(1 for generation, _ in self.pauses if generation == 2)
+        return (
+            f"GC {len(self.pauses)}x ({full} full), longest {worst[1] * 1000:.2f} ms "
+            f"(gen {worst[0]})"
+        )
+
+
+def send(client: InProcessClient, requests: Sequence[Request]) -> list[float]:
+    """Send ``requests`` (method, target, body, expected status) in turn; their latencies (ms)."""
     samples = []
-    cpu = time.process_time()
     for method, target, body, expected in requests:
         started = time.perf_counter()
         status, payload = client.call(method, target, body)
@@ -81,14 +120,25 @@ def timed(client: InProcessClient, requests: Sequence[Request]) -> str:
         if status != expected:
             answer = f"{status} (expected {expected}): {payload[:300]!r}"
             raise SystemExit(f"{method} {target}: {answer}")
+    return samples
+
+
+def timed(client: InProcessClient, requests: Sequence[Request]) -> tuple[str, float]:
+    """The figures of sending ``requests``, and the CPU per request in ms."""
+    cpu = time.process_time()
+    with Pauses() as pauses:
+        samples = send(client, requests)
     cpu_ms = (time.process_time() - cpu) / len(requests) * 1000
-    return f"{percentiles(samples)}  CPU {cpu_ms:.3f} ms/request"
+    return f"{percentiles(samples)}  CPU {cpu_ms:.3f} ms/request  {pauses.summary()}", cpu_ms
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=1000, help="requests per operation")
+    parser.add_argument(
+        "--profile", action="store_true", help="also split each request kind's CPU by layer"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="proware-app-") as directory:
         app = create_app(Settings(storage=StorageSettings(path=Path(directory) / "data")))
@@ -97,12 +147,12 @@ def main(argv: list[str] | None = None) -> None:
         services.switch.set(True)
         client = InProcessClient(app.wsgi_app, secret)
         try:
-            run(client, args.users, args.samples)
+            run(client, args.users, args.samples, profile=args.profile)
         finally:
             services.repository.close()
 
 
-def run(client: InProcessClient, users: int, samples: int) -> None:
+def run(client: InProcessClient, users: int, samples: int, *, profile: bool = False) -> None:
     started = time.perf_counter()
     ids = []
     for index in range(users):
@@ -120,19 +170,62 @@ def run(client: InProcessClient, users: int, samples: int) -> None:
         f"(filled in {time.perf_counter() - started:.1f} s)"
     )
     picks = [index * 7919 % users for index in range(samples)]
-    lookups = [("GET", entra.user_filter_target(entra.user_name(i)), None, 200) for i in picks]
-    gets = [("GET", f"{PREFIX}/Users/{ids[i]}", None, 200) for i in picks]
-    patches = [
-        ("PATCH", f"{PREFIX}/Users/{ids[i]}", entra.new_dialect_patch_body(i), 200) for i in picks
-    ]
     leaving = [members[index * 7919 % len(members)] for index in range(samples)]
-    removes = [("PATCH", group, unloaded.remove_member_body(u), 204) for u in leaving]
-    adds = [("PATCH", group, entra.add_members_body([u]), 204) for u in leaving]
-    print(f"  matching lookup           {timed(client, lookups)}")
-    print(f"  get user by id            {timed(client, gets)}")
-    print(f"  patch user (new dialect)  {timed(client, patches)}")
-    pairs = [request for pair in zip(removes, adds, strict=True) for request in pair]
-    print(f"  remove and add 1 member   {timed(client, pairs)}")
+    pages = max(1, users // 100)
+    kinds: list[tuple[str, list[Request]]] = [
+        (
+            "matching lookup",
+            [("GET", entra.user_filter_target(entra.user_name(i)), None, 200) for i in picks],
+        ),
+        (
+            "create user",
+            [("POST", f"{PREFIX}/Users", entra.user_body(users + k), 201) for k in range(samples)],
+        ),
+        (
+            "patch user (new dialect)",
+            [
+                ("PATCH", f"{PREFIX}/Users/{ids[i]}", entra.new_dialect_patch_body(i), 200)
+                for i in picks
+            ],
+        ),
+        (
+            "remove and add 1 member",
+            [
+                request
+                for user in leaving
+                for request in (
+                    ("PATCH", group, unloaded.remove_member_body(user), 204),
+                    ("PATCH", group, entra.add_members_body([user]), 204),
+                )
+            ],
+        ),
+        ("get user by id", [("GET", f"{PREFIX}/Users/{ids[i]}", None, 200) for i in picks]),
+        (
+            "list page (count=100)",
+            [
+                ("GET", f"{PREFIX}/Users?startIndex={(k % pages) * 100 + 1}&count=100", None, 200)
+                for k in range(max(1, samples // 10))
+            ],
+        ),
+    ]
+    measured = []
+    for label, requests in kinds:
+        figures, cpu_ms = timed(client, requests)
+        measured.append((label, requests, cpu_ms))
+        print(f"  {label:<26}{figures}")
+    if not profile:
+        return
+    print("\n  where the CPU goes (cProfile, own time by layer; CPU/req measured unprofiled):")
+    print(cpu_split.header())
+    for label, requests, cpu_ms in measured:
+        # Creates must not collide with the ones timed above: other userNames.
+        if label == "create user":
+            requests = [
+                ("POST", f"{PREFIX}/Users", entra.user_body(users + samples + k), 201)
+                for k in range(len(requests))
+            ]
+        seconds = cpu_split.profile(functools.partial(send, client, requests))
+        print(cpu_split.row(label, cpu_ms, seconds))
 
 
 if __name__ == "__main__":

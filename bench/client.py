@@ -3,19 +3,26 @@
 With two cores shared by server and client, the client's own CPU cost matters. So each
 client keeps one keep-alive socket, sends request bytes built before the clock starts, and
 parses only what it needs (status, ``Location``, body). :func:`drive` runs one task per
-client thread and reports wall time, the server's and the client's CPU time, and every
-request's latency by operation, and the CPU time other processes took meanwhile (a busy
-neighbour stretches latency tails).
+client and reports wall time, the server's and the client's CPU time, and every request's
+latency by operation, and the CPU time other processes took meanwhile (a busy neighbour
+stretches latency tails).
+
+Several clients run in processes of their own (forked), so that they are as concurrent as
+Entra's connections are: client threads of one Python process take turns at the GIL and
+send, in effect, one request at a time, which hid a server cost that only concurrent
+connections cause.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import resource
 import socket
 import threading
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +177,9 @@ class Worker:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_samples: list[str] = field(default_factory=list)
+    # What the server handed out in this phase, e.g. ("users", 7) -> the id of user 7: tasks
+    # note it here (a client process cannot change the workload), the caller reads it after.
+    found: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def call(self, label: str, raw: bytes, expect: int) -> Reply:
         """Send ``raw``, time it under ``label``, and count an error unless ``expect`` comes."""
@@ -196,6 +206,7 @@ class Worker:
         self.latencies = defaultdict(list)
         self.errors = defaultdict(int)
         self.error_samples = []
+        self.found = {}
 
 
 Task = Callable[[Worker], None]
@@ -224,9 +235,12 @@ class PhaseResult:
 
 
 def client_cpu_seconds() -> float:
-    """CPU time this (client) process has used, every thread included."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU time this (client) process and its ended client processes have used."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def machine_cpu_seconds() -> float:
@@ -238,42 +252,37 @@ def machine_cpu_seconds() -> float:
 
 
 def drive(
-    name: str, tasks: list[Task], workers: list[Worker], server_cpu: Callable[[], float]
+    name: str,
+    tasks: list[Task],
+    workers: list[Worker],
+    server_cpu: Callable[[], float],
+    *,
+    processes: bool | None = None,
 ) -> PhaseResult:
-    """Run ``tasks[i]`` on ``workers[i]``, one thread each, and measure the phase.
+    """Run ``tasks[i]`` on ``workers[i]`` and measure the phase.
+
+    :param processes: each task in a forked process of its own (default: when there are
+        several), else in a thread of this one; a worker's results come back either way.
 
     A task that passes the workers' deadline stops early and marks the phase as cut; any
-    other exception in a task is re-raised here.
+    other exception in a task is raised here.
     """
-    failures: list[BaseException] = []
-    cut = threading.Event()
-
-    def run(task: Task, worker: Worker) -> None:
-        try:
-            task(worker)
-        except Deadline:
-            cut.set()
-        except BaseException as exc:  # re-raised in the caller's thread
-            failures.append(exc)
-
+    pairs = list(zip(tasks, workers, strict=False))
     for worker in workers:
         worker.reset()
-    threads = [
-        threading.Thread(target=run, args=(task, worker), name=f"{name}-{i}")
-        for i, (task, worker) in enumerate(zip(tasks, workers, strict=False))
-    ]
+    if processes is None:
+        processes = len(pairs) > 1
     server_before, client_before = server_cpu(), client_cpu_seconds()
     machine_before = machine_cpu_seconds()
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = _in_processes(pairs) if processes else _in_threads(pairs)
     seconds = time.perf_counter() - started
     server_used, client_used = server_cpu() - server_before, client_cpu_seconds() - client_before
     machine_used = machine_cpu_seconds() - machine_before
+    failures = [outcome for outcome in outcomes if outcome not in ("done", "cut")]
     if failures:
-        raise failures[0]
+        raise RuntimeError(f"a client of phase {name!r} failed:\n{failures[0]}")
+    cut = "cut" in outcomes
     latencies: dict[str, list[float]] = defaultdict(list)
     samples: list[str] = []
     errors = 0
@@ -290,11 +299,77 @@ def drive(
         server_cpu=server_used,
         client_cpu=client_used,
         errors=errors,
-        cut=cut.is_set(),
+        cut=cut,
         latencies=dict(latencies),
         error_samples=samples[:_KEPT_ERROR_SAMPLES],
         other_cpu=max(0.0, machine_used - server_used - client_used),
     )
+
+
+def _run(task: Task, worker: Worker) -> str:
+    """Run one task: "done", "cut" (the deadline passed), or the traceback of a failure."""
+    try:
+        task(worker)
+    except Deadline:
+        return "cut"
+    except BaseException:
+        return traceback.format_exc()
+    return "done"
+
+
+def _in_threads(pairs: list[tuple[Task, Worker]]) -> list[str]:
+    outcomes = ["done"] * len(pairs)
+
+    def run(index: int, task: Task, worker: Worker) -> None:
+        outcomes[index] = _run(task, worker)
+
+    threads = [
+        threading.Thread(target=run, args=(index, task, worker))
+        for index, (task, worker) in enumerate(pairs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def _in_processes(pairs: list[tuple[Task, Worker]]) -> list[str]:
+    """Each task in a forked child; its worker's figures come back through a pipe.
+
+    Fork, not spawn: the tasks are closures over request bytes built before the clock
+    starts, and the children inherit them as they are.
+    """
+    context = multiprocessing.get_context("fork")
+    children = []
+    for task, worker in pairs:
+        receiving, sending = context.Pipe(duplex=False)
+        child = context.Process(target=_child, args=(task, worker, sending), daemon=True)
+        child.start()
+        sending.close()
+        children.append((child, receiving, worker))
+    outcomes = []
+    for child, receiving, worker in children:
+        try:
+            outcome, latencies, errors, samples, found = receiving.recv()
+        except EOFError:
+            outcome, latencies, errors, samples, found = "the client process died", {}, {}, [], {}
+        child.join()
+        worker.latencies.update(latencies)
+        worker.errors.update(errors)
+        worker.error_samples.extend(samples)
+        worker.found.update(found)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _child(task: Task, worker: Worker, sending) -> None:  # type: ignore[no-untyped-def]
+    outcome = _run(task, worker)
+    worker.connection.close()
+    sending.send(
+        (outcome, dict(worker.latencies), dict(worker.errors), worker.error_samples, worker.found)
+    )
+    sending.close()
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -171,6 +171,10 @@ def group_filter_target(name: str) -> str:
     )
 
 
+# What Worker.found notes ids of.
+USERS = "users"
+GROUPS = "groups"
+
 # An operation: label, request bytes, expected status, expected totalResults (or None).
 Op = tuple[str, bytes, int, int | None]
 
@@ -206,7 +210,7 @@ class Workload:
         return self._split(
             list(range(self.plan.users)),
             lambda worker, i: self._match_then_create(
-                worker, pairs[i], (MATCH_USER_MISS, CREATE_USER), self.user_ids, i
+                worker, pairs[i], (MATCH_USER_MISS, CREATE_USER), USERS, i
             ),
         )
 
@@ -222,7 +226,7 @@ class Workload:
         return self._split(
             list(range(self.plan.groups)),
             lambda worker, j: self._match_then_create(
-                worker, pairs[j], (MATCH_GROUP_MISS, CREATE_GROUP), self.group_ids, j
+                worker, pairs[j], (MATCH_GROUP_MISS, CREATE_GROUP), GROUPS, j
             ),
         )
 
@@ -291,6 +295,13 @@ class Workload:
             (LOOKUPS, self.lookups),
         ]
 
+    def absorb(self, workers: list[Worker]) -> None:
+        """Keep the ids the server handed out in the last phase (see :attr:`Worker.found`)."""
+        lists = {USERS: self.user_ids, GROUPS: self.group_ids}
+        for worker in workers:
+            for (kind, index), id in worker.found.items():
+                lists[kind][index] = id
+
     # -- helpers -------------------------------------------------------------------------
 
     def big_group_members(self, b: int) -> list[int]:
@@ -312,7 +323,7 @@ class Workload:
         worker: Worker,
         requests: tuple[bytes, bytes],
         labels: tuple[str, str],
-        ids: list[str | None],
+        kind: str,
         index: int,
     ) -> None:
         match, create = requests
@@ -320,7 +331,7 @@ class Workload:
         reply = worker.call(labels[1], create, 201)
         if reply.status == 201:
             # The id from Location: no JSON decoding on the client (its CPU is shared).
-            ids[index] = reply.location.rpartition(b"/")[2].decode("ascii")
+            worker.found[(kind, index)] = reply.location.rpartition(b"/")[2].decode("ascii")
 
     def tasks_for(self, ops: list[Op]) -> list[Task]:
         """Independent operations spread over the clients; each checks its status (and total)."""

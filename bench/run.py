@@ -225,6 +225,7 @@ def run_size(plan: entra.Plan, args: argparse.Namespace, deadline: float | None)
             workers = [Worker(Connection(server.port), deadline) for _ in range(args.clients)]
             for name, build in workload.phases():
                 phase = _drive_server(server, name, build(), workers)
+                workload.absorb(workers)
                 size.phases.append(phase)
                 _say(
                     f"  [{plan.users:,}] {name}: {phase.requests} requests in "

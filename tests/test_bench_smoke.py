@@ -158,3 +158,46 @@ def test_the_in_process_micro_benchmark_times_each_entra_request(
     ):
         (line,) = [row for row in output.splitlines() if row.strip().startswith(operation)]
         assert "p50" in line and "p99" in line and "CPU" in line
+
+
+def test_the_profile_mode_splits_each_request_kind_by_layer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``app_micro --profile``: a row per request kind whose layer shares add up to 100 %."""
+    from bench import app_micro, cpu_split
+
+    app_micro.main(["--users", "40", "--samples", "20", "--profile"])
+
+    output = capsys.readouterr().out
+    table = output.split("where the CPU goes", 1)[1].splitlines()
+    assert table[1].split()[2:] == cpu_split.COLUMNS
+    kinds = ("matching lookup", "create user", "patch user", "remove and add", "get user")
+    for kind in (*kinds, "list page"):
+        (row,) = [line for line in table if line.strip().startswith(kind)]
+        shares = [int(cell.rstrip("%")) for cell in row.split("ms", 1)[1].split()]
+        assert len(shares) == len(cpu_split.COLUMNS)
+        assert 97 <= sum(shares) <= 103  # rounded to whole percents
+    flask = cpu_split.COLUMNS.index("flask")
+    (lookup,) = [line for line in table if line.strip().startswith("matching lookup")]
+    assert int(lookup.split("ms", 1)[1].split()[flask].rstrip("%")) > 0
+
+
+def test_cpu_split_charges_builtins_and_shared_helpers_to_their_callers() -> None:
+    """An fsync called through the control file from the journal counts for the store; one
+    called through it from the token check counts for auth."""
+    from bench import cpu_split
+
+    journal = ("/work/storage/journal/file.py", 1, "append")
+    tokens = ("/work/scim/tokens.py", 1, "verify")
+    helper = ("/work/storage/controlfile.py", 1, "fsync_directory")
+    fsync = ("~", 0, "<built-in method posix.fsync>")
+    stats = {  # pstats' table: (cc, nc, tottime, cumtime, callers -> their edge)
+        journal: (1, 1, 0.1, 0.7, {}),
+        tokens: (1, 1, 0.2, 0.5, {}),
+        helper: (2, 2, 0.0, 0.9, {journal: (1, 1, 0.0, 0.6), tokens: (1, 1, 0.0, 0.3)}),
+        fsync: (2, 2, 0.9, 0.9, {helper: (2, 2, 0.9, 0.9)}),
+    }
+    seconds = cpu_split.split(type("Stats", (), {"stats": stats})())  # type: ignore[arg-type]
+
+    assert seconds["store"] == pytest.approx(0.1 + 0.9 * 0.6 / 0.9)
+    assert seconds["auth"] == pytest.approx(0.2 + 0.9 * 0.3 / 0.9)
