@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from flask import current_app, g, request
 
@@ -63,10 +64,15 @@ def base_url() -> str:
     """The SCIM base URL for this request: ``[server] public_url``, else the request's own.
 
     Behind a trusted proxy waitress has already applied X-Forwarded-Proto/-Host to the
-    request, so ``request.root_url`` is what the client used.
+    request, so its scheme and host are what the client used. Built from them directly:
+    ``request.root_url`` also turns the URL into an IRI, which cost 8 us a request and is
+    not what a Location header wants anyway.
     """
     found = services()
-    return (found.public_url or request.root_url).rstrip("/") + found.scim.prefix
+    if found.public_url:
+        return found.public_url.rstrip("/") + found.scim.prefix
+    root = f"{request.scheme}://{request.host}{quote(request.root_path)}"
+    return root.rstrip("/") + found.scim.prefix
 
 
 def request_context(status: int) -> dict:
