@@ -83,12 +83,16 @@ def project(
     attributes: list[AttrPath] | None = None,
     excluded: list[AttrPath] | None = None,
 ) -> dict:
-    """A copy of ``document`` with only the attributes a response may carry.
+    """``document`` with only the attributes a response may carry.
 
     With ``attributes``, only those (and the ``always`` ones) are returned; a sub-attribute
     returns its parent with only that sub-attribute. ``excluded`` removes (sub-)attributes.
-    The input is never mutated.
+    The input is never mutated; it is returned itself when nothing is to be left out (no
+    ``attributes`` or ``excluded``, and nothing returned "never" or only on request), which
+    is what nearly every response is, so the caller must not change the result either.
     """
+    if not attributes and not excluded and not _withheld_by_default(document, resource):
+        return document
     wanted = _Selection.of(attributes, resource) if attributes else None
     unwanted = _Selection.of(excluded or [], resource)
     result: dict = {}
@@ -184,6 +188,50 @@ def _project_subs(
         if keep:
             result[name] = clone(sub_value)
     return result
+
+
+def _withheld_by_default(document: dict, resource: ResourceTypeDef) -> bool:
+    """Whether a default projection (no attributes, no excluded) changes ``document``.
+
+    It does when the document holds an attribute returned "never" or "request" (or one with
+    such a sub-attribute; those names are few and known per resource type), or an empty
+    complex or multi-valued value, which projection leaves out.
+    """
+    names = _DEFAULT_WITHHELD.get(resource.name)
+    if names is None:
+        names = _DEFAULT_WITHHELD[resource.name] = _withheld_names(resource)
+    for key, value in document.items():
+        if key.casefold() in names or _empty(value):
+            return True
+        if isinstance(value, dict) and key != "meta":  # an extension's attributes
+            for inner, inner_value in value.items():
+                if inner.casefold() in names or _empty(inner_value):
+                    return True
+    return False
+
+
+def _empty(value: object) -> bool:
+    """An empty object or list, or a list holding an empty object: left out of a response."""
+    if isinstance(value, list):
+        return not value or {} in value
+    return value == {}
+
+
+# resource type name -> casefolded names a default projection may change (see below)
+_DEFAULT_WITHHELD: dict[str, frozenset[str]] = {}
+
+
+def _withheld_names(resource: ResourceTypeDef) -> frozenset[str]:
+    """Attribute names (any schema of ``resource``) that are returned "never" or "request",
+    or have a sub-attribute that is; matched case-insensitively, as projection matches."""
+    withheld = (definitions.NEVER, definitions.REQUEST)
+    names = set()
+    for schema in resource.schemas:
+        for attribute in schema.attributes:
+            subs = attribute.sub_attributes or ()
+            if attribute.returned in withheld or any(sub.returned in withheld for sub in subs):
+                names.add(attribute.name.casefold())
+    return frozenset(names)
 
 
 def _key(schema: SchemaDef, resource: ResourceTypeDef) -> str:

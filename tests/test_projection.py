@@ -184,3 +184,48 @@ def test_filter_in_attribute_list_is_invalid_value() -> None:
 def test_garbage_in_attribute_list_is_invalid_path(text: str) -> None:
     with pytest.raises(InvalidPath):
         parse_attribute_list(text)
+
+
+# -- the default projection's shortcut -----------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUES = st.one_of(
+    st.none(),
+    st.text(max_size=3),
+    st.just([]),
+    st.just({}),
+    st.lists(st.one_of(st.just({}), st.fixed_dictionaries({"value": st.text(max_size=2)}))),
+    st.fixed_dictionaries({"givenName": st.text(max_size=2)}),
+)
+_NAMES = st.sampled_from(
+    ["userName", "password", "name", "emails", "phoneNumbers", "title", "unknownThing", "PASSWORD"]
+)
+
+
+@given(
+    core=st.dictionaries(_NAMES, _VALUES, max_size=5),
+    extension=st.dictionaries(st.sampled_from(["department", "manager", "other"]), _VALUES),
+)
+def test_the_default_projection_is_the_full_one_when_it_returns_its_input(
+    core: dict, extension: dict
+) -> None:
+    """Without attributes or excluded, project() may hand the document back untouched, but
+    only when the full projection would have produced an equal document."""
+    document = {"schemas": [constants.USER], "id": "u1", **core, ENTERPRISE: extension}
+    nothing = [AttrPath(None, "noSuchAttribute")]  # excludes nothing, takes the long way
+
+    shortcut = project(document, USER_RESOURCE)
+    full = project(document, USER_RESOURCE, excluded=nothing)
+
+    assert shortcut == full
+    if shortcut is document:
+        assert full == document
+
+
+def test_a_user_without_a_password_is_returned_as_it_is() -> None:
+    document = {key: value for key, value in ann().items() if key != "password"}
+
+    assert project(document, USER_RESOURCE) is document
+    assert "password" not in project(ann(), USER_RESOURCE)
