@@ -126,14 +126,14 @@ def test_other_readers_see_a_commit_only_once_it_is_durable(
 ) -> None:
     store = stores.open(data_dir)
     syncing, release = threading.Event(), threading.Event()
-    real_fsync = os.fsync
+    real_sync = os.fdatasync
 
-    def slow_fsync(descriptor: int) -> None:
+    def slow_sync(descriptor: int) -> None:
         syncing.set()
         release.wait(5)
-        real_fsync(descriptor)
+        real_sync(descriptor)
 
-    monkeypatch.setattr(journal_file.os, "fsync", slow_fsync)
+    monkeypatch.setattr(journal_file.os, "fdatasync", slow_sync)
     writer = threading.Thread(target=insert, args=(store, "User", user("ann")))
     writer.start()
     assert syncing.wait(5)
@@ -155,7 +155,7 @@ def test_after_a_failed_fsync_nothing_unsynced_shows_and_writes_are_refused(
         raise OSError(errno.EIO, "Input/output error")
 
     with monkeypatch.context() as patch:
-        patch.setattr(journal_file.os, "fsync", failing)
+        patch.setattr(journal_file.os, "fdatasync", failing)
         with pytest.raises(JournalBroken, match="fsync failed"):
             insert(store, "User", user("bob"))
 
@@ -394,15 +394,15 @@ def test_concurrent_commits_share_fsyncs(
 ) -> None:
     store = stores.open(data_dir)
     fsyncs = 0
-    real_fsync = os.fsync
+    real_sync = os.fdatasync
 
-    def slow_fsync(descriptor: int) -> None:
+    def slow_sync(descriptor: int) -> None:
         nonlocal fsyncs
         fsyncs += 1
         time.sleep(0.002)  # a slow disk, so that commits pile up behind each fsync
-        real_fsync(descriptor)
+        real_sync(descriptor)
 
-    monkeypatch.setattr(journal_file.os, "fsync", slow_fsync)
+    monkeypatch.setattr(journal_file.os, "fdatasync", slow_sync)
     start = threading.Barrier(16)
 
     def work(thread: int) -> None:
@@ -417,7 +417,7 @@ def test_concurrent_commits_share_fsyncs(
         worker.join()
 
     assert store.count("User") == 160
-    assert fsyncs < 100
+    assert 0 < fsyncs < 100
 
 
 def test_sixteen_threads_writing_at_once_lose_nothing(
