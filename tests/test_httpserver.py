@@ -1,0 +1,156 @@
+"""server/httpserver.py: waitress with ProwareChannel, which waits while a worker writes.
+
+The channel's rule, then real servers on 127.0.0.1: concurrent keep-alive connections and
+large or slowly read responses arrive whole, whether the worker or the main loop sends them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import pytest
+
+from server import httpserver
+from server.httpserver import ProwareChannel
+from tests.serverproc import HOST, free_port
+
+BIG = 5 * 1024 * 1024
+
+
+def _channel(**state: object) -> ProwareChannel:
+    """A channel with just the state ``writable`` reads (no socket, no server)."""
+    channel = ProwareChannel.__new__(ProwareChannel)
+    defaults: dict[str, object] = {
+        "will_close": False,
+        "close_when_flushed": False,
+        "total_outbufs_len": 0,
+        "requests": [],
+    }
+    for name, value in {**defaults, **state}.items():
+        setattr(channel, name, value)
+    return channel
+
+
+def test_output_during_a_task_is_left_to_the_worker_that_sends_it() -> None:
+    """waitress says "writable" here, and its loop spins without being able to send."""
+    assert not _channel(total_outbufs_len=512, requests=["running"]).writable()
+
+
+def test_output_the_worker_could_not_send_is_the_main_loops() -> None:
+    channel = _channel(total_outbufs_len=512, requests=["running"])
+    channel._main_flush = True
+    assert channel.writable()
+
+
+@pytest.mark.parametrize(
+    ("state", "writable"),
+    [
+        ({"total_outbufs_len": 512}, True),  # no task: the loop sends, as in waitress
+        ({}, False),  # nothing to send
+        ({"will_close": True, "requests": ["running"]}, True),
+        ({"close_when_flushed": True, "requests": ["running"]}, True),
+    ],
+)
+def test_otherwise_the_channel_is_writable_as_in_waitress(state: dict, writable: bool) -> None:
+    assert _channel(**state).writable() is writable
+
+
+def _app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    """/small: 2 KB; /big: 5 MB in one piece; /stream: 40 chunks of 64 KB; /big-stream: 5 MB
+    in 80 chunks."""
+    path = environ["PATH_INFO"]
+    if path in ("/stream", "/big-stream"):
+        chunks = 40 if path == "/stream" else BIG // 65536
+        start_response("200 OK", [("Content-Length", str(chunks * 65536))])
+        return (bytes([index % 256]) * 65536 for index in range(chunks))
+    size = BIG if path == "/big" else 2048
+    start_response("200 OK", [("Content-Length", str(size))])
+    return [b"x" * size]
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., int]]:
+    """Run :func:`server.httpserver.create`'s server on a free port with N worker threads."""
+    servers = []
+
+    def start(threads: int, **options: int) -> int:
+        server = httpserver.create(_app, host=HOST, port=free_port(), threads=threads, **options)
+        servers.append(server)
+        threading.Thread(target=server.run, daemon=True).start()
+        return server.effective_port
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_concurrent_keep_alive_connections_get_whole_responses(
+    serve: Callable[..., int], threads: int
+) -> None:
+    port = serve(threads)
+    failures: list[str] = []
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        try:
+            for request in range(60):
+                path = "/stream" if request % 20 == 7 else "/small"
+                connection.request("GET", path)
+                response = connection.getresponse()
+                body = response.read()
+                expected = 40 * 65536 if path == "/stream" else 2048
+                if response.status != 200 or len(body) != expected:
+                    failures.append(f"client {number} request {request}: {len(body)} bytes")
+                if path == "/stream" and body[65536 * 39] != 39:
+                    failures.append(f"client {number}: chunks out of order")
+        finally:
+            connection.close()
+
+    clients = [threading.Thread(target=client, args=(number,)) for number in range(4)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(60)
+    assert failures == []
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/big", b"x" * BIG),
+        ("/big-stream", b"".join(bytes([n]) * 65536 for n in range(BIG // 65536))),
+    ],
+    ids=["one-piece", "past-the-high-watermark"],
+)
+def test_a_slowly_read_large_response_is_sent_whole_by_the_main_loop(
+    serve: Callable[..., int], path: str, expected: bytes
+) -> None:
+    """The worker fills the socket's buffer and hands the rest to the main loop; past the
+    output buffer's high watermark it waits for the loop to drain it (which a loop that never
+    sent during a task would never do). Nothing is lost or reordered."""
+    port = serve(1, outbuf_high_watermark=256 * 1024)
+    with socket.create_connection((HOST, port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received = bytearray()
+        deadline = time.monotonic() + 30
+        head = body = b""
+        while time.monotonic() < deadline:
+            time.sleep(0.0005)  # a slow reader
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+            head, _, body = bytes(received).partition(b"\r\n\r\n")
+            if len(body) >= BIG:
+                break
+        sock.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")  # still alive afterwards
+        after = sock.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == expected
+    assert after.startswith(b"HTTP/1.1 200")
