@@ -8,6 +8,7 @@ names the place: ``Operations[2].op: 'move' is not one of add, replace, remove``
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from marshmallow import (
@@ -41,12 +42,17 @@ class _CaseInsensitiveKeys(Schema):
         """Rename keys to the declared casing; leave non-objects for marshmallow to reject."""
         if not isinstance(data, dict):
             return data
-        names = {
-            (f.data_key or name).casefold(): f.data_key or name for name, f in self.fields.items()
-        }
+        names = self._names
         return {
             names.get(key.casefold(), key) if isinstance(key, str) else key: value
             for key, value in data.items()
+        }
+
+    @functools.cached_property
+    def _names(self) -> dict[str, str]:
+        """Folded key -> the declared key (fixed per schema instance, which is reused)."""
+        return {
+            (f.data_key or name).casefold(): f.data_key or name for name, f in self.fields.items()
         }
 
 
