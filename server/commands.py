@@ -11,7 +11,6 @@ import gc
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,7 +79,7 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
             trusted_proxy_headers=" ".join(server.trusted_proxy_headers),
             clear_untrusted_proxy_headers=True,
         )
-    previous = _stop_on_signals()
+    previous = httpserver.stop_on_signals()
     try:
         httpserver.serve(app, **options)
     finally:
@@ -105,28 +104,6 @@ def _collect_garbage_rarely() -> None:
     little is left for a full collection to find; young collections still run as usual.
     """
     gc.set_threshold(*_GC_THRESHOLDS)
-
-
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def _stop_on_signals() -> dict[int, signal.Handlers | Callable | int | None]:
-    """Make SIGTERM and SIGINT stop the server as Ctrl-C does; returns the handlers replaced.
-
-    SIGTERM is how systemd and docker stop a service. By default it kills the process
-    before ``serve``'s ``finally`` can save token use and close the store; raised as
-    KeyboardInterrupt it ends waitress's loop, which then shuts down its workers and returns.
-    SIGINT is set too: a process started as a background job of a non-interactive shell
-    inherits SIGINT *ignored*, and Python keeps it so, so Ctrl-C or a polite stop did nothing.
-    Signal handlers can only be set from the main thread; elsewhere nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {signum: signal.signal(signum, _interrupt) for signum in _STOP_SIGNALS}
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def backup(settings: Settings, target: Path) -> int:

@@ -40,9 +40,8 @@ class ServerSettings:
     # The externally visible base URL (scheme, host, optional path), e.g. behind ngrok or a
     # TLS reverse proxy. Empty: built from each request.
     public_url: str = ""
-    # One worker: CPython runs one thread at a time, and every worker beyond the first only
-    # adds GIL hand-offs (measured: 43 % more requests per second than 8 threads at 10,000
-    # users, max latency halved). waitress's main thread does all network I/O either way.
+    # 1: requests run on waitress's main loop, no worker thread (server.httpserver); CPython
+    # runs one thread at a time, and every hand-off to a worker cost more than the GIL saved.
     threads: int = 1
     # waitress's proxy settings: the address of a proxy whose X-Forwarded-* headers are trusted.
     trusted_proxy: str = ""

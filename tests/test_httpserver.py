@@ -1,12 +1,16 @@
-"""server/httpserver.py: waitress with ProwareChannel, which waits while a worker writes.
+"""server/httpserver.py: requests run on waitress's main loop with one thread; with more,
+worker threads and ProwareChannel, which waits while a worker writes.
 
-The channel's rule, then real servers on 127.0.0.1: concurrent keep-alive connections and
-large or slowly read responses arrive whole, whether the worker or the main loop sends them.
+The channel's rule, then real servers on 127.0.0.1: concurrent keep-alive connections,
+pipelined requests and large or slowly read responses arrive whole, whether a worker or the
+main loop sends them; a stop signal lets the running request finish.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
+import signal
 import socket
 import threading
 import time
@@ -80,7 +84,7 @@ def serve() -> Iterator[Callable[..., int]]:
     def start(threads: int, **options: int) -> int:
         server = httpserver.create(_app, host=HOST, port=free_port(), threads=threads, **options)
         servers.append(server)
-        threading.Thread(target=server.run, daemon=True).start()
+        threading.Thread(target=httpserver.run, args=(server,), daemon=True).start()
         return server.effective_port
 
     yield start
@@ -127,13 +131,15 @@ def test_concurrent_keep_alive_connections_get_whole_responses(
     ],
     ids=["one-piece", "past-the-high-watermark"],
 )
+@pytest.mark.parametrize("threads", [1, 2], ids=["inline", "worker"])
 def test_a_slowly_read_large_response_is_sent_whole_by_the_main_loop(
-    serve: Callable[..., int], path: str, expected: bytes
+    serve: Callable[..., int], path: str, expected: bytes, threads: int
 ) -> None:
-    """The worker fills the socket's buffer and hands the rest to the main loop; past the
+    """A worker fills the socket's buffer and hands the rest to the main loop; past the
     output buffer's high watermark it waits for the loop to drain it (which a loop that never
-    sent during a task would never do). Nothing is lost or reordered."""
-    port = serve(1, outbuf_high_watermark=256 * 1024)
+    sent during a task would never do). Inline, the loop sends it all after the task, without
+    waiting for itself. Nothing is lost or reordered."""
+    port = serve(threads, outbuf_high_watermark=256 * 1024)
     with socket.create_connection((HOST, port), timeout=30) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -154,3 +160,65 @@ def test_a_slowly_read_large_response_is_sent_whole_by_the_main_loop(
     assert head.startswith(b"HTTP/1.1 200")
     assert body == expected
     assert after.startswith(b"HTTP/1.1 200")
+
+
+def test_pipelined_requests_on_the_main_loop_are_answered_in_order(
+    serve: Callable[..., int],
+) -> None:
+    port = serve(1, outbuf_high_watermark=256 * 1024)
+    paths = ["/small", "/big", "/small", "/stream", "/small"]
+    with socket.create_connection((HOST, port), timeout=30) as sock:
+        sock.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in paths))
+        stream = sock.makefile("rb")
+        answers = []
+        for _ in paths:
+            status = stream.readline()
+            headers = dict(
+                line.decode().strip().lower().split(": ", 1)
+                for line in iter(stream.readline, b"\r\n")
+            )
+            body = stream.read(int(headers["content-length"]))
+            answers.append((status.split()[1], len(body), body[-1:]))
+    chunk_39 = bytes([39])
+    assert answers == [
+        (b"200", 2048, b"x"),
+        (b"200", BIG, b"x"),
+        (b"200", 2048, b"x"),
+        (b"200", 40 * 65536, chunk_39),
+        (b"200", 2048, b"x"),
+    ]
+
+
+def test_a_stop_signal_lets_the_request_on_the_main_loop_finish() -> None:
+    """SIGTERM arriving mid-request: the response is sent whole, then the loop stops (a store
+    closed under a running transaction would be the alternative)."""
+    started = threading.Event()
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler has run by now
+        start_response("200 OK", [("Content-Length", "4")])
+        return [b"done"]
+
+    server = httpserver.create(app, host=HOST, port=free_port(), threads=1)
+    answers: list[bytes] = []
+
+    def client() -> None:
+        started.wait(10)
+        connection = http.client.HTTPConnection(HOST, server.effective_port, timeout=10)
+        connection.request("GET", "/")
+        answers.append(connection.getresponse().read())
+        connection.close()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    previous = httpserver.stop_on_signals()
+    try:
+        started.set()
+        httpserver.run(server)  # returns once the signal stops it
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.close()
+    thread.join(10)
+    assert answers == [b"done"]
