@@ -231,6 +231,7 @@ def serve(app, **options) -> None:  # type: ignore[no-untyped-def]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+
 def stop_on_signals() -> dict[int, signal.Handlers | Callable | int | None]:
     """Make SIGTERM and SIGINT stop the server as Ctrl-C does; returns the handlers replaced.
 
