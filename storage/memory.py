@@ -15,8 +15,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 
 from storage.errors import Conflict, NotFound, VersionMismatch
+from storage.query import Found, Query, answer_in_python
 from storage.repository import Clock, CommitListener, CompactionHook, IdFactory, Index
 from storage.state import Key, MemberList, State, append, discard
 from storage.values import clone, new_hex_id, timestamp, utcnow, version_number, version_tag
@@ -317,6 +319,16 @@ class MemoryRepository(_Reads):
         """How many documents of ``kind`` there are."""
         table = self._state.documents.get(kind)
         return 0 if table is None else len(table)
+
+    def query(self, kind: str, query: Query) -> Found:
+        """Answered in Python with ``query.matches`` and ``query.sort_key``, over the stored
+        documents in place (:mod:`storage.query`)."""
+        table: dict[str, dict] = self._state.documents.get(kind, {})
+        if query.matches is None and query.sort_key is None:
+            # A plain listing (Entra's account discovery, A16) passes over only the page.
+            end = None if query.limit is None else query.offset + query.limit
+            return Found(list(islice(table.values(), query.offset, end)), len(table))
+        return answer_in_python(table.values(), query)
 
     def close(self) -> None:
         """Nothing to release: the data lives and dies with this object."""

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from storage.query import Found, Query
+
 
 @dataclass(frozen=True)
 class Index:
@@ -153,6 +155,11 @@ class Repository(Reader, Protocol):
 
     def count(self, kind: str) -> int:
         """How many documents of ``kind`` there are."""
+        ...
+
+    def query(self, kind: str, query: Query) -> Found:
+        """The documents of ``kind`` that ``query`` selects, sorted and paged, and how many
+        matched in all (:mod:`storage.query`)."""
         ...
 
     def add_commit_listener(self, listener: CommitListener) -> None:
