@@ -323,7 +323,9 @@ class MemoryRepository(_Reads):
     def query(self, kind: str, query: Query) -> Found:
         """Answered in Python with ``query.matches`` and ``query.sort_key``, over the stored
         documents in place (:mod:`storage.query`)."""
-        table: dict[str, dict] = self._state.documents.get(kind, {})
+        table = self._state.documents.get(kind)
+        if table is None:
+            return Found([], 0)
         if query.matches is None and query.sort_key is None:
             # A plain listing (Entra's account discovery, A16) passes over only the page.
             end = None if query.limit is None else query.offset + query.limit
