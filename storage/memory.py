@@ -328,6 +328,8 @@ class MemoryRepository(_Reads):
             return Found([], 0)
         if query.matches is None and query.sort_key is None:
             # A plain listing (Entra's account discovery, A16) passes over only the page.
+            if query.offset >= len(table):
+                return Found([], len(table))  # islice refuses offsets past sys.maxsize
             end = None if query.limit is None else query.offset + query.limit
             return Found(list(islice(table.values(), query.offset, end)), len(table))
         return answer_in_python(table.values(), query)

@@ -165,3 +165,73 @@ def answer_in_python(documents: Iterable[dict], query: Query) -> Found:
         matched.sort(key=query.sort_key, reverse=query.descending)
     end = None if query.limit is None else query.offset + query.limit
     return Found(matched[query.offset : end], len(matched))
+
+
+def holds(condition: Condition, document: dict) -> bool:
+    """Whether ``document`` satisfies ``condition``: the language's meaning, in Python.
+
+    The reference a store's own translation (SQL) is tested against; the embedded stores
+    answer queries with the caller's ``matches`` instead.
+    """
+    if isinstance(condition, All):
+        return all(holds(term, document) for term in condition.terms)
+    if isinstance(condition, Any_):
+        return any(holds(term, document) for term in condition.terms)
+    if isinstance(condition, Not):
+        return not holds(condition.term, document)
+    if isinstance(condition, Element):
+        return any(
+            holds(condition.where, element)
+            for element in values_at(document, condition.path)
+            if isinstance(element, dict)
+        )
+    found = values_at(document, condition.path)
+    if isinstance(condition, Present):
+        return any(_present(value) for value in found)
+    fold = str.casefold if condition.fold else _same
+    expected = fold(condition.value)
+    test = _TESTS[condition.op]
+    strings = [fold(value) for value in found if isinstance(value, str)]
+    if condition.op == "ne":
+        return not found or any(test(value, expected) for value in strings)
+    return any(test(value, expected) for value in strings)
+
+
+def values_at(document: dict, path: Path) -> list:
+    """The non-null values at ``path``, every list on the way flattened."""
+    current: list = [document]
+    for key in path:
+        following: list = []
+        for item in current:
+            if isinstance(item, dict) and item.get(key) is not None:
+                value = item[key]
+                following.extend(value if isinstance(value, list) else [value])
+        current = following
+    return [value for value in current if value is not None]
+
+
+def _present(value: object) -> bool:
+    if isinstance(value, dict):
+        return any(not _empty(member) for member in value.values())
+    return not _empty(value)
+
+
+def _empty(value: object) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+def _same(text: str) -> str:
+    return text
+
+
+_TESTS: dict[str, Callable[[str, str], bool]] = {
+    "eq": lambda actual, expected: actual == expected,
+    "ne": lambda actual, expected: actual != expected,
+    "co": lambda actual, expected: expected in actual,
+    "sw": str.startswith,
+    "ew": str.endswith,
+    "gt": lambda actual, expected: actual > expected,
+    "ge": lambda actual, expected: actual >= expected,
+    "lt": lambda actual, expected: actual < expected,
+    "le": lambda actual, expected: actual <= expected,
+}
