@@ -11,8 +11,8 @@ member relation) and :mod:`scim.activity` (what each write did).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from itertools import islice
 
 from werkzeug.security import generate_password_hash
 
@@ -20,11 +20,12 @@ from scim import activity, constants, errors
 from scim.definitions import RESOURCE_TYPES, ResourceTypeDef
 from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_attributes
 from scim.membership import apply_member_changes, check_members, member_ids
-from scim.pagination import Page, sort_documents, sort_mixed
+from scim.pagination import Page, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch
 from scim.paths import AttrPath
 from scim.presentation import PASSWORD, existing_documents, present, with_member_objects
 from scim.projection import project
+from scim.queries import store_query
 from scim.schemas import load_resource
 from scim.schemas.patch import load_patch_request
 from storage import errors as storage_errors
@@ -108,31 +109,39 @@ class Directory:
     def query(self, kind: str, query: Query, base_url: str) -> QueryResult:
         """Filter, sort and page the resources of ``kind`` (RFC 7644 §3.4.2).
 
-        ``totalResults`` counts every match before the page is cut.
+        ``totalResults`` counts every match before the page is cut. The repository answers the
+        whole query (:mod:`scim.queries`), unless an index pins the few candidates (Entra's
+        matching lookups, A2, A10) or the filter reads group members, which are not part of
+        the stored documents.
         """
         resource = RESOURCE_TYPES[kind]
         start, count = self._window(query.page)
-        if query.filter is None and query.sort_by is None:
-            # A plain listing (Entra's account discovery, A16) reads only the page it returns.
-            total = self.repository.count(kind)
-            # A startIndex past the end is an empty page; checked first because islice
-            # refuses indices above sys.maxsize, and startIndex is any integer the client sent.
-            documents = (
-                [
-                    clone(doc)
-                    for doc in islice(self.repository.scan(kind), start - 1, start - 1 + count)
-                ]
-                if start <= total
-                else []
+        predicate = matcher(query.filter, resource) if query.filter is not None else None
+        pinned = self._pinned(kind, query.filter, resource) if query.filter is not None else None
+        if pinned is None and not _reads_members(kind, query):
+            key = sort_key(query.sort_by, resource) if query.sort_by is not None else None
+            found = self.repository.query(
+                kind,
+                store_query(
+                    query.filter,
+                    predicate,
+                    query.sort_by,
+                    key,
+                    query.ascending,
+                    resource,
+                    # startIndex is any integer the client sent; a store's offset is 64 bits.
+                    offset=min(start - 1, sys.maxsize),
+                    limit=count,
+                ),
             )
+            total, page = found.total, found.documents
         else:
             matched = self._matching(kind, query, base_url)
             if query.sort_by is not None:
                 matched = sort_documents(matched, query.sort_by, query.ascending, resource)
-            total = len(matched)
-            # Matched documents may be the stored ones, passed over in place: copy the page.
-            documents = [clone(doc) for doc in matched[start - 1 : start - 1 + count]]
-        resources = [self._resource(kind, doc, base_url, query) for doc in documents]
+            total, page = len(matched), matched[start - 1 : start - 1 + count]
+        # Documents may be the stored ones, passed over in place: copy the page.
+        resources = [self._resource(kind, clone(doc), base_url, query) for doc in page]
         return QueryResult(resources=resources, total=total, start_index=start)
 
     def search_all(self, query: Query, base_url: str) -> QueryResult:
@@ -291,9 +300,7 @@ class Directory:
         resource = RESOURCE_TYPES[kind]
         predicate = matcher(query.filter, resource) if query.filter is not None else None
         candidates = self._candidates(kind, query.filter, resource)
-        if kind == constants.GROUP_TYPE and (
-            _mentions(query.filter, "members") or _mentions_sort(query.sort_by, "members")
-        ):
+        if _reads_members(kind, query):
             candidates = [with_member_objects(self.repository, doc, base_url) for doc in candidates]
         if predicate is None:
             return candidates
@@ -313,14 +320,19 @@ class Directory:
         """Documents that may match: copies of the few an index finds when the filter pins
         one, else every stored document itself, to be read in place (copying 50,000 users
         took half a second)."""
-        if expr is not None:
-            for name, value in equality_terms(expr, resource):
-                if name == "id":
-                    return existing_documents(self.repository, kind, [value])
-                if (kind, name) in _INDEXED:
-                    ids = self.repository.find(kind, name, value)
-                    return existing_documents(self.repository, kind, ids)
-        return list(self.repository.scan(kind))
+        pinned = self._pinned(kind, expr, resource) if expr is not None else None
+        return list(self.repository.scan(kind)) if pinned is None else pinned
+
+    def _pinned(self, kind: str, expr: Filter, resource: ResourceTypeDef) -> list[dict] | None:
+        """Copies of the documents an index finds for an ``eq`` every match must satisfy
+        (``id``, ``userName``, ``externalId``, ``displayName``); None if there is none."""
+        for name, value in equality_terms(expr, resource):
+            if name == "id":
+                return existing_documents(self.repository, kind, [value])
+            if (kind, name) in _INDEXED:
+                ids = self.repository.find(kind, name, value)
+                return existing_documents(self.repository, kind, ids)
+        return None
 
 
 def _get(reader: Reader, kind: str, id: str) -> dict:
@@ -372,6 +384,13 @@ def _hash_password(document: dict, previous: str | None) -> None:
     if password is None or password == previous:
         return
     document[PASSWORD] = generate_password_hash(password)
+
+
+def _reads_members(kind: str, query: Query) -> bool:
+    """Whether a group query filters or sorts on members, which a group document lacks."""
+    return kind == constants.GROUP_TYPE and (
+        _mentions(query.filter, "members") or _mentions_sort(query.sort_by, "members")
+    )
 
 
 def _mentions(expr: Filter | None, attribute: str) -> bool:

@@ -18,6 +18,8 @@ from scim.pagination import Page
 from scim.paths import parse_attr_path
 from scim.service import INDEXES, Directory, Query
 from storage.memory import MemoryRepository
+from storage.query import Found
+from storage.query import Query as StoreQuery
 from storage.values import clone
 
 BASE = "https://proware.example.com/scim/v2"
@@ -38,6 +40,10 @@ class CountingRepository(MemoryRepository):
     def scan(self, kind: str) -> Iterator[dict]:
         self.calls[f"all {kind}"] += 1
         return super().scan(kind)
+
+    def query(self, kind: str, query: StoreQuery) -> Found:
+        self.calls[f"all {kind}"] += 1  # a pass over the whole kind, in this store
+        return super().query(kind, query)
 
     def members(self, group_id: str) -> list[str]:
         self.calls["members"] += 1
