@@ -19,12 +19,14 @@ from urllib.parse import urlsplit
 
 from admin.settings import ClientSecret, SsoSettings
 from scim.settings import ScimSettings
-from storage.settings import StorageSettings
+from storage.settings import BACKENDS, POSTGRESQL, StorageSettings
 
 CONFIG_ENV = "PROWARE_CONFIG"
 DEFAULT_CONFIG_FILE = Path("config.toml")
 # Overrides [sso] client_secret_file (e.g. from a secrets manager or systemd's credentials).
 SSO_SECRET_ENV = "PROWARE_SSO_CLIENT_SECRET"
+# Overrides [storage] dsn, so that a password need not sit in the config file.
+STORAGE_DSN_ENV = "PROWARE_STORAGE_DSN"
 
 
 class ConfigError(Exception):
@@ -204,7 +206,33 @@ def _check(settings: Settings) -> Settings:
     if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where}: [log] level must be DEBUG, INFO, WARNING or ERROR")
     _check_sso(settings.sso, where)
-    return settings
+    return _check_storage(settings, where)
+
+
+def _check_storage(settings: Settings, where: str) -> Settings:
+    """The backend is known and has what it needs; ``$PROWARE_STORAGE_DSN`` overrides the dsn."""
+    storage = settings.storage
+    if storage.backend not in BACKENDS:
+        raise ConfigError(
+            f"{where}: [storage] backend must be one of {', '.join(repr(b) for b in BACKENDS)}, "
+            f"not {storage.backend!r}"
+        )
+    if storage.pool_size < 1:
+        raise ConfigError(f"{where}: [storage] pool_size must be at least 1")
+    dsn = os.environ.get(STORAGE_DSN_ENV, "").strip() or storage.dsn
+    if storage.backend != POSTGRESQL:
+        if storage.dsn:
+            raise ConfigError(
+                f"{where}: [storage] dsn is set but backend is {storage.backend!r}; "
+                f'set backend = "{POSTGRESQL}" to use the database'
+            )
+        return settings
+    if not dsn:
+        raise ConfigError(
+            f'{where}: [storage] backend = "{POSTGRESQL}" needs [storage] dsn '
+            f'(or ${STORAGE_DSN_ENV}), e.g. "postgresql://proware@localhost/proware"'
+        )
+    return replace(settings, storage=replace(storage, dsn=dsn))
 
 
 def _check_sso(sso: SsoSettings, where: str) -> None:

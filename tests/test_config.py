@@ -10,6 +10,7 @@ import pytest
 
 from server.config import (
     SSO_SECRET_ENV,
+    STORAGE_DSN_ENV,
     ConfigError,
     ScimSettings,
     ServerSettings,
@@ -177,6 +178,22 @@ BAD = [
     pytest.param("[scim]\nmax_results = 0\n", "[scim] max_results", id="max-results"),
     pytest.param("[scim]\nmax_filter_length = 10\n", "[scim] max_filter_length", id="filter"),
     pytest.param('[storage]\npath = ""\n', "[storage] path must be a non-empty", id="empty-path"),
+    pytest.param(
+        '[storage]\nbackend = "mysql"\n', "[storage] backend must be one of", id="backend"
+    ),
+    pytest.param(
+        '[storage]\nbackend = "postgresql"\n', '[storage] backend = "postgresql" needs', id="no-dsn"
+    ),
+    pytest.param(
+        '[storage]\ndsn = "postgresql://db/proware"\n',
+        "[storage] dsn is set but backend is 'tinydb'",
+        id="dsn-without-backend",
+    ),
+    pytest.param(
+        '[storage]\nbackend = "postgresql"\ndsn = "x"\npool_size = 0\n',
+        "[storage] pool_size must be at least 1",
+        id="pool-size",
+    ),
     pytest.param('[log]\nlevel = "LOUD"\n', "[log] level", id="log-level"),
     pytest.param('[log]\naccess_log = "yes"\n', "[log] access_log must be true", id="bool"),
     pytest.param("[server\n", "not valid TOML", id="not-toml"),
@@ -327,3 +344,13 @@ def test_reading_the_secret_names_the_file_never_its_content(
 
     (tmp_path / "secret.txt").write_text("s3cr3t-value\nignored\n")
     assert read_client_secret(settings.sso) == "s3cr3t-value"
+
+
+def test_the_dsn_environment_variable_overrides_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password in the DSN need not sit in the config file."""
+    monkeypatch.setenv(STORAGE_DSN_ENV, "postgresql://proware:s3cret@db/proware")
+    path = write(tmp_path, '[storage]\nbackend = "postgresql"\n')
+
+    assert load_settings(path).storage.dsn == "postgresql://proware:s3cret@db/proware"
