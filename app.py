@@ -35,8 +35,7 @@ from scim.tokens import FILE_NAME as TOKENS_FILE
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import cli
 from server.config import Settings, client_secret
-from storage import open_store
-from storage.controlfile import ControlFile
+from storage.backend import open_backend
 from storage.repository import Repository
 
 access_log = logging.getLogger("proware.access")
@@ -58,14 +57,13 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
 
     :param repository: a store to use instead of the one under ``[storage] path`` (tests).
     :raises ConfigError: the single sign-on client secret cannot be read.
+    :raises StorageError: the store cannot be opened (locked, damaged, unreachable).
     """
     settings = settings or Settings()
     sso_secret = client_secret(settings.sso)  # first: a bad secret file opens nothing
-    data_dir = settings.storage.path
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if repository is None:
-        repository = open_store(data_dir, INDEXES)
-    control = ControlFile(data_dir / TOKENS_FILE)
+    backend = open_backend(settings.storage, INDEXES, repository=repository)
+    control = backend.document(TOKENS_FILE)
+    repository = backend.repository
 
     app = ProwareFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
@@ -82,12 +80,13 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     )
     repository.add_commit_listener(services.emit_all)
     app.extensions["proware"] = services
+    app.extensions["proware.backend"] = backend
     # First, so that every other hook (authentication included) sees the request id.
     app.before_request(_start_request)
     app.register_blueprint(create_blueprint(settings.scim.prefix))
     register_error_handlers(app)
     # The control panel at /admin.
-    admin.register(app, services, data_dir=data_dir, sso=settings.sso, sso_secret=sso_secret)
+    admin.register(app, services, backend=backend, sso=settings.sso, sso_secret=sso_secret)
     app.after_request(_log_request)
     app.add_url_rule("/healthz", "healthz", _healthz)
     # Outermost first: slashes are normalized, then endpoint names respelled.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from flask import Blueprint, Flask, Response, g, request, session
 
@@ -43,6 +42,7 @@ from admin.connection import ConnectionStatus, Observation
 from admin.context import EXTENSION, PATH, AdminContext, Provider, SingleSignOn, context, utcnow
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.settings import ClientSecret, SsoSettings
+from admin.setup_link import FILE_NAME as SETUP_FILE
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
 from admin.sso_access import FILE_NAME as SSO_FILE
@@ -50,7 +50,8 @@ from admin.sso_access import Policy, SsoState
 from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_html_errors
-from storage.controlfile import ControlFile
+from storage.backend import Backend
+from storage.documents import SharedDocument
 from storage.repository import Clock
 
 
@@ -58,27 +59,32 @@ def register(
     app: Flask,
     services: Services,
     *,
-    data_dir: Path,
+    backend: Backend,
     sso: SsoSettings | None = None,
     sso_secret: ClientSecret | None = None,
     clock: Clock = utcnow,
 ) -> AdminContext:
     """Serve the control panel from ``app``; returns its context.
 
-    :param data_dir: where its files live (accounts, audit log, session key, ...).
+    :param backend: where its state lives (accounts, sessions, activity, ...): documents
+        every server process shares, or files of the data directory.
     :param sso: the ``[sso]`` settings, and :param sso_secret: the client secret the process
         read for them (None: none configured, single sign-on cannot be turned on).
     """
-    sessions.configure(app, data_dir, PATH)
+    sessions.configure(app, backend.secret(sessions.KEY_FILE), PATH)
+    audit = backend.event_log()
+    if audit is None:
+        assert backend.data_dir is not None  # a backend without a log of its own has files
+        audit = AuditLog(backend.data_dir / AUDIT_FILE)
     admin = AdminContext(
         services=services,
-        accounts=AdminAccounts(data_dir / ACCOUNTS_FILE, clock=clock),
-        audit=AuditLog(data_dir / AUDIT_FILE),
-        connection=ConnectionStatus(data_dir / CONNECTION_FILE, clock=clock),
-        setup=SetupLinks(clock),
-        revoked=RevokedSessions(),
+        accounts=AdminAccounts(backend.document(ACCOUNTS_FILE), clock=clock),
+        audit=audit,
+        connection=ConnectionStatus(backend.document(CONNECTION_FILE), clock=clock),
+        setup=SetupLinks(backend.document(SETUP_FILE), clock),
+        revoked=RevokedSessions(backend.document(sessions.REVOKED_FILE), clock),
         session_policy=SessionPolicy(),
-        sso=single_sign_on(sso or SsoSettings(), sso_secret, data_dir / SSO_FILE, clock),
+        sso=single_sign_on(sso or SsoSettings(), sso_secret, backend.document(SSO_FILE), clock),
         clock=clock,
     )
     # Change events arrive after their commit (the store made them durable with the change);
@@ -105,7 +111,7 @@ def register(
 
 
 def single_sign_on(
-    settings: SsoSettings, secret: ClientSecret | None, state_path: Path, clock: Clock
+    settings: SsoSettings, secret: ClientSecret | None, state: SharedDocument, clock: Clock
 ) -> SingleSignOn:
     """Single sign-on from ``[sso]``: a relying party once issuer, client id and secret are set."""
     relying_party = None
@@ -128,7 +134,7 @@ def single_sign_on(
         admin_group=settings.admin_group,
         local_sign_in=settings.local_sign_in,
     )
-    return SingleSignOn(provider, relying_party, SsoState(ControlFile(state_path), defaults, clock))
+    return SingleSignOn(provider, relying_party, SsoState(state, defaults, clock))
 
 
 def create_blueprint() -> Blueprint:

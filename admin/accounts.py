@@ -1,7 +1,8 @@
-"""Control panel admin accounts: password hashes and sign-in lockout, in a small JSON file.
+"""Control panel admin accounts: password hashes and sign-in lockout, in a shared document.
 
-The file (``<data>/admins.json``) is a :class:`storage.controlfile.ControlFile`, so the
-server and ``python app.py admin ...`` change it safely at the same time. Layout, format 1::
+The document (``admins.json``: a file in the data directory, or the database's row) is a
+:class:`storage.documents.SharedDocument`, so every server process and ``python app.py
+admin ...`` change it safely at the same time. Layout, format 1::
 
     {"format": 1,
      "admins": [{"username": "alice", "password_hash": "scrypt:32768:8:1$...",
@@ -25,6 +26,7 @@ from pathlib import Path
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 from storage.errors import CorruptStore
 from storage.repository import Clock
 
@@ -82,13 +84,13 @@ class AdminAccounts:
 
     def __init__(
         self,
-        path: Path,
+        document: SharedDocument | Path,
         *,
         clock: Clock = utcnow,
         policy: LockoutPolicy = LockoutPolicy(),
         hash_method: str = "scrypt",
     ) -> None:
-        self._control = ControlFile(path)
+        self._control = ControlFile(document) if isinstance(document, Path) else document
         self.clock = clock
         self.policy = policy
         self._hash_method = hash_method
@@ -99,8 +101,8 @@ class AdminAccounts:
         self._dummy_hash: str | None = None
 
     @property
-    def path(self) -> Path:
-        """The accounts file."""
+    def path(self) -> Path | str:
+        """Where the accounts are kept (the file, or the database's document)."""
         return self._control.path
 
     def any(self) -> bool:

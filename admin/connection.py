@@ -11,13 +11,13 @@ Entra's Test Connection (entra-provisioning.md A1) is ``GET /Users?filter=userNa
 "<random GUID>"`` and passes on "200 with an empty ListResponse"; the same probe recurs as a
 keep-alive. It is recognised by that shape.
 
-Kept in memory and saved to ``<data>/connection-status.json`` at most once a minute and
-when the server stops, so a restart does not blank the page.
+Kept in memory and saved to a shared document (``connection-status.json`` in the data
+directory, or the database's) at most once a minute and when the server stops, so a restart
+does not blank the page; several server processes merge their histories there.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-from storage.controlfile import read_json, write_atomically
+from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 from storage.errors import CorruptStore
 from storage.repository import Clock
 
@@ -195,18 +196,27 @@ def summarise(observation: Observation) -> str:
 
 
 class ConnectionStatus:
-    """Per-token request history, thread-safe, saved now and then to ``path``."""
+    """Per-token request history, thread-safe, saved now and then to a shared document.
+
+    Several server processes each see only their own requests; saving merges this one's
+    history with what the others saved (the newest rows, the refusals seen anywhere), and
+    the control panel's page merges before it reads (:meth:`synced`), so every process
+    shows every process's requests.
+
+    :param document: where the history is kept (a path: a control file there; None: memory
+        only).
+    """
 
     def __init__(
         self,
-        path: Path | None,
+        document: SharedDocument | Path | None,
         *,
         clock: Clock,
         recent: int = RECENT,
         refusals: int = REFUSALS,
         save_interval: timedelta = SAVE_INTERVAL,
     ) -> None:
-        self.path = path
+        self.document = ControlFile(document) if isinstance(document, Path) else document
         self.clock = clock
         self._recent = recent
         self._refusals = refusals
@@ -216,8 +226,8 @@ class ConnectionStatus:
         self._tokens: dict[str | None, TokenStatus] = {}
         self._dirty = False
         self._saved_at: datetime | None = None
-        if path is not None:
-            self._load(path)
+        if self.document is not None:
+            self._load()
 
     def record(self, observation: Observation) -> None:
         """Add a request to its token's history."""
@@ -248,15 +258,7 @@ class ConnectionStatus:
     def tokens(self) -> list[TokenStatus]:
         """A copy of every token's status."""
         with self._lock:
-            return [
-                TokenStatus(
-                    name=status.name,
-                    recent=[replace(row) for row in status.recent],
-                    refusals=[replace(refusal) for refusal in status.refusals],
-                    last_probe=replace(status.last_probe) if status.last_probe else None,
-                )
-                for status in self._tokens.values()
-            ]
+            return [_copy(status) for status in self._tokens.values()]
 
     def last_request(self) -> RequestRecord | None:
         """The newest request of any token."""
@@ -264,25 +266,47 @@ class ConnectionStatus:
             rows = [status.recent[0] for status in self._tokens.values() if status.recent]
         return replace(max(rows, key=lambda row: row.time)) if rows else None
 
-    def save(self) -> None:
-        """Write the history to ``path`` (if it changed)."""
-        if self.path is None:
+    def synced(self) -> ConnectionStatus:
+        """This status after merging what other processes saved (for the page that shows it);
+        a failure to reach the document leaves this process's own view."""
+        try:
+            self.save(force=True)
+        except OSError:
+            log.warning("could not merge the connection status", exc_info=True)
+        return self
+
+    def save(self, *, force: bool = False) -> None:
+        """Merge this history into the document, and the document's into this one (if this
+        one changed, or ``force``)."""
+        if self.document is None:
             return
         with self._save_lock:
             with self._lock:
-                if not self._dirty:
+                if not (self._dirty or force):
                     return
-                document = {
-                    "format": FORMAT,
-                    "tokens": [asdict(status) for status in self._tokens.values()],
-                }
+                mine = [_copy(status) for status in self._tokens.values()]
                 self._dirty = False
+            merged: list[TokenStatus] = []
+
+            def merge(document: dict) -> None:
+                theirs = _decode(document) if document.get("format") == FORMAT else []
+                merged[:] = _merge(theirs, mine, self._recent, self._refusals)
+                document.clear()
+                document.update(format=FORMAT, tokens=[asdict(status) for status in merged])
+
             try:
-                write_atomically(self.path, json.dumps(document).encode("utf-8"))
+                self.document.update(merge)
             except BaseException:
                 with self._lock:
                     self._dirty = True
                 raise
+            with self._lock:
+                # Requests recorded meanwhile stay on top of the merged history.
+                current = [_copy(status) for status in self._tokens.values()]
+                self._tokens = {
+                    status.name: status
+                    for status in _merge(merged, current, self._recent, self._refusals)
+                }
             self._saved_at = self.clock()
 
     def _save_now_and_then(self) -> None:
@@ -295,25 +319,83 @@ class ConnectionStatus:
         except OSError:
             log.warning("could not save the connection status", exc_info=True)
 
-    def _load(self, path: Path) -> None:
+    def _load(self) -> None:
+        assert self.document is not None
         try:
-            document = read_json(path)
+            document = self.document.read()
         except CorruptStore:
-            log.warning("%s is unreadable; starting the connection status afresh", path)
+            log.warning(
+                "%s is unreadable; starting the connection status afresh", self.document.path
+            )
             return
-        if not isinstance(document, dict) or document.get("format") != FORMAT:
-            return
-        for item in document.get("tokens") or []:
-            try:
-                status = TokenStatus(
+        if document.get("format") == FORMAT:
+            self._tokens = {status.name: status for status in _decode(document)}
+
+
+def _decode(document: dict) -> list[TokenStatus]:
+    """The token statuses a saved document holds (entries it cannot read are skipped)."""
+    statuses = []
+    for item in document.get("tokens") or []:
+        try:
+            statuses.append(
+                TokenStatus(
                     name=item["name"],
                     recent=[RequestRecord(**row) for row in item["recent"]],
                     refusals=[Refusal(**refusal) for refusal in item["refusals"]],
                     last_probe=RequestRecord(**item["last_probe"]) if item["last_probe"] else None,
                 )
-            except (KeyError, TypeError):
-                continue
-            self._tokens[status.name] = status
+            )
+        except (KeyError, TypeError):
+            continue
+    return statuses
+
+
+def _merge(
+    first: list[TokenStatus], second: list[TokenStatus], recent: int, refusals: int
+) -> list[TokenStatus]:
+    """Two histories as one: each token's newest rows, its refusals seen in either (the
+    larger count of a refusal both saw: each process starts from the merged one), and the
+    newer probe."""
+    merged = {status.name: _copy(status) for status in first}
+    for status in second:
+        into = merged.get(status.name)
+        if into is None:
+            merged[status.name] = _copy(status)
+            continue
+        rows = {_row_key(row): row for row in into.recent}
+        for row in status.recent:
+            known = rows.get(_row_key(row))
+            if known is None or row.time > known.time:
+                count = max(row.count, known.count) if known is not None else row.count
+                rows[_row_key(row)] = replace(row, count=count)
+        into.recent = sorted(rows.values(), key=lambda row: row.time, reverse=True)[:recent]
+        seen = {(r.reason, r.client, r.detail): r for r in into.refusals}
+        for refusal in status.refusals:
+            known_refusal = seen.get((refusal.reason, refusal.client, refusal.detail))
+            if known_refusal is None or refusal.last > known_refusal.last:
+                seen[(refusal.reason, refusal.client, refusal.detail)] = replace(
+                    refusal,
+                    count=max(refusal.count, known_refusal.count if known_refusal else 0),
+                )
+        into.refusals = sorted(seen.values(), key=lambda r: r.last, reverse=True)[:refusals]
+        probes = [probe for probe in (into.last_probe, status.last_probe) if probe is not None]
+        into.last_probe = replace(max(probes, key=lambda row: row.time)) if probes else None
+    return list(merged.values())
+
+
+def _row_key(row: RequestRecord) -> tuple:
+    """What tells two rows apart: not when or how often the request repeated (a process
+    moves its newest row's time and count on while the same request repeats)."""
+    return (row.client, row.method, row.target, row.status, row.result, row.probe)
+
+
+def _copy(status: TokenStatus) -> TokenStatus:
+    return TokenStatus(
+        name=status.name,
+        recent=[replace(row) for row in status.recent],
+        refusals=[replace(refusal) for refusal in status.refusals],
+        last_probe=replace(status.last_probe) if status.last_probe else None,
+    )
 
 
 def _push_recent(rows: list[RequestRecord], row: RequestRecord, keep: int) -> None:

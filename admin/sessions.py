@@ -1,8 +1,9 @@
 """Control panel sessions: the signing secret, the cookie's flags, idle timeout and sign-out.
 
-The session is Flask's signed cookie. Its secret is generated on first start and kept in
-``<data>/session.key`` (mode 0600), never a built-in default, so sessions survive a restart
-and nobody can forge one without the data directory. The cookie is HttpOnly, SameSite=Lax,
+The session is Flask's signed cookie. Its secret is generated on first start and kept by the
+storage backend (``<data>/session.key``, mode 0600, or the database), never a built-in
+default, so sessions survive a restart, every server process accepts them, and nobody can
+forge one without the data. The cookie is HttpOnly, SameSite=Lax,
 limited to ``/admin``, and Secure whenever the request came over https (directly, or through
 a trusted proxy whose X-Forwarded-Proto waitress applied).
 
@@ -15,27 +16,24 @@ whose access is checked again on every request (:mod:`admin.sso_access`).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import stat
-import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, Request, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from admin import csrf
 from admin.accounts import AdminAccount, AdminAccounts
+from storage.documents import SharedDocument
+from storage.repository import Clock
 
 log = logging.getLogger("proware.admin")
 
-KEY_FILE = "session.key"
+KEY_FILE = "session.key"  # the backend's secret of that name signs the cookies
+REVOKED_FILE = "sessions.json"  # the shared document of signed-out sessions
 COOKIE_NAME = "proware_admin"
-_KEY_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -89,9 +87,9 @@ class _AdminSessionInterface(SecureCookieSessionInterface):
         return request.is_secure
 
 
-def configure(app: Flask, data_dir: Path, path: str) -> None:
-    """Give ``app`` the session secret from ``data_dir`` and the admin cookie's flags."""
-    app.secret_key = load_or_create_secret(data_dir / KEY_FILE)
+def configure(app: Flask, secret_key: bytes, path: str) -> None:
+    """Give ``app`` the session signing key and the admin cookie's flags."""
+    app.secret_key = secret_key
     app.session_interface = _AdminSessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
@@ -101,65 +99,44 @@ def configure(app: Flask, data_dir: Path, path: str) -> None:
     )
 
 
-def load_or_create_secret(path: Path) -> bytes:
-    """The session secret in ``path``, created (mode 0600) if there is none.
-
-    Creation is atomic: the key is written to a temporary file and hard-linked into place,
-    so two processes starting at once agree on one key. A key readable by others is made
-    private again, with a warning.
-    """
-    try:
-        return _read_key(path)
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as temp:  # mkstemp: mode 0600
-            temp.write(secrets.token_hex(_KEY_BYTES) + "\n")
-            temp.flush()
-            os.fsync(temp.fileno())
-        try:
-            os.link(temp_name, path)
-        except FileExistsError:
-            pass  # another process won the race: use its key
-    finally:
-        Path(temp_name).unlink(missing_ok=True)
-    return _read_key(path)
-
-
-def _read_key(path: Path) -> bytes:
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    if mode & 0o077:
-        log.warning("%s was readable by others (mode %o); setting mode 0600", path, mode)
-        os.chmod(path, 0o600)
-    key = path.read_text(encoding="ascii").strip()
-    if len(key) < 2 * _KEY_BYTES:
-        raise ValueError(
-            f"{path} holds no valid session key; delete it and restart to generate a new one "
-            "(every admin will have to sign in again)"
-        )
-    return bytes.fromhex(key)
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 class RevokedSessions:
-    """Session ids signed out before their cookie would expire (in memory, bounded)."""
+    """Session ids signed out before their cookie would expire, in a shared document, so
+    that a sign-out holds in every server process (entries go once the cookie would have
+    expired anyway)."""
 
-    def __init__(self) -> None:
-        self._ids: dict[str, datetime] = {}  # session id -> when its cookie is useless anyway
-        self._lock = threading.Lock()
+    def __init__(self, document: SharedDocument, clock: Clock = _utcnow) -> None:
+        self.document = document
+        self.clock = clock
 
     def revoke(self, session_id: str, useless_after: datetime) -> None:
         """Refuse ``session_id`` from now on."""
-        with self._lock:
-            self._ids[session_id] = useless_after
+        now = self.clock()
+
+        def add(document: dict) -> None:
+            kept = {
+                sid: until
+                for sid, until in (document.get("revoked") or {}).items()
+                if datetime.fromisoformat(until) > now
+            }
+            kept[session_id] = useless_after.isoformat()
+            document["revoked"] = kept
+
+        self.document.update(add)
 
     def revoked(self, session_id: str, now: datetime) -> bool:
-        """Whether ``session_id`` was signed out; forgets entries that expired anyway."""
-        with self._lock:
-            for stale in [sid for sid, until in self._ids.items() if until <= now]:
-                del self._ids[stale]
-            return session_id in self._ids
+        """Whether ``session_id`` was signed out (and its cookie could still be valid)."""
+        until = self.document.derived(_revocations).get(session_id)
+        return until is not None and until > now
+
+
+def _revocations(document: dict) -> dict[str, datetime]:
+    return {
+        sid: datetime.fromisoformat(until) for sid, until in (document.get("revoked") or {}).items()
+    }
 
 
 def start(account: AdminAccount, now: datetime) -> None:

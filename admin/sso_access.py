@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from scim import constants
-from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 from storage.errors import CorruptStore, NotFound
 from storage.repository import Clock, Reader
 
@@ -146,7 +146,7 @@ class SsoState:
     :param defaults: the policy from config.toml, which keys absent from ``policy`` keep.
     """
 
-    def __init__(self, control: ControlFile, defaults: Policy, clock: Clock) -> None:
+    def __init__(self, control: SharedDocument, defaults: Policy, clock: Clock) -> None:
         self._control = control
         self.defaults = defaults
         self._clock = clock

@@ -100,10 +100,11 @@ def summary(admin: AdminContext) -> Summary:
         Query(filter=parse_query_filter("active eq false", 64), page=Page(1, 0)),
         "",
     ).total
-    last = admin.connection.last_request()
+    connection = admin.connection.synced()  # with the other server processes' requests
+    last = connection.last_request()
     last_token = None
     if last is not None:
-        for status in admin.connection.tokens():
+        for status in connection.tokens():
             if status.recent and status.recent[0].time == last.time:
                 last_token = status.name
                 break

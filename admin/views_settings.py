@@ -163,7 +163,7 @@ def _row(admin: AdminContext, info: TokenInfo) -> TokenRow:
 
 def _connection_sections(admin: AdminContext, tokens: list[TokenInfo]) -> list[ConnectionSection]:
     """Active tokens first (even without requests yet), then others seen, then no token."""
-    statuses = {status.name: status for status in admin.connection.tokens()}
+    statuses = {status.name: status for status in admin.connection.synced().tokens()}
     sections: list[ConnectionSection] = []
     seen: set[str] = set()
     for info in tokens:  # newest first: a name's current token wins over a revoked twin

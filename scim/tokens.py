@@ -4,8 +4,9 @@ Entra sends one long-lived secret verbatim in every request (``Authorization: Be
 entra-provisioning.md A0). Proware stores only the SHA-256 of each secret: the secret is a
 random 256-bit string, so a fast hash is enough (nothing to brute-force) and a slow password
 hash would only cost time on every request. The server and the command line share the
-control file (:class:`storage.controlfile.ControlFile`), so a token created or revoked by the
-CLI takes effect on the server's next request.
+control document (:class:`storage.documents.SharedDocument`: ``control.json`` in the data
+directory, or the database's), so a token created or revoked by the CLI, or by another server
+process, takes effect on the server's next request (within a second).
 
 Control file layout, format 1::
 
@@ -28,7 +29,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 from storage.errors import CorruptStore
 from storage.repository import Clock
 
@@ -102,7 +103,7 @@ class TokenCheck:
 class TokenStore:
     """Create, list, revoke and verify bearer tokens kept in the control file."""
 
-    def __init__(self, control: ControlFile, clock: Clock = utcnow) -> None:
+    def __init__(self, control: SharedDocument, clock: Clock = utcnow) -> None:
         self._control = control
         self._clock = clock
         # name -> last use not yet saved, and when uses were last saved.
@@ -274,7 +275,7 @@ class TokenStore:
 class ProvisioningSwitch:
     """Proware's "User Provisioning" switch: while off, every SCIM request gets a 403."""
 
-    def __init__(self, control: ControlFile, clock: Clock = utcnow) -> None:
+    def __init__(self, control: SharedDocument, clock: Clock = utcnow) -> None:
         self._control = control
         self._clock = clock
 
@@ -306,7 +307,7 @@ class ProvisioningSwitch:
         }
 
 
-def _check_format(control: ControlFile, document: dict) -> None:
+def _check_format(control: SharedDocument, document: dict) -> None:
     """Stamp a new document with our format; refuse one written by a newer Proware."""
     version = document.setdefault("format", FORMAT)
     if version != FORMAT:

@@ -5,20 +5,21 @@
     python app.py activity tail [-n N] [--follow]
     python app.py sso status [--check]            # never prints the client secret
 
-They work on the data directory's files while the server runs: the accounts file is updated
-under its lock, and the audit log is only read.
+They work while the server runs: the accounts document is updated under its lock (a file of
+the data directory, or the database's row), and the activity log is only read.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import itertools
 import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Any, TextIO
 
 from admin import activity, audit
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
@@ -26,7 +27,10 @@ from admin.accounts import AdminAccounts
 from admin.sso import SignInFailed
 from admin.sso_access import FILE_NAME as SSO_FILE
 from admin.sso_access import utcnow
+from scim.service import INDEXES
 from server.config import ConfigError, Settings, client_secret
+from storage.backend import SharedState, open_state
+from storage.documents import SharedDocument
 from storage.errors import StorageError
 
 POLL_SECONDS = 1.0
@@ -77,13 +81,34 @@ def run(
     stdin = stdin or sys.stdin
     out = out or sys.stdout
     err = err or sys.stderr
-    data_dir = Path(settings.storage.path)
+    try:
+        state = open_state(settings.storage, INDEXES)
+    except StorageError as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    try:
+        return _run(state, settings, args, stdin, out, err)
+    finally:
+        state.close()
+
+
+def _run(
+    state: SharedState,
+    settings: Settings,
+    args: argparse.Namespace,
+    stdin: TextIO,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     if args.command == "activity":
-        return tail(data_dir / audit.FILE_NAME, args.n, follow=args.follow, out=out)
+        log = state.event_log()
+        if log is None:
+            assert state.data_dir is not None
+            return tail(state.data_dir / audit.FILE_NAME, args.n, follow=args.follow, out=out)
+        return tail_log(log, args.n, follow=args.follow, out=out)
     if args.command == "sso":
-        return sso_status(settings, check=args.check, out=out)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    accounts = AdminAccounts(data_dir / ACCOUNTS_FILE)
+        return sso_status(settings, state.document(SSO_FILE), check=args.check, out=out)
+    accounts = AdminAccounts(state.document(ACCOUNTS_FILE))
     try:
         password = read_password(stdin, err)
     except ValueError as exc:
@@ -112,7 +137,9 @@ def run(
     return 0
 
 
-def sso_status(settings: Settings, *, check: bool = False, out: IO[str]) -> int:
+def sso_status(
+    settings: Settings, document: SharedDocument, *, check: bool = False, out: IO[str]
+) -> int:
     """Print what the settings page's Single sign-on section shows (never the secret).
 
     Exit code 0 when single sign-on is configured and, with ``check``, its provider answers.
@@ -124,7 +151,7 @@ def sso_status(settings: Settings, *, check: bool = False, out: IO[str]) -> int:
         secret = client_secret(settings.sso)
     except ConfigError as exc:
         problem, secret = str(exc), None
-    sso = single_sign_on(settings.sso, secret, Path(settings.storage.path) / SSO_FILE, utcnow)
+    sso = single_sign_on(settings.sso, secret, document, utcnow)
     policy = sso.policy()
     state = "enabled" if sso.enabled() else "disabled"
     changed = (
@@ -235,6 +262,41 @@ def tail(
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def tail_log(
+    log: Any,
+    count: int,
+    *,
+    follow: bool = False,
+    out: IO[str],
+    poll: float = POLL_SECONDS,
+    keep_going: Callable[[], bool] = lambda: True,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """:func:`tail` for a backend's own event log (PostgreSQL), whose events carry ``seq``."""
+    events = list(itertools.islice(log.newest_first(), max(count, 0)))
+    for event in reversed(events):
+        print(activity.describe(event), file=out)
+    out.flush()
+    last = max((event.get("seq", 0) for event in events), default=log.last_seq())
+    try:
+        while follow and keep_going():
+            sleep(poll)
+            newer = _newer_than(log, last)
+            for event in reversed(newer):
+                print(activity.describe(event), file=out)
+            if newer:
+                out.flush()
+                last = newer[0].get("seq", last)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _newer_than(log: Any, seq: int) -> list[dict]:
+    """The events after ``seq``, newest first."""
+    return list(itertools.takewhile(lambda event: event.get("seq", 0) > seq, log.newest_first()))
 
 
 def _follow(

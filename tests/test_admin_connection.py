@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,38 @@ def test_an_unreadable_status_file_starts_afresh(tmp_path: Path) -> None:
     path = tmp_path / "connection-status.json"
     path.write_text("{not json")
     assert ConnectionStatus(path, clock=FixedClock()).tokens() == []
+
+
+def test_two_processes_see_each_others_requests_once_merged(tmp_path: Path) -> None:
+    """Each server process records its own requests and saves them at most once a minute;
+    the page merges what all saved."""
+    path = tmp_path / "connection-status.json"
+    first = ConnectionStatus(path, clock=FixedClock())
+    second = ConnectionStatus(path, clock=FixedClock())
+    first.record(observation(path="/scim/v2/Users/1", time="2026-11-26T10:00:00+00:00"))
+    second.record(observation(path="/scim/v2/Users/2", time="2026-11-26T10:00:01+00:00"))
+    for _ in range(3):  # one request repeated: one row, counted
+        second.record(observation(path="/scim/v2/Groups", time="2026-11-26T10:00:02+00:00"))
+
+    second.synced()  # its minute is up, or the server stops
+    seen = [row.target for row in first.synced().tokens()[0].recent]
+    again = [row.target for row in second.synced().tokens()[0].recent]
+
+    assert seen == ["/scim/v2/Groups", "/scim/v2/Users/2", "/scim/v2/Users/1"]
+    assert again == seen
+    assert second.tokens()[0].recent[0].count == 3
+
+
+def test_refusals_seen_by_several_processes_are_counted_once_each(tmp_path: Path) -> None:
+    path = tmp_path / "connection-status.json"
+    first = ConnectionStatus(path, clock=FixedClock())
+    second = ConnectionStatus(path, clock=FixedClock())
+    refused = observation(token=None, status=401, reason="unknown-token", detail="no such token")
+    first.record(refused)
+    first.synced()
+    second.synced()
+    second.record(replace(refused, time="2026-11-26T10:55:00+00:00"))
+
+    refusals = second.synced().tokens()[0].refusals
+
+    assert [(r.reason, r.count) for r in refusals] == [("unknown-token", 2)]

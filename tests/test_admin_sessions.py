@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from flask import Flask, request
 
-from admin.sessions import COOKIE_NAME, load_or_create_secret
+from admin.sessions import COOKIE_NAME
 from app import create_app
 from server.config import Settings
+from storage.backend import load_or_create_secret
 from tests.admin_support import (
     PASSWORD,
     USERNAME,
