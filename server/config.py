@@ -45,6 +45,9 @@ class ServerSettings:
     # 1: requests run on waitress's main loop, no worker thread (server.httpserver); CPython
     # runs one thread at a time, and every hand-off to a worker cost more than the GIL saved.
     threads: int = 1
+    # Server processes sharing one listening socket (server.processes). More than 1 needs the
+    # PostgreSQL store: the embedded one belongs to one process. ``serve --processes N`` wins.
+    processes: int = 1
     # waitress's proxy settings: the address of a proxy whose X-Forwarded-* headers are trusted.
     trusted_proxy: str = ""
     trusted_proxy_count: int = 1
@@ -206,7 +209,34 @@ def _check(settings: Settings) -> Settings:
     if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where}: [log] level must be DEBUG, INFO, WARNING or ERROR")
     _check_sso(settings.sso, where)
-    return _check_storage(settings, where)
+    settings = _check_storage(settings, where)
+    n = server.processes
+    _check_processes(settings, n, "[server] processes", f"[server] processes = {n}")
+    return settings
+
+
+def with_processes(settings: Settings, processes: int) -> Settings:
+    """``settings`` with ``[server] processes`` replaced by ``serve --processes N``, checked
+    as the key is.
+
+    :raises ConfigError: ``processes`` is below 1, or above 1 with the embedded store.
+    """
+    _check_processes(settings, processes, "--processes", f"--processes {processes}")
+    return replace(settings, server=replace(settings.server, processes=processes))
+
+
+def _check_processes(settings: Settings, processes: int, name: str, given: str) -> None:
+    """``processes`` is at least 1, and 1 with the embedded store; ``name`` and ``given`` say
+    where it came from in messages ("--processes", "--processes 4")."""
+    where = settings.source
+    if processes < 1:
+        raise ConfigError(f"{where}: {name} must be at least 1, not {processes}")
+    if processes > 1 and settings.storage.backend != POSTGRESQL:
+        # The journal store and the control file belong to the one process that locked them.
+        raise ConfigError(
+            f"{where}: {given} needs the PostgreSQL store: set [storage] backend = "
+            f'"{POSTGRESQL}" (README, "Outgrowing one process")'
+        )
 
 
 def _check_storage(settings: Settings, where: str) -> Settings:
