@@ -105,12 +105,19 @@ class ServerProcess:
     :param threads: waitress worker threads (default: as served).
     :param access_log: one log line per request (off for the bench: it costs throughput).
     :param extra_config: more TOML sections for the config file (e.g. ``[sso]``).
+    :param dsn: serve from this PostgreSQL database instead of the data directory.
+    :param processes: server processes (``serve --processes``; above 1 needs ``dsn``).
+    :param source: the checkout whose ``app.py`` runs (the bench's ``--compare`` runs an
+        earlier revision's).
     """
 
     root: Path
     threads: int = ServerSettings().threads
     access_log: bool = False
     extra_config: str = ""
+    dsn: str = ""
+    processes: int = 1
+    source: Path = REPO
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
@@ -124,7 +131,8 @@ class ServerProcess:
             f"threads = {self.threads}\n"
             "[storage]\n"
             f"path = {json.dumps(str(self.data_dir))}\n"
-            "[log]\n"
+            + (f'backend = "postgresql"\ndsn = {json.dumps(self.dsn)}\n' if self.dsn else "")
+            + "[log]\n"
             'level = "WARNING"\n'
             f"access_log = {'true' if self.access_log else 'false'}\n" + self.extra_config,
             encoding="utf-8",
@@ -151,8 +159,8 @@ class ServerProcess:
     def cli(self, *args: str) -> str:
         """Run an operator command (``python app.py --config ... ARGS``); returns its stdout."""
         result = subprocess.run(
-            [sys.executable, str(APP), "--config", str(self.config_path), *args],
-            cwd=REPO,
+            [sys.executable, str(self.source / APP.name), "--config", str(self.config_path), *args],
+            cwd=self.source,
             capture_output=True,
             text=True,
             timeout=60,
@@ -181,8 +189,10 @@ class ServerProcess:
         started = time.perf_counter()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(APP), "--config", str(self.config_path), "serve"],
-                cwd=REPO,
+                [sys.executable, str(self.source / APP.name), "--config", str(self.config_path)]
+                + ["serve"]
+                + ([f"--processes={self.processes}"] if self.processes != 1 else []),
+                cwd=self.source,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -196,11 +206,13 @@ class ServerProcess:
         return time.perf_counter() - started
 
     def kill(self) -> None:
-        """SIGKILL: the process dies at once, whatever it was doing."""
+        """SIGKILL: the process, and with ``processes`` its workers, die at once, whatever
+        they were doing."""
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            # Its own session (start_new_session): the group holds the server's workers too.
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
         self.process = None
 
