@@ -4,7 +4,10 @@
 after reading the request body, so the benchmark can measure what waitress and the client
 alone cost on this machine and report Proware's throughput as a fraction of it.
 ``--flask`` serves the same answer from a one-route Flask app instead: what the framework
-itself costs per request, before any SCIM work (a reference, not a target).
+itself costs per request, before any SCIM work (a reference, not a target). ``--proware``
+serves the trivial app through Proware's own server module (:func:`server.httpserver.serve`,
+which with one thread runs each request on waitress's main loop): what the service's HTTP
+layer alone allows, the other reference the service is shown against.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import sys
 from collections.abc import Callable, Iterable
 
 import waitress
+
+from server import httpserver
 
 _BODY = b'{"schemas":["urn:ietf:params:scim:api:messages:2.0:ListResponse"],"totalResults":0}'
 
@@ -46,7 +51,9 @@ def flask_app() -> Callable[..., Iterable[bytes]]:
     return application
 
 
-def spawn(port: int, threads: int, *, flask: bool = False) -> subprocess.Popen:
+def spawn(
+    port: int, threads: int, *, flask: bool = False, proware: bool = False
+) -> subprocess.Popen:
     """Start this module as a server process on 127.0.0.1:``port``."""
     command = [
         sys.executable,
@@ -58,7 +65,7 @@ def spawn(port: int, threads: int, *, flask: bool = False) -> subprocess.Popen:
         str(threads),
     ]
     return subprocess.Popen(
-        command + (["--flask"] if flask else []),
+        command + (["--flask"] if flask else []) + (["--proware"] if proware else []),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -71,9 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--flask", action="store_true", help="serve a one-route Flask app")
+    parser.add_argument(
+        "--proware", action="store_true", help="serve with server.httpserver, not stock waitress"
+    )
     args = parser.parse_args(argv)
     served = flask_app() if args.flask else app
-    waitress.serve(served, host="127.0.0.1", port=args.port, threads=args.threads, ident="trivial")
+    options = {"host": "127.0.0.1", "port": args.port, "threads": args.threads, "ident": "trivial"}
+    if args.proware:
+        httpserver.serve(served, **options)
+    else:
+        waitress.serve(served, **options)
     return 0
 
 
