@@ -7,8 +7,10 @@ They check that each phase ran and answered right, and which phase each target i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,53 @@ def test_cpu_split_charges_builtins_and_shared_helpers_to_their_callers() -> Non
 
     assert seconds["store"] == pytest.approx(0.1 + 0.9 * 0.6 / 0.9)
     assert seconds["auth"] == pytest.approx(0.2 + 0.9 * 0.3 / 0.9)
+
+
+# -- CPU of a whole process tree ---------------------------------------------------------
+
+_FORKING = """
+import os, sys, time
+
+def spin(seconds):
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+reaped = os.fork()
+if reaped == 0:
+    spin(0.3)
+    os._exit(0)
+os.waitpid(reaped, 0)  # its CPU time moves to this process's cutime
+reading, writing = os.pipe()
+if os.fork() == 0:
+    spin(0.3)
+    os.write(writing, b"x")
+    time.sleep(60)
+    os._exit(0)
+os.read(reading, 1)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_session_cpu_counts_every_process_and_each_one_that_ended() -> None:
+    """A server's workers are in its session: a live one counts with its own time, a reaped
+    one through its parent's."""
+    from bench import proctree
+
+    with subprocess.Popen(
+        [sys.executable, "-c", _FORKING], stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as leader:
+        try:
+            assert leader.stdout is not None and leader.stdout.readline().strip() == "ready"
+            pids = proctree.session_pids(leader.pid)
+            assert len(pids) == 2 and pids[0] == leader.pid
+            assert proctree.session_cpu_seconds(leader.pid) >= 0.55
+            assert proctree.tree_cpu_seconds(leader.pid) >= 0.55
+            assert proctree.memory(pids)["VmRSS"] > 0
+        finally:
+            os.killpg(leader.pid, 9)
+    deadline = time.monotonic() + 10
+    while proctree.session_pids(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the orphaned child is reaped by init
+    assert proctree.session_pids(leader.pid) == []
