@@ -227,6 +227,7 @@ class PhaseResult:
     error_samples: list[str]
     other_cpu: float = 0.0  # CPU seconds the rest of the machine used meanwhile
     compactions: int | None = None  # store compactions started meanwhile (None: not known)
+    database_cpu: float | None = None  # PostgreSQL's CPU seconds meanwhile (None: no database)
 
     @property
     def rate(self) -> float:
@@ -258,11 +259,15 @@ def drive(
     server_cpu: Callable[[], float],
     *,
     processes: bool | None = None,
+    database_cpu: Callable[[], float] | None = None,
 ) -> PhaseResult:
     """Run ``tasks[i]`` on ``workers[i]`` and measure the phase.
 
+    :param server_cpu: the server's CPU seconds so far (all its processes).
     :param processes: each task in a forked process of its own (default: when there are
         several), else in a thread of this one; a worker's results come back either way.
+    :param database_cpu: the database server's CPU seconds so far, counted apart from the
+        server's and from the rest of the machine's.
 
     A task that passes the workers' deadline stops early and marks the phase as cut; any
     other exception in a task is raised here.
@@ -272,13 +277,15 @@ def drive(
         worker.reset()
     if processes is None:
         processes = len(pairs) > 1
+    database = database_cpu or (lambda: 0.0)
     server_before, client_before = server_cpu(), client_cpu_seconds()
-    machine_before = machine_cpu_seconds()
+    machine_before, database_before = machine_cpu_seconds(), database()
     started = time.perf_counter()
     outcomes = _in_processes(pairs) if processes else _in_threads(pairs)
     seconds = time.perf_counter() - started
     server_used, client_used = server_cpu() - server_before, client_cpu_seconds() - client_before
     machine_used = machine_cpu_seconds() - machine_before
+    database_used = database() - database_before
     failures = [outcome for outcome in outcomes if outcome not in ("done", "cut")]
     if failures:
         raise RuntimeError(f"a client of phase {name!r} failed:\n{failures[0]}")
@@ -302,7 +309,8 @@ def drive(
         cut=cut,
         latencies=dict(latencies),
         error_samples=samples[:_KEPT_ERROR_SAMPLES],
-        other_cpu=max(0.0, machine_used - server_used - client_used),
+        other_cpu=max(0.0, machine_used - server_used - client_used - database_used),
+        database_cpu=database_used if database_cpu else None,
     )
 
 

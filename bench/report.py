@@ -12,44 +12,44 @@ import json
 import math
 from pathlib import Path
 
-from bench import unloaded
+from bench import entra, unloaded
 from bench.client import PhaseResult, summarize
 from bench.results import MB, Baseline, SizeResult
 from bench.targets import Verdict
+from bench.variants import Variant
 
 _BUSY_NEIGHBOURS = 0.2  # cores other processes kept busy, above which a run is noted as noisy
 
 
 def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> list[str]:
-    """Requests, time, rate and CPU per request (server and client) for each phase."""
+    """Requests, time, rate and CPU per request (server, client, and PostgreSQL's when a
+    database served) for each phase."""
+    database = any(phase.database_cpu is not None for phase in phases)
+    width = max([28, *(len(phase.name) + 8 for phase in phases)])
     lines = [
-        f"  {'phase':<28}{'requests':>9}{'seconds':>9}{'req/s':>9}"
-        f"{'srv CPU/req':>13}{'cli CPU/req':>13}{'errors':>8}{'compactions':>13}"
+        f"  {'phase':<{width}}{'requests':>9}{'seconds':>9}{'req/s':>9}"
+        f"{'srv CPU/req':>13}{'cli CPU/req':>13}"
+        + (f"{'db CPU/req':>13}" if database else "")
+        + f"{'errors':>8}{'compactions':>13}"
     ]
-    rows = [(phase.name + (" (cut)" if phase.cut else ""), phase) for phase in phases]
-    for name, phase in rows:
-        lines.append(
-            _phase_row(
-                name,
-                phase.requests,
-                phase.seconds,
-                phase.server_cpu,
-                phase.client_cpu,
-                phase.errors,
-                phase.compactions,
-            )
-        )
+    rows = [(phase.name + (" (cut)" if phase.cut else ""), [phase]) for phase in phases]
     if total_label and len(phases) > 1:
+        rows.append((total_label, phases))
+    for name, group in rows:
+        requests = sum(p.requests for p in group)
+        seconds = sum(p.seconds for p in group)
+        rate = requests / seconds if seconds else 0.0
+        per = 1000 / requests if requests else math.nan
+        server = sum(p.server_cpu for p in group) * per
+        client = sum(p.client_cpu for p in group) * per
+        db = sum(p.database_cpu or 0.0 for p in group) * per
+        compactions = _total_compactions(group)
         lines.append(
-            _phase_row(
-                total_label,
-                sum(p.requests for p in phases),
-                sum(p.seconds for p in phases),
-                sum(p.server_cpu for p in phases),
-                sum(p.client_cpu for p in phases),
-                sum(p.errors for p in phases),
-                _total_compactions(phases),
-            )
+            f"  {name:<{width}}{requests:>9}{seconds:>9.2f}{rate:>9.0f}"
+            f"{server:>10.2f} ms{client:>10.2f} ms"
+            + (f"{db:>10.2f} ms" if database else "")
+            + f"{sum(p.errors for p in group):>8}"
+            f"{'-' if compactions is None else compactions:>13}"
         )
     return lines
 
@@ -57,24 +57,6 @@ def phase_table(phases: list[PhaseResult], total_label: str | None = None) -> li
 def _total_compactions(phases: list[PhaseResult]) -> int | None:
     counts = [phase.compactions for phase in phases]
     return None if None in counts else sum(counts)  # type: ignore[arg-type]
-
-
-def _phase_row(
-    name: str,
-    requests: int,
-    seconds: float,
-    server: float,
-    client: float,
-    errors: int,
-    compactions: int | None,
-) -> str:
-    rate = requests / seconds if seconds else 0.0
-    per = 1000 / requests if requests else math.nan
-    return (
-        f"  {name:<28}{requests:>9}{seconds:>9.2f}{rate:>9.0f}"
-        f"{server * per:>10.2f} ms{client * per:>10.2f} ms{errors:>8}"
-        f"{'-' if compactions is None else compactions:>13}"
-    )
 
 
 def operation_table(latencies: dict[str, list[float]]) -> list[str]:
@@ -91,11 +73,13 @@ def operation_table(latencies: dict[str, list[float]]) -> list[str]:
 def size_report(size: SizeResult) -> list[str]:
     plan = size.plan
     small = plan.groups - plan.big_groups
+    variant = f"{size.variant.describe()}; " if size.variant.label else ""
     lines = [
         "",
         f"== N = {plan.users:,} users, {plan.groups:,} groups ({plan.big_groups} of "
         f"{plan.big_group_size:,} members, {small:,} of {plan.small_group_size}; "
         f"member chunks of {plan.chunk}) ==",
+        *([f"  {variant.rstrip('; ')}"] if variant else []),
         *phase_table(size.phases, "whole run"),
         "",
         f"  latency per operation, under load ({size.clients} clients):",
@@ -111,14 +95,33 @@ def size_report(size: SizeResult) -> list[str]:
             _neighbours(size.unloaded),
             "",
         ]
+    if size.member_runs:
+        p99s = ", ".join(f"{p99:.2f}" for p99 in size.add_one_p99s())
+        lines += [
+            f"  --repeat: the unloaded member changes again, {unloaded.MODE}, each once the "
+            "servers were idle:",
+            *phase_table(size.member_runs),
+            f"  {entra.ADD_ONE} p99 in each unloaded run: {p99s} ms",
+            "",
+        ]
     worst_ms, worst_label = size.worst()
     files = ", ".join(f"{name} {nbytes / MB:.1f} MB" for name, nbytes in size.data_files.items())
+    processes = size.variant.processes
+    whose = (
+        f"server RSS (all {processes} processes and their supervisor)"
+        if processes > 1
+        else "server RSS"
+    )
     lines += [
-        f"  max request latency: {worst_ms:.1f} ms ({worst_label})",
-        f"  server RSS: {size.rss / MB:.1f} MB after the run (peak {size.rss_peak / MB:.1f} MB), "
+        f"  max request latency: {worst_ms:.1f} ms ({worst_label}); p99.9 {size.p999():.1f} ms",
+        f"  {whose}: {size.rss / MB:.1f} MB after the run (peak {size.rss_peak / MB:.1f} MB), "
         f"{size.rss_restarted / MB:.1f} MB after restart",
         f"  data dir: {size.data_bytes / MB:.1f} MB running, {size.data_bytes_stopped / MB:.1f} MB "
         f"after a polite stop (exit {size.stop_code}): {files or '-'}",
+    ]
+    if size.database_bytes is not None:
+        lines.append(f"  PostgreSQL database: {size.database_bytes / MB:.1f} MB after the run")
+    lines += [
         f"  start-up (process start to /healthz): {size.startup_empty:.2f} s empty, "
         f"{size.startup:.2f} s on the final data",
         f"  after restart the server holds {_totals(size.totals)}; "
@@ -169,6 +172,7 @@ def to_json(
             "other_cpu_s": phase.other_cpu,
             "errors": phase.errors,
             "compactions": phase.compactions,
+            "database_cpu_s": phase.database_cpu,
             "cut": phase.cut,
             "error_samples": phase.error_samples,
         }
@@ -181,6 +185,7 @@ def to_json(
         "sizes": [
             {
                 "plan": vars(size.plan),
+                "variant": variant_data(size.variant),
                 "phases": [phase_data(phase) for phase in size.phases],
                 "whole_run": {
                     "requests": size.requests,
@@ -204,14 +209,28 @@ def to_json(
                         for label, values in size.unloaded.latencies.items()
                     },
                 },
+                "member_runs": [
+                    {
+                        **phase_data(run),
+                        "operations": {
+                            label: summarize(values) for label, values in run.latencies.items()
+                        },
+                    }
+                    for run in size.member_runs
+                ],
+                "add_one_p99_ms_per_run": size.add_one_p99s(),
+                "server_cpu_s": size.server_cpu,
+                "database_cpu_s": size.database_cpu,
                 "max_latency_ms": size.worst()[0],
                 "max_latency_operation": size.worst()[1],
+                "p99_9_latency_ms": size.p999(),
                 "rss_bytes": size.rss,
                 "rss_peak_bytes": size.rss_peak,
                 "rss_after_restart_bytes": size.rss_restarted,
                 "data_bytes": size.data_bytes,
                 "data_bytes_after_stop": size.data_bytes_stopped,
                 "data_files": size.data_files,
+                "database_bytes": size.database_bytes,
                 "stop_exit_code": size.stop_code,
                 "startup_empty_s": size.startup_empty,
                 "startup_s": size.startup,
@@ -222,6 +241,16 @@ def to_json(
             for size in sizes
         ],
         "targets": [vars(v) for v in verdicts],
+    }
+
+
+def variant_data(variant: Variant) -> dict:
+    """A variant as plain data (its checkout's path is temporary: not kept)."""
+    return {
+        "label": variant.label,
+        "backend": variant.backend,
+        "processes": variant.processes,
+        "revision": variant.revision,
     }
 
 

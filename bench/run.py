@@ -3,15 +3,19 @@
     python -m bench.run                          # N = 1,000 and 10,000; stops within ~3 minutes
     python -m bench.run --sizes 1000,10000,50000 # the issue's full table (no time limit)
     python -m bench.run --quick                  # N = 200: the smoke test's run
+    python -m bench.run --compare REV            # before (REV) and after (this tree), side by side
 
-For each size: a fresh data directory, ``app.py token create`` and ``provisioning enable``,
-``app.py serve`` (waitress, access log off), then the loaded phases of :mod:`bench.entra` from
-``--clients`` keep-alive connections (throughput, and latency with queueing), then, once the
-server is idle, the unloaded phase of :mod:`bench.unloaded` from one client (the cost of one
-request, on which the latency targets are judged), the server's memory and data size, a polite
-stop and a timed restart on the final data, and a check that the restarted server holds every
-user and group it acknowledged. A trivial WSGI app on waitress, driven by the same client,
-gives the ceiling. Results are printed and written to ``bench/results/<timestamp>.json``.
+For each size and each variant (:mod:`bench.variants`): a fresh data directory, ``app.py token
+create`` and ``provisioning enable``, ``app.py serve`` (access log off), then the loaded phases
+of :mod:`bench.entra` from ``--clients`` keep-alive connections (throughput, and latency with
+queueing), then, once the server is idle, the unloaded phase of :mod:`bench.unloaded` from one
+client (the cost of one request, on which the latency targets are judged) and ``--repeat`` more
+runs of its member changes, the server's memory and data size, a polite stop and a timed
+restart on the final data, and a check that the restarted server holds every user and group it
+acknowledged (:mod:`bench.sizerun`). Several variants at one size run their loaded phases one
+after the other, then take turns for the unloaded runs. A trivial WSGI app on waitress, driven
+by the same client, gives the ceiling; the same app on Proware's own server module is shown
+beside it. Results are printed and written to ``bench/results/<timestamp>.json``.
 
 The exit code is 0 when every request got its expected answer and the totals matched after
 the restart; the timing targets are reported (PASS/FAIL), not enforced.
@@ -23,24 +27,18 @@ import argparse
 import os
 import platform
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import entra, report, targets, trivial, unloaded
-from bench.client import Connection, PhaseResult, Task, Worker, drive
+from bench import checkout, compare, entra, report, targets, trivial, unloaded
+from bench.client import Connection, Worker, drive
 from bench.results import Baseline, SizeResult
+from bench.sizerun import SizeRun
+from bench.variants import TINYDB, Variant, compare_variants
 from server.config import ServerSettings
-from storage.journal.format import list_segments
-from tests.serverproc import (
-    ScimConnection,
-    ServerProcess,
-    free_port,
-    proc_cpu_seconds,
-    wait_for_http,
-)
+from tests.serverproc import free_port, proc_cpu_seconds, wait_for_http
 
 DEFAULT_SIZES = [1000, 10_000]
 QUICK_SIZES = [200]
@@ -88,12 +86,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="stop sending requests after this long (0: never). Default: "
-        f"{DEFAULT_TIME_LIMIT:.0f} s with the default sizes, none with --sizes or --quick",
+        f"{DEFAULT_TIME_LIMIT:.0f} s with the default sizes, none with --sizes, --quick or "
+        "--compare",
     )
     parser.add_argument(
         "--results-dir", type=Path, default=RESULTS, help="where the JSON results go"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also run the service of git revision REV (checked out in a temporary worktree), "
+        "alternating with this tree at every size, and print before/after tables",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="run the unloaded member changes K times in all (each run's p99 of adding one "
+        "member to the big group is reported; issue 13 asks for 5). Default 1",
+    )
+    args = parser.parse_args(argv)
+    return args
 
 
 def _sizes(text: str) -> list[int]:
@@ -108,12 +122,45 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.compare:
+        return measure(args, [Variant("")])
+    try:
+        with checkout.worktree(args.compare) as revision:
+            described = f"{revision.short} {revision.subject}"
+            variants = compare_variants(TINYDB, revision.path, described)
+            compared = {"revision": revision.name, "commit": revision.commit}
+            return measure(args, variants, compared)
+    except checkout.RevisionError as exc:
+        _say(f"bench: --compare: {exc}")
+        return 2
+
+
+def measure(
+    args: argparse.Namespace,
+    variants: list[Variant],
+    compared: dict[str, str] | None = None,
+) -> int:
+    """Every size with every variant, the targets, the report and the JSON file.
+
+    :param compared: the revision ``--compare`` named, and its commit.
+    """
     sizes = QUICK_SIZES if args.quick else args.sizes or DEFAULT_SIZES
     limit = args.time_limit
     if limit is None:
-        limit = DEFAULT_TIME_LIMIT if not (args.quick or args.sizes) else 0
+        plain = not (args.quick or args.sizes) and len(variants) == 1
+        limit = DEFAULT_TIME_LIMIT if plain else 0
     started = time.monotonic()
     deadline = started + limit if limit else None
     ceiling_requests = args.ceiling_requests or (1000 if args.quick else 20_000)
@@ -133,12 +180,17 @@ def main(argv: list[str] | None = None) -> int:
             "chunk": args.chunk,
             "ceiling_requests": ceiling_requests,
             "time_limit_s": limit or None,
+            "compare": args.compare,
+            "repeat": args.repeat,
         },
+        "variants": [report.variant_data(variant) for variant in variants],
+        "compare": compared,
     }
     _say(
         f"bench: sizes {', '.join(f'{n:,}' for n in sizes)}; {args.clients} clients on "
         f"keep-alive connections; waitress {_threads(args.threads)}; {os.cpu_count()} CPUs; "
-        f"time limit {f'{limit:.0f} s' if limit else 'none'}"
+        f"time limit {f'{limit:.0f} s' if limit else 'none'}",
+        *(f"  {variant.describe()}" for variant in variants if variant.label),
     )
     baselines = [
         run_ceiling(ceiling_requests, args.clients, threads)
@@ -147,15 +199,20 @@ def main(argv: list[str] | None = None) -> int:
     baseline = max(baselines, key=lambda run: run.phase.rate)
     _say(*report.baseline_report(baselines, baseline, args.clients))
     flask_reference = run_ceiling(ceiling_requests, args.clients, args.threads, flask=True)
-    meta["flask_reference"] = {
-        "rate": flask_reference.phase.rate,
-        "fraction_of_ceiling": flask_reference.phase.rate / baseline.phase.rate,
-    }
+    meta["flask_reference"] = _reference(flask_reference, baseline)
     _say(
         f"  reference: a one-route Flask app on waitress with {_threads(args.threads)}, as served: "
         f"{flask_reference.phase.rate:.0f} req/s, "
         f"{flask_reference.phase.rate / baseline.phase.rate:.1%} of the trivial app "
         "(the framework's own cost, before any SCIM work)"
+    )
+    own = run_ceiling(ceiling_requests, args.clients, 1, proware=True)
+    meta["proware_server_reference"] = _reference(own, baseline)
+    _say(
+        "  reference: the trivial app on Proware's server module (server.httpserver, 1 thread: "
+        f"requests on waitress's main loop): {own.phase.rate:.0f} req/s, "
+        f"{own.phase.rate / baseline.phase.rate:.1%} of the ceiling, "
+        f"{_per_request(own)} server CPU/req"
     )
 
     results: list[SizeResult] = []
@@ -163,23 +220,33 @@ def main(argv: list[str] | None = None) -> int:
         if deadline is not None and time.monotonic() > deadline:
             _say(f"\n== N = {n:,}: skipped, the time limit passed ==")
             continue
-        size = run_size(entra.Plan.for_size(n, args.chunk), args, deadline)
-        results.append(size)
-        _say(*report.size_report(size))
+        runs = run_size(entra.Plan.for_size(n, args.chunk), variants, args, deadline)
+        results += runs
+        for size in runs:
+            _say(*report.size_report(size))
+        if len(runs) > 1:
+            title = f"== N = {n:,}: before ({runs[0].variant.revision}) and after (this tree) =="
+            _say(*compare.side_by_side(runs, baseline, own, title))
 
-    verdicts = targets.targets(results, baseline)
+    judged = variants[-1] if args.compare else variants[0]
+    verdicts = targets.targets([s for s in results if s.variant == judged], baseline, own)
+    for n in dict.fromkeys(size.plan.users for size in results):
+        runs = [size for size in results if size.plan.users == n]
+        if args.compare and len(runs) == 2:
+            verdicts += compare.compare_targets(runs[0], runs[1])
     _say(*targets.targets_report(verdicts))
     if results:
         worst = max(results, key=lambda size: size.worst()[0])
         worst_ms, worst_label = worst.worst()
+        label = f", {worst.variant.label}" if worst.variant.label else ""
         _say(
             f"  max request latency over the whole run: {worst_ms:.1f} ms "
-            f"({worst_label}, N = {worst.plan.users:,})"
+            f"({worst_label}, N = {worst.plan.users:,}{label})"
         )
     _say(
         "",
-        "  CPU/req: CPU seconds per request of the server process and of this client process "
-        f"(all {args.clients} client threads);",
+        "  CPU/req: CPU seconds per request of the server (every server process) and of the "
+        f"client processes (all {args.clients});",
         "  the client shares the machine's cores with the server, in the ceiling run as well.",
     )
     meta["elapsed_s"] = time.monotonic() - started
@@ -191,15 +258,60 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if broken or baseline.phase.errors else 0
 
 
-def run_ceiling(requests: int, clients: int, threads: int, *, flask: bool = False) -> Baseline:
-    """Drive the trivial WSGI app (or its Flask twin) with the initial cycle's request bytes."""
+def run_size(
+    plan: entra.Plan,
+    variants: list[Variant],
+    args: argparse.Namespace,
+    deadline: float | None,
+) -> list[SizeResult]:
+    """Every variant at one size: loaded phases one variant after the other, then the
+    unloaded runs in turns (run 1 of each, run 2 of each...), each once every server was
+    idle; then each one's restart."""
+    runs: list[SizeRun] = []
+    try:
+        for variant in variants:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            if runs:
+                _wait_until_idle(runs)
+            run = SizeRun(
+                plan,
+                variant,
+                clients=args.clients,
+                threads=args.threads,
+                say=_say,
+            )
+            runs.append(run)
+            run.start(deadline)
+            run.run_loaded()
+        for number in range(1, args.repeat + 1):
+            for run in runs:
+                run.run_unloaded(number, _wait_until_idle(runs))
+        return [run.finish() for run in runs]
+    finally:
+        for run in runs:
+            run.close()
+
+
+def _wait_until_idle(runs: list[SizeRun]) -> float:
+    """Wait until no server of this size works in the background."""
+    return unloaded.wait_until_idle(lambda: sum(run.server_cpu_seconds() for run in runs))
+
+
+def run_ceiling(
+    requests: int, clients: int, threads: int, *, flask: bool = False, proware: bool = False
+) -> Baseline:
+    """Drive the trivial WSGI app (or its Flask twin) with the initial cycle's request bytes,
+    on stock waitress or (``proware``) on Proware's server module."""
     port = free_port()
-    process = trivial.spawn(port, threads, flask=flask)
+    process = trivial.spawn(port, threads, flask=flask, proware=proware)
+    app = "one-route Flask app" if flask else "trivial app"
+    served = ", Proware's server" if proware else ""
     try:
         wait_for_http(port, "/", process, timeout=30)
         workers = [Worker(Connection(port)) for _ in range(clients)]
         phase = drive(
-            f"{'one-route Flask app' if flask else 'trivial app'}, {_threads(threads)}",
+            f"{app}{served}, {_threads(threads)}",
             entra.baseline_tasks(port, requests, clients),
             workers,
             lambda: proc_cpu_seconds(process.pid),
@@ -209,90 +321,24 @@ def run_ceiling(requests: int, clients: int, threads: int, *, flask: bool = Fals
     finally:
         process.kill()
         process.wait(timeout=30)
-    return Baseline(phase, threads)
+    return Baseline(phase, threads, "server.httpserver" if proware else "waitress")
 
 
-def run_size(plan: entra.Plan, args: argparse.Namespace, deadline: float | None) -> SizeResult:
-    """One size: a fresh service, every phase, memory and data size, a timed restart."""
-    size = SizeResult(plan, clients=args.clients)
-    with tempfile.TemporaryDirectory(prefix="proware-bench-") as tmp:
-        server = ServerProcess(Path(tmp), threads=args.threads, access_log=False)
-        token = server.create_token("bench")
-        server.enable_provisioning()
-        try:
-            size.startup_empty = server.start()
-            workload = entra.Workload(plan, server.port, token, args.clients)
-            workers = [Worker(Connection(server.port), deadline) for _ in range(args.clients)]
-            for name, build in workload.phases():
-                phase = _drive_server(server, name, build(), workers)
-                workload.absorb(workers)
-                size.phases.append(phase)
-                _say(
-                    f"  [{plan.users:,}] {name}: {phase.requests} requests in "
-                    f"{phase.seconds:.1f} s ({phase.rate:.0f}/s), {phase.errors} errors"
-                    + (" - time limit reached, phase cut" if phase.cut else "")
-                )
-                if phase.cut:
-                    size.cut = True
-                    break
-            if not size.cut:
-                size.idle_wait = unloaded.wait_until_idle(server.cpu_seconds)
-                alone = workers[:1]  # a keep-alive connection that is already open
-                phase = _drive_server(
-                    server, unloaded.UNLOADED, [unloaded.unloaded_task(workload)], alone
-                )
-                size.unloaded, size.cut = phase, phase.cut
-                _say(
-                    f"  [{plan.users:,}] {phase.name}: {phase.requests} requests in "
-                    f"{phase.seconds:.1f} s, {phase.errors} errors (server idle after "
-                    f"{size.idle_wait:.1f} s)"
-                    + (" - time limit reached, phase cut" if phase.cut else "")
-                )
-            for worker in workers:
-                worker.connection.close()
-            memory = server.memory()
-            size.rss, size.rss_peak = memory["VmRSS"], memory["VmHWM"]
-            size.data_bytes = server.data_bytes()
-            size.stop_code = server.stop(timeout=120)
-            size.data_bytes_stopped = server.data_bytes()
-            size.data_files = {
-                str(path.relative_to(server.data_dir)): path.stat().st_size
-                for path in sorted(server.data_dir.rglob("*"))
-                if path.is_file()
-            }
-            size.startup = server.start(timeout=300)
-            size.rss_restarted = server.memory()["VmRSS"]
-            size.expected_totals = {
-                "users": sum(1 for id in workload.user_ids if id),
-                "groups": sum(1 for id in workload.group_ids if id),
-            }
-            size.totals = _totals(server.connect(token))
-        finally:
-            server.stop(timeout=120)
-    return size
+def _reference(run: Baseline, ceiling: Baseline) -> dict:
+    return {
+        "server": run.server,
+        "threads": run.threads,
+        "rate": run.phase.rate,
+        "fraction_of_ceiling": run.phase.rate / ceiling.phase.rate if ceiling.phase.rate else None,
+        "server_cpu_per_request_ms": run.phase.server_cpu * 1000 / run.phase.requests
+        if run.phase.requests
+        else None,
+    }
 
 
-def _drive_server(
-    server: ServerProcess, name: str, tasks: list[Task], workers: list[Worker]
-) -> PhaseResult:
-    """:func:`drive` one phase against ``server``, counting the compactions it started."""
-    before = _generation(server.data_dir)
-    phase = drive(name, tasks, workers, server.cpu_seconds)
-    phase.compactions = _generation(server.data_dir) - before
-    return phase
-
-
-def _generation(data_dir: Path) -> int:
-    """The journal's current generation: each compaction starts the next one."""
-    return max(list_segments(data_dir), default=0)
-
-
-def _totals(connection: ScimConnection) -> dict[str, int]:
-    """How many users and groups the server holds (plain listings, one resource each)."""
-    users = connection.get("/Users?count=1")
-    groups = connection.get("/Groups?count=1&excludedAttributes=members")
-    connection.close()
-    return {"users": users.body["totalResults"], "groups": groups.body["totalResults"]}
+def _per_request(run: Baseline) -> str:
+    phase = run.phase
+    return f"{phase.server_cpu * 1000 / phase.requests:.2f} ms" if phase.requests else "-"
 
 
 def _threads(count: int) -> str:

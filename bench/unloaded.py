@@ -16,6 +16,10 @@ one client on one keep-alive connection, each only after the previous answer:
 
 The steps are shuffled (a remove stays right before its add). Labels are the loaded phases'
 labels; the results keep this phase apart, so the two are reported side by side.
+
+``--repeat K`` sends the member changes alone K - 1 more times (:func:`member_changes_task`),
+each once the server is idle again, so that a p99 bound can be checked "in every one of five
+runs" (issue 13).
 """
 
 from __future__ import annotations
@@ -67,16 +71,42 @@ def unloaded_task(workload: entra.Workload) -> Task:
     for j in rng.choices(range(plan.groups), k=GROUP_LOOKUPS):
         target = entra.group_filter_target(entra.group_name(j))
         steps.append([(entra.MATCH_GROUP_HIT, request("GET", target), 200, 1)])
-    group = f"{prefix}/Groups/{workload.group_ids[0]}"
-    members = [str(workload.user_ids[u]) for u in workload.big_group_members(0)]
-    for user_id in rng.sample(members, min(MEMBER_CHANGES, len(members))):
-        remove = request("PATCH", group, remove_member_body(user_id))
-        add = request("PATCH", group, entra.add_members_body([user_id]))
-        steps.append([(REMOVE_ONE, remove, 204, None), (entra.ADD_ONE, add, 204, None)])
+    steps += _member_changes(workload, rng)
     for i in rng.choices(range(plan.users), k=GETS):
         target = f"{prefix}/Users/{workload.user_ids[i]}"
         steps.append([(entra.GET_USER, request("GET", target), 200, None)])
     rng.shuffle(steps)
+    return _task(steps)
+
+
+def member_changes_task(workload: entra.Workload, run: int) -> Task:
+    """Only the member removes and adds of the phase, for ``--repeat``'s run ``run`` (2, 3...):
+    another sample of the group's members, in another order."""
+    rng = random.Random(f"unloaded-{workload.plan.users}-members-{run}")
+    steps = _member_changes(workload, rng)
+    rng.shuffle(steps)
+    return _task(steps)
+
+
+def repeat_name(run: int) -> str:
+    """The name of ``--repeat``'s run ``run`` (the unloaded phase itself is run 1)."""
+    return f"unloaded member changes, run {run} (1 client)"
+
+
+def _member_changes(workload: entra.Workload, rng: random.Random) -> list[list[entra.Op]]:
+    """Remove-then-add pairs on the first big group (full before and after each pair)."""
+    group = f"{entra.PREFIX}/Groups/{workload.group_ids[0]}"
+    members = [str(workload.user_ids[u]) for u in workload.big_group_members(0)]
+    steps: list[list[entra.Op]] = []
+    for user_id in rng.sample(members, min(MEMBER_CHANGES, len(members))):
+        remove = workload.request("PATCH", group, remove_member_body(user_id))
+        add = workload.request("PATCH", group, entra.add_members_body([user_id]))
+        steps.append([(REMOVE_ONE, remove, 204, None), (entra.ADD_ONE, add, 204, None)])
+    return steps
+
+
+def _task(steps: list[list[entra.Op]]) -> Task:
+    """One client sending ``steps`` in turn, each step's requests one after the other."""
 
     def task(worker: Worker) -> None:
         for step in steps:

@@ -1,7 +1,8 @@
 """`make bench` keeps working: its quick run drives the real service through every phase.
 
 Nothing here asserts a time: the benchmark reports the issue's targets, the tests do not.
-They check that each phase ran and answered right, and which phase each target is judged on.
+They check that each phase ran and answered right, and which phase each target is judged on,
+and that ``--compare`` runs an earlier revision beside this tree and leaves no checkout behind.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from serverproc import REPO
+
+from tests.serverproc import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -46,22 +48,49 @@ REPORTED = [
     "latency per operation, under load (4 clients)",
     "latency per operation, unloaded (1 client)",
     "== targets (issue 3) ==",
+    "== targets (issue 13) ==",
+    "the trivial app on Proware's server module",  # the other reference (issue 13)
+]
+# Issue 13's rows, as the quick run (one unloaded run, N = 200) names them.
+ISSUE_13_TARGETS = [
+    "server CPU/request, 1 client (the unloaded phase's mix) <= 0.35 ms",
+    "server CPU/request, whole run, 4 concurrent keep-alive clients <= 0.35 ms",
+    "whole run >= 35% of trivial waitress app",
+    "add 1 member to a 200-member group p99 < 2 ms, unloaded (1 client), every run (1)",
+    "max request latency < 20 ms",
+]
+# The before/after table's rows (--compare).
+COMPARED = [
+    "whole run, req/s",
+    "% of the ceiling (trivial app)",
+    "% of trivial app, Proware's server",
+    "server CPU/req, whole run",
+    "server CPU/req, 1 client (unloaded)",
+    "matching lookup p99, unloaded",
+    "add 1 member to big group p99, unloaded (worst run)",
+    "max request latency",
+    "start-up on the final data",
+    "server RSS peak",
 ]
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
-    results = tmp_path_factory.mktemp("bench-results")
+def _bench(results: Path, *args: str, timeout: float = 180) -> tuple[str, dict]:
+    """Run ``python -m bench.run ARGS``; its output and its JSON results (it must exit 0)."""
     run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--results-dir", str(results)],
+        [sys.executable, "-m", "bench.run", *args, "--results-dir", str(results)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     (path,) = Path(results).glob("*.json")
     return run.stdout, json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    return _bench(tmp_path_factory.mktemp("bench-results"), "--quick")
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -203,6 +232,136 @@ def test_cpu_split_charges_builtins_and_shared_helpers_to_their_callers() -> Non
 
     assert seconds["store"] == pytest.approx(0.1 + 0.9 * 0.6 / 0.9)
     assert seconds["auth"] == pytest.approx(0.2 + 0.9 * 0.3 / 0.9)
+
+
+@pytest.mark.parametrize("target", ISSUE_13_TARGETS)
+def test_quick_run_reports_issue_13_targets(quick_run: tuple[str, dict], target: str) -> None:
+    rows = {row["target"]: row for row in quick_run[1]["targets"] if row["issue"] == "13"}
+    assert rows[target]["verdict"].split()[0] in ("PASS", "FAIL")
+
+
+def test_quick_run_judges_cpu_per_request_on_the_server_cpu_of_each_mode(
+    quick_run: tuple[str, dict],
+) -> None:
+    """Whole run: the loaded phases' server CPU over their requests; 1 client: the unloaded
+    phase's."""
+    size = quick_run[1]["sizes"][0]
+    rows = {row["target"]: row for row in quick_run[1]["targets"]}
+    loaded = size["server_cpu_s"] * 1000 / size["whole_run"]["requests"]
+    alone = size["unloaded"]["server_cpu_s"] * 1000 / size["unloaded"]["requests"]
+    assert size["server_cpu_s"] == pytest.approx(sum(p["server_cpu_s"] for p in size["phases"]))
+    assert rows[ISSUE_13_TARGETS[1]]["measured"] == f"{loaded:.2f} ms"
+    assert rows[ISSUE_13_TARGETS[0]]["measured"] == f"{alone:.2f} ms"
+
+
+def test_quick_run_shows_the_trivial_app_on_prowares_server_beside_the_ceiling(
+    quick_run: tuple[str, dict],
+) -> None:
+    """The ceiling stays stock waitress at its best; Proware's own server is information."""
+    results = quick_run[1]
+    reference = results["proware_server_reference"]
+    assert (reference["server"], reference["threads"]) == ("server.httpserver", 1)
+    assert reference["rate"] > 0 and reference["server_cpu_per_request_ms"] > 0
+    rows = {row["target"]: row for row in results["targets"]}
+    row = rows["whole run, % of trivial app on Proware's server"]
+    share = results["sizes"][0]["whole_run"]["req_per_s"] / reference["rate"] * 100
+    assert (row["measured"], row["verdict"]) == (f"{share:.1f} %", "info")
+
+
+# -- --compare REV and --repeat K --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    """This tree against its own HEAD: the same code twice, so both must answer right."""
+    results = tmp_path_factory.mktemp("bench-compare")
+    return _bench(results, "--quick", "--compare", "HEAD", "--repeat", "2", timeout=300)
+
+
+def test_compare_runs_the_revision_and_this_tree_at_each_size(
+    compare_run: tuple[str, dict],
+) -> None:
+    results = compare_run[1]
+    commit = results["compare"]["commit"]
+    before, after = results["sizes"]
+    assert results["compare"]["revision"] == "HEAD" and len(commit) == 40
+    assert before["variant"]["label"] == "before"
+    assert before["variant"]["revision"].startswith(commit[:7])
+    assert (after["variant"]["label"], after["variant"]["revision"]) == ("after", "working tree")
+    for size in (before, after):
+        assert [phase["errors"] for phase in size["phases"]] == [0] * len(PHASES)
+        assert size["totals_after_restart"] == size["acknowledged_totals"]
+
+
+@pytest.mark.parametrize("row", COMPARED)
+def test_compare_prints_a_before_after_row(compare_run: tuple[str, dict], row: str) -> None:
+    table = compare_run[0].split("before (", 1)[1].split("== targets", 1)[0]
+    (line,) = [line for line in table.splitlines() if line.strip().startswith(row)]
+    assert len(line[len(row) + 2 :].split()) >= 2  # a figure for each side
+
+
+def test_compare_repeats_the_unloaded_member_changes_and_reports_each_p99(
+    compare_run: tuple[str, dict],
+) -> None:
+    output, results = compare_run
+    for size in results["sizes"]:
+        (repeat,) = size["member_runs"]
+        assert repeat["name"] == "unloaded member changes, run 2 (1 client)"
+        assert repeat["errors"] == 0
+        assert repeat["operations"]["add 1 member to big group"]["count"] > 0
+        assert len(size["add_one_p99_ms_per_run"]) == 2
+    rows = {(row["target"], row["run"]): row for row in results["targets"]}
+    p99s = results["sizes"][1]["add_one_p99_ms_per_run"]
+    row = rows[
+        (
+            "add 1 member to a 200-member group p99 < 2 ms, unloaded (1 client), every run (2)",
+            "after",
+        )
+    ]
+    assert row["measured"] == "/".join(f"{p99:.2f}" for p99 in p99s) + " ms"
+    assert "unloaded member changes, run 2" in output
+
+
+def test_compare_judges_startup_and_memory_against_before(compare_run: tuple[str, dict]) -> None:
+    targets = {row["target"] for row in compare_run[1]["targets"] if row["issue"] == "13"}
+    assert "start-up on the final data no worse than before (+10% for noise)" in targets
+    assert "server RSS peak no worse than before (+10% for noise)" in targets
+
+
+def test_compare_leaves_no_worktree_behind(compare_run: tuple[str, dict]) -> None:
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "list", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "proware-bench-rev-" not in listed
+
+
+def test_a_worktree_is_removed_when_the_block_ends() -> None:
+    from bench import checkout
+
+    with checkout.worktree("HEAD") as revision:
+        assert (revision.path / "app.py").is_file()
+        assert revision.name == "HEAD" and len(revision.commit) == 40
+    assert not revision.path.exists()
+    assert not revision.path.parent.exists()
+
+
+def test_a_name_that_is_no_commit_is_refused() -> None:
+    from bench import checkout
+
+    with pytest.raises(checkout.RevisionError, match="not a commit"):
+        with checkout.worktree("no-such-revision-anywhere"):
+            pass
+
+
+def test_compare_refuses_a_repeat_of_zero() -> None:
+    from bench import run
+
+    with pytest.raises(SystemExit) as exited:
+        run.parse_args(["--compare", "HEAD", "--repeat", "0"])
+    assert exited.value.code == 2
 
 
 # -- CPU of a whole process tree ---------------------------------------------------------
