@@ -324,8 +324,8 @@ def test_compare_repeats_the_unloaded_member_changes_and_reports_each_p99(
 
 def test_compare_judges_startup_and_memory_against_before(compare_run: tuple[str, dict]) -> None:
     targets = {row["target"] for row in compare_run[1]["targets"] if row["issue"] == "13"}
-    assert "start-up on the final data no worse than before (+10% for noise)" in targets
-    assert "server RSS peak no worse than before (+10% for noise)" in targets
+    assert "start-up on the final data no worse than before (+10% or +0.1 s for noise)" in targets
+    assert "server RSS peak no worse than before (+10% or +5 MB for noise)" in targets
 
 
 def test_compare_leaves_no_worktree_behind(compare_run: tuple[str, dict]) -> None:
