@@ -16,7 +16,13 @@ from flask import Flask
 
 from scim.tokens import FILE_NAME as TOKENS_FILE
 from server import admin_commands, commands
-from server.config import ConfigError, Settings, load_settings, resolve_config_path
+from server.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    resolve_config_path,
+    with_processes,
+)
 
 DESCRIPTION = "Proware provisioning: the SCIM service, its control panel and its operator commands."
 
@@ -34,7 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python app.py", description=DESCRIPTION, parents=[common]
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", parents=[common], help="run the service with waitress")
+    serve = sub.add_parser("serve", parents=[common], help="run the service with waitress")
+    serve.add_argument(
+        "--processes",
+        type=_process_count,
+        metavar="N",
+        help="server processes sharing the port (default: [server] processes, else 1); "
+        'more than 1 needs [storage] backend = "postgresql"',
+    )
 
     token = sub.add_parser("token", parents=[common], help="manage bearer tokens")
     token_sub = token.add_subparsers(dest="action", required=True)
@@ -62,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _process_count(text: str) -> int:
+    """``--processes``: a whole number, 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return count
+
+
 def _python() -> str:
     """How to run this interpreter from here: ".venv/bin/python" under `make run`."""
     relative = os.path.relpath(sys.executable)
@@ -75,6 +99,8 @@ def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int
     try:
         config_path = resolve_config_path(config_arg)
         settings = load_settings(config_path)
+        if getattr(args, "processes", None) is not None:  # serve --processes N
+            settings = with_processes(settings, args.processes)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,15 +11,18 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 
 from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
-from server import httpserver
+from server import httpserver, processes
 from server.config import ConfigError, Settings
 from storage.controlfile import ControlFile
 from storage.errors import StorageError
@@ -27,9 +30,11 @@ from storage.journal import backup as storage_backup
 
 
 def configure_logging(settings: Settings) -> None:
-    """Log lines, access log included, to standard output."""
+    """Log lines, access log included, to standard output; with the pid when several
+    processes serve, so that their lines can be told apart."""
+    pid = " [%(process)d]" if settings.server.processes > 1 else ""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(logging.Formatter(f"%(asctime)s{pid} %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("proware")
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level.upper())
@@ -38,19 +43,47 @@ def configure_logging(settings: Settings) -> None:
 
 
 def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: str) -> int:
-    """Start waitress; print the Tenant URL and how to get a token."""
+    """Start waitress; print the Tenant URL and how to get a token.
+
+    With ``[server] processes`` above 1, :func:`server.processes.serve` runs that many worker
+    processes on one listening socket, each with an app of its own.
+    """
     configure_logging(settings)
+    _collect_garbage_rarely()  # also for the workers: forked, they keep the thresholds
+    open_app = partial(_app_of_this_process, create_app)
     try:
-        app = create_app(settings)
+        if settings.server.processes > 1:
+            return processes.serve(
+                settings,
+                open_app,
+                _waitress_options(settings),
+                announce=partial(_print_start_up, command=command),
+            )
+        with open_app(settings) as app:
+            _print_start_up(settings, app, command)
+            previous = httpserver.stop_on_signals()
+            try:
+                httpserver.serve(
+                    app,
+                    host=settings.server.host,
+                    port=settings.server.port,
+                    **_waitress_options(settings),
+                )
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _print_start_up(settings: Settings, app: Flask, command: str) -> None:
+    """Where the service listens, the Tenant URL, and the next steps (a token, the switch)."""
     services = app.extensions["proware"]
-    _collect_garbage_rarely()
-    server = settings.server
     tokens = [t for t in services.tokens.list() if t.status == "active"]
     print(f"Proware SCIM service on {settings.local_url} (config: {settings.source})")
     print(f"  Tenant URL:   {settings.tenant_url()}")
@@ -65,9 +98,12 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
     for hook in app.extensions.get("serve_hooks", ()):  # e.g. the control panel's setup link
         hook(command, settings.server.public_url or settings.local_url)
     sys.stdout.flush()
-    options: dict = {
-        "host": server.host,
-        "port": server.port,
+
+
+def _waitress_options(settings: Settings) -> dict[str, Any]:
+    """waitress's adjustments from ``[server]``, but where to listen (host and port)."""
+    server = settings.server
+    options: dict[str, Any] = {
         "threads": server.threads,
         "max_request_body_size": server.max_body_bytes,
         "ident": "Proware",
@@ -79,15 +115,22 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
             trusted_proxy_headers=" ".join(server.trusted_proxy_headers),
             clear_untrusted_proxy_headers=True,
         )
-    previous = httpserver.stop_on_signals()
+    return options
+
+
+@contextmanager
+def _app_of_this_process(
+    create_app: Callable[[Settings], Flask], settings: Settings
+) -> Iterator[Flask]:
+    """The app one server process serves; on leaving, its token use is saved and its store
+    closed."""
+    app = create_app(settings)
+    services = app.extensions["proware"]
     try:
-        httpserver.serve(app, **options)
+        yield app
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         services.tokens.flush()
         services.repository.close()
-    return 0
 
 
 # gen0 and gen1 as Python's defaults; a full collection after 1,000 gen1 ones, not 10.

@@ -24,10 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask, Response, request
 
+from app import create_app, main
 from server import commands, processes
 from server.config import (
     ConfigError,
@@ -37,6 +39,7 @@ from server.config import (
     load_settings,
     with_processes,
 )
+from storage.settings import StorageSettings
 from tests.serverproc import HOST, REPO
 
 
@@ -95,6 +98,84 @@ def test_the_flag_overrides_the_key_and_is_checked_as_it_is(tmp_path: Path) -> N
         with_processes(embedded, 2)
     with pytest.raises(ConfigError, match=r"--processes must be at least 1"):
         with_processes(postgresql, 0)
+
+
+def test_serve_with_several_processes_and_the_embedded_store_exits_2_naming_the_fix(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    config = write(tmp_path, f'[storage]\npath = "{tmp_path / "data"}"\n')
+
+    code = main(["--config", str(config), "serve", "--processes", "2"])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert captured.err == (
+        f"error: {config}: --processes 2 needs the PostgreSQL store: "
+        'set [storage] backend = "postgresql" (README, "Outgrowing one process")\n'
+    )
+    assert not (tmp_path / "data").exists()  # stopped before opening anything
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_serve_refuses_a_process_count_below_one(capsys: pytest.CaptureFixture, value: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--processes", value])
+
+    assert exited.value.code == 2
+    assert "--processes: must be a whole number of at least 1" in capsys.readouterr().err
+
+
+# -- serve hands the supervisor one process's app and start-up lines -----------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
+    root = logging.getLogger("proware")
+    access = logging.getLogger("proware.access")
+    saved = (root.handlers[:], root.level, root.propagate, access.disabled)
+    yield
+    root.handlers[:], root.level, root.propagate, access.disabled = saved
+
+
+def test_serve_with_several_processes_runs_the_supervisor_with_the_start_up_lines(
+    capsys: pytest.CaptureFixture,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    restore_logging: None,
+) -> None:
+    """The supervisor gets the app one process would serve (closed on leaving), the
+    waitress options but where to listen, and the lines one process prints."""
+    settings = Settings(
+        server=ServerSettings(port=8123, processes=3, threads=2),
+        storage=StorageSettings(path=tmp_path / "data"),
+        log=LogSettings(level="WARNING"),
+        source="test",
+    )
+    handed: list[dict[str, Any]] = []
+
+    def supervise(
+        settings: Settings, open_app: processes.OpenApp, options: dict[str, Any], **kw: Any
+    ) -> int:
+        with open_app(settings) as app:  # what the supervisor does before the first fork
+            kw["announce"](settings, app)
+        # Released on leaving: the data directory's lock is free for a worker's app.
+        create_app(settings).extensions["proware"].repository.close()
+        handed.append({"options": options, **kw})
+        return 0
+
+    monkeypatch.setattr(commands.processes, "serve", supervise)
+
+    code = commands.serve(settings, create_app, "python app.py")
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Tenant URL:   http://127.0.0.1:8123/scim/v2" in out
+    assert "token create --name entra" in out
+    [call] = handed
+    assert call["options"]["threads"] == 2
+    assert "host" not in call["options"] and "port" not in call["options"]
 
 
 # -- the supervisor's pieces, in this process -----------------------------------------------
@@ -335,6 +416,8 @@ def test_two_workers_answer_each_from_its_own_process(
 
     assert busy != other
     assert {busy, other} == server.workers()
+    # Each worker's log lines carry its own pid.
+    assert f"[{other}] INFO proware.test answered" in server.output()
 
 
 def test_a_killed_worker_is_replaced_and_the_other_answers_meanwhile(
