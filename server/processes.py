@@ -193,6 +193,8 @@ def retry_delay(failures: int) -> float:
 
 @dataclass
 class _Worker:
+    """A worker process, as its supervisor knows it."""
+
     pid: int
     # Read end of the pipe the worker writes _READY to once it serves; None once read.
     ready_pipe: int | None
@@ -219,7 +221,7 @@ class _Supervisor:
         self.workers: dict[int, _Worker] = {}
         self.start_failures = 0  # workers in a row that ended before they could serve
         self.next_start = 0.0  # time.monotonic() before which no worker is started
-        self.pid = os.getpid()
+        self.supervisor_pid = os.getpid()
         # The signal handlers only write the signal's number here (signal.set_wakeup_fd):
         # the loop waits on this pipe and the ready pipes at once, and runs no code in a
         # handler.
@@ -410,15 +412,7 @@ class _Supervisor:
                     os.close(worker.ready_pipe)
             os.close(self.wakeup_read)
             os.close(self.wakeup_write)
-            code = _work(
-                self.listeners,
-                self.settings,
-                self.open_app,
-                self.options,
-                ready_write,
-                self.pid,
-                mask,
-            )
+            code = self._work(ready_write, mask)
         except BaseException:
             traceback.print_exc()
         finally:
@@ -429,34 +423,25 @@ class _Supervisor:
             finally:
                 os._exit(code)
 
-
-def _work(
-    listeners: list[socket.socket],
-    settings: Settings,
-    open_app: OpenApp,
-    options: dict[str, Any],
-    ready_write: int,
-    supervisor: int,
-    mask: Iterable[int],
-) -> int:
-    """One worker: build the app, say so on ``ready_write``, serve until a stop signal."""
-    _stop_with_supervisor()
-    try:
-        # A stop signal sent since the fork arrives now, to the worker's own handler.
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        if os.getppid() != supervisor:
-            return 0  # it died before _stop_with_supervisor: no signal will come
-        with open_app(settings) as app:
-            server = httpserver.create(app, sockets=listeners, **options)
-            os.write(ready_write, _READY)
-            os.close(ready_write)
-            httpserver.run(server)
-    except KeyboardInterrupt:
-        return 0  # stopped before it served
-    except (StorageError, ConfigError) as exc:
-        _print_error(str(exc))
-        return 1
-    return 0
+    def _work(self, ready_write: int, mask: Iterable[int]) -> int:
+        """One worker: build the app, say so on ``ready_write``, serve until a stop signal."""
+        _stop_with_supervisor()
+        try:
+            # A stop signal sent since the fork arrives now, to the worker's own handler.
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            if os.getppid() != self.supervisor_pid:
+                return 0  # the supervisor died before _stop_with_supervisor: no signal comes
+            with self.open_app(self.settings) as app:
+                server = httpserver.create(app, sockets=self.listeners, **self.options)
+                os.write(ready_write, _READY)
+                os.close(ready_write)
+                httpserver.run(server)
+        except KeyboardInterrupt:
+            return 0  # stopped before it served
+        except (StorageError, ConfigError) as exc:
+            _print_error(str(exc))
+            return 1
+        return 0
 
 
 def _stop_once_on_signals() -> None:

@@ -10,6 +10,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import logging
 import os
@@ -237,6 +238,8 @@ def test_starts_after_failed_ones_wait_twice_as_long_each_time_up_to_a_limit() -
 # Set in the supervisor's environment: the workers' app cannot be built; it takes seconds.
 WORKER_FAILS = "PROWARE_TEST_WORKER_CANNOT_START"
 WORKER_STARTS_IN = "PROWARE_TEST_WORKER_STARTS_IN"
+# A file the supervisor's process appends its pid to at exit (atexit), for the test to read.
+ATEXIT_FILE = "PROWARE_TEST_ATEXIT_FILE"
 SLOW_BODY_BYTES = 2 * 1024 * 1024
 
 
@@ -273,7 +276,14 @@ def run_supervisor(count: int) -> int:
         source="test",
     )
     commands.configure_logging(settings)
+    if os.environ.get(ATEXIT_FILE):
+        atexit.register(_append_pid, Path(os.environ[ATEXIT_FILE]))
     return processes.serve(settings, open_pid_app, {"threads": 1}, stop_timeout=5)
+
+
+def _append_pid(path: Path) -> None:
+    with path.open("a", encoding="ascii") as file:
+        file.write(f"{os.getpid()}\n")
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
@@ -461,10 +471,12 @@ def test_workers_stop_when_their_supervisor_is_killed(
     ids=["SIGTERM", "SIGINT", "SIGTERM-to-the-group"],
 )
 def test_a_stop_signal_stops_every_worker_and_the_supervisor_exits_0(
-    supervise: Callable[..., Supervised], signum: int, to_group: bool
+    supervise: Callable[..., Supervised], tmp_path: Path, signum: int, to_group: bool
 ) -> None:
-    """To the supervisor (docker), or to every process at once (systemd, a Ctrl-C)."""
-    server = supervise(2)
+    """To the supervisor (docker), or to every process at once (systemd, a Ctrl-C). The
+    supervisor's atexit hooks run in it alone, not in its workers."""
+    exits = tmp_path / "atexit"
+    server = supervise(2, **{ATEXIT_FILE: str(exits)})
     workers = server.workers()
 
     if to_group:
@@ -477,6 +489,7 @@ def test_a_stop_signal_stops_every_worker_and_the_supervisor_exits_0(
     with pytest.raises(ProcessLookupError):  # nothing left of its process group
         os.killpg(server.process.pid, 0)
     assert "killing" not in server.output()
+    assert exits.read_text(encoding="ascii") == f"{server.process.pid}\n"
 
 
 @pytest.mark.parametrize("to_group", [False, True], ids=["to-the-supervisor", "to-the-group"])
