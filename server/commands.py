@@ -122,15 +122,14 @@ def _waitress_options(settings: Settings) -> dict[str, Any]:
 def _app_of_this_process(
     create_app: Callable[[Settings], Flask], settings: Settings
 ) -> Iterator[Flask]:
-    """The app one server process serves; on leaving, its token use is saved and its store
-    closed."""
+    """The app one server process serves; on leaving, its token use is saved and its backend
+    closed (the store, and with PostgreSQL the pool: none may outlive it into a fork)."""
     app = create_app(settings)
-    services = app.extensions["proware"]
     try:
         yield app
     finally:
-        services.tokens.flush()
-        services.repository.close()
+        app.extensions["proware"].tokens.flush()
+        app.extensions["proware.backend"].close()
 
 
 # gen0 and gen1 as Python's defaults; a full collection after 1,000 gen1 ones, not 10.
