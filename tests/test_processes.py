@@ -148,6 +148,7 @@ def test_serve_with_several_processes_runs_the_supervisor_with_the_start_up_line
 ) -> None:
     """The supervisor gets the app one process would serve (closed on leaving), the
     waitress options but where to listen, and the lines one process prints."""
+    # Built past the check that keeps the embedded store to one process: nothing forks here.
     settings = Settings(
         server=ServerSettings(port=8123, processes=3, threads=2),
         storage=StorageSettings(path=tmp_path / "data"),
@@ -162,7 +163,7 @@ def test_serve_with_several_processes_runs_the_supervisor_with_the_start_up_line
         with open_app(settings) as app:  # what the supervisor does before the first fork
             kw["announce"](settings, app)
         # Released on leaving: the data directory's lock is free for a worker's app.
-        create_app(settings).extensions["proware"].repository.close()
+        create_app(settings).extensions["proware.backend"].close()
         handed.append({"options": options, **kw})
         return 0
 
