@@ -14,6 +14,7 @@ from pathlib import Path
 
 from flask import Flask
 
+from scim.service import INDEXES
 from scim.tokens import FILE_NAME as TOKENS_FILE
 from server import admin_commands, commands
 from server.config import (
@@ -23,6 +24,8 @@ from server.config import (
     resolve_config_path,
     with_processes,
 )
+from storage.backend import open_state
+from storage.errors import StorageError
 
 DESCRIPTION = "Proware provisioning: the SCIM service, its control panel and its operator commands."
 
@@ -113,6 +116,16 @@ def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int
         return commands.backup(settings, Path(args.path))
     if args.command == "restore":
         return commands.restore(settings, Path(args.path))
-    if args.command == "token":
-        return commands.token(settings, args, Path(settings.storage.path) / TOKENS_FILE)
-    return commands.provisioning(settings, args.action, Path(settings.storage.path) / TOKENS_FILE)
+    # token and provisioning: the control document, which a running server reads too.
+    try:
+        state = open_state(settings.storage, INDEXES)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        control = state.document(TOKENS_FILE)
+        if args.command == "token":
+            return commands.token(args, control)
+        return commands.provisioning(args.action, control)
+    finally:
+        state.close()

@@ -24,7 +24,7 @@ from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import httpserver, processes
 from server.config import ConfigError, Settings
-from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 from storage.errors import StorageError
 from storage.journal import backup as storage_backup
 
@@ -87,7 +87,7 @@ def _print_start_up(settings: Settings, app: Flask, command: str) -> None:
     tokens = [t for t in services.tokens.list() if t.status == "active"]
     print(f"Proware SCIM service on {settings.local_url} (config: {settings.source})")
     print(f"  Tenant URL:   {settings.tenant_url()}")
-    print(f"  Data:         {Path(settings.storage.path).resolve()}")
+    print(f"  Data:         {app.extensions['proware.backend'].describe()}")
     if not tokens:
         print(
             f"  Create a token for Entra's Secret Token field: {command} token create --name entra"
@@ -172,10 +172,9 @@ def restore(settings: Settings, source: Path) -> int:
     return 0
 
 
-def token(settings: Settings, args: argparse.Namespace, control_path: Path) -> int:
-    """token create | list | revoke."""
-    control_path.parent.mkdir(parents=True, exist_ok=True)
-    store = TokenStore(ControlFile(control_path))
+def token(args: argparse.Namespace, control: SharedDocument) -> int:
+    """token create | list | revoke, on the control document."""
+    store = TokenStore(control)
     if args.action == "create":
         try:
             secret, info = store.create(
@@ -223,10 +222,9 @@ def token(settings: Settings, args: argparse.Namespace, control_path: Path) -> i
     return 0
 
 
-def provisioning(settings: Settings, action: str, control_path: Path) -> int:
-    """provisioning enable | disable | status."""
-    control_path.parent.mkdir(parents=True, exist_ok=True)
-    switch = ProvisioningSwitch(ControlFile(control_path))
+def provisioning(action: str, control: SharedDocument) -> int:
+    """provisioning enable | disable | status, on the control document."""
+    switch = ProvisioningSwitch(control)
     if action in ("enable", "disable"):
         switch.set(action == "enable", by="cli")
     status = switch.status()
