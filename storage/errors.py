@@ -44,3 +44,11 @@ class CorruptStore(StorageError):
 
 class StoreLocked(StorageError):
     """Another process already owns this data directory."""
+
+
+class Unavailable(StorageError):
+    """The database cannot be reached or lost the connection: try again later (HTTP 503).
+
+    The message names the server without its password
+    (:func:`storage.postgres.connection.redact_dsn`).
+    """
