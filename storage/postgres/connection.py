@@ -1,0 +1,211 @@
+"""One PostgreSQL database: a pool of connections, its schema brought up to date, and errors.
+
+:class:`Database` is what the repository, the shared documents and the event log of one
+process hold together. Opening one connects once directly (so a wrong address or password
+fails at start-up with one clear line, not after a pool timeout), applies the migrations,
+then opens the pool. Pooled connections are in autocommit mode: a plain read costs one round
+trip, and a transaction is an explicit ``BEGIN`` ... ``COMMIT`` on one checked-out connection.
+
+Errors a caller can act on become storage errors here, with messages that never show a
+password (:func:`redact_dsn`):
+
+- a lost or unreachable server, a pool with no free connection within ``checkout_timeout``,
+  a lock wait past ``lock_timeout``, and a deadlock or serialization failure between two
+  transactions all become :class:`storage.errors.Unavailable` (the service answers 503 and
+  the client retries). Failed statements are never retried here: a retry would have to
+  replay the caller's whole transaction, which only the caller can do.
+- a value PostgreSQL cannot hold (U+0000 in a string, a lone surrogate, an index key past
+  PostgreSQL's size limit) becomes :class:`ValueError`.
+
+If the connection is lost during ``COMMIT``, the transaction may or may not have committed;
+the :class:`Unavailable` raised then says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from functools import partial
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from storage.errors import Unavailable
+from storage.postgres.migrations import apply_migrations
+
+MASK = "********"
+# Connection options whose values are secrets (libpq: password, and the client key's).
+_SECRET_OPTIONS = frozenset({"password", "sslpassword"})
+
+# Compact JSON for the wire; ASCII escapes, so a lone surrogate reaches the server as text
+# it refuses (a DataError, hence ValueError) rather than failing inside the client.
+dumps = partial(json.dumps, separators=(",", ":"))
+
+
+def jsonb(value: Any) -> Jsonb:
+    """``value`` as a jsonb query parameter."""
+    return Jsonb(value, dumps=dumps)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` as it may be shown in a message or a log: the password replaced by asterisks.
+
+    Accepts both ``key=value`` strings and ``postgresql://`` URIs; one that cannot be parsed
+    is not shown at all (it could be a password pasted in the wrong place).
+    """
+    try:
+        options = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(a connection string that cannot be parsed)"
+    shown = {key: MASK if key in _SECRET_OPTIONS else value for key, value in options.items()}
+    return make_conninfo("", **shown)
+
+
+def _secrets(dsn: str) -> list[str]:
+    try:
+        options = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return []
+    return [str(options[key]) for key in _SECRET_OPTIONS if options.get(key)]
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database whose schema is up to date.
+
+    :param dsn: a libpq connection string or URI; never shown with its password.
+    :param pool_size: connections kept at most (one per concurrent request is plenty).
+    :param checkout_timeout: seconds a request waits for a free connection before
+        :class:`Unavailable`.
+    :param connect_timeout: seconds to wait for the server to answer a new connection,
+        unless the DSN says otherwise.
+    :param lock_timeout: seconds a statement waits for a row lock before :class:`Unavailable`.
+    :param reconnect_timeout: seconds the pool retries a lost connection (after 1, 2, 4 ...
+        seconds) before it gives up and tries afresh on the next request. The retries back
+        off, so this bounds how long requests still fail once the database is back.
+    :raises Unavailable: if the server cannot be reached or refuses the login.
+    :raises CorruptStore: if the database's schema is newer than this code knows.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        checkout_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        lock_timeout: float = 10.0,
+        reconnect_timeout: float = 10.0,
+    ) -> None:
+        self.shown = redact_dsn(dsn)
+        self._secrets = _secrets(dsn)
+        self._checkout_timeout = checkout_timeout
+        self._lock_timeout_ms = round(lock_timeout * 1000)
+        try:
+            options = conninfo_to_dict(dsn)
+        except psycopg.Error:
+            raise Unavailable(
+                "PostgreSQL: the connection string cannot be parsed "
+                "(expected key=value pairs or a postgresql:// URI)"
+            ) from None
+        if "connect_timeout" not in options:
+            options["connect_timeout"] = max(1, round(connect_timeout))
+        conninfo = make_conninfo("", **options)
+        with self.errors(), psycopg.connect(conninfo, autocommit=True) as connection:
+            apply_migrations(connection)
+        self.pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            # One empty round trip per checkout: after a server restart the pool hands out
+            # a new connection instead of a dead one, so recovery costs no failed request.
+            check=ConnectionPool.check_connection,
+            timeout=checkout_timeout,
+            reconnect_timeout=reconnect_timeout,
+            name="proware",
+            open=False,
+        )
+        with self.errors():
+            self.pool.open(wait=True, timeout=max(checkout_timeout, connect_timeout))
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit mode, with errors translated."""
+        with self.errors(), self.pool.connection() as connection:
+            yield connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection inside one database transaction: committed on normal exit,
+        rolled back on exception.
+
+        Statements in the block translate their own errors (:meth:`errors`); what this adds
+        is the translation of ``BEGIN``, and of ``COMMIT`` with its unknown outcome.
+        """
+        with self.connection() as connection:
+            # The outer errors() sees only what COMMIT (leaving the stack) raises.
+            with self.errors(committing=True), ExitStack() as block:
+                with self.errors():
+                    block.enter_context(connection.transaction())
+                yield connection
+
+    @contextmanager
+    def errors(self, *, committing: bool = False) -> Iterator[None]:
+        """Turn the psycopg errors a caller can act on into storage errors (module docstring).
+
+        :param committing: the block commits, so a lost connection leaves its outcome unknown.
+        """
+        try:
+            yield
+        except (pg_errors.ProgramLimitExceeded, psycopg.DataError) as error:
+            raise ValueError(
+                f"PostgreSQL cannot store this value: {self._first_line(error)}"
+            ) from error
+        except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise Unavailable(self._describe(error, committing)) from None
+
+    def close(self) -> None:
+        """Close every connection; later calls raise :class:`Unavailable`."""
+        self.pool.close()
+
+    def _configure(self, connection: psycopg.Connection) -> None:
+        # A request never waits without end behind a transaction that holds a row lock.
+        connection.execute(f"SET lock_timeout = {self._lock_timeout_ms}".encode())
+
+    def _describe(self, error: psycopg.Error, committing: bool) -> str:
+        if isinstance(error, PoolTimeout):
+            why = (
+                f"no connection became free or could be opened within {self._checkout_timeout:g} s"
+            )
+        elif isinstance(error, pg_errors.TransactionRollback):
+            why = "a concurrent transaction conflicted with this one (deadlock); try again"
+        elif isinstance(error, pg_errors.LockNotAvailable):
+            why = "another transaction held a row lock for too long; try again"
+        else:
+            why = self._first_line(error)
+        if committing:
+            why += " (the transaction may or may not have been committed)"
+        return f"PostgreSQL at {self.shown} is unavailable: {why}"
+
+    def _first_line(self, error: BaseException) -> str:
+        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+class HasDatabase(Protocol):
+    """Anything that shares its :class:`Database` (the repository)."""
+
+    database: Database
+
+
+def database_of(source: Database | HasDatabase) -> Database:
+    """``source`` itself if it is a :class:`Database`, else the one it holds."""
+    return source if isinstance(source, Database) else source.database
