@@ -1,0 +1,127 @@
+"""The activity log kept in PostgreSQL: the ``activity`` table, with the audit log's API.
+
+A change's event is written by the transaction that makes the change
+(``Transaction.note``), so it is committed with it and carries that row's ``seq``.
+:class:`PostgresEventLog` offers what the control panel uses of ``admin.audit.AuditLog``:
+:meth:`~PostgresEventLog.append` writes only the events no transaction wrote (refused and
+failed requests, console actions), reading is newest first, and the log prunes itself to
+about :data:`KEEP` events. With every process writing to the same table there is nothing
+to fsync or catch up, so ``sync``, ``close`` and ``catch_up`` do nothing.
+
+No event written here carries a key that could hold a secret, whoever built it: the same
+rule as the file audit log (defence in depth; the SCIM layer already leaves them out).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+
+from psycopg.types.json import Jsonb
+
+from storage.errors import StorageError
+from storage.postgres.connection import Database, HasDatabase, database_of
+
+log = logging.getLogger("proware.audit")
+
+KEEP = 100_000  # events kept; older ones are deleted
+PRUNE_EVERY = 1_000  # appends between two prunes (per process)
+BATCH = 500  # events read per round trip by newest_first
+
+# The same set as admin/audit.py (storage may not import admin).
+SECRET_KEYS = frozenset({"authorization", "password", "secret", "bearer"})
+
+_dumps = partial(json.dumps, separators=(",", ":"), default=str)
+
+
+def encode_event(event: dict) -> Jsonb:
+    """``event`` as the jsonb row value: without secret keys; what JSON lacks as strings."""
+    clean = {key: value for key, value in event.items() if key.lower() not in SECRET_KEYS}
+    return Jsonb(clean, dumps=_dumps)
+
+
+INSERT = "INSERT INTO activity (event) VALUES (%s) RETURNING seq"
+NEWEST = "SELECT seq, event FROM activity WHERE seq < %s ORDER BY seq DESC LIMIT %s"
+LAST_SEQ = "SELECT max(seq) FROM activity"
+# Everything below the KEEP-th newest seq: one index probe, then a range delete.
+PRUNE = """
+    DELETE FROM activity
+    WHERE seq <= (SELECT seq FROM activity ORDER BY seq DESC OFFSET %s LIMIT 1)
+"""
+
+
+class PostgresEventLog:
+    """The ``activity`` table, appended to and read like ``admin.audit.AuditLog``.
+
+    :param database: a :class:`~storage.postgres.connection.Database`, or the repository
+        whose database to share.
+    :param keep: how many events to keep at least; older ones are pruned now and then.
+    """
+
+    def __init__(self, database: Database | HasDatabase, *, keep: int = KEEP) -> None:
+        self.database = database_of(database)
+        self.path = "PostgreSQL table 'activity'"  # named in messages, like a log file
+        self.keep = keep
+        self.failures = 0  # appends that failed; shown on the activity page
+        self._lock = threading.Lock()
+        self._appended = 0
+
+    def append(self, event: dict) -> None:
+        """Write one event (unless its transaction did); never raises.
+
+        The change an event describes is already committed when this runs, so failing here
+        would turn an acknowledged change into an error response: a failure is logged and
+        counted instead. Every event passes here (the repository's commit listener), so
+        this is also where the table is pruned, once every :data:`PRUNE_EVERY` events.
+        """
+        seq = event.get("seq")
+        written = isinstance(seq, int) and not isinstance(seq, bool)
+        prune = self._due_for_pruning()
+        if written and not prune:
+            return
+        try:
+            with self.database.connection() as connection:
+                if not written:
+                    connection.execute(INSERT, (encode_event(event),))
+                if prune:
+                    connection.execute(PRUNE, (self.keep,))
+        except (StorageError, ValueError):
+            with self._lock:
+                self.failures += 1
+            log.exception("could not append to the activity log in %s", self.database.shown)
+
+    def newest_first(self) -> Iterator[dict]:
+        """Every event still kept, newest first, each with its ``seq``, read in batches."""
+        below = 1 << 62
+        while True:
+            with self.database.connection() as connection:
+                rows = connection.execute(NEWEST, (below, BATCH)).fetchall()
+            for seq, event in rows:
+                yield event | {"seq": seq}
+            if len(rows) < BATCH:
+                return
+            below = rows[-1][0]
+
+    def last_seq(self) -> int:
+        """The ``seq`` of the newest event (0 if there is none)."""
+        with self.database.connection() as connection:
+            row = connection.execute(LAST_SEQ).fetchone()
+        return 0 if row is None or row[0] is None else row[0]
+
+    def sync(self) -> None:
+        """Nothing to do: every event is committed by PostgreSQL when written."""
+
+    def close(self) -> None:
+        """Nothing to release: the database belongs to whoever opened it."""
+
+    def catch_up(self, committed_after: Callable[[int], list[dict]]) -> int:
+        """Nothing to catch up: the events are the table. Returns 0 (events appended)."""
+        return 0
+
+    def _due_for_pruning(self) -> bool:
+        with self._lock:
+            self._appended += 1
+            return self._appended % PRUNE_EVERY == 1

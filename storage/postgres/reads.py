@@ -1,0 +1,114 @@
+"""The read methods of :class:`storage.repository.Reader`, over one PostgreSQL connection.
+
+Shared by the repository (a pooled connection per call, autocommit) and a transaction (its
+own connection, so it sees its own writes). Every document returned is parsed afresh from
+the row, so callers may change it freely.
+
+An id or value PostgreSQL cannot hold (U+0000, a lone surrogate) cannot be stored, so a read
+for one answers "not there" without asking the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from storage.errors import NotFound
+from storage.postgres.conditions import storable
+from storage.repository import Index
+
+USER = "User"
+GROUP = "Group"
+
+Key = tuple[str, str]  # (kind, id) of a document, or (kind, field) of an index
+# field -> (indexed value, whether the index is unique): what resource_keys holds for a doc.
+IndexKeys = dict[str, tuple[str, bool]]
+
+GET = "SELECT doc FROM resources WHERE kind = %s AND id = %s"
+EXISTS = "SELECT EXISTS (SELECT FROM resources WHERE kind = %s AND id = %s)"
+FIND = "SELECT id FROM resource_keys WHERE kind = %s AND field = %s AND key = %s ORDER BY seq"
+MEMBERS = "SELECT user_id FROM members WHERE group_id = %s ORDER BY seq"
+GROUPS_OF = "SELECT group_id FROM members WHERE user_id = %s ORDER BY seq"
+
+
+class Reads:
+    """The reads, over the statements :meth:`_fetch` and :meth:`_column` run."""
+
+    _indexes: dict[Key, Index]
+
+    def get(self, kind: str, id: str) -> dict:
+        """A copy of the document; :class:`NotFound` if there is none."""
+        document = self._fetch(GET, kind, id) if storable(id) else None
+        if document is None:
+            raise NotFound(kind, id)
+        return document
+
+    def exists(self, kind: str, id: str) -> bool:
+        """Whether a document of ``kind`` has ``id``."""
+        return storable(id) and self._fetch(EXISTS, kind, id)
+
+    def find(self, kind: str, field: str, value: str) -> list[str]:
+        """Ids of documents whose indexed ``field`` equals ``value`` (after the fold), in the
+        order they took that value.
+
+        :raises KeyError: if there is no index on ``kind``/``field``.
+        """
+        index = self._indexes.get((kind, field))
+        if index is None:
+            raise KeyError(f"no index on {kind}.{field}")
+        key = index.key(value)
+        return self._column(FIND, kind, field, key) if storable(key) else []
+
+    def members(self, group_id: str) -> list[str]:
+        """User ids in the group, in the order they were added."""
+        return self._column(MEMBERS, group_id) if storable(group_id) else []
+
+    def groups_of(self, user_id: str) -> list[str]:
+        """Ids of the groups the user is a member of, in the order it joined them."""
+        return self._column(GROUPS_OF, user_id) if storable(user_id) else []
+
+    def _fetch(self, query: str, *params: object) -> Any:
+        """The first column of the first row of ``query`` (None if there is no row)."""
+        raise NotImplementedError
+
+    def _column(self, query: str, *params: object) -> list:
+        """The first column of every row of ``query``."""
+        raise NotImplementedError
+
+
+def fetch(connection: psycopg.Connection, query: str, params: tuple) -> Any:
+    """The first column of the first row of ``query`` (None if there is no row)."""
+    row = connection.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+def column(connection: psycopg.Connection, query: str, params: tuple) -> list:
+    """The first column of every row of ``query``."""
+    return [row[0] for row in connection.execute(query, params)]
+
+
+def fold(value: Any) -> Any:
+    """``value`` with every string in it casefolded (keys kept): the ``folded`` column."""
+    if isinstance(value, str):
+        return value.casefold()
+    if isinstance(value, dict):
+        return {key: fold(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [fold(item) for item in value]
+    return value
+
+
+def index_keys(indexes: dict[Key, Index], kind: str, document: dict | None) -> IndexKeys:
+    """What ``resource_keys`` holds for ``document``: its indexed string fields, folded.
+
+    A document lacking the field (or holding a non-string there) is simply not indexed.
+    """
+    if document is None:
+        return {}
+    keys: IndexKeys = {}
+    for (index_kind, field), index in indexes.items():
+        value = document.get(field)
+        if index_kind == kind and isinstance(value, str):
+            keys[field] = (index.key(value), index.unique)
+    return keys

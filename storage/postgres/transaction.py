@@ -1,0 +1,342 @@
+"""A PostgreSQL transaction: the writes of :class:`storage.repository.Transaction`.
+
+One transaction is one database transaction on one connection, in READ COMMITTED. The rules
+are the memory store's (:mod:`storage.memory`); what keeps them true between processes:
+
+- Every document read for writing is locked first (``SELECT ... FOR NO KEY UPDATE``, which
+  still lets other transactions add memberships that refer to it): two processes patching
+  one document take turns, and the second reads the first one's result instead of failing
+  its version check. A delete takes the stronger ``FOR UPDATE``.
+- Unique values are refused by the database's unique index, so two processes can never
+  both take one; the holder is looked up after the refusal. Inserts and replaces run in a
+  savepoint, so a refused write (caught by the caller) leaves the rest of the transaction.
+- A membership change locks the group row and inserts or deletes membership rows only:
+  adding one member costs the same in a group of 10 or of 10,000.
+- Groups touched by deleting a user are locked in id order, so two such deletes cannot
+  deadlock each other.
+
+Users that do not exist are never added to a group (the caller checks first; a user deleted
+meanwhile by another process is skipped), so a membership never refers to nothing. Adding
+a member waits for no user's lock (the foreign key check waits only for users being
+deleted), so it cannot deadlock with a user's deletion, which locks its groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from storage.errors import Conflict, NotFound, Unavailable, VersionMismatch
+from storage.postgres.conditions import storable
+from storage.postgres.connection import Database, jsonb
+from storage.postgres.events import INSERT as INSERT_EVENT
+from storage.postgres.events import encode_event
+from storage.postgres.reads import (
+    GROUP,
+    USER,
+    IndexKeys,
+    Key,
+    Reads,
+    column,
+    fetch,
+    fold,
+    index_keys,
+)
+from storage.repository import Clock, IdFactory, Index
+from storage.values import clone, timestamp, version_number, version_tag
+
+LOCK = "SELECT doc FROM resources WHERE kind = %s AND id = %s FOR NO KEY UPDATE"
+LOCK_FOR_DELETE = "SELECT doc FROM resources WHERE kind = %s AND id = %s FOR UPDATE"
+INSERT = """
+    INSERT INTO resources (kind, id, version, doc, folded) VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (kind, id) DO NOTHING
+    RETURNING seq
+"""
+UPDATE = "UPDATE resources SET version = %s, doc = %s, folded = %s WHERE kind = %s AND id = %s"
+DELETE = "DELETE FROM resources WHERE kind = %s AND id = %s"
+DELETE_KEYS = "DELETE FROM resource_keys WHERE kind = %s AND id = %s AND field = ANY(%s)"
+INSERT_KEYS = """
+    INSERT INTO resource_keys (kind, id, field, key, is_unique)
+    SELECT %s, %s, new.field, new.key, new.is_unique
+    FROM unnest(%s::text[], %s::text[], %s::boolean[]) WITH ORDINALITY
+        AS new(field, key, is_unique, position)
+    ORDER BY new.position
+"""
+HOLDER = """
+    SELECT id FROM resource_keys
+    WHERE kind = %s AND field = %s AND key = %s AND is_unique AND id <> %s
+"""
+ADD_MEMBERS = """
+    INSERT INTO members (group_id, user_id)
+    SELECT %s, wanted.id FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(id, position)
+    WHERE EXISTS (SELECT FROM resources WHERE kind = 'User' AND id = wanted.id)
+    ORDER BY wanted.position
+    ON CONFLICT DO NOTHING
+    RETURNING user_id
+"""
+REMOVE_MEMBERS = "DELETE FROM members WHERE group_id = %s AND user_id = ANY(%s) RETURNING user_id"
+CLEAR_MEMBERS = "DELETE FROM members WHERE group_id = %s RETURNING user_id, seq"
+GROUPS_TO_LEAVE = "SELECT group_id FROM members WHERE user_id = %s ORDER BY group_id"
+
+# How often a write refused because of another transaction is tried again: a unique value
+# whose holder is gone by the time it is looked up, a member deleted during the insert.
+_CONFLICT_ATTEMPTS = 3
+
+
+class PostgresTransaction(Reads):
+    """One transaction's reads and writes, on the connection it holds until it ends."""
+
+    def __init__(
+        self,
+        database: Database,
+        connection: psycopg.Connection,
+        indexes: dict[Key, Index],
+        clock: Clock,
+        new_id: IdFactory,
+    ) -> None:
+        self._database = database
+        self._connection = connection
+        self._indexes = indexes
+        self._clock = clock
+        self._new_id = new_id
+        self._open = True
+        # Documents this transaction has locked or written, as stored: while it holds the
+        # row lock nobody else can change them, so they need no second read.
+        self._locked: dict[Key, dict] = {}
+        # Documents already given a new version here: one transaction, one version.
+        self._stamped: set[Key] = set()
+        # (seq, event) noted here, in order; stamped and delivered after the commit.
+        self.noted: list[tuple[int, dict]] = []
+
+    def _fetch(self, query: str, *params: object) -> Any:
+        with self._database.errors():
+            return fetch(self._connection, query, params)
+
+    def _column(self, query: str, *params: object) -> list:
+        with self._database.errors():
+            return column(self._connection, query, params)
+
+    def get(self, kind: str, id: str) -> dict:
+        """A copy of the document, now locked until this transaction ends.
+
+        :raises NotFound:
+        """
+        return clone(self._lock(kind, id))
+
+    # -- documents ------------------------------------------------------------------------
+
+    def insert(self, kind: str, document: dict) -> dict:
+        """Store a new document; returns it with ``id`` and ``meta`` stamped.
+
+        :raises Conflict: if a unique index already holds one of its values.
+        """
+        self._check_open()
+        id = self._new_id()
+        now = timestamp(self._clock())
+        meta = {"resourceType": kind, "created": now, "lastModified": now}
+        stored = _body(document) | {"id": id, "meta": meta | {"version": version_tag(1)}}
+        self._put(kind, id, stored, None)
+        return clone(stored)
+
+    def replace(self, kind: str, id: str, document: dict, *, if_version: str | None = None) -> dict:
+        """Replace the whole document (keeps ``id`` and ``meta.created``, new version).
+
+        :raises NotFound, Conflict, VersionMismatch:
+        """
+        self._check_open()
+        current = self._lock(kind, id)
+        _check_version(kind, id, current, if_version)
+        meta = current["meta"] if (kind, id) in self._stamped else self._next_meta(current)
+        stored = _body(document) | {"id": id, "meta": meta}
+        self._put(kind, id, stored, current)
+        return clone(stored)
+
+    def delete(self, kind: str, id: str, *, if_version: str | None = None) -> None:
+        """Remove the document and every membership it is part of (as group or as user).
+
+        :raises NotFound, VersionMismatch:
+        """
+        self._check_open()
+        current = self._lock(kind, id, LOCK_FOR_DELETE)
+        _check_version(kind, id, current, if_version)
+        if kind == USER:
+            # Each group it leaves gets a new version; its rows go with the user (cascade).
+            for group_id in self._column(GROUPS_TO_LEAVE, id):
+                self.remove_members(group_id, [id])
+        with self._database.errors():
+            # A group's memberships and every document's index keys go by cascade.
+            self._connection.execute(DELETE, (kind, id))
+        self._locked.pop((kind, id), None)
+
+    # -- memberships ----------------------------------------------------------------------
+
+    def add_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Add users to a group, skipping those already in it; returns the ids added."""
+        self._check_open()
+        group = self._lock(GROUP, group_id)
+        wanted = [user_id for user_id in dict.fromkeys(user_ids) if storable(user_id)]
+        if not wanted:
+            return []
+        inserted = set(self._insert_members(group_id, wanted))
+        added = [user_id for user_id in wanted if user_id in inserted]
+        if added:
+            self._bump(group_id, group)
+        return added
+
+    def remove_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Remove users from a group, ignoring non-members; returns the ids removed, in
+        the order given."""
+        self._check_open()
+        group = self._lock(GROUP, group_id)
+        leaving = [user_id for user_id in dict.fromkeys(user_ids) if storable(user_id)]
+        if not leaving:
+            return []
+        gone = set(self._column(REMOVE_MEMBERS, group_id, leaving))
+        removed = [user_id for user_id in leaving if user_id in gone]
+        if removed:
+            self._bump(group_id, group)
+        return removed
+
+    def clear_members(self, group_id: str) -> list[str]:
+        """Remove every member of the group; returns the ids removed, in member order."""
+        self._check_open()
+        group = self._lock(GROUP, group_id)
+        with self._database.errors():
+            rows = self._connection.execute(CLEAR_MEMBERS, (group_id,)).fetchall()
+        if rows:
+            self._bump(group_id, group)
+        return [user_id for user_id, _ in sorted(rows, key=lambda row: row[1])]
+
+    # -- events ---------------------------------------------------------------------------
+
+    def note(self, event: dict) -> None:
+        """Write an activity event in this transaction; delivered to commit listeners after
+        the commit, stamped with its row's ``seq``."""
+        self._check_open()
+        seq = self._fetch(INSERT_EVENT, encode_event(event))
+        self.noted.append((seq, clone(event)))
+
+    def close(self) -> None:
+        """Refuse further writes: the transaction block has ended."""
+        self._open = False
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("the transaction has ended; open a new one to write")
+
+    def _lock(self, kind: str, id: str, query: str = LOCK) -> dict:
+        """The stored document (not a copy), locked until the transaction ends."""
+        key = (kind, id)
+        if query == LOCK and key in self._locked:
+            return self._locked[key]
+        document = self._fetch(query, kind, id) if storable(id) else None
+        if document is None:
+            raise NotFound(kind, id)
+        self._locked[key] = document
+        return document
+
+    def _put(self, kind: str, id: str, stored: dict, previous: dict | None) -> None:
+        """Write ``stored`` (new if ``previous`` is None) and its index keys, in a savepoint.
+
+        :raises Conflict: if a unique index holds one of its values for another document.
+        """
+        old = index_keys(self._indexes, kind, previous)
+        new = index_keys(self._indexes, kind, stored)
+        version = version_number(stored["meta"]["version"])
+        row = (jsonb(stored), jsonb(fold(stored)))
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                with self._database.errors(), self._connection.transaction():
+                    if previous is None:
+                        inserted = self._connection.execute(INSERT, (kind, id, version, *row))
+                        if inserted.fetchone() is None:
+                            raise RuntimeError(
+                                f"the id factory returned {id!r}, which {kind} already uses"
+                            )
+                    else:
+                        self._connection.execute(UPDATE, (version, *row, kind, id))
+                    self._write_keys(kind, id, old, new)
+            except pg_errors.UniqueViolation:
+                conflict = self._conflict(kind, id, stored)
+                if conflict is not None:
+                    raise conflict from None
+                continue
+            self._locked[(kind, id)] = stored
+            self._stamped.add((kind, id))
+            return
+        raise Unavailable(f"{kind} {id!r}: its unique values kept changing hands; try again")
+
+    def _insert_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Insert the memberships of the users that exist; returns the user ids inserted.
+
+        Another process may delete one of the users between the insert's existence check
+        and its foreign key check; the insert is then refused, in a savepoint, and tried
+        again: the user is gone by then, so it is skipped.
+        """
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                with self._connection.transaction(), self._database.errors():
+                    return column(self._connection, ADD_MEMBERS, (group_id, user_ids))
+            except pg_errors.ForeignKeyViolation:
+                continue
+        raise Unavailable(f"Group {group_id!r}: its new members kept being deleted; try again")
+
+    def _write_keys(self, kind: str, id: str, old: IndexKeys, new: IndexKeys) -> None:
+        """Change the rows of ``resource_keys`` whose value changed, and only those."""
+        gone = [field for field, key in old.items() if new.get(field) != key]
+        if gone:
+            self._connection.execute(DELETE_KEYS, (kind, id, gone))
+        fresh = [(field, key) for field, key in new.items() if old.get(field) != key]
+        if fresh:
+            fields = [field for field, _ in fresh]
+            keys = [key for _, (key, _) in fresh]
+            unique = [is_unique for _, (_, is_unique) in fresh]
+            self._connection.execute(INSERT_KEYS, (kind, id, fields, keys, unique))
+
+    def _conflict(self, kind: str, id: str, stored: dict) -> Conflict | None:
+        """The Conflict for ``stored``'s first unique value another document holds."""
+        for field, (key, unique) in index_keys(self._indexes, kind, stored).items():
+            holder = self._fetch(HOLDER, kind, field, key, id) if unique else None
+            if holder is not None:
+                return Conflict(kind, field, stored[field], holder)
+        return None
+
+    def _bump(self, group_id: str, group: dict) -> None:
+        """Give the group a new version for its changed member list (RFC 7644 §3.14)."""
+        if (GROUP, group_id) in self._stamped:
+            return
+        stored = group | {"meta": self._next_meta(group)}
+        with self._database.errors():
+            self._connection.execute(
+                UPDATE,
+                (
+                    version_number(stored["meta"]["version"]),
+                    jsonb(stored),
+                    jsonb(fold(stored)),
+                    GROUP,
+                    group_id,
+                ),
+            )
+        self._locked[(GROUP, group_id)] = stored
+        self._stamped.add((GROUP, group_id))
+
+    def _next_meta(self, current: dict) -> dict:
+        meta = current["meta"]
+        return meta | {
+            "lastModified": timestamp(self._clock()),
+            "version": version_tag(version_number(meta["version"]) + 1),
+        }
+
+
+def _body(document: dict) -> dict:
+    """A private copy of what the caller sent, without the fields the repository stamps."""
+    return {key: clone(value) for key, value in document.items() if key not in ("id", "meta")}
+
+
+def _check_version(kind: str, id: str, current: dict, expected: str | None) -> None:
+    if expected is not None and expected != current["meta"]["version"]:
+        raise VersionMismatch(kind, id, expected, current["meta"]["version"])

@@ -1,0 +1,252 @@
+"""The PostgreSQL repository beyond the shared contract: several processes on one database.
+
+Two repository objects on one database stand for two server processes: each has its own
+pool of connections, and nothing in Python is shared between them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+
+from storage.errors import Conflict, NotFound
+from storage.postgres.repository import PostgresRepository
+from tests import pgserver
+from tests.storage_contract import INDEXES, CounterIds, FixedClock, group, user
+
+
+@pytest.fixture
+def dsn() -> str:
+    return pgserver.clean_database()
+
+
+@pytest.fixture
+def processes(dsn: str) -> Iterator[tuple[PostgresRepository, PostgresRepository]]:
+    """Two repositories on one database, as two server processes would have."""
+    first = PostgresRepository(dsn, INDEXES, pool_size=4)
+    second = PostgresRepository(dsn, INDEXES, pool_size=4)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def in_parallel(*work: Callable[[], None]) -> None:
+    """Run each function in its own thread, all released at once; re-raise the first error."""
+    start = threading.Barrier(len(work))
+    errors: list[BaseException] = []
+
+    def run(function: Callable[[], None]) -> None:
+        start.wait()
+        try:
+            function()
+        except BaseException as error:  # re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(function,)) for function in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def insert(repository: PostgresRepository, kind: str, document: dict) -> dict:
+    with repository.transaction() as tx:
+        return tx.insert(kind, document)
+
+
+# -- two processes --------------------------------------------------------------------------
+
+
+def test_two_processes_inserting_a_name_in_different_cases_leave_one_winner(
+    processes: tuple[PostgresRepository, PostgresRepository],
+) -> None:
+    """The database's unique index decides, so neither process can see "no holder" and win."""
+    for round in range(20):
+        outcomes: dict[str, object] = {}
+
+        def attempt(
+            repository: PostgresRepository, name: str, outcomes: dict = outcomes
+        ) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    outcomes[name] = insert(repository, "User", user(name))["id"]
+                except Conflict as conflict:
+                    outcomes[name] = conflict
+
+            return run
+
+        first, second = processes
+        in_parallel(attempt(first, f"Ann{round}"), attempt(second, f"ANN{round}"))
+
+        winners = [value for value in outcomes.values() if isinstance(value, str)]
+        refused = [value for value in outcomes.values() if isinstance(value, Conflict)]
+        assert len(winners) == 1 and len(refused) == 1
+        assert refused[0].holder == winners[0]
+        assert first.find("User", "userName", f"ann{round}") == winners
+
+
+def test_concurrent_member_adds_to_one_group_from_two_processes_lose_nothing(
+    processes: tuple[PostgresRepository, PostgresRepository],
+) -> None:
+    first, second = processes
+    with first.transaction() as tx:
+        users = [tx.insert("User", user(f"u{number}"))["id"] for number in range(100)]
+        group_id = tx.insert("Group", group("Everyone"))["id"]
+
+    def add(repository: PostgresRepository, ids: list[str]) -> Callable[[], None]:
+        def run() -> None:
+            for user_id in ids:
+                with repository.transaction() as tx:
+                    assert tx.add_members(group_id, [user_id]) == [user_id]
+
+        return run
+
+    in_parallel(add(first, users[0::2]), add(second, users[1::2]))
+
+    assert sorted(second.members(group_id)) == sorted(users)
+    assert first.get("Group", group_id)["meta"]["version"] == f'W/"{1 + len(users)}"'
+
+
+def test_concurrent_read_modify_write_from_two_processes_loses_no_update(
+    processes: tuple[PostgresRepository, PostgresRepository],
+) -> None:
+    """As a PATCH does: get, change, replace. get locks the row, so the two take turns."""
+    first, second = processes
+    counter_id = insert(first, "User", user("counter", counter=0))["id"]
+    rounds = 30
+
+    def increment(repository: PostgresRepository) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(rounds):
+                with repository.transaction() as tx:
+                    current = tx.get("User", counter_id)
+                    current["counter"] += 1
+                    tx.replace("User", counter_id, current, if_version=current["meta"]["version"])
+
+        return run
+
+    in_parallel(increment(first), increment(second))
+
+    stored = second.get("User", counter_id)
+    assert stored["counter"] == 2 * rounds
+    assert stored["meta"]["version"] == f'W/"{1 + 2 * rounds}"'
+
+
+def test_a_user_deleted_while_another_process_adds_it_leaves_no_dangling_member(
+    processes: tuple[PostgresRepository, PostgresRepository],
+) -> None:
+    first, second = processes
+    for round in range(10):
+        user_id = insert(first, "User", user(f"leaving{round}"))["id"]
+        group_id = insert(first, "Group", group(f"g{round}"))["id"]
+
+        def add(group_id: str = group_id, user_id: str = user_id) -> None:
+            with second.transaction() as tx:
+                tx.add_members(group_id, [user_id])
+
+        def delete(user_id: str = user_id) -> None:
+            with first.transaction() as tx:
+                tx.delete("User", user_id)
+
+        in_parallel(add, delete)
+
+        assert second.members(group_id) == []
+        assert second.groups_of(user_id) == []
+
+
+# -- behaviour a database store adds ------------------------------------------------------
+
+
+@pytest.fixture
+def repository(dsn: str) -> Iterator[PostgresRepository]:
+    opened = PostgresRepository(dsn, INDEXES, FixedClock(), CounterIds())
+    yield opened
+    opened.close()
+
+
+def test_commit_listeners_get_the_events_with_their_rows_seq_in_commit_order(
+    repository: PostgresRepository, dsn: str
+) -> None:
+    received: list[list[dict]] = []
+    repository.add_commit_listener(received.append)
+
+    for name in ("ann", "bob"):
+        with repository.transaction() as tx:
+            tx.insert("User", user(name))
+            tx.note({"operation": "create", "name": name})
+            tx.note({"operation": "audit", "password": "never stored"})
+    with pytest.raises(ZeroDivisionError), repository.transaction() as tx:
+        tx.note({"operation": "rolled back"})
+        raise ZeroDivisionError
+
+    seqs = [event["seq"] for events in received for event in events]
+    assert [len(events) for events in received] == [2, 2]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute("SELECT seq, event FROM activity ORDER BY seq").fetchall()
+    assert [seq for seq, _ in rows] == seqs
+    assert [event["operation"] for _, event in rows] == ["create", "audit"] * 2
+    assert all("password" not in event for _, event in rows)  # kept out of the table
+
+
+def test_a_membership_change_writes_rows_only_not_the_member_list(
+    repository: PostgresRepository,
+) -> None:
+    """A group of 2,000: one add, one remove; the group's version moves, nothing else."""
+    with repository.transaction() as tx:
+        group_id = tx.insert("Group", group("Big"))["id"]
+        ids = [tx.insert("User", user(f"m{number}"))["id"] for number in range(2000)]
+        tx.add_members(group_id, ids[:-1])
+    with repository.transaction() as tx:
+        assert tx.add_members(group_id, [ids[-1], ids[0]]) == [ids[-1]]
+        assert tx.remove_members(group_id, [ids[5]]) == [ids[5]]
+
+    members = repository.members(group_id)
+    assert len(members) == 1999 and members[-1] == ids[-1] and ids[5] not in members
+    assert repository.get("Group", group_id)["meta"]["version"] == 'W/"2"'
+
+
+def test_ids_no_database_can_hold_are_simply_not_there(repository: PostgresRepository) -> None:
+    """A NUL or a lone surrogate in a URL's id must be a 404, not a database error."""
+    group_id = insert(repository, "Group", group("Sales"))["id"]
+    for strange in ("a\x00b", "\udc80"):
+        with pytest.raises(NotFound):
+            repository.get("User", strange)
+        assert not repository.exists("User", strange)
+        assert repository.find("User", "userName", strange) == []
+        assert repository.members(strange) == []
+        with repository.transaction() as tx:
+            assert tx.add_members(group_id, [strange]) == []
+            with pytest.raises(NotFound):
+                tx.replace("User", strange, user("x"))
+
+
+def test_a_value_the_database_cannot_store_is_refused_and_the_transaction_goes_on(
+    repository: PostgresRepository,
+) -> None:
+    with repository.transaction() as tx:
+        with pytest.raises(ValueError, match="cannot store"):
+            tx.insert("User", user("nul\x00inside"))
+        tx.insert("User", user("fine"))
+
+    assert [document["userName"] for document in repository.all("User")] == ["fine"]
+
+
+def test_scan_reads_in_batches_and_holds_no_connection_between_them(
+    repository: PostgresRepository,
+) -> None:
+    with repository.transaction() as tx:
+        for number in range(250):
+            tx.insert("User", user(f"s{number:03}"))
+
+    scans = [repository.scan("User") for _ in range(10)]  # more than the pool's 4
+    firsts = [next(scan) for scan in scans]
+    rest = list(scans[0])
+
+    assert all(document["userName"] == "s000" for document in firsts)
+    assert [document["userName"] for document in rest] == [f"s{n:03}" for n in range(1, 250)]
