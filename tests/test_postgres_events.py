@@ -1,0 +1,116 @@
+"""The activity log in PostgreSQL, read and appended to like the audit log file."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from storage.postgres import events
+from storage.postgres.backend import PostgresBackend
+from storage.postgres.events import PostgresEventLog
+from storage.postgres.repository import PostgresRepository
+from tests import pgserver
+from tests.storage_contract import INDEXES, user
+
+
+@pytest.fixture
+def repository() -> Iterator[PostgresRepository]:
+    opened = PostgresRepository(pgserver.clean_database(), INDEXES)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def log(repository: PostgresRepository) -> PostgresEventLog:
+    """The log, appended to for every commit as the control panel wires it."""
+    opened = PostgresEventLog(repository)
+    repository.add_commit_listener(lambda committed: [opened.append(e) for e in committed])
+    return opened
+
+
+def change(repository: PostgresRepository, name: str) -> None:
+    with repository.transaction() as tx:
+        tx.insert("User", user(name))
+        tx.note({"operation": "create", "name": name})
+
+
+def test_events_a_transaction_wrote_are_not_written_twice(
+    repository: PostgresRepository, log: PostgresEventLog
+) -> None:
+    change(repository, "ann")
+    log.append({"operation": "refused", "status": 401})
+    change(repository, "bob")
+
+    newest = list(log.newest_first())
+
+    assert [event.get("name", event["operation"]) for event in newest] == ["bob", "refused", "ann"]
+    assert [event["seq"] for event in newest] == sorted(e["seq"] for e in newest)[::-1]
+    assert log.last_seq() == newest[0]["seq"]
+
+
+def test_keys_that_could_hold_secrets_are_never_stored(log: PostgresEventLog) -> None:
+    log.append({"operation": "sign in", "Password": "p", "secret": "s", "name": "ann"})
+
+    assert [(event["operation"], event["name"]) for event in log.newest_first()] == [
+        ("sign in", "ann")
+    ]
+    assert set(next(log.newest_first())) == {"operation", "name", "seq"}
+
+
+def test_values_json_cannot_hold_are_stored_as_text(log: PostgresEventLog) -> None:
+    log.append({"operation": "odd", "when": object.__new__(object).__class__})
+
+    assert next(log.newest_first())["when"] == "<class 'object'>"
+
+
+def test_newest_first_reads_every_event_in_batches(
+    log: PostgresEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "BATCH", 3)
+    for number in range(10):
+        log.append({"operation": "refused", "number": number})
+
+    assert [event["number"] for event in log.newest_first()] == list(range(9, -1, -1))
+
+
+def test_the_log_keeps_the_newest_events_and_prunes_the_rest_now_and_then(
+    repository: PostgresRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "PRUNE_EVERY", 10)
+    log = PostgresEventLog(repository, keep=5)
+    numbers = itertools.count()
+
+    for _ in range(10):  # the first append prunes; nine more do not
+        log.append({"number": next(numbers)})
+    kept_before = len(list(log.newest_first()))
+    log.append({"number": next(numbers)})  # the eleventh prunes again
+
+    assert kept_before == 10
+    assert [event["number"] for event in log.newest_first()] == [10, 9, 8, 7, 6]
+
+
+def test_an_empty_log(log: PostgresEventLog) -> None:
+    assert (list(log.newest_first()), log.last_seq()) == ([], 0)
+    log.sync()
+    log.close()
+    assert log.catch_up(lambda seq: [{"seq": seq + 1}]) == 0
+
+
+def test_the_backend_serves_everything_from_one_database() -> None:
+    backend = PostgresBackend(pgserver.clean_database(), INDEXES, pool_size=2)
+    try:
+        backend.document("control.json").update(lambda content: content.update(on=True))
+        with backend.repository.transaction() as tx:
+            tx.insert("User", user("ann"))
+
+        assert backend.document("control.json") is backend.document("control.json")
+        assert backend.document("control.json").read() == {"on": True}
+        assert backend.secret("session.key") == backend.secret("session.key")
+        assert backend.event_log().last_seq() == 0
+        assert backend.repository.count("User") == 1
+        assert backend.describe().startswith("PostgreSQL database user=postgres")
+        assert (backend.name, backend.data_dir) == ("postgresql", None)
+    finally:
+        backend.close()
