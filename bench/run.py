@@ -4,18 +4,21 @@
     python -m bench.run --sizes 1000,10000,50000 # the issue's full table (no time limit)
     python -m bench.run --quick                  # N = 200: the smoke test's run
     python -m bench.run --compare REV            # before (REV) and after (this tree), side by side
+    python -m bench.run --backends tinydb,postgresql --processes 1,2,4
+                                                 # the embedded store beside PostgreSQL
 
-For each size and each variant (:mod:`bench.variants`): a fresh data directory, ``app.py token
-create`` and ``provisioning enable``, ``app.py serve`` (access log off), then the loaded phases
-of :mod:`bench.entra` from ``--clients`` keep-alive connections (throughput, and latency with
-queueing), then, once the server is idle, the unloaded phase of :mod:`bench.unloaded` from one
-client (the cost of one request, on which the latency targets are judged) and ``--repeat`` more
-runs of its member changes, the server's memory and data size, a polite stop and a timed
-restart on the final data, and a check that the restarted server holds every user and group it
-acknowledged (:mod:`bench.sizerun`). Several variants at one size run their loaded phases one
-after the other, then take turns for the unloaded runs. A trivial WSGI app on waitress, driven
-by the same client, gives the ceiling; the same app on Proware's own server module is shown
-beside it. Results are printed and written to ``bench/results/<timestamp>.json``.
+For each size and each variant (:mod:`bench.variants`): a fresh data directory (and on
+PostgreSQL a fresh database), ``app.py token create`` and ``provisioning enable``, ``app.py
+serve`` (access log off), then the loaded phases of :mod:`bench.entra` from ``--clients``
+keep-alive connections (throughput, and latency with queueing), then, once the server is idle,
+the unloaded phase of :mod:`bench.unloaded` from one client (the cost of one request, on which
+the latency targets are judged) and ``--repeat`` more runs of its member changes, the server's
+memory and data size, a polite stop and a timed restart on the final data, and a check that
+the restarted server holds every user and group it acknowledged (:mod:`bench.sizerun`).
+Several variants at one size run their loaded phases one after the other, then take turns
+for the unloaded runs. A trivial WSGI app on waitress, driven by the same client, gives the
+ceiling; the same app on Proware's own server module is shown beside it. Results are printed
+and written to ``bench/results/<timestamp>.json``.
 
 The exit code is 0 when every request got its expected answer and the totals matched after
 the restart; the timing targets are reported (PASS/FAIL), not enforced.
@@ -28,15 +31,17 @@ import os
 import platform
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import checkout, compare, entra, report, targets, trivial, unloaded
+from bench import checkout, compare, entra, report, scaling, targets, trivial, unloaded
 from bench.client import Connection, Worker, drive
+from bench.database import BenchDatabase, DatabaseUnavailable
 from bench.results import Baseline, SizeResult
 from bench.sizerun import SizeRun
-from bench.variants import TINYDB, Variant, compare_variants
+from bench.variants import BACKENDS, POSTGRESQL, TINYDB, Variant, backend_variants, compare_variants
 from server.config import ServerSettings
 from tests.serverproc import free_port, proc_cpu_seconds, wait_for_http
 
@@ -86,8 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         metavar="SECONDS",
         help="stop sending requests after this long (0: never). Default: "
-        f"{DEFAULT_TIME_LIMIT:.0f} s with the default sizes, none with --sizes, --quick or "
-        "--compare",
+        f"{DEFAULT_TIME_LIMIT:.0f} s with the default sizes and one variant, none with "
+        "--sizes, --quick, --compare or several backends or process counts",
     )
     parser.add_argument(
         "--results-dir", type=Path, default=RESULTS, help="where the JSON results go"
@@ -106,7 +111,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the unloaded member changes K times in all (each run's p99 of adding one "
         "member to the big group is reported; issue 13 asks for 5). Default 1",
     )
+    stores = parser.add_mutually_exclusive_group()
+    stores.add_argument(
+        "--backend", choices=BACKENDS, help=f"the store to serve from (default {TINYDB})"
+    )
+    stores.add_argument(
+        "--backends",
+        type=_backends,
+        help="several stores measured side by side in this one run, e.g. tinydb,postgresql",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_counts,
+        default=[1],
+        help="server processes, e.g. 1,2,4: a separate run for each count at every size, "
+        "against one PostgreSQL (above 1 needs --backend postgresql; the embedded store "
+        "always runs with 1). Default 1",
+    )
     args = parser.parse_args(argv)
+    args.backends = args.backends or [args.backend or TINYDB]
+    if POSTGRESQL not in args.backends and args.processes != [1]:
+        parser.error("--processes above 1 needs --backend postgresql (or --backends with it)")
+    if args.compare and (len(args.backends) > 1 or args.processes != [1]):
+        parser.error(
+            "--compare runs one store with one process (an earlier revision may not know "
+            "--processes or PostgreSQL): give at most --backend"
+        )
     return args
 
 
@@ -132,24 +162,52 @@ def _positive(text: str) -> int:
     return value
 
 
+def _counts(text: str) -> list[int]:
+    counts = [_positive(part.strip()) for part in text.split(",") if part.strip()]
+    if not counts:
+        raise argparse.ArgumentTypeError("expected process counts like 1,2,4")
+    return sorted(set(counts))
+
+
+def _backends(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected stores from {', '.join(BACKENDS)}, got {text!r}"
+        )
+    return list(dict.fromkeys(names))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.compare:
-        return measure(args, [Variant("")])
-    try:
-        with checkout.worktree(args.compare) as revision:
+    with ExitStack() as stack:
+        database = None
+        if POSTGRESQL in args.backends:
+            try:
+                database = stack.enter_context(BenchDatabase())
+            except DatabaseUnavailable as exc:
+                _say(f"bench: {exc}")
+                return 2
+        if args.compare:
+            try:
+                revision = stack.enter_context(checkout.worktree(args.compare))
+            except checkout.RevisionError as exc:
+                _say(f"bench: --compare: {exc}")
+                return 2
             described = f"{revision.short} {revision.subject}"
-            variants = compare_variants(TINYDB, revision.path, described)
+            variants = compare_variants(args.backends[0], revision.path, described)
             compared = {"revision": revision.name, "commit": revision.commit}
-            return measure(args, variants, compared)
-    except checkout.RevisionError as exc:
-        _say(f"bench: --compare: {exc}")
-        return 2
+        else:
+            variants = backend_variants(args.backends, args.processes)
+            compared = None
+        return measure(args, variants, database, compared)
 
 
 def measure(
     args: argparse.Namespace,
     variants: list[Variant],
+    database: BenchDatabase | None,
     compared: dict[str, str] | None = None,
 ) -> int:
     """Every size with every variant, the targets, the report and the JSON file.
@@ -182,6 +240,8 @@ def measure(
             "time_limit_s": limit or None,
             "compare": args.compare,
             "repeat": args.repeat,
+            "backends": args.backends,
+            "processes": args.processes,
         },
         "variants": [report.variant_data(variant) for variant in variants],
         "compare": compared,
@@ -220,13 +280,18 @@ def measure(
         if deadline is not None and time.monotonic() > deadline:
             _say(f"\n== N = {n:,}: skipped, the time limit passed ==")
             continue
-        runs = run_size(entra.Plan.for_size(n, args.chunk), variants, args, deadline)
+        runs = run_size(entra.Plan.for_size(n, args.chunk), variants, args, deadline, database)
         results += runs
         for size in runs:
             _say(*report.size_report(size))
         if len(runs) > 1:
-            title = f"== N = {n:,}: before ({runs[0].variant.revision}) and after (this tree) =="
+            title = (
+                f"== N = {n:,}: before ({runs[0].variant.revision}) and after (this tree) =="
+                if args.compare
+                else f"== N = {n:,}: the stores and process counts side by side =="
+            )
             _say(*compare.side_by_side(runs, baseline, own, title))
+            _say(*scaling.curve_report(runs))
 
     judged = variants[-1] if args.compare else variants[0]
     verdicts = targets.targets([s for s in results if s.variant == judged], baseline, own)
@@ -234,6 +299,7 @@ def measure(
         runs = [size for size in results if size.plan.users == n]
         if args.compare and len(runs) == 2:
             verdicts += compare.compare_targets(runs[0], runs[1])
+        verdicts += scaling.scaling_targets(runs)
     _say(*targets.targets_report(verdicts))
     if results:
         worst = max(results, key=lambda size: size.worst()[0])
@@ -247,7 +313,8 @@ def measure(
         "",
         "  CPU/req: CPU seconds per request of the server (every server process) and of the "
         f"client processes (all {args.clients});",
-        "  the client shares the machine's cores with the server, in the ceiling run as well.",
+        "  the client shares the machine's cores with the server, in the ceiling run as well."
+        + (" PostgreSQL's own CPU is the db column." if database else ""),
     )
     meta["elapsed_s"] = time.monotonic() - started
     path = report.write_json(
@@ -263,22 +330,24 @@ def run_size(
     variants: list[Variant],
     args: argparse.Namespace,
     deadline: float | None,
+    database: BenchDatabase | None,
 ) -> list[SizeResult]:
     """Every variant at one size: loaded phases one variant after the other, then the
-    unloaded runs in turns (run 1 of each, run 2 of each...), each once every server was
-    idle; then each one's restart."""
+    unloaded runs in turns (run 1 of each, run 2 of each...), each once every server and
+    the database were idle; then each one's restart."""
     runs: list[SizeRun] = []
     try:
         for variant in variants:
             if deadline is not None and time.monotonic() > deadline:
                 break
             if runs:
-                _wait_until_idle(runs)
+                _wait_until_idle(runs, database)
             run = SizeRun(
                 plan,
                 variant,
                 clients=args.clients,
                 threads=args.threads,
+                database=database,
                 say=_say,
             )
             runs.append(run)
@@ -286,16 +355,21 @@ def run_size(
             run.run_loaded()
         for number in range(1, args.repeat + 1):
             for run in runs:
-                run.run_unloaded(number, _wait_until_idle(runs))
+                run.run_unloaded(number, _wait_until_idle(runs, database))
         return [run.finish() for run in runs]
     finally:
         for run in runs:
             run.close()
 
 
-def _wait_until_idle(runs: list[SizeRun]) -> float:
-    """Wait until no server of this size works in the background."""
-    return unloaded.wait_until_idle(lambda: sum(run.server_cpu_seconds() for run in runs))
+def _wait_until_idle(runs: list[SizeRun], database: BenchDatabase | None) -> float:
+    """Wait until no server of this size (and not PostgreSQL) works in the background."""
+
+    def cpu_seconds() -> float:
+        used = sum(run.server_cpu_seconds() for run in runs)
+        return used + (database.cpu_seconds() if database else 0.0)
+
+    return unloaded.wait_until_idle(cpu_seconds)
 
 
 def run_ceiling(

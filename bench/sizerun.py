@@ -5,8 +5,8 @@
 phases run alone, one variant after the other, and the unloaded runs (``--repeat``) then take
 turns, so that whatever else the machine does meanwhile hits every variant alike.
 
-1. :meth:`start`: a fresh data directory, ``app.py token create`` and
-   ``provisioning enable``, then ``app.py serve``, timed.
+1. :meth:`start`: a fresh data directory (and, on PostgreSQL, a fresh database),
+   ``app.py token create`` and ``provisioning enable``, then ``app.py serve``, timed.
 2. :meth:`run_loaded`: the loaded phases of :mod:`bench.entra` from ``clients`` keep-alive
    connections.
 3. :meth:`run_unloaded`: once the server is idle, one client (:mod:`bench.unloaded`): the whole
@@ -27,8 +27,9 @@ from pathlib import Path
 
 from bench import entra, proctree, unloaded
 from bench.client import Connection, PhaseResult, Task, Worker, drive
+from bench.database import BenchDatabase
 from bench.results import SizeResult
-from bench.variants import TINYDB, Variant
+from bench.variants import POSTGRESQL, Variant
 from storage.journal.format import list_segments
 from tests.serverproc import REPO, ScimConnection, ServerProcess
 
@@ -45,17 +46,20 @@ class SizeRun:
         *,
         clients: int,
         threads: int,
+        database: BenchDatabase | None,
         say: Say,
     ) -> None:
-        if variant.backend != TINYDB:
-            raise ValueError(f"the bench cannot serve from {variant.backend} yet")
+        if variant.backend == POSTGRESQL and database is None:
+            raise ValueError("a PostgreSQL variant needs the bench's database")
         self.plan = plan
         self.variant = variant
         self.clients = clients
         self.threads = threads
+        self.database = database if variant.backend == POSTGRESQL else None
         self.say = say
         self.size = SizeResult(plan, clients=clients, variant=variant)
         self._root = Path(tempfile.mkdtemp(prefix="proware-bench-"))
+        self._dsn = ""
         self.server: ServerProcess | None = None
         self.workload: entra.Workload | None = None
         self.token = ""
@@ -71,10 +75,13 @@ class SizeRun:
 
     def start(self, deadline: float | None) -> None:
         """A fresh store, a token, provisioning on, and the server started (timed)."""
+        if self.database is not None:
+            self._dsn = self.database.create()
         self.server = ServerProcess(
             self._root / "service",
             threads=self.threads,
             access_log=False,
+            dsn=self._dsn,
             processes=self.variant.processes,
             source=self.variant.source or REPO,
         )
@@ -136,6 +143,8 @@ class SizeRun:
         memory = proctree.memory(proctree.session_pids(server.pid))
         size.rss, size.rss_peak = memory["VmRSS"], memory["VmHWM"]
         size.data_bytes = server.data_bytes()
+        if self._dsn:
+            size.database_bytes = BenchDatabase.size_bytes(self._dsn)
         size.stop_code = server.stop(timeout=120)
         size.data_bytes_stopped = server.data_bytes()
         size.data_files = {
@@ -170,12 +179,19 @@ class SizeRun:
         return proctree.session_cpu_seconds(self.server.pid)
 
     def _drive(self, name: str, tasks: list[Task], workers: list[Worker]) -> PhaseResult:
-        """:func:`drive` one phase, counting the compactions it started."""
+        """:func:`drive` one phase, counting the compactions it started (embedded store)."""
         assert self.server is not None
         data_dir = self.server.data_dir
         before = _generation(data_dir)
-        phase = drive(name, tasks, workers, self.server_cpu_seconds)
-        phase.compactions = _generation(data_dir) - before
+        phase = drive(
+            name,
+            tasks,
+            workers,
+            self.server_cpu_seconds,
+            database_cpu=self.database.cpu_seconds if self.database else None,
+        )
+        if self.database is None:
+            phase.compactions = _generation(data_dir) - before
         return phase
 
 
