@@ -291,7 +291,8 @@ def measure(
                 else f"== N = {n:,}: the stores and process counts side by side =="
             )
             _say(*compare.side_by_side(runs, baseline, own, title))
-            _say(*scaling.curve_report(runs))
+            if not args.compare:  # before and after are no curve
+                _say(*scaling.curve_report(runs))
 
     judged = variants[-1] if args.compare else variants[0]
     verdicts = targets.targets([s for s in results if s.variant == judged], baseline, own)
@@ -299,7 +300,8 @@ def measure(
         runs = [size for size in results if size.plan.users == n]
         if args.compare and len(runs) == 2:
             verdicts += compare.compare_targets(runs[0], runs[1])
-        verdicts += scaling.scaling_targets(runs)
+        else:
+            verdicts += scaling.scaling_targets(runs)
     _say(*targets.targets_report(verdicts))
     if results:
         worst = max(results, key=lambda size: size.worst()[0])
