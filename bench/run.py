@@ -13,12 +13,13 @@ serve`` (access log off), then the loaded phases of :mod:`bench.entra` from ``--
 keep-alive connections (throughput, and latency with queueing), then, once the server is idle,
 the unloaded phase of :mod:`bench.unloaded` from one client (the cost of one request, on which
 the latency targets are judged) and ``--repeat`` more runs of its member changes, the server's
-memory and data size, a polite stop and a timed restart on the final data, and a check that
-the restarted server holds every user and group it acknowledged (:mod:`bench.sizerun`).
-Several variants at one size run their loaded phases one after the other, then take turns
-for the unloaded runs. A trivial WSGI app on waitress, driven by the same client, gives the
-ceiling; the same app on Proware's own server module is shown beside it. Results are printed
-and written to ``bench/results/<timestamp>.json``.
+memory and data size, a polite stop and a timed restart on the final data, and a check that the
+restarted server holds every user and group it acknowledged (:mod:`bench.sizerun`). Several
+variants at one size run their loaded phases one after the other, then take turns for the
+unloaded runs; the order flips at every size and every unloaded run. A trivial WSGI app on
+waitress, driven by the same client, gives the ceiling; the same app on Proware's own server
+module is shown beside it. Results are printed and written to
+``bench/results/<timestamp>.json``.
 
 The exit code is 0 when every request got its expected answer and the totals matched after
 the restart; the timing targets are reported (PASS/FAIL), not enforced.
@@ -276,11 +277,12 @@ def measure(
     )
 
     results: list[SizeResult] = []
-    for n in sizes:
+    for index, n in enumerate(sizes):
         if deadline is not None and time.monotonic() > deadline:
             _say(f"\n== N = {n:,}: skipped, the time limit passed ==")
             continue
-        runs = run_size(entra.Plan.for_size(n, args.chunk), variants, args, deadline, database)
+        plan = entra.Plan.for_size(n, args.chunk)
+        runs = run_size(plan, variants, args, deadline, database, reverse=index % 2 == 1)
         results += runs
         for size in runs:
             _say(*report.size_report(size))
@@ -333,13 +335,21 @@ def run_size(
     args: argparse.Namespace,
     deadline: float | None,
     database: BenchDatabase | None,
+    *,
+    reverse: bool = False,
 ) -> list[SizeResult]:
     """Every variant at one size: loaded phases one variant after the other, then the
     unloaded runs in turns (run 1 of each, run 2 of each...), each once every server and
-    the database were idle; then each one's restart."""
+    the database were idle; then each one's restart.
+
+    :param reverse: start with the last variant. The order flips at every size and at every
+        unloaded run (before, after; after, before; ...), so that drift in the machine's
+        load, or going second, favours no variant.
+    :returns: the results in the order of ``variants``.
+    """
     runs: list[SizeRun] = []
     try:
-        for variant in variants:
+        for variant in variants[::-1] if reverse else variants:
             if deadline is not None and time.monotonic() > deadline:
                 break
             if runs:
@@ -356,9 +366,10 @@ def run_size(
             run.start(deadline)
             run.run_loaded()
         for number in range(1, args.repeat + 1):
-            for run in runs:
+            for run in runs if number % 2 else runs[::-1]:
                 run.run_unloaded(number, _wait_until_idle(runs, database))
-        return [run.finish() for run in runs]
+        results = [run.finish() for run in runs]
+        return sorted(results, key=lambda size: variants.index(size.variant))
     finally:
         for run in runs:
             run.close()
