@@ -56,6 +56,15 @@ SELECT page.total, {document}
 FROM page JOIN resources AS r ON r.kind = %(kind)s AND r.seq = page.seq
 ORDER BY page.position
 """
+# A listing (no filter, no order: Entra's account discovery) stops after the page; the
+# count is an index-only scan. One statement, so the page and the total agree.
+LISTING = """
+SELECT (SELECT count(*) FROM resources WHERE kind = %(kind)s), {document}
+FROM resources AS r
+WHERE r.kind = %(kind)s
+ORDER BY r.seq
+LIMIT %(limit)s OFFSET %(offset)s
+"""
 COUNT_MATCHES = "SELECT count(*) FROM resources AS r WHERE r.kind = %(kind)s AND {where}"
 # Only the top-level keys the caller reads (id and meta are always among them).
 TRIMMED = (
@@ -174,7 +183,10 @@ class PostgresRepository(Reads):
         if query.keys is not None:
             document = sql.SQL(TRIMMED)
             params["keys"] = sorted(query.keys | {"id", "meta"})
-        statement = sql.SQL(PAGE).format(order=order, where=where, document=document)
+        if query.where is None and query.order is None:
+            statement = sql.SQL(LISTING).format(document=document)
+        else:
+            statement = sql.SQL(PAGE).format(order=order, where=where, document=document)
         params |= builder.params | {"limit": query.limit, "offset": query.offset}
         with self.database.connection() as connection:
             rows = connection.execute(statement, params).fetchall()
