@@ -373,10 +373,10 @@ def test_a_name_that_is_no_commit_is_refused() -> None:
     ids=["processes-embedded", "compare-backends", "compare-processes", "unknown", "both", "zero"],
 )
 def test_the_bench_refuses_options_that_cannot_run_together(args: list[str]) -> None:
-    from bench import run
+    from bench import options
 
     with pytest.raises(SystemExit) as exited:
-        run.parse_args(args)
+        options.parse_args(args)
     assert exited.value.code == 2
 
 
