@@ -124,3 +124,13 @@ class InternalError(ScimError):
     """Something failed on our side; the detail never carries exception text (500)."""
 
     status = 500
+
+
+class ServiceUnavailable(ScimError):
+    """The directory's database cannot be reached just now: retry later (503).
+
+    RFC 7644 §3.12 lists 503 for a service that is temporarily overloaded or down; Entra
+    retries such requests, where a 500 on a write could make it give up on the resource.
+    """
+
+    status = 503

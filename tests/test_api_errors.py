@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestURITooLarge
 from app import create_app
 from scim import constants
 from server.config import ScimSettings, ServerSettings, Settings, StorageSettings
+from storage.errors import Unavailable
 
 PATCH_OP = constants.PATCH_OP
 FILTER_LIMIT = 4096
@@ -411,6 +412,25 @@ def test_an_unexpected_exception_is_a_generic_500_with_a_request_id(
     logged = [r for r in caplog.records if r.name == "proware" and r.levelno == logging.ERROR]
     assert request_id in logged[0].getMessage()
     assert logged[0].exc_info is not None  # the traceback goes to the log
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_database_out_of_reach_is_a_503_to_retry_never_a_500(
+    app: Flask, scim, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """PostgreSQL gone mid-run (storage raises Unavailable): Entra retries a 503."""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    directory = app.extensions["proware"].directory
+
+    def unreachable(*args, **kwargs):
+        raise Unavailable("PostgreSQL at db.example.com:5432 is unreachable: connection refused")
+
+    monkeypatch.setattr(directory, "query" if method == "GET" else "create", unreachable)
+
+    response = scim.request(method, "/Users", {"userName": "ann"} if method == "POST" else None)
+
+    assert_scim_error(response, 503, None, "database is unavailable; retry later")
+    assert response.headers["Retry-After"] == "5"
 
 
 def test_other_protocol_errors_keep_their_status_with_a_scim_body(app: Flask, client) -> None:

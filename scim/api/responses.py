@@ -10,6 +10,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from scim import constants, errors
+from storage.errors import Unavailable
 
 log = logging.getLogger("proware")
 
@@ -91,6 +92,9 @@ def http_error(exc: HTTPException) -> errors.ScimError:
     return error
 
 
+# What a 503 asks clients to wait before retrying (RFC 9110 §10.2.3), in seconds.
+RETRY_AFTER_SECONDS = "5"
+
 # Renders an error as a page for people: (status, message) -> response.
 HtmlErrorPage = Callable[[int, str], Response]
 
@@ -125,6 +129,18 @@ def register_error_handlers(app: Flask) -> None:
         allowed = getattr(exc, "valid_methods", None)
         if allowed:
             response.headers["Allow"] = ", ".join(sorted(allowed))  # RFC 9110 §15.5.6
+        return response
+
+    @app.errorhandler(Unavailable)
+    def handle_unavailable(exc: Unavailable) -> Response:
+        # The message names the database without its password (storage redacts it).
+        log.warning("request %s: %s", getattr(g, "request_id", "-"), exc)
+        error = errors.ServiceUnavailable(
+            "the directory's database is unavailable; retry later (the server log says why)"
+        )
+        g.scim_error = error
+        response = _html_error(503, error.detail) or error_response(error)
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return response
 
     @app.errorhandler(Exception)
