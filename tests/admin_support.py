@@ -10,7 +10,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
+from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 
 USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
@@ -30,14 +33,37 @@ def data_dir_of(app: Flask) -> Path:
     return app.extensions["proware.admin"].accounts.path.parent
 
 
+def another_process(app: Flask, name: str) -> SharedDocument:
+    """The app's shared document ``name`` as another process (the CLI, a second server)
+    opens it: a separate object over the same file or database row."""
+    backend = app.extensions["proware.backend"]
+    if backend.data_dir is not None:
+        return ControlFile(backend.data_dir / name)
+    from storage.postgres.documents import PostgresDocument
+
+    return PostgresDocument(backend.database, name)
+
+
+def forget_activity(app: Flask) -> None:
+    """Empty the app's activity log (the file, or the database's table)."""
+    backend = app.extensions["proware.backend"]
+    if backend.data_dir is not None:
+        app.extensions["proware.admin"].audit.path.unlink()
+        return
+    with backend.database.connection() as connection:
+        connection.execute("DELETE FROM activity")
+
+
 def create_admin(app: Flask, username: str = USERNAME, password: str = PASSWORD) -> None:
-    """Add an admin account to the app's data directory.
+    """Add an admin account to the app's accounts.
 
     Written through a second accounts object (as ``python app.py admin create`` would), with
-    a cheap pbkdf2 hash so that signing in is fast; the server checks any werkzeug hash.
+    a cheap pbkdf2 hash so that signing in is fast; the server checks any werkzeug hash. The
+    document is the app's own, so the change shows at once on PostgreSQL too (where another
+    process sees it within a second: test_admin_commands covers that path).
     """
-    path = app.extensions["proware.admin"].accounts.path
-    AdminAccounts(path, hash_method="pbkdf2:sha256:1000").create(username, password)
+    document = app.extensions["proware.backend"].document(ACCOUNTS_FILE)
+    AdminAccounts(document, hash_method="pbkdf2:sha256:1000").create(username, password)
 
 
 @dataclass

@@ -13,17 +13,48 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from server.config import Settings, StorageSettings
+from storage.settings import POSTGRESQL, TINYDB
 from tests.journal_support import Stores
+from tests.pgserver import clean_database
 
 PREFIX = "/scim/v2"
 SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
 
+# Test modules whose every test runs on both backends: the SCIM API as clients see it, Entra's
+# recorded exchanges and tolerances. The rest run on the default embedded store.
+BOTH_BACKENDS = (
+    "test_api_",
+    "test_entra_exchanges",
+    "test_patch_entra",
+    "test_tolerances",
+    "test_admin_pages",
+    "test_sso",
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if "backend" in metafunc.fixturenames and module.startswith(BOTH_BACKENDS):
+        metafunc.parametrize("backend", [TINYDB, POSTGRESQL], indirect=True)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Built-in defaults with the data directory in a temp dir."""
-    return Settings(storage=StorageSettings(path=tmp_path / "data"), source="test")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The storage backend a test's app runs on (tinydb unless its module runs on both)."""
+    return getattr(request, "param", TINYDB)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, backend: str) -> Settings:
+    """Built-in defaults with the data directory in a temp dir; on PostgreSQL, an emptied
+    database of the test session's server (skipped locally without PostgreSQL)."""
+    if backend == POSTGRESQL:
+        storage = StorageSettings(backend=POSTGRESQL, dsn=clean_database(), path=tmp_path / "data")
+    else:
+        storage = StorageSettings(path=tmp_path / "data")
+    return Settings(storage=storage, source="test")
 
 
 @pytest.fixture
@@ -31,7 +62,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    app.extensions["proware"].repository.close()
+    app.extensions["proware.backend"].close()
 
 
 @pytest.fixture

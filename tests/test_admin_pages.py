@@ -11,7 +11,15 @@ from flask import Flask
 
 from app import create_app
 from server.config import ServerSettings, Settings
-from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
+from tests.admin_support import (
+    PASSWORD,
+    USERNAME,
+    AdminClient,
+    create_admin,
+    csrf_of,
+    forget_activity,
+    signed_in,
+)
 from tests.conftest import ScimClient
 
 GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
@@ -414,7 +422,7 @@ def test_activity_is_paged(app: Flask, panel: AdminClient) -> None:
 
 
 def test_activity_without_events_says_what_will_appear(app: Flask, panel: AdminClient) -> None:
-    app.extensions["proware.admin"].audit.path.unlink()  # the sign-in's own event
+    forget_activity(app)  # the sign-in's own event
     assert "No provisioning activity yet" in text(panel.get("/admin/activity"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +13,9 @@ from flask.testing import FlaskClient
 from scim import constants
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from scim.tokens import TokenStore
-from server.config import Settings
-from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
+from storage.settings import POSTGRESQL
+from tests.admin_support import another_process
 
 PREFIX = "/scim/v2"
 JWT = (
@@ -38,12 +40,12 @@ def assert_refused(response, status: int, *fragments: str) -> dict:
 
 
 @pytest.fixture
-def control(settings: Settings, app: Flask) -> ControlFile:
-    """The control file the app reads tokens and the switch from."""
-    return ControlFile(settings.storage.path / CONTROL_FILE)
+def control(app: Flask) -> SharedDocument:
+    """The control document the app reads tokens and the switch from."""
+    return app.extensions["proware.backend"].document(CONTROL_FILE)
 
 
-def _set_token_field(control: ControlFile, name: str, key: str, value: str | None) -> None:
+def _set_token_field(control: SharedDocument, name: str, key: str, value: str | None) -> None:
     def change(document: dict) -> None:
         for record in document["tokens"]:
             if record["name"] == name:
@@ -96,7 +98,7 @@ def test_a_revoked_token_is_401_naming_it(app: Flask, client: FlaskClient, token
 
 
 def test_an_expired_token_is_401_naming_it_and_the_date(
-    app: Flask, client: FlaskClient, control: ControlFile
+    app: Flask, client: FlaskClient, control: SharedDocument
 ) -> None:
     services = app.extensions["proware"]
     services.switch.set(True)
@@ -240,19 +242,33 @@ def test_every_scim_route_needs_a_token(client: FlaskClient, method: str, path: 
 
 
 def test_a_new_token_works_at_once_and_a_revoked_one_fails_at_once(
-    client: FlaskClient, token: str, control: ControlFile
+    app: Flask, client: FlaskClient, token: str, backend: str
 ) -> None:
-    """Another TokenStore on the same control file stands for the CLI process."""
-    cli = TokenStore(ControlFile(control.path))
+    """Another TokenStore on the same control document stands for the CLI process (or, on
+    PostgreSQL, another server process, which sees the change within a second)."""
+    cli = TokenStore(another_process(app, CONTROL_FILE))
     secret, _ = cli.create("second")
     headers = {"Authorization": f"Bearer {secret}"}
+    within = 1.0 if backend == POSTGRESQL else 0.0
 
-    before = client.get(f"{PREFIX}/Users", headers=headers)
+    before = _first_answer(lambda: client.get(f"{PREFIX}/Users", headers=headers), 200, within)
     cli.revoke("second")
-    after = client.get(f"{PREFIX}/Users", headers=headers)
+    revoked_at = time.monotonic()
+    after = _first_answer(lambda: client.get(f"{PREFIX}/Users", headers=headers), 401, within)
 
     assert before.status_code == 200
     assert_refused(after, 401, "revoked")
+    assert time.monotonic() - revoked_at <= within + 0.1
+
+
+def _first_answer(send, status: int, within: float):
+    """The first response with ``status``, asking again for up to ``within`` seconds."""
+    deadline = time.monotonic() + within
+    response = send()
+    while response.status_code != status and time.monotonic() < deadline:
+        time.sleep(0.02)
+        response = send()
+    return response
 
 
 def test_a_request_records_when_the_token_was_last_used(

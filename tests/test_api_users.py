@@ -12,6 +12,7 @@ from app import create_app
 from scim import constants
 from server.config import ServerSettings, Settings, StorageSettings
 from storage.journal.snapshot import DATA_FILE
+from storage.settings import POSTGRESQL
 
 ENTERPRISE = constants.ENTERPRISE_USER
 PREFIX = "/scim/v2"
@@ -361,7 +362,8 @@ def test_password_is_never_returned(scim) -> None:
 
 
 def test_password_is_never_stored_in_clear(scim, app: Flask, settings: Settings) -> None:
-    """No file under [storage] path (data, journal, activity log) holds a clear password."""
+    """No file under [storage] path (data, journal, activity log) and no database row holds
+    a clear password."""
     created = scim.create_user("ann", password="Clear-Text-1")
     scim.patch_ops(
         f"/Users/{created['id']}", {"op": "replace", "path": "password", "value": "Clear-Text-2"}
@@ -371,7 +373,12 @@ def test_password_is_never_stored_in_clear(scim, app: Flask, settings: Settings)
 
     files = [path for path in settings.storage.path.rglob("*") if path.is_file()]
 
-    assert settings.storage.path / DATA_FILE in files
+    if settings.storage.backend == POSTGRESQL:
+        rows = database_rows(settings.storage.dsn)
+        assert any("scrypt:" in row for row in rows)
+        assert not [row for row in rows if "Clear-Text" in row]
+    else:
+        assert settings.storage.path / DATA_FILE in files
     for path in files:
         assert b"Clear-Text" not in path.read_bytes(), path.name
     stored = list(app.extensions["proware"].repository.all("User"))
@@ -581,3 +588,18 @@ def test_access_log_has_one_line_per_request_without_the_secret(
     assert "ms " in lines[0]  # the duration
     assert lines[1].startswith('127.0.0.1 "GET /scim/v2/Users?filter=userName')
     assert all(token not in line for line in lines)
+
+
+def database_rows(dsn: str) -> list[str]:
+    """Every row of every table of Proware's database, as text."""
+    import psycopg
+
+    with psycopg.connect(dsn) as connection:
+        tables = connection.execute(
+            "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+        return [
+            str(row)
+            for (table,) in tables
+            for row in connection.execute(f"SELECT t::text FROM {table} t".encode()).fetchall()
+        ]
