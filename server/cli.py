@@ -1,7 +1,8 @@
 """The operator command line, ``python app.py COMMAND``: one parser for every subsystem.
 
-The commands themselves live in :mod:`server.commands` (serve, tokens, provisioning, backup)
-and :mod:`server.admin_commands` (control panel admins, activity, single sign-on).
+The commands themselves live in :mod:`server.commands` (serve, tokens, provisioning),
+:mod:`server.storage_commands` (backup, restore, moving between stores) and
+:mod:`server.admin_commands` (control panel admins, activity, single sign-on).
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from flask import Flask
 
 from scim.service import INDEXES
 from scim.tokens import FILE_NAME as TOKENS_FILE
-from server import admin_commands, commands
+from server import admin_commands, commands, storage_commands
 from server.config import (
     ConfigError,
     Settings,
@@ -66,14 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "provisioning", parents=[common], help="turn User Provisioning on or off"
     )
     provisioning.add_argument("action", choices=["enable", "disable", "status"])
-    backup = sub.add_parser(
-        "backup", parents=[common], help="write a consistent snapshot (works while serving)"
-    )
-    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
-    restore = sub.add_parser(
-        "restore", parents=[common], help="restore a snapshot into a stopped instance"
-    )
-    restore.add_argument("path", help="a snapshot written by 'backup'")
+    storage_commands.add_parsers(sub, common)
     admin_commands.add_parsers(sub, common)
     return parser
 
@@ -112,10 +105,8 @@ def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int
         return commands.serve(settings, create_app, command_hint)
     if args.command in ("admin", "activity", "sso"):
         return admin_commands.run(settings, args)
-    if args.command == "backup":
-        return commands.backup(settings, Path(args.path))
-    if args.command == "restore":
-        return commands.restore(settings, Path(args.path))
+    if args.command in ("backup", "restore", "storage"):
+        return storage_commands.run(settings, args)
     # token and provisioning: the control document, which a running server reads too.
     try:
         state = open_state(settings.storage, INDEXES)

@@ -15,18 +15,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
 
-from scim.service import INDEXES
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import httpserver, processes
 from server.config import ConfigError, Settings
 from storage.documents import SharedDocument
 from storage.errors import StorageError
-from storage.journal import backup as storage_backup
 
 
 def configure_logging(settings: Settings) -> None:
@@ -146,30 +143,6 @@ def _collect_garbage_rarely() -> None:
     little is left for a full collection to find; young collections still run as usual.
     """
     gc.set_threshold(*_GC_THRESHOLDS)
-
-
-def backup(settings: Settings, target: Path) -> int:
-    """Write a consistent snapshot of the data directory, even while the server runs."""
-    try:
-        summary = storage_backup.backup(Path(settings.storage.path), target)
-    except StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"Wrote {summary.path}: {summary.users} users, {summary.groups} groups.")
-    return 0
-
-
-def restore(settings: Settings, source: Path) -> int:
-    """Install a snapshot into a stopped instance, keeping the previous data aside."""
-    try:
-        summary = storage_backup.restore(source, Path(settings.storage.path), INDEXES)
-    except StorageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")
-    if summary.previous:
-        print(f"The previous data is kept in {summary.previous}.")
-    return 0
 
 
 def token(args: argparse.Namespace, control: SharedDocument) -> int:

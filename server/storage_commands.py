@@ -1,0 +1,140 @@
+"""The storage commands: ``backup``, ``restore`` and ``storage migrate``, for either backend.
+
+    python app.py backup PATH                    # one consistent data file, while serving
+    python app.py restore PATH                   # into a stopped install (every process)
+    python app.py storage migrate --to TARGET    # a whole install into an empty target
+
+A backup is the embedded store's data file whichever backend wrote it, so a backup of
+either restores into either (:mod:`storage.transfer`). ``TARGET`` is a PostgreSQL
+connection string or URL, or a data directory: ``storage migrate`` moves an install from
+the embedded store to PostgreSQL and back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from admin.accounts import FILE_NAME as ACCOUNTS_FILE
+from admin.audit import FILE_NAME as AUDIT_FILE
+from admin.audit import AuditLog
+from admin.connection import FILE_NAME as CONNECTION_FILE
+from admin.sso_access import FILE_NAME as SSO_FILE
+from scim.service import INDEXES
+from scim.tokens import FILE_NAME as TOKENS_FILE
+from server.config import Settings
+from storage import transfer
+from storage.backend import SharedState
+from storage.errors import StorageError
+from storage.journal import backup as embedded_backup
+from storage.settings import POSTGRESQL, StorageSettings
+
+# The shared documents an install moves with: tokens and the User Provisioning switch,
+# control-panel accounts, single sign-on settings, the connection status. Sessions, sign-outs
+# and the setup link belong to the backend they were made on.
+MOVED_DOCUMENTS = [TOKENS_FILE, ACCOUNTS_FILE, SSO_FILE, CONNECTION_FILE]
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add ``backup``, ``restore`` and ``storage`` to the operator command line."""
+    backup = sub.add_parser(
+        "backup", parents=[common], help="write a consistent snapshot (works while serving)"
+    )
+    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
+    restore = sub.add_parser(
+        "restore", parents=[common], help="restore a snapshot into a stopped instance"
+    )
+    restore.add_argument("path", help="a snapshot written by 'backup'")
+    storage = sub.add_parser("storage", parents=[common], help="move an install between stores")
+    storage_sub = storage.add_subparsers(dest="action", required=True)
+    migrate = storage_sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="copy this install (directory, tokens, admins, activity) into an empty store",
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="TARGET",
+        help="a PostgreSQL URL or connection string (postgresql://user@host/db), or a data "
+        "directory",
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run ``backup``, ``restore`` or ``storage migrate``; returns the exit code."""
+    try:
+        if args.command == "backup":
+            return backup(settings.storage, Path(args.path))
+        if args.command == "restore":
+            return restore(settings.storage, Path(args.path))
+        return migrate(settings.storage, target_settings(args.to))
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def backup(storage: StorageSettings, target: Path) -> int:
+    """Write a consistent snapshot of the directory, even while servers run."""
+    if storage.backend == POSTGRESQL:
+        snapshot = transfer.read_directory(storage, INDEXES)
+        transfer.write_backup(snapshot, target)
+        users, groups = len(snapshot.documents["User"]), len(snapshot.documents["Group"])
+    else:
+        summary = embedded_backup.backup(Path(storage.path), target)
+        users, groups = summary.users, summary.groups
+    print(f"Wrote {target}: {users} users, {groups} groups.")
+    return 0
+
+
+def restore(storage: StorageSettings, source: Path) -> int:
+    """Install a snapshot into a stopped install (the embedded store keeps the previous
+    data aside; PostgreSQL replaces it in one transaction)."""
+    if storage.backend == POSTGRESQL:
+        snapshot = transfer.read_backup(source)
+        transfer.write_directory(snapshot, storage, INDEXES, replace=True)
+        users, groups = len(snapshot.documents["User"]), len(snapshot.documents["Group"])
+        print(f"Restored {users} users and {groups} groups from {source}.")
+        return 0
+    summary = embedded_backup.restore(source, Path(storage.path), INDEXES)
+    print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")
+    if summary.previous:
+        print(f"The previous data is kept in {summary.previous}.")
+    return 0
+
+
+def migrate(source: StorageSettings, target: StorageSettings) -> int:
+    """Copy the install into the empty ``target``, check the copy, and say what was done."""
+    moved = transfer.migrate(
+        source, target, INDEXES, MOVED_DOCUMENTS, activity_log, on_step=lambda line: print(line)
+    )
+    print(
+        f"Migrated {moved.users} users, {moved.groups} groups, {moved.memberships} memberships, "
+        f"{len(moved.documents)} shared documents and {moved.events} activity events; the copy "
+        "matches the source."
+    )
+    if target.backend == POSTGRESQL:
+        print(
+            'Next: set [storage] backend = "postgresql" and dsn (or $PROWARE_STORAGE_DSN) in the '
+            "config file and start the servers. Admins sign in again (sessions do not move)."
+        )
+    else:
+        print(f'Next: set [storage] backend = "tinydb" and path = "{target.path}".')
+    return 0
+
+
+def target_settings(target: str) -> StorageSettings:
+    """``--to``: a PostgreSQL URL or ``key=value`` string, else a data directory."""
+    if target.startswith(("postgresql://", "postgres://")) or "=" in target:
+        return StorageSettings(backend=POSTGRESQL, dsn=target, pool_size=1)
+    return StorageSettings(path=Path(target).resolve())
+
+
+def activity_log(state: SharedState) -> AuditLog:
+    """The activity log of ``state``: the backend's own, or the file beside the store."""
+    log = state.event_log()
+    if log is not None:
+        return log
+    assert state.data_dir is not None
+    return AuditLog(state.data_dir / AUDIT_FILE)

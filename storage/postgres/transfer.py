@@ -1,0 +1,106 @@
+"""The whole directory in and out of PostgreSQL at once: backups, restores, migrations.
+
+:func:`snapshot` reads every user, group and membership in one repeatable-read transaction,
+so a backup taken while servers write is consistent. :func:`load` writes a snapshot in one
+transaction, ids, ``meta`` and member order as they are, into an empty database or in place
+of what it holds: a restore either happens whole or not at all.
+"""
+
+from __future__ import annotations
+
+from storage.errors import StorageError
+from storage.journal.snapshot import FORMAT, Snapshot
+from storage.postgres.connection import Database, jsonb
+from storage.postgres.reads import fold, index_keys
+from storage.repository import Index
+from storage.values import version_number
+
+KINDS = ("User", "Group")
+_BATCH = 1000  # rows sent per statement
+
+_INSERT_RESOURCES = """
+    INSERT INTO resources (kind, id, version, doc, folded)
+    SELECT %s, new.id, new.version, new.doc, new.folded
+    FROM unnest(%s::text[], %s::bigint[], %s::jsonb[], %s::jsonb[]) WITH ORDINALITY
+        AS new(id, version, doc, folded, position)
+    ORDER BY new.position
+"""
+_INSERT_KEYS = """
+    INSERT INTO resource_keys (kind, id, field, key, is_unique)
+    SELECT %s, new.id, new.field, new.key, new.is_unique
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::boolean[]) WITH ORDINALITY
+        AS new(id, field, key, is_unique, position)
+    ORDER BY new.position
+"""
+_INSERT_MEMBERS = """
+    INSERT INTO members (group_id, user_id)
+    SELECT %s, new.id FROM unnest(%s::text[]) WITH ORDINALITY AS new(id, position)
+    ORDER BY new.position
+"""
+
+
+def snapshot(database: Database) -> Snapshot:
+    """Every user, group and membership, as of one moment, in insertion order."""
+    with database.connection() as connection, database.errors():
+        with connection.transaction():
+            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            found = Snapshot(FORMAT)
+            for kind in KINDS:
+                rows = connection.execute(
+                    "SELECT id, doc FROM resources WHERE kind = %s ORDER BY seq", (kind,)
+                )
+                found.documents[kind] = {id: doc for id, doc in rows}
+            for group_id, user_id in connection.execute(
+                "SELECT group_id, user_id FROM members ORDER BY group_id, seq"
+            ):
+                found.members.setdefault(group_id, {})[user_id] = None
+            event_seq = connection.execute("SELECT coalesce(max(seq), 0) FROM activity")
+            found.event_seq = event_seq.fetchone()[0]  # type: ignore[index]
+    return found
+
+
+def load(database: Database, indexes: list[Index], snapshot: Snapshot, *, replace: bool) -> None:
+    """Write ``snapshot`` as the whole directory, in one transaction.
+
+    :param replace: delete what the database holds first (a restore); otherwise it must
+        hold no user or group (a migration).
+    :raises StorageError: the database is not empty and ``replace`` is false.
+    """
+    by_key = {(index.kind, index.field): index for index in indexes}
+    with database.transaction() as connection, database.errors():
+        # Nothing else writes the directory meanwhile: a server's transaction waits here.
+        connection.execute("LOCK TABLE resources, members, resource_keys IN EXCLUSIVE MODE")
+        if replace:
+            connection.execute("DELETE FROM members")
+            connection.execute("DELETE FROM resources")  # its index keys go with it
+        elif connection.execute("SELECT EXISTS (SELECT FROM resources)").fetchone()[0]:  # type: ignore[index]
+            raise StorageError(
+                f"the PostgreSQL database {database.shown} already holds users or groups; "
+                "migrate only into an empty database (nothing was changed)"
+            )
+        for kind in KINDS:
+            documents = list(snapshot.documents.get(kind, {}).items())
+            for start in range(0, len(documents), _BATCH):
+                batch = documents[start : start + _BATCH]
+                ids = [id for id, _ in batch]
+                connection.execute(
+                    _INSERT_RESOURCES,
+                    (
+                        kind,
+                        ids,
+                        [version_number(doc["meta"]["version"]) for _, doc in batch],
+                        [jsonb(doc) for _, doc in batch],
+                        [jsonb(fold(doc)) for _, doc in batch],
+                    ),
+                )
+                rows = [
+                    (id, field, key, unique)
+                    for id, doc in batch
+                    for field, (key, unique) in index_keys(by_key, kind, doc).items()
+                ]
+                if rows:
+                    connection.execute(_INSERT_KEYS, (kind, *map(list, zip(*rows, strict=True))))
+        for group_id, user_ids in snapshot.members.items():
+            members = list(user_ids)
+            for start in range(0, len(members), _BATCH):
+                connection.execute(_INSERT_MEMBERS, (group_id, members[start : start + _BATCH]))

@@ -1,0 +1,209 @@
+"""Moving an install between the embedded store and PostgreSQL, and backups of either.
+
+``python app.py storage migrate --to TARGET`` copies the directory (ids, ``meta``, member
+order), tokens, admin accounts and activity into an empty target and checks the copy;
+``backup``/``restore`` write and read one format on both backends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from app import create_app, main
+from server.config import StorageSettings
+from storage.settings import POSTGRESQL
+from tests.admin_support import create_admin, signed_in
+from tests.conftest import ScimClient
+from tests.pgserver import clean_database
+
+PREFIX = "/scim/v2"
+
+
+@pytest.fixture
+def dsn() -> str:
+    return clean_database()
+
+
+def write_config(path: Path, storage: str) -> Path:
+    path.write_text(f"[storage]\n{storage}\n", encoding="utf-8")
+    return path
+
+
+def embedded_config(tmp_path: Path, name: str = "embedded") -> Path:
+    return write_config(tmp_path / f"{name}.toml", f'path = "{name}-data"')
+
+
+def postgres_config(tmp_path: Path, dsn: str) -> Path:
+    return write_config(tmp_path / "postgres.toml", f'backend = "postgresql"\ndsn = "{dsn}"')
+
+
+def run(capsys: pytest.CaptureFixture, config: Path, *argv: str) -> tuple[int, str, str]:
+    code = main(["--config", str(config), *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Flask]]:
+    apps: list[Flask] = []
+    yield apps
+    for app in apps:
+        app.extensions["proware.backend"].close()
+
+
+def open_app(config: Path, apps: list[Flask]) -> Flask:
+    from server.config import load_settings
+
+    app = create_app(load_settings(config))
+    app.config["TESTING"] = True
+    apps.append(app)
+    return app
+
+
+def populate(app: Flask) -> tuple[str, dict]:
+    """Users, a group with members in a known order, a token, an admin; returns the token
+    and the directory as the API lists it."""
+    services = app.extensions["proware"]
+    secret, _ = services.tokens.create("entra")
+    services.switch.set(True)
+    scim = ScimClient(app.test_client(), secret)
+    users = [scim.create_user(f"user{n}@contoso.com", displayName=f"User {n}") for n in range(5)]
+    scim.create_group("Sales", members=[users[3]["id"], users[0]["id"], users[4]["id"]])
+    create_admin(app)
+    return secret, listing(scim)
+
+
+def listing(scim: ScimClient) -> dict:
+    users = scim.get("/Users?count=100").get_json()["Resources"]
+    groups = scim.get("/Groups?count=100").get_json()["Resources"]
+    return {"users": users, "groups": groups}
+
+
+def test_an_embedded_install_moves_to_postgresql_and_back_whole(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    embedded = embedded_config(tmp_path)
+    source = open_app(embedded, opened)
+    secret, before = populate(source)
+    source.extensions["proware.backend"].close()
+    opened.remove(source)
+
+    code, out, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 0, err
+    assert "Migrated 5 users, 1 groups, 3 memberships" in out
+    assert "the copy matches the source" in out
+    moved = open_app(postgres_config(tmp_path, dsn), opened)
+    scim = ScimClient(moved.test_client(), secret)  # the same token works
+    assert listing(scim) == before  # ids, meta (versions, times) and member order kept
+    assert signed_in(moved).get("/admin").status_code == 200  # the admin moved too
+    events = list(moved.extensions["proware.admin"].audit.newest_first())
+    assert [e["operation"] for e in events if e.get("source") != "control panel"].count(
+        "create"
+    ) == 6
+
+    back = tmp_path / "back-data"
+    code, out, err = run(
+        capsys, postgres_config(tmp_path, dsn), "storage", "migrate", "--to", str(back)
+    )
+
+    assert code == 0, err
+    returned = open_app(write_config(tmp_path / "back.toml", f'path = "{back}"'), opened)
+    assert listing(ScimClient(returned.test_client(), secret)) == before
+
+
+def test_a_migration_into_a_database_that_holds_data_changes_nothing(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    target = open_app(postgres_config(tmp_path, dsn), opened)
+    secret, before = populate(target)
+    embedded = embedded_config(tmp_path)
+    source = open_app(embedded, opened)
+    populate(source)
+    source.extensions["proware.backend"].close()
+    opened.remove(source)
+
+    code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "already holds users or groups" in err
+    assert listing(ScimClient(target.test_client(), secret)) == before
+
+
+def test_migrating_a_served_embedded_install_is_refused(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """The embedded store belongs to its server: stop it first."""
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))  # still open: the data directory is locked
+
+    code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "is in use by another Proware server" in err and "stop it first" in err
+
+
+def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    config = postgres_config(tmp_path, dsn)
+    app = open_app(config, opened)
+    secret, before = populate(app)
+    backup = tmp_path / "backup.json"
+
+    code, out, err = run(capsys, config, "backup", str(backup))
+    assert code == 0, err
+    assert "5 users, 1 groups" in out
+
+    scim = ScimClient(app.test_client(), secret)
+    scim.create_user("late@contoso.com")  # after the backup: the restore takes it away
+    code, _, err = run(capsys, config, "restore", str(backup))
+    assert code == 0, err
+    assert listing(scim) == before
+
+    embedded = embedded_config(tmp_path, "restored")
+    code, _, err = run(capsys, embedded, "restore", str(backup))
+    assert code == 0, err
+    restored = open_app(embedded, opened)
+    restored_scim = ScimClient(restored.test_client(), restored_token(restored))
+    assert listing(restored_scim) == before
+
+
+def test_a_damaged_backup_is_refused_and_changes_nothing(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    config = postgres_config(tmp_path, dsn)
+    app = open_app(config, opened)
+    secret, before = populate(app)
+    backup = tmp_path / "backup.json"
+    run(capsys, config, "backup", str(backup))
+    data = json.loads(backup.read_text())
+    first, second = list(data["users"].values())[:2]
+    second["userName"] = first["userName"].upper()  # a unique index broken
+    backup.write_text(json.dumps(data))
+
+    code, _, err = run(capsys, config, "restore", str(backup))
+
+    assert code == 1
+    assert "share the unique userName" in err
+    assert listing(ScimClient(app.test_client(), secret)) == before
+
+
+def restored_token(app: Flask) -> str:
+    services = app.extensions["proware"]
+    secret, _ = services.tokens.create("after-restore")
+    services.switch.set(True)
+    return secret
+
+
+def test_the_target_names_a_database_or_a_directory() -> None:
+    from server.storage_commands import target_settings
+
+    assert target_settings("postgresql://proware@db/proware").backend == POSTGRESQL
+    assert target_settings("host=db dbname=proware").backend == POSTGRESQL
+    assert target_settings("/srv/proware/data") == StorageSettings(path=Path("/srv/proware/data"))
