@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from storage.errors import Conflict, NotFound
+from storage.errors import Conflict, NotFound, Unavailable
+from storage.postgres.connection import Database
 from storage.postgres.repository import PostgresRepository
 from tests import pgserver
 from tests.storage_contract import INDEXES, CounterIds, FixedClock, group, user
@@ -159,6 +160,22 @@ def test_a_user_deleted_while_another_process_adds_it_leaves_no_dangling_member(
         assert second.groups_of(user_id) == []
 
 
+def test_waiting_too_long_for_another_processs_row_lock_is_unavailable(dsn: str) -> None:
+    """A request does not hang behind a transaction that keeps a document locked."""
+    holder = PostgresRepository(dsn, INDEXES)
+    waiter = PostgresRepository(Database(dsn, lock_timeout=0.3), INDEXES)
+    try:
+        id = insert(holder, "User", user("ann"))["id"]
+        with holder.transaction() as tx:
+            tx.get("User", id)  # locked until this block ends
+            with pytest.raises(Unavailable, match="held a row lock for too long"):
+                with waiter.transaction() as waiting:
+                    waiting.get("User", id)
+    finally:
+        waiter.database.close()
+        holder.close()
+
+
 # -- behaviour a database store adds ------------------------------------------------------
 
 
@@ -209,6 +226,18 @@ def test_a_membership_change_writes_rows_only_not_the_member_list(
     members = repository.members(group_id)
     assert len(members) == 1999 and members[-1] == ids[-1] and ids[5] not in members
     assert repository.get("Group", group_id)["meta"]["version"] == 'W/"2"'
+
+
+def test_a_transaction_cannot_be_read_after_its_block(repository: PostgresRepository) -> None:
+    """Its connection is back in the pool by then, perhaps in another thread's transaction."""
+    with repository.transaction() as tx:
+        id = tx.insert("User", user("ann"))["id"]
+
+    for read in (tx.get, tx.exists):
+        with pytest.raises(RuntimeError, match="has ended"):
+            read("User", id)
+    with pytest.raises(RuntimeError, match="has ended"):
+        tx.members(id)
 
 
 def test_ids_no_database_can_hold_are_simply_not_there(repository: PostgresRepository) -> None:

@@ -111,10 +111,12 @@ class PostgresTransaction(Reads):
         self.noted: list[tuple[int, dict]] = []
 
     def _fetch(self, query: str, *params: object) -> Any:
+        self._check_open()
         with self._database.errors():
             return fetch(self._connection, query, params)
 
     def _column(self, query: str, *params: object) -> list:
+        self._check_open()
         with self._database.errors():
             return column(self._connection, query, params)
 
@@ -123,6 +125,7 @@ class PostgresTransaction(Reads):
 
         :raises NotFound:
         """
+        self._check_open()
         return clone(self._lock(kind, id))
 
     # -- documents ------------------------------------------------------------------------
@@ -219,14 +222,15 @@ class PostgresTransaction(Reads):
         self.noted.append((seq, clone(event)))
 
     def close(self) -> None:
-        """Refuse further writes: the transaction block has ended."""
+        """Refuse further reads and writes: the transaction block has ended, and its
+        connection is back in the pool, perhaps serving another thread."""
         self._open = False
 
     # -- internals ------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if not self._open:
-            raise RuntimeError("the transaction has ended; open a new one to write")
+            raise RuntimeError("the transaction has ended; open a new one to read or write")
 
     def _lock(self, kind: str, id: str, query: str = LOCK) -> dict:
         """The stored document (not a copy), locked until the transaction ends."""
@@ -279,7 +283,7 @@ class PostgresTransaction(Reads):
         """
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
-                with self._connection.transaction(), self._database.errors():
+                with self._database.errors(), self._connection.transaction():
                     return column(self._connection, ADD_MEMBERS, (group_id, user_ids))
             except pg_errors.ForeignKeyViolation:
                 continue
