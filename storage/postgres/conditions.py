@@ -4,9 +4,10 @@ The SQL holds exactly when the condition does (a property test checks it against
 evaluator of the same language). How each rule of the language is kept:
 
 - *Values at a path* come from ``jsonb_path_query`` in lax mode, with ``[*][*]`` after each
-  key: lists met on the way are searched element by element, a list inside a list too
-  (SCIM documents have neither, beyond one level). Nulls are dropped, as absent.
-  A ``single`` path (no list on it) is read directly with ``#>``, which is much cheaper.
+  key: lists met on the way are searched element by element, and lists directly inside
+  lists are flattened too, two deep (SCIM documents never put a list in a list; deeper
+  nesting is not looked into). Nulls are dropped, as absent. A ``single`` path (no list on
+  it) is read directly with ``#>``, which is much cheaper.
 - *Code-point order*: every text comparison and sort is ``COLLATE "C"``, and UTF-8 byte
   order is code-point order. Text extracted from ``folded`` (the document with its strings
   casefolded by Python at write time) gives exact ``str.casefold`` semantics.
@@ -16,7 +17,7 @@ evaluator of the same language). How each rule of the language is kept:
 - Every translated condition is a non-NULL boolean, so ``NOT`` is exact.
 
 Every value (operands, paths) is a bound parameter; the SQL text depends only on the shape
-of the condition, so repeated shapes are prepared once per connection.
+of the condition, so psycopg prepares a shape once it has been used a few times.
 """
 
 from __future__ import annotations

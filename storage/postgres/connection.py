@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -131,8 +132,12 @@ class Database:
             name="proware",
             open=False,
         )
-        with self.errors():
-            self.pool.open(wait=True, timeout=max(checkout_timeout, connect_timeout))
+        try:
+            with self.errors():
+                self.pool.open(wait=True, timeout=max(checkout_timeout, connect_timeout))
+        except Unavailable:
+            self.pool.close()  # stops the workers that would go on trying to connect
+            raise
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -176,7 +181,10 @@ class Database:
 
     def _configure(self, connection: psycopg.Connection) -> None:
         # A request never waits without end behind a transaction that holds a row lock.
-        connection.execute(f"SET lock_timeout = {self._lock_timeout_ms}".encode())
+        # (SET takes no bound parameter; the value is our own number.)
+        connection.execute(
+            sql.SQL("SET lock_timeout = {}").format(sql.Literal(self._lock_timeout_ms))
+        )
 
     def _describe(self, error: psycopg.Error, committing: bool) -> str:
         if isinstance(error, PoolTimeout):
@@ -184,7 +192,10 @@ class Database:
                 f"no connection became free or could be opened within {self._checkout_timeout:g} s"
             )
         elif isinstance(error, pg_errors.TransactionRollback):
-            why = "a concurrent transaction conflicted with this one (deadlock); try again"
+            why = (
+                "a concurrent transaction conflicted with this one "
+                "(deadlock or serialization failure); try again"
+            )
         elif isinstance(error, pg_errors.LockNotAvailable):
             why = "another transaction held a row lock for too long; try again"
         else:

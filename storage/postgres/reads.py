@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.abc import Params
 
 from storage.errors import NotFound
 from storage.postgres.conditions import storable
@@ -24,6 +26,7 @@ GROUP = "Group"
 Key = tuple[str, str]  # (kind, id) of a document, or (kind, field) of an index
 # field -> (indexed value, whether the index is unique): what resource_keys holds for a doc.
 IndexKeys = dict[str, tuple[str, bool]]
+Statement = str | sql.Composed  # a statement with placeholders, its values bound apart
 
 GET = "SELECT doc FROM resources WHERE kind = %s AND id = %s"
 EXISTS = "SELECT EXISTS (SELECT FROM resources WHERE kind = %s AND id = %s)"
@@ -77,13 +80,13 @@ class Reads:
         raise NotImplementedError
 
 
-def fetch(connection: psycopg.Connection, query: str, params: tuple) -> Any:
+def fetch(connection: psycopg.Connection, query: Statement, params: Params) -> Any:
     """The first column of the first row of ``query`` (None if there is no row)."""
     row = connection.execute(query, params).fetchone()
     return None if row is None else row[0]
 
 
-def column(connection: psycopg.Connection, query: str, params: tuple) -> list:
+def column(connection: psycopg.Connection, query: Statement, params: Params) -> list:
     """The first column of every row of ``query``."""
     return [row[0] for row in connection.execute(query, params)]
 

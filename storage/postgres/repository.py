@@ -174,20 +174,23 @@ class PostgresRepository(Reads):
         where = builder.where(query.where)
         if not query.answerable_in_store:
             return answer_in_python(self._matching(kind, builder, where), query)
-        params: dict[str, Any] = {"kind": kind, **builder.params}
         if query.limit == 0:
-            total = self._count_matches(where, params)
-            return Found([], total)
+            return Found([], self._count_matches(where, {"kind": kind, **builder.params}))
         order = builder.order_by(query.order)
         document = sql.SQL("r.doc")
         if query.keys is not None:
             document = sql.SQL(TRIMMED)
-            params["keys"] = sorted(query.keys | {"id", "meta"})
         if query.where is None and query.order is None:
             statement = sql.SQL(LISTING).format(document=document)
         else:
             statement = sql.SQL(PAGE).format(order=order, where=where, document=document)
-        params |= builder.params | {"limit": query.limit, "offset": query.offset}
+        params: dict[str, Any] = {
+            "kind": kind,
+            "limit": query.limit,
+            "offset": query.offset,
+            "keys": sorted((query.keys or frozenset()) | {"id", "meta"}),
+            **builder.params,
+        }
         with self.database.connection() as connection:
             rows = connection.execute(statement, params).fetchall()
         if not rows:
@@ -212,8 +215,7 @@ class PostgresRepository(Reads):
 
     def _count_matches(self, where: sql.Composable, params: dict[str, Any]) -> int:
         with self.database.connection() as connection:
-            row = connection.execute(sql.SQL(COUNT_MATCHES).format(where=where), params)
-            return row.fetchone()[0]  # type: ignore[index]
+            return fetch(connection, sql.SQL(COUNT_MATCHES).format(where=where), params)
 
     def _matching(
         self, kind: str, builder: SqlBuilder, where: sql.Composable | None = None
