@@ -7,7 +7,8 @@ database that any number of server processes share (psycopg 3, psycopg_pool).
   repository, with :mod:`storage.postgres.reads` (reads shared by both) and
   :mod:`storage.postgres.conditions` (queries translated into SQL);
 - :mod:`storage.postgres.documents` (shared JSON documents, secrets),
-  :mod:`storage.postgres.events` (the activity log);
+  :mod:`storage.postgres.events` (the activity log), :mod:`storage.postgres.transfer` (the
+  whole directory in and out at once: backups, restores, migrations);
 - :mod:`storage.postgres.connection`: the connection pool, error translation,
   :func:`redact_dsn`; :mod:`storage.postgres.migrations`: the schema.
 
