@@ -1,4 +1,5 @@
-"""Concurrency: 16 clients writing at once to one real server (waitress, 8 threads).
+"""Concurrency: 16 clients writing at once to one real server (waitress, 8 threads), and to
+two servers sharing one PostgreSQL database.
 
 Every thread, each round: creates a user of its own; sets *its* attribute on three shared
 users (16 threads, 16 attributes: a lost update shows as another thread's value vanishing);
@@ -11,7 +12,9 @@ per case-folded name, consistent group/user cross-references, and the totals.
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import threading
 from collections import Counter
 from collections.abc import Mapping
@@ -23,6 +26,7 @@ import pytest
 from serverproc import ScimConnection, ServerProcess
 
 from scim import constants
+from tests.pgserver import empty_database
 
 pytestmark = pytest.mark.slow
 
@@ -173,15 +177,26 @@ def list_all(connection: ScimConnection, endpoint: str) -> list[dict]:
             return resources
 
 
-@pytest.fixture(scope="module")
-def outcome(tmp_path_factory: pytest.TempPathFactory):
-    """Run the 16 threads once; the tests below check what they left."""
-    server = ServerProcess(Path(tmp_path_factory.mktemp("concurrency")), threads=8)
-    token = server.create_token("concurrency")
-    server.enable_provisioning()
-    server.start()
+@pytest.fixture(scope="module", params=["embedded", "postgresql"])
+def outcome(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Run the 16 threads once per deployment; the tests below check what they left.
+
+    ``embedded``: one server with 8 worker threads on the embedded store. ``postgresql``:
+    two servers (as on two machines) on one PostgreSQL database, each thread talking to one
+    of them: what must hold across processes is then the database's doing.
+    """
+    root = Path(tmp_path_factory.mktemp("concurrency"))
+    if request.param == "postgresql":
+        dsn = empty_database()
+        servers = [ServerProcess(root / f"server-{n}", threads=4, dsn=dsn) for n in range(2)]
+    else:
+        servers = [ServerProcess(root, threads=8)]
+    token = servers[0].create_token("concurrency")
+    servers[0].enable_provisioning()
+    for server in servers:
+        server.start()
     try:
-        setup = server.connect(token)
+        setup = servers[0].connect(token)
         shared: dict[str, list[str]] = {"users": [], "groups": []}
         for n in range(SHARED_USERS):
             reply = setup.post("/Users", {"schemas": [constants.USER], "userName": f"shared-{n}"})
@@ -191,7 +206,9 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
                 "/Groups", {"schemas": [constants.GROUP], "displayName": f"team-{n}"}
             )
             shared["groups"].append(reply.body["id"])
-        writers = [Writer(t, server.connect(token), shared) for t in range(THREADS)]
+        writers = [
+            Writer(t, servers[t % len(servers)].connect(token), shared) for t in range(THREADS)
+        ]
         threads = [threading.Thread(target=writer.run) for writer in writers]
         for thread in threads:
             thread.start()
@@ -200,12 +217,22 @@ def outcome(tmp_path_factory: pytest.TempPathFactory):
         assert not any(thread.is_alive() for thread in threads), "writers still running"
         for writer in writers:
             writer.connection.close()
-        users = {user["id"]: user for user in list_all(setup, "Users")}
-        groups = {group["id"]: group for group in list_all(setup, "Groups")}
-        yield shared, [writer.log for writer in writers], users, groups, setup
+        views = []
+        for server in servers:
+            reader = server.connect(token)
+            views.append(
+                (
+                    {user["id"]: user for user in list_all(reader, "Users")},
+                    {group["id"]: group for group in list_all(reader, "Groups")},
+                )
+            )
+            reader.close()
+        users, groups = views[0]
+        yield shared, [writer.log for writer in writers], users, groups, setup, views
         setup.close()
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def test_every_write_got_an_expected_answer(outcome) -> None:
@@ -216,7 +243,7 @@ def test_every_write_got_an_expected_answer(outcome) -> None:
 
 def test_no_lost_update_on_shared_users(outcome) -> None:
     """Each thread's last acknowledged value of its attribute is what GET returns."""
-    shared, logs, _, _, connection = outcome
+    shared, logs, _, _, connection, _ = outcome
     for id in shared["users"]:
         resource = connection.get(f"/Users/{id}").body
         for log in logs:
@@ -226,7 +253,7 @@ def test_no_lost_update_on_shared_users(outcome) -> None:
 
 
 def test_each_thread_last_acknowledged_user_name_is_kept(outcome) -> None:
-    _, logs, users, _, _ = outcome
+    _, logs, users, _, _, _ = outcome
     for log in logs:
         for id, name in log.user_names.items():
             assert users.get(id, {}).get("userName") == name, f"thread {log.number}'s user {id}"
@@ -234,7 +261,7 @@ def test_each_thread_last_acknowledged_user_name_is_kept(outcome) -> None:
 
 
 def test_no_two_user_names_differ_only_by_case(outcome) -> None:
-    _, _, users, groups, _ = outcome
+    _, _, users, groups, _, _ = outcome
     folded = Counter(user["userName"].casefold() for user in users.values())
     assert [name for name, count in folded.items() if count > 1] == []
     folded = Counter(group["displayName"].casefold() for group in groups.values())
@@ -242,7 +269,7 @@ def test_no_two_user_names_differ_only_by_case(outcome) -> None:
 
 
 def test_each_contested_create_had_exactly_one_winner(outcome) -> None:
-    _, logs, users, _, _ = outcome
+    _, logs, users, _, _, _ = outcome
     wins = Counter(name for log in logs for name in log.race_wins)
     assert wins == Counter({f"race-{round}": 1 for round in range(ROUNDS)})
     names = {user["userName"].casefold() for user in users.values()}
@@ -250,7 +277,7 @@ def test_each_contested_create_had_exactly_one_winner(outcome) -> None:
 
 
 def test_group_members_are_what_the_threads_acknowledged(outcome) -> None:
-    shared, logs, _, groups, _ = outcome
+    shared, logs, _, groups, _, _ = outcome
     for id in shared["groups"]:
         expected = set().union(*(log.memberships[id] for log in logs))
         assert {member["value"] for member in groups[id].get("members", [])} == expected
@@ -258,7 +285,7 @@ def test_group_members_are_what_the_threads_acknowledged(outcome) -> None:
 
 def test_group_and_user_cross_references_agree(outcome) -> None:
     """Every member exists, and each user's ``groups`` lists exactly the groups listing it."""
-    _, _, users, groups, _ = outcome
+    _, _, users, groups, _, _ = outcome
     listed_in: dict[str, set[str]] = {id: set() for id in users}
     for group in groups.values():
         for member in group.get("members", []):
@@ -269,7 +296,7 @@ def test_group_and_user_cross_references_agree(outcome) -> None:
 
 
 def test_totals_match_acknowledged_creates_minus_deletes(outcome) -> None:
-    _, logs, users, groups, connection = outcome
+    _, logs, users, groups, connection, _ = outcome
     created = SHARED_USERS + sum(log.created_users for log in logs)
     deleted = sum(len(log.deleted) for log in logs)
     filter_ = quote("userName pr")
@@ -277,3 +304,12 @@ def test_totals_match_acknowledged_creates_minus_deletes(outcome) -> None:
     assert connection.get(f"/Users?filter={filter_}&count=1").body["totalResults"] == len(users)
     assert len(users) == created - deleted
     assert len(groups) == SHARED_GROUPS + sum(log.created_groups for log in logs)
+
+
+def test_every_server_sees_the_same_directory(outcome) -> None:
+    """With two servers on one database, both list exactly the same users and groups."""
+    *_, views = outcome
+    # Each server writes its own address into meta.location and $ref.
+    first = re.sub(r"127\.0\.0\.1:\d+", "HOST", json.dumps(views[0], sort_keys=True))
+    for other in views[1:]:
+        assert re.sub(r"127\.0\.0\.1:\d+", "HOST", json.dumps(other, sort_keys=True)) == first
