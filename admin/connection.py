@@ -28,12 +28,13 @@ from urllib.parse import unquote_plus
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, StorageError
 from storage.repository import Clock
 
 log = logging.getLogger("proware.admin")
 
 FILE_NAME = "connection-status.json"
+_UNPRINTABLE = re.compile("[\x00\ud800-\udfff]")
 FORMAT = 1
 RECENT = 15  # requests kept per token
 REFUSALS = 20  # distinct refusals kept per token
@@ -234,8 +235,9 @@ class ConnectionStatus:
         result = summarise(observation)
         probe = is_probe(observation.method, observation.path, observation.filter)
         # Shown decoded, as a person reads it: filter=userName eq "..." (Entra A1).
+        observation = _storable(observation)
         query = unquote_plus(observation.query)
-        target = observation.path + (f"?{query}" if query else "")
+        target = _clean(observation.path + (f"?{query}" if query else ""))
         row = RequestRecord(
             time=observation.time,
             client=observation.client,
@@ -271,7 +273,7 @@ class ConnectionStatus:
         a failure to reach the document leaves this process's own view."""
         try:
             self.save(force=True)
-        except OSError:
+        except (OSError, StorageError):
             log.warning("could not merge the connection status", exc_info=True)
         return self
 
@@ -316,7 +318,8 @@ class ConnectionStatus:
         self._saved_at = now  # claim this save, so concurrent requests skip it
         try:
             self.save()
-        except OSError:
+        except (OSError, StorageError):
+            # Never the request's failure: it was answered already (the status is a view).
             log.warning("could not save the connection status", exc_info=True)
 
     def _load(self) -> None:
@@ -330,6 +333,22 @@ class ConnectionStatus:
             return
         if document.get("format") == FORMAT:
             self._tokens = {status.name: status for status in _decode(document)}
+
+
+def _storable(observation: Observation) -> Observation:
+    """The observation with what a person can read and any store can hold (no NUL, no lone
+    surrogate) in the text a client chose: path, query, filter and the detail echoing them."""
+    return replace(
+        observation,
+        path=_clean(observation.path),
+        query=_clean(observation.query),
+        filter=_clean(observation.filter) if observation.filter is not None else None,
+        detail=_clean(observation.detail) if observation.detail is not None else None,
+    )
+
+
+def _clean(text: str) -> str:
+    return _UNPRINTABLE.sub("\ufffd", text)
 
 
 def _decode(document: dict) -> list[TokenStatus]:

@@ -52,3 +52,8 @@ class Unavailable(StorageError):
     The message names the server without its password
     (:func:`storage.postgres.connection.redact_dsn`).
     """
+
+
+class Unstorable(StorageError, ValueError):
+    """A value the store cannot hold: PostgreSQL refuses U+0000 and unpaired surrogates in
+    text, and index keys past its size limit. The request is at fault (HTTP 400)."""

@@ -451,3 +451,37 @@ def test_error_bodies_are_valid_json_with_non_ascii_details(scim) -> None:
 
     body = assert_scim_error(response, 404, None, "'日本'")
     assert json.loads(response.get_data().decode("utf-8")) == body
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        pytest.param('{"userName": "ann", "title": "a\\u0000b"}', "U+0000 at position 1", id="nul"),
+        pytest.param('{"userName": "ann", "displayName": "\\ud800x"}', "U+D800", id="surrogate"),
+        pytest.param(
+            '{"userName": "ann", "emails": [{"value": "\\udfff@x"}]}', "U+DFFF", id="in-a-list"
+        ),
+    ],
+)
+def test_characters_no_store_can_hold_are_refused_on_every_backend(
+    scim, body: str, where: str
+) -> None:
+    """JSON can spell U+0000 and unpaired surrogates; PostgreSQL cannot store them."""
+    response = scim.request("POST", "/Users", body)
+
+    assert_scim_error(response, 400, "invalidValue", where)
+    assert scim.get("/Users").get_json()["totalResults"] == 0
+
+
+def test_an_identifier_too_long_to_index_is_refused(scim) -> None:
+    response = scim.post("/Users", {"userName": "日" * 700})  # 700 characters, 2,100 bytes
+
+    assert_scim_error(response, 400, "invalidValue", "at most 2000 bytes")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/Users/a%00b", '/Users?filter=userName+eq+"a%00b"', '/Users?filter=userName+eq+"\\u0000"'],
+)
+def test_a_nul_in_a_url_is_never_a_500(scim, path: str) -> None:
+    assert scim.get(path).status_code in (200, 400, 404)

@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from scim import constants, errors
-from storage.errors import Unavailable
+from storage.errors import Unavailable, Unstorable
 
 log = logging.getLogger("proware")
 
@@ -142,6 +142,17 @@ def register_error_handlers(app: Flask) -> None:
         response = _html_error(503, error.detail) or error_response(error)
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return response
+
+    @app.errorhandler(Unstorable)
+    def handle_unstorable(exc: Unstorable) -> Response:
+        # Input checks refuse what the stores cannot hold (scim.schemas.fields); this is the
+        # net under them, e.g. a NUL in a resource id in the URL.
+        error = errors.InvalidValue(
+            "a value holds a character the directory cannot store (U+0000 or an unpaired "
+            "surrogate) or is too long to index"
+        )
+        g.scim_error = error
+        return _html_error(error.status, error.detail) or error_response(error)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:

@@ -27,6 +27,10 @@ _MESSAGES: types.ErrorMessages = {"required": "required", "null": "must not be n
 # U+0000-U+001F and U+007F: never part of a name a person typed, and a newline in a userName
 # breaks filters and log lines.
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+# U+0000 and the surrogates, which UTF-8 text can only hold in pairs.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Index keys stay well inside PostgreSQL's btree limit (about 2,700 bytes).
+MAX_IDENTIFIER_BYTES = 2000
 
 # RFC 7643 §2.3.5: xsd:dateTime, so a date alone, or a time without seconds, is not enough.
 _DATETIME_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
@@ -54,13 +58,24 @@ def _expected(what: str, value: object) -> ValidationError:
 
 
 class ScimString(fields.String):
-    """A JSON string (RFC 7643 §2.3.1), kept exactly as sent: no trimming, no case change."""
+    """A JSON string (RFC 7643 §2.3.1), kept exactly as sent: no trimming, no case change.
+
+    Except U+0000 and unpaired surrogates (JSON can spell both, "\\u0000" and "\\ud800"):
+    no text means them, and PostgreSQL cannot store them, so they are refused everywhere.
+    """
 
     default_error_messages = _MESSAGES
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise _expected("a string", value)
+        unstorable = _UNSTORABLE.search(value)
+        if unstorable:
+            code = f"U+{ord(unstorable.group()):04X}"
+            what = "control characters" if code == "U+0000" else "unpaired surrogates"
+            raise ValidationError(
+                f"{what} are not allowed ({code} at position {unstorable.start()})"
+            )
         return value
 
 
@@ -160,6 +175,9 @@ def identifier(value: str) -> None:
         raise ValidationError(
             f"must be at most {MAX_IDENTIFIER_LENGTH} characters, got {len(value)}"
         )
+    size = len(value.encode("utf-8"))
+    if size > MAX_IDENTIFIER_BYTES:
+        raise ValidationError(f"must be at most {MAX_IDENTIFIER_BYTES} bytes in UTF-8, got {size}")
 
 
 def invalid_value(error: ValidationError) -> InvalidValue:

@@ -15,7 +15,7 @@ password (:func:`redact_dsn`):
   the client retries). Failed statements are never retried here: a retry would have to
   replay the caller's whole transaction, which only the caller can do.
 - a value PostgreSQL cannot hold (U+0000 in a string, a lone surrogate, an index key past
-  PostgreSQL's size limit) becomes :class:`ValueError`.
+  PostgreSQL's size limit) becomes :class:`storage.errors.Unstorable` (a ValueError).
 
 If the connection is lost during ``COMMIT``, the transaction may or may not have committed;
 the :class:`Unavailable` raised then says so.
@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from storage.errors import Unavailable
+from storage.errors import Unavailable, Unstorable
 from storage.postgres.migrations import apply_migrations
 
 MASK = "********"
@@ -44,7 +44,7 @@ MASK = "********"
 _SECRET_OPTIONS = frozenset({"password", "sslpassword"})
 
 # Compact JSON for the wire; ASCII escapes, so a lone surrogate reaches the server as text
-# it refuses (a DataError, hence ValueError) rather than failing inside the client.
+# it refuses (a DataError, hence Unstorable) rather than failing inside the client.
 dumps = partial(json.dumps, separators=(",", ":"))
 
 
@@ -169,7 +169,7 @@ class Database:
         try:
             yield
         except (pg_errors.ProgramLimitExceeded, psycopg.DataError) as error:
-            raise ValueError(
+            raise Unstorable(
                 f"PostgreSQL cannot store this value: {self._first_line(error)}"
             ) from error
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
