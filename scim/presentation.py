@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 from scim import constants
 from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE
-from storage import errors as storage_errors
 from storage.repository import Reader
 
 # Where a stored password hash lives; "password" itself is write-only (RFC 7643 §4.1).
@@ -80,13 +79,7 @@ def _group_objects(reader: Reader, group_ids: list[str], base_url: str) -> list[
 
 def existing_documents(reader: Reader, kind: str, ids: Iterable[str]) -> list[dict]:
     """The documents with these ids, in order, skipping any that no longer exist."""
-    found = []
-    for id in ids:
-        try:
-            found.append(reader.get(kind, id))
-        except storage_errors.NotFound:
-            continue
-    return found
+    return reader.get_many(kind, list(ids))
 
 
 def _user_display(user: dict) -> str:

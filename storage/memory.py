@@ -40,6 +40,13 @@ class _Reads:
         """A copy of the document; :class:`NotFound` if there is none."""
         return clone(self._stored(kind, id))
 
+    def get_many(self, kind: str, ids: list[str]) -> list[dict]:
+        """Copies of the documents with these ids that exist, in the order of ``ids``."""
+        table = self._state.documents.get(kind)
+        if table is None:
+            return []
+        return [clone(table[id]) for id in dict.fromkeys(ids) if id in table]
+
     def exists(self, kind: str, id: str) -> bool:
         """Whether a document of ``kind`` has ``id``."""
         return id in self._state.documents.get(kind, {})

@@ -60,6 +60,11 @@ class Reader(Protocol):
         """A copy of the document; :class:`storage.errors.NotFound` if there is none."""
         ...
 
+    def get_many(self, kind: str, ids: list[str]) -> list[dict]:
+        """Copies of the documents with these ids that exist, in the order of ``ids`` (each
+        once); one call however many there are (a group's members)."""
+        ...
+
     def exists(self, kind: str, id: str) -> bool:
         """Whether a document of ``kind`` has ``id``."""
         ...
@@ -149,7 +154,8 @@ class Repository(Reader, Protocol):
 
         For passing over documents (matching a filter, sorting, skipping to a page) without
         copying each: at 50,000 users the copies cost half a second a query. Copy the ones
-        kept (:func:`storage.values.clone`).
+        kept (:func:`storage.values.clone`). A database store has no stored documents in the
+        process: it parses each afresh.
         """
         ...
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from storage.journal import JournalRepository
 from storage.memory import MemoryRepository
+from storage.postgres.repository import PostgresRepository
 from storage.repository import Clock, IdFactory, Index, Repository
 from storage.tinydb_store import TinyDBRepository
+from tests import pgserver
 
 # The indexes the SCIM service configures (scim/service.py INDEXES).
 INDEXES = [
@@ -38,6 +40,9 @@ IMPLEMENTATIONS: dict[str, RepositoryFactory] = {
     ),
     "journal": lambda directory, clock, new_id: JournalRepository(
         directory / "data", INDEXES, clock, new_id
+    ),
+    "postgresql": lambda directory, clock, new_id: PostgresRepository(
+        pgserver.clean_database(), INDEXES, clock, new_id
     ),
 }
 

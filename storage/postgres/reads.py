@@ -29,6 +29,7 @@ IndexKeys = dict[str, tuple[str, bool]]
 Statement = str | sql.Composed  # a statement with placeholders, its values bound apart
 
 GET = "SELECT doc FROM resources WHERE kind = %s AND id = %s"
+GET_MANY = "SELECT jsonb_build_array(id, doc) FROM resources WHERE kind = %s AND id = ANY(%s)"
 EXISTS = "SELECT EXISTS (SELECT FROM resources WHERE kind = %s AND id = %s)"
 FIND = "SELECT id FROM resource_keys WHERE kind = %s AND field = %s AND key = %s ORDER BY seq"
 MEMBERS = "SELECT user_id FROM members WHERE group_id = %s ORDER BY seq"
@@ -46,6 +47,15 @@ class Reads:
         if document is None:
             raise NotFound(kind, id)
         return document
+
+    def get_many(self, kind: str, ids: list[str]) -> list[dict]:
+        """Copies of the documents with these ids that exist, in the order of ``ids``: one
+        statement, where a group's members one ``get`` each cost a second at 10,000."""
+        wanted = [id for id in ids if storable(id)]
+        if not wanted:
+            return []
+        found = dict(self._column(GET_MANY, kind, wanted))
+        return [found[id] for id in dict.fromkeys(wanted) if id in found]
 
     def exists(self, kind: str, id: str) -> bool:
         """Whether a document of ``kind`` has ``id``."""
