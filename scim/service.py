@@ -12,6 +12,7 @@ member relation) and :mod:`scim.activity` (what each write did).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from werkzeug.security import generate_password_hash
@@ -136,12 +137,15 @@ class Directory:
             )
             total, page = found.total, found.documents
         else:
-            matched = self._matching(kind, query, base_url)
+            matched = self._matching(kind, query, base_url, pinned, predicate)
             if query.sort_by is not None:
                 matched = sort_documents(matched, query.sort_by, query.ascending, resource)
             total, page = len(matched), matched[start - 1 : start - 1 + count]
-        # Documents may be the stored ones, passed over in place: copy the page.
-        resources = [self._resource(kind, clone(doc), base_url, query) for doc in page]
+        if pinned is None:
+            # Documents may be the stored ones, passed over in place: copy the page. What an
+            # index pinned are copies already.
+            page = [clone(doc) for doc in page]
+        resources = [self._resource(kind, doc, base_url, query) for doc in page]
         return QueryResult(resources=resources, total=total, start_index=start)
 
     def search_all(self, query: Query, base_url: str) -> QueryResult:
@@ -290,16 +294,28 @@ class Directory:
         count = self.max_results if page.count is None else min(page.count, self.max_results)
         return page.start_index, count
 
-    def _matching(self, kind: str, query: Query, base_url: str) -> list[dict]:
+    def _matching(
+        self,
+        kind: str,
+        query: Query,
+        base_url: str,
+        candidates: list[dict] | None = None,
+        predicate: Callable[[dict], bool] | None = None,
+    ) -> list[dict]:
         """The documents of ``kind`` that match the query's filter, in insertion order.
 
         They may be the stored documents themselves (see :meth:`_candidates`): copy those
         kept. The filter is checked before anything is read, so a bad one is a 400 even when
         nothing is there to test.
+
+        :param candidates: the documents an index pinned, if the caller looked them up;
+        :param predicate: the filter's matcher, if the caller built it.
         """
         resource = RESOURCE_TYPES[kind]
-        predicate = matcher(query.filter, resource) if query.filter is not None else None
-        candidates = self._candidates(kind, query.filter, resource)
+        if predicate is None and query.filter is not None:
+            predicate = matcher(query.filter, resource)
+        if candidates is None:
+            candidates = self._candidates(kind, query.filter, resource)
         if _reads_members(kind, query):
             candidates = [with_member_objects(self.repository, doc, base_url) for doc in candidates]
         if predicate is None:

@@ -49,6 +49,10 @@ class CountingRepository(MemoryRepository):
         self.calls["members"] += 1
         return super().members(group_id)
 
+    def find(self, kind: str, field: str, value: str) -> list[str]:
+        self.calls["find"] += 1
+        return super().find(kind, field, value)
+
 
 @pytest.fixture
 def repository() -> CountingRepository:
@@ -104,6 +108,7 @@ def test_matching_queries_are_answered_from_an_index_not_a_scan(
 
     assert result.total == 1
     assert repository.calls[f"all {kind}"] == 0
+    assert repository.calls["find"] == 1  # once, not again to build the page
 
 
 def test_a_filter_with_no_indexed_equality_scans(
