@@ -54,8 +54,13 @@ def store_query(
     *,
     offset: int,
     limit: int,
+    attributes: list[AttrPath] | None = None,
 ) -> store.Query:
-    """The repository query for one SCIM list or search request on ``resource``."""
+    """The repository query for one SCIM list or search request on ``resource``.
+
+    :param attributes: the request's ``attributes``: the store may leave other top-level
+        attributes out of what it returns.
+    """
     where, exact = translate(expr, resource) if expr is not None else (None, True)
     return store.Query(
         matches=matches,
@@ -66,7 +71,21 @@ def store_query(
         order=order(sort_by, resource, ascending) if sort_key is not None else None,
         offset=offset,
         limit=limit,
+        keys=wanted_keys(attributes, resource) if attributes else None,
     )
+
+
+def wanted_keys(attributes: list[AttrPath], resource: ResourceTypeDef) -> frozenset[str] | None:
+    """The document keys ``attributes=`` needs: each attribute's top-level key (an
+    extension's URN), and ``schemas``, ``id`` and ``meta``, which every resource carries;
+    None (everything) if a path does not resolve to an attribute."""
+    keys = {"schemas", "id", "meta"}
+    for path in attributes:
+        resolved = resolve(path, resource)
+        if resolved is None:
+            return None
+        keys.add(resolved.container or resolved.attribute.name)
+    return frozenset(keys)
 
 
 def translate(expr: Filter, resource: ResourceTypeDef) -> Translated:

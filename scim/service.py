@@ -133,6 +133,7 @@ class Directory:
                     # startIndex is any integer the client sent; a store's offset is 64 bits.
                     offset=min(start - 1, sys.maxsize),
                     limit=count,
+                    attributes=query.attributes,
                 ),
             )
             total, page = found.total, found.documents

@@ -27,7 +27,7 @@ from scim.filter import (
 )
 from scim.pagination import sort_key
 from scim.paths import AttrPath, parse_attr_path
-from scim.queries import order, translate
+from scim.queries import order, translate, wanted_keys
 from storage import query as store
 from storage.query import Found, Query, answer_in_python, holds
 
@@ -239,3 +239,19 @@ def test_a_time_finer_than_the_stored_milliseconds_is_left_to_python() -> None:
 
     assert not matcher(expr, USER_RESOURCE)(stored)
     assert (condition, exact) == (None, False)
+
+
+def test_the_keys_attributes_needs_are_its_top_level_keys_and_the_ever_present_ones() -> None:
+    paths = [parse_attr_path(text) for text in ("userName", "name.givenName", "emails.value")]
+    enterprise = [parse_attr_path(f"{ENTERPRISE}:manager.value")]
+
+    assert wanted_keys(paths, USER_RESOURCE) == {
+        "schemas",
+        "id",
+        "meta",
+        "userName",
+        "name",
+        "emails",
+    }
+    assert wanted_keys(enterprise, USER_RESOURCE) == {"schemas", "id", "meta", ENTERPRISE}
+    assert wanted_keys([parse_attr_path("noSuchThing")], USER_RESOURCE) is None
