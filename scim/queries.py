@@ -6,14 +6,14 @@ translation into the store's condition language, which PostgreSQL runs in SQL. A
 is *exact* only where the two agree on every document the schema allows:
 
 - string and reference attributes, single- or multi-valued, with every operator (case folded
-  unless the attribute is caseExact), ``pr``, ``eq null``/``ne null``, ``emails[...]``, and
-  ``and``/``or``/``not`` of those;
+  unless the attribute is caseExact), booleans with ``eq``/``ne`` (``active eq false``),
+  ``pr``, ``eq null``/``ne null``, ``emails[...]``, and ``and``/``or``/``not`` of those;
 - ``meta.created`` and ``meta.lastModified`` compared with a dateTime, since the store writes
   them itself in one fixed-width UTC form, so text order is time order (an operand finer than
   a millisecond is not translated);
 - sortBy on a single-valued string, reference, ``meta.created`` or ``meta.lastModified``.
 
-Everything else (booleans, numbers, other dateTimes, sorting by a multi-valued attribute) is
+Everything else (numbers, other dateTimes, sorting by a multi-valued attribute) is
 left out of the condition: for ``and`` the translated terms still narrow the search, and the
 store runs the Python matcher on what they select; for ``or`` and ``not`` nothing is narrowed.
 """
@@ -26,6 +26,7 @@ from datetime import datetime
 from scim import definitions
 from scim.definitions import AttributeDef, ResourceTypeDef
 from scim.filter import And, Compare, Filter, Not, Or, Present, ValuePathFilter
+from scim.filter.evaluate import as_boolean
 from scim.filter.tree import operands, render_value
 from scim.paths import AttrPath, Resolved, resolve
 from storage import query as store
@@ -168,6 +169,12 @@ def _compare(node: Compare, path: store.Path, definition: AttributeDef, single: 
     kind = definition.type
     if kind == definitions.DATETIME and node.op not in _SUBSTRING:
         return _stamped_time(node, path)
+    if kind == definitions.BOOLEAN:
+        # As evaluate.py: eq/ne only (checked before), the operand true/false or their names.
+        expected = as_boolean(node.value)
+        if expected is None:
+            return None, False
+        return store.Truth(path, node.op, expected, single=single), True
     if kind not in _TEXTUAL:
         return None, False  # booleans and numbers compare by type in Python only
     # As evaluate.py: a number or boolean operand compares as its JSON text; dateTimes under

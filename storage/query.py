@@ -51,6 +51,25 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Truth:
+    """A boolean at ``path`` compares with ``value``; the strings "true" and "false", in any
+    case (after ``str.casefold``), count as the booleans they name.
+
+    ``eq``: some value at the path is ``value``. ``ne``: there is no value at the path, or
+    some value is the other boolean.
+    """
+
+    path: Path
+    op: str
+    value: bool
+    single: bool = False
+
+    def __post_init__(self) -> None:
+        if self.op not in ("eq", "ne"):
+            raise ValueError(f"a truth compares with eq or ne, not {self.op!r}")
+
+
+@dataclass(frozen=True)
 class Present:
     """Some value at ``path`` is present: not ``""``, ``[]`` or ``{}``, and an object only
     if one of its members is not null, ``""``, ``[]`` or ``{}``."""
@@ -89,7 +108,7 @@ class Not:
     term: Condition
 
 
-Condition = Text | Present | Element | All | Any_ | Not
+Condition = Text | Truth | Present | Element | All | Any_ | Not
 
 NOTHING = Any_(())
 
@@ -188,6 +207,11 @@ def holds(condition: Condition, document: dict) -> bool:
     found = values_at(document, condition.path)
     if isinstance(condition, Present):
         return any(_present(value) for value in found)
+    if isinstance(condition, Truth):
+        truths = [_truth(value) for value in found]
+        if condition.op == "ne":
+            return not found or any(truth is (not condition.value) for truth in truths)
+        return any(truth is condition.value for truth in truths)
     fold = str.casefold if condition.fold else _same
     expected = fold(condition.value)
     test = _TESTS[condition.op]
@@ -208,6 +232,14 @@ def values_at(document: dict, path: Path) -> list:
                 following.extend(value if isinstance(value, list) else [value])
         current = following
     return [value for value in current if value is not None]
+
+
+def _truth(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.casefold() in ("true", "false"):
+        return value.casefold() == "true"
+    return None
 
 
 def _present(value: object) -> bool:

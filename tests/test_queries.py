@@ -77,7 +77,8 @@ def users(draw: st.DrawFn) -> dict:
     optional = {
         "displayName": maybe(words),
         "title": maybe(words),
-        "active": st.booleans(),
+        # Entra sends "True" and "False" as strings (entra-provisioning.md Q2).
+        "active": st.one_of(st.booleans(), st.sampled_from(["True", "false", "FALSE", "yes"])),
         "emails": emails,
         "name": st.fixed_dictionaries(
             {}, optional={"givenName": maybe(words), "familyName": words}
@@ -208,6 +209,8 @@ def test_the_lookups_entra_makes_translate_exactly() -> None:
         ('displayName eq "Sales"', GROUP_RESOURCE),
         ('userName co "an" and userName sw "a"', USER_RESOURCE),
         ("title pr", USER_RESOURCE),
+        ("active eq false", USER_RESOURCE),
+        ('active ne "True"', USER_RESOURCE),
         ('meta.lastModified gt "2026-11-26T10:54:52Z"', USER_RESOURCE),
     ]:
         condition, exact = translate(parse_filter(text), resource)
@@ -215,8 +218,9 @@ def test_the_lookups_entra_makes_translate_exactly() -> None:
 
 
 def test_an_untranslatable_term_still_narrows_an_and() -> None:
+    finer_than_stored = 'meta.lastModified gt "2026-11-26T10:54:52.123456Z"'
     condition, exact = translate(
-        parse_filter('userName eq "ann" and active eq true'), USER_RESOURCE
+        parse_filter(f'userName eq "ann" and {finer_than_stored}'), USER_RESOURCE
     )
 
     assert not exact
@@ -255,3 +259,22 @@ def test_the_keys_attributes_needs_are_its_top_level_keys_and_the_ever_present_o
     }
     assert wanted_keys(enterprise, USER_RESOURCE) == {"schemas", "id", "meta", ENTERPRISE}
     assert wanted_keys([parse_attr_path("noSuchThing")], USER_RESOURCE) is None
+
+
+@PROPERTY
+@given(
+    st.sampled_from(["eq", "ne"]),
+    st.sampled_from([True, False, "True", "false", "FALSE"]),
+    st.lists(users(), min_size=1, max_size=6),
+)
+def test_a_boolean_comparison_translates_exactly(
+    op: str, value: object, documents: list[dict]
+) -> None:
+    """active eq/ne with booleans and Entra's "True"/"False" strings, on both sides."""
+    expr = Compare(parse_attr_path("active"), op, value)  # type: ignore[arg-type]
+    matches = matcher(expr, USER_RESOURCE)
+    condition, exact = translate(expr, USER_RESOURCE)
+
+    assert exact and condition is not None
+    for document in documents:
+        assert holds(condition, document) == matches(document), (str(expr), document)

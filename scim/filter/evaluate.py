@@ -276,11 +276,11 @@ def _value_test(
     if kind == BOOLEAN:
         if op not in _EQUALITY:
             raise InvalidFilter(f"filter: {where}: a boolean compares with eq or ne only")
-        expected = _as_boolean(operand)
+        expected = as_boolean(operand)
         if expected is None:
             raise InvalidFilter(f"filter: {where} {render_value(operand)}: expected true or false")
         same = _EQUALITY[op]
-        return lambda value: (actual := _as_boolean(value)) is not None and same(actual, expected)
+        return lambda value: (actual := as_boolean(value)) is not None and same(actual, expected)
     if kind in (INTEGER, DECIMAL):
         if op in _SUBSTRING or not _is_number(operand):
             raise InvalidFilter(f"filter: {where} {render_value(operand)}: expected a number")
@@ -315,7 +315,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _as_boolean(value: object) -> bool | None:
+def as_boolean(value: object) -> bool | None:
     """A boolean, or the strings "true"/"false" in any case (Entra Q2, Q15); else None."""
     if isinstance(value, bool):
         return value

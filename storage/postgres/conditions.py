@@ -28,7 +28,18 @@ from itertools import count
 
 from psycopg import sql
 
-from storage.query import All, Any_, Condition, Element, Not, Order, Path, Present, Text
+from storage.query import (
+    All,
+    Any_,
+    Condition,
+    Element,
+    Not,
+    Order,
+    Path,
+    Present,
+    Text,
+    Truth,
+)
 
 # The columns of the row under test (the query names the resources table "r").
 DOCUMENT = sql.SQL("r.doc")
@@ -125,6 +136,8 @@ class SqlBuilder:
     def _condition(self, condition: Condition, roots: _Roots) -> sql.Composable:
         if isinstance(condition, Text):
             return self._text(condition, roots)
+        if isinstance(condition, Truth):
+            return self._truth(condition, roots)
         if isinstance(condition, Present):
             return self._present(condition, roots)
         if isinstance(condition, Element):
@@ -189,6 +202,32 @@ class SqlBuilder:
         return sql.SQL('({} COLLATE "C" {} {})').format(
             text, sql.SQL(_COMPARISONS[op]), self.param(operand_or_truth, "text")
         )
+
+    def _truth(self, condition: Truth, roots: _Roots) -> sql.Composable:
+        """On the folded document, where "True" and "TRUE" are "true" as casefold makes them."""
+        if not all(storable(key) for key in condition.path):
+            return TRUE if condition.op == "ne" else FALSE
+        wanted = condition.value if condition.op == "eq" else not condition.value
+        # The boolean, or the string naming it.
+        names = self.param([json.dumps(wanted), json.dumps(str(wanted).lower())], "jsonb[]")
+        if condition.single:
+            path = self.param(list(condition.path), "text[]")
+            value = sql.SQL("({} #> {})").format(roots.folded, path)
+            some = sql.SQL("COALESCE({} = ANY({}), FALSE)").format(value, names)
+            if condition.op == "eq":
+                return some
+            return sql.SQL("(COALESCE(jsonb_typeof({}), 'null') = 'null' OR {})").format(
+                value, some
+            )
+        some = sql.SQL("EXISTS (SELECT FROM {} AS v(value) WHERE v.value = ANY({}))").format(
+            self._values(roots.folded, condition.path), names
+        )
+        if condition.op == "eq":
+            return some
+        none = sql.SQL(
+            "NOT EXISTS (SELECT FROM {} AS v(value) WHERE jsonb_typeof(v.value) <> 'null')"
+        ).format(self._values(roots.folded, condition.path))
+        return sql.SQL("({} OR {})").format(none, some)
 
     def _present(self, condition: Present, roots: _Roots) -> sql.Composable:
         if not all(storable(key) for key in condition.path):
