@@ -80,8 +80,8 @@ class Present:
 
 @dataclass(frozen=True)
 class Element:
-    """Some element of the list (or the one object) at ``path`` satisfies ``where``, whose
-    paths start at the element."""
+    """Some object in the list (or the one object) at ``path`` satisfies ``where``, whose
+    paths start at that object; values there that are not objects are no elements."""
 
     path: Path
     where: Condition
@@ -221,17 +221,18 @@ def holds(condition: Condition, document: dict) -> bool:
     return any(test(value, expected) for value in strings)
 
 
-def values_at(document: dict, path: Path) -> list:
-    """The non-null values at ``path``, every list on the way flattened."""
-    current: list = [document]
-    for key in path:
-        following: list = []
-        for item in current:
-            if isinstance(item, dict) and item.get(key) is not None:
-                value = item[key]
-                following.extend(value if isinstance(value, list) else [value])
-        current = following
-    return [value for value in current if value is not None]
+def values_at(node: object, path: Path) -> list:
+    """The non-null values at ``path`` below ``node``: every list on the way, and at the
+    end, flattened (lists inside lists too)."""
+    if isinstance(node, list):
+        return [value for item in node for value in values_at(item, path)]
+    if node is None:
+        return []
+    if not path:
+        return [node]
+    if isinstance(node, dict) and path[0] in node:
+        return values_at(node[path[0]], path[1:])
+    return []
 
 
 def _truth(value: object) -> bool | None:

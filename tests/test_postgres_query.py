@@ -7,8 +7,7 @@ the language written from the docstrings of :mod:`storage.query`, not from the S
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from storage.postgres.conditions import escape_like, json_path
 from storage.postgres.repository import PostgresRepository
 from storage.query import (
     NOTHING,
+    TEXT_OPERATORS,
     All,
     Any_,
     Condition,
@@ -29,6 +29,7 @@ from storage.query import (
     Present,
     Query,
     Text,
+    holds,
 )
 from tests import pgserver
 from tests.storage_contract import INDEXES
@@ -48,67 +49,7 @@ def repository() -> Iterator[PostgresRepository]:
     opened.close()
 
 
-# -- the reference: the language's rules, in Python -----------------------------------------
-
-
-def values_at(node: Any, path: Path) -> list:
-    """The non-null values at ``path`` below ``node``: lists met on the way are searched
-    element by element, and lists at the end flattened."""
-    if isinstance(node, list):
-        return [value for item in node for value in values_at(item, path)]
-    if node is None:
-        return []
-    if not path:
-        return [node]
-    if isinstance(node, dict) and path[0] in node:
-        return values_at(node[path[0]], path[1:])
-    return []
-
-
-TESTS: dict[str, Callable[[str, str], bool]] = {
-    "eq": operator.eq,
-    "ne": operator.ne,
-    "co": lambda value, operand: operand in value,
-    "sw": str.startswith,
-    "ew": str.endswith,
-    "gt": operator.gt,
-    "ge": operator.ge,
-    "lt": operator.lt,
-    "le": operator.le,
-}
-
-
-def is_present(value: Any) -> bool:
-    """Not "", [] or {}; an object only if one of its members is not null, "", [] or {}."""
-    if isinstance(value, dict):
-        return any(member not in (None, "", [], {}) for member in value.values())
-    return value not in ("", [])
-
-
-def evaluate(node: Any, condition: Condition) -> bool:
-    """Whether ``condition`` holds for ``node`` (a document, or an element)."""
-    if isinstance(condition, Text):
-        found = values_at(node, condition.path)
-        operand = condition.value.casefold() if condition.fold else condition.value
-        strings = [
-            value.casefold() if condition.fold else value
-            for value in found
-            if isinstance(value, str)
-        ]
-        test = TESTS[condition.op]
-        if condition.op == "ne":
-            return not found or any(test(value, operand) for value in strings)
-        return any(test(value, operand) for value in strings)
-    if isinstance(condition, Present):
-        return any(is_present(value) for value in values_at(node, condition.path))
-    if isinstance(condition, Element):
-        return any(evaluate(item, condition.where) for item in values_at(node, condition.path))
-    if isinstance(condition, All):
-        return all(evaluate(node, term) for term in condition.terms)
-    if isinstance(condition, Any_):
-        return any(evaluate(node, term) for term in condition.terms)
-    assert isinstance(condition, Not)
-    return not evaluate(node, condition.term)
+# -- the reference: the language's meaning in Python (storage.query.holds), and its order ----
 
 
 def sort_value(document: dict, order: Order) -> str | None:
@@ -124,7 +65,7 @@ def sort_value(document: dict, order: Order) -> str | None:
 def answer(documents: list[dict], query: Query) -> tuple[list[str], int]:
     """Ids of the page, and the number of matches, by the reference rules."""
     where = query.where
-    matched = [document for document in documents if where is None or evaluate(document, where)]
+    matched = [document for document in documents if where is None or holds(where, document)]
     if query.order is not None:
         order = query.order
 
@@ -209,7 +150,7 @@ ELEMENT_SUBPATHS: list[Path] = [("x",), ("type",), ("value",), (), ("x", "value"
 OPERANDS = st.one_of(
     WORDS, st.sampled_from(["\x00", "a\x00", "A\x00b", "\ud800", "a\udfff", "é\ud83d"])
 )
-OPS = st.sampled_from(sorted(TESTS))
+OPS = st.sampled_from(sorted(TEXT_OPERATORS))
 
 
 def texts(paths: list[Path]) -> st.SearchStrategy[Condition]:
@@ -323,7 +264,7 @@ def test_the_python_fallback_agrees_with_sql(
     stored = store(repository, drawn)
     expected = answer(stored, Query(where=where))
     query = Query(
-        matches=lambda document: evaluate(document, where),
+        matches=lambda document: holds(where, document),
         where=where if loose else None,
         exact=False,
         sort_key=lambda document: 0,  # a sort only Python can do: insertion order stays
@@ -352,7 +293,7 @@ def test_operands_no_stored_string_can_hold_compare_exactly(
         repository,
         [{"s": value, "m": [value, "zz"]} for value in BOUNDARY_STRINGS] + [{}],
     )
-    for op in sorted(TESTS):
+    for op in sorted(TEXT_OPERATORS):
         for fold in (False, True):
             for where in (Text(("s",), op, operand, fold, True), Text(("m",), op, operand, fold)):
                 found = repository.query("User", Query(where=where))

@@ -254,7 +254,7 @@ class SqlBuilder:
         # path come in the same order: ROWS FROM pairs each element with its folded twin.
         return sql.SQL(
             "EXISTS (SELECT FROM ROWS FROM ({}, {}) AS {}(document, folded) "
-            "WHERE jsonb_typeof({}.document) <> 'null' AND {})"
+            "WHERE jsonb_typeof({}.document) = 'object' AND {})"
         ).format(
             self._values(roots.document, condition.path),
             self._values(roots.folded, condition.path),
