@@ -35,8 +35,7 @@ from admin import (
 )
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
-from admin.audit import FILE_NAME as AUDIT_FILE
-from admin.audit import AuditLog
+from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
 from admin.context import EXTENSION, PATH, AdminContext, Provider, SingleSignOn, context, utcnow
@@ -72,14 +71,10 @@ def register(
         read for them (None: none configured, single sign-on cannot be turned on).
     """
     sessions.configure(app, backend.secret(sessions.KEY_FILE), PATH)
-    audit = backend.event_log()
-    if audit is None:
-        assert backend.data_dir is not None  # a backend without a log of its own has files
-        audit = AuditLog(backend.data_dir / AUDIT_FILE)
     admin = AdminContext(
         services=services,
         accounts=AdminAccounts(backend.document(ACCOUNTS_FILE), clock=clock),
-        audit=audit,
+        audit=activity_log(backend),
         connection=ConnectionStatus(backend.document(CONNECTION_FILE), clock=clock),
         setup=SetupLinks(backend.document(SETUP_FILE), clock),
         revoked=RevokedSessions(backend.document(sessions.REVOKED_FILE), clock),

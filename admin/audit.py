@@ -27,7 +27,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from storage.backend import SharedState
 from storage.controlfile import delete_gradually, fsync_directory
 
 log = logging.getLogger("proware.audit")
@@ -192,6 +194,16 @@ class AuditLog:
     def newest_first(self) -> Iterator[dict]:
         """Every event still kept, newest first (the current file, then .1, .2, ...)."""
         yield from read_newest_first(self.path, self.backups)
+
+
+def activity_log(state: SharedState) -> Any:
+    """The activity log of ``state``: the backend's own (PostgreSQL's table), else an
+    :class:`AuditLog` file in its data directory. Both have this module's methods."""
+    log = state.event_log()
+    if log is not None:
+        return log
+    assert state.data_dir is not None  # a backend without a log of its own has files
+    return AuditLog(state.data_dir / FILE_NAME)
 
 
 def encode(event: dict) -> bytes:

@@ -101,10 +101,9 @@ def _run(
     err: TextIO,
 ) -> int:
     if args.command == "activity":
-        log = state.event_log()
-        if log is None:
-            assert state.data_dir is not None
-            return tail(state.data_dir / audit.FILE_NAME, args.n, follow=args.follow, out=out)
+        log = audit.activity_log(state)
+        if isinstance(log, audit.AuditLog):  # a file, followed as it grows
+            return tail(log.path, args.n, follow=args.follow, out=out)
         return tail_log(log, args.n, follow=args.follow, out=out)
     if args.command == "sso":
         return sso_status(settings, state.document(SSO_FILE), check=args.check, out=out)

@@ -17,15 +17,13 @@ import sys
 from pathlib import Path
 
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
-from admin.audit import FILE_NAME as AUDIT_FILE
-from admin.audit import AuditLog
+from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.sso_access import FILE_NAME as SSO_FILE
 from scim.service import INDEXES
 from scim.tokens import FILE_NAME as TOKENS_FILE
 from server.config import Settings
 from storage import transfer
-from storage.backend import SharedState
 from storage.errors import StorageError
 from storage.journal import backup as embedded_backup
 from storage.settings import POSTGRESQL, StorageSettings
@@ -129,12 +127,3 @@ def target_settings(target: str) -> StorageSettings:
     if target.startswith(("postgresql://", "postgres://")) or "=" in target:
         return StorageSettings(backend=POSTGRESQL, dsn=target, pool_size=1)
     return StorageSettings(path=Path(target).resolve())
-
-
-def activity_log(state: SharedState) -> AuditLog:
-    """The activity log of ``state``: the backend's own, or the file beside the store."""
-    log = state.event_log()
-    if log is not None:
-        return log
-    assert state.data_dir is not None
-    return AuditLog(state.data_dir / AUDIT_FILE)

@@ -200,3 +200,57 @@ def test_events_are_plain_json_lines_for_other_tools(config: Path) -> None:
     write_events(config, 1)
     line = (config.parent / "data" / "activity.jsonl").read_text().strip()
     assert json.loads(line)["name"] == "user0"
+
+
+def test_tail_and_follow_read_the_database_on_postgresql(tmp_path: Path) -> None:
+    """With PostgreSQL the activity log is a table: tail prints its newest events, and
+    --follow those added after, by their seq."""
+    from storage.postgres.connection import Database
+    from storage.postgres.events import PostgresEventLog
+    from tests.pgserver import clean_database
+
+    dsn = clean_database()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\nbackend = "postgresql"\ndsn = "{dsn}"\n', encoding="utf-8")
+    database = Database(dsn)
+    log = PostgresEventLog(database)
+    for number in range(5):
+        log.append(
+            {
+                "time": f"2026-11-26T10:00:0{number}Z",
+                "status": 201,
+                "operation": "create",
+                "resourceType": "User",
+                "name": f"user{number}",
+            }
+        )
+
+    code, out, _ = run(config, "activity", "tail", "-n", "2")
+
+    assert code == 0
+    assert [line.split("  ")[3] for line in out.splitlines()] == ["User user3", "User user4"]
+
+    followed = io.StringIO()
+    polls = iter([True, True, False])
+
+    def sleep(seconds: float) -> None:  # another process appends while we wait
+        log.append(
+            {
+                "time": "2026-11-26T10:01:00Z",
+                "status": 204,
+                "operation": "delete",
+                "resourceType": "User",
+                "name": "late",
+            }
+        )
+
+    commands.tail_log(
+        log, 1, follow=True, out=followed, keep_going=lambda: next(polls), sleep=sleep
+    )
+    database.close()
+
+    assert [line.split("  ")[3] for line in followed.getvalue().splitlines()] == [
+        "User user4",
+        "User late",
+        "User late",
+    ]
