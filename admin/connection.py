@@ -30,11 +30,11 @@ from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
 from storage.errors import CorruptStore, StorageError
 from storage.repository import Clock
+from storage.values import UNSTORABLE
 
 log = logging.getLogger("proware.admin")
 
 FILE_NAME = "connection-status.json"
-_UNPRINTABLE = re.compile("[\x00\ud800-\udfff]")
 FORMAT = 1
 RECENT = 15  # requests kept per token
 REFUSALS = 20  # distinct refusals kept per token
@@ -348,7 +348,7 @@ def _storable(observation: Observation) -> Observation:
 
 
 def _clean(text: str) -> str:
-    return _UNPRINTABLE.sub("\ufffd", text)
+    return UNSTORABLE.sub("\ufffd", text)
 
 
 def _decode(document: dict) -> list[TokenStatus]:

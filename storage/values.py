@@ -1,10 +1,16 @@
-"""The values a repository stamps on documents: times, ids, versions; and copying documents."""
+"""The values a repository stamps on documents: times, ids, versions; copying documents; and
+the characters no store holds."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+# U+0000 and the surrogates, which UTF-8 text holds only in pairs: no text means them, JSON
+# can spell both ("\\u0000", "\\ud800"), and PostgreSQL stores neither.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def utcnow() -> datetime:

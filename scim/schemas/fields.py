@@ -20,6 +20,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, types
 
 from scim.errors import InvalidValue
+from storage.values import UNSTORABLE
 
 # Messages marshmallow raises itself (RFC 7643 §2.2 "required").
 _MESSAGES: types.ErrorMessages = {"required": "required", "null": "must not be null"}
@@ -27,8 +28,6 @@ _MESSAGES: types.ErrorMessages = {"required": "required", "null": "must not be n
 # U+0000-U+001F and U+007F: never part of a name a person typed, and a newline in a userName
 # breaks filters and log lines.
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
-# U+0000 and the surrogates, which UTF-8 text can only hold in pairs.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Index keys stay well inside PostgreSQL's btree limit (about 2,700 bytes).
 MAX_IDENTIFIER_BYTES = 2000
 
@@ -69,7 +68,7 @@ class ScimString(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if not isinstance(value, str):
             raise _expected("a string", value)
-        unstorable = _UNSTORABLE.search(value)
+        unstorable = UNSTORABLE.search(value)
         if unstorable:
             code = f"U+{ord(unstorable.group()):04X}"
             what = "control characters" if code == "U+0000" else "unpaired surrogates"

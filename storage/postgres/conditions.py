@@ -40,6 +40,7 @@ from storage.query import (
     Text,
     Truth,
 )
+from storage.values import UNSTORABLE
 
 # The columns of the row under test (the query names the resources table "r").
 DOCUMENT = sql.SQL("r.doc")
@@ -64,15 +65,7 @@ END"""
 
 def storable(text: str) -> bool:
     """Whether PostgreSQL can hold ``text`` (no U+0000, no lone surrogate)."""
-    return "\x00" not in text and (text.isascii() or _encodable(text))
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return "\x00" not in text if text.isascii() else UNSTORABLE.search(text) is None
 
 
 def escape_like(text: str) -> str:
