@@ -22,8 +22,8 @@ from typing import Protocol
 
 from storage.backend import SharedState, open_state
 from storage.errors import CorruptStore, StorageError
+from storage.journal.backup import read_live
 from storage.journal.lock import DataDirLock
-from storage.journal.recovery import read_store
 from storage.journal.snapshot import (
     DATA_FILE,
     Snapshot,
@@ -76,10 +76,7 @@ def read_directory(settings: StorageSettings, indexes: list[Index]) -> Snapshot:
             return postgres.snapshot(database)
         finally:
             database.close()
-    found = read_store(Path(settings.path), live=True)  # the journal replayed on the file
-    if found.snapshot is None:
-        raise StorageError(f"{settings.path} holds no Proware data file ({DATA_FILE})")
-    return found.snapshot
+    return read_live(Path(settings.path))
 
 
 def write_directory(

@@ -61,7 +61,18 @@ def backup(source: Path | JournalRepository, target: Path) -> Summary:
         state, meta = source.snapshot_to(target)
         users, groups = (len(state.documents.get(kind, ())) for kind in ("User", "Group"))
         return Summary(target, users, groups, meta["seq"])
-    data_dir = Path(source)
+    snapshot = read_live(Path(source))
+    write_snapshot(target, snapshot, meta_record(1, snapshot.seq, snapshot.event_seq))
+    return _summary(target, snapshot)
+
+
+def read_live(data_dir: Path) -> Snapshot:
+    """The directory in ``data_dir`` with its journal replayed, while its server may run:
+    a compaction that replaces files meanwhile makes it read them again.
+
+    :raises CorruptStore: if the directory's files are damaged.
+    :raises StorageError: if it holds no data, or compactions kept swapping files.
+    """
     for attempt in range(_ATTEMPTS):
         try:
             found = read_store(data_dir, live=True)
@@ -69,12 +80,10 @@ def backup(source: Path | JournalRepository, target: Path) -> Summary:
         except SwappedUnderfoot:
             time.sleep(0.01 * attempt)
     else:
-        raise StorageError(f"{data_dir}: compactions kept replacing files; try the backup again")
-    snapshot = found.snapshot
-    if snapshot is None:
+        raise StorageError(f"{data_dir}: compactions kept replacing files; try again")
+    if found.snapshot is None:
         raise StorageError(f"{data_dir} holds no Proware data file ({DATA_FILE})")
-    write_snapshot(target, snapshot, meta_record(1, snapshot.seq, snapshot.event_seq))
-    return _summary(target, snapshot)
+    return found.snapshot
 
 
 def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
