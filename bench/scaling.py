@@ -18,7 +18,7 @@ import os
 
 from bench import entra, unloaded
 from bench.results import SizeResult
-from bench.targets import INFO, Verdict, p99_ms
+from bench.targets import INFO, Verdict, judged, p99_ms
 from bench.variants import POSTGRESQL, TINYDB
 
 ISSUE_AT = "10,000 and 50,000"  # issue 12 asks for its table at both sizes
@@ -44,12 +44,10 @@ def scaling_targets(runs: list[SizeResult]) -> list[Verdict]:
         involved: list[SizeResult],
         issue_at: str = ISSUE_AT,
     ) -> None:
-        verdict = ok if isinstance(ok, str) else "n/a" if ok is None else "PASS" if ok else "FAIL"
+        verdict = judged(ok, cut=any(run.cut for run in involved))
         errors = sum(run.errors for run in involved)
         if errors:  # a refused request is cheap: the figures say nothing
             verdict += f" ({errors} errors)"
-        if any(run.cut for run in involved):
-            verdict += " (cut short)"
         run = " vs ".join(each.variant.label for each in involved)
         if len(involved) > 2:
             run = f"{POSTGRESQL} x{involved[0].variant.processes}-x{involved[-1].variant.processes}"

@@ -18,6 +18,7 @@ Targets are reported, never enforced. Issue 12's, which compare variants, are in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench import entra, unloaded
@@ -40,6 +41,27 @@ class Verdict:
     run: str = ""  # the variant it was measured on (bench.variants), when there are several
 
 
+def judged(ok: bool | None | str, *, cut: bool = False) -> str:
+    """PASS or FAIL from ``ok`` (None: n/a; a string stands as it is), marked when the run
+    was cut short by the time limit."""
+    word = ok if isinstance(ok, str) else "n/a" if ok is None else "PASS" if ok else "FAIL"
+    return word + (" (cut short)" if cut else "")
+
+
+def _recorder(
+    size: SizeResult, issue: str, verdicts: list[Verdict]
+) -> Callable[[str, str, str, bool | None | str], None]:
+    """``add(target, issue_at, measured, ok)``: one of ``issue``'s verdicts at ``size``."""
+
+    def add(target: str, issue_at: str, measured: str, ok: bool | None | str) -> None:
+        verdict = judged(ok, cut=size.cut)
+        verdicts.append(
+            Verdict(target, issue_at, size.plan.users, measured, verdict, issue, size.variant.label)
+        )
+
+    return add
+
+
 def targets(
     sizes: list[SizeResult],
     baseline: Baseline | None,
@@ -60,13 +82,7 @@ def _size_targets(
     size: SizeResult, first: SizeResult | None, baseline: Baseline | None
 ) -> list[Verdict]:
     verdicts: list[Verdict] = []
-    n = size.plan.users
-
-    def add(target: str, issue_at: str, measured: str, ok: bool | None | str) -> None:
-        verdict = ok if isinstance(ok, str) else "n/a" if ok is None else "PASS" if ok else "FAIL"
-        if size.cut:
-            verdict += " (cut short)"
-        verdicts.append(Verdict(target, issue_at, n, measured, verdict, "3", size.variant.label))
+    add = _recorder(size, "3", verdicts)
 
     if baseline is not None and baseline.phase.rate:
         share = size.rate / baseline.phase.rate * 100
@@ -142,13 +158,7 @@ def _issue13_targets(
     proware_server: Baseline | None,
 ) -> list[Verdict]:
     verdicts: list[Verdict] = []
-    n = size.plan.users
-
-    def add(target: str, issue_at: str, measured: str, ok: bool | None | str) -> None:
-        verdict = ok if isinstance(ok, str) else "n/a" if ok is None else "PASS" if ok else "FAIL"
-        if size.cut:
-            verdict += " (cut short)"
-        verdicts.append(Verdict(target, issue_at, n, measured, verdict, "13", size.variant.label))
+    add = _recorder(size, "13", verdicts)
 
     bound = f"<= {CPU_PER_REQUEST_MS} ms"
     alone = size.unloaded
