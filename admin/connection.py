@@ -337,7 +337,13 @@ class ConnectionStatus:
 
 def _storable(observation: Observation) -> Observation:
     """The observation with what a person can read and any store can hold (no NUL, no lone
-    surrogate) in the text a client chose: path, query, filter and the detail echoing them."""
+    surrogate) in the text a client chose: path, query, filter and the detail echoing them.
+
+    Runs on every SCIM request: one search over the lot, and a copy only when it finds one.
+    """
+    chosen = (observation.path, observation.query, observation.filter, observation.detail)
+    if UNSTORABLE.search("".join(text for text in chosen if text)) is None:
+        return observation
     return replace(
         observation,
         path=_clean(observation.path),
