@@ -31,8 +31,10 @@ def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
 
     :raises errors.InvalidValue:
     """
-    for user_id in user_ids or ():
-        if reader.exists(constants.USER_TYPE, user_id):
+    wanted = list(user_ids or ())
+    users = set(reader.existing(constants.USER_TYPE, wanted)) if wanted else set()
+    for user_id in wanted:
+        if user_id in users:
             continue
         if reader.exists(constants.GROUP_TYPE, user_id):
             raise errors.InvalidValue(

@@ -19,11 +19,20 @@ from storage.repository import Reader
 PASSWORD = "password"
 
 
-def present(reader: Reader, document: dict, base_url: str, *, with_members: bool = True) -> dict:
+def present(
+    reader: Reader,
+    document: dict,
+    base_url: str,
+    *,
+    with_members: bool = True,
+    groups: list[dict] | None = None,
+) -> dict:
     """The stored document as a SCIM resource: relations, location, no password.
 
     :param base_url: the SCIM base (Tenant URL) for ``meta.location`` and ``$ref``.
     :param with_members: False skips loading a group's members (Entra Q9).
+    :param groups: a user's group documents, when the caller knows them (a user just
+        created has none); read from ``reader`` otherwise.
     """
     document = dict(document)
     document.pop(PASSWORD, None)
@@ -32,9 +41,10 @@ def present(reader: Reader, document: dict, base_url: str, *, with_members: bool
     if kind == constants.GROUP_TYPE and with_members:
         document = with_member_objects(reader, document, base_url)
     elif kind == constants.USER_TYPE:
-        groups = _group_objects(reader, reader.groups_of(document["id"]), base_url)
+        if groups is None:
+            groups = reader.group_documents_of(document["id"])
         if groups:
-            document["groups"] = groups
+            document["groups"] = _group_objects(groups, base_url)
     meta = dict(document["meta"])
     meta["location"] = f"{base_url}{resource.endpoint}/{document['id']}"
     document["meta"] = meta
@@ -64,7 +74,7 @@ def member_objects(reader: Reader, user_ids: list[str], base_url: str) -> list[d
     return members
 
 
-def _group_objects(reader: Reader, group_ids: list[str], base_url: str) -> list[dict]:
+def _group_objects(groups: list[dict], base_url: str) -> list[dict]:
     """A user's ``groups`` entries (RFC 7643 §4.1.2: read-only, direct membership only)."""
     return [
         {
@@ -73,7 +83,7 @@ def _group_objects(reader: Reader, group_ids: list[str], base_url: str) -> list[
             "display": group.get("displayName", ""),
             "type": "direct",
         }
-        for group in existing_documents(reader, constants.GROUP_TYPE, group_ids)
+        for group in groups
     ]
 
 

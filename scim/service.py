@@ -192,7 +192,8 @@ class Directory:
                 tx.add_members(stored["id"], members)
             stored = tx.get(kind, stored["id"])
             activity.note(tx, context, activity.CREATE, stored)
-        return present(self.repository, stored, base_url)
+        # A new user is in no group yet (groups is read-only; Entra adds it to them later).
+        return present(self.repository, stored, base_url, groups=[])
 
     def replace(
         self,
@@ -347,8 +348,7 @@ class Directory:
             if name == "id":
                 return existing_documents(self.repository, kind, [value])
             if (kind, name) in _INDEXED:
-                ids = self.repository.find(kind, name, value)
-                return existing_documents(self.repository, kind, ids)
+                return self.repository.find_documents(kind, name, value)
         return None
 
 

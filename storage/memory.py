@@ -13,7 +13,7 @@ never see half a write.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 
@@ -51,15 +51,21 @@ class _Reads:
         """Whether a document of ``kind`` has ``id``."""
         return id in self._state.documents.get(kind, {})
 
+    def existing(self, kind: str, ids: list[str]) -> list[str]:
+        """The ids, of those given, that a document of ``kind`` has (in order, each once)."""
+        table = self._state.documents.get(kind)
+        return [id for id in dict.fromkeys(ids) if id in table] if table is not None else []
+
     def find(self, kind: str, field: str, value: str) -> list[str]:
         """Ids of documents whose indexed ``field`` equals ``value`` (after the fold).
 
         :raises KeyError: if there is no index on ``kind``/``field``.
         """
-        index = self._indexes.get((kind, field))
-        if index is None:
-            raise KeyError(f"no index on {kind}.{field}")
-        return list(self._state.keys[(kind, field)].get(index.key(value), ()))
+        return list(self._found(kind, field, value))
+
+    def find_documents(self, kind: str, field: str, value: str) -> list[dict]:
+        """Copies of the documents :meth:`find` names, in its order."""
+        return self.get_many(kind, list(self._found(kind, field, value)))
 
     def members(self, group_id: str) -> list[str]:
         """User ids in the group, in the order they were added."""
@@ -68,6 +74,20 @@ class _Reads:
     def groups_of(self, user_id: str) -> list[str]:
         """Ids of the groups the user is a member of."""
         return list(self._state.groups.get(user_id, ()))
+
+    def group_documents_of(self, user_id: str) -> list[dict]:
+        """Copies of the groups the user is a member of, in the order of :meth:`groups_of`."""
+        return self.get_many(GROUP, self.groups_of(user_id))
+
+    def _found(self, kind: str, field: str, value: str) -> Iterable[str]:
+        """The ids the index on ``kind``/``field`` holds for ``value`` (not a copy).
+
+        :raises KeyError: if there is no index on ``kind``/``field``.
+        """
+        index = self._indexes.get((kind, field))
+        if index is None:
+            raise KeyError(f"no index on {kind}.{field}")
+        return self._state.keys[(kind, field)].get(index.key(value), ())
 
     def _stored(self, kind: str, id: str) -> dict:
         """The stored document itself (not a copy: never hand it out)."""

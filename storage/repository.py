@@ -54,7 +54,11 @@ CompactionHook = Callable[[], None]
 
 
 class Reader(Protocol):
-    """Reads, available on the repository and inside a transaction."""
+    """Reads, available on the repository and inside a transaction.
+
+    On a database each read is one statement, one round trip: so the reads a request makes
+    together (a lookup's ids and their documents, a user's groups) are also offered as one.
+    """
 
     def get(self, kind: str, id: str) -> dict:
         """A copy of the document; :class:`storage.errors.NotFound` if there is none."""
@@ -69,8 +73,20 @@ class Reader(Protocol):
         """Whether a document of ``kind`` has ``id``."""
         ...
 
+    def existing(self, kind: str, ids: list[str]) -> list[str]:
+        """The ids, of those given, that a document of ``kind`` has: in the order given,
+        each once."""
+        ...
+
     def find(self, kind: str, field: str, value: str) -> list[str]:
         """Ids of documents whose indexed ``field`` equals ``value`` (after the index's fold).
+
+        :raises KeyError: if there is no index on ``kind``/``field``.
+        """
+        ...
+
+    def find_documents(self, kind: str, field: str, value: str) -> list[dict]:
+        """Copies of the documents :meth:`find` names, in its order.
 
         :raises KeyError: if there is no index on ``kind``/``field``.
         """
@@ -82,6 +98,10 @@ class Reader(Protocol):
 
     def groups_of(self, user_id: str) -> list[str]:
         """Ids of the groups the user is a member of."""
+        ...
+
+    def group_documents_of(self, user_id: str) -> list[dict]:
+        """Copies of the groups the user is a member of, in the order of :meth:`groups_of`."""
         ...
 
 

@@ -147,6 +147,25 @@ def test_reads_and_writes_raise_unavailable_while_the_server_is_down_and_work_af
     assert [doc["userName"] for doc in repository.all("User")] == ["before", "after"]
 
 
+def test_a_restarted_server_costs_no_failed_request(
+    server: pgserver.PostgresServer, database: Database
+) -> None:
+    """The pool's connections die with the server; the first request afterwards gets a new
+    one instead of an error (check_if_stirred sees the dead socket)."""
+    repository = PostgresRepository(database, INDEXES)
+    with repository.transaction() as tx:
+        id = tx.insert("User", user("before"))["id"]
+    assert repository.get("User", id)["userName"] == "before"  # a pooled connection, used
+
+    server.stop(remove=False)
+    server.start()
+
+    assert repository.get("User", id)["userName"] == "before"
+    with repository.transaction() as tx:
+        tx.insert("User", user("after"))
+    assert repository.count("User") == 2
+
+
 def test_losing_the_server_inside_a_transaction_raises_unavailable_and_writes_nothing(
     server: pgserver.PostgresServer, database: Database
 ) -> None:

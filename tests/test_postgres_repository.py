@@ -6,6 +6,7 @@ pool of connections, and nothing in Python is shared between them.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 
@@ -261,9 +262,23 @@ def test_a_value_the_database_cannot_store_is_refused_and_the_transaction_goes_o
     with repository.transaction() as tx:
         with pytest.raises(ValueError, match="cannot store"):
             tx.insert("User", user("nul\x00inside"))
-        tx.insert("User", user("fine"))
+        fine = tx.insert("User", user("fine"))["id"]
+        # Refused by PostgreSQL itself, not before: an index key past its size limit
+        # (random, so that compression cannot make it fit).
+        long = secrets.token_hex(10_000)
+        with pytest.raises(ValueError, match="cannot store"):
+            tx.insert("User", user(long))
+        with pytest.raises(ValueError, match="cannot store"):
+            tx.replace("User", fine, user(long))
+        # Refused before it is sent (PostgreSQL would refuse it and the whole transaction).
+        with pytest.raises(ValueError, match="cannot store"):
+            tx.insert("User", user("surrogate", title="a\udc80b"))
+        with pytest.raises(ValueError, match="cannot store"):
+            tx.replace("User", fine, user("fine", **{"nul\x00key": "x"}))
+        tx.insert("User", user("after"))
 
-    assert [document["userName"] for document in repository.all("User")] == ["fine"]
+    assert [document["userName"] for document in repository.all("User")] == ["fine", "after"]
+    assert repository.get("User", fine)["meta"]["version"] == 'W/"1"'
 
 
 def test_scan_reads_in_batches_and_holds_no_connection_between_them(

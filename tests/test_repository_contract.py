@@ -200,6 +200,29 @@ def test_replace_refuses_a_value_held_by_another_document(repository: Repository
     assert repository.get("User", "id-2")["userName"] == "bob"
 
 
+def test_a_refused_write_leaves_the_rest_of_its_transaction(repository: Repository) -> None:
+    """A caller may catch the Conflict and go on: what the transaction wrote before and
+    after the refused insert and replace is committed, and nothing of them is."""
+    insert(repository, "User", user("ann", externalId="a"))
+
+    with repository.transaction() as tx:
+        bob = tx.insert("User", user("bob", externalId="b"))["id"]
+        with pytest.raises(Conflict):
+            tx.insert("User", user("ANN", externalId="stray"))
+        with pytest.raises(Conflict):
+            tx.replace("User", bob, user("Ann", externalId="stray"))
+        tx.replace("User", bob, user("bobby", externalId="b2"))
+        cid = tx.insert("User", user("cid"))["id"]
+
+    names = [document["userName"] for document in repository.all("User")]
+    assert names == ["ann", "bobby", "cid"]
+    assert repository.find("User", "externalId", "stray") == []
+    assert repository.find("User", "userName", "bob") == []
+    assert repository.find("User", "userName", "BOBBY") == [bob]
+    assert repository.find("User", "userName", "cid") == [cid]
+    assert repository.get("User", bob)["meta"]["version"] == 'W/"1"'  # one transaction
+
+
 def test_find_folds_the_value_on_a_folded_index(repository: Repository) -> None:
     insert(repository, "User", user("Ann.Smith@Example.com"))
 
@@ -223,6 +246,36 @@ def test_non_unique_index_holds_every_document_with_the_value(repository: Reposi
 def test_find_on_a_field_without_an_index_raises_key_error(repository: Repository) -> None:
     with pytest.raises(KeyError):
         repository.find("User", "displayName", "ann")
+    with pytest.raises(KeyError):
+        repository.find_documents("User", "displayName", "ann")
+
+
+def test_find_documents_gives_copies_of_what_find_names_in_its_order(
+    repository: Repository,
+) -> None:
+    insert(repository, "User", user("ann", externalId="Shared"))
+    insert(repository, "User", user("bob", externalId="other"))
+    insert(repository, "User", user("cid", externalId="Shared"))
+
+    found = repository.find_documents("User", "externalId", "Shared")
+
+    assert [document["userName"] for document in found] == ["ann", "cid"]
+    assert repository.find_documents("User", "externalId", "shared") == []
+    assert [d["id"] for d in repository.find_documents("User", "userName", "BOB")] == ["id-2"]
+    found[0]["userName"] = "changed"
+    assert repository.get("User", "id-1")["userName"] == "ann"
+
+
+def test_existing_names_the_ids_that_exist_in_the_order_given_each_once(
+    repository: Repository,
+) -> None:
+    ids = [insert(repository, "User", user(name))["id"] for name in ("ann", "bob")]
+    group_id = insert(repository, "Group", group("Sales"))["id"]
+
+    asked = [ids[1], "nobody", group_id, ids[0], ids[1], "\x00"]
+    assert repository.existing("User", asked) == [ids[1], ids[0]]
+    assert repository.existing("Group", asked) == [group_id]
+    assert repository.existing("User", []) == []
 
 
 def test_documents_lacking_the_indexed_field_are_not_indexed(repository: Repository) -> None:
@@ -338,6 +391,25 @@ def test_add_members_keeps_the_order_and_skips_existing_and_repeated_ids(
 
     assert repository.members("id-4") == ["id-2", "id-1", "id-3"]
     assert repository.groups_of("id-3") == ["id-4"]
+
+
+def test_group_documents_of_gives_copies_of_the_users_groups_in_joining_order(
+    repository: Repository, people: list[str]
+) -> None:
+    engineering = insert(repository, "Group", group("Engineering"))["id"]
+    add_members(repository, engineering, ["id-1"])
+    add_members(repository, "id-4", ["id-1"])
+
+    found = repository.group_documents_of("id-1")
+
+    assert [document["displayName"] for document in found] == ["Engineering", "Sales"]
+    assert found == [repository.get("Group", id) for id in repository.groups_of("id-1")]
+    assert repository.group_documents_of("id-2") == []
+    found[0]["displayName"] = "changed"
+    assert repository.get("Group", engineering)["displayName"] == "Engineering"
+    with repository.transaction() as tx:
+        tx.remove_members(engineering, ["id-1"])
+        assert [d["displayName"] for d in tx.group_documents_of("id-1")] == ["Sales"]
 
 
 def test_a_membership_change_bumps_the_group(

@@ -53,6 +53,10 @@ class CountingRepository(MemoryRepository):
         self.calls["find"] += 1
         return super().find(kind, field, value)
 
+    def find_documents(self, kind: str, field: str, value: str) -> list[dict]:
+        self.calls["find"] += 1
+        return super().find_documents(kind, field, value)
+
 
 @pytest.fixture
 def repository() -> CountingRepository:

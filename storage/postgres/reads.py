@@ -10,13 +10,13 @@ for one answers "not there" without asking the database.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg import sql
 from psycopg.abc import Params
 
-from storage.errors import NotFound
+from storage.errors import NotFound, Unstorable
 from storage.postgres.conditions import storable
 from storage.repository import Index
 
@@ -31,9 +31,20 @@ Statement = str | sql.Composed  # a statement with placeholders, its values boun
 GET = "SELECT doc FROM resources WHERE kind = %s AND id = %s"
 GET_MANY = "SELECT jsonb_build_array(id, doc) FROM resources WHERE kind = %s AND id = ANY(%s)"
 EXISTS = "SELECT EXISTS (SELECT FROM resources WHERE kind = %s AND id = %s)"
+EXISTING = "SELECT id FROM resources WHERE kind = %s AND id = ANY(%s)"
 FIND = "SELECT id FROM resource_keys WHERE kind = %s AND field = %s AND key = %s ORDER BY seq"
+FIND_DOCUMENTS = """
+    SELECT r.doc FROM resource_keys AS k JOIN resources AS r ON r.kind = k.kind AND r.id = k.id
+    WHERE k.kind = %s AND k.field = %s AND k.key = %s
+    ORDER BY k.seq
+"""
 MEMBERS = "SELECT user_id FROM members WHERE group_id = %s ORDER BY seq"
 GROUPS_OF = "SELECT group_id FROM members WHERE user_id = %s ORDER BY seq"
+GROUP_DOCUMENTS_OF = """
+    SELECT r.doc FROM members AS m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
+    WHERE m.user_id = %s
+    ORDER BY m.seq
+"""
 
 
 class Reads:
@@ -61,17 +72,25 @@ class Reads:
         """Whether a document of ``kind`` has ``id``."""
         return storable(id) and self._fetch(EXISTS, kind, id)
 
+    def existing(self, kind: str, ids: list[str]) -> list[str]:
+        """The ids, of those given, that a document of ``kind`` has (in order, each once)."""
+        wanted = [id for id in dict.fromkeys(ids) if storable(id)]
+        found = set(self._column(EXISTING, kind, wanted)) if wanted else set()
+        return [id for id in wanted if id in found]
+
     def find(self, kind: str, field: str, value: str) -> list[str]:
         """Ids of documents whose indexed ``field`` equals ``value`` (after the fold), in the
         order they took that value.
 
         :raises KeyError: if there is no index on ``kind``/``field``.
         """
-        index = self._indexes.get((kind, field))
-        if index is None:
-            raise KeyError(f"no index on {kind}.{field}")
-        key = index.key(value)
+        key = self._index_key(kind, field, value)
         return self._column(FIND, kind, field, key) if storable(key) else []
+
+    def find_documents(self, kind: str, field: str, value: str) -> list[dict]:
+        """Copies of the documents :meth:`find` names, in its order: one statement."""
+        key = self._index_key(kind, field, value)
+        return self._column(FIND_DOCUMENTS, kind, field, key) if storable(key) else []
 
     def members(self, group_id: str) -> list[str]:
         """User ids in the group, in the order they were added."""
@@ -80,6 +99,21 @@ class Reads:
     def groups_of(self, user_id: str) -> list[str]:
         """Ids of the groups the user is a member of, in the order it joined them."""
         return self._column(GROUPS_OF, user_id) if storable(user_id) else []
+
+    def group_documents_of(self, user_id: str) -> list[dict]:
+        """Copies of the groups the user is a member of, in the order of :meth:`groups_of`:
+        one statement."""
+        return self._column(GROUP_DOCUMENTS_OF, user_id) if storable(user_id) else []
+
+    def _index_key(self, kind: str, field: str, value: str) -> str:
+        """``value`` as the index on ``kind``/``field`` keeps it.
+
+        :raises KeyError: if there is no index on ``kind``/``field``.
+        """
+        index = self._indexes.get((kind, field))
+        if index is None:
+            raise KeyError(f"no index on {kind}.{field}")
+        return index.key(value)
 
     def _fetch(self, query: str, *params: object) -> Any:
         """The first column of the first row of ``query`` (None if there is no row)."""
@@ -102,14 +136,28 @@ def column(connection: psycopg.Connection, query: Statement, params: Params) -> 
 
 
 def fold(value: Any) -> Any:
-    """``value`` with every string in it casefolded (keys kept): the ``folded`` column."""
+    """``value`` with every string in it casefolded (keys kept): the ``folded`` column.
+
+    It visits every string of a document about to be written, so it also refuses one the
+    database would: before the write, which PostgreSQL's refusal would make the end of the
+    whole transaction.
+
+    :raises Unstorable: if a string in ``value`` (a key or a value) holds U+0000 or a lone
+        surrogate.
+    """
     if isinstance(value, str):
-        return value.casefold()
+        return value.casefold() if storable(value) else _refuse(value)
     if isinstance(value, dict):
-        return {key: fold(item) for key, item in value.items()}
+        return {key if storable(key) else _refuse(key): fold(item) for key, item in value.items()}
     if isinstance(value, list):
         return [fold(item) for item in value]
     return value
+
+
+def _refuse(text: str) -> NoReturn:
+    raise Unstorable(
+        f"PostgreSQL cannot store this value: {text[:40]!r} holds U+0000 or a lone surrogate"
+    )
 
 
 def index_keys(indexes: dict[Key, Index], kind: str, document: dict | None) -> IndexKeys:

@@ -133,7 +133,7 @@ class PostgresRepository(Reads):
                 transaction.close()
                 self._local.transaction = None
         if transaction.noted:
-            events = [event | {"seq": seq} for seq, event in transaction.noted]
+            events = transaction.noted_events()
             with self._notifying:
                 for listener in self._listeners:
                     listener(events)

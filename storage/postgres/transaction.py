@@ -8,8 +8,12 @@ are the memory store's (:mod:`storage.memory`); what keeps them true between pro
   one document take turns, and the second reads the first one's result instead of failing
   its version check. A delete takes the stronger ``FOR UPDATE``.
 - Unique values are refused by the database's unique index, so two processes can never
-  both take one; the holder is looked up after the refusal. Inserts and replaces run in a
-  savepoint, so a refused write (caught by the caller) leaves the rest of the transaction.
+  both take one; the holder is looked up after the refusal. A refused write (caught by the
+  caller) leaves the rest of the transaction: an insert skips a taken key (``ON CONFLICT DO
+  NOTHING``) and takes its row out again; a replace that changes a key runs in a savepoint.
+- The connection is in pipeline mode (:meth:`Database.transaction`): writes whose result
+  is not needed at once go with the next statement, so a create or a PATCH costs about
+  two round trips, ``BEGIN`` and ``COMMIT`` included.
 - A membership change locks the group row and inserts or deletes membership rows only:
   adding one member costs the same in a group of 10 or of 10,000.
 - Groups touched by deleting a user are locked in id order, so two such deletes cannot
@@ -17,16 +21,21 @@ are the memory store's (:mod:`storage.memory`); what keeps them true between pro
 
 Users that do not exist are never added to a group (the caller checks first; a user deleted
 meanwhile by another process is skipped), so a membership never refers to nothing. Adding
-a member waits for no user's lock (the foreign key check waits only for users being
-deleted), so it cannot deadlock with a user's deletion, which locks its groups.
+a member locks the user only as the foreign key check would (``FOR KEY SHARE``): it waits
+for nothing but the user's deletion. Should that deletion be waiting for the group this
+transaction holds, PostgreSQL finds the deadlock and ends one of the two; its caller gets
+:class:`~storage.errors.Unavailable` (503) and retries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 
 from storage.errors import Conflict, NotFound, Unavailable, VersionMismatch
 from storage.postgres.conditions import storable
@@ -47,12 +56,31 @@ from storage.postgres.reads import (
 from storage.repository import Clock, IdFactory, Index
 from storage.values import clone, timestamp, version_number, version_tag
 
+SAVEPOINT = b"SAVEPOINT proware_write"
+ROLLBACK_TO_SAVEPOINT = b"ROLLBACK TO SAVEPOINT proware_write"
+RELEASE_SAVEPOINT = b"RELEASE SAVEPOINT proware_write"
 LOCK = "SELECT doc FROM resources WHERE kind = %s AND id = %s FOR NO KEY UPDATE"
 LOCK_FOR_DELETE = "SELECT doc FROM resources WHERE kind = %s AND id = %s FOR UPDATE"
+# A new document and its index keys, in one statement. A key another document holds is
+# skipped rather than refused (which would end the whole transaction): the statement says
+# which fields it indexed, and on a conflict the caller takes the document out again.
 INSERT = """
-    INSERT INTO resources (kind, id, version, doc, folded) VALUES (%s, %s, %s, %s, %s)
-    ON CONFLICT (kind, id) DO NOTHING
-    RETURNING seq
+    WITH doc AS (
+        INSERT INTO resources (kind, id, version, doc, folded)
+        VALUES (%(kind)s, %(id)s, %(version)s, %(doc)s, %(folded)s)
+        ON CONFLICT (kind, id) DO NOTHING
+        RETURNING seq
+    ), keys AS (
+        INSERT INTO resource_keys (kind, id, field, key, is_unique)
+        SELECT %(kind)s, %(id)s, new.field, new.key, new.is_unique
+        FROM unnest(%(fields)s::text[], %(keys)s::text[], %(unique)s::boolean[])
+            WITH ORDINALITY AS new(field, key, is_unique, position)
+        WHERE EXISTS (SELECT FROM doc)
+        ORDER BY new.position
+        ON CONFLICT DO NOTHING
+        RETURNING field
+    )
+    SELECT EXISTS (SELECT FROM doc), ARRAY(SELECT field FROM keys)
 """
 UPDATE = "UPDATE resources SET version = %s, doc = %s, folded = %s WHERE kind = %s AND id = %s"
 DELETE = "DELETE FROM resources WHERE kind = %s AND id = %s"
@@ -68,10 +96,15 @@ HOLDER = """
     SELECT id FROM resource_keys
     WHERE kind = %s AND field = %s AND key = %s AND is_unique AND id <> %s
 """
+# The user rows are locked as the foreign key check would lock them (FOR KEY SHARE): a user
+# being deleted by another transaction is waited for, then skipped if it is gone, so the
+# foreign key check can never fail and no savepoint is needed.
 ADD_MEMBERS = """
     INSERT INTO members (group_id, user_id)
     SELECT %s, wanted.id FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(id, position)
-    WHERE EXISTS (SELECT FROM resources WHERE kind = 'User' AND id = wanted.id)
+    WHERE EXISTS (
+        SELECT FROM resources WHERE kind = 'User' AND id = wanted.id FOR KEY SHARE
+    )
     ORDER BY wanted.position
     ON CONFLICT DO NOTHING
     RETURNING user_id
@@ -80,8 +113,11 @@ REMOVE_MEMBERS = "DELETE FROM members WHERE group_id = %s AND user_id = ANY(%s) 
 CLEAR_MEMBERS = "DELETE FROM members WHERE group_id = %s RETURNING user_id, seq"
 GROUPS_TO_LEAVE = "SELECT group_id FROM members WHERE user_id = %s ORDER BY group_id"
 
+# Characters an index key may have and still surely fit PostgreSQL's limit, at 4 bytes each.
+SAFE_KEY_LENGTH = 500
+
 # How often a write refused because of another transaction is tried again: a unique value
-# whose holder is gone by the time it is looked up, a member deleted during the insert.
+# whose holder is gone by the time it is looked up.
 _CONFLICT_ATTEMPTS = 3
 
 
@@ -107,8 +143,8 @@ class PostgresTransaction(Reads):
         self._locked: dict[Key, dict] = {}
         # Documents already given a new version here: one transaction, one version.
         self._stamped: set[Key] = set()
-        # (seq, event) noted here, in order; stamped and delivered after the commit.
-        self.noted: list[tuple[int, dict]] = []
+        # (its INSERT, event) noted here, in order; stamped and delivered after the commit.
+        self.noted: list[tuple[psycopg.Cursor, dict]] = []
 
     def _fetch(self, query: str, *params: object) -> Any:
         self._check_open()
@@ -218,8 +254,14 @@ class PostgresTransaction(Reads):
         """Write an activity event in this transaction; delivered to commit listeners after
         the commit, stamped with its row's ``seq``."""
         self._check_open()
-        seq = self._fetch(INSERT_EVENT, encode_event(event))
-        self.noted.append((seq, clone(event)))
+        with self._database.errors():
+            written = self._connection.execute(INSERT_EVENT, (encode_event(event),))
+        self.noted.append((written, clone(event)))
+
+    def noted_events(self) -> list[dict]:
+        """The events noted, each with its row's ``seq``: once the transaction committed
+        (their rows are read only then, so they cost no round trip of their own)."""
+        return [event | {"seq": fetch_first(row)} for row, event in self.noted]
 
     def close(self) -> None:
         """Refuse further reads and writes: the transaction block has ended, and its
@@ -244,50 +286,104 @@ class PostgresTransaction(Reads):
         return document
 
     def _put(self, kind: str, id: str, stored: dict, previous: dict | None) -> None:
-        """Write ``stored`` (new if ``previous`` is None) and its index keys, in a savepoint.
+        """Write ``stored`` (new if ``previous`` is None) and its index keys.
 
         :raises Conflict: if a unique index holds one of its values for another document.
         """
         old = index_keys(self._indexes, kind, previous)
         new = index_keys(self._indexes, kind, stored)
-        version = version_number(stored["meta"]["version"])
-        row = (jsonb(stored), jsonb(fold(stored)))
         for _ in range(_CONFLICT_ATTEMPTS):
-            try:
-                with self._database.errors(), self._connection.transaction():
-                    if previous is None:
-                        inserted = self._connection.execute(INSERT, (kind, id, version, *row))
-                        if inserted.fetchone() is None:
-                            raise RuntimeError(
-                                f"the id factory returned {id!r}, which {kind} already uses"
-                            )
-                    else:
-                        self._connection.execute(UPDATE, (version, *row, kind, id))
-                    self._write_keys(kind, id, old, new)
-            except pg_errors.UniqueViolation:
-                conflict = self._conflict(kind, id, stored)
-                if conflict is not None:
-                    raise conflict from None
-                continue
-            self._locked[(kind, id)] = stored
-            self._stamped.add((kind, id))
-            return
+            if previous is None:
+                written = self._insert(kind, id, stored, new)
+            elif old == new:
+                # No index key changes, so no unique value can be refused: the UPDATE is
+                # sent with the next statement read, or with COMMIT.
+                with self._database.errors():
+                    self._connection.execute(UPDATE, _row(stored) + (kind, id))
+                written = True
+            else:
+                written = self._update_keyed(kind, id, stored, old, new)
+            if written:
+                self._locked[(kind, id)] = stored
+                self._stamped.add((kind, id))
+                return
+            conflict = self._conflict(kind, id, stored)
+            if conflict is not None:
+                raise conflict
         raise Unavailable(f"{kind} {id!r}: its unique values kept changing hands; try again")
 
-    def _insert_members(self, group_id: str, user_ids: list[str]) -> list[str]:
-        """Insert the memberships of the users that exist; returns the user ids inserted.
+    def _insert(self, kind: str, id: str, stored: dict, keys: IndexKeys) -> bool:
+        """Insert a new document with its index keys; False (and nothing written) if another
+        document holds one of its unique values."""
+        version, doc, folded = _row(stored)
+        values = [key for key, _ in keys.values()]
+        params = {
+            "kind": kind,
+            "id": id,
+            "version": version,
+            "doc": doc,
+            "folded": folded,
+            "fields": list(keys),
+            "keys": values,
+            "unique": [unique for _, unique in keys.values()],
+        }
+        # PostgreSQL refuses an index key past a third of a page (2,704 bytes): a key that
+        # could be that long is written in a savepoint, so a refusal ends only the write.
+        risky = any(len(key) > SAFE_KEY_LENGTH for key in values)
+        with self._database.errors(), self._savepoint() if risky else nullcontext():
+            inserted, indexed = self._connection.execute(INSERT, params).fetchone() or (0, [])
+            if not inserted:
+                raise RuntimeError(f"the id factory returned {id!r}, which {kind} already uses")
+            if len(indexed) == len(keys):
+                return True
+            # A unique value is taken: take the document (and, by cascade, its keys) out.
+            self._connection.execute(DELETE, (kind, id))
+        return False
 
-        Another process may delete one of the users between the insert's existence check
-        and its foreign key check; the insert is then refused, in a savepoint, and tried
-        again: the user is gone by then, so it is skipped.
+    def _update_keyed(
+        self, kind: str, id: str, stored: dict, old: IndexKeys, new: IndexKeys
+    ) -> bool:
+        """Replace a document whose index keys change, in a savepoint; False (and nothing
+        written) if another document holds one of its new unique values."""
+        try:
+            with self._database.errors(), self._savepoint():
+                self._connection.execute(UPDATE, _row(stored) + (kind, id))
+                self._write_keys(kind, id, old, new)
+        except pg_errors.UniqueViolation:
+            return False
+        return True
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """A savepoint: if a statement in the block fails, what the block wrote is undone
+        and the transaction goes on.
+
+        Not psycopg's nested ``transaction()``: in pipeline mode the connection reports
+        itself idle until the first sync, so psycopg would take it for a new transaction
+        and commit the open one.
         """
-        for _ in range(_CONFLICT_ATTEMPTS):
+        connection = self._connection
+        # A nested pipeline: leaving it syncs, so the block's errors surface here.
+        with connection.pipeline():
+            connection.execute(SAVEPOINT)
             try:
-                with self._database.errors(), self._connection.transaction():
-                    return column(self._connection, ADD_MEMBERS, (group_id, user_ids))
-            except pg_errors.ForeignKeyViolation:
-                continue
-        raise Unavailable(f"Group {group_id!r}: its new members kept being deleted; try again")
+                with connection.pipeline():
+                    yield
+            except psycopg.Error:
+                connection.execute(ROLLBACK_TO_SAVEPOINT)
+                raise
+            connection.execute(RELEASE_SAVEPOINT)
+
+    def _insert_members(self, group_id: str, user_ids: list[str]) -> list[str]:
+        """Insert the memberships of the users that exist; returns the user ids inserted."""
+        try:
+            with self._database.errors():
+                return column(self._connection, ADD_MEMBERS, (group_id, user_ids))
+        except pg_errors.ForeignKeyViolation:
+            # Not expected (ADD_MEMBERS locks the users it adds); the transaction is lost.
+            raise Unavailable(
+                f"Group {group_id!r}: a new member was deleted meanwhile; try again"
+            ) from None
 
     def _write_keys(self, kind: str, id: str, old: IndexKeys, new: IndexKeys) -> None:
         """Change the rows of ``resource_keys`` whose value changed, and only those."""
@@ -315,16 +411,7 @@ class PostgresTransaction(Reads):
             return
         stored = group | {"meta": self._next_meta(group)}
         with self._database.errors():
-            self._connection.execute(
-                UPDATE,
-                (
-                    version_number(stored["meta"]["version"]),
-                    jsonb(stored),
-                    jsonb(fold(stored)),
-                    GROUP,
-                    group_id,
-                ),
-            )
+            self._connection.execute(UPDATE, _row(stored) + (GROUP, group_id))
         self._locked[(GROUP, group_id)] = stored
         self._stamped.add((GROUP, group_id))
 
@@ -334,6 +421,18 @@ class PostgresTransaction(Reads):
             "lastModified": timestamp(self._clock()),
             "version": version_tag(version_number(meta["version"]) + 1),
         }
+
+
+def fetch_first(cursor: psycopg.Cursor) -> Any:
+    """The first column of the cursor's first row (a statement that returns one)."""
+    row = cursor.fetchone()
+    assert row is not None, "the statement returned no row"
+    return row[0]
+
+
+def _row(stored: dict) -> tuple[int, Jsonb, Jsonb]:
+    """The ``version``, ``doc`` and ``folded`` columns of a document's row."""
+    return version_number(stored["meta"]["version"]), jsonb(stored), jsonb(fold(stored))
 
 
 def _body(document: dict) -> dict:
