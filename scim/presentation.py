@@ -42,7 +42,7 @@ def present(
         document = with_member_objects(reader, document, base_url)
     elif kind == constants.USER_TYPE:
         if groups is None:
-            groups = reader.group_documents_of(document["id"])
+            groups = reader.group_documents_of([document["id"]])[document["id"]]
         if groups:
             document["groups"] = _group_objects(groups, base_url)
     meta = dict(document["meta"])

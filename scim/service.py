@@ -146,7 +146,8 @@ class Directory:
             # Documents may be the stored ones, passed over in place: copy the page. What an
             # index pinned are copies already.
             page = [clone(doc) for doc in page]
-        resources = [self._resource(kind, doc, base_url, query) for doc in page]
+        groups = self._groups_of_users(page, query)
+        resources = [self._resource(kind, doc, base_url, query, groups) for doc in page]
         return QueryResult(resources=resources, total=total, start_index=start)
 
     def search_all(self, query: Query, base_url: str) -> QueryResult:
@@ -164,9 +165,14 @@ class Directory:
         ]
         if query.sort_by is not None:
             matched = sort_mixed(matched, query.sort_by, query.ascending)
-        resources = [
-            self._resource(resource.name, clone(document), base_url, query)
+        page = [
+            (resource, clone(document))
             for resource, document in matched[start - 1 : start - 1 + count]
+        ]
+        groups = self._groups_of_users([document for _, document in page], query)
+        resources = [
+            self._resource(resource.name, document, base_url, query, groups)
+            for resource, document in page
         ]
         return QueryResult(resources=resources, total=len(matched), start_index=start)
 
@@ -324,11 +330,31 @@ class Directory:
             return candidates
         return [doc for doc in candidates if predicate(doc)]
 
-    def _resource(self, kind: str, document: dict, base_url: str, query: Query) -> dict:
-        """One document of a query's result as the resource the client asked to see."""
+    def _groups_of_users(self, page: list[dict], query: Query) -> dict[str, list[dict]]:
+        """The groups of the users in a page, read at once (one statement on a database,
+        where one per user made a page of 100 cost 101); none if the client does not see
+        ``groups``."""
+        users = [doc["id"] for doc in page if doc["meta"]["resourceType"] == constants.USER_TYPE]
+        if not users or not _shows("groups", query.attributes, query.excluded):
+            return {}
+        return self.repository.group_documents_of(users)
+
+    def _resource(
+        self, kind: str, document: dict, base_url: str, query: Query, groups: dict[str, list[dict]]
+    ) -> dict:
+        """One document of a query's result as the resource the client asked to see.
+
+        :param groups: the groups of the page's users (:meth:`_groups_of_users`).
+        """
         with_members = wants_members(kind, query.attributes, query.excluded)
         return project(
-            present(self.repository, document, base_url, with_members=with_members),
+            present(
+                self.repository,
+                document,
+                base_url,
+                with_members=with_members,
+                groups=groups.get(document["id"], []),
+            ),
             RESOURCE_TYPES[kind],
             query.attributes,
             query.excluded,
@@ -423,13 +449,19 @@ def wants_members(
     kind: str, attributes: list[AttrPath] | None, excluded: list[AttrPath] | None
 ) -> bool:
     """Whether a group read must load members (skipped for excludedAttributes=members, Q9)."""
-    if kind != constants.GROUP_TYPE:
-        return False
+    return kind == constants.GROUP_TYPE and _shows("members", attributes, excluded)
+
+
+def _shows(
+    attribute: str, attributes: list[AttrPath] | None, excluded: list[AttrPath] | None
+) -> bool:
+    """Whether a resource projected by ``attributes``/``excludedAttributes`` shows
+    ``attribute`` (a relation, returned by default), or any part of it."""
     if attributes is not None:
-        return any(path.attribute.casefold() == "members" for path in attributes)
+        return any(path.attribute.casefold() == attribute for path in attributes)
     if excluded is not None:
         return not any(
-            path.attribute.casefold() == "members" and path.sub_attribute is None
+            path.attribute.casefold() == attribute and path.sub_attribute is None
             for path in excluded
         )
     return True

@@ -75,9 +75,9 @@ class _Reads:
         """Ids of the groups the user is a member of."""
         return list(self._state.groups.get(user_id, ()))
 
-    def group_documents_of(self, user_id: str) -> list[dict]:
-        """Copies of the groups the user is a member of, in the order of :meth:`groups_of`."""
-        return self.get_many(GROUP, self.groups_of(user_id))
+    def group_documents_of(self, user_ids: list[str]) -> dict[str, list[dict]]:
+        """For each user given, copies of the groups it is a member of (in joining order)."""
+        return {id: self.get_many(GROUP, self.groups_of(id)) for id in user_ids}
 
     def _found(self, kind: str, field: str, value: str) -> Iterable[str]:
         """The ids the index on ``kind``/``field`` holds for ``value`` (not a copy).

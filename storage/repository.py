@@ -100,8 +100,10 @@ class Reader(Protocol):
         """Ids of the groups the user is a member of."""
         ...
 
-    def group_documents_of(self, user_id: str) -> list[dict]:
-        """Copies of the groups the user is a member of, in the order of :meth:`groups_of`."""
+    def group_documents_of(self, user_ids: list[str]) -> dict[str, list[dict]]:
+        """For each user given, copies of the groups it is a member of, in the order of
+        :meth:`groups_of` (an empty list for a user in none, or no user at all); one call
+        for a whole page of users."""
         ...
 
 

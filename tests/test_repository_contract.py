@@ -400,16 +400,22 @@ def test_group_documents_of_gives_copies_of_the_users_groups_in_joining_order(
     add_members(repository, engineering, ["id-1"])
     add_members(repository, "id-4", ["id-1"])
 
-    found = repository.group_documents_of("id-1")
+    add_members(repository, engineering, ["id-3"])
 
-    assert [document["displayName"] for document in found] == ["Engineering", "Sales"]
-    assert found == [repository.get("Group", id) for id in repository.groups_of("id-1")]
-    assert repository.group_documents_of("id-2") == []
-    found[0]["displayName"] = "changed"
+    found = repository.group_documents_of(["id-1", "id-2", "id-3", "nobody", "id-1"])
+
+    assert list(found) == ["id-1", "id-2", "id-3", "nobody"]
+    assert [document["displayName"] for document in found["id-1"]] == ["Engineering", "Sales"]
+    assert found["id-1"] == [repository.get("Group", id) for id in repository.groups_of("id-1")]
+    assert found["id-2"] == found["nobody"] == []
+    assert [document["displayName"] for document in found["id-3"]] == ["Engineering"]
+    found["id-1"][0]["displayName"] = "changed"
     assert repository.get("Group", engineering)["displayName"] == "Engineering"
+    assert repository.group_documents_of([]) == {}
     with repository.transaction() as tx:
         tx.remove_members(engineering, ["id-1"])
-        assert [d["displayName"] for d in tx.group_documents_of("id-1")] == ["Sales"]
+        inside = tx.group_documents_of(["id-1"])["id-1"]
+        assert [document["displayName"] for document in inside] == ["Sales"]
 
 
 def test_a_membership_change_bumps_the_group(

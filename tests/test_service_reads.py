@@ -57,6 +57,10 @@ class CountingRepository(MemoryRepository):
         self.calls["find"] += 1
         return super().find_documents(kind, field, value)
 
+    def group_documents_of(self, user_ids: list[str]) -> dict[str, list[dict]]:
+        self.calls["groups"] += 1
+        return super().group_documents_of(user_ids)
+
 
 @pytest.fixture
 def repository() -> CountingRepository:
@@ -199,6 +203,38 @@ def test_a_page_deep_into_a_listing_copies_only_the_page(
 
     assert [user["id"] for user in result.resources] == [user["id"] for user in everything[2:7]]
     assert copied["documents"] == len(result.resources)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "excluded", "reads"),
+    [(None, None, 1), ("userName", None, 0), ("groups.display", None, 1), (None, "groups", 0)],
+    ids=["default", "without-groups", "groups-asked", "groups-excluded"],
+)
+def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
+    directory: Directory,
+    repository: CountingRepository,
+    attributes: str | None,
+    excluded: str | None,
+    reads: int,
+) -> None:
+    """One read for the page (on a database, one statement: not one per user)."""
+    _group_with_members(directory)
+    repository.calls.clear()
+
+    result = directory.query(
+        constants.USER_TYPE,
+        Query(
+            attributes=[parse_attr_path(attributes)] if attributes else None,
+            excluded=[parse_attr_path(excluded)] if excluded else None,
+            page=Page(start_index=1, count=10),
+        ),
+        BASE,
+    )
+
+    assert len(result.resources) == 10
+    assert repository.calls["groups"] == reads
+    shown = [[group["display"] for group in user.get("groups", [])] for user in result.resources]
+    assert shown == ([["Sales"]] * 10 if reads else [[]] * 10)
 
 
 def test_listing_in_place_leaves_the_stored_documents_alone(directory: Directory) -> None:

@@ -41,8 +41,9 @@ FIND_DOCUMENTS = """
 MEMBERS = "SELECT user_id FROM members WHERE group_id = %s ORDER BY seq"
 GROUPS_OF = "SELECT group_id FROM members WHERE user_id = %s ORDER BY seq"
 GROUP_DOCUMENTS_OF = """
-    SELECT r.doc FROM members AS m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
-    WHERE m.user_id = %s
+    SELECT jsonb_build_array(m.user_id, r.doc)
+    FROM members AS m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
+    WHERE m.user_id = ANY(%s)
     ORDER BY m.seq
 """
 
@@ -100,10 +101,14 @@ class Reads:
         """Ids of the groups the user is a member of, in the order it joined them."""
         return self._column(GROUPS_OF, user_id) if storable(user_id) else []
 
-    def group_documents_of(self, user_id: str) -> list[dict]:
-        """Copies of the groups the user is a member of, in the order of :meth:`groups_of`:
-        one statement."""
-        return self._column(GROUP_DOCUMENTS_OF, user_id) if storable(user_id) else []
+    def group_documents_of(self, user_ids: list[str]) -> dict[str, list[dict]]:
+        """For each user given, copies of the groups it is a member of (in joining order):
+        one statement for them all."""
+        found: dict[str, list[dict]] = {id: [] for id in user_ids}
+        wanted = [id for id in found if storable(id)]
+        for user_id, group in self._column(GROUP_DOCUMENTS_OF, wanted) if wanted else ():
+            found[user_id].append(group)
+        return found
 
     def _index_key(self, kind: str, field: str, value: str) -> str:
         """``value`` as the index on ``kind``/``field`` keeps it.
