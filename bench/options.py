@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from bench.variants import BACKENDS, POSTGRESQL, TINYDB
-from server.config import ServerSettings
+from server.config import THREADS_FOR, ServerSettings
 
 DEFAULT_SIZES = [1000, 10_000]
 QUICK_SIZES = [200]
@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=ServerSettings().threads,
-        help=f"the service's waitress threads (default {ServerSettings().threads}, as served)",
+        help="the service's waitress threads (default 0: as served, chosen for the store: "
+        + ", ".join(f"{threads} with {backend}" for backend, threads in THREADS_FOR.items())
+        + ")",
     )
     parser.add_argument(
         "--ceiling-threads",

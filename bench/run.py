@@ -42,6 +42,8 @@ from bench.database import BenchDatabase, DatabaseUnavailable
 from bench.results import Baseline, SizeResult
 from bench.sizerun import SizeRun
 from bench.variants import POSTGRESQL, Variant, backend_variants, compare_variants
+from server.config import THREADS_FOR
+from storage.settings import TINYDB
 from tests.serverproc import free_port, proc_cpu_seconds, wait_for_http
 
 
@@ -118,16 +120,18 @@ def measure(
         f"time limit {f'{limit:.0f} s' if limit else 'none'}",
         *(f"  {variant.describe()}" for variant in variants if variant.label),
     )
+    # The reference apps run with the threads the default install serves with.
+    served = args.threads or THREADS_FOR[TINYDB]
     baselines = [
         run_ceiling(ceiling_requests, args.clients, threads)
-        for threads in sorted({args.threads, args.ceiling_threads})
+        for threads in sorted({served, args.ceiling_threads})
     ]
     baseline = max(baselines, key=lambda run: run.phase.rate)
     _say(*report.baseline_report(baselines, baseline, args.clients))
-    flask_reference = run_ceiling(ceiling_requests, args.clients, args.threads, flask=True)
+    flask_reference = run_ceiling(ceiling_requests, args.clients, served, flask=True)
     meta["flask_reference"] = _reference(flask_reference, baseline)
     _say(
-        f"  reference: a one-route Flask app on waitress with {_threads(args.threads)}, as served: "
+        f"  reference: a one-route Flask app on waitress with {_threads(served)}, as served: "
         f"{flask_reference.phase.rate:.0f} req/s, "
         f"{flask_reference.phase.rate / baseline.phase.rate:.1%} of the trivial app "
         "(the framework's own cost, before any SCIM work)"
@@ -294,6 +298,9 @@ def _per_request(run: Baseline) -> str:
 
 
 def _threads(count: int) -> str:
+    if count == 0:
+        chosen = ", ".join(f"{n} with {backend}" for backend, n in THREADS_FOR.items())
+        return f"threads as served ({chosen})"
     return f"{count} thread" if count == 1 else f"{count} threads"
 
 

@@ -30,6 +30,7 @@ from bench.client import Connection, PhaseResult, Task, Worker, drive
 from bench.database import BenchDatabase
 from bench.results import SizeResult
 from bench.variants import POSTGRESQL, Variant
+from server.config import THREADS_FOR
 from storage.journal.format import list_segments
 from tests.serverproc import REPO, ScimConnection, ServerProcess
 
@@ -79,7 +80,9 @@ class SizeRun:
             self._dsn = self.database.create()
         self.server = ServerProcess(
             self._root / "service",
-            threads=self.threads,
+            # Resolved here, as the server would: a tree from before 0 meant "as served"
+            # (bench.compare runs one) refuses 0.
+            threads=self.threads or THREADS_FOR[self.variant.backend],
             access_log=False,
             dsn=self._dsn,
             processes=self.variant.processes,

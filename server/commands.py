@@ -21,7 +21,7 @@ from flask import Flask
 
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import httpserver, processes
-from server.config import ConfigError, Settings
+from server.config import ConfigError, Settings, request_threads
 from storage.documents import SharedDocument
 from storage.errors import StorageError
 
@@ -101,7 +101,7 @@ def _waitress_options(settings: Settings) -> dict[str, Any]:
     """waitress's adjustments from ``[server]``, but where to listen (host and port)."""
     server = settings.server
     options: dict[str, Any] = {
-        "threads": server.threads,
+        "threads": request_threads(settings),
         "max_request_body_size": server.max_body_bytes,
         "ident": "Proware",
     }

@@ -20,6 +20,7 @@ from server.config import (
     from_mapping,
     load_settings,
     read_client_secret,
+    request_threads,
     resolve_config_path,
 )
 
@@ -138,6 +139,24 @@ def test_the_tenant_url_prefers_public_url_over_the_request() -> None:
     assert Settings().tenant_url("http://h:1/") == "http://h:1/scim/v2"
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", 1),
+        ('[storage]\nbackend = "postgresql"\ndsn = "host=db"\n', 4),
+        ("[server]\nthreads = 2\n", 2),
+        ('[server]\nthreads = 1\n[storage]\nbackend = "postgresql"\ndsn = "host=db"\n', 1),
+    ],
+    ids=["embedded", "postgresql", "set", "set-with-postgresql"],
+)
+def test_threads_are_chosen_for_the_store_unless_set(
+    tmp_path: Path, text: str, expected: int
+) -> None:
+    """One request at a time is fastest on the embedded store; with PostgreSQL requests wait
+    on the database, and four threads fill the wait."""
+    assert request_threads(load_settings(write(tmp_path, text))) == expected
+
+
 # -- refusals name what is wrong --------------------------------------------------------------
 
 BAD = [
@@ -149,7 +168,7 @@ BAD = [
     pytest.param("[server]\nport = 0\n", "[server] port must be 1-65535", id="port-zero"),
     pytest.param("[server]\nport = 65536\n", "[server] port must be 1-65535", id="port-high"),
     pytest.param("[server]\nhost = 127\n", "[server] host must be a string", id="host-int"),
-    pytest.param("[server]\nthreads = 0\n", "[server] threads must be at least 1", id="threads"),
+    pytest.param("[server]\nthreads = -1\n", "[server] threads must be 0", id="threads"),
     pytest.param(
         "[server]\nmax_body_bytes = 10\n", "[server] max_body_bytes", id="tiny-body-limit"
     ),
