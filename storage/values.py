@@ -36,8 +36,8 @@ def timestamp(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and "Z", e.g. "2026-11-26T10:54:52.123Z"."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    # isoformat is C; strftime formatting took a few microseconds on every write.
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def version_tag(number: int) -> str:
