@@ -172,15 +172,19 @@ class MemoryTransaction(_Reads):
                 self.remove_members(group_id, [id])
 
     def add_members(self, group_id: str, user_ids: list[str]) -> list[str]:
-        """Add users to a group, skipping those already in it; returns the ids added."""
+        """Add users to a group, skipping those already in it and ids that are no user;
+        returns the ids added."""
         self._stored(GROUP, group_id)
         groups = self._state.groups
+        users = self._state.documents.get(USER)
+        if users is None:
+            return []
         # The inverse lookup answers "already a member?" without reading the member list,
         # so adding one member costs the same in a group of 10 or of 10,000.
         added = [
             user_id
             for user_id in dict.fromkeys(user_ids)
-            if group_id not in groups.get(user_id, ())
+            if user_id in users and group_id not in groups.get(user_id, ())
         ]
         if added:
             self._change_members(group_id, added=added)

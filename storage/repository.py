@@ -133,10 +133,10 @@ class Transaction(Reader, Protocol):
         ...
 
     def add_members(self, group_id: str, user_ids: list[str]) -> list[str]:
-        """Add users to a group, skipping those already in it; returns the ids added.
+        """Add users to a group, skipping those already in it and ids that are no user (none
+        such, or a group: the caller tells the client which); returns the ids added.
 
-        A change bumps the group's ``lastModified`` and ``version``. The caller checks that
-        the users exist.
+        A change bumps the group's ``lastModified`` and ``version``.
         :raises NotFound: if the group does not exist.
         """
         ...

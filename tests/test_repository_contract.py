@@ -418,6 +418,15 @@ def test_group_documents_of_gives_copies_of_the_users_groups_in_joining_order(
         assert [document["displayName"] for document in inside] == ["Sales"]
 
 
+def test_add_members_skips_ids_that_are_no_user(repository: Repository, people: list[str]) -> None:
+    """Neither an unknown id nor a group becomes a member; the users beside them do."""
+    assert add_members(repository, "id-4", ["nobody", "id-2", "id-4"]) == ["id-2"]
+
+    assert repository.members("id-4") == ["id-2"]
+    assert repository.groups_of("nobody") == []
+    assert repository.groups_of("id-4") == []
+
+
 def test_a_membership_change_bumps_the_group(
     repository: Repository, people: list[str], clock: FixedClock
 ) -> None:

@@ -19,7 +19,7 @@ are the memory store's (:mod:`storage.memory`); what keeps them true between pro
 - Groups touched by deleting a user are locked in id order, so two such deletes cannot
   deadlock each other.
 
-Users that do not exist are never added to a group (the caller checks first; a user deleted
+Ids that are no user are never added to a group (ADD_MEMBERS checks; a user deleted
 meanwhile by another process is skipped), so a membership never refers to nothing. Adding
 a member locks the user only as the foreign key check would (``FOR KEY SHARE``): it waits
 for nothing but the user's deletion. Should that deletion be waiting for the group this
