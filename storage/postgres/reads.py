@@ -41,11 +41,13 @@ FIND_DOCUMENTS = """
 """
 MEMBERS = "SELECT user_id FROM members WHERE group_id = %s ORDER BY seq"
 GROUPS_OF = "SELECT group_id FROM members WHERE user_id = %s ORDER BY seq"
-# One user's groups (a GET, a lookup): a third faster than the form for many below.
+# One user's groups (a GET, a lookup): a third faster than the form for many below. The
+# user's membership rows are read first, on their index, whatever the statistics say: in
+# the bench's incremental cycle at 50,000 users the plain join cost 2.27 ms and 2,700
+# buffer hits per call, this 1.0 ms and 750 (pg_stat_statements, 2 processes).
 GROUP_DOCUMENTS_OF_ONE = """
-    SELECT r.doc
-    FROM members AS m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
-    WHERE m.user_id = %s
+    WITH m AS MATERIALIZED (SELECT group_id, seq FROM members WHERE user_id = %s)
+    SELECT r.doc FROM m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
     ORDER BY m.seq
 """
 GROUP_DOCUMENTS_OF = """
