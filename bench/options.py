@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from bench.variants import BACKENDS, POSTGRESQL, TINYDB
-from server.config import THREADS_FOR, ServerSettings
+from server.config import ServerSettings, threads_choice
 
 DEFAULT_SIZES = [1000, 10_000]
 QUICK_SIZES = [200]
@@ -47,8 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=ServerSettings().threads,
         help="the service's waitress threads (default 0: as served, chosen for the store: "
-        + ", ".join(f"{threads} with {backend}" for backend, threads in THREADS_FOR.items())
-        + ")",
+        f"{threads_choice()})",
     )
     parser.add_argument(
         "--ceiling-threads",

@@ -42,7 +42,7 @@ from bench.database import BenchDatabase, DatabaseUnavailable
 from bench.results import Baseline, SizeResult
 from bench.sizerun import SizeRun
 from bench.variants import POSTGRESQL, Variant, backend_variants, compare_variants
-from server.config import THREADS_FOR
+from server.config import chosen_threads, threads_choice
 from storage.settings import TINYDB
 from tests.serverproc import free_port, proc_cpu_seconds, wait_for_http
 
@@ -121,7 +121,7 @@ def measure(
         *(f"  {variant.describe()}" for variant in variants if variant.label),
     )
     # The reference apps run with the threads the default install serves with.
-    served = args.threads or THREADS_FOR[TINYDB]
+    served = chosen_threads(args.threads, TINYDB)
     baselines = [
         run_ceiling(ceiling_requests, args.clients, threads)
         for threads in sorted({served, args.ceiling_threads})
@@ -299,8 +299,7 @@ def _per_request(run: Baseline) -> str:
 
 def _threads(count: int) -> str:
     if count == 0:
-        chosen = ", ".join(f"{n} with {backend}" for backend, n in THREADS_FOR.items())
-        return f"threads as served ({chosen})"
+        return f"threads as served ({threads_choice()})"
     return f"{count} thread" if count == 1 else f"{count} threads"
 
 

@@ -30,7 +30,7 @@ from bench.client import Connection, PhaseResult, Task, Worker, drive
 from bench.database import BenchDatabase
 from bench.results import SizeResult
 from bench.variants import POSTGRESQL, Variant
-from server.config import THREADS_FOR
+from server.config import chosen_threads
 from storage.journal.format import list_segments
 from tests.serverproc import REPO, ScimConnection, ServerProcess
 
@@ -82,7 +82,7 @@ class SizeRun:
             self._root / "service",
             # Resolved here, as the server would: a tree from before 0 meant "as served"
             # (bench.compare runs one) refuses 0.
-            threads=self.threads or THREADS_FOR[self.variant.backend],
+            threads=chosen_threads(self.threads, self.variant.backend),
             access_log=False,
             dsn=self._dsn,
             processes=self.variant.processes,

@@ -111,7 +111,17 @@ THREADS_FOR = {TINYDB: 1, POSTGRESQL: 4}
 
 def request_threads(settings: Settings) -> int:
     """The threads that run requests: ``[server] threads``, or chosen for the store."""
-    return settings.server.threads or THREADS_FOR[settings.storage.backend]
+    return chosen_threads(settings.server.threads, settings.storage.backend)
+
+
+def chosen_threads(threads: int, backend: str) -> int:
+    """``threads``, or when it is 0 the number chosen for ``backend`` (:data:`THREADS_FOR`)."""
+    return threads or THREADS_FOR[backend]
+
+
+def threads_choice() -> str:
+    """What ``threads = 0`` chooses, for help texts: "1 with tinydb, 4 with postgresql"."""
+    return ", ".join(f"{threads} with {backend}" for backend, threads in THREADS_FOR.items())
 
 
 def resolve_config_path(explicit: str | None) -> Path | None:
