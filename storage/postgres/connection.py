@@ -93,7 +93,7 @@ def check_if_stirred(connection: psycopg.Connection) -> None:
 
     :raises psycopg.OperationalError: if the connection is closed or no longer works.
     """
-    if connection.closed or connection.broken:
+    if connection.closed:  # broken ones too: a broken connection is always closed
         raise psycopg.OperationalError("the connection is closed")
     poller = select.poll()
     poller.register(connection.fileno(), select.POLLIN)
