@@ -1,4 +1,4 @@
-"""LayeredMap and MemberList, the copy-on-write structures under every store's state: they
+"""ChunkedMap and MemberList, the copy-on-write structures under every store's state: they
 behave like a dict and like an ordered set, and a change never alters an earlier version."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.state import LayeredMap, MemberList
+from storage.state import SHARDS, ChunkedMap, MemberList
 
 KEYS = st.sampled_from([f"k{number}" for number in range(12)])
 OPERATIONS = st.lists(
@@ -15,69 +15,83 @@ OPERATIONS = st.lists(
         st.tuples(st.just("set"), KEYS, st.integers()),
         st.tuples(st.just("delete"), KEYS, st.none()),
         st.tuples(st.just("copy"), st.none(), st.none()),
+        st.tuples(st.just("write the original"), KEYS, st.integers()),
     ),
     max_size=80,
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(base_size=st.integers(0, 12), operations=OPERATIONS)
-def test_a_layered_map_and_its_copies_behave_like_dicts(
-    base_size: int, operations: list[tuple]
+@settings(max_examples=400, deadline=None)
+@given(base_size=st.integers(0, 12), chunk=st.integers(1, 4), operations=OPERATIONS)
+def test_a_chunked_map_and_its_copies_behave_like_dicts(
+    base_size: int, chunk: int, operations: list[tuple]
 ) -> None:
-    """Random writes and copies (which fold the delta in now and then) against plain dicts.
-
-    The order matches too, unless a deleted key came back (document ids never do).
-    """
+    """Random writes, deletes (which renumber the chunks now and then) and copies, against
+    plain dicts, order included; an original written after its copy leaves the copy alone."""
     base = {f"k{number}": number for number in range(base_size)}
-    layered, expected = LayeredMap(dict(base)), dict(base)
-    frozen: list[tuple[LayeredMap, dict, bool]] = []
-    deleted: set[str] = set()
-    ordered = True
+    chunked, expected = ChunkedMap(dict(base), chunk=chunk), dict(base)
+    versions: list[tuple[ChunkedMap, dict]] = []
     for operation, key, value in operations:
         if operation == "set":
-            ordered = ordered and key not in deleted
-            layered[key] = value
+            chunked[key] = value
             expected[key] = value
         elif operation == "delete" and key in expected:
-            del layered[key]
+            del chunked[key]
             del expected[key]
-            deleted.add(key)
         elif operation == "copy":
-            frozen.append((layered, dict(expected), ordered))
-            layered = layered.copy()
-        assert len(layered) == len(expected)
-    for current, reference, in_order in [*frozen, (layered, expected, ordered)]:
+            versions.append((chunked, dict(expected)))
+            chunked = chunked.copy()
+        elif operation == "write the original" and versions:
+            original, reference = versions[-1]
+            original[key] = value
+            reference[key] = value
+        assert len(chunked) == len(expected)
+    for current, reference in [*versions, (chunked, expected)]:
         assert current.to_dict() == reference
-        if in_order:
-            assert list(current.items()) == list(reference.items())
-        assert sorted(current) == sorted(reference)
+        assert list(current.items()) == list(reference.items())
+        assert list(current) == list(reference) and list(current.values()) == list(
+            reference.values()
+        )
+        assert len(current) == len(reference)
         for key in (f"k{number}" for number in range(12)):
             assert (key in current) == (key in reference)
             assert current.get(key, "none") == reference.get(key, "none")
 
 
 def test_a_missing_key_raises_key_error() -> None:
-    layered = LayeredMap({"a": 1})
+    chunked = ChunkedMap({"a": 1})
 
     with pytest.raises(KeyError):
-        layered["b"]
+        chunked["b"]
     with pytest.raises(KeyError):
-        del layered["b"]
-    assert layered.pop("b", "default") == "default"
+        del chunked["b"]
+    assert chunked.pop("b", "default") == "default"
+    assert chunked.pop("a") == 1 and len(chunked) == 0
 
 
-def test_copies_share_the_base_until_the_delta_outgrows_it() -> None:
-    base = {f"k{number}": number for number in range(6400)}
-    layered = LayeredMap(base)
-    layered["new"] = 1
+def test_a_write_to_a_copy_copies_one_chunk_and_one_shard() -> None:
+    """What makes a write O(1) in the map's size: a copy shares every piece, and a write
+    copies only the chunk (and, for a new or removed key, the lookup shard) it changes."""
+    big = ChunkedMap({f"k{number}": number for number in range(50_000)})
+    chunks, shards = list(big._chunks), list(big._shards)
 
-    assert layered.copy()._base is base  # a copy costs its small delta only
-    for number in range(200):  # past 32 + 6400 // 64 changes
-        layered[f"more{number}"] = number
-    folded = layered.copy()
-    assert folded._base is not base and folded._delta == {}
-    assert base.get("new") is None  # the frozen base was never written
+    replaced, added, removed = big.copy(), big.copy(), big.copy()
+    replaced["k7"] = -7
+    added["new"] = 1
+    del removed["k49999"]
+
+    assert big.copy()._chunks is big._chunks  # a copy copies nothing
+    assert _changed(replaced._chunks, chunks) == 1 and _changed(replaced._shards, shards) == 0
+    assert _changed(added._chunks, chunks) == 1 and added._chunks[-1]["new"] == 1  # the last
+    assert _changed(added._shards, shards) == 1
+    assert _changed(removed._chunks, chunks) == 1 and _changed(removed._shards, shards) == 1
+    assert big["k7"] == 7 and "new" not in big and big["k49999"] == 49_999
+    assert list(big.items()) == [(f"k{number}", number) for number in range(50_000)]
+    assert len(shards) == SHARDS
+
+
+def _changed(pieces: list[dict], before: list[dict]) -> int:
+    return sum(1 for piece, old in zip(pieces, before, strict=False) if piece is not old)
 
 
 USERS = st.sampled_from([f"u{number}" for number in range(40)])
