@@ -261,12 +261,18 @@ class Directory:
         with self.repository.transaction() as tx:
             current = _get(tx, kind, id)
             _check_version(current, if_match)
-            result = apply_patch(_editable(current), patch_operations, resource)
-            document = load_resource(resource, result.document)
-            document.pop("members", None)
-            _hash_password(document, previous=current.get(PASSWORD))
-            # The stored document was loaded through the same schema when it was written.
-            operations = activity.describe_change(_editable(current), document)
+            editable = _editable(current)
+            result = apply_patch(editable, patch_operations, resource)
+            result.document.pop("members", None)
+            operations = []
+            # The stored document was loaded through the same schema when it was written: a
+            # PATCH that left it as it was (Entra's member adds and removes) needs no second
+            # validation, and writes nothing but the memberships.
+            if result.document != editable:
+                document = load_resource(resource, result.document)
+                document.pop("members", None)
+                _hash_password(document, previous=current.get(PASSWORD))
+                operations = activity.describe_change(editable, document)
             if operations:
                 _write(tx.replace, kind, id, document, if_version=current["meta"]["version"])
             if result.member_changes:
