@@ -343,6 +343,16 @@ def test_serve_makes_full_garbage_collections_rare(capsys, config: Path, served)
         gc.set_threshold(*before)
 
 
+def test_serve_keeps_the_app_out_of_later_garbage_collections(capsys, config: Path, served) -> None:
+    """What is built before serving lives as long as the process: it is frozen, so no full
+    collection during a request walks it (the first one took 16 ms at 50,000 users)."""
+    run(capsys, "--config", str(config), "serve")
+
+    [(app, _)] = served
+    assert gc.get_freeze_count() > 0
+    assert all(tracked is not app for tracked in gc.get_objects())
+
+
 def test_serve_prints_the_tenant_url_and_next_steps(capsys, config: Path, served) -> None:
     code, out, _ = run(capsys, "--config", str(config), "serve")
 
