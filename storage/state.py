@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from storage.repository import Index
@@ -59,7 +60,7 @@ class ChunkedMap:
 
     def __init__(self, entries: Mapping | None = None, *, chunk: int = CHUNK) -> None:
         self._chunk = chunk
-        self._fill(list((entries or {}).items()))
+        self._fill((entries or {}).items())
 
     def copy(self) -> ChunkedMap:
         """A map with the same content whose writes do not affect this one, nor this one's
@@ -107,7 +108,7 @@ class ChunkedMap:
         del self._owned_chunk(where)[key]
         self._size -= 1
         if len(self._chunks) > 2 * (self._size // self._chunk) + 8:
-            self._fill(list(self.items()))  # mostly emptied chunks: renumber, once in a while
+            self._fill(self.to_dict().items())  # mostly emptied chunks: renumber, now and then
 
     def pop(self, key: Any, default: Any = None) -> Any:
         """Remove ``key`` and return its value, or ``default`` if it is absent."""
@@ -142,18 +143,20 @@ class ChunkedMap:
         """A plain dict with the same content and order."""
         return dict(self.items())
 
-    def _fill(self, entries: list[tuple[Any, Any]]) -> None:
-        """Hold exactly ``entries``, in new pieces that this map owns."""
-        step = self._chunk
-        self._chunks = [dict(entries[at : at + step]) for at in range(0, len(entries), step)]
-        shards: list[dict] = [{} for _ in range(SHARDS)] if entries else [_EMPTY] * SHARDS
+    def _fill(self, entries: Iterable[tuple[Any, Any]]) -> None:
+        """Hold exactly ``entries`` (distinct keys), in new pieces that this map owns."""
+        remaining = iter(entries)
+        self._chunks = []
+        while chunk := dict(islice(remaining, self._chunk)):
+            self._chunks.append(chunk)
+        shards: list[dict] = [{} for _ in range(SHARDS)] if self._chunks else [_EMPTY] * SHARDS
         for where, chunk in enumerate(self._chunks):
             for key in chunk:
                 shards[hash(key) % SHARDS][key] = where
         self._shards = shards
-        self._size = len(entries)
+        self._size = sum(map(len, self._chunks))
         self._own_chunks = set(range(len(self._chunks)))
-        self._own_shards = set(range(SHARDS)) if entries else set()
+        self._own_shards = set(range(SHARDS)) if self._chunks else set()
 
     def _chunk_list(self) -> set[int]:
         """The chunks this map owns, after copying the list of chunks if it is shared."""
@@ -296,7 +299,7 @@ class State:
                 groups.setdefault(user_id, []).append(group_id)
         return cls(
             indexes,
-            {kind: ChunkedMap(dict(table)) for kind, table in (documents or {}).items()},
+            {kind: ChunkedMap(table) for kind, table in (documents or {}).items()},
             ChunkedMap({id: ids for id, ids in member_lists.items() if ids}),
             ChunkedMap({id: tuple(ids) for id, ids in groups.items()}),
             {key: ChunkedMap(lookup) for key, lookup in keys.items()},
