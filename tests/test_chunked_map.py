@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.state import SHARDS, ChunkedMap, MemberList
+from storage.state import PAGE, SHARDS, ChunkedMap, MemberList
 
 KEYS = st.sampled_from([f"k{number}" for number in range(12)])
 OPERATIONS = st.lists(
@@ -58,6 +58,36 @@ def test_a_chunked_map_and_its_copies_behave_like_dicts(
             assert current.get(key, "none") == reference.get(key, "none")
 
 
+MANY_KEYS = st.sampled_from([f"k{number}" for number in range(150)])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    writes=st.lists(st.tuples(st.booleans(), MANY_KEYS, st.integers()), max_size=600),
+    copies=st.sets(st.integers(0, 600), max_size=20),
+)
+def test_chunks_of_one_entry_over_several_pages_behave_like_dicts(
+    writes: list[tuple[bool, str, int]], copies: set[int]
+) -> None:
+    """One entry per chunk, so pages fill and deletes renumber: every version still reads
+    like the dict it should be."""
+    chunked, expected = ChunkedMap(chunk=1), {}
+    versions: list[tuple[ChunkedMap, dict]] = []
+    for step, (setting, key, value) in enumerate(writes):
+        if step in copies:
+            versions.append((chunked, dict(expected)))
+            chunked = chunked.copy()
+        if setting:
+            chunked[key] = value
+            expected[key] = value
+        elif key in expected:
+            del chunked[key]
+            del expected[key]
+    for current, reference in [*versions, (chunked, expected)]:
+        assert list(current.items()) == list(reference.items()) and len(current) == len(reference)
+        assert all(current.get(key) == value for key, value in reference.items())
+
+
 def test_a_missing_key_raises_key_error() -> None:
     chunked = ChunkedMap({"a": 1})
 
@@ -69,28 +99,49 @@ def test_a_missing_key_raises_key_error() -> None:
     assert chunked.pop("a") == 1 and len(chunked) == 0
 
 
-def test_a_write_to_a_copy_copies_one_chunk_and_one_shard() -> None:
+def test_a_write_to_a_copy_copies_one_chunk_one_page_and_one_shard() -> None:
     """What makes a write O(1) in the map's size: a copy shares every piece, and a write
-    copies only the chunk (and, for a new or removed key, the lookup shard) it changes."""
+    copies only the chunk it changes and that chunk's page (and, for a new or removed key,
+    one lookup shard); the list of pages is N / 4,096 long."""
     big = ChunkedMap({f"k{number}": number for number in range(50_000)})
-    chunks, shards = list(big._chunks), list(big._shards)
+    chunks, pages, shards = _chunks(big), list(big._pages), list(big._shards)
 
     replaced, added, removed = big.copy(), big.copy(), big.copy()
     replaced["k7"] = -7
     added["new"] = 1
     del removed["k49999"]
 
-    assert big.copy()._chunks is big._chunks  # a copy copies nothing
-    assert _changed(replaced._chunks, chunks) == 1 and _changed(replaced._shards, shards) == 0
-    assert _changed(added._chunks, chunks) == 1 and added._chunks[-1]["new"] == 1  # the last
-    assert _changed(added._shards, shards) == 1
-    assert _changed(removed._chunks, chunks) == 1 and _changed(removed._shards, shards) == 1
+    assert big.copy()._pages is big._pages  # a copy copies nothing
+    assert len(pages) == 13 and len(shards) == SHARDS
+    for written in (replaced, added, removed):
+        assert _changed(_chunks(written), chunks) == 1
+        assert _changed(written._pages, pages) == 1
+    assert _changed(replaced._shards, shards) == 0
+    assert _changed(added._shards, shards) == 1 and _chunks(added)[-1]["new"] == 1
+    assert _changed(removed._shards, shards) == 1
     assert big["k7"] == 7 and "new" not in big and big["k49999"] == 49_999
     assert list(big.items()) == [(f"k{number}", number) for number in range(50_000)]
-    assert len(shards) == SHARDS
 
 
-def _changed(pieces: list[dict], before: list[dict]) -> int:
+def test_new_keys_fill_new_chunks_and_pages_in_order() -> None:
+    """Past a full page, a new chunk starts a new page; a copy's additions leave the
+    original's pages alone."""
+    chunked = ChunkedMap(chunk=1)
+    for number in range(PAGE + 3):
+        chunked[f"k{number}"] = number
+    before = chunked.copy()
+    chunked["last"] = -1
+
+    assert [len(page) for page in chunked._pages] == [PAGE, 4]
+    assert [len(page) for page in before._pages] == [PAGE, 3]
+    assert list(chunked)[-2:] == [f"k{PAGE + 2}", "last"] and "last" not in before
+
+
+def _chunks(chunked: ChunkedMap) -> list[dict]:
+    return [chunk for page in chunked._pages for chunk in page]
+
+
+def _changed(pieces: list, before: list) -> int:
     return sum(1 for piece, old in zip(pieces, before, strict=False) if piece is not old)
 
 
