@@ -249,9 +249,10 @@ class Directory:
     ) -> PatchOutcome:
         """Apply a PatchOp (RFC 7644 §3.5.2) atomically: all operations or none.
 
-        The operations run on a copy; the whole result is validated with the resource schema
-        (which also coerces Entra's ``"False"`` and bare ``manager``), member ids are checked,
-        and only then is anything written.
+        The operations run on a copy; a result that differs from the stored document is
+        validated whole with the resource schema (which also coerces Entra's ``"False"`` and
+        bare ``manager``), member ids are checked, and only then is anything written. Members
+        never enter the copy: they come back as member changes (:mod:`scim.patch`).
 
         :param with_members: build a group's member list for the result; Entra's group PATCH
             is answered 204, so a member add then costs O(1), not O(members).
@@ -263,18 +264,17 @@ class Directory:
             _check_version(current, if_match)
             editable = _editable(current)
             result = apply_patch(editable, patch_operations, resource)
-            result.document.pop("members", None)
-            operations = []
+            operations: list[str] = []
             # The stored document was loaded through the same schema when it was written: a
             # PATCH that left it as it was (Entra's member adds and removes) needs no second
             # validation, and writes nothing but the memberships.
             if result.document != editable:
                 document = load_resource(resource, result.document)
-                document.pop("members", None)
                 _hash_password(document, previous=current.get(PASSWORD))
                 operations = activity.describe_change(editable, document)
-            if operations:
-                _write(tx.replace, kind, id, document, if_version=current["meta"]["version"])
+                if operations:
+                    version = current["meta"]["version"]
+                    _write(tx.replace, kind, id, document, if_version=version)
             if result.member_changes:
                 operations += apply_member_changes(tx, id, result.member_changes)
             stored = tx.get(kind, id)
