@@ -53,9 +53,8 @@ class ChunkedMap:
     not track, so only the chunks and pages a write copied are new work for it.
     """
 
-    __slots__ = ("_pages", "_count", "_shards", "_size", "_chunk", "_owned", "_own_shards")
+    __slots__ = ("_pages", "_shards", "_size", "_chunk", "_owned", "_own_shards")
     _pages: list[list[dict]]  # chunk number n is _pages[n >> PAGE_BITS][n & (PAGE - 1)]
-    _count: int  # chunks
     _shards: list[dict]
     _size: int
     _chunk: int
@@ -72,7 +71,7 @@ class ChunkedMap:
         """A map with the same content whose writes do not affect this one, nor this one's
         writes it."""
         copied = ChunkedMap.__new__(ChunkedMap)
-        copied._pages, copied._count, copied._shards = self._pages, self._count, self._shards
+        copied._pages, copied._shards = self._pages, self._shards
         copied._size, copied._chunk = self._size, self._chunk
         copied._owned = copied._own_shards = None
         self._owned = self._own_shards = None  # shared now: copy before writing again
@@ -98,7 +97,7 @@ class ChunkedMap:
         shard = hash(key) % SHARDS
         where = self._shards[shard].get(key)
         if where is None:
-            where = self._count - 1
+            where = self._chunk_count() - 1
             if where < 0 or len(self._chunk_at(where)) >= self._chunk:
                 where = self._new_chunk()
             self._owned_shard(shard)[key] = where
@@ -113,7 +112,7 @@ class ChunkedMap:
         del self._owned_shard(shard)[key]
         del self._owned_chunk(where)[key]
         self._size -= 1
-        if self._count > 2 * (self._size // self._chunk) + 8:
+        if self._chunk_count() > 2 * (self._size // self._chunk) + 8:
             self._fill(self.to_dict().items())  # mostly emptied chunks: renumber, now and then
 
     def pop(self, key: Any, default: Any = None) -> Any:
@@ -163,7 +162,6 @@ class ChunkedMap:
             for key in chunk:
                 shards[hash(key) % SHARDS][key] = where
         self._pages = [chunks[at : at + PAGE] for at in range(0, len(chunks), PAGE)]
-        self._count = len(chunks)
         self._shards = shards
         self._size = sum(map(len, chunks))
         self._owned = (set(range(len(self._pages))), set(range(len(chunks))))
@@ -171,6 +169,10 @@ class ChunkedMap:
 
     def _chunk_at(self, where: int) -> dict:
         return self._pages[where >> PAGE_BITS][where & (PAGE - 1)]
+
+    def _chunk_count(self) -> int:
+        pages = self._pages
+        return ((len(pages) - 1) << PAGE_BITS) + len(pages[-1]) if pages else 0
 
     def _owned_pieces(self) -> tuple[set[int], set[int]]:
         """The pages and chunks this map owns, after copying the list of pages if shared."""
@@ -189,22 +191,21 @@ class ChunkedMap:
 
     def _owned_chunk(self, where: int) -> dict:
         _, chunks = self._owned_pieces()
-        page = self._owned_page(where >> PAGE_BITS)
+        page, slot = self._owned_page(where >> PAGE_BITS), where & (PAGE - 1)
         if where not in chunks:
-            page[where & (PAGE - 1)] = dict(page[where & (PAGE - 1)])
+            page[slot] = dict(page[slot])
             chunks.add(where)
-        return page[where & (PAGE - 1)]
+        return page[slot]
 
     def _new_chunk(self) -> int:
         """Start an empty chunk after the last one; returns its number."""
-        where = self._count
+        where = self._chunk_count()
         pages, chunks = self._owned_pieces()
         if where & (PAGE - 1) == 0:  # the last page is full (or there is none)
             self._pages.append([])
             pages.add(len(self._pages) - 1)
         self._owned_page(where >> PAGE_BITS).append({})
         chunks.add(where)
-        self._count += 1
         return where
 
     def _owned_shard(self, shard: int) -> dict:
