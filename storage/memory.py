@@ -79,6 +79,17 @@ class _Reads:
         """For each user given, copies of the groups it is a member of (in joining order)."""
         return {id: self.get_many(GROUP, self.groups_of(id)) for id in user_ids}
 
+    def get_with_groups(self, kind: str, id: str) -> tuple[dict, list[dict]]:
+        """A copy of the document and copies of the groups it is a member of."""
+        return self.get(kind, id), self.get_many(GROUP, self.groups_of(id))
+
+    def find_with_groups(
+        self, kind: str, field: str, value: str
+    ) -> tuple[list[dict], dict[str, list[dict]]]:
+        """:meth:`find_documents` and the groups of the documents found."""
+        found = self.find_documents(kind, field, value)
+        return found, self.group_documents_of([document["id"] for document in found])
+
     def _found(self, kind: str, field: str, value: str) -> Iterable[str]:
         """The ids the index on ``kind``/``field`` holds for ``value`` (not a copy).
 

@@ -106,6 +106,24 @@ class Reader(Protocol):
         for a whole page of users."""
         ...
 
+    def get_with_groups(self, kind: str, id: str) -> tuple[dict, list[dict]]:
+        """:meth:`get` and the document's entry of :meth:`group_documents_of` (a group is in
+        none), in one read: a GET of a user costs one statement on a database, not two.
+
+        :raises storage.errors.NotFound: if there is no such document.
+        """
+        ...
+
+    def find_with_groups(
+        self, kind: str, field: str, value: str
+    ) -> tuple[list[dict], dict[str, list[dict]]]:
+        """:meth:`find_documents` and :meth:`group_documents_of` of the documents found, in
+        one read: Entra's matching lookup of a user costs one statement, not two.
+
+        :raises KeyError: if there is no index on ``kind``/``field``.
+        """
+        ...
+
 
 class Transaction(Reader, Protocol):
     """Writes; all of them become durable together when the transaction block exits."""

@@ -418,6 +418,63 @@ def test_group_documents_of_gives_copies_of_the_users_groups_in_joining_order(
         assert [document["displayName"] for document in inside] == ["Sales"]
 
 
+def test_get_with_groups_is_get_and_group_documents_of_in_one_read(
+    repository: Repository, people: list[str]
+) -> None:
+    engineering = insert(repository, "Group", group("Engineering"))["id"]
+    add_members(repository, engineering, ["id-1"])
+    add_members(repository, "id-4", ["id-1"])
+
+    document, groups = repository.get_with_groups("User", "id-1")
+
+    assert document == repository.get("User", "id-1")
+    assert groups == repository.group_documents_of(["id-1"])["id-1"]
+    assert [group["displayName"] for group in groups] == ["Engineering", "Sales"]
+    assert repository.get_with_groups("User", "id-2") == (repository.get("User", "id-2"), [])
+    assert repository.get_with_groups("Group", "id-4") == (repository.get("Group", "id-4"), [])
+    groups[0]["displayName"] = "changed"
+    document["userName"] = "changed"
+    assert repository.get("Group", engineering)["displayName"] == "Engineering"
+    assert repository.get("User", "id-1")["userName"] == "ann"
+    for kind, id in [("User", "nobody"), ("Group", "id-1"), ("User", "id-4"), ("User", "a\x00")]:
+        with pytest.raises(NotFound):
+            repository.get_with_groups(kind, id)
+    with repository.transaction() as tx:
+        tx.remove_members(engineering, ["id-1"])
+        assert tx.get_with_groups("User", "id-1")[1] == tx.group_documents_of(["id-1"])["id-1"]
+        assert [group["displayName"] for group in tx.get_with_groups("User", "id-1")[1]] == [
+            "Sales"
+        ]
+
+
+def test_find_with_groups_is_find_documents_and_their_groups_in_one_read(
+    repository: Repository, people: list[str]
+) -> None:
+    insert(repository, "User", user("dan", externalId="shared"))  # id-5
+    insert(repository, "User", user("eve", externalId="shared"))  # id-6
+    add_members(repository, "id-4", ["id-6", "id-1"])
+
+    found, groups = repository.find_with_groups("User", "externalId", "shared")
+
+    assert found == repository.find_documents("User", "externalId", "shared")
+    assert groups == repository.group_documents_of(["id-5", "id-6"])
+    assert [group["displayName"] for group in groups["id-6"]] == ["Sales"]
+    assert repository.find_with_groups("User", "userName", "ANN") == (
+        [repository.get("User", "id-1")],
+        {"id-1": [repository.get("Group", "id-4")]},
+    )
+    assert repository.find_with_groups("User", "userName", "nobody") == ([], {})
+    assert repository.find_with_groups("Group", "displayName", "sales") == (
+        [repository.get("Group", "id-4")],
+        {"id-4": []},
+    )
+    with pytest.raises(KeyError):
+        repository.find_with_groups("User", "displayName", "ann")
+    with repository.transaction() as tx:
+        tx.remove_members("id-4", ["id-6"])
+        assert tx.find_with_groups("User", "externalId", "shared")[1] == {"id-5": [], "id-6": []}
+
+
 def test_add_members_skips_ids_that_are_no_user(repository: Repository, people: list[str]) -> None:
     """Neither an unknown id nor a group becomes a member; the users beside them do."""
     assert add_members(repository, "id-4", ["nobody", "id-2", "id-4"]) == ["id-2"]

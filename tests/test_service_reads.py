@@ -282,3 +282,42 @@ def test_a_group_filter_loads_members_only_when_it_reads_them(
 
     assert by_name.total == 0 and name_reads == 0
     assert by_member.total == 1 and repository.calls["members"] >= 1
+
+
+class RecordingReader:
+    """A repository that records which of its methods the service calls (not the calls
+    they make in turn): on a database each is one statement."""
+
+    def __init__(self, inner: MemoryRepository) -> None:
+        self.inner = inner
+        self.names: list[str] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        attribute = getattr(self.inner, name)
+        if callable(attribute):
+            self.names.append(name)
+        return attribute
+
+
+def test_a_user_is_read_with_its_groups_in_one_read(directory: Directory) -> None:
+    """A GET by id and Entra's matching lookup read the user and its groups together."""
+    group_id = _group_with_members(directory)
+    user_id = directory.repository.find("User", "userName", "user7@contoso.com")[0]
+    recording = RecordingReader(directory.repository)  # type: ignore[arg-type]
+    reading = Directory(recording)  # type: ignore[arg-type]
+
+    resource = reading.get(constants.USER_TYPE, user_id, BASE)
+    assert recording.names == ["get_with_groups"]
+    assert [entry["value"] for entry in resource["groups"]] == [group_id]
+
+    recording.names.clear()
+    lookup = parse_filter('userName eq "user7@contoso.com"')
+    result = reading.query(constants.USER_TYPE, Query(filter=lookup), BASE)
+    assert recording.names == ["find_with_groups"]
+    assert [entry["value"] for entry in result.resources[0]["groups"]] == [group_id]
+
+    recording.names.clear()
+    without = Query(filter=lookup, excluded=[parse_attr_path("groups")])
+    result = reading.query(constants.USER_TYPE, without, BASE)
+    assert recording.names == ["find_documents"]
+    assert "groups" not in result.resources[0]

@@ -50,6 +50,23 @@ GROUP_DOCUMENTS_OF_ONE = """
     SELECT r.doc FROM m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
     ORDER BY m.seq
 """
+# A user's groups as one array, in joining order, for reading beside the user (r): its
+# membership rows first, on their index (OFFSET 0 keeps the planner from flattening the
+# subquery into a join the other way round, as GROUP_DOCUMENTS_OF_ONE's CTE does).
+GROUPS_OF_R = """(
+    SELECT coalesce(jsonb_agg(g.doc ORDER BY m.seq), '[]')
+    FROM (SELECT group_id, seq FROM members WHERE user_id = r.id OFFSET 0) AS m
+    JOIN resources AS g ON g.kind = 'Group' AND g.id = m.group_id
+)"""
+GET_WITH_GROUPS = f"""
+    SELECT r.doc, {GROUPS_OF_R} FROM resources AS r WHERE r.kind = 'User' AND r.id = %s
+"""
+FIND_WITH_GROUPS = f"""
+    SELECT r.doc, {GROUPS_OF_R}
+    FROM resource_keys AS k JOIN resources AS r ON r.kind = k.kind AND r.id = k.id
+    WHERE k.kind = 'User' AND k.field = %s AND k.key = %s
+    ORDER BY k.seq
+"""
 GROUP_DOCUMENTS_OF = """
     SELECT jsonb_build_array(m.user_id, r.doc)
     FROM members AS m JOIN resources AS r ON r.kind = 'Group' AND r.id = m.group_id
@@ -123,6 +140,29 @@ class Reads:
                 found[user_id].append(group)
         return found
 
+    def get_with_groups(self, kind: str, id: str) -> tuple[dict, list[dict]]:
+        """A copy of the document and copies of its groups (a user's): one statement."""
+        if kind != USER:
+            return self.get(kind, id), []
+        found = self._rows(GET_WITH_GROUPS, id) if storable(id) else []
+        if not found:
+            raise NotFound(kind, id)
+        document, groups = found[0]
+        return document, groups
+
+    def find_with_groups(
+        self, kind: str, field: str, value: str
+    ) -> tuple[list[dict], dict[str, list[dict]]]:
+        """:meth:`find_documents` and the groups of the documents found: one statement."""
+        if kind != USER:
+            found = self.find_documents(kind, field, value)
+            return found, {document["id"]: [] for document in found}
+        key = self._index_key(kind, field, value)
+        matches = self._rows(FIND_WITH_GROUPS, field, key) if storable(key) else []
+        return [document for document, _ in matches], {
+            document["id"]: groups for document, groups in matches
+        }
+
     def _index_key(self, kind: str, field: str, value: str) -> str:
         """``value`` as the index on ``kind``/``field`` keeps it.
 
@@ -141,6 +181,10 @@ class Reads:
         """The first column of every row of ``query``."""
         raise NotImplementedError
 
+    def _rows(self, query: str, *params: object) -> list[tuple]:
+        """Every row of ``query``."""
+        raise NotImplementedError
+
 
 def fetch(connection: psycopg.Connection, query: Statement, params: Params) -> Any:
     """The first column of the first row of ``query`` (None if there is no row)."""
@@ -151,6 +195,11 @@ def fetch(connection: psycopg.Connection, query: Statement, params: Params) -> A
 def column(connection: psycopg.Connection, query: Statement, params: Params) -> list:
     """The first column of every row of ``query``."""
     return [row[0] for row in reading_cursor(connection).execute(query, params).fetchall()]
+
+
+def rows(connection: psycopg.Connection, query: Statement, params: Params) -> list[tuple]:
+    """Every row of ``query``."""
+    return reading_cursor(connection).execute(query, params).fetchall()
 
 
 _cursors: WeakKeyDictionary[psycopg.Connection, psycopg.Cursor] = WeakKeyDictionary()

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from storage.postgres.conditions import SqlBuilder
 from storage.postgres.connection import Database
-from storage.postgres.reads import Reads, column, fetch
+from storage.postgres.reads import Reads, column, fetch, rows
 from storage.postgres.transaction import PostgresTransaction
 from storage.query import Found, Query, answer_in_python
 from storage.repository import Clock, CommitListener, CompactionHook, IdFactory, Index
@@ -212,6 +212,10 @@ class PostgresRepository(Reads):
     def _column(self, query: str, *params: object) -> list:
         with self.database.connection() as connection:
             return column(connection, query, params)
+
+    def _rows(self, query: str, *params: object) -> list[tuple]:
+        with self.database.connection() as connection:
+            return rows(connection, query, params)
 
     def _count_matches(self, where: sql.Composable, params: dict[str, Any]) -> int:
         with self.database.connection() as connection:

@@ -52,6 +52,7 @@ from storage.postgres.reads import (
     fetch,
     fold,
     index_keys,
+    rows,
 )
 from storage.repository import Clock, IdFactory, Index
 from storage.values import clone, timestamp, version_number, version_tag
@@ -156,6 +157,11 @@ class PostgresTransaction(Reads):
         with self._database.errors():
             return column(self._connection, query, params)
 
+    def _rows(self, query: str, *params: object) -> list[tuple]:
+        self._check_open()
+        with self._database.errors():
+            return rows(self._connection, query, params)
+
     def get(self, kind: str, id: str) -> dict:
         """A copy of the document, now locked until this transaction ends.
 
@@ -163,6 +169,10 @@ class PostgresTransaction(Reads):
         """
         self._check_open()
         return clone(self._lock(kind, id))
+
+    def get_with_groups(self, kind: str, id: str) -> tuple[dict, list[dict]]:
+        """:meth:`get` (so the document is locked) and its groups."""
+        return self.get(kind, id), self.group_documents_of([id])[id]
 
     # -- documents ------------------------------------------------------------------------
 
