@@ -355,7 +355,7 @@ class Directory:
         where one per user made a page of 100 cost 101); none if the client does not see
         ``groups``."""
         users = [doc["id"] for doc in page if doc["meta"]["resourceType"] == constants.USER_TYPE]
-        if not users or not _shows_groups(constants.USER_TYPE, query):
+        if not users or not _shows("groups", query.attributes, query.excluded):
             return {}
         return self.repository.group_documents_of(users)
 

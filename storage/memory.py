@@ -81,7 +81,7 @@ class _Reads:
 
     def get_with_groups(self, kind: str, id: str) -> tuple[dict, list[dict]]:
         """A copy of the document and copies of the groups it is a member of."""
-        return self.get(kind, id), self.get_many(GROUP, self.groups_of(id))
+        return self.get(kind, id), self.group_documents_of([id])[id]
 
     def find_with_groups(
         self, kind: str, field: str, value: str
