@@ -67,4 +67,5 @@ class PostgresBackend:
 
     def close(self) -> None:
         """Close every connection of this process."""
+        self.repository.close()  # it does not close the database, which is ours
         self.database.close()

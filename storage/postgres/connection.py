@@ -141,7 +141,7 @@ class Database:
             ) from None
         if "connect_timeout" not in options:
             options["connect_timeout"] = max(1, round(connect_timeout))
-        conninfo = make_conninfo("", **options)
+        self._conninfo = conninfo = make_conninfo("", **options)
         with self.errors(), psycopg.connect(conninfo, autocommit=True) as connection:
             apply_migrations(connection)
         self.pool = ConnectionPool(
@@ -169,6 +169,13 @@ class Database:
     def connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection in autocommit mode, with errors translated."""
         with self.errors(), self.pool.connection() as connection:
+            yield connection
+
+    @contextmanager
+    def own_connection(self) -> Iterator[psycopg.Connection]:
+        """A new connection outside the pool (autocommit, closed after), for maintenance
+        that takes long enough that a request should not wait for the pooled one it holds."""
+        with self.errors(), psycopg.connect(self._conninfo, autocommit=True) as connection:
             yield connection
 
     @contextmanager

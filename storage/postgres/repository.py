@@ -30,6 +30,7 @@ from psycopg import sql
 from storage.postgres.conditions import SqlBuilder
 from storage.postgres.connection import Database
 from storage.postgres.reads import Reads, column, fetch, rows
+from storage.postgres.statistics import PlannerStatistics
 from storage.postgres.transaction import PostgresTransaction
 from storage.query import Found, Query, answer_in_python
 from storage.repository import Clock, CommitListener, CompactionHook, IdFactory, Index
@@ -110,6 +111,7 @@ class PostgresRepository(Reads):
         self._local = threading.local()  # the transaction open in this thread, if any
         self._listeners: list[CommitListener] = []
         self._notifying = threading.Lock()
+        self.statistics = PlannerStatistics(self.database)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class PostgresRepository(Reads):
             finally:
                 transaction.close()
                 self._local.transaction = None
+        self.statistics.grew(transaction.rows_added)
         if transaction.noted:
             events = transaction.noted_events()
             with self._notifying:
@@ -199,7 +202,9 @@ class PostgresRepository(Reads):
         return Found([row[1] for row in rows], rows[0][0])
 
     def close(self) -> None:
-        """Close the database's connections, if this repository opened it."""
+        """Finish refreshing the statistics; close the database's connections, if this
+        repository opened it."""
+        self.statistics.close()
         if self._owns_database:
             self.database.close()
 

@@ -146,6 +146,8 @@ class PostgresTransaction(Reads):
         self._stamped: set[Key] = set()
         # (its INSERT, event) noted here, in order; stamped and delivered after the commit.
         self.noted: list[tuple[psycopg.Cursor, dict]] = []
+        # Rows added (documents, memberships, events), for the planner's statistics.
+        self.rows_added = 0
 
     def _fetch(self, query: str, *params: object) -> Any:
         self._check_open()
@@ -187,6 +189,7 @@ class PostgresTransaction(Reads):
         meta = {"resourceType": kind, "created": now, "lastModified": now}
         stored = _body(document) | {"id": id, "meta": meta | {"version": version_tag(1)}}
         self._put(kind, id, stored, None)
+        self.rows_added += 1
         return clone(stored)
 
     def replace(self, kind: str, id: str, document: dict, *, if_version: str | None = None) -> dict:
@@ -232,6 +235,7 @@ class PostgresTransaction(Reads):
         added = [user_id for user_id in wanted if user_id in inserted]
         if added:
             self._bump(group_id, group)
+            self.rows_added += len(added)
         return added
 
     def remove_members(self, group_id: str, user_ids: list[str]) -> list[str]:
@@ -267,6 +271,7 @@ class PostgresTransaction(Reads):
         with self._database.errors():
             written = self._connection.execute(INSERT_EVENT, (encode_event(event),))
         self.noted.append((written, clone(event)))
+        self.rows_added += 1
 
     def noted_events(self) -> list[dict]:
         """The events noted, each with its row's ``seq``: once the transaction committed

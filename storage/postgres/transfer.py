@@ -3,7 +3,8 @@
 :func:`snapshot` reads every user, group and membership in one repeatable-read transaction,
 so a backup taken while servers write is consistent. :func:`load` writes a snapshot in one
 transaction, ids, ``meta`` and member order as they are, into an empty database or in place
-of what it holds: a restore either happens whole or not at all.
+of what it holds: a restore either happens whole or not at all. It then analyzes the
+tables, so that servers plan for the rows written (:mod:`storage.postgres.statistics`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from storage.errors import StorageError
 from storage.journal.snapshot import FORMAT, Snapshot
 from storage.postgres.connection import Database, jsonb
 from storage.postgres.reads import fold, index_keys
+from storage.postgres.statistics import PlannerStatistics
 from storage.repository import Index
 from storage.values import version_number
 
@@ -104,3 +106,5 @@ def load(database: Database, indexes: list[Index], snapshot: Snapshot, *, replac
             members = list(user_ids)
             for start in range(0, len(members), _BATCH):
                 connection.execute(_INSERT_MEMBERS, (group_id, members[start : start + _BATCH]))
+    # Servers started next plan their statements for the rows just written, not for none.
+    PlannerStatistics(database).analyze()
