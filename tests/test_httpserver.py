@@ -9,6 +9,7 @@ main loop sends them; a stop signal lets the running request finish.
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import signal
 import socket
@@ -222,3 +223,104 @@ def test_a_stop_signal_lets_the_request_on_the_main_loop_finish() -> None:
         server.close()
     thread.join(10)
     assert answers == [b"done"]
+
+
+# -- worker threads: the log tells of requests that waited for one -------------------------
+
+
+def test_keep_alive_clients_as_many_as_worker_threads_log_no_queue(
+    serve: Callable[..., int], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each client's next request arrives before its worker is back waiting; waitress
+    warned "Task queue depth is 1" for about one request in seven of the bench."""
+    port = serve(4)
+
+    def client() -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        try:
+            for _ in range(300):
+                connection.request("GET", "/small")
+                connection.getresponse().read()
+        finally:
+            connection.close()
+
+    with caplog.at_level(logging.INFO, logger="waitress"):
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(60)
+
+    assert [record.getMessage() for record in caplog.records] == []
+
+
+class SleepingTask:
+    """A waitress task that holds its worker thread for ``seconds``."""
+
+    def __init__(self, seconds: float, done: list[str], name: str) -> None:
+        self.seconds = seconds
+        self.done = done
+        self.name = name
+
+    def service(self) -> None:
+        time.sleep(self.seconds)
+        self.done.append(self.name)
+
+    def cancel(self) -> None:
+        self.done.append(f"{self.name} cancelled")
+
+
+def test_a_request_that_waited_long_for_a_worker_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dispatcher = httpserver.WaitWatchingDispatcher(long_wait=0.2)
+    dispatcher.set_thread_count(1)
+    done: list[str] = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="waitress.queue"):
+            dispatcher.add_task(SleepingTask(0.4, done, "first"))
+            dispatcher.add_task(SleepingTask(0, done, "second"))  # waits for the first
+            deadline = time.monotonic() + 10
+            while len(done) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        dispatcher.shutdown()
+    assert done == ["first", "second"]
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith("1 request(s) waited 0.2 s or more for a free worker thread")
+
+
+def test_long_waits_are_logged_once_an_interval_with_their_count() -> None:
+    clock = [100.0]
+    dispatcher = httpserver.WaitWatchingDispatcher(
+        long_wait=1.0, interval=60.0, monotonic=lambda: clock[0]
+    )
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    httpserver.queue_log.addHandler(handler)
+    try:
+        dispatcher.taken(queued_at=99.5)  # half a second: not long
+        dispatcher.taken(queued_at=98.0)  # 2 s: logged
+        clock[0] = 130.0
+        dispatcher.taken(queued_at=127.0)  # 3 s, within the minute: counted for later
+        dispatcher.taken(queued_at=125.0)  # 5 s
+        clock[0] = 161.0
+        dispatcher.taken(queued_at=159.5)  # 1.5 s, a minute after the first line: logged
+    finally:
+        httpserver.queue_log.removeHandler(handler)
+    assert [line.split(":")[0] for line in logged] == [
+        "1 request(s) waited 1 s or more for a free worker thread (the longest 2.0 s)",
+        "3 request(s) waited 1 s or more for a free worker thread (the longest 5.0 s)",
+    ]
+
+
+def test_tasks_still_queued_at_shutdown_are_cancelled() -> None:
+    dispatcher = httpserver.WaitWatchingDispatcher()
+    dispatcher.set_thread_count(1)
+    done: list[str] = []
+    dispatcher.add_task(SleepingTask(0.3, done, "running"))
+    time.sleep(0.05)  # the worker has taken it
+    dispatcher.add_task(SleepingTask(0, done, "queued"))
+    dispatcher.shutdown(cancel_pending=True, timeout=5)
+    assert done == ["running", "queued cancelled"]
