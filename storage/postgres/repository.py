@@ -134,12 +134,12 @@ class PostgresRepository(Reads):
             finally:
                 transaction.close()
                 self._local.transaction = None
-        self.statistics.grew(transaction.rows_added)
         if transaction.noted:
             events = transaction.noted_events()
             with self._notifying:
                 for listener in self._listeners:
                     listener(events)
+        self.statistics.grew(transaction.rows_added)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(events)`` after every commit that noted events."""

@@ -10,13 +10,14 @@ every group, 1.25 ms and 453 buffers in the database instead of 0.08 ms and 10, 
 bench's matching lookups ran at 700 instead of 1,500 a second.
 
 So each process counts the rows its commits add (:meth:`PlannerStatistics.grew`). Every
-:data:`CHECK_EVERY` rows it looks, in a thread of its own, for tables whose files have
-grown to more than :data:`GROWTH` times the size their statistics were taken at, and
-analyzes those: every connection of every process then plans its statements afresh. A
-cached plan was therefore made for at least half the rows it meets. ``SKIP_LOCKED`` leaves
-a table another process (or autovacuum) is analyzing to it. The ``ANALYZE`` runs on a
-connection outside the pool, so that no request waits for the pooled one it would hold. A
-whole directory written at once (:mod:`storage.postgres.transfer`) is analyzed after.
+:data:`CHECK_EVERY` rows it looks (one short statement) for tables whose files have grown
+to more than :data:`GROWTH` times the size their statistics were taken at, and analyzes
+those in a thread of its own: every connection of every process then plans its statements
+afresh. A cached plan was therefore made for at least half the rows it meets.
+``SKIP_LOCKED`` leaves a table another process (or autovacuum) is analyzing to it. The
+``ANALYZE`` runs on a connection outside the pool, so that no request waits for the pooled
+one it would hold (nor does the pool grow behind a caller's back). A whole directory
+written at once (:mod:`storage.postgres.transfer`) is analyzed after.
 """
 
 from __future__ import annotations
@@ -67,22 +68,36 @@ class PlannerStatistics:
         self._worker: threading.Thread | None = None
 
     def grew(self, rows: int) -> None:
-        """Count ``rows`` a commit added; every ``check_every`` rows, start a look (unless
-        one is still running: the rows are then counted towards the next)."""
+        """Count ``rows`` a commit added. Every ``check_every`` rows, look for tables grown
+        past ``growth`` times their analyzed size (one short statement, on this thread) and
+        analyze those in a thread of their own; no look while an ANALYZE still runs."""
         with self._lock:
             self._added += rows
             if self._added < self._check_every or self._busy():
                 return
             self._added = 0
-            self._worker = threading.Thread(target=self._refresh, name="proware-analyze")
-            self._worker.daemon = True  # never keeps a stopping process alive
-            self._worker.start()
+        try:
+            stale = self.stale()
+        except (StorageError, psycopg.Error) as error:
+            # The commit this follows stands: statistics only make plans better.
+            log.warning("could not refresh the planner's statistics: %s", error)
+            return
+        with self._lock:
+            if stale and not self._busy():
+                self._worker = threading.Thread(
+                    target=self._analyze_quietly, args=(stale,), name="proware-analyze"
+                )
+                self._worker.daemon = True  # never keeps a stopping process alive
+                self._worker.start()
+
+    def stale(self) -> list[str]:
+        """The tables grown past ``growth`` times the size they were analyzed at."""
+        with self.database.connection() as connection:
+            return column(connection, STALE, (list(TABLES), self._growth))
 
     def refresh(self) -> list[str]:
-        """Analyze the tables grown past ``growth`` times their analyzed size; returns
-        their names (none: nothing to do)."""
-        with self.database.connection() as connection:
-            stale = column(connection, STALE, (list(TABLES), self._growth))
+        """Analyze the :meth:`stale` tables now; returns their names."""
+        stale = self.stale()
         if stale:
             self.analyze(stale)
         return stale
@@ -95,8 +110,8 @@ class PlannerStatistics:
             connection.execute(sql.SQL("ANALYZE (SKIP_LOCKED) {}").format(names))
 
     def close(self, timeout: float = 10.0) -> None:
-        """Wait (at most ``timeout`` seconds) for a look under way: nothing is left running
-        when the process closes its store or forks."""
+        """Wait (at most ``timeout`` seconds) for an ANALYZE under way: nothing is left
+        running when the process closes its store or forks."""
         worker = self._worker
         if worker is not None:
             worker.join(timeout)
@@ -104,12 +119,10 @@ class PlannerStatistics:
     def _busy(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
-    def _refresh(self) -> None:
-        # Statistics only make plans better: a failure is logged, and the next look retries.
+    def _analyze_quietly(self, tables: list[str]) -> None:
         try:
-            analyzed = self.refresh()
+            self.analyze(tables)
         except (StorageError, psycopg.Error) as error:
             log.warning("could not refresh the planner's statistics: %s", error)
         else:
-            if analyzed:
-                log.debug("analyzed %s: they had grown", ", ".join(analyzed))
+            log.debug("analyzed %s: they had grown", ", ".join(tables))
