@@ -151,3 +151,39 @@ def test_a_directory_written_whole_is_analyzed(repository: PostgresRepository) -
     finally:
         target.close()
     assert [name for (name,) in analyzed] == sorted(TABLES)
+
+
+def group_scans(connection: psycopg.Connection, user_name: str) -> list[str]:
+    """How the lookup of ``user_name`` reads its groups (``resources AS g``) in the plan
+    PostgreSQL caches for it (a generic plan): each scan's index and index condition."""
+    row = connection.execute(f"EXPLAIN (FORMAT JSON) EXECUTE lookup('userName', '{user_name}')")
+    found: list[str] = []
+
+    def visit(node: dict) -> None:
+        if node.get("Alias") == "g":
+            found.append(f"{node.get('Index Name')}: {node.get('Index Cond')}")
+        for child in node.get("Plans", []):
+            visit(child)
+
+    visit(row.fetchone()[0][0]["Plan"])  # type: ignore[index]
+    return found
+
+
+def test_groups_created_after_the_statistics_are_read_by_primary_key(
+    repository: PostgresRepository, dsn: str
+) -> None:
+    """Entra creates the users, then the groups: statistics taken in between say there are
+    no groups, and the plan for a user's groups then read them all, for every lookup."""
+    repository.statistics = PlannerStatistics(repository.database, check_every=10**9)
+    fill(repository, users=600, groups=0)
+    repository.statistics.analyze()  # the statistics know users only
+    fill(repository, users=0, groups=40)
+    with repository.transaction() as tx:  # user-5 joins every group
+        user_ids = tx.find("User", "userName", "user-5")
+        for group_id in [document["id"] for document in repository.all("Group")]:
+            tx.add_members(group_id, user_ids)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        prepare_lookup(connection)
+        [scan] = group_scans(connection, "user-5")
+    # One probe per membership, not a scan of every group (whose condition is the kind).
+    assert scan.startswith("resources_pkey: ") and "(id = members.group_id)" in scan
