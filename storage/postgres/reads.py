@@ -41,15 +41,17 @@ FIND_DOCUMENTS = """
 """
 MEMBERS = "SELECT user_id FROM members WHERE group_id = %s ORDER BY seq"
 GROUPS_OF = "SELECT group_id FROM members WHERE user_id = %s ORDER BY seq"
-# The kind of a user's groups, hidden from the planner's statistics. Entra creates the
-# users first and the groups after, so the statistics last taken say there are no groups
-# (autovacuum, and storage.postgres.statistics, analyze again only once a table has grown
-# by a tenth or doubled): the planner then expected one group, read every group through the
-# index on insertion order and each one's memberships, 3.5 ms and 6,500 buffers at 20,000
-# users and 800 groups, against 0.12 ms by primary key (the bench's lookups at 50,000 ran at
-# 474 req/s). A value the planner cannot see is taken as common as any kind, so it probes
-# the primary key for each membership, whatever the statistics say.
+# The kinds of the documents a statement reads, hidden from the planner's statistics.
+# Entra creates the users first and the groups after, so the statistics last taken say
+# there are no groups (autovacuum, and storage.postgres.statistics, analyze again only once
+# a table has grown by a tenth or doubled): the planner then expected one group, and read
+# every group through the index on insertion order, each one's memberships with it: 3.5 ms
+# and 6,500 buffers at 20,000 users and 800 groups, against 0.12 ms by primary key (the
+# bench's lookups at 50,000 ran at 474 req/s). A value the planner cannot see is taken as
+# common as any kind, so it probes the primary key for each membership, whatever the
+# statistics say. The same holds for users, should a client create groups first.
 GROUP_KIND = "(SELECT 'Group')"
+USER_KIND = "(SELECT 'User')"
 # A user's groups as one array, in joining order, for the user r of the enclosing query.
 # The user's membership rows are read first, on their index, whatever the statistics say
 # (OFFSET 0 keeps the planner from flattening the subquery): in the bench's incremental
@@ -65,12 +67,12 @@ GROUPS_OF_R = f"""(
 # before the first ANALYZE).
 GROUP_DOCUMENTS_OF_ONE = f"SELECT {GROUPS_OF_R} FROM (SELECT %s::text AS id) AS r"
 GET_WITH_GROUPS = f"""
-    SELECT r.doc, {GROUPS_OF_R} FROM resources AS r WHERE r.kind = 'User' AND r.id = %s
+    SELECT r.doc, {GROUPS_OF_R} FROM resources AS r WHERE r.kind = {USER_KIND} AND r.id = %s
 """
 FIND_WITH_GROUPS = f"""
     SELECT r.doc, {GROUPS_OF_R}
     FROM resource_keys AS k JOIN resources AS r ON r.kind = k.kind AND r.id = k.id
-    WHERE k.kind = 'User' AND k.field = %s AND k.key = %s
+    WHERE k.kind = {USER_KIND} AND k.field = %s AND k.key = %s
     ORDER BY k.seq
 """
 GROUP_DOCUMENTS_OF = f"""

@@ -45,6 +45,7 @@ from storage.postgres.events import encode_event
 from storage.postgres.reads import (
     GROUP,
     USER,
+    USER_KIND,
     IndexKeys,
     Key,
     Reads,
@@ -100,11 +101,11 @@ HOLDER = """
 # The user rows are locked as the foreign key check would lock them (FOR KEY SHARE): a user
 # being deleted by another transaction is waited for, then skipped if it is gone, so the
 # foreign key check can never fail and no savepoint is needed.
-ADD_MEMBERS = """
+ADD_MEMBERS = f"""
     INSERT INTO members (group_id, user_id)
     SELECT %s, wanted.id FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(id, position)
     WHERE EXISTS (
-        SELECT FROM resources WHERE kind = 'User' AND id = wanted.id FOR KEY SHARE
+        SELECT FROM resources WHERE kind = {USER_KIND} AND id = wanted.id FOR KEY SHARE
     )
     ORDER BY wanted.position
     ON CONFLICT DO NOTHING
