@@ -60,10 +60,41 @@ LONG_WAIT = 1.0  # seconds
 WAIT_WARNING_INTERVAL = 60.0  # seconds
 
 
+# A response body up to this size leaves in one write with its header (KeepAliveTask.write).
+COALESCE_LIMIT = 64 * 1024  # bytes
+
+
 class KeepAliveTask(WSGITask):
-    """waitress's WSGI task, minus the close after a response that cannot have a body."""
+    """waitress's WSGI task, minus the close after a response that cannot have a body, and
+    with a small response's header and body in one write.
+
+    waitress writes the header, then the body, and with its ``send_bytes = 1`` each write is
+    a ``send`` of its own: two TCP segments that the client reads with two wake-ups, and,
+    with worker threads, a release of the interpreter's lock in between, which another
+    thread may take before the body goes out.
+    """
 
     _bodiless_keep_alive = False
+
+    def write(self, data: bytes) -> None:
+        done = self.wrote_header  # type: ignore[has-type]
+        if done or not self.complete or not data or len(data) > COALESCE_LIMIT:
+            super().write(data)
+            return
+        header = self.build_response_header()
+        self.wrote_header = True
+        length = self.content_length
+        if (
+            self.has_body
+            and not self.chunked_response
+            and length is not None
+            and len(data) <= length
+        ):
+            self.content_bytes_written = len(data)
+            self.channel.write_soon(header + data)
+        else:  # chunked, bodiless or past its Content-Length: waitress's own way
+            self.channel.write_soon(header)
+            super().write(data)
 
     def build_response_header(self) -> bytes:
         self._bodiless_keep_alive = (
