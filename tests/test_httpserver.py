@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 from waitress.channel import HTTPChannel
@@ -81,17 +82,30 @@ def _app(environ: dict, start_response: Callable) -> Iterable[bytes]:
 @pytest.fixture
 def serve() -> Iterator[Callable[..., int]]:
     """Run :func:`server.httpserver.create`'s server on a free port with N worker threads."""
-    servers = []
+    running = []
 
     def start(threads: int, **options: int) -> int:
         server = httpserver.create(_app, host=HOST, port=free_port(), threads=threads, **options)
-        servers.append(server)
-        threading.Thread(target=httpserver.run, args=(server,), daemon=True).start()
+        loop = threading.Thread(target=httpserver.run, args=(server,), daemon=True)
+        loop.start()
+        running.append((server, loop))
         return server.effective_port
 
     yield start
-    for server in servers:
-        server.close()
+    for server, loop in running:
+        # Closed on the loop's own thread, which then ends: closing its sockets from here
+        # raced its poll, which failed with EBADF in a later test now and then.
+        server.trigger.pull_trigger(lambda server=server: _close(server))
+        loop.join(10)
+
+
+def _close(server: Any) -> None:
+    server.task_dispatcher.shutdown()
+    for dispatcher in list(server._map.values()):
+        if isinstance(dispatcher, HTTPChannel):
+            dispatcher.handle_close()  # its output buffers too (a 5 MB one is a file)
+        else:
+            dispatcher.close()
 
 
 @pytest.mark.parametrize("threads", [1, 4])
