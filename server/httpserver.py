@@ -284,9 +284,9 @@ def create(app, **options):  # type: ignore[no-untyped-def]
     worker threads (:class:`WaitWatchingDispatcher`) and :class:`ProwareChannel`."""
     inline = options.get("threads") == 1
     dispatcher = InlineDispatcher() if inline else WaitWatchingDispatcher()
-    if not inline:
-        dispatcher.set_thread_count(int(options.get("threads", 4)))  # waitress's default
     server = create_server(app, _dispatcher=dispatcher, **options)
+    # waitress starts the threads only of a dispatcher it made: as many as it parsed.
+    dispatcher.set_thread_count(server.adj.threads)
     listeners = server.map.values() if isinstance(server, MultiSocketServer) else [server]
     for listener in listeners:
         if isinstance(listener, BaseWSGIServer):
