@@ -112,7 +112,9 @@ def _close(server: Any) -> None:
 def test_concurrent_keep_alive_connections_get_whole_responses(
     serve: Callable[..., int], threads: int
 ) -> None:
-    port = serve(threads)
+    """With a loop timeout of a minute (the clients give up after 30 s), a worker that left
+    the loop unaware of its connection would hang a client instead of delaying it by 1 s."""
+    port = serve(threads, asyncore_loop_timeout=60)
     failures: list[str] = []
 
     def client(number: int) -> None:
@@ -178,10 +180,12 @@ def test_a_slowly_read_large_response_is_sent_whole_by_the_main_loop(
     assert after.startswith(b"HTTP/1.1 200")
 
 
-def test_pipelined_requests_on_the_main_loop_are_answered_in_order(
-    serve: Callable[..., int],
-) -> None:
-    port = serve(1, outbuf_high_watermark=256 * 1024)
+@pytest.mark.parametrize("threads", [1, 4], ids=["inline", "workers"])
+def test_pipelined_requests_are_answered_in_order(serve: Callable[..., int], threads: int) -> None:
+    """Inline, the main loop runs them in turns with its sends; with workers, the worker that
+    answers one queues the next (waitress's ``service``). With a loop timeout of a minute, a
+    missed wake-up of the loop would hang the test rather than slow it down."""
+    port = serve(threads, outbuf_high_watermark=256 * 1024, asyncore_loop_timeout=60)
     paths = ["/small", "/big", "/small", "/stream", "/small"]
     with socket.create_connection((HOST, port), timeout=30) as sock:
         sock.sendall(b"".join(f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in paths))
