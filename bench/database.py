@@ -2,9 +2,11 @@
 
 It is the tests' server (:class:`tests.pgserver.PostgresServer`: ``initdb`` in a temporary
 directory, 127.0.0.1 on a free port, ``fsync`` on, run as the ``postgres`` user when the bench
-runs as root). Every (size, backend, processes) run gets an empty database of its own, so a
-run never finds the previous one's users. Its CPU time is read from the postmaster's process
-tree, apart from the server's, so that CPU per request can be told as server plus database.
+runs as root). The servers reach it over its unix socket, as the README recommends for a
+database on the same machine, or over TCP (``--database-socket tcp``). Every (size, backend,
+processes) run gets an empty database of its own, so a run never finds the previous one's
+users. Its CPU time is read from the postmaster's process tree, apart from the server's, so
+that CPU per request can be told as server plus database.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class DatabaseUnavailable(Exception):
 class BenchDatabase:
     """A PostgreSQL server started by :meth:`start`, stopped (and removed) by :meth:`stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, unix: bool = True) -> None:
+        self.unix = unix  # the servers connect over its unix socket, else over TCP
         bindir = find_bindir()
         if bindir is None:
             raise DatabaseUnavailable(
@@ -49,7 +52,7 @@ class BenchDatabase:
     def create(self) -> str:
         """The DSN of a new, empty database."""
         assert self._factory is not None, "the server was never started"
-        return self._factory.create()
+        return self._factory.create(unix=self.unix)
 
     def cpu_seconds(self) -> float:
         """CPU time every PostgreSQL process (and each one that ended) has used so far."""

@@ -106,6 +106,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "against one PostgreSQL (above 1 needs --backend postgresql; the embedded store "
         "always runs with 1). Default 1",
     )
+    parser.add_argument(
+        "--database-socket",
+        choices=("unix", "tcp"),
+        default="unix",
+        help="how the servers reach the bench's PostgreSQL: its unix socket (default: what "
+        "the README recommends for a database on the same machine) or TCP on 127.0.0.1 (as "
+        "from another machine)",
+    )
     args = parser.parse_args(argv)
     args.backends = args.backends or [args.backend or TINYDB]
     if POSTGRESQL not in args.backends and args.processes != [1]:

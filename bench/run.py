@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         database = None
         if POSTGRESQL in args.backends:
             try:
-                database = stack.enter_context(BenchDatabase())
+                database = stack.enter_context(BenchDatabase(unix=args.database_socket == "unix"))
             except DatabaseUnavailable as exc:
                 _say(f"bench: {exc}")
                 return 2
@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             variants = backend_variants(args.backends, args.processes)
             compared = None
         return measure(args, variants, database, compared)
+
+
+def _socket(choice: str) -> str:
+    return "its unix socket" if choice == "unix" else "TCP (127.0.0.1)"
 
 
 def measure(
@@ -110,6 +114,7 @@ def measure(
             "repeat": args.repeat,
             "backends": args.backends,
             "processes": args.processes,
+            "database_socket": args.database_socket if database else None,
         },
         "variants": [report.variant_data(variant) for variant in variants],
         "compare": compared,
@@ -117,7 +122,8 @@ def measure(
     _say(
         f"bench: sizes {', '.join(f'{n:,}' for n in sizes)}; {args.clients} clients on "
         f"keep-alive connections; waitress {_threads(args.threads)}; {os.cpu_count()} CPUs; "
-        f"time limit {f'{limit:.0f} s' if limit else 'none'}",
+        f"time limit {f'{limit:.0f} s' if limit else 'none'}"
+        + (f"; PostgreSQL over {_socket(args.database_socket)}" if database else ""),
         *(f"  {variant.describe()}" for variant in variants if variant.label),
     )
     # The reference apps run with the threads the default install serves with.

@@ -139,9 +139,11 @@ class PostgresServer:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
 
-    def dsn(self, dbname: str = "postgres") -> str:
-        """A libpq connection string for ``dbname`` on this server, over TCP."""
-        return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={dbname}"
+    def dsn(self, dbname: str = "postgres", *, unix: bool = False) -> str:
+        """A libpq connection string for ``dbname`` on this server, over TCP, or with
+        ``unix`` over its unix socket (a directory as ``host``)."""
+        host = self.directory if unix else "127.0.0.1"
+        return f"host={host} port={self.port} user={SUPERUSER} dbname={dbname}"
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the server's log, for a failure message."""
@@ -186,12 +188,13 @@ class DatabaseFactory:
         self._lock = threading.Lock()
         self._reusable: str | None = None
 
-    def create(self) -> str:
-        """The DSN of a new database with nothing in it, not even Proware's schema."""
+    def create(self, *, unix: bool = False) -> str:
+        """The DSN of a new database with nothing in it, not even Proware's schema (over
+        TCP, or with ``unix`` over the server's unix socket)."""
         with self._lock:
             name = f"empty_{next(self._numbers)}"
         self.server.execute(f"CREATE DATABASE {name} TEMPLATE template0")
-        return self.server.dsn(name)
+        return self.server.dsn(name, unix=unix)
 
     def clean(self) -> str:
         """The DSN of the reusable database, migrated and with every table emptied.

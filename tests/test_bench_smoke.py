@@ -460,7 +460,10 @@ def postgres_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
 def test_backends_run_the_embedded_store_beside_postgresql_with_each_process_count(
     postgres_run: tuple[str, dict],
 ) -> None:
-    sizes = postgres_run[1]["sizes"]
+    output, results = postgres_run
+    assert "PostgreSQL over its unix socket" in output  # as the README recommends beside it
+    assert results["args"]["database_socket"] == "unix"
+    sizes = results["sizes"]
     assert [(s["variant"]["backend"], s["variant"]["processes"]) for s in sizes] == [
         ("tinydb", 1),
         ("postgresql", 1),

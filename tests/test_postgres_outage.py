@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from storage.errors import Unavailable
 from storage.postgres.connection import Database, redact_dsn
@@ -115,6 +116,29 @@ def test_a_connection_string_that_cannot_be_parsed_is_not_repeated() -> None:
 
     assert PASSWORD not in str(raised.value)
     assert "cannot be parsed" in str(raised.value)
+
+
+@pytest.mark.parametrize("form", ["key-value", "uri"])
+def test_a_database_on_the_same_machine_is_reached_over_its_unix_socket(
+    databases: pgserver.DatabaseFactory, form: str
+) -> None:
+    """What the README recommends for a database beside the server: a directory as host."""
+    server = databases.server
+    name = conninfo_to_dict(databases.create())["dbname"]
+    if form == "uri":
+        dsn = f"postgresql:///{name}?host={server.directory}&port={server.port}&user=postgres"
+    else:
+        dsn = server.dsn(name, unix=True)
+    repository = PostgresRepository(dsn, INDEXES)
+    try:
+        with repository.transaction() as transaction:
+            transaction.insert("User", user("ada"))
+        assert [found["userName"] for found in repository.all("User")] == ["ada"]
+        with repository.database.connection() as connection:
+            (peer,) = connection.execute("SELECT inet_client_addr()").fetchone()
+        assert peer is None  # no client address: not TCP
+    finally:
+        repository.close()
 
 
 # -- the server going away ------------------------------------------------------------------
