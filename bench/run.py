@@ -150,6 +150,13 @@ def measure(
         f"{own.phase.rate / baseline.phase.rate:.1%} of the ceiling, "
         f"{_per_request(own)} server CPU/req"
     )
+    floor = run_ceiling(ceiling_requests, args.clients, 1, flask=True, proware=True)
+    meta["flask_proware_reference"] = _reference(floor, baseline)
+    _say(
+        "  reference: the one-route Flask app on Proware's server module, as the embedded "
+        f"store is served: {floor.phase.rate:.0f} req/s, {_per_request(floor)} server CPU/req "
+        "(the floor of a request on this stack)"
+    )
 
     results: list[SizeResult] = []
     for index, n in enumerate(sizes):
@@ -172,7 +179,9 @@ def measure(
                 _say(*scaling.curve_report(runs))
 
     judged = variants[-1] if args.compare else variants[0]
-    verdicts = targets.targets([s for s in results if s.variant == judged], baseline, own)
+    verdicts = targets.targets(
+        [s for s in results if s.variant == judged], baseline, own, flask_floor=floor
+    )
     for n in dict.fromkeys(size.plan.users for size in results):
         runs = [size for size in results if size.plan.users == n]
         if args.compare and len(runs) == 2:

@@ -66,15 +66,21 @@ def targets(
     sizes: list[SizeResult],
     baseline: Baseline | None,
     proware_server: Baseline | None = None,
+    *,
+    flask_floor: Baseline | None = None,
 ) -> list[Verdict]:
     """Check issues 3 and 13's targets at every size that ran (sizes of one variant).
 
     :param proware_server: the trivial app on Proware's server module (an info row).
+    :param flask_floor: the one-route Flask app on Proware's server module: its CPU per
+        request is an info row beside the CPU targets, what the stack costs before any work.
     """
     first = sizes[0] if sizes else None
     verdicts = [verdict for size in sizes for verdict in _size_targets(size, first, baseline)]
     return verdicts + [
-        verdict for size in sizes for verdict in _issue13_targets(size, baseline, proware_server)
+        verdict
+        for size in sizes
+        for verdict in _issue13_targets(size, baseline, proware_server, flask_floor)
     ]
 
 
@@ -156,6 +162,7 @@ def _issue13_targets(
     size: SizeResult,
     baseline: Baseline | None,
     proware_server: Baseline | None,
+    flask_floor: Baseline | None = None,
 ) -> list[Verdict]:
     verdicts: list[Verdict] = []
     add = _recorder(size, "13", verdicts)
@@ -179,6 +186,14 @@ def _issue13_targets(
         _ms(loaded),
         _at_most(loaded, CPU_PER_REQUEST_MS),
     )
+    if flask_floor is not None and flask_floor.phase.requests:
+        floor = per_request_ms(flask_floor.phase.server_cpu, flask_floor.phase.requests)
+        add(
+            "server CPU/request, a one-route Flask app on Proware's server (the stack's floor)",
+            "10,000",
+            _ms(floor),
+            INFO,
+        )
     if size.database_cpu is not None:
         both = per_request_ms(size.server_cpu + size.database_cpu, size.requests)
         add("server + PostgreSQL CPU/request, whole run", "10,000", _ms(both), INFO)

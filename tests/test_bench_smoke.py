@@ -272,6 +272,21 @@ def test_quick_run_shows_the_trivial_app_on_prowares_server_beside_the_ceiling(
     assert (row["measured"], row["verdict"]) == (f"{share:.1f} %", "info")
 
 
+def test_quick_run_shows_what_a_one_route_flask_app_costs_on_prowares_server(
+    quick_run: tuple[str, dict],
+) -> None:
+    """Beside the CPU targets: the stack's own cost per request, before any SCIM work."""
+    output, results = quick_run
+    reference = results["flask_proware_reference"]
+    assert (reference["server"], reference["threads"]) == ("server.httpserver", 1)
+    assert reference["rate"] > 0
+    assert "one-route Flask app on Proware's server module" in output
+    rows = {row["target"]: row for row in results["targets"]}
+    row = rows["server CPU/request, a one-route Flask app on Proware's server (the stack's floor)"]
+    measured = f"{reference['server_cpu_per_request_ms']:.2f} ms"
+    assert (row["measured"], row["verdict"]) == (measured, "info")
+
+
 # -- --compare REV and --repeat K --------------------------------------------------------
 
 
