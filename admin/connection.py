@@ -30,6 +30,7 @@ from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
 from storage.errors import CorruptStore, StorageError
 from storage.repository import Clock
+from storage.saving import BackgroundSave
 from storage.values import UNSTORABLE
 
 log = logging.getLogger("proware.admin")
@@ -227,6 +228,8 @@ class ConnectionStatus:
         self._tokens: dict[str | None, TokenStatus] = {}
         self._dirty = False
         self._saved_at: datetime | None = None
+        # Off the request path (storage.saving): the request only asks for the save.
+        self._saving = BackgroundSave(self._save_logged, "proware-connection-status")
         if self.document is not None:
             self._load()
 
@@ -316,10 +319,17 @@ class ConnectionStatus:
         if self._saved_at is not None and now - self._saved_at < self._save_interval:
             return
         self._saved_at = now  # claim this save, so concurrent requests skip it
+        self._saving.request()
+
+    def wait_for_save(self) -> None:
+        """Return once the save :meth:`record` started (if any) is over."""
+        self._saving.wait()
+
+    def _save_logged(self) -> None:
         try:
             self.save()
         except (OSError, StorageError):
-            # Never the request's failure: it was answered already (the status is a view).
+            # Never a request's failure: it was answered already (the status is a view).
             log.warning("could not save the connection status", exc_info=True)
 
     def _load(self) -> None:

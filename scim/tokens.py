@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from storage.documents import SharedDocument
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, StorageError
 from storage.repository import Clock
+from storage.saving import BackgroundSave
 
 log = logging.getLogger("proware.tokens")
 
@@ -110,6 +111,8 @@ class TokenStore:
         self._uses: dict[str, datetime] = {}
         self._uses_saved_at: datetime | None = None
         self._uses_lock = threading.Lock()
+        # Off the request path (storage.saving): the request only asks for the save.
+        self._saving = BackgroundSave(self._save_uses, "proware-token-uses")
 
     def create(
         self,
@@ -201,7 +204,8 @@ class TokenStore:
         """Note that the token ``name`` was just used.
 
         Kept in memory; saved with the first use and then at most once a minute (on a later
-        use), and by :meth:`flush`. A failed save is logged, not raised.
+        use), on a thread of its own (:meth:`wait_for_save`), and by :meth:`flush`. A failed
+        save is logged, not raised.
         """
         now = self._now()
         with self._uses_lock:
@@ -210,16 +214,30 @@ class TokenStore:
             if saved_at is not None and now - saved_at < USE_SAVE_INTERVAL:
                 return
             self._uses_saved_at = now  # claim this save, so concurrent requests skip it
-        try:
-            self.flush()
-        except OSError:
-            # Bookkeeping must not fail the request; the uses stay pending for the next save.
-            log.warning("could not save token last-use times", exc_info=True)
+        self._saving.request()
+
+    def wait_for_save(self) -> None:
+        """Return once the save :meth:`record_use` started (if any) is over."""
+        self._saving.wait()
 
     def flush(self) -> None:
-        """Save the uses noted since the last save into the control file."""
+        """Save the uses noted since the last save into the control file (after the save
+        :meth:`record_use` started, if one is going on)."""
+        self._saving.wait()
+        self._write_uses()
+
+    def _save_uses(self) -> None:
+        try:
+            self._write_uses()
+        except (OSError, StorageError):
+            # Bookkeeping must not fail anything; the uses stay pending for the next save.
+            log.warning("could not save token last-use times", exc_info=True)
+
+    def _write_uses(self) -> None:
+        # The uses stay pending (and shown by list()) until they are written; one noted again
+        # meanwhile stays pending for the next save.
         with self._uses_lock:
-            uses, self._uses = self._uses, {}
+            uses = dict(self._uses)
         if not uses:
             return
 
@@ -231,13 +249,11 @@ class TokenStore:
                 if record["last_used"] is None or _parse(record["last_used"]) < used:
                     record["last_used"] = _iso(used)
 
-        try:
-            self._control.update(merge)
-        except BaseException:
-            with self._uses_lock:  # keep them for the next attempt
-                for name, used in uses.items():
-                    self._uses[name] = max(used, self._uses.get(name, used))
-            raise
+        self._control.update(merge)
+        with self._uses_lock:
+            for name, used in uses.items():
+                if self._uses.get(name) == used:
+                    del self._uses[name]
 
     # -- internals ------------------------------------------------------------------------
 

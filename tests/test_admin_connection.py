@@ -211,11 +211,14 @@ def test_saving_happens_at_most_once_a_minute(tmp_path: Path) -> None:
     path = tmp_path / "connection-status.json"
     status = ConnectionStatus(path, clock=clock)
     status.record(observation())
+    status.wait_for_save()  # saves run on a thread of their own
     saved = path.read_bytes()
     status.record(observation(status=404, detail="x"))
+    status.wait_for_save()
     assert path.read_bytes() == saved
     clock.advance(minutes=1)
     status.record(observation(status=500, detail="y"))
+    status.wait_for_save()
     assert path.read_bytes() != saved
 
 

@@ -253,6 +253,7 @@ def test_token_list_shows_when_the_server_last_saw_a_token(
     run(capsys, "--config", str(config), "provisioning", "enable")
 
     running_app.test_client().get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {secret}"})
+    running_app.extensions["proware"].tokens.wait_for_save()  # the server's save, a thread's
     _, out, _ = run(capsys, "--config", str(config), "token", "list")
 
     [row] = out.splitlines()[1:]

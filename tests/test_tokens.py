@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -272,22 +274,48 @@ def test_last_use_is_saved_at_most_once_a_minute(
     def saved_last_use() -> str | None:
         return on_disk(path)["tokens"][0]["last_used"]
 
-    store.record_use("entra")  # the first use is saved at once
+    store.record_use("entra")  # the first use is saved at once (on a thread of its own)
+    store.wait_for_save()
     assert saved_last_use() == "2026-11-26T10:54:52Z"
 
     clock.advance(seconds=59)
     store.record_use("entra")
+    store.wait_for_save()
     assert saved_last_use() == "2026-11-26T10:54:52Z"
     assert store.list()[0].last_used == CREATED + timedelta(seconds=59)  # known in memory
 
     clock.advance(seconds=1)
     store.record_use("entra")  # a minute after the last save: saved with this later call
+    store.wait_for_save()
     assert saved_last_use() == "2026-11-26T10:55:52Z"
+
+
+def test_the_request_that_finds_the_minute_up_does_not_wait_for_the_save(
+    store: TokenStore, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The save (a file rewritten with two fsyncs) runs on a thread of its own."""
+    store.create("entra")
+    started, release = threading.Event(), threading.Event()
+    update = ControlFile.update
+
+    def slow_update(self: ControlFile, change: Callable[[dict], None]) -> dict:
+        started.set()
+        assert release.wait(10)
+        return update(self, change)
+
+    monkeypatch.setattr(ControlFile, "update", slow_update)
+    store.record_use("entra")  # returns while the save waits
+    assert started.wait(10)
+    assert on_disk(path)["tokens"][0]["last_used"] is None
+    release.set()
+    store.wait_for_save()
+    assert on_disk(path)["tokens"][0]["last_used"] == "2026-11-26T10:54:52Z"
 
 
 def test_flush_saves_uses_not_saved_yet(store: TokenStore, path: Path, clock: FixedClock) -> None:
     store.create("entra")
     store.record_use("entra")
+    store.wait_for_save()
     clock.advance(seconds=10)
     store.record_use("entra")
     before_flush = path.read_bytes()
@@ -314,6 +342,7 @@ def test_uses_that_failed_to_save_are_kept_for_the_next_save(
     with monkeypatch.context() as patch:
         patch.setattr(ControlFile, "update", disk_full)
         store.record_use("entra")  # logged, not raised: the request goes on
+        store.wait_for_save()
         with pytest.raises(OSError):
             store.flush()
     assert "could not save token last-use times" in caplog.text
@@ -328,6 +357,7 @@ def test_saving_last_use_keeps_a_revocation_made_meanwhile(
 ) -> None:
     secret, _ = store.create("entra")
     store.record_use("entra")
+    store.wait_for_save()
     clock.advance(seconds=5)
     store.record_use("entra")  # pending in the server's memory
     cli.revoke("entra")
