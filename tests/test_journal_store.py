@@ -8,7 +8,6 @@ what the journal adds. A copy of the data directory taken while a store is open 
 from __future__ import annotations
 
 import errno
-import gc
 import json
 import os
 import random
@@ -16,8 +15,6 @@ import re
 import stat
 import threading
 import time
-import weakref
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -588,47 +585,3 @@ def test_each_compaction_is_logged_with_its_cost(
     )
     # The new user's bytes come from its journal record: nothing to encode.
     assert re.search(r"record 2 in .*: 1 records written anew, 0 of them encoded$", lines[1])
-
-
-# -- the garbage collector ------------------------------------------------------------------
-
-
-class Cycle:
-    """Garbage only the cyclic collector frees: it refers to itself."""
-
-    def __init__(self) -> None:
-        self.me = self
-
-
-@pytest.fixture
-def collector_off() -> Iterator[None]:
-    """No automatic collection meanwhile: only the store's own collect and freeze act."""
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def test_every_nth_commit_collects_then_freezes_what_commits_made(
-    stores: Stores, data_dir: Path, collector_off: None
-) -> None:
-    """Full collections walk every unfrozen object: what commits make since the last
-    compaction is frozen every ``freeze_every`` commits, after a collection, so that no
-    garbage is frozen (frozen objects are never freed)."""
-    store = stores.open(data_dir, freeze_every=5)
-    for number in range(3):  # records 1-3
-        insert(store, "User", user(f"early{number}"))
-    garbage = Cycle()
-    gone = weakref.ref(garbage)
-    del garbage
-    insert(store, "User", user("fourth"))
-    frozen = gc.get_freeze_count()
-    assert gone() is not None  # nothing collected yet
-
-    insert(store, "User", user("fifth"))
-
-    assert gone() is None  # collected, not frozen
-    assert gc.get_freeze_count() > frozen
-    kept = store.get("User", store.find("User", "userName", "fifth")[0])
-    assert kept["userName"] == "fifth"

@@ -56,9 +56,6 @@ from storage.values import clone, new_hex_id, utcnow
 
 log = logging.getLogger("proware.storage")
 
-# Commits between two freezes of what they made (JournalRepository._freeze_what_commits_made).
-FREEZE_EVERY = 1000
-
 
 @dataclass
 class _Pending:
@@ -90,7 +87,6 @@ class JournalRepository(MemoryRepository):
     :param compact_min_bytes: compact once the current segment holds this many bytes ...
     :param compact_ratio: ... or this fraction of the data file's size, whichever is larger
         (so the work of compacting stays proportional to the writes that caused it).
-    :param freeze_every: collect garbage, then freeze what lives, after this many commits.
     :raises StoreLocked: if another process owns ``data_dir``.
     :raises CorruptStore: naming the file and position of anything unreadable; nothing on
         disk is changed then.
@@ -105,10 +101,8 @@ class JournalRepository(MemoryRepository):
         *,
         compact_min_bytes: int = 1 << 20,
         compact_ratio: float = 0.5,
-        freeze_every: int = FREEZE_EVERY,
     ) -> None:
         super().__init__(indexes, clock, new_id)
-        self._freeze_every = freeze_every
         self.data_dir = Path(data_dir)
         self.data_path = self.data_dir / DATA_FILE
         self._compact_min_bytes = compact_min_bytes
@@ -303,28 +297,6 @@ class JournalRepository(MemoryRepository):
             finally:
                 self._delivered_seq = pending.seq
                 self._turn.notify_all()
-        if pending.seq % self._freeze_every == 0:
-            self._freeze_what_commits_made()
-
-    @staticmethod
-    def _freeze_what_commits_made() -> None:
-        """Take the objects made since the last freeze out of full collections' way.
-
-        A full collection walks every object the collector tracks and has not frozen. The
-        loaded directory is frozen at start and after each compaction, but what commits
-        create in between (documents, index entries, the state's pages) was walked by every
-        full collection until the next compaction: at 50,000 users compactions come
-        ~11,000 records apart, and full collections paused a request for 10-22 ms.
-        Measured in-process at 50,000 users, creating them, then 20,000 PATCHes and GETs
-        (120,000 requests, one at a time): without these freezes the slowest full
-        collection took 19.5 ms and the slowest request 21.3 ms; with a freeze every 1,000
-        commits, 4.9 and 12.9 ms (the rest is compaction beside it). The collection comes
-        first so that no garbage is frozen (frozen objects are never collected): cyclic
-        garbage left frozen at the end, 3,216 objects without, 3,312 with (from every
-        freeze, the compactions' too: the objects of requests in flight then).
-        """
-        gc.collect()
-        gc.freeze()
 
     def _wait_delivered(self, seq: int) -> None:
         with self._turn:
