@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask
 
+from admin.context import EXTENSION as ADMIN_EXTENSION
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import httpserver, processes
 from server.config import ConfigError, Settings, request_threads
@@ -119,14 +120,16 @@ def _waitress_options(settings: Settings) -> dict[str, Any]:
 def _app_of_this_process(
     create_app: Callable[[Settings], Flask], settings: Settings
 ) -> Iterator[Flask]:
-    """The app one server process serves; on leaving, its token use is saved and its backend
-    closed (the store, and with PostgreSQL the pool: none may outlive it into a fork)."""
+    """The app one server process serves; on leaving, its token use is saved, the
+    connection status's save in flight (a thread's) is waited for, and its backend closed
+    (the store, and with PostgreSQL the pool: none may outlive it into a fork)."""
     app = create_app(settings)
     _freeze_what_lives_on()
     try:
         yield app
     finally:
         app.extensions["proware"].tokens.flush()
+        app.extensions[ADMIN_EXTENSION].connection.wait_for_save()
         app.extensions["proware.backend"].close()
 
 
