@@ -31,6 +31,7 @@ from typing import Any
 
 from storage.backend import SharedState
 from storage.controlfile import delete_gradually, fsync_directory
+from storage.jsontext import utf8_json
 
 log = logging.getLogger("proware.audit")
 
@@ -209,8 +210,7 @@ def activity_log(state: SharedState) -> Any:
 def encode(event: dict) -> bytes:
     """One event as a JSON line, without any key that could hold a secret."""
     clean = {key: value for key, value in event.items() if key.lower() not in _SECRET_KEYS}
-    text = json.dumps(clean, ensure_ascii=False, separators=(",", ":"), default=str)
-    return text.encode("utf-8") + b"\n"
+    return utf8_json(clean, default=str) + b"\n"
 
 
 def rotated_path(path: Path, number: int) -> Path:

@@ -53,6 +53,15 @@ BAD_USER_BODIES = [
     pytest.param([{"userName": "ann"}], "invalidSyntax", ["got a list"], id="array"),
     pytest.param('"ann"', "invalidSyntax", ["got 'ann'"], id="string"),
     pytest.param(b"null", "invalidSyntax", ["expected a JSON object"], id="null"),
+    pytest.param(
+        b'{"userName": "ann", "x": NaN}', "invalidSyntax", ["NaN is not a JSON number"], id="nan"
+    ),
+    pytest.param(
+        b'{"userName": "ann", "x": [-Infinity]}',
+        "invalidSyntax",
+        ["-Infinity is not a JSON number"],
+        id="infinity",
+    ),
     pytest.param({"userName": 5}, "invalidValue", ["userName", "string", "5"], id="int-name"),
     pytest.param({"userName": ""}, "invalidValue", ["userName", "empty"], id="empty-name"),
     pytest.param({"displayName": "Ann"}, "invalidValue", ["userName", "required"], id="no-name"),

@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from scim import constants, errors
 from storage.errors import Unavailable, Unstorable
+from storage.jsontext import utf8_json
 
 log = logging.getLogger("proware")
 
@@ -19,7 +20,7 @@ def scim_response(
     body: dict | None, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     """A response with ``application/scim+json`` (Entra Q8), never content-negotiated."""
-    data = "" if body is None else json.dumps(body, ensure_ascii=False)
+    data = b"" if body is None else utf8_json(body)
     response = Response(data, status=status, mimetype=constants.SCIM_MEDIA_TYPE)
     if body is None:
         response.mimetype = constants.SCIM_MEDIA_TYPE
@@ -53,13 +54,18 @@ def read_json() -> object:
     except UnicodeDecodeError as exc:
         raise errors.InvalidSyntax(f"request body: not valid UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise errors.InvalidSyntax(
             f"request body: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
     except RecursionError:
         raise errors.InvalidSyntax("request body: JSON nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> object:
+    # Python reads NaN and Infinity; JSON has neither (RFC 8259 §6), nor has any SCIM type.
+    raise errors.InvalidSyntax(f"request body: {name} is not a JSON number")
 
 
 _HTTP_ERRORS: dict[int, type[errors.ScimError]] = {

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.errors import CorruptStore
+from storage.jsontext import ascii_json
 
 SEGMENT_PREFIX = "proware.journal."
 _SEGMENT_NAME = re.compile(re.escape(SEGMENT_PREFIX) + r"(\d{8,})")
@@ -55,7 +56,7 @@ def encode_json(value: object) -> bytes:
     journal record instead of encoding it again. ASCII-only, so plain TinyDB reads the data
     file whatever the locale's encoding.
     """
-    return json.dumps(value, separators=(",", ":")).encode("ascii")
+    return ascii_json(value)
 
 
 def encode_record(record: dict, docs: list[tuple[str, str, bytes | None]] | None = None) -> bytes:
