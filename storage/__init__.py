@@ -6,7 +6,8 @@
 - :mod:`storage.journal`: the embedded durable store the server runs on;
 - :mod:`storage.tinydb_store`: the whole-file TinyDB store of format 1 (read for migration);
 - :mod:`storage.controlfile`: small JSON documents shared by processes (tokens, accounts);
-- :mod:`storage.settings` (``[storage]``), :mod:`storage.values` (copying JSON values, ids).
+- :mod:`storage.settings` (``[storage]``), :mod:`storage.values` (copying JSON values, ids),
+  :mod:`storage.jsontext` (JSON text, written by orjson where it writes the same).
 
 Imports nothing of Proware outside this package, and neither Flask nor werkzeug.
 """
