@@ -152,6 +152,38 @@ def test_an_encoder_encodes_again_only_the_records_it_is_told_changed() -> None:
     assert by_group == {g: list(ids) for g, ids in state.members.items() if ids}
 
 
+def test_records_copied_from_the_journal_are_copied_in_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between two compactions the journal hands over thousands of documents' bytes; copying
+    them all in one go held the GIL for 10-20 ms at 50,000 users, so the copy pauses too."""
+    state = _state(17)
+    meta = meta_record(3, 70, 9)
+    encoder = SnapshotEncoder()
+    b"".join(encoder.chunks(state, meta, changed=None))
+    steps: list[str] = []
+    real_store = SnapshotEncoder._store
+
+    def store(self: SnapshotEncoder, *args: object) -> None:
+        steps.append("copy")
+        real_store(self, *args)
+
+    monkeypatch.setattr(SnapshotEncoder, "_store", store)
+    monkeypatch.setattr(snapshot.pacing, "pause", lambda: steps.append("pause"))
+    users = state.documents["User"]
+    changed: dict[tuple[str, str], bytes | None] = {}
+    for number in range(0, LARGE, 2):
+        users[_user_id(number)] = users[_user_id(number)] | {"title": "Changed"}
+        changed[("User", _user_id(number))] = encode_json(users[_user_id(number)])
+
+    written = b"".join(encoder.chunks(state, meta, changed))
+
+    runs = "".join("c" if step == "copy" else " " for step in steps).split()
+    assert sum(map(len, runs)) == len(changed)
+    assert max(map(len, runs)) <= snapshot._COPIES
+    assert written == _one_dumps(state, meta)
+
+
 def test_an_interrupted_file_makes_the_next_one_encode_everything() -> None:
     """A write that failed half-way may have updated some records' bytes and not others:
     the encoder then starts afresh rather than trust them."""

@@ -44,6 +44,7 @@ _FORMAT1_MEMBERS = "_members"
 _CHUNK = 8  # documents encoded per step
 _IDS_PER_PIECE = 1000  # member ids per encoding call; the pieces join to one call's bytes
 _JOIN = 100  # encoded records joined per step (~70 KB)
+_COPIES = 128  # records copied in as the journal encoded them, per step (~0.1 ms)
 # Written bytes between flushes to disk during a compaction (see write_atomically).
 _SYNC_EVERY = 1 << 20
 
@@ -319,7 +320,12 @@ class SnapshotEncoder:
         pieces: dict[str, dict[str, bytes]],
         changed: Mapping[tuple[str, str], bytes | None],
     ) -> None:
-        for (table, key), encoded in changed.items():
+        # Copying is ~0.5-0.9 us a record, but between two compactions at 50,000 users the
+        # journal saw ~20,000 creates: unpaced, that held the GIL ~10-20 ms at the start of
+        # each compaction, and a request beside it waited as long.
+        for count, ((table, key), encoded) in enumerate(changed.items(), 1):
+            if count % _COPIES == 0:
+                pacing.pause()
             if encoded is not None:  # a document as the journal wrote it
                 self._store(table, key, encoded, pieces[table])
                 continue
