@@ -24,15 +24,15 @@ from typing import Any
 
 import orjson
 
-# Dates and dataclasses go to ``default`` as they did with the standard library (orjson
-# would otherwise write them its own way).
+# Dates and dataclasses are not orjson's to write: they go to ``default``, or, without one,
+# to the standard library, which refuses them as before (orjson would write them its own way).
 _PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def ascii_json(value: Any) -> bytes:
     """Compact, ASCII-only JSON, as ``json.dumps(value, separators=(",", ":"))`` writes it."""
     try:
-        text = orjson.dumps(value)
+        text = orjson.dumps(value, option=_PASSTHROUGH)
     except TypeError:
         pass
     else:

@@ -86,3 +86,10 @@ def test_kept_encodings_cost_their_length_not_orjsons_buffer() -> None:
     grown = _resident_bytes() - before
     length = sum(map(len, kept))
     assert grown < 2 * length + (1 << 20), (grown, length)
+
+
+def test_dates_without_a_default_are_refused_as_the_standard_library_refuses_them() -> None:
+    event = {"at": datetime(2026, 12, 7, 10, 0, tzinfo=UTC)}
+    for encode in (ascii_json, utf8_json):
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            encode(event)
