@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import random
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -35,10 +35,12 @@ from scim.tokens import FILE_NAME as TOKENS_FILE
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import cli
 from server.config import Settings, client_secret
+from server.requestcost import Meter, describe, watch_gc
 from storage.backend import open_backend
 from storage.repository import Repository
 
 access_log = logging.getLogger("proware.access")
+slow_log = logging.getLogger("proware.slow")
 
 
 class ProwareFlask(Flask):
@@ -87,7 +89,10 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     register_error_handlers(app)
     # The control panel at /admin.
     admin.register(app, services, backend=backend, sso=settings.sso, sso_secret=sso_secret)
-    app.after_request(_log_request)
+    slow = settings.log.slow_request_ms / 1000
+    if slow:
+        watch_gc()
+    app.after_request(partial(_log_request, slow=slow))
     app.add_url_rule("/healthz", "healthz", _healthz)
     # Outermost first: slashes are normalized, then endpoint names respelled.
     app.wsgi_app = NormalizeSlashes(  # type: ignore[method-assign]
@@ -100,26 +105,40 @@ def _start_request() -> None:
     # Unique enough to find a request in logs and events, and no secret: so no system call
     # (uuid4 reads the kernel's random source, which hands the GIL to another thread).
     g.request_id = f"{random.getrandbits(64):016x}"
-    g.request_started = time.perf_counter()
+    g.request_meter = Meter.now()
     g.request_started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def _log_request(response: Response) -> Response:
-    """One access-log line per request; never the Authorization header."""
-    response.headers["X-Request-Id"] = g.get("request_id", "-")
-    if access_log.isEnabledFor(logging.INFO):
-        elapsed = (time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000
-        token = g.get("token") or g.get("presented_token")
-        path = _loggable_path()
+def _log_request(response: Response, *, slow: float) -> Response:
+    """One access-log line per request, and a warning for one that took ``slow`` seconds or
+    more (0: never), saying what it spent them on (:mod:`server.requestcost`); never the
+    Authorization header."""
+    request_id = g.get("request_id", "-")
+    response.headers["X-Request-Id"] = request_id
+    started = g.get("request_meter")
+    if started is None:  # a hook before _start_request failed
+        return response
+    cost = Meter.now().since(started)
+    logged = access_log.isEnabledFor(logging.INFO)
+    if not logged and not (slow and cost.wall >= slow):
+        return response
+    token = g.get("token") or g.get("presented_token")
+    name = token.name if token else "-"
+    path = _loggable_path()
+    if logged:
         access_log.info(
             '%s "%s %s" %s %.1fms token=%s id=%s',
             request.remote_addr,
             request.method,
             path,
             response.status_code,
-            elapsed,
-            token.name if token else "-",
-            g.get("request_id", "-"),
+            cost.wall * 1000,
+            name,
+            request_id,
+        )
+    if slow and cost.wall >= slow:
+        slow_log.warning(
+            "%s", describe(request.method, path, response.status_code, cost, name, request_id)
         )
     return response
 

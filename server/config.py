@@ -63,6 +63,9 @@ class LogSettings:
 
     level: str = "INFO"
     access_log: bool = True
+    # A request that takes this long or longer gets a warning saying what it spent the time
+    # on (server/requestcost.py); 0: none.
+    slow_request_ms: int = 100
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,8 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError(f"{where}: [scim] max_filter_length must be at least 64")
     if settings.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"{where}: [log] level must be DEBUG, INFO, WARNING or ERROR")
+    if settings.log.slow_request_ms < 0:
+        raise ConfigError(f"{where}: [log] slow_request_ms must be 0 (off) or more")
     _check_sso(settings.sso, where)
     settings = _check_storage(settings, where)
     n = server.processes

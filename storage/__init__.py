@@ -7,7 +7,8 @@
 - :mod:`storage.tinydb_store`: the whole-file TinyDB store of format 1 (read for migration);
 - :mod:`storage.controlfile`: small JSON documents shared by processes (tokens, accounts);
 - :mod:`storage.settings` (``[storage]``), :mod:`storage.values` (copying JSON values, ids),
-  :mod:`storage.jsontext` (JSON text, written by orjson where it writes the same).
+  :mod:`storage.jsontext` (JSON text, written by orjson where it writes the same),
+  :mod:`storage.waits` (how long each thread waited for its commits to be durable).
 
 Imports nothing of Proware outside this package, and neither Flask nor werkzeug.
 """
