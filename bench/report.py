@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from bench import entra, unloaded
+from bench import entra, slowlog, unloaded
 from bench.client import PhaseResult, summarize
 from bench.results import MB, Baseline, SizeResult
 from bench.targets import Verdict
@@ -114,6 +114,7 @@ def size_report(size: SizeResult) -> list[str]:
     )
     lines += [
         f"  max request latency: {worst_ms:.1f} ms ({worst_label}); p99.9 {size.p999():.1f} ms",
+        *slowlog.report(size.slow),
         f"  {whose}: {size.rss / MB:.1f} MB after the run (peak {size.rss_peak / MB:.1f} MB), "
         f"{size.rss_restarted / MB:.1f} MB after restart",
         f"  data dir: {size.data_bytes / MB:.1f} MB running, {size.data_bytes_stopped / MB:.1f} MB "
@@ -224,6 +225,7 @@ def to_json(
                 "max_latency_ms": size.worst()[0],
                 "max_latency_operation": size.worst()[1],
                 "p99_9_latency_ms": size.p999(),
+                "slow_requests": None if size.slow is None else size.slow.to_json(),
                 "rss_bytes": size.rss,
                 "rss_peak_bytes": size.rss_peak,
                 "rss_after_restart_bytes": size.rss_restarted,

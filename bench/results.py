@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bench import entra, unloaded
 from bench.client import PhaseResult, percentile, summarize
+from bench.slowlog import SlowRequests
 from bench.variants import Variant
 
 MB = 1024 * 1024
@@ -51,6 +52,8 @@ class SizeResult:
     totals: dict[str, int] = field(default_factory=dict)  # after restart, from the server
     expected_totals: dict[str, int] = field(default_factory=dict)
     cut: bool = False
+    # What the server logged as slow (bench.slowlog); None: an earlier revision's server.
+    slow: SlowRequests | None = None
 
     @property
     def requests(self) -> int:

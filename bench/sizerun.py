@@ -11,8 +11,9 @@ turns, so that whatever else the machine does meanwhile hits every variant alike
    connections.
 3. :meth:`run_unloaded`: once the server is idle, one client (:mod:`bench.unloaded`): the whole
    unloaded phase first, then only its member changes for each further run.
-4. :meth:`finish`: memory and data size, a polite stop, a timed restart on the final data and
-   a check that the restarted server holds every user and group it acknowledged.
+4. :meth:`finish`: memory and data size, a polite stop, the requests the server logged as
+   slow (:mod:`bench.slowlog`), a timed restart on the final data and a check that the
+   restarted server holds every user and group it acknowledged.
 
 Only ``token create``, ``provisioning enable`` and a bare ``serve`` are used against an earlier
 revision (:attr:`Variant.earlier`): it may predate any newer flag.
@@ -25,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import entra, proctree, unloaded
+from bench import entra, proctree, slowlog, unloaded
 from bench.client import Connection, PhaseResult, Task, Worker, drive
 from bench.database import BenchDatabase
 from bench.results import SizeResult
@@ -84,6 +85,7 @@ class SizeRun:
             # (bench.compare runs one) refuses 0.
             threads=chosen_threads(self.threads, self.variant.backend),
             access_log=False,
+            extra_config="" if self.variant.earlier else slowlog.config(),
             dsn=self._dsn,
             processes=self.variant.processes,
             source=self.variant.source or REPO,
@@ -149,6 +151,8 @@ class SizeRun:
         if self._dsn:
             size.database_bytes = BenchDatabase.size_bytes(self._dsn)
         size.stop_code = server.stop(timeout=120)
+        if not self.variant.earlier:
+            size.slow = slowlog.read(server.log_path)
         size.data_bytes_stopped = server.data_bytes()
         size.data_files = {
             str(path.relative_to(server.data_dir)): path.stat().st_size

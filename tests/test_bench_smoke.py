@@ -161,6 +161,19 @@ def test_quick_run_got_every_answer_right_and_kept_every_create(quick_run) -> No
     assert size["acknowledged_totals"]["users"] == size["plan"]["users"]
 
 
+def test_quick_run_reads_the_servers_slow_request_log(quick_run) -> None:
+    """The server ran with the bench's threshold, and what it logged is in the results,
+    slowest first, each line at or above the threshold."""
+    output, results = quick_run
+    slow = results["sizes"][0]["slow_requests"]
+    walls = [each["wall"] for each in slow["slowest"]]
+    assert slow["threshold_ms"] == 5
+    assert len(walls) == min(slow["count"], 5)
+    assert walls == sorted(walls, reverse=True)
+    assert all(wall >= 5 for wall in walls)
+    assert "server-side" in output
+
+
 def test_quick_run_counts_the_compactions_each_phase_started(quick_run) -> None:
     """Compactions per phase come from the journal's generations, and the target row sums
     them; the final segment's generation counts every rotation, the stop's included."""
@@ -310,6 +323,9 @@ def test_compare_runs_the_revision_and_this_tree_at_each_size(
     for size in (before, after):
         assert [phase["errors"] for phase in size["phases"]] == [0] * len(PHASES)
         assert size["totals_after_restart"] == size["acknowledged_totals"]
+    # An earlier revision may not know [log] slow_request_ms: it runs without it.
+    assert before["slow_requests"] is None and after["slow_requests"]["threshold_ms"] == 5
+    assert "not logged (a revision before the slow-request log)" in compare_run[0]
 
 
 @pytest.mark.parametrize("row", COMPARED)

@@ -1,0 +1,66 @@
+"""The bench reads the server's slow-request log back (bench/slowlog.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import slowlog
+from server.requestcost import Cost, describe
+
+
+def line(wall_ms: float, path: str = "/scim/v2/Users", pid: str = "") -> str:
+    cost = Cost(wall=wall_ms / 1000, cpu=0.0012, commit=wall_ms / 1000 - 0.0015, gc=0.0001)
+    text = describe("POST", path, 201, cost, "bench", "00112233aabbccdd")
+    return f"2026-12-07 11:00:00,000{pid} WARNING proware.slow {text}"
+
+
+def test_the_slow_requests_are_counted_and_the_slowest_kept_in_order(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    walls = [7.5, 54.2, 5.0, 12.25, 9.0, 31.0, 6.1]
+    log.write_text(
+        "\n".join(
+            [
+                "Serving on http://127.0.0.1:8000",
+                *(line(wall, pid=f" [{100 + i % 2}]") for i, wall in enumerate(walls)),
+                "2026-12-07 11:00:01,000 INFO proware.journal compaction done",
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+    slow = slowlog.read(log)
+
+    assert slow.count == 7
+    assert [each.wall for each in slow.slowest] == [54.2, 31.0, 12.2, 9.0, 7.5]
+    first = slow.slowest[0]
+    assert (first.method, first.path, first.status) == ("POST", "/scim/v2/Users", 201)
+    assert (first.cpu, first.commit, first.gc) == (1.2, 52.7, 0.1)
+    assert first.other == 0.3
+
+
+def test_a_path_with_spaces_and_quotes_in_its_filter_is_read_whole(tmp_path: Path) -> None:
+    path = '/scim/v2/Users?filter=userName eq "ann@example.com"'
+    (tmp_path / "server.log").write_text(line(8.0, path=path.replace('"', "%22")), "utf-8")
+
+    [found] = slowlog.read(tmp_path / "server.log").slowest
+
+    assert found.path == path.replace('"', "%22")
+
+
+def test_no_log_and_no_slow_lines_read_as_none(tmp_path: Path) -> None:
+    assert slowlog.read(tmp_path / "missing.log") == slowlog.SlowRequests(0, [])
+    assert slowlog.report(slowlog.SlowRequests(0, [])) == [
+        "  server-side: no request took 5 ms or more"
+    ]
+
+
+def test_the_report_shows_where_the_time_went(tmp_path: Path) -> None:
+    (tmp_path / "server.log").write_text(line(54.2) + "\n" + line(6.0), "utf-8")
+
+    lines = slowlog.report(slowlog.read(tmp_path / "server.log"))
+
+    assert lines[0].startswith("  server-side, 2 request(s) took 5 ms or more")
+    assert "54.2 ms: cpu 1.2 (gc 0.1), commit 52.7, other 0.3   POST /scim/v2/Users 201" in lines[1]
+    assert slowlog.report(None) == [
+        "  server-side slow requests: not logged (a revision before the slow-request log)"
+    ]
