@@ -3,7 +3,8 @@
 Plain ``make bench`` measures this tree on the embedded store at the default sizes within
 a time limit. ``--compare REV`` adds an earlier revision, ``--backend``/``--backends`` and
 ``--processes`` add PostgreSQL and several server processes (:mod:`bench.variants`);
-``--repeat K`` repeats the unloaded member changes. Options that cannot run together are
+``--repeat K`` repeats the unloaded member changes; ``--slow-ms`` sets what the service
+logs as slow (:mod:`bench.slowlog`). Options that cannot run together are
 refused here, before anything starts.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.slowlog import THRESHOLD_MS
 from bench.variants import BACKENDS, POSTGRESQL, TINYDB
 from server.config import ServerSettings, threads_choice
 
@@ -88,6 +90,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="K",
         help="run the unloaded member changes K times in all (each run's p99 of adding one "
         "member to the big group is reported; issue 13 asks for 5). Default 1",
+    )
+    parser.add_argument(
+        "--slow-ms",
+        type=_positive,
+        default=THRESHOLD_MS,
+        metavar="MS",
+        help="the service logs each request this slow with where its time went, and the "
+        f"report sums them up (default {THRESHOLD_MS} ms; 1-2 ms looks at the p99s)",
     )
     stores = parser.add_mutually_exclusive_group()
     stores.add_argument(

@@ -245,6 +245,7 @@ def run_size(
                 threads=args.threads,
                 database=database,
                 say=_say,
+                slow_ms=args.slow_ms,
             )
             runs.append(run)
             run.start(deadline)

@@ -50,6 +50,7 @@ class SizeRun:
         threads: int,
         database: BenchDatabase | None,
         say: Say,
+        slow_ms: int = slowlog.THRESHOLD_MS,
     ) -> None:
         if variant.backend == POSTGRESQL and database is None:
             raise ValueError("a PostgreSQL variant needs the bench's database")
@@ -59,6 +60,7 @@ class SizeRun:
         self.threads = threads
         self.database = database if variant.backend == POSTGRESQL else None
         self.say = say
+        self.slow_ms = slow_ms
         self.size = SizeResult(plan, clients=clients, variant=variant)
         self._root = Path(tempfile.mkdtemp(prefix="proware-bench-"))
         self._dsn = ""
@@ -85,7 +87,7 @@ class SizeRun:
             # (bench.compare runs one) refuses 0.
             threads=chosen_threads(self.threads, self.variant.backend),
             access_log=False,
-            extra_config="" if self.variant.earlier else slowlog.config(),
+            extra_config="" if self.variant.earlier else slowlog.config(self.slow_ms),
             dsn=self._dsn,
             processes=self.variant.processes,
             source=self.variant.source or REPO,
@@ -152,7 +154,7 @@ class SizeRun:
             size.database_bytes = BenchDatabase.size_bytes(self._dsn)
         size.stop_code = server.stop(timeout=120)
         if not self.variant.earlier:
-            size.slow = slowlog.read(server.log_path)
+            size.slow = slowlog.read(server.log_path, self.slow_ms)
         size.data_bytes_stopped = server.data_bytes()
         size.data_files = {
             str(path.relative_to(server.data_dir)): path.stat().st_size

@@ -12,14 +12,13 @@ start and end (app.py), so that a slow request's line says which it was::
 
 - ``cpu``: the CPU time of the request's thread (``time.thread_time``), the garbage
   collector's passes and the system calls' own CPU time included;
-- ``commit``: the wait for its commits to be durable (:mod:`storage.waits`): fdatasync, or
-  PostgreSQL's ``COMMIT``;
+- ``commit``: the time its commits waited, off the CPU, to be durable (:mod:`storage.waits`):
+  for fdatasync, or for PostgreSQL's ``COMMIT``;
 - ``gc``: the garbage collector's passes that ran on the request's thread (``gc.callbacks``);
   already counted in ``cpu``;
-- ``other``: what is left of the wall time, ``wall - cpu - commit`` (0 at least): waiting for
-  the interpreter's lock, for the store's lock, for the operating system to schedule the
-  process. A system call's own CPU time is in both ``cpu`` and ``commit``, so ``other`` can
-  be short by that much (about 0.1 ms for an fdatasync here).
+- ``other``: what is left of the wall time, ``wall - cpu - commit``: waiting for the
+  interpreter's lock, for the store's lock, for the operating system to schedule the
+  process.
 
 Both ends are the request's first and last hooks, so the time waitress takes to read the
 request and send the response is outside, as is the wait for a worker thread (which

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import slowlog
 from server.requestcost import Cost, describe
 
@@ -16,7 +18,7 @@ def line(wall_ms: float, path: str = "/scim/v2/Users", pid: str = "") -> str:
 
 def test_the_slow_requests_are_counted_and_the_slowest_kept_in_order(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    walls = [7.5, 54.2, 5.0, 12.25, 9.0, 31.0, 6.1]
+    walls = [7.5, 54.2, 5.0, 12.3, 9.0, 31.0, 6.1]
     log.write_text(
         "\n".join(
             [
@@ -31,11 +33,13 @@ def test_the_slow_requests_are_counted_and_the_slowest_kept_in_order(tmp_path: P
     slow = slowlog.read(log)
 
     assert slow.count == 7
-    assert [each.wall for each in slow.slowest] == [54.2, 31.0, 12.2, 9.0, 7.5]
+    assert [each.wall for each in slow.slowest] == [54.2, 31.0, 12.3, 9.0, 7.5]
     first = slow.slowest[0]
     assert (first.method, first.path, first.status) == ("POST", "/scim/v2/Users", 201)
     assert (first.cpu, first.commit, first.gc) == (1.2, 52.7, 0.1)
     assert first.other == 0.3
+    assert slow.totals["wall"] == pytest.approx(sum(walls))
+    assert slow.totals["cpu"] == pytest.approx(1.2 * 7)
 
 
 def test_a_path_with_spaces_and_quotes_in_its_filter_is_read_whole(tmp_path: Path) -> None:
@@ -48,10 +52,15 @@ def test_a_path_with_spaces_and_quotes_in_its_filter_is_read_whole(tmp_path: Pat
 
 
 def test_no_log_and_no_slow_lines_read_as_none(tmp_path: Path) -> None:
-    assert slowlog.read(tmp_path / "missing.log") == slowlog.SlowRequests(0, [])
-    assert slowlog.report(slowlog.SlowRequests(0, [])) == [
-        "  server-side: no request took 5 ms or more"
-    ]
+    nothing = slowlog.read(tmp_path / "missing.log", threshold_ms=2)
+
+    assert (nothing.count, nothing.slowest, nothing.threshold_ms) == (0, [], 2)
+    assert slowlog.report(nothing) == ["  server-side: no request took 2 ms or more"]
+
+
+def test_the_threshold_is_the_servers_log_key() -> None:
+    assert slowlog.config() == "slow_request_ms = 5\n"
+    assert slowlog.config(2) == "slow_request_ms = 2\n"
 
 
 def test_the_report_shows_where_the_time_went(tmp_path: Path) -> None:
@@ -59,7 +68,10 @@ def test_the_report_shows_where_the_time_went(tmp_path: Path) -> None:
 
     lines = slowlog.report(slowlog.read(tmp_path / "server.log"))
 
-    assert lines[0].startswith("  server-side, 2 request(s) took 5 ms or more")
+    assert lines[0] == (
+        "  server-side, 2 request(s) took 5 ms or more; their time: cpu 4%, commit 95%, "
+        "gc 0%, other 1% (gc is part of cpu); the slowest:"
+    )
     assert "54.2 ms: cpu 1.2 (gc 0.1), commit 52.7, other 0.3   POST /scim/v2/Users 201" in lines[1]
     assert slowlog.report(None) == [
         "  server-side slow requests: not logged (a revision before the slow-request log)"

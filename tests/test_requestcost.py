@@ -42,7 +42,7 @@ def test_a_cost_splits_the_wall_time_into_cpu_commit_and_other_waits() -> None:
 
 
 def test_other_waits_are_never_negative() -> None:
-    # An fdatasync's own CPU time is in both cpu and commit.
+    # The CPU clock ticks more coarsely than the wall clock.
     assert Cost(wall=0.002, cpu=0.0015, commit=0.001, gc=0.0).other == 0.0
 
 

@@ -53,7 +53,7 @@ from storage.memory import GROUP, MemoryRepository, MemoryTransaction, stamp_eve
 from storage.repository import Clock, CompactionHook, IdFactory, Index
 from storage.state import State
 from storage.values import clone, new_hex_id, utcnow
-from storage.waits import commit_wait
+from storage.waits import add_wait, clocks
 
 log = logging.getLogger("proware.storage")
 
@@ -283,9 +283,9 @@ class JournalRepository(MemoryRepository):
 
     def _complete(self, pending: _Pending) -> None:
         """Wait until the record is durable, then publish it and tell the listeners, in order."""
-        started = time.perf_counter()
+        started = clocks()
         self._journal.sync(pending.seq)
-        commit_wait.seconds += time.perf_counter() - started
+        add_wait(started)
         with self._turn:
             while self._delivered_seq < pending.seq - 1:
                 self._turn.wait()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import select
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -40,7 +39,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import Unavailable, Unstorable
 from storage.postgres.migrations import apply_migrations
-from storage.waits import commit_wait
+from storage.waits import add_wait, clocks
 
 ROLLBACK = b"ROLLBACK"
 IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -212,9 +211,9 @@ class Database:
                     psycopg.Transaction(connection),
                 ):
                     yield connection
-                    committing = time.perf_counter()
+                    committing = clocks()
                 # What the block did not read, then COMMIT: waited for in the exits above.
-                commit_wait.seconds += time.perf_counter() - committing
+                add_wait(committing)
             finally:
                 # Anything but success leaves the transaction open (or failed) once the
                 # pipeline has ended; a broken connection the pool throws away.
