@@ -35,7 +35,7 @@ from scim.tokens import FILE_NAME as TOKENS_FILE
 from scim.tokens import ProvisioningSwitch, TokenStore
 from server import cli
 from server.config import Settings, client_secret
-from server.requestcost import Meter, describe, watch_gc
+from server.requestcost import QUEUED_AT, Meter, describe, watch_gc
 from storage.backend import open_backend
 from storage.repository import Repository
 
@@ -111,16 +111,16 @@ def _start_request() -> None:
 
 def _log_request(response: Response, *, slow: float) -> Response:
     """One access-log line per request, and a warning for one that took ``slow`` seconds or
-    more (0: never), saying what it spent them on (:mod:`server.requestcost`); never the
-    Authorization header."""
+    more from its queue to its answer (0: never), saying what it spent them on
+    (:mod:`server.requestcost`); never the Authorization header."""
     request_id = g.get("request_id", "-")
     response.headers["X-Request-Id"] = request_id
     started = g.get("request_meter")
     if started is None:  # a hook before _start_request failed
         return response
-    cost = Meter.now().since(started)
+    cost = Meter.now().since(started, request.environ.get(QUEUED_AT))
     logged = access_log.isEnabledFor(logging.INFO)
-    if not logged and not (slow and cost.wall >= slow):
+    if not logged and not (slow and cost.total >= slow):
         return response
     token = g.get("token") or g.get("presented_token")
     name = token.name if token else "-"
@@ -136,7 +136,7 @@ def _log_request(response: Response, *, slow: float) -> Response:
             name,
             request_id,
         )
-    if slow and cost.wall >= slow:
+    if slow and cost.total >= slow:
         slow_log.warning(
             "%s", describe(request.method, path, response.status_code, cost, name, request_id)
         )

@@ -23,12 +23,13 @@ KEEP = 5  # the slowest requests the report shows
 class SlowRequest:
     """One line of the slow-request log (times in ms)."""
 
-    PARTS = ("wall", "cpu", "commit", "gc", "other")
+    PARTS = ("total", "queued", "cpu", "commit", "gc", "other")
 
     method: str
     path: str
     status: int
-    wall: float
+    total: float  # from the queue to the answer: queued + cpu + commit + other
+    queued: float
     cpu: float
     commit: float
     gc: float
@@ -75,7 +76,7 @@ def read(log: Path, threshold_ms: int = THRESHOLD_MS) -> SlowRequests:
             )
         )
     totals = {part: sum(getattr(each, part) for each in found) for part in SlowRequest.PARTS}
-    found.sort(key=lambda each: each.wall, reverse=True)
+    found.sort(key=lambda each: each.total, reverse=True)
     return SlowRequests(threshold_ms, len(found), found[:KEEP], totals)
 
 
@@ -85,15 +86,16 @@ def report(slow: SlowRequests | None) -> list[str]:
         return ["  server-side slow requests: not logged (a revision before the slow-request log)"]
     if not slow.count:
         return [f"  server-side: no request took {slow.threshold_ms} ms or more"]
-    wall = slow.totals["wall"] or 1.0
-    shares = ", ".join(f"{part} {slow.totals[part] / wall:.0%}" for part in SlowRequest.PARTS[1:])
+    total = slow.totals["total"] or 1.0
+    shares = ", ".join(f"{part} {slow.totals[part] / total:.0%}" for part in SlowRequest.PARTS[1:])
     lines = [
         f"  server-side, {slow.count} request(s) took {slow.threshold_ms} ms or more; their "
         f"time: {shares} (gc is part of cpu); the slowest:"
     ]
     for each in slow.slowest:
         lines.append(
-            f"    {each.wall:6.1f} ms: cpu {each.cpu:.1f} (gc {each.gc:.1f}), commit "
-            f"{each.commit:.1f}, other {each.other:.1f}   {each.method} {each.path} {each.status}"
+            f"    {each.total:6.1f} ms: queued {each.queued:.1f}, cpu {each.cpu:.1f} (gc "
+            f"{each.gc:.1f}), commit {each.commit:.1f}, other {each.other:.1f}   {each.method} "
+            f"{each.path} {each.status}"
         )
     return lines

@@ -34,12 +34,19 @@ wake-up, a trigger write and a ``select`` return: measured with a trivial app an
 keep-alive clients, 0.20-0.25 ms of CPU per request with one worker thread, 0.07 ms inline
 (0.15 against 0.11 ms with one client). More threads keep waitress's dispatcher: they only
 help when fsync is slow enough that requests should share one.
+
+Every channel notes when the data it reads arrived (:class:`StampedChannel`, the kernel's
+receive timestamp), so that the slow-request log (:mod:`server.requestcost`) can say how long
+a request waited for its turn: with one thread, behind the request the loop was running.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import socket
+import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -50,6 +57,9 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.wasyncore import _DISCONNECTED
+
+from server.requestcost import QUEUED_AT
 
 log = logging.getLogger("waitress")
 queue_log = logging.getLogger("waitress.queue")
@@ -96,6 +106,15 @@ class KeepAliveTask(WSGITask):
             self.channel.write_soon(header)
             super().write(data)
 
+    def get_environment(self) -> dict:
+        environ = super().get_environment()
+        # When the request was queued for its turn (by this module's dispatchers), for the
+        # slow-request log: the time it waited behind others is part of what a client sees.
+        queued_at = getattr(self.channel, "queued_at", None)
+        if queued_at is not None:
+            environ[QUEUED_AT] = queued_at
+        return environ
+
     def build_response_header(self) -> bytes:
         self._bodiless_keep_alive = (
             self.version == "1.1"
@@ -114,7 +133,63 @@ class KeepAliveTask(WSGITask):
             super().set_close_on_finish()
 
 
-class ProwareChannel(HTTPChannel):
+# Linux's receive timestamps (socket(7)): the kernel stamps each packet as it arrives, and
+# recvmsg hands the stamp of the first one it reads (a struct timespec, CLOCK_REALTIME).
+SO_TIMESTAMPNS = 35
+_STAMP = struct.Struct("qq")
+_STAMP_SPACE = socket.CMSG_SPACE(_STAMP.size)
+
+
+class StampedChannel(HTTPChannel):
+    """waitress's channel, noting when the data it reads arrived: the kernel's receive
+    timestamp, for the slow-request log (:func:`_note_queued`).
+
+    With one thread the loop reads a request only once the one it runs is answered, so the
+    time the request waited behind it is visible only in the packet's own timestamp. Where
+    the socket option does not exist (not Linux), reads are waitress's own and a request's
+    wait counts from the moment it was queued.
+    """
+
+    _stamped = False
+    arrived_at: float | None = None  # time.perf_counter() when the last data read arrived
+
+    def __init__(self, server, sock, addr, adj, map=None) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(server, sock, addr, adj, map)
+        if sys.platform == "linux":
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                self._stamped = True
+            except OSError:
+                pass
+
+    def recv(self, buffer_size: int) -> bytes:
+        if not self._stamped:
+            return super().recv(buffer_size)
+        try:  # wasyncore.dispatcher.recv, with recvmsg
+            data, ancillary, _, _ = self.socket.recvmsg(buffer_size, _STAMP_SPACE)
+        except OSError as why:
+            if why.args[0] in _DISCONNECTED:
+                self.handle_close()
+                return b""
+            raise
+        if not data:
+            self.handle_close()
+            return b""
+        self.arrived_at = _arrival(ancillary)
+        return data
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive timestamp in ``ancillary``, on the ``time.perf_counter`` clock."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(payload) >= _STAMP.size:
+            seconds, nanoseconds = _STAMP.unpack_from(payload)
+            age = time.time() - (seconds + nanoseconds / 1e9)
+            return time.perf_counter() - age
+    return None  # a packet stamped before timestamping was on: no age known
+
+
+class ProwareChannel(StampedChannel):
     """waitress's channel with :class:`KeepAliveTask`, whose main loop waits while a worker
     writes (see the module docstring)."""
 
@@ -157,7 +232,7 @@ class ProwareChannel(HTTPChannel):
                     self.outbuf_lock.release()
 
 
-class InlineChannel(HTTPChannel):
+class InlineChannel(StampedChannel):
     """waitress's channel with :class:`KeepAliveTask`, for tasks run on the main loop.
 
     Only the main loop sends, so a task never waits for output to drain below the high
@@ -169,6 +244,15 @@ class InlineChannel(HTTPChannel):
 
     def _flush_outbufs_below_high_watermark(self) -> None:
         return None
+
+
+def _note_queued(task: Any) -> None:
+    """Note when ``task`` (a channel whose request is complete) began to wait for its turn,
+    for the slow-request log (:meth:`KeepAliveTask.get_environment`): when the data that
+    completed the request arrived (:class:`StampedChannel`), else now."""
+    now = time.perf_counter()
+    arrived = getattr(task, "arrived_at", None)
+    task.queued_at = now if arrived is None or arrived > now else arrived
 
 
 class InlineDispatcher:
@@ -187,6 +271,7 @@ class InlineDispatcher:
         return None
 
     def add_task(self, task) -> None:  # type: ignore[no-untyped-def]
+        _note_queued(task)
         self.queue.append(task)
 
     def run_pending(self) -> None:
@@ -233,6 +318,7 @@ class WaitWatchingDispatcher(ThreadedTaskDispatcher):
         self._logged_at: float | None = None
 
     def add_task(self, task: Any) -> None:
+        _note_queued(task)
         with self.lock:
             self.queue.append(_Queued(task, self.monotonic(), self))
             self.queue_cv.notify()

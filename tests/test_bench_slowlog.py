@@ -10,20 +10,21 @@ from bench import slowlog
 from server.requestcost import Cost, describe
 
 
-def line(wall_ms: float, path: str = "/scim/v2/Users", pid: str = "") -> str:
-    cost = Cost(wall=wall_ms / 1000, cpu=0.0012, commit=wall_ms / 1000 - 0.0015, gc=0.0001)
+def line(total_ms: float, path: str = "/scim/v2/Users", pid: str = "") -> str:
+    wall = total_ms / 1000 - 0.0005  # 0.5 ms queued
+    cost = Cost(wall=wall, cpu=0.0012, commit=wall - 0.0015, gc=0.0001, queued=0.0005)
     text = describe("POST", path, 201, cost, "bench", "00112233aabbccdd")
     return f"2026-12-07 11:00:00,000{pid} WARNING proware.slow {text}"
 
 
 def test_the_slow_requests_are_counted_and_the_slowest_kept_in_order(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    walls = [7.5, 54.2, 5.0, 12.3, 9.0, 31.0, 6.1]
+    totals = [7.5, 54.2, 5.0, 12.3, 9.0, 31.0, 6.1]
     log.write_text(
         "\n".join(
             [
                 "Serving on http://127.0.0.1:8000",
-                *(line(wall, pid=f" [{100 + i % 2}]") for i, wall in enumerate(walls)),
+                *(line(total, pid=f" [{100 + i % 2}]") for i, total in enumerate(totals)),
                 "2026-12-07 11:00:01,000 INFO proware.journal compaction done",
             ]
         ),
@@ -33,12 +34,12 @@ def test_the_slow_requests_are_counted_and_the_slowest_kept_in_order(tmp_path: P
     slow = slowlog.read(log)
 
     assert slow.count == 7
-    assert [each.wall for each in slow.slowest] == [54.2, 31.0, 12.3, 9.0, 7.5]
+    assert [each.total for each in slow.slowest] == [54.2, 31.0, 12.3, 9.0, 7.5]
     first = slow.slowest[0]
     assert (first.method, first.path, first.status) == ("POST", "/scim/v2/Users", 201)
-    assert (first.cpu, first.commit, first.gc) == (1.2, 52.7, 0.1)
+    assert (first.queued, first.cpu, first.commit, first.gc) == (0.5, 1.2, 52.2, 0.1)
     assert first.other == 0.3
-    assert slow.totals["wall"] == pytest.approx(sum(walls))
+    assert slow.totals["total"] == pytest.approx(sum(totals))
     assert slow.totals["cpu"] == pytest.approx(1.2 * 7)
 
 
@@ -69,10 +70,13 @@ def test_the_report_shows_where_the_time_went(tmp_path: Path) -> None:
     lines = slowlog.report(slowlog.read(tmp_path / "server.log"))
 
     assert lines[0] == (
-        "  server-side, 2 request(s) took 5 ms or more; their time: cpu 4%, commit 95%, "
-        "gc 0%, other 1% (gc is part of cpu); the slowest:"
+        "  server-side, 2 request(s) took 5 ms or more; their time: queued 2%, cpu 4%, "
+        "commit 93%, gc 0%, other 1% (gc is part of cpu); the slowest:"
     )
-    assert "54.2 ms: cpu 1.2 (gc 0.1), commit 52.7, other 0.3   POST /scim/v2/Users 201" in lines[1]
+    assert (
+        "54.2 ms: queued 0.5, cpu 1.2 (gc 0.1), commit 52.2, other 0.3   POST /scim/v2/Users 201"
+        in lines[1]
+    )
     assert slowlog.report(None) == [
         "  server-side slow requests: not logged (a revision before the slow-request log)"
     ]

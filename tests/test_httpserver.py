@@ -16,13 +16,18 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from flask import request
 from waitress.channel import HTTPChannel
 
+from app import create_app
 from server import httpserver
+from server.config import LogSettings, Settings
 from server.httpserver import ProwareChannel
+from server.requestcost import LINE
 from tests.serverproc import HOST, free_port
 
 BIG = 5 * 1024 * 1024
@@ -81,11 +86,12 @@ def _app(environ: dict, start_response: Callable) -> Iterable[bytes]:
 
 @pytest.fixture
 def serve() -> Iterator[Callable[..., int]]:
-    """Run :func:`server.httpserver.create`'s server on a free port with N worker threads."""
+    """Run :func:`server.httpserver.create`'s server on a free port with N worker threads
+    (serving ``_app`` unless given another)."""
     running = []
 
-    def start(threads: int, **options: int) -> int:
-        server = httpserver.create(_app, host=HOST, port=free_port(), threads=threads, **options)
+    def start(threads: int, app: Callable = _app, **options: int) -> int:
+        server = httpserver.create(app, host=HOST, port=free_port(), threads=threads, **options)
         loop = threading.Thread(target=httpserver.run, args=(server,), daemon=True)
         loop.start()
         running.append((server, loop))
@@ -385,3 +391,56 @@ def test_a_small_response_is_one_write_with_its_header(
     assert response.status == 200 and len(body) == int(response.headers["Content-Length"])
     assert len(written) == writes
     assert written[0].startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_request_queued_behind_a_slow_one_logs_its_wait(
+    serve: Callable[..., int], settings: Settings, threads: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The slow-request log counts the wait in the queue: with one thread, behind the
+    request the loop is running; with two, for the worker the slow one does not hold."""
+    app = create_app(replace(settings, log=LogSettings(slow_request_ms=30)))
+    app.before_request(lambda: time.sleep(0.15) if request.headers.get("X-Hold") else None)
+    port = serve(threads, app=app)
+    caplog.set_level(logging.WARNING, logger="proware.slow")
+    statuses: list[int] = []
+
+    def get(hold: bool) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=10)
+        connection.request("GET", "/healthz", headers={"X-Hold": "1"} if hold else {})
+        statuses.append(connection.getresponse().status)
+        connection.close()
+
+    try:
+        held = threading.Thread(target=get, args=(True,))
+        held.start()
+        time.sleep(0.05)  # the held request is running
+        get(False)
+        held.join(10)
+    finally:
+        app.extensions["proware.backend"].close()
+
+    assert statuses == [200, 200]
+    lines = [LINE.search(r.getMessage()) for r in caplog.records if r.name == "proware.slow"]
+    queued = {float(line["queued"]) for line in lines if line}
+    if threads == 1:
+        assert len(lines) == 2 and min(queued) < 10.0 and max(queued) >= 50.0
+    else:
+        assert len(lines) == 1 and queued.pop() < 10.0  # the other had a worker of its own
+
+
+def test_a_wait_counts_from_the_packets_arrival_else_from_being_queued() -> None:
+    class Channel:
+        arrived_at: float | None = None
+
+    stamped, unstamped, ahead = Channel(), Channel(), Channel()
+    stamped.arrived_at = time.perf_counter() - 0.5
+    ahead.arrived_at = time.perf_counter() + 10  # a realtime clock stepped back meanwhile
+    before = time.perf_counter()
+    for channel in (stamped, unstamped, ahead):
+        httpserver._note_queued(channel)
+    after = time.perf_counter()
+
+    assert stamped.queued_at == stamped.arrived_at  # type: ignore[attr-defined]
+    assert before <= unstamped.queued_at <= after  # type: ignore[attr-defined]
+    assert before <= ahead.queued_at <= after  # type: ignore[attr-defined]

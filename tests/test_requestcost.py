@@ -38,7 +38,20 @@ def test_a_cost_splits_the_wall_time_into_cpu_commit_and_other_waits() -> None:
 
     assert cost.wall == pytest.approx(0.05)
     assert cost.other == pytest.approx(0.05 - 0.01 - 0.03)
-    assert cost.fields() == "cpu=10.0ms commit=30.0ms gc=0.0ms other=10.0ms"
+    assert (cost.queued, cost.total) == (0.0, cost.wall)
+    assert cost.fields() == "queued=0.0ms cpu=10.0ms commit=30.0ms gc=0.0ms other=10.0ms"
+
+
+def test_the_wait_in_the_queue_is_part_of_the_total() -> None:
+    start = Meter(9.95, 0.99, 0.47, 0.0)
+
+    cost = Meter(10.0, 1.0, 0.5, 0.0).since(start, queued_at=9.93)
+
+    assert cost.queued == pytest.approx(0.02)
+    assert cost.total == pytest.approx(0.07)
+    assert cost.fields().startswith("queued=20.0ms cpu=10.0ms")
+    # A clock read after the start (another server's key, a clock step) is no wait.
+    assert Meter.now().since(start, queued_at=11.0).queued == 0.0
 
 
 def test_other_waits_are_never_negative() -> None:
@@ -160,7 +173,8 @@ def test_a_request_slowed_by_the_disk_says_it_waited_to_commit(
     assert line["id"] == response.headers["X-Request-Id"]
     assert float(line["commit"]) >= 40.0
     assert float(line["cpu"]) < 20.0
-    assert float(line["wall"]) >= float(line["commit"])
+    assert float(line["total"]) >= float(line["commit"])
+    assert float(line["queued"]) == 0.0  # the test client queues nothing
     assert [r.levelname for r in caplog.records if r.name == "proware.slow"] == ["WARNING"]
 
 
