@@ -444,3 +444,28 @@ def test_a_wait_counts_from_the_packets_arrival_else_from_being_queued() -> None
     assert stamped.queued_at == stamped.arrived_at  # type: ignore[attr-defined]
     assert before <= unstamped.queued_at <= after  # type: ignore[attr-defined]
     assert before <= ahead.queued_at <= after  # type: ignore[attr-defined]
+
+
+def test_on_the_main_loop_the_request_that_arrived_first_runs_first() -> None:
+    """Not the order the poll reported the sockets in: one connection would come last in
+    every batch. One task per turn, so the loop polls for newer arrivals in between."""
+    ran: list[str] = []
+
+    class Channel:
+        def __init__(self, name: str, arrived: float) -> None:
+            self.name, self.arrived_at = name, arrived
+
+        def service(self) -> None:
+            ran.append(self.name)
+
+    dispatcher = httpserver.InlineDispatcher()
+    now = time.perf_counter()
+    for name, age in (("polled first", 0.001), ("arrived first", 0.003), ("second", 0.002)):
+        dispatcher.add_task(Channel(name, now - age))
+
+    dispatcher.run_pending()
+    assert ran == ["arrived first"]
+    dispatcher.run_pending()
+    dispatcher.run_pending()
+    dispatcher.run_pending()  # nothing left
+    assert ran == ["arrived first", "second", "polled first"]
