@@ -448,24 +448,30 @@ def test_a_wait_counts_from_the_packets_arrival_else_from_being_queued() -> None
 
 def test_on_the_main_loop_the_request_that_arrived_first_runs_first() -> None:
     """Not the order the poll reported the sockets in: one connection would come last in
-    every batch. One task per turn, so the loop polls for newer arrivals in between."""
+    every batch. A request its task queues (pipelined) waits for the next turn."""
     ran: list[str] = []
+    dispatcher = httpserver.InlineDispatcher()
 
     class Channel:
-        def __init__(self, name: str, arrived: float) -> None:
-            self.name, self.arrived_at = name, arrived
+        def __init__(self, name: str, arrived: float, then: Channel | None = None) -> None:
+            self.name, self.arrived_at, self.then = name, arrived, then
 
         def service(self) -> None:
             ran.append(self.name)
+            if self.then is not None:
+                dispatcher.add_task(self.then)
 
-    dispatcher = httpserver.InlineDispatcher()
     now = time.perf_counter()
-    for name, age in (("polled first", 0.001), ("arrived first", 0.003), ("second", 0.002)):
-        dispatcher.add_task(Channel(name, now - age))
+    pipelined = Channel("pipelined", now - 0.010)
+    for name, age, then in (
+        ("polled first", 0.001, None),
+        ("arrived first", 0.003, pipelined),
+        ("second", 0.002, None),
+    ):
+        dispatcher.add_task(Channel(name, now - age, then))
 
     dispatcher.run_pending()
-    assert ran == ["arrived first"]
-    dispatcher.run_pending()
+    assert ran == ["arrived first", "second", "polled first"]
     dispatcher.run_pending()
     dispatcher.run_pending()  # nothing left
-    assert ran == ["arrived first", "second", "polled first"]
+    assert ran == ["arrived first", "second", "polled first", "pipelined"]
