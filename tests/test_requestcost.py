@@ -56,10 +56,10 @@ def test_the_wait_in_the_queue_is_part_of_the_total() -> None:
 
 def test_whether_a_request_was_slow_is_told_by_one_clock_from_its_arrival() -> None:
     now = time.perf_counter()
-    started = Meter(now - 0.010, 0.0, 0.0, 0.0, queued_at=now - 0.030)
+    started = Meter(now - 0.010, 0.0, 0.0, 0.0, queued_at=now - 0.5)
 
-    assert 0.030 <= started.elapsed() < 1.0
-    assert 0.010 <= started._replace(queued_at=None).elapsed() < 0.030
+    assert started.elapsed() >= 0.5
+    assert 0.010 <= started._replace(queued_at=None).elapsed() < 0.5
 
 
 def test_other_waits_are_never_negative() -> None:
@@ -122,7 +122,7 @@ def test_a_journal_commit_counts_the_fdatasync_it_waited_for(
 ) -> None:
     repository = IMPLEMENTATIONS["journal"](tmp_path, FixedClock(), CounterIds())
     real = journal_file.os.fdatasync
-    monkeypatch.setattr(journal_file.os, "fdatasync", lambda fd: (time.sleep(0.03), real(fd)))
+    monkeypatch.setattr(journal_file.os, "fdatasync", lambda fd: (time.sleep(0.04), real(fd)))
     try:
         before = commit_wait.seconds
         with repository.transaction() as tx:
@@ -179,7 +179,7 @@ def test_a_request_slowed_by_the_disk_says_it_waited_to_commit(
     assert line["status"] == "201"
     assert line["token"] == "entra"
     assert line["id"] == response.headers["X-Request-Id"]
-    assert float(line["commit"]) >= 40.0
+    assert float(line["commit"]) >= 30.0  # 40 ms asleep, less the sync's own CPU time
     assert float(line["cpu"]) < 20.0
     assert float(line["total"]) >= float(line["commit"])
     assert float(line["queued"]) == 0.0  # the test client queues nothing
