@@ -118,10 +118,12 @@ def _log_request(response: Response, *, slow: float) -> Response:
     started = g.get("request_meter")
     if started is None:  # a hook before _start_request failed
         return response
+    # One clock read for a request that is neither logged nor slow; the rest only if slow.
+    total = started.elapsed()
+    is_slow = slow and total >= slow
     logged = access_log.isEnabledFor(logging.INFO)
-    if not logged and not (slow and started.elapsed() >= slow):
+    if not (logged or is_slow):
         return response
-    cost = Meter.now().since(started)
     token = g.get("token") or g.get("presented_token")
     name = token.name if token else "-"
     path = _loggable_path()
@@ -132,11 +134,12 @@ def _log_request(response: Response, *, slow: float) -> Response:
             request.method,
             path,
             response.status_code,
-            cost.wall * 1000,
+            (total - started.queued()) * 1000,  # the request's own time, as before
             name,
             request_id,
         )
-    if slow and cost.total >= slow:
+    if is_slow:
+        cost = Meter.now().since(started)
         slow_log.warning(
             "%s", describe(request.method, path, response.status_code, cost, name, request_id)
         )
