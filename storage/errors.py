@@ -50,8 +50,10 @@ class Unavailable(StorageError):
     """The database cannot be reached or lost the connection: try again later (HTTP 503).
 
     The message names the server without its password
-    (:func:`storage.postgres.connection.redact_dsn`).
+    (:func:`storage.postgres.connection.redact_dsn`); :attr:`detail` is what a client is told.
     """
+
+    detail = "the directory's database is unavailable; retry later (the server log says why)"
 
 
 class Unstorable(StorageError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ from app import create_app
 from scim import constants
 from server.config import ScimSettings, ServerSettings, Settings, StorageSettings
 from storage.errors import Unavailable
+from storage.journal import file as journal_file
 
 PATCH_OP = constants.PATCH_OP
 FILTER_LIMIT = 4096
@@ -440,6 +442,41 @@ def test_a_database_out_of_reach_is_a_503_to_retry_never_a_500(
 
     assert_scim_error(response, 503, None, "database is unavailable; retry later")
     assert response.headers["Retry-After"] == "5"
+
+
+def test_a_failed_journal_fsync_is_a_503_and_nothing_of_the_change_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded store's fdatasync fails (EIO): the change may not be on disk, so it is
+    refused with a 503 that says so, never a 500; every later write until a restart too,
+    while reads go on from what is durable."""
+    app = create_app(Settings(storage=StorageSettings(path=tmp_path / "data"), source="test"))
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    services = app.extensions["proware"]
+    token, _ = services.tokens.create("entra")
+    services.switch.set(True)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": constants.SCIM_MEDIA_TYPE}
+
+    def post(user_name: str):
+        return client.post("/scim/v2/Users", json={"userName": user_name}, headers=headers)
+
+    def failing(descriptor: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    try:
+        assert post("ann").status_code == 201
+        with monkeypatch.context() as patch:
+            patch.setattr(journal_file.os, "fdatasync", failing)
+            refused = post("bob")
+        later = post("cid")
+        listed = client.get("/scim/v2/Users", headers=headers).get_json()
+    finally:
+        app.extensions["proware.backend"].close()
+
+    for response in (refused, later):
+        assert_scim_error(response, 503, None, "could not write to its disk", "restarts")
+    assert [user["userName"] for user in listed["Resources"]] == ["ann"]
 
 
 def test_other_protocol_errors_keep_their_status_with_a_scim_body(app: Flask, client) -> None:

@@ -141,9 +141,7 @@ def register_error_handlers(app: Flask) -> None:
     def handle_unavailable(exc: Unavailable) -> Response:
         # The message names the database without its password (storage redacts it).
         log.warning("request %s: %s", getattr(g, "request_id", "-"), exc)
-        error = errors.ServiceUnavailable(
-            "the directory's database is unavailable; retry later (the server log says why)"
-        )
+        error = errors.ServiceUnavailable(exc.detail)
         g.scim_error = error
         response = _html_error(503, error.detail) or error_response(error)
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS

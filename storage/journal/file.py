@@ -18,12 +18,17 @@ import threading
 from pathlib import Path
 
 from storage.controlfile import fsync_directory
-from storage.errors import StorageError
+from storage.errors import Unavailable
 from storage.journal.format import segment_name
 
 
-class JournalBroken(StorageError):
+class JournalBroken(Unavailable):
     """An earlier write or fsync failed; restart the server to recover from the files."""
+
+    detail = (
+        "the directory could not write to its disk and accepts no changes until the server "
+        "restarts (the server log says why)"
+    )
 
 
 class JournalFile:
