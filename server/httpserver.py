@@ -38,7 +38,7 @@ dispatcher: they only help when fsync is slow enough that requests should share 
 The loop also waits for each write's fdatasync. Letting it run the requests behind a write
 meanwhile was tried: the commit returned at once, a syncer thread made it durable (one
 fdatasync for all written meanwhile) and only then was the answer sent. In four bench runs
-at 10,000 users, each alternating with this design, it served 0.75-1.02x the requests per
+at 10,000 users, alternating with the loop as it is, it served 0.75-1.02x the requests per
 second for 8-57 % more server CPU a request and a longer p99.9: the syncer thread's turns
 at the GIL cost more than the fsync waits they hid, about a tenth of the loop's time.
 
