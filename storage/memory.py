@@ -241,10 +241,11 @@ class MemoryTransaction(_Reads):
         state = self._writable()
         table = state.table(kind)
         previous = table.get(id)
-        if previous is not None:
-            state.unindex(kind, id, previous)
         table[id] = document
-        state.index(kind, id, document)
+        if previous is None:
+            state.index(kind, id, document)
+        else:
+            state.reindex(kind, id, previous, document)
         self.changed[(kind, id)] = None
 
     def _change_members(

@@ -372,6 +372,23 @@ class State:
         for index, folded in self._keys_of(kind, document):
             discard(self.keys[(kind, index.field)], folded, id)
 
+    def reindex(self, kind: str, id: str, previous: dict, document: dict) -> None:
+        """Move ``id`` in the lookups of ``kind`` from ``previous``'s values to ``document``'s,
+        touching only the fields whose value changed: a PATCH rarely changes an indexed one,
+        and a member change never does, so most writes leave the lookups (and their chunks,
+        copied on a change) alone."""
+        for index in self.indexes:
+            if index.kind != kind:
+                continue
+            old, new = previous.get(index.field), document.get(index.field)
+            if old == new:
+                continue
+            lookups = self.keys[(kind, index.field)]
+            if isinstance(old, str):
+                discard(lookups, index.key(old), id)
+            if isinstance(new, str):
+                append(lookups, index.key(new), id)
+
     def duplicates(self) -> list[tuple[Index, str, tuple[str, ...]]]:
         """Values that a unique index holds for more than one document (damaged data)."""
         found = []

@@ -297,6 +297,21 @@ def test_replace_moves_the_document_to_its_new_index_values(repository: Reposito
     assert repository.find("User", "externalId", "old") == []
 
 
+def test_replace_leaving_indexed_values_as_they_were_keeps_them_in_place(
+    repository: Repository,
+) -> None:
+    """A PATCH of other attributes, or a member change, rewrites the document: it stays
+    where its lookups had it, first among those sharing its externalId."""
+    insert(repository, "User", user("ann", externalId="shared"))
+    insert(repository, "User", user("bob", externalId="shared"))
+
+    with repository.transaction() as tx:
+        tx.replace("User", "id-1", user("ann", externalId="shared", title="Boss"))
+
+    assert repository.find("User", "userName", "ann") == ["id-1"]
+    assert repository.find("User", "externalId", "shared") == ["id-1", "id-2"]
+
+
 def test_delete_frees_its_unique_values(repository: Repository) -> None:
     insert(repository, "User", user("ann"))
     with repository.transaction() as tx:
