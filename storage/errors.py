@@ -47,10 +47,13 @@ class StoreLocked(StorageError):
 
 
 class Unavailable(StorageError):
-    """The database cannot be reached or lost the connection: try again later (HTTP 503).
+    """The store cannot serve now (HTTP 503): the database cannot be reached or lost the
+    connection (try again later), or the journal could not write to its disk
+    (:class:`storage.journal.file.JournalBroken`: restart the server).
 
-    The message names the server without its password
-    (:func:`storage.postgres.connection.redact_dsn`); :attr:`detail` is what a client is told.
+    The message is for the log: it names the server without its password
+    (:func:`storage.postgres.connection.redact_dsn`), or the file. :attr:`detail` is what a
+    client is told.
     """
 
     detail = "the directory's database is unavailable; retry later (the server log says why)"

@@ -139,7 +139,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Unavailable)
     def handle_unavailable(exc: Unavailable) -> Response:
-        # The message names the database without its password (storage redacts it).
+        # The message names the database without its password (storage redacts it), or the
+        # journal's file; the client gets the exception's own detail.
         log.warning("request %s: %s", getattr(g, "request_id", "-"), exc)
         error = errors.ServiceUnavailable(exc.detail)
         g.scim_error = error
