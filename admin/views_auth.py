@@ -35,7 +35,7 @@ def sign_in() -> Response | str:
     """GET: the form. POST: check the password, lock after repeated failures."""
     admin = context()
     target = safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
         username, _ = admin.current_admin()
         if username is not None:
             return redirect(target)  # type: ignore[return-value]
@@ -124,7 +124,7 @@ def setup() -> Response | str:
     grant = session.get(_GRANT)
     if not isinstance(grant, str) or not admin.setup.grant_valid(grant):
         return _invalid_setup()
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
         return render_template("admin/setup.html", username="admin", min_length=MIN_PASSWORD_LENGTH)
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")

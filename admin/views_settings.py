@@ -116,7 +116,7 @@ def revoke_token() -> Response | str:
     """GET: ask for confirmation. POST: revoke; requests with the token get 401 at once."""
     admin = context()
     name = request.values.get("name", "")
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
         active = [t for t in admin.services.tokens.list() if t.name == name and not t.revoked]
         if not active:
             flash(f"There is no active token named {name!r}.", "error")

@@ -322,6 +322,19 @@ def test_revoke_asks_for_confirmation_then_the_token_gets_401(
     assert "Revoked token" in page and "Create a new bearer token" in page
 
 
+def test_head_is_a_get_on_every_page_that_also_takes_a_post(app: Flask, panel: AdminClient) -> None:
+    """Flask routes HEAD to the view: it must take the GET branch, never the POST one."""
+    panel.create_token("entra")
+    stranger = app.test_client()
+
+    revoke = panel.client.head("/admin/settings/tokens/revoke?name=entra")
+    sign_in = stranger.head("/admin/sign-in")  # the POST branch refused an empty password
+
+    assert revoke.status_code == 200
+    assert app.extensions["proware"].tokens.list()[0].status == "active"
+    assert sign_in.status_code == 200
+
+
 def test_revoking_an_unknown_token_says_so(panel: AdminClient) -> None:
     response = panel.get("/admin/settings/tokens/revoke?name=ghost")
     assert response.status_code == 302

@@ -203,6 +203,25 @@ def test_a_read_only_token_may_not_write(reader, scim, method: str, path: str, b
     assert scim.get(f"/Groups/{group['id']}").get_json() == group
 
 
+@pytest.mark.parametrize("read_only", [True, False], ids=["read-only", "read-write"])
+@pytest.mark.parametrize("path", ["/Users/{user}", "/Groups/{group}"], ids=["user", "group"])
+def test_head_reads_a_resource_and_changes_nothing(
+    app: Flask, reader, scim, scim_for, path: str, read_only: bool
+) -> None:
+    """HEAD is a GET without a body: it once fell through to the view's DELETE branch."""
+    _, user, group = reader
+    client = scim_for(app, name="probe", read_only=read_only)
+    target = path.format(user=user["id"], group=group["id"])
+
+    response = client.request("HEAD", target)
+
+    assert response.status_code == 200
+    assert response.headers["ETag"] == scim.get(target).get_json()["meta"]["version"]
+    assert response.data == b""
+    assert scim.get(f"/Users/{user['id']}").get_json() == user
+    assert scim.get(f"/Groups/{group['id']}").get_json() == group
+
+
 # -- what needs a token ------------------------------------------------------------------------
 
 

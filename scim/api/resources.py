@@ -103,13 +103,14 @@ def create_resource(kind: str) -> Response:
 
 
 def resource_item(kind: str, id: str) -> Response:
-    """GET, PUT, PATCH or DELETE one resource by id."""
+    """GET (and HEAD), PUT, PATCH or DELETE one resource by id."""
     if id == ".search":
         # /.search is POST only (RFC 7644 §3.4.3), not a resource called ".search".
         raise MethodNotAllowed(valid_methods=["POST"])
     directory = services().directory
     if_match = request.headers.get("If-Match")
-    if request.method == "GET":
+    # Flask routes HEAD to this view too: it is a GET whose body werkzeug drops.
+    if request.method in ("GET", "HEAD"):
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match:
             version = directory.version(kind, id)
@@ -145,6 +146,8 @@ def resource_item(kind: str, id: str) -> Response:
         if bare:
             return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
+    if request.method != "DELETE":
+        raise MethodNotAllowed(valid_methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"])
     directory.delete(kind, id, if_match=if_match, context=request_context(204))
     return scim_response(None, 204)
 
