@@ -18,6 +18,10 @@ MICROSOFT_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCI
 
 SCIM_MEDIA_TYPE = "application/scim+json"
 
+# The longest integer read from a body, a filter or a query parameter: int() of a longer digit
+# string is slow (CVE-2020-10735), and Python refuses those over 4,300 digits outright.
+MAX_INTEGER_DIGITS = 1000
+
 # Resource type names as they appear in meta.resourceType and the storage layer.
 USER_TYPE = "User"
 GROUP_TYPE = "Group"

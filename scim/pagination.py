@@ -56,6 +56,8 @@ def _integer(parameter: str, value: str | int | None) -> int | None:
         return value
     if not isinstance(value, str) or _INTEGER.fullmatch(value.strip()) is None:
         raise InvalidValue(f"{parameter}: expected an integer, got {value!r}")
+    if len(value.strip().lstrip("+-")) > constants.MAX_INTEGER_DIGITS:
+        raise InvalidValue(f"{parameter}: more than {constants.MAX_INTEGER_DIGITS} digits")
     return int(value)
 
 

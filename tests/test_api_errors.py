@@ -64,6 +64,12 @@ BAD_USER_BODIES = [
         ["-Infinity is not a JSON number"],
         id="infinity",
     ),
+    pytest.param(
+        b'{"userName": "ann", "x": -' + b"9" * 5000 + b"}",
+        "invalidSyntax",
+        ["a number has more than 1000 digits"],
+        id="number-too-long-to-read",  # int() refuses over 4,300 digits: it was a 500
+    ),
     pytest.param({"userName": 5}, "invalidValue", ["userName", "string", "5"], id="int-name"),
     pytest.param({"userName": ""}, "invalidValue", ["userName", "empty"], id="empty-name"),
     pytest.param({"displayName": "Ann"}, "invalidValue", ["userName", "required"], id="no-name"),
@@ -223,6 +229,9 @@ BAD_SEARCHES = [
     pytest.param({"sortOrder": "up"}, "invalidValue", ["sortOrder"], id="sortOrder"),
     pytest.param({"startIndex": "one"}, "invalidValue", ["startIndex"], id="startIndex"),
     pytest.param({"filter": "userName eq"}, "invalidFilter", ["filter"], id="bad-filter"),
+    pytest.param(
+        '{"count": ' + "9" * 5000 + "}", "invalidSyntax", ["more than 1000 digits"], id="long-count"
+    ),
 ]
 
 
@@ -255,6 +264,12 @@ BAD_QUERIES = [
     pytest.param({"filter": 'userName eq "x" and'}, "invalidFilter", ["filter"], id="dangling-and"),
     pytest.param({"count": "ten"}, "invalidValue", ["count"], id="count-word"),
     pytest.param({"startIndex": "1e3"}, "invalidValue", ["startIndex"], id="startIndex-exp"),
+    pytest.param(
+        {"startIndex": "9" * 5000},
+        "invalidValue",
+        ["startIndex: more than 1000 digits"],
+        id="startIndex-too-long-to-read",
+    ),
     pytest.param({"sortOrder": "up"}, "invalidValue", ["sortOrder"], id="sortOrder"),
     pytest.param({"attributes": "emails[type"}, "invalidValue", ["emails["], id="attributes"),
     pytest.param({"sortBy": "a..b"}, "invalidPath", [], id="sortBy"),

@@ -54,7 +54,7 @@ def read_json() -> object:
     except UnicodeDecodeError as exc:
         raise errors.InvalidSyntax(f"request body: not valid UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_integer)
     except json.JSONDecodeError as exc:
         raise errors.InvalidSyntax(
             f"request body: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -66,6 +66,14 @@ def read_json() -> object:
 def _refuse_constant(name: str) -> object:
     # Python reads NaN and Infinity; JSON has neither (RFC 8259 §6), nor has any SCIM type.
     raise errors.InvalidSyntax(f"request body: {name} is not a JSON number")
+
+
+def _bounded_integer(digits: str) -> int:
+    if len(digits.lstrip("-")) > constants.MAX_INTEGER_DIGITS:
+        raise errors.InvalidSyntax(
+            f"request body: a number has more than {constants.MAX_INTEGER_DIGITS} digits"
+        )
+    return int(digits)
 
 
 _HTTP_ERRORS: dict[int, type[errors.ScimError]] = {

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from json import JSONDecodeError, JSONDecoder
 
+from scim.constants import MAX_INTEGER_DIGITS
 from scim.errors import InvalidFilter
 from scim.filter.tree import (
     And,
@@ -245,8 +246,8 @@ class _Parser:
             # legacy manager query sends bare GUIDs (A17). Read them as strings.
             return token.text
         if number.group(1) is None and number.group(2) is None:
-            if len(token.text) > 1000:  # int() of huge digit strings is slow (CVE-2020-10735)
-                raise _error("number has more than 1000 digits", token.start)
+            if len(token.text) > MAX_INTEGER_DIGITS:
+                raise _error(f"number has more than {MAX_INTEGER_DIGITS} digits", token.start)
             return int(token.text)
         parsed = float(token.text)
         if parsed in (float("inf"), float("-inf")):
