@@ -151,16 +151,25 @@ _SECRET_PARAMETERS = frozenset({"code", "state", "id_token", "access_token", "se
 
 
 def _loggable_path() -> str:
-    """The request's path and query, with the values of secret parameters left out."""
+    """The request's path and query, with the values of secret parameters left out, and
+    characters that are not printable (a decoded %0A, an escape sequence) escaped, so that no
+    request can forge or colour a log line."""
     if not request.query_string:
-        return request.path
+        return _printable(request.path)
     if not any(name in request.args for name in _SECRET_PARAMETERS):
-        return request.full_path
+        return _printable(request.full_path)
     shown = [
         f"{name}=[redacted]" if name in _SECRET_PARAMETERS else f"{name}={quote(value)}"
         for name, value in request.args.items(multi=True)
     ]
-    return f"{request.path}?{'&'.join(shown)}"
+    return _printable(f"{request.path}?{'&'.join(shown)}")
+
+
+def _printable(text: str) -> str:
+    """``text`` with each non-printable character written as its Python escape (``\\n``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def _healthz() -> Response:

@@ -590,6 +590,19 @@ def test_access_log_has_one_line_per_request_without_the_secret(
     assert all(token not in line for line in lines)
 
 
+def test_access_log_lines_cannot_be_forged_through_the_path(
+    scim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The path is logged decoded: %0A was a line break, %1B an escape to the terminal."""
+    caplog.set_level("INFO", logger="proware.access")
+
+    scim.get("/Users/x%0A2026-12-07 ERROR proware FORGED%1B[31m%00?q=%0A")
+
+    [line] = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert line.isprintable()
+    assert "/Users/x\\n2026-12-07 ERROR proware FORGED\\x1b[31m\\x00?q=%0A" in line
+
+
 def database_rows(dsn: str) -> list[str]:
     """Every row of every table of Proware's database, as text."""
     import psycopg
