@@ -70,6 +70,18 @@ BAD_USER_BODIES = [
         ["a number has more than 1000 digits"],
         id="number-too-long-to-read",  # int() refuses over 4,300 digits: it was a 500
     ),
+    pytest.param(
+        b'{"userName": "ann", "userName": "bob"}',
+        "invalidSyntax",
+        ["'userName' is given more than once in one object"],
+        id="repeated-key",  # the last one silently won
+    ),
+    pytest.param(
+        b'{"userName": "ann", "name": {"givenName": "A", "givenName": "B"}}',
+        "invalidSyntax",
+        ["'givenName' is given more than once"],
+        id="repeated-nested-key",
+    ),
     pytest.param({"userName": 5}, "invalidValue", ["userName", "string", "5"], id="int-name"),
     pytest.param({"userName": ""}, "invalidValue", ["userName", "empty"], id="empty-name"),
     pytest.param({"displayName": "Ann"}, "invalidValue", ["userName", "required"], id="no-name"),
@@ -150,6 +162,12 @@ def test_bad_bodies_on_put_are_400_and_change_nothing(scim, ann) -> None:
 
 BAD_PATCHES = [
     pytest.param([1], "invalidSyntax", ["PATCH body must be a JSON object"], id="array-body"),
+    pytest.param(
+        '{"Operations": [{"op": "remove", "path": "title"}], "Operations": []}',
+        "invalidSyntax",
+        ["'Operations' is given more than once"],
+        id="repeated-operations",  # only the last list was applied
+    ),
     pytest.param({"schemas": [PATCH_OP]}, "invalidSyntax", ["Operations"], id="no-operations"),
     pytest.param(
         {"schemas": [PATCH_OP], "Operations": {"op": "add"}},

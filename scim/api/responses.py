@@ -54,7 +54,12 @@ def read_json() -> object:
     except UnicodeDecodeError as exc:
         raise errors.InvalidSyntax(f"request body: not valid UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_integer)
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_int=_bounded_integer,
+            object_pairs_hook=_object_without_repeats,
+        )
     except json.JSONDecodeError as exc:
         raise errors.InvalidSyntax(
             f"request body: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -66,6 +71,21 @@ def read_json() -> object:
 def _refuse_constant(name: str) -> object:
     # Python reads NaN and Infinity; JSON has neither (RFC 8259 §6), nor has any SCIM type.
     raise errors.InvalidSyntax(f"request body: {name} is not a JSON number")
+
+
+def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
+    # A repeated key would silently keep the last value; like a key repeated in another case
+    # (scim.schemas.tolerance), we cannot tell which one is meant.
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise errors.InvalidSyntax(
+                    f"request body: {key!r} is given more than once in one object"
+                )
+            seen.add(key)
+    return found
 
 
 def _bounded_integer(digits: str) -> int:
