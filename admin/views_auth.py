@@ -8,6 +8,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 
 from admin import sessions
 from admin.accounts import MIN_PASSWORD_LENGTH
+from admin.activity import printable
 from admin.context import PATH, context
 
 log = logging.getLogger("proware.admin")
@@ -48,6 +49,23 @@ def sign_in() -> Response | str:
         )
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
+    if not username.isprintable():
+        # No account has such a name (admin.accounts allows none); recorded escaped, so the
+        # activity log and `activity tail` never carry a terminal escape or a forged line.
+        log.warning("sign-in refused for a name with control characters %r", username)
+        admin.note(
+            "sign-in refused",
+            status=400,
+            name=printable(username)[:200],
+            reason="unprintable-username",
+            source="password",
+        )
+        return sign_in_page(
+            next=target,
+            error="A username has no control characters or invisible formatting characters: "
+            "type it again.",
+            status=400,
+        )
     verdict = admin.accounts.sign_in(username, password)
     if verdict.outcome == "ok" and verdict.account is not None:
         sessions.start(verdict.account, admin.clock())

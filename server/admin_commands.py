@@ -216,10 +216,11 @@ def sso_status(
         if attempt.outcome != "success":
             text += f" ({attempt.reason}): {attempt.message}"
         rows.append((label, text))
-    print(f"Single sign-on is {state}{changed}", file=out)
+    # Attempts and "changed by" carry names from the identity provider: printed escaped.
+    print(f"Single sign-on is {state}{activity.printable(changed)}", file=out)
     width = max(len(label) for label, _ in rows) + 1
     for label, value in rows:
-        print(f"  {label + ':':<{width}} {value}", file=out)
+        print(f"  {label + ':':<{width}} {activity.printable(value)}", file=out)
     return 0 if healthy else 1
 
 

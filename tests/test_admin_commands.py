@@ -172,6 +172,32 @@ def test_tail_shows_refusal_details(config: Path) -> None:
     assert "\n    the bearer token is a JWT issued by Entra" in out
 
 
+def test_tail_escapes_control_characters_from_the_stored_events(config: Path) -> None:
+    """A client-chosen name or detail reaches the terminal as text: no escape sequence acts,
+    no line is forged."""
+    log = AuditLog(config.parent / "data" / "activity.jsonl")
+    log.append(
+        {
+            "time": "2026-11-26T10:00:00Z",
+            "status": 401,
+            "operation": "sign-in refused",
+            "name": "evil\x1b[31mRED\x1b[0m",
+            "client": "10.0.0.9\r",
+            "detail": "x\n2026-11-26T10:00:01Z  200  sign in  alice\u202e",
+        }
+    )
+
+    code, out, _ = run(config, "activity", "tail")
+
+    assert code == 0
+    assert "\x1b" not in out and "\r" not in out and "\u202e" not in out
+    assert out.splitlines() == [
+        "2026-11-26T10:00:00Z  401  sign-in refused  evil\\x1b[31mRED\\x1b[0m  token=-  "
+        "client=10.0.0.9\\r  request=-",
+        "    x\\n2026-11-26T10:00:01Z  200  sign in  alice\\u202e",
+    ]
+
+
 def test_tail_of_an_empty_log_prints_nothing(config: Path) -> None:
     assert run(config, "activity", "tail") == (0, "", "")
 

@@ -115,6 +115,31 @@ def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(app: Fl
     assert "not the password" not in text(wrong_password)
 
 
+@pytest.mark.parametrize(
+    "username",
+    [
+        "evil\x1b[31mRED\x1b[0m",
+        "mallory\n2026-11-26T10:00:00Z  200  sign in  alice  token=-  client=10.0.0.1",
+        "admin\u202egnp.exe",
+    ],
+    ids=["terminal-escape", "forged-line", "bidi-override"],
+)
+def test_a_sign_in_name_with_control_characters_is_refused_and_recorded_escaped(
+    app: Flask, username: str
+) -> None:
+    create_admin(app)
+
+    response = AdminClient(app.test_client()).sign_in(username=username)
+
+    assert response.status_code == 400
+    assert "no control characters" in text(response)
+    event = next(app.extensions["proware.admin"].audit.newest_first())
+    assert event["operation"] == "sign-in refused"
+    assert event["reason"] == "unprintable-username"
+    assert event["name"].isprintable()
+    assert event["name"] == username.encode("unicode_escape").decode()
+
+
 def test_repeated_failures_lock_the_account_and_the_page_says_until_when(app: Flask) -> None:
     create_admin(app)
     client = AdminClient(app.test_client())

@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
@@ -830,6 +831,23 @@ def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
     assert code == 1
     assert "refused (idp-refused): The identity provider did not sign you in: access_denied" in out
     assert "Discovery:      Proware could not reach the identity provider" in out
+
+
+def test_sso_status_prints_names_from_the_identity_provider_escaped(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        state = app.extensions["proware.admin"].sso.state
+        state.record(Attempt(state.now(), "refused", "disabled", "no", user="ann\x1b[2J\nforged"))
+    finally:
+        app.extensions["proware"].repository.close()
+
+    main(["--config", str(config), "sso", "status"])
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "ann\\x1b[2J\\nforged (disabled): no" in out
 
 
 def test_serve_stops_with_a_message_when_the_secret_file_is_missing(
