@@ -177,7 +177,8 @@ class AdminAccounts:
         """Check a sign-in, counting failures and locking after too many.
 
         A locked account is refused without looking at the password, so guessing on stops
-        paying off; nothing sleeps, so no server thread is held up.
+        paying off; nothing sleeps, so no server thread is held up. A name that is no account
+        costs the same on each path: one password hash, or none while it is locked.
         """
         now = self.clock()
         record = _find(self._records(self._control.read()), username)
@@ -232,18 +233,16 @@ class AdminAccounts:
         return verdict[0]
 
     def _unknown_sign_in(self, username: str, password: str, now: datetime) -> SignIn:
-        # Spend the same hashing time as for a real account, so timing tells nothing.
-        check_password_hash(self._dummy(), password)
+        # Cost what a real account's attempt costs, so timing tells nothing: no hash while
+        # locked (a locked account's password is not looked at), one hash otherwise.
         key = username.casefold()
         with self._unknown_lock:
-            failures = [
-                moment
-                for moment in self._unknown_failures.get(key, [])
-                if now - moment < self.policy.window + self.policy.duration
-            ]
-            locked = _locked_until(failures, self.policy)
-            if locked is not None and now < locked:
-                return SignIn("locked", locked_until=locked)
+            locked = _locked_until(self._recent_unknown_failures(key, now), self.policy)
+        if locked is not None and now < locked:
+            return SignIn("locked", locked_until=locked)
+        check_password_hash(self._dummy(), password)
+        with self._unknown_lock:
+            failures = self._recent_unknown_failures(key, now)
             failures.append(now)
             if len(self._unknown_failures) > 10_000:  # bound the memory an attacker can use
                 self._unknown_failures.clear()
@@ -252,6 +251,14 @@ class AdminAccounts:
         if locked is not None and now < locked:
             return SignIn("locked", locked_until=locked)
         return SignIn("invalid")
+
+    def _recent_unknown_failures(self, key: str, now: datetime) -> builtins.list[datetime]:
+        """The failures of the unknown name ``key`` that can still lock it (hold the lock)."""
+        return [
+            moment
+            for moment in self._unknown_failures.get(key, [])
+            if now - moment < self.policy.window + self.policy.duration
+        ]
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
+from admin import accounts as accounts_module
 from app import create_app
 from server.config import ServerSettings, Settings
 from tests.admin_support import (
@@ -151,6 +152,37 @@ def test_repeated_failures_lock_the_account_and_the_page_says_until_when(app: Fl
     assert re.search(r"this account is locked until \d\d:\d\d UTC \(about 15 minutes\)", page)
     assert "admin reset-password" in page
     assert client.get("/admin/settings").status_code == 302
+
+
+def test_an_account_and_an_unknown_name_cost_the_same_hashing_locked_or_not(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timing tells a locked account from an unknown name no more than the page does: both
+    paths hash the password as often (counted, not timed)."""
+    create_admin(app)
+    client = AdminClient(app.test_client())
+    hashed: list[str] = []
+    check = accounts_module.check_password_hash
+
+    def counting_check(pwhash: str, password: str) -> bool:
+        hashed.append(password)
+        return check(pwhash, password)
+
+    monkeypatch.setattr(accounts_module, "check_password_hash", counting_check)
+
+    def hashes_of(name: str, password: str, status: int) -> int:
+        before = len(hashed)
+        assert client.sign_in(username=name, password=password).status_code == status
+        return len(hashed) - before
+
+    unlocked = {name: hashes_of(name, "guess 0", 401) for name in (USERNAME, "mallory")}
+    for name in (USERNAME, "mallory"):
+        for number in range(1, 5):
+            client.sign_in(username=name, password=f"guess {number}")
+    locked = {name: hashes_of(name, "guess 5", 429) for name in (USERNAME, "mallory")}
+
+    assert unlocked[USERNAME] == unlocked["mallory"] == 1
+    assert locked[USERNAME] == locked["mallory"]
 
 
 def test_the_sign_in_page_explains_the_first_run(app: Flask) -> None:
