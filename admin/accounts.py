@@ -34,6 +34,8 @@ FILE_NAME = "admins.json"
 FORMAT = 1
 
 MIN_PASSWORD_LENGTH = 12
+# Twelve of one character (or of two or three) is as guessable as a short password.
+MIN_DISTINCT_CHARACTERS = 4
 # Hashing is deliberately slow; an unbounded password would make it a denial of service.
 MAX_PASSWORD_LENGTH = 1024
 
@@ -287,7 +289,9 @@ class AdminAccounts:
 
 
 def check_password(password: str, username: str) -> None:
-    """Refuse passwords that are too short, too long or the username itself.
+    """Refuse passwords that are too short, too long, only whitespace, one character (or a
+    few) repeated, or the username itself: the one rule of the setup page, the control
+    panel's forms and ``python app.py admin``.
 
     :raises ValueError: saying what to change.
     """
@@ -295,6 +299,13 @@ def check_password(password: str, username: str) -> None:
         raise ValueError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"the password must be at most {MAX_PASSWORD_LENGTH} characters long")
+    if not password.strip():
+        raise ValueError("the password must not be only spaces or other whitespace")
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        raise ValueError(
+            f"the password must use at least {MIN_DISTINCT_CHARACTERS} different characters, "
+            "not one or a few repeated (like 'aaaaaaaaaaaa' or 'abababababab')"
+        )
     if password.casefold() == username.casefold():
         raise ValueError("the password must not be the username")
 

@@ -75,6 +75,8 @@ def test_admin_create_refuses_differing_entries_on_a_terminal(
     [
         pytest.param("", "no password given", id="empty"),
         pytest.param("short\n", "at least 12", id="weak"),
+        pytest.param(" " * 12 + "\n", "not be only spaces", id="spaces"),
+        pytest.param("a" * 12 + "\n", "at least 4 different characters", id="one-character"),
     ],
 )
 def test_admin_create_refuses_a_missing_or_weak_password(
@@ -99,6 +101,12 @@ def test_reset_password_sets_a_new_one_and_unlocks(config: Path) -> None:
     code, out, _ = run(config, "admin", "reset-password", "alice", stdin="a new long passphrase\n")
     assert code == 0 and "unlocked" in out
     assert accounts(config).sign_in("alice", "a new long passphrase").outcome == "ok"
+
+
+def test_reset_password_refuses_a_repeated_character(config: Path) -> None:
+    run(config, "admin", "create", "alice", stdin=PASSWORD)
+    code, _, err = run(config, "admin", "reset-password", "alice", stdin="z" * 20)
+    assert code == 2 and "at least 4 different characters" in err
 
 
 def test_reset_password_of_an_unknown_admin_fails(config: Path) -> None:

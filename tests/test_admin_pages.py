@@ -249,6 +249,25 @@ def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask
     assert not app.extensions["proware.admin"].accounts.any()
 
 
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [(" " * 12, "only spaces"), ("a" * 12, "at least 4 different characters")],
+    ids=["spaces", "one-character"],
+)
+def test_setup_refuses_a_password_of_spaces_or_one_repeated_character(
+    app: Flask, password: str, message: str
+) -> None:
+    client = open_setup(app)
+    weak = client.submit(
+        "/admin/setup",
+        "/admin/setup",
+        {"username": "root", "password": password, "confirm": password},
+    )
+    assert weak.status_code == 400 and message in text(weak)
+    assert "4 or more of them different" in text(client.get("/admin/setup"))
+    assert not app.extensions["proware.admin"].accounts.any()
+
+
 def test_once_an_admin_exists_the_setup_link_leads_to_sign_in(app: Flask) -> None:
     client = open_setup(app)
     create_admin(app)
