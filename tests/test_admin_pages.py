@@ -439,6 +439,41 @@ def test_connection_status_shows_the_probe_and_refusals_per_token(
     assert re.search(r'<td class="num">3</td>', page)
 
 
+def test_a_new_token_with_a_revoked_ones_name_starts_with_no_use_history(
+    app: Flask, panel: AdminClient, client
+) -> None:
+    app.extensions["proware"].switch.set(True)
+    other = panel.create_token("other")
+    client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {other}"})  # saved at once
+    old = panel.create_token("rot")
+    client.get(  # Test Connection, within the minute: its use waits for the minute's end
+        f"/scim/v2/Users?filter=userName+eq+%22{GUID}%22",
+        headers={"Authorization": f"Bearer {old}"},
+    )
+    panel.submit(
+        "/admin/settings/tokens/revoke?name=rot", "/admin/settings/tokens/revoke", {"name": "rot"}
+    )
+    panel.create_token("rot")
+
+    page = text(panel.get("/admin/settings"))
+
+    rows = re.findall(r"<tr>\s*<td><strong>rot</strong>(.*?)</tr>", page, re.S)
+    last_used = {
+        "revoked" if "revoked" in row else "active": re.findall(r"<td>(.*?)</td>", row, re.S)[3]
+        for row in rows
+    }
+    assert last_used["active"] == "never" and last_used["revoked"] != "never"
+    sections = [
+        chunk.split("</section>")[0]
+        for chunk in page.split('<div class="connection"')[1:]
+        if 'data-token="rot"' in chunk
+    ]
+    assert len(sections) == 2
+    new_section, revoked_section = sections
+    assert "no probe seen yet" in new_section and "No requests with this token yet" in new_section
+    assert "revoked" in revoked_section and "Test Connection probe: no match" in revoked_section
+
+
 # -- Provisioning activity ---------------------------------------------------------------------
 
 

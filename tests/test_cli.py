@@ -8,12 +8,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 
+import scim.tokens as tokens_module
 from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from server import commands
@@ -259,6 +260,46 @@ def test_token_list_shows_when_the_server_last_saw_a_token(
     [row] = out.splitlines()[1:]
     assert row.split()[2] == "active"
     assert row.count("UTC") == 2  # created and last used; never expires
+
+
+class _ManualTimer:
+    def cancel(self) -> None:
+        pass
+
+
+def test_token_list_shows_a_use_within_the_minute_once_it_is_up_without_more_requests(
+    capsys, config: Path, running_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's rotation: revoke the old token once `token list` shows the new one in use."""
+    due: list[Callable[[], None]] = []
+
+    def start_timer(delay: float, call: Callable[[], None]) -> _ManualTimer:
+        assert 0 < delay <= 60
+        due.append(call)
+        return _ManualTimer()
+
+    monkeypatch.setattr(tokens_module, "start_timer", start_timer)
+    old = create_token(capsys, config, "entra")
+    new = create_token(capsys, config, "entra-2027")
+    run(capsys, "--config", str(config), "provisioning", "enable")
+    client = running_app.test_client()
+    client.get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {old}"})  # saved at once
+    running_app.extensions["proware"].tokens.wait_for_save()
+
+    client.get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {new}"})  # Test Connection
+    running_app.extensions["proware"].tokens.wait_for_save()
+
+    def dates_of_new() -> int:
+        """How many dates the new token's row shows: created, and last used once saved."""
+        _, out, _ = run(capsys, "--config", str(config), "token", "list")
+        [row] = [line for line in out.splitlines() if line.startswith("entra-2027 ")]
+        return row.count("UTC")
+
+    assert dates_of_new() == 1
+    [call] = due  # no further request: the minute's end saves it
+    call()
+    running_app.extensions["proware"].tokens.wait_for_save()
+    assert dates_of_new() == 2
 
 
 # -- backup and restore ------------------------------------------------------------------------
