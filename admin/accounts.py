@@ -145,8 +145,13 @@ class AdminAccounts:
 
         def add(document: dict) -> None:
             records = self._records(document)
-            if _find(records, username) is not None:
-                raise ValueError(f"an admin named {username!r} already exists")
+            existing = _find(records, username)
+            if existing is not None:
+                taken = existing["username"]
+                raise ValueError(
+                    f"an admin named {taken!r} already exists"
+                    + ("" if taken == username else " (names are compared ignoring case)")
+                )
             records.append(record)
 
         self._control.update(add)

@@ -62,6 +62,11 @@ def outcome(event: dict) -> str:
     return "success"
 
 
+def from_control_panel(event: dict) -> bool:
+    """Whether the event is the control panel's (a sign-in, a setting), not a SCIM request's."""
+    return "source" in event  # admin.context.AdminContext.note sets it; SCIM events have none
+
+
 def page_of(
     events: Iterable[dict], wanted: ActivityFilter, number: int, size: int = PAGE_SIZE
 ) -> ActivityPage:

@@ -57,7 +57,9 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     tail = activity_sub.add_parser(
         "tail", parents=[common], help="print the newest events, oldest of them first"
     )
-    tail.add_argument("-n", type=int, default=20, metavar="N", help="how many (default 20)")
+    tail.add_argument(
+        "-n", type=_event_count, default=20, metavar="N", help="how many (default 20)"
+    )
     tail.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C"
     )
@@ -82,6 +84,17 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         parents=[common],
         help="forget the control panel's single sign-on changes: config.toml's [sso] applies",
     )
+
+
+def _event_count(text: str) -> int:
+    """``activity tail -n``: a whole number, 0 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}")
+    return count
 
 
 def run(

@@ -93,6 +93,15 @@ def test_admin_create_refuses_a_taken_name(config: Path) -> None:
     assert code == 2 and "already exists" in err
 
 
+def test_admin_create_names_the_existing_account_a_name_differing_in_case_clashes_with(
+    config: Path,
+) -> None:
+    run(config, "admin", "create", "admin", stdin=PASSWORD)
+    code, _, err = run(config, "admin", "create", "ADMIN", stdin=PASSWORD)
+    assert code == 2
+    assert "an admin named 'admin' already exists (names are compared ignoring case)" in err
+
+
 def test_reset_password_sets_a_new_one_and_unlocks(config: Path) -> None:
     run(config, "admin", "create", "alice", stdin=PASSWORD)
     for attempt in range(5):
@@ -204,6 +213,19 @@ def test_tail_escapes_control_characters_from_the_stored_events(config: Path) ->
         "client=10.0.0.9\\r  request=-",
         "    x\\n2026-11-26T10:00:01Z  200  sign in  alice\\u202e",
     ]
+
+
+@pytest.mark.parametrize("count", ["-3", "many"])
+def test_tail_refuses_a_count_that_is_not_a_whole_number_of_0_or_more(
+    config: Path, count: str, capsys: pytest.CaptureFixture
+) -> None:
+    write_events(config, 5)
+    with pytest.raises(SystemExit) as usage_error:
+        app_module.main(["--config", str(config), "activity", "tail", "-n", count])
+    assert usage_error.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument -n: must be a whole number, 0 or more, not '{count}'" in captured.err
+    assert captured.out == ""
 
 
 def test_tail_of_an_empty_log_prints_nothing(config: Path) -> None:

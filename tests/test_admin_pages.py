@@ -492,11 +492,26 @@ def test_activity_lists_events_newest_first_with_a_summary(
         "Active": "1",
         "Disabled": "1",
         "Groups": "1",
-        "Errors in the last 24 hours": "1",
+        "Provisioning errors in the last 24 hours": "1",
+        "Refused sign-ins in the last 24 hours": "0",
     }
     assert "Last provisioning request" in page
     operations = re.findall(r"<td>(create|disable|refused)</td>", page)
     assert operations == ["refused", "create", "disable", "create", "create"]
+
+
+def test_the_summary_counts_refused_sign_ins_apart_from_provisioning_errors(
+    app: Flask, panel: AdminClient, client
+) -> None:
+    AdminClient(app.test_client()).sign_in(password="not the password")
+    AdminClient(app.test_client()).sign_in(username="mallory")
+    client.get("/scim/v2/Users", headers={"Authorization": "Bearer pw_nope"})
+
+    page = text(panel.get("/admin/activity"))
+
+    summary = dict(re.findall(r"<dt>([^<]+)</dt><dd>(\d+)</dd>", page))
+    assert summary["Provisioning errors in the last 24 hours"] == "1"
+    assert summary["Refused sign-ins in the last 24 hours"] == "2"
 
 
 @pytest.mark.parametrize(

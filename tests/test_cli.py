@@ -79,7 +79,6 @@ def test_token_create_read_only_with_expiry(capsys, config: Path) -> None:
     [
         pytest.param(["--name", "entra"], "already exists", id="name-taken"),
         pytest.param(["--name", "bad/name"], "is not allowed", id="bad-name"),
-        pytest.param(["--name", "x", "--expires", "0"], "expires_in_days", id="zero-days"),
     ],
 )
 def test_token_create_refuses_bad_requests_with_exit_2(
@@ -92,6 +91,19 @@ def test_token_create_refuses_bad_requests_with_exit_2(
     assert code == 2
     assert out == ""
     assert message in err
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "soon"])
+def test_token_create_names_the_expires_option_when_refusing_its_value(
+    capsys, config: Path, days: str
+) -> None:
+    with pytest.raises(SystemExit) as usage_error:
+        main(["--config", str(config), "token", "create", "--name", "x", "--expires", days])
+
+    assert usage_error.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --expires: must be a whole number of days, 1 or more, not '{days}'" in err
+    assert "expires_in_days" not in err
 
 
 def test_token_list_never_shows_a_secret_or_hash(capsys, config: Path, data_dir: Path) -> None:
