@@ -253,6 +253,7 @@ def _connection_observer(
                 reason=error.reason if isinstance(error, Refused) else None,
                 detail=error.detail if error is not None and status >= 400 else None,
                 matched=event.get("matched") if event.get("operation") == "query" else None,
+                token_id=token.id if token is not None else None,
             )
         )
         return response

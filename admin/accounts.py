@@ -34,6 +34,8 @@ FILE_NAME = "admins.json"
 FORMAT = 1
 
 MIN_PASSWORD_LENGTH = 12
+# Twelve of one character (or of two or three) is as guessable as a short password.
+MIN_DISTINCT_CHARACTERS = 4
 # Hashing is deliberately slow; an unbounded password would make it a denial of service.
 MAX_PASSWORD_LENGTH = 1024
 
@@ -143,8 +145,13 @@ class AdminAccounts:
 
         def add(document: dict) -> None:
             records = self._records(document)
-            if _find(records, username) is not None:
-                raise ValueError(f"an admin named {username!r} already exists")
+            existing = _find(records, username)
+            if existing is not None:
+                taken = existing["username"]
+                raise ValueError(
+                    f"an admin named {taken!r} already exists"
+                    + ("" if taken == username else " (names are compared ignoring case)")
+                )
             records.append(record)
 
         self._control.update(add)
@@ -177,7 +184,8 @@ class AdminAccounts:
         """Check a sign-in, counting failures and locking after too many.
 
         A locked account is refused without looking at the password, so guessing on stops
-        paying off; nothing sleeps, so no server thread is held up.
+        paying off; nothing sleeps, so no server thread is held up. A name that is no account
+        costs the same on each path: one password hash, or none while it is locked.
         """
         now = self.clock()
         record = _find(self._records(self._control.read()), username)
@@ -232,18 +240,16 @@ class AdminAccounts:
         return verdict[0]
 
     def _unknown_sign_in(self, username: str, password: str, now: datetime) -> SignIn:
-        # Spend the same hashing time as for a real account, so timing tells nothing.
-        check_password_hash(self._dummy(), password)
+        # Cost what a real account's attempt costs, so timing tells nothing: no hash while
+        # locked (a locked account's password is not looked at), one hash otherwise.
         key = username.casefold()
         with self._unknown_lock:
-            failures = [
-                moment
-                for moment in self._unknown_failures.get(key, [])
-                if now - moment < self.policy.window + self.policy.duration
-            ]
-            locked = _locked_until(failures, self.policy)
-            if locked is not None and now < locked:
-                return SignIn("locked", locked_until=locked)
+            locked = _locked_until(self._recent_unknown_failures(key, now), self.policy)
+        if locked is not None and now < locked:
+            return SignIn("locked", locked_until=locked)
+        check_password_hash(self._dummy(), password)
+        with self._unknown_lock:
+            failures = self._recent_unknown_failures(key, now)
             failures.append(now)
             if len(self._unknown_failures) > 10_000:  # bound the memory an attacker can use
                 self._unknown_failures.clear()
@@ -252,6 +258,14 @@ class AdminAccounts:
         if locked is not None and now < locked:
             return SignIn("locked", locked_until=locked)
         return SignIn("invalid")
+
+    def _recent_unknown_failures(self, key: str, now: datetime) -> builtins.list[datetime]:
+        """The failures of the unknown name ``key`` that can still lock it (hold the lock)."""
+        return [
+            moment
+            for moment in self._unknown_failures.get(key, [])
+            if now - moment < self.policy.window + self.policy.duration
+        ]
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:
@@ -280,7 +294,9 @@ class AdminAccounts:
 
 
 def check_password(password: str, username: str) -> None:
-    """Refuse passwords that are too short, too long or the username itself.
+    """Refuse passwords that are too short, too long, only whitespace, one character (or a
+    few) repeated, or the username itself: the one rule of the setup page, the control
+    panel's forms and ``python app.py admin``.
 
     :raises ValueError: saying what to change.
     """
@@ -288,6 +304,13 @@ def check_password(password: str, username: str) -> None:
         raise ValueError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise ValueError(f"the password must be at most {MAX_PASSWORD_LENGTH} characters long")
+    if not password.strip():
+        raise ValueError("the password must not be only spaces or other whitespace")
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        raise ValueError(
+            f"the password must use at least {MIN_DISTINCT_CHARACTERS} different characters, "
+            "not one or a few repeated (like 'aaaaaaaaaaaa' or 'abababababab')"
+        )
     if password.casefold() == username.casefold():
         raise ValueError("the password must not be the username")
 

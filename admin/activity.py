@@ -62,6 +62,11 @@ def outcome(event: dict) -> str:
     return "success"
 
 
+def from_control_panel(event: dict) -> bool:
+    """Whether the event is the control panel's (a sign-in, a setting), not a SCIM request's."""
+    return "source" in event  # admin.context.AdminContext.note sets it; SCIM events have none
+
+
 def page_of(
     events: Iterable[dict], wanted: ActivityFilter, number: int, size: int = PAGE_SIZE
 ) -> ActivityPage:
@@ -101,31 +106,45 @@ def event_time(event: dict) -> datetime | None:
         return None
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on, or that a reader cannot see,
+    escaped as Python does (``\\x1b``, ``\\n``, ``\\u202e``): control characters, line and
+    paragraph separators, format characters such as bidirectional overrides.
+
+    For what reaches a terminal from stored data: a client-chosen name must not move the
+    cursor, recolour the screen or forge a line of its own.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode() for char in text
+    )
+
+
 def describe(event: dict) -> str:
-    """One event as one line of text (``python app.py activity tail``)."""
-    status = event.get("status", "-")
-    operation = event.get("operation") or "-"
-    kind = event.get("resourceType") or ""
-    target = " ".join(str(part) for part in (kind, event.get("name") or "") if part)
+    """One event as one line of text (``python app.py activity tail``), every value from the
+    event made :func:`printable`; a detail follows on a line of its own."""
+
+    def value(key: str, default: str = "") -> str:
+        found = event.get(key)
+        return printable(str(found)) if found not in (None, "") else default
+
+    kind = value("resourceType")
+    target = " ".join(part for part in (kind, value("name")) if part)
     if not target:
-        target = f"{event.get('method', '')} {event.get('path', '')}".strip()
-    fields = [
-        str(event.get("time") or "-"),
-        str(status),
-        operation,
-        target,
-    ]
+        target = f"{value('method')} {value('path')}".strip()
+    fields = [value("time", "-"), value("status", "-"), value("operation", "-"), target]
     extras = []
     if event.get("id"):
-        extras.append(f"id={event['id']}")
-    extras.append(f"token={event.get('token') or '-'}")
-    extras.append(f"client={event.get('client') or '-'}")
-    extras.append(f"request={event.get('request_id') or '-'}")
+        extras.append(f"id={value('id')}")
+    extras.append(f"token={value('token', '-')}")
+    extras.append(f"client={value('client', '-')}")
+    extras.append(f"request={value('request_id', '-')}")
     if event.get("reason"):
-        extras.append(f"reason={event['reason']}")
+        extras.append(f"reason={value('reason')}")
     line = "  ".join(fields + extras)
     if event.get("detail"):
-        line += f"\n    {event['detail']}"
+        line += f"\n    {value('detail')}"
     return line
 
 

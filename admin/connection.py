@@ -116,6 +116,9 @@ class Observation:
     reason: str | None = None
     detail: str | None = None
     matched: int | None = None  # for a list or search: how many resources matched
+    # The token's id (scim.tokens.TokenInfo.id): what its history is kept under, so that a
+    # new token given a revoked one's name starts with none. None with ``token``.
+    token_id: str | None = None
 
 
 @dataclass
@@ -157,9 +160,11 @@ class Refusal:
 
 @dataclass
 class TokenStatus:
-    """The connection status of one token (``name`` None: requests with no valid token)."""
+    """The connection status of one token (``name`` None: requests with no valid token),
+    kept under its ``token_id``: two tokens of one name have a status each."""
 
     name: str | None
+    token_id: str | None = None
     recent: list[RequestRecord] = field(default_factory=list)  # newest first
     refusals: list[Refusal] = field(default_factory=list)  # most recent first
     last_probe: RequestRecord | None = None
@@ -251,7 +256,10 @@ class ConnectionStatus:
             probe=probe,
         )
         with self._lock:
-            status = self._tokens.setdefault(observation.token, TokenStatus(observation.token))
+            status = self._tokens.get(observation.token_id)
+            if status is None:
+                status = TokenStatus(observation.token, observation.token_id)
+                self._tokens[observation.token_id] = status
             _push_recent(status.recent, row, self._recent)
             if probe:
                 status.last_probe = replace(row)
@@ -309,7 +317,7 @@ class ConnectionStatus:
                 # Requests recorded meanwhile stay on top of the merged history.
                 current = [_copy(status) for status in self._tokens.values()]
                 self._tokens = {
-                    status.name: status
+                    status.token_id: status
                     for status in _merge(merged, current, self._recent, self._refusals)
                 }
             self._saved_at = self.clock()
@@ -342,7 +350,7 @@ class ConnectionStatus:
             )
             return
         if document.get("format") == FORMAT:
-            self._tokens = {status.name: status for status in _decode(document)}
+            self._tokens = {status.token_id: status for status in _decode(document)}
 
 
 def _storable(observation: Observation) -> Observation:
@@ -368,13 +376,20 @@ def _clean(text: str) -> str:
 
 
 def _decode(document: dict) -> list[TokenStatus]:
-    """The token statuses a saved document holds (entries it cannot read are skipped)."""
+    """The token statuses a saved document holds (entries it cannot read are skipped).
+
+    A token's entry saved before entries carried the token's id is skipped too: it may be
+    the history of an earlier, revoked token of the same name.
+    """
     statuses = []
     for item in document.get("tokens") or []:
+        if item.get("name") is not None and not item.get("token_id"):
+            continue
         try:
             statuses.append(
                 TokenStatus(
                     name=item["name"],
+                    token_id=item.get("token_id"),
                     recent=[RequestRecord(**row) for row in item["recent"]],
                     refusals=[Refusal(**refusal) for refusal in item["refusals"]],
                     last_probe=RequestRecord(**item["last_probe"]) if item["last_probe"] else None,
@@ -391,11 +406,11 @@ def _merge(
     """Two histories as one: each token's newest rows, its refusals seen in either (the
     larger count of a refusal both saw: each process starts from the merged one), and the
     newer probe."""
-    merged = {status.name: _copy(status) for status in first}
+    merged = {status.token_id: _copy(status) for status in first}
     for status in second:
-        into = merged.get(status.name)
+        into = merged.get(status.token_id)
         if into is None:
-            merged[status.name] = _copy(status)
+            merged[status.token_id] = _copy(status)
             continue
         rows = {_row_key(row): row for row in into.recent}
         for row in status.recent:
@@ -427,6 +442,7 @@ def _row_key(row: RequestRecord) -> tuple:
 def _copy(status: TokenStatus) -> TokenStatus:
     return TokenStatus(
         name=status.name,
+        token_id=status.token_id,
         recent=[replace(row) for row in status.recent],
         refusals=[replace(refusal) for refusal in status.refusals],
         last_probe=replace(status.last_probe) if status.last_probe else None,

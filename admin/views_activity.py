@@ -44,7 +44,8 @@ class Summary:
     groups: int
     last_request: RequestRecord | None
     last_request_token: str | None
-    errors_24h: int
+    errors_24h: int  # SCIM requests that were refused or failed
+    sign_in_refusals_24h: int  # control panel sign-ins refused
 
 
 def register(blueprint: Blueprint) -> None:
@@ -90,7 +91,8 @@ def activity_page() -> str:
 
 
 def summary(admin: AdminContext) -> Summary:
-    """Users, active, disabled, groups, the last provisioning request, errors in 24 hours."""
+    """Users, active, disabled, groups, the last provisioning request, and in the last 24
+    hours the provisioning errors and, apart, the refused control panel sign-ins."""
     directory = admin.services.directory
     repository = admin.services.repository
     users = repository.count(constants.USER_TYPE)
@@ -109,7 +111,13 @@ def summary(admin: AdminContext) -> Summary:
                 last_token = status.name
                 break
     recent = activity.since(admin.audit.newest_first(), admin.clock() - timedelta(hours=24))
-    errors = sum(1 for event in recent if activity.outcome(event) != "success")
+    errors = refusals = 0
+    for event in recent:
+        if activity.from_control_panel(event):
+            if event.get("operation") == "sign-in refused":
+                refusals += 1
+        elif activity.outcome(event) != "success":
+            errors += 1
     return Summary(
         users=users,
         active=users - disabled,
@@ -118,6 +126,7 @@ def summary(admin: AdminContext) -> Summary:
         last_request=last,
         last_request_token=last_token,
         errors_24h=errors,
+        sign_in_refusals_24h=refusals,
     )
 
 

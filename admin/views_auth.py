@@ -7,12 +7,16 @@ import logging
 from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
 
 from admin import sessions
-from admin.accounts import MIN_PASSWORD_LENGTH
+from admin.accounts import MIN_DISTINCT_CHARACTERS, MIN_PASSWORD_LENGTH
+from admin.activity import printable
 from admin.context import PATH, context
 
 log = logging.getLogger("proware.admin")
 
 _GRANT = "setup_grant"
+
+# What the setup page says of a password (admin.accounts.check_password enforces it).
+_PASSWORD_RULE = {"min_length": MIN_PASSWORD_LENGTH, "min_distinct": MIN_DISTINCT_CHARACTERS}
 
 
 def register(blueprint: Blueprint) -> None:
@@ -48,6 +52,23 @@ def sign_in() -> Response | str:
         )
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
+    if not username.isprintable():
+        # No account has such a name (admin.accounts allows none); recorded escaped, so the
+        # activity log and `activity tail` never carry a terminal escape or a forged line.
+        log.warning("sign-in refused for a name with control characters %r", username)
+        admin.note(
+            "sign-in refused",
+            status=400,
+            name=printable(username)[:200],
+            reason="unprintable-username",
+            source="password",
+        )
+        return sign_in_page(
+            next=target,
+            error="A username has no control characters or invisible formatting characters: "
+            "type it again.",
+            status=400,
+        )
     verdict = admin.accounts.sign_in(username, password)
     if verdict.outcome == "ok" and verdict.account is not None:
         sessions.start(verdict.account, admin.clock())
@@ -125,7 +146,7 @@ def setup() -> Response | str:
     if not isinstance(grant, str) or not admin.setup.grant_valid(grant):
         return _invalid_setup()
     if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
-        return render_template("admin/setup.html", username="admin", min_length=MIN_PASSWORD_LENGTH)
+        return render_template("admin/setup.html", username="admin", **_PASSWORD_RULE)
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     error = None
@@ -137,9 +158,7 @@ def setup() -> Response | str:
         except ValueError as exc:
             error = str(exc).capitalize() + "."
     if error is not None:
-        body = render_template(
-            "admin/setup.html", username=username, error=error, min_length=MIN_PASSWORD_LENGTH
-        )
+        body = render_template("admin/setup.html", username=username, error=error, **_PASSWORD_RULE)
         return Response(body, status=400, mimetype="text/html")
     admin.setup.use_grant(grant)
     session.pop(_GRANT, None)

@@ -162,21 +162,22 @@ def _row(admin: AdminContext, info: TokenInfo) -> TokenRow:
 
 
 def _connection_sections(admin: AdminContext, tokens: list[TokenInfo]) -> list[ConnectionSection]:
-    """Active tokens first (even without requests yet), then others seen, then no token."""
-    statuses = {status.name: status for status in admin.connection.synced().tokens()}
+    """Active tokens first (even without requests yet), then others seen, then no token.
+
+    Each token has its own history, even beside a revoked token of the same name.
+    """
+    statuses = {status.token_id: status for status in admin.connection.synced().tokens()}
     sections: list[ConnectionSection] = []
-    seen: set[str] = set()
-    for info in tokens:  # newest first: a name's current token wins over a revoked twin
-        if info.name in seen:
+    for info in tokens:  # newest first
+        status = statuses.pop(info.id, None)
+        if status is None and info.status != "active":
             continue
-        seen.add(info.name)
-        status = statuses.pop(info.name, None)
-        if status is None and info.status == "revoked":
-            continue
-        sections.append(ConnectionSection(info.name, info, status or TokenStatus(info.name)))
-    for name, status in statuses.items():
-        if name is not None and name not in seen:
-            sections.append(ConnectionSection(name, None, status))
+        sections.append(
+            ConnectionSection(info.name, info, status or TokenStatus(info.name, info.id))
+        )
+    for token_id, status in statuses.items():
+        if token_id is not None:
+            sections.append(ConnectionSection(status.name, None, status))
     if None in statuses:
         sections.append(ConnectionSection(None, None, statuses[None]))
     return sections

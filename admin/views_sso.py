@@ -157,7 +157,7 @@ def set_policy() -> Response:
     elif action not in _CHANGES and action != "reset":
         return _back(f"Unknown action {action!r}.")
     proposed = sso.state.defaults if action == "reset" else replace(current, **changes)
-    problem = _refusal(admin, proposed)
+    problem = _refusal(admin, proposed, turns_local_off=action == "local-off")
     if problem:
         return _back(problem)
     if action == "reset":
@@ -230,9 +230,25 @@ _DONE = {
 }
 
 
-def _refusal(admin: AdminContext, proposed: Policy) -> str | None:
-    """Why ``proposed`` must not be applied now, or None."""
+def _refusal(admin: AdminContext, proposed: Policy, *, turns_local_off: bool) -> str | None:
+    """Why ``proposed`` must not be applied now, or None.
+
+    :param turns_local_off: the change asked for is "Turn local sign-in off".
+    """
     sso = admin.sso
+    # Whatever single sign-on's state: an override stored now from a password session would
+    # lock every local (break-glass) account out the day single sign-on is turned on.
+    if turns_local_off and not sessions.is_sso():
+        if not sso.enabled():
+            return (
+                "Local sign-in can be turned off only from a session signed in with Microsoft, "
+                "and single sign-on is not enabled: enable it and sign in with Microsoft first. "
+                "Nothing was changed."
+            )
+        return (
+            "Sign in with Microsoft first: local sign-in can be turned off only from a single "
+            "sign-on session, which shows that single sign-on works. Nothing was changed."
+        )
     if proposed.enabled and sso.relying_party is None:
         return (
             "Single sign-on needs [sso] issuer, client_id and client_secret_file in "

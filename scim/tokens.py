@@ -26,8 +26,10 @@ import logging
 import re
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from storage.documents import SharedDocument
 from storage.errors import CorruptStore, StorageError
@@ -50,8 +52,28 @@ _SECRET_BYTES = 32
 
 _NAME = re.compile(r"[A-Za-z0-9._ -]{1,64}")
 
-# Saving last_used on every request would rewrite the control file per request.
+# Saving last_used on every request would rewrite the control file per request; a use
+# noted in between reaches the file at the end of the interval, with or without more traffic.
 USE_SAVE_INTERVAL = timedelta(minutes=1)
+# How many hex digits of a token's hash make its id: unique among an install's tokens, and
+# no help in finding the secret (which is 256 random bits).
+_ID_DIGITS = 16
+
+
+class Timer(Protocol):
+    """A call scheduled for later (:class:`threading.Timer`), which can still be called off."""
+
+    def cancel(self) -> None: ...
+
+
+def start_timer(delay: float, call: Callable[[], None]) -> Timer:
+    """Run ``call`` on a thread of its own after ``delay`` seconds (a daemon: it never holds
+    up the process's exit, where :meth:`TokenStore.flush` saves what is pending)."""
+    timer = threading.Timer(delay, call)
+    timer.name = "proware-token-uses-timer"
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def utcnow() -> datetime:
@@ -67,6 +89,9 @@ class TokenInfo:
     """
 
     name: str
+    # Tells this token from every other, even one of the same name created after it was
+    # revoked: what its use history (last use, connection status) is kept under.
+    id: str
     scope: str
     created: datetime
     created_by: str
@@ -104,12 +129,21 @@ class TokenCheck:
 class TokenStore:
     """Create, list, revoke and verify bearer tokens kept in the control file."""
 
-    def __init__(self, control: SharedDocument, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        control: SharedDocument,
+        clock: Clock = utcnow,
+        *,
+        timer: Callable[[float, Callable[[], None]], Timer] | None = None,
+    ) -> None:
         self._control = control
         self._clock = clock
-        # name -> last use not yet saved, and when uses were last saved.
+        self._timer = timer  # None: start_timer (looked up when needed)
+        # token id -> last use not yet saved, when uses were last saved, and the save
+        # scheduled for the end of the interval (if one is).
         self._uses: dict[str, datetime] = {}
         self._uses_saved_at: datetime | None = None
+        self._uses_due: Timer | None = None
         self._uses_lock = threading.Lock()
         # Off the request path (storage.saving): the request only asks for the save.
         self._saving = BackgroundSave(self._save_uses, "proware-token-uses")
@@ -200,20 +234,36 @@ class TokenStore:
         status = token.status
         return TokenCheck("ok" if status == "active" else status, token)
 
-    def record_use(self, name: str) -> None:
-        """Note that the token ``name`` was just used.
+    def record_use(self, token: TokenInfo) -> None:
+        """Note that ``token`` was just used.
 
-        Kept in memory; saved with the first use and then at most once a minute (on a later
-        use), on a thread of its own (:meth:`wait_for_save`), and by :meth:`flush`. A failed
-        save is logged, not raised.
+        Kept in memory and saved at most once a minute, on a thread of its own
+        (:meth:`wait_for_save`): at once when the last save is a minute old, else when that
+        minute is up (a timer), so ``python app.py token list`` is at most a minute behind
+        even when no request follows. :meth:`flush` saves at once. A failed save is logged,
+        not raised.
         """
         now = self._now()
         with self._uses_lock:
-            self._uses[name] = now
+            self._uses[token.id] = now
             saved_at = self._uses_saved_at
             if saved_at is not None and now - saved_at < USE_SAVE_INTERVAL:
+                if self._uses_due is None:  # else already saved when the minute is up
+                    delay = (saved_at + USE_SAVE_INTERVAL - now).total_seconds()
+                    schedule = self._timer or start_timer
+                    self._uses_due = schedule(delay, self._save_when_due)
                 return
             self._uses_saved_at = now  # claim this save, so concurrent requests skip it
+            due, self._uses_due = self._uses_due, None
+        if due is not None:  # late: this save takes its place
+            due.cancel()
+        self._saving.request()
+
+    def _save_when_due(self) -> None:
+        """The timer's call: the minute since the last save is up."""
+        with self._uses_lock:
+            self._uses_due = None
+            self._uses_saved_at = self._now()
         self._saving.request()
 
     def wait_for_save(self) -> None:
@@ -222,7 +272,11 @@ class TokenStore:
 
     def flush(self) -> None:
         """Save the uses noted since the last save into the control file (after the save
-        :meth:`record_use` started, if one is going on)."""
+        :meth:`record_use` started, if one is going on), and call off the scheduled one."""
+        with self._uses_lock:
+            due, self._uses_due = self._uses_due, None
+        if due is not None:
+            due.cancel()
         self._saving.wait()
         self._write_uses()
 
@@ -242,14 +296,22 @@ class TokenStore:
             return
 
         def merge(document: dict) -> None:
+            changed = False
             for record in self._tokens(document):
-                used = uses.get(record["name"])
-                if used is None or record["revoked"] is not None:
+                # A revoked token's use came before its revocation: it is kept too.
+                used = uses.get(_token_id(record))
+                if used is None:
                     continue
                 if record["last_used"] is None or _parse(record["last_used"]) < used:
                     record["last_used"] = _iso(used)
+                    changed = True
+            if not changed:
+                raise _NothingToSave  # so the document is not written
 
-        self._control.update(merge)
+        try:
+            self._control.update(merge)
+        except _NothingToSave:
+            pass
         with self._uses_lock:
             for name, used in uses.items():
                 if self._uses.get(name) == used:
@@ -271,13 +333,14 @@ class TokenStore:
         return document.setdefault("tokens", [])
 
     def _info(self, record: dict) -> TokenInfo:
+        token_id = _token_id(record)
         last_used = _parse_optional(record["last_used"])
-        if record["revoked"] is None:
-            pending = self._uses.get(record["name"])
-            if pending is not None and (last_used is None or pending > last_used):
-                last_used = pending
+        pending = self._uses.get(token_id)
+        if pending is not None and (last_used is None or pending > last_used):
+            last_used = pending
         return TokenInfo(
             name=record["name"],
+            id=token_id,
             scope=record["scope"],
             created=_parse(record["created"]),
             created_by=record["created_by"],
@@ -321,6 +384,15 @@ class ProvisioningSwitch:
             "changed": section.get("changed"),
             "changed_by": section.get("changed_by"),
         }
+
+
+class _NothingToSave(Exception):
+    """No saved token needed the pending uses (raised to leave the document unwritten)."""
+
+
+def _token_id(record: dict) -> str:
+    """The id of a token record (:attr:`TokenInfo.id`)."""
+    return str(record["hash"])[:_ID_DIGITS]
 
 
 def _check_format(control: SharedDocument, document: dict) -> None:

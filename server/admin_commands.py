@@ -4,9 +4,12 @@
     python app.py admin reset-password USERNAME   # also unlocks and signs out everywhere
     python app.py activity tail [-n N] [--follow]
     python app.py sso status [--check]            # never prints the client secret
+    python app.py sso local-sign-in on|off        # the control panel's override, from here
+    python app.py sso reset-policy                # forget the control panel's [sso] changes
 
-They work while the server runs: the accounts document is updated under its lock (a file of
-the data directory, or the database's row), and the activity log is only read.
+They work while the server runs: the accounts and single sign-on documents are updated under
+their lock (a file of the data directory, or the database's row), which every server process
+re-reads when it changes, and the activity log is only read.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     tail = activity_sub.add_parser(
         "tail", parents=[common], help="print the newest events, oldest of them first"
     )
-    tail.add_argument("-n", type=int, default=20, metavar="N", help="how many (default 20)")
+    tail.add_argument(
+        "-n", type=_event_count, default=20, metavar="N", help="how many (default 20)"
+    )
     tail.add_argument(
         "-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C"
     )
@@ -67,6 +72,29 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     status.add_argument(
         "--check", action="store_true", help="also read the identity provider's discovery document"
     )
+    local = sso_sub.add_parser(
+        "local-sign-in",
+        parents=[common],
+        help="let local (password) accounts sign in, or not; overrides config.toml like the "
+        "control panel does",
+    )
+    local.add_argument("state", choices=["on", "off"])
+    sso_sub.add_parser(
+        "reset-policy",
+        parents=[common],
+        help="forget the control panel's single sign-on changes: config.toml's [sso] applies",
+    )
+
+
+def _event_count(text: str) -> int:
+    """``activity tail -n``: a whole number, 0 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, not {text!r}")
+    return count
 
 
 def run(
@@ -106,7 +134,9 @@ def _run(
             return tail(log.path, args.n, follow=args.follow, out=out)
         return tail_log(log, args.n, follow=args.follow, out=out)
     if args.command == "sso":
-        return sso_status(settings, state.document(SSO_FILE), check=args.check, out=out)
+        if args.action == "status":
+            return sso_status(settings, state.document(SSO_FILE), check=args.check, out=out)
+        return sso_policy(settings, state.document(SSO_FILE), args, out=out, err=err)
     accounts = AdminAccounts(state.document(ACCOUNTS_FILE))
     try:
         password = read_password(stdin, err)
@@ -199,11 +229,58 @@ def sso_status(
         if attempt.outcome != "success":
             text += f" ({attempt.reason}): {attempt.message}"
         rows.append((label, text))
-    print(f"Single sign-on is {state}{changed}", file=out)
+    # Attempts and "changed by" carry names from the identity provider: printed escaped.
+    print(f"Single sign-on is {state}{activity.printable(changed)}", file=out)
     width = max(len(label) for label, _ in rows) + 1
     for label, value in rows:
-        print(f"  {label + ':':<{width}} {value}", file=out)
+        print(f"  {label + ':':<{width}} {activity.printable(value)}", file=out)
     return 0 if healthy else 1
+
+
+def sso_policy(
+    settings: Settings,
+    document: SharedDocument,
+    args: argparse.Namespace,
+    *,
+    out: IO[str],
+    err: IO[str],
+) -> int:
+    """``sso local-sign-in on|off`` and ``sso reset-policy``: the operator's way to change
+    what the control panel changed (it refuses to turn local sign-in off from a password
+    session; a local account locked out by an override is let back in from here)."""
+    from admin import single_sign_on  # imports the Flask integration: only for this command
+
+    state = single_sign_on(settings.sso, None, document, utcnow).state
+    try:
+        if args.action == "reset-policy":
+            policy = state.reset_policy()
+            print("The control panel's single sign-on changes are undone: ", end="", file=out)
+            print("config.toml's [sso] applies again.", file=out)
+        else:
+            policy = state.change_policy("cli", local_sign_in=args.state == "on")
+    except StorageError as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    sso = "enabled" if policy.enabled else "disabled"
+    if policy.local_sign_in:
+        print("Local sign-in is on: local accounts may sign in with their passwords.", file=out)
+    elif policy.enabled:
+        print(
+            "Local sign-in is off: everyone signs in with Microsoft, and local accounts' "
+            "sessions have ended.",
+            file=out,
+        )
+    else:
+        print(
+            "Local sign-in is off, from when single sign-on is enabled; while it is disabled, "
+            "local accounts still sign in with their passwords.",
+            file=out,
+        )
+    where = (
+        "the control panel's override" if "local_sign_in" in policy.overridden else "config.toml"
+    )
+    print(f"  (local sign-in: {where}; single sign-on: {sso})", file=out)
+    return 0
 
 
 def read_password(stdin: TextIO, err: TextIO) -> str:

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_sub.add_parser("create", parents=[common], help="create a token, print it once")
     create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
     create.add_argument("--read-only", action="store_true", help="may only read (GET)")
-    create.add_argument("--expires", type=int, metavar="DAYS", help="expire after DAYS days")
+    create.add_argument(
+        "--expires", type=_days, metavar="DAYS", help="expire after DAYS days (1 or more)"
+    )
     token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
     revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
     revoke.add_argument("name")
@@ -80,6 +82,17 @@ def _process_count(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
     return count
+
+
+def _days(text: str) -> int:
+    """``token create --expires``: a whole number of days, 1 or more."""
+    try:
+        days = int(text)
+    except ValueError:
+        days = 0
+    if days < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 or more, not {text!r}")
+    return days
 
 
 def _python() -> str:

@@ -62,6 +62,7 @@ def app(settings: Settings) -> Iterator[Flask]:
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
+    app.extensions["proware"].tokens.flush()  # calls off a pending save of token uses
     app.extensions["proware.backend"].close()
 
 

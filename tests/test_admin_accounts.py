@@ -68,6 +68,10 @@ def test_sign_in_with_the_right_password_succeeds_case_insensitively_on_the_name
     [
         pytest.param("alice", "short", "at least 12", id="too-short"),
         pytest.param("alice", "x" * 1025, "at most 1024", id="too-long"),
+        pytest.param("alice", " " * 12, "not be only spaces", id="spaces"),
+        pytest.param("alice", " \t\n\r\x0b\x0c" * 2, "not be only spaces", id="whitespace"),
+        pytest.param("alice", "a" * 12, "at least 4 different", id="one-character"),
+        pytest.param("alice", "ab" * 6, "at least 4 different", id="two-characters"),
         pytest.param("alice-the-admin", "ALICE-THE-ADMIN", "not be the username", id="username"),
         pytest.param("al ice", PASSWORD, "not allowed", id="bad-username"),
         pytest.param("", PASSWORD, "not allowed", id="empty-username"),

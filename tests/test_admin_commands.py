@@ -75,6 +75,8 @@ def test_admin_create_refuses_differing_entries_on_a_terminal(
     [
         pytest.param("", "no password given", id="empty"),
         pytest.param("short\n", "at least 12", id="weak"),
+        pytest.param(" " * 12 + "\n", "not be only spaces", id="spaces"),
+        pytest.param("a" * 12 + "\n", "at least 4 different characters", id="one-character"),
     ],
 )
 def test_admin_create_refuses_a_missing_or_weak_password(
@@ -91,6 +93,15 @@ def test_admin_create_refuses_a_taken_name(config: Path) -> None:
     assert code == 2 and "already exists" in err
 
 
+def test_admin_create_names_the_existing_account_a_name_differing_in_case_clashes_with(
+    config: Path,
+) -> None:
+    run(config, "admin", "create", "admin", stdin=PASSWORD)
+    code, _, err = run(config, "admin", "create", "ADMIN", stdin=PASSWORD)
+    assert code == 2
+    assert "an admin named 'admin' already exists (names are compared ignoring case)" in err
+
+
 def test_reset_password_sets_a_new_one_and_unlocks(config: Path) -> None:
     run(config, "admin", "create", "alice", stdin=PASSWORD)
     for attempt in range(5):
@@ -99,6 +110,12 @@ def test_reset_password_sets_a_new_one_and_unlocks(config: Path) -> None:
     code, out, _ = run(config, "admin", "reset-password", "alice", stdin="a new long passphrase\n")
     assert code == 0 and "unlocked" in out
     assert accounts(config).sign_in("alice", "a new long passphrase").outcome == "ok"
+
+
+def test_reset_password_refuses_a_repeated_character(config: Path) -> None:
+    run(config, "admin", "create", "alice", stdin=PASSWORD)
+    code, _, err = run(config, "admin", "reset-password", "alice", stdin="z" * 20)
+    assert code == 2 and "at least 4 different characters" in err
 
 
 def test_reset_password_of_an_unknown_admin_fails(config: Path) -> None:
@@ -170,6 +187,45 @@ def test_tail_shows_refusal_details(config: Path) -> None:
     assert "401  refused  GET /scim/v2/Users" in out
     assert "reason=jwt" in out
     assert "\n    the bearer token is a JWT issued by Entra" in out
+
+
+def test_tail_escapes_control_characters_from_the_stored_events(config: Path) -> None:
+    """A client-chosen name or detail reaches the terminal as text: no escape sequence acts,
+    no line is forged."""
+    log = AuditLog(config.parent / "data" / "activity.jsonl")
+    log.append(
+        {
+            "time": "2026-11-26T10:00:00Z",
+            "status": 401,
+            "operation": "sign-in refused",
+            "name": "evil\x1b[31mRED\x1b[0m",
+            "client": "10.0.0.9\r",
+            "detail": "x\n2026-11-26T10:00:01Z  200  sign in  alice\u202e",
+        }
+    )
+
+    code, out, _ = run(config, "activity", "tail")
+
+    assert code == 0
+    assert "\x1b" not in out and "\r" not in out and "\u202e" not in out
+    assert out.splitlines() == [
+        "2026-11-26T10:00:00Z  401  sign-in refused  evil\\x1b[31mRED\\x1b[0m  token=-  "
+        "client=10.0.0.9\\r  request=-",
+        "    x\\n2026-11-26T10:00:01Z  200  sign in  alice\\u202e",
+    ]
+
+
+@pytest.mark.parametrize("count", ["-3", "many"])
+def test_tail_refuses_a_count_that_is_not_a_whole_number_of_0_or_more(
+    config: Path, count: str, capsys: pytest.CaptureFixture
+) -> None:
+    write_events(config, 5)
+    with pytest.raises(SystemExit) as usage_error:
+        app_module.main(["--config", str(config), "activity", "tail", "-n", count])
+    assert usage_error.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument -n: must be a whole number, 0 or more, not '{count}'" in captured.err
+    assert captured.out == ""
 
 
 def test_tail_of_an_empty_log_prints_nothing(config: Path) -> None:

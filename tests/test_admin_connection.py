@@ -39,6 +39,8 @@ def observation(**fields: object) -> Observation:
         "status": 200,
     }
     values.update(fields)
+    # The token's id, as the SCIM layer gives it (None with the token).
+    values.setdefault("token_id", f"{values['token']}-id" if values["token"] else None)
     return Observation(**values)  # type: ignore[arg-type]
 
 
@@ -261,3 +263,18 @@ def test_refusals_seen_by_several_processes_are_counted_once_each(tmp_path: Path
     refusals = second.synced().tokens()[0].refusals
 
     assert [(r.reason, r.count) for r in refusals] == [("unknown-token", 2)]
+
+
+def test_a_token_entry_saved_without_its_id_is_not_given_to_a_token_of_that_name(
+    tmp_path: Path,
+) -> None:
+    """Saved before entries carried the token's id: it may be a revoked namesake's."""
+    path = tmp_path / "connection-status.json"
+    first = ConnectionStatus(path, clock=FixedClock())
+    first.record(observation())
+    first.record(observation(token=None, status=401, reason="unknown-token"))
+    first.save()
+    saved = ControlFile(path)
+    saved.update(lambda document: document["tokens"][0].pop("token_id"))
+
+    assert [status.name for status in ConnectionStatus(path, clock=FixedClock()).tokens()] == [None]

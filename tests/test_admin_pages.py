@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 
+from admin import accounts as accounts_module
 from app import create_app
 from server.config import ServerSettings, Settings
 from tests.admin_support import (
@@ -115,6 +116,31 @@ def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(app: Fl
     assert "not the password" not in text(wrong_password)
 
 
+@pytest.mark.parametrize(
+    "username",
+    [
+        "evil\x1b[31mRED\x1b[0m",
+        "mallory\n2026-11-26T10:00:00Z  200  sign in  alice  token=-  client=10.0.0.1",
+        "admin\u202egnp.exe",
+    ],
+    ids=["terminal-escape", "forged-line", "bidi-override"],
+)
+def test_a_sign_in_name_with_control_characters_is_refused_and_recorded_escaped(
+    app: Flask, username: str
+) -> None:
+    create_admin(app)
+
+    response = AdminClient(app.test_client()).sign_in(username=username)
+
+    assert response.status_code == 400
+    assert "no control characters" in text(response)
+    event = next(app.extensions["proware.admin"].audit.newest_first())
+    assert event["operation"] == "sign-in refused"
+    assert event["reason"] == "unprintable-username"
+    assert event["name"].isprintable()
+    assert event["name"] == username.encode("unicode_escape").decode()
+
+
 def test_repeated_failures_lock_the_account_and_the_page_says_until_when(app: Flask) -> None:
     create_admin(app)
     client = AdminClient(app.test_client())
@@ -126,6 +152,37 @@ def test_repeated_failures_lock_the_account_and_the_page_says_until_when(app: Fl
     assert re.search(r"this account is locked until \d\d:\d\d UTC \(about 15 minutes\)", page)
     assert "admin reset-password" in page
     assert client.get("/admin/settings").status_code == 302
+
+
+def test_an_account_and_an_unknown_name_cost_the_same_hashing_locked_or_not(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timing tells a locked account from an unknown name no more than the page does: both
+    paths hash the password as often (counted, not timed)."""
+    create_admin(app)
+    client = AdminClient(app.test_client())
+    hashed: list[str] = []
+    check = accounts_module.check_password_hash
+
+    def counting_check(pwhash: str, password: str) -> bool:
+        hashed.append(password)
+        return check(pwhash, password)
+
+    monkeypatch.setattr(accounts_module, "check_password_hash", counting_check)
+
+    def hashes_of(name: str, password: str, status: int) -> int:
+        before = len(hashed)
+        assert client.sign_in(username=name, password=password).status_code == status
+        return len(hashed) - before
+
+    unlocked = {name: hashes_of(name, "guess 0", 401) for name in (USERNAME, "mallory")}
+    for name in (USERNAME, "mallory"):
+        for number in range(1, 5):
+            client.sign_in(username=name, password=f"guess {number}")
+    locked = {name: hashes_of(name, "guess 5", 429) for name in (USERNAME, "mallory")}
+
+    assert unlocked[USERNAME] == unlocked["mallory"] == 1
+    assert locked[USERNAME] == locked["mallory"]
 
 
 def test_the_sign_in_page_explains_the_first_run(app: Flask) -> None:
@@ -189,6 +246,25 @@ def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask
         {"username": "root", "password": "short", "confirm": "short"},
     )
     assert weak.status_code == 400 and "at least 12 characters" in text(weak)
+    assert not app.extensions["proware.admin"].accounts.any()
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [(" " * 12, "only spaces"), ("a" * 12, "at least 4 different characters")],
+    ids=["spaces", "one-character"],
+)
+def test_setup_refuses_a_password_of_spaces_or_one_repeated_character(
+    app: Flask, password: str, message: str
+) -> None:
+    client = open_setup(app)
+    weak = client.submit(
+        "/admin/setup",
+        "/admin/setup",
+        {"username": "root", "password": password, "confirm": password},
+    )
+    assert weak.status_code == 400 and message in text(weak)
+    assert "4 or more of them different" in text(client.get("/admin/setup"))
     assert not app.extensions["proware.admin"].accounts.any()
 
 
@@ -376,6 +452,41 @@ def test_connection_status_shows_the_probe_and_refusals_per_token(
     assert re.search(r'<td class="num">3</td>', page)
 
 
+def test_a_new_token_with_a_revoked_ones_name_starts_with_no_use_history(
+    app: Flask, panel: AdminClient, client
+) -> None:
+    app.extensions["proware"].switch.set(True)
+    other = panel.create_token("other")
+    client.get("/scim/v2/Users", headers={"Authorization": f"Bearer {other}"})  # saved at once
+    old = panel.create_token("rot")
+    client.get(  # Test Connection, within the minute: its use waits for the minute's end
+        f"/scim/v2/Users?filter=userName+eq+%22{GUID}%22",
+        headers={"Authorization": f"Bearer {old}"},
+    )
+    panel.submit(
+        "/admin/settings/tokens/revoke?name=rot", "/admin/settings/tokens/revoke", {"name": "rot"}
+    )
+    panel.create_token("rot")
+
+    page = text(panel.get("/admin/settings"))
+
+    rows = re.findall(r"<tr>\s*<td><strong>rot</strong>(.*?)</tr>", page, re.S)
+    last_used = {
+        "revoked" if "revoked" in row else "active": re.findall(r"<td>(.*?)</td>", row, re.S)[3]
+        for row in rows
+    }
+    assert last_used["active"] == "never" and last_used["revoked"] != "never"
+    sections = [
+        chunk.split("</section>")[0]
+        for chunk in page.split('<div class="connection"')[1:]
+        if 'data-token="rot"' in chunk
+    ]
+    assert len(sections) == 2
+    new_section, revoked_section = sections
+    assert "no probe seen yet" in new_section and "No requests with this token yet" in new_section
+    assert "revoked" in revoked_section and "Test Connection probe: no match" in revoked_section
+
+
 # -- Provisioning activity ---------------------------------------------------------------------
 
 
@@ -394,11 +505,26 @@ def test_activity_lists_events_newest_first_with_a_summary(
         "Active": "1",
         "Disabled": "1",
         "Groups": "1",
-        "Errors in the last 24 hours": "1",
+        "Provisioning errors in the last 24 hours": "1",
+        "Refused sign-ins in the last 24 hours": "0",
     }
     assert "Last provisioning request" in page
     operations = re.findall(r"<td>(create|disable|refused)</td>", page)
     assert operations == ["refused", "create", "disable", "create", "create"]
+
+
+def test_the_summary_counts_refused_sign_ins_apart_from_provisioning_errors(
+    app: Flask, panel: AdminClient, client
+) -> None:
+    AdminClient(app.test_client()).sign_in(password="not the password")
+    AdminClient(app.test_client()).sign_in(username="mallory")
+    client.get("/scim/v2/Users", headers={"Authorization": "Bearer pw_nope"})
+
+    page = text(panel.get("/admin/activity"))
+
+    summary = dict(re.findall(r"<dt>([^<]+)</dt><dd>(\d+)</dd>", page))
+    assert summary["Provisioning errors in the last 24 hours"] == "1"
+    assert summary["Refused sign-ins in the last 24 hours"] == "2"
 
 
 @pytest.mark.parametrize(

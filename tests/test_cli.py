@@ -8,12 +8,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
 
+import scim.tokens as tokens_module
 from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from server import commands
@@ -78,7 +79,6 @@ def test_token_create_read_only_with_expiry(capsys, config: Path) -> None:
     [
         pytest.param(["--name", "entra"], "already exists", id="name-taken"),
         pytest.param(["--name", "bad/name"], "is not allowed", id="bad-name"),
-        pytest.param(["--name", "x", "--expires", "0"], "expires_in_days", id="zero-days"),
     ],
 )
 def test_token_create_refuses_bad_requests_with_exit_2(
@@ -91,6 +91,19 @@ def test_token_create_refuses_bad_requests_with_exit_2(
     assert code == 2
     assert out == ""
     assert message in err
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "soon"])
+def test_token_create_names_the_expires_option_when_refusing_its_value(
+    capsys, config: Path, days: str
+) -> None:
+    with pytest.raises(SystemExit) as usage_error:
+        main(["--config", str(config), "token", "create", "--name", "x", "--expires", days])
+
+    assert usage_error.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --expires: must be a whole number of days, 1 or more, not '{days}'" in err
+    assert "expires_in_days" not in err
 
 
 def test_token_list_never_shows_a_secret_or_hash(capsys, config: Path, data_dir: Path) -> None:
@@ -259,6 +272,46 @@ def test_token_list_shows_when_the_server_last_saw_a_token(
     [row] = out.splitlines()[1:]
     assert row.split()[2] == "active"
     assert row.count("UTC") == 2  # created and last used; never expires
+
+
+class _ManualTimer:
+    def cancel(self) -> None:
+        pass
+
+
+def test_token_list_shows_a_use_within_the_minute_once_it_is_up_without_more_requests(
+    capsys, config: Path, running_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README's rotation: revoke the old token once `token list` shows the new one in use."""
+    due: list[Callable[[], None]] = []
+
+    def start_timer(delay: float, call: Callable[[], None]) -> _ManualTimer:
+        assert 0 < delay <= 60
+        due.append(call)
+        return _ManualTimer()
+
+    monkeypatch.setattr(tokens_module, "start_timer", start_timer)
+    old = create_token(capsys, config, "entra")
+    new = create_token(capsys, config, "entra-2027")
+    run(capsys, "--config", str(config), "provisioning", "enable")
+    client = running_app.test_client()
+    client.get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {old}"})  # saved at once
+    running_app.extensions["proware"].tokens.wait_for_save()
+
+    client.get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {new}"})  # Test Connection
+    running_app.extensions["proware"].tokens.wait_for_save()
+
+    def dates_of_new() -> int:
+        """How many dates the new token's row shows: created, and last used once saved."""
+        _, out, _ = run(capsys, "--config", str(config), "token", "list")
+        [row] = [line for line in out.splitlines() if line.startswith("entra-2027 ")]
+        return row.count("UTC")
+
+    assert dates_of_new() == 1
+    [call] = due  # no further request: the minute's end saves it
+    call()
+    running_app.extensions["proware"].tokens.wait_for_save()
+    assert dates_of_new() == 2
 
 
 # -- backup and restore ------------------------------------------------------------------------

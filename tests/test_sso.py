@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
@@ -648,6 +649,80 @@ def test_local_sign_in_can_be_turned_off_only_from_an_sso_session(
     assert not signed_in_page(local.client)  # the local session ended
 
 
+@pytest.mark.parametrize("sso", ["not configured", "configured, disabled"])
+def test_local_sign_in_cannot_be_turned_off_from_a_password_session_while_sso_is_off(
+    make_app: Callable[..., Flask], sso: str
+) -> None:
+    """The page's button is disabled, and the server refuses the form posted anyway."""
+    app = make_app(enabled=False, **({"issuer": ""} if sso == "not configured" else {}))
+    local = signed_in(app)
+
+    refused = local.submit("/admin/settings", "/admin/settings/sso", {"action": "local-off"})
+
+    page = text(local.get(refused.headers["Location"]))
+    assert "only from a session signed in with Microsoft" in page
+    assert "local accounts' sessions have ended" not in page
+    policy = app.extensions["proware.admin"].sso.policy()
+    assert policy.local_sign_in is True and not policy.overridden
+    assert "disable local sign-in" not in [event["operation"] for event in events(app)]
+
+
+def test_enabling_sso_after_a_refused_local_off_leaves_the_local_account_working(
+    make_app: Callable[..., Flask], scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    app = make_app(enabled=False)
+    scim_for(app).create_group(GROUP)
+    local = signed_in(app)
+    local.submit("/admin/settings", "/admin/settings/sso", {"action": "local-off"})
+
+    local.submit("/admin/settings", "/admin/settings/sso", {"action": "enable"})
+
+    assert app.extensions["proware.admin"].sso.enabled()
+    assert signed_in_page(local.client)
+    assert signed_in(app)  # a new password sign-in works too
+
+
+def _password_sign_in(app: Flask) -> int:
+    """The status of a password sign-in (posted even when the page offers no form)."""
+    browser = app.test_client()
+    with browser.session_transaction("/admin/sign-in") as session:
+        session["csrf"] = token = "a-valid-csrf-token"
+    response = browser.post(
+        "/admin/sign-in", data={"csrf_token": token, "username": USERNAME, "password": PASSWORD}
+    )
+    return response.status_code
+
+
+def test_the_cli_turns_local_sign_in_back_on_in_the_running_server(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    """The way back from an override that locks the local accounts out (one stored by an
+    older Proware, or by an admin signed in with Microsoft), with the server running."""
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        create_admin(app)
+        app.extensions["proware.admin"].sso.state.change_policy("admin:ann", local_sign_in=False)
+        assert _password_sign_in(app) == 403
+
+        assert main(["--config", str(config), "sso", "local-sign-in", "on"]) == 0
+
+        out = capsys.readouterr().out
+        assert "Local sign-in is on" in out
+        policy = app.extensions["proware.admin"].sso.policy()
+        assert policy.local_sign_in is True and policy.changed_by == "cli"
+        assert _password_sign_in(app) == 302
+
+        assert main(["--config", str(config), "sso", "local-sign-in", "off"]) == 0
+        assert _password_sign_in(app) == 403
+        assert main(["--config", str(config), "sso", "reset-policy"]) == 0
+        assert "config.toml's [sso] applies again" in capsys.readouterr().out
+        assert not app.extensions["proware.admin"].sso.policy().overridden
+        assert _password_sign_in(app) == 302
+    finally:
+        app.extensions["proware"].repository.close()
+
+
 def test_an_admin_group_change_that_would_sign_you_out_is_refused(
     sso_app: Flask, entra: Entra
 ) -> None:
@@ -756,6 +831,23 @@ def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
     assert code == 1
     assert "refused (idp-refused): The identity provider did not sign you in: access_denied" in out
     assert "Discovery:      Proware could not reach the identity provider" in out
+
+
+def test_sso_status_prints_names_from_the_identity_provider_escaped(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        state = app.extensions["proware.admin"].sso.state
+        state.record(Attempt(state.now(), "refused", "disabled", "no", user="ann\x1b[2J\nforged"))
+    finally:
+        app.extensions["proware"].repository.close()
+
+    main(["--config", str(config), "sso", "status"])
+
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "ann\\x1b[2J\\nforged (disabled): no" in out
 
 
 def test_serve_stops_with_a_message_when_the_secret_file_is_missing(

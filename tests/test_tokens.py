@@ -30,10 +30,38 @@ def clock() -> FixedClock:
     return FixedClock()
 
 
+class ManualTimers:
+    """Timers that fire when the test says so (scim.tokens.start_timer's fake)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[float, Callable[[], None]]] = []
+        self.cancelled = 0
+
+    def start(self, delay: float, call: Callable[[], None]) -> ManualTimers:
+        self.scheduled.append((delay, call))
+        return self
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+        self.scheduled.clear()
+
+    def fire(self) -> float:
+        """Run the one scheduled call; returns the delay it was scheduled with."""
+        assert len(self.scheduled) == 1, self.scheduled
+        delay, call = self.scheduled.pop()
+        call()
+        return delay
+
+
 @pytest.fixture
-def store(path: Path, clock: FixedClock) -> TokenStore:
+def timers() -> ManualTimers:
+    return ManualTimers()
+
+
+@pytest.fixture
+def store(path: Path, clock: FixedClock, timers: ManualTimers) -> TokenStore:
     """The server's view of the tokens."""
-    return TokenStore(ControlFile(path), clock)
+    return TokenStore(ControlFile(path), clock, timer=timers.start)
 
 
 @pytest.fixture
@@ -267,34 +295,94 @@ def test_server_and_cli_see_each_others_changes_at_once(store: TokenStore, cli: 
 
 
 def test_last_use_is_saved_at_most_once_a_minute(
-    store: TokenStore, path: Path, clock: FixedClock
+    store: TokenStore, path: Path, clock: FixedClock, timers: ManualTimers
 ) -> None:
-    store.create("entra")
+    _, entra = store.create("entra")
 
     def saved_last_use() -> str | None:
         return on_disk(path)["tokens"][0]["last_used"]
 
-    store.record_use("entra")  # the first use is saved at once (on a thread of its own)
+    store.record_use(entra)  # the first use is saved at once (on a thread of its own)
     store.wait_for_save()
     assert saved_last_use() == "2026-11-26T10:54:52Z"
+    assert not timers.scheduled
 
-    clock.advance(seconds=59)
-    store.record_use("entra")
+    clock.advance(seconds=20)
+    store.record_use(entra)
+    clock.advance(seconds=39)
+    store.record_use(entra)
     store.wait_for_save()
     assert saved_last_use() == "2026-11-26T10:54:52Z"
     assert store.list()[0].last_used == CREATED + timedelta(seconds=59)  # known in memory
+    assert len(timers.scheduled) == 1  # one save scheduled for the end of the minute
 
     clock.advance(seconds=1)
-    store.record_use("entra")  # a minute after the last save: saved with this later call
+    store.record_use(entra)  # a minute after the last save: saved at once
     store.wait_for_save()
     assert saved_last_use() == "2026-11-26T10:55:52Z"
+
+
+def test_uses_within_the_minute_reach_the_file_when_it_is_up_without_more_requests(
+    store: TokenStore, cli: TokenStore, clock: FixedClock, timers: ManualTimers
+) -> None:
+    """After one Test Connection and nothing else, ``token list`` is at most a minute behind."""
+    _, entra = store.create("entra")
+    _, other = store.create("other")
+    store.record_use(other)  # saved at once: the minute starts
+    store.wait_for_save()
+    clock.advance(seconds=15)
+
+    store.record_use(entra)  # Test Connection, then no traffic
+    store.wait_for_save()
+    assert {t.name: t.last_used for t in cli.list()}["entra"] is None
+
+    clock.advance(seconds=45)
+    assert timers.fire() == 45  # the end of the minute the last save started
+    store.wait_for_save()
+
+    assert {t.name: t.last_used for t in cli.list()}["entra"] == CREATED + timedelta(seconds=15)
+    assert not timers.scheduled
+
+
+def test_flush_calls_off_the_scheduled_save(
+    store: TokenStore, clock: FixedClock, timers: ManualTimers
+) -> None:
+    _, entra = store.create("entra")
+    store.record_use(entra)
+    store.wait_for_save()
+    clock.advance(seconds=5)
+    store.record_use(entra)
+
+    store.flush()
+
+    assert timers.cancelled == 1 and not timers.scheduled
+
+
+def test_a_new_token_with_a_revoked_ones_name_has_no_use_history(
+    store: TokenStore, cli: TokenStore, clock: FixedClock, timers: ManualTimers
+) -> None:
+    _, other = store.create("other")
+    store.record_use(other)  # a save in this minute: the next uses wait for its end
+    store.wait_for_save()
+    _, old = store.create("rot")
+    clock.advance(seconds=5)
+    store.record_use(old)
+    store.revoke("rot")
+    _, new = store.create("rot")
+
+    timers.fire()
+    store.wait_for_save()
+
+    for view in (store, cli):
+        uses = {t.status: t.last_used for t in view.list() if t.name == "rot"}
+        assert uses == {"revoked": CREATED + timedelta(seconds=5), "active": None}
 
 
 def test_the_request_that_finds_the_minute_up_does_not_wait_for_the_save(
     store: TokenStore, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The save (a file rewritten with two fsyncs) runs on a thread of its own."""
-    store.create("entra")
+    _, entra = store.create("entra")
     started, release = threading.Event(), threading.Event()
     update = ControlFile.update
 
@@ -304,7 +392,7 @@ def test_the_request_that_finds_the_minute_up_does_not_wait_for_the_save(
         return update(self, change)
 
     monkeypatch.setattr(ControlFile, "update", slow_update)
-    store.record_use("entra")  # returns while the save waits
+    store.record_use(entra)  # returns while the save waits
     assert started.wait(10)
     assert on_disk(path)["tokens"][0]["last_used"] is None
     release.set()
@@ -313,11 +401,11 @@ def test_the_request_that_finds_the_minute_up_does_not_wait_for_the_save(
 
 
 def test_flush_saves_uses_not_saved_yet(store: TokenStore, path: Path, clock: FixedClock) -> None:
-    store.create("entra")
-    store.record_use("entra")
+    _, entra = store.create("entra")
+    store.record_use(entra)
     store.wait_for_save()
     clock.advance(seconds=10)
-    store.record_use("entra")
+    store.record_use(entra)
     before_flush = path.read_bytes()
 
     store.flush()
@@ -334,14 +422,14 @@ def test_uses_that_failed_to_save_are_kept_for_the_next_save(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store.create("entra")
+    _, entra = store.create("entra")
 
     def disk_full(self: ControlFile, change: object) -> dict:
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
         patch.setattr(ControlFile, "update", disk_full)
-        store.record_use("entra")  # logged, not raised: the request goes on
+        store.record_use(entra)  # logged, not raised: the request goes on
         store.wait_for_save()
         with pytest.raises(OSError):
             store.flush()
@@ -355,18 +443,18 @@ def test_uses_that_failed_to_save_are_kept_for_the_next_save(
 def test_saving_last_use_keeps_a_revocation_made_meanwhile(
     store: TokenStore, cli: TokenStore, path: Path, clock: FixedClock
 ) -> None:
-    secret, _ = store.create("entra")
-    store.record_use("entra")
+    secret, entra = store.create("entra")
+    store.record_use(entra)
     store.wait_for_save()
     clock.advance(seconds=5)
-    store.record_use("entra")  # pending in the server's memory
+    store.record_use(entra)  # pending in the server's memory
     cli.revoke("entra")
 
     store.flush()
 
     record = on_disk(path)["tokens"][0]
     assert record["revoked"] is not None
-    assert record["last_used"] == "2026-11-26T10:54:52Z"
+    assert record["last_used"] == "2026-11-26T10:54:57Z"  # the use before the revocation
     assert store.verify(secret).outcome == "revoked"
 
 

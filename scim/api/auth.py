@@ -92,7 +92,7 @@ def authenticate() -> None:
             "Token field holds the whole token, with no spaces",
         )
     g.token = check.token
-    store.record_use(check.token.name)
+    store.record_use(check.token)
     if not services().switch.enabled():
         raise Refused(
             403,
