@@ -142,6 +142,13 @@ def resource_item(kind: str, id: str) -> Response:
         )
         if outcome.skipped:
             log.info("PATCH %s %s skipped unknown attributes: %s", kind, id, outcome.skipped)
+        if outcome.skipped_members:
+            log.info(
+                "PATCH %s %s skipped member ids that name no user: %s",
+                kind,
+                id,
+                outcome.skipped_members,
+            )
         if bare:
             return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
