@@ -287,7 +287,7 @@ class Directory:
             # PATCH that left it as it was (Entra's member adds and removes) needs no second
             # validation, and writes nothing but the memberships.
             if result.document != editable:
-                document = load_resource(resource, result.document)
+                document = load_resource(resource, result.document, previous=editable)
                 _hash_password(document, previous=current.get(PASSWORD))
                 operations = activity.describe_change(editable, document)
                 if operations:
