@@ -464,6 +464,22 @@ def _check_version(current: dict, if_match: str | None) -> None:
     )
 
 
+def none_match_hit(if_none_match: str, version: str) -> bool:
+    """Whether an If-None-Match header matches the current version (a GET then answers 304).
+
+    RFC 9110 §13.1.2: If-None-Match uses the weak comparison, so ``"1"``, ``W/"1"`` and the
+    current ``W/"1"`` are the same tag, and ``*`` matches any version.
+    """
+    current = _opaque_tag(version)
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return any(tag == "*" or _opaque_tag(tag) == current for tag in tags)
+
+
+def _opaque_tag(tag: str) -> str:
+    """An entity tag without its weakness indicator (RFC 9110 §8.8.3)."""
+    return tag[2:] if tag.startswith("W/") else tag
+
+
 def _editable(document: dict) -> dict:
     """The stored document without what the server owns (id, meta, relations)."""
     return {k: v for k, v in document.items() if k not in ("id", "meta", "groups", "members")}

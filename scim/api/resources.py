@@ -19,7 +19,7 @@ from scim.pagination import list_response, parse_paging, parse_sort_order
 from scim.paths import parse_attr_path
 from scim.projection import parse_attribute_list, project
 from scim.schemas.search import load_search_request
-from scim.service import Query, parse_query_filter, wants_members
+from scim.service import Query, none_match_hit, parse_query_filter, wants_members
 
 log = logging.getLogger("proware.scim")
 
@@ -113,8 +113,7 @@ def resource_item(kind: str, id: str) -> Response:
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match:
             version = directory.version(kind, id)
-            tags = [tag.strip() for tag in if_none_match.split(",")]
-            if version in tags or "*" in tags:  # RFC 9110 §13.1.2: "*" matches any version
+            if none_match_hit(if_none_match, version):
                 return Response(status=304, headers={"ETag": version})
         attributes, excluded = _projection(request.args)
         resource = directory.get(
