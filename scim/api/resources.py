@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from scim import constants
+from scim import constants, errors
 from scim.api.context import base_url, request_context, services
 from scim.api.responses import read_json, scim_response
 from scim.definitions import RESOURCE_TYPES
@@ -25,10 +25,16 @@ log = logging.getLogger("proware.scim")
 
 ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
 
+# RFC 7644 §3.11's alias for the authenticated subject. A bearer token here stands for an
+# Entra provisioning job, not for a user, so there is no subject to alias.
+ME_ENDPOINT = "Me"
+
 
 def register(blueprint: Blueprint) -> None:
     """Add the resource routes to the SCIM blueprint."""
     blueprint.add_url_rule("/.search", "search_all", search_everything, methods=["POST"])
+    for rule in (f"/{ME_ENDPOINT}", f"/{ME_ENDPOINT}/<path:rest>"):
+        blueprint.add_url_rule(rule, "me", me_alias, methods=_ME_METHODS)
     for endpoint, kind in ENDPOINTS.items():
         defaults = {"kind": kind}
         blueprint.add_url_rule(
@@ -51,6 +57,18 @@ def register(blueprint: Blueprint) -> None:
             methods=["GET", "PUT", "PATCH", "DELETE"],
             defaults=defaults,
         )
+
+
+_ME_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def me_alias(rest: str = "") -> Response:
+    """/Me, any method: 501, as RFC 7644 §3.11 asks of a provider without the alias."""
+    raise errors.NotImplementedHere(
+        f"{request.path} is not supported: /Me is an alias for the authenticated user "
+        "(RFC 7644 §3.11), and a bearer token here is a provisioning client, not a user; "
+        "use /Users/{id}"
+    )
 
 
 def list_resources(kind: str) -> Response:
