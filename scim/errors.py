@@ -120,6 +120,12 @@ class PayloadTooLarge(ScimError):
     status = 413
 
 
+class NotImplementedHere(ScimError):
+    """A part of SCIM this server does not implement, such as the ``/Me`` alias (501)."""
+
+    status = 501
+
+
 class InternalError(ScimError):
     """Something failed on our side; the detail never carries exception text (500)."""
 

@@ -2,13 +2,19 @@
 
 Storage keeps membership apart from the group document, so renaming a user never rewrites a
 group. The service takes member ids from a POST or PUT body, or :class:`MemberChange` records
-from a PATCH, and applies them here inside the request's transaction: every id is checked
-before anything is written, so a refused id leaves the group as it was.
+from a PATCH, and applies them here inside the request's transaction.
+
+A POST or PUT states the whole group, so an id that names no user refuses it. A PATCH adds
+to a group Entra keeps in step: an id that names nothing at all (a user deleted on Proware's
+side, Q20, or the reference suite's ``"string id 1"``, Q23) is skipped and reported, and the
+rest applied, so one stale id never sticks the group (the principle of Q22). A group given
+as a member is refused either way: nested groups are not supported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from scim import constants, errors
 from scim.activity import ADD_MEMBER, REMOVE_MEMBER
@@ -27,7 +33,7 @@ def member_ids(members: list[dict] | None) -> list[str] | None:
 
 
 def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
-    """Refuse unknown ids and groups as members, naming the id (nothing is applied).
+    """Refuse unknown ids and groups as members of a POST or PUT, naming the id.
 
     :raises errors.InvalidValue:
     """
@@ -37,42 +43,63 @@ def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
         if user_id in users:
             continue
         if reader.exists(constants.GROUP_TYPE, user_id):
-            raise errors.InvalidValue(
-                f"members: {user_id!r} is a group; nested groups are not supported, "
-                "members must be users"
-            )
+            raise _group_as_member(user_id)
         raise errors.InvalidValue(f"members: no user has id {user_id!r}")
 
 
-def _add_members(tx: Transaction, group_id: str, user_ids: list[str]) -> list[str]:
-    """Add the users; returns those added. An id neither added nor a member already is no
-    user: refused, and the transaction is rolled back.
+@dataclass
+class MemberOutcome:
+    """What a PATCH's member changes did: the activity operations (:data:`ADD_MEMBER` and/or
+    :data:`REMOVE_MEMBER`), and the ids skipped because they name nothing, in order."""
+
+    operations: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _add_members(
+    tx: Transaction, group_id: str, user_ids: list[str], skipped: list[str]
+) -> list[str]:
+    """Add the users; returns those added. An id neither added nor a member already names
+    no user: a group is refused, anything else is appended to ``skipped``.
 
     Adding first and checking only what was not added saves a database round trip on
     Entra's usual add, which adds every id it sends.
 
-    :raises errors.InvalidValue:
+    :raises errors.InvalidValue: for a group given as a member (the caller's transaction
+        rolls back).
     """
     added = tx.add_members(group_id, user_ids)
     if len(added) < len(dict.fromkeys(user_ids)):
         new = set(added)
-        check_members(tx, [user_id for user_id in user_ids if user_id not in new])
+        rest = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in new]
+        users = set(tx.existing(constants.USER_TYPE, rest))
+        for user_id in rest:
+            if user_id in users:
+                continue  # a member already
+            if tx.exists(constants.GROUP_TYPE, user_id):
+                raise _group_as_member(user_id)
+            if user_id not in skipped:
+                skipped.append(user_id)
     return added
 
 
-def apply_member_changes(tx: Transaction, group_id: str, changes: list[MemberChange]) -> list[str]:
-    """Apply member adds and removals in order; returns the operations that changed something.
+def apply_member_changes(
+    tx: Transaction, group_id: str, changes: list[MemberChange]
+) -> MemberOutcome:
+    """Apply member adds and removals in order.
 
-    The result holds :data:`ADD_MEMBER` and/or :data:`REMOVE_MEMBER`, for the activity log.
+    Ids to add that name nothing are skipped and listed in the outcome, for the caller to
+    report; removing them is a no-op anyway.
 
-    :raises errors.InvalidValue: when an added id is not a user; nothing is applied then
-        (the caller's transaction rolls back).
+    :raises errors.InvalidValue: when an added id is a group; nothing is applied then (the
+        caller's transaction rolls back).
     """
     added: list[str] = []
     removed: list[str] = []
+    skipped: list[str] = []
     for change in changes:
         if change.action == "add":
-            added += _add_members(tx, group_id, list(change.ids))
+            added += _add_members(tx, group_id, list(change.ids), skipped)
         elif change.action == "remove":
             removed += tx.remove_members(group_id, list(change.ids))
         elif change.action == "clear":
@@ -82,7 +109,7 @@ def apply_member_changes(tx: Transaction, group_id: str, changes: list[MemberCha
             removed += tx.remove_members(
                 group_id, [uid for uid in tx.members(group_id) if uid not in wanted]
             )
-            added += _add_members(tx, group_id, wanted)
+            added += _add_members(tx, group_id, wanted, skipped)
         elif change.action == "remove_matching":
             assert change.filter is not None
             members_attribute = GROUP_RESOURCE.schema.attribute("members")
@@ -93,4 +120,11 @@ def apply_member_changes(tx: Transaction, group_id: str, changes: list[MemberCha
                 if matches_element(change.filter, member, members_attribute)
             ]
             removed += tx.remove_members(group_id, doomed)
-    return ([ADD_MEMBER] if added else []) + ([REMOVE_MEMBER] if removed else [])
+    operations = ([ADD_MEMBER] if added else []) + ([REMOVE_MEMBER] if removed else [])
+    return MemberOutcome(operations, skipped)
+
+
+def _group_as_member(group_id: str) -> errors.InvalidValue:
+    return errors.InvalidValue(
+        f"members: {group_id!r} is a group; nested groups are not supported, members must be users"
+    )

@@ -69,10 +69,12 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class PatchOutcome:
-    """The resource after a PATCH, and the attributes skipped as unknown (Entra Q22)."""
+    """The resource after a PATCH, and what it skipped: attributes unknown to the resource
+    (Entra Q22), and member ids to add that name nothing (Q20, Q23)."""
 
     resource: dict
     skipped: list[str]
+    skipped_members: list[str]
     changed: bool
     # What the PATCH did, for the activity log (names from scim.activity): "update",
     # "disable", "enable", "add member", "remove member" (empty when nothing changed).
@@ -266,7 +268,8 @@ class Directory:
         The operations run on a copy; a result that differs from the stored document is
         validated whole with the resource schema (which also coerces Entra's ``"False"`` and
         bare ``manager``), member ids are checked, and only then is anything written. Members
-        never enter the copy: they come back as member changes (:mod:`scim.patch`).
+        never enter the copy: they come back as member changes (:mod:`scim.patch`). Member
+        ids to add that name nothing are skipped, not refused (:mod:`scim.membership`).
 
         :param with_members: build a group's member list for the result; Entra's group PATCH
             is answered 204, so a member add then costs O(1), not O(members).
@@ -279,24 +282,28 @@ class Directory:
             editable = _editable(current)
             result = apply_patch(editable, patch_operations, resource)
             operations: list[str] = []
+            skipped_members: list[str] = []
             # The stored document was loaded through the same schema when it was written: a
             # PATCH that left it as it was (Entra's member adds and removes) needs no second
             # validation, and writes nothing but the memberships.
             if result.document != editable:
-                document = load_resource(resource, result.document)
+                document = load_resource(resource, result.document, previous=editable)
                 _hash_password(document, previous=current.get(PASSWORD))
                 operations = activity.describe_change(editable, document)
                 if operations:
                     version = current["meta"]["version"]
                     _write(tx.replace, kind, id, document, if_version=version)
             if result.member_changes:
-                operations += apply_member_changes(tx, id, result.member_changes)
+                members = apply_member_changes(tx, id, result.member_changes)
+                operations += members.operations
+                skipped_members = members.skipped
             stored = tx.get(kind, id)
             for operation in operations:
                 activity.note(tx, context, operation, stored)
         return PatchOutcome(
             resource=present(self.repository, stored, base_url, with_members=with_members),
             skipped=result.skipped,
+            skipped_members=skipped_members,
             changed=bool(operations),
             operations=operations,
         )
@@ -455,6 +462,22 @@ def _check_version(current: dict, if_match: str | None) -> None:
         f"If-Match {if_match} does not match the current version {version}; "
         "read the resource again and retry"
     )
+
+
+def none_match_hit(if_none_match: str, version: str) -> bool:
+    """Whether an If-None-Match header matches the current version (a GET then answers 304).
+
+    RFC 9110 §13.1.2: If-None-Match uses the weak comparison, so ``"1"``, ``W/"1"`` and the
+    current ``W/"1"`` are the same tag, and ``*`` matches any version.
+    """
+    current = _opaque_tag(version)
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return any(tag == "*" or _opaque_tag(tag) == current for tag in tags)
+
+
+def _opaque_tag(tag: str) -> str:
+    """An entity tag without its weakness indicator (RFC 9110 §8.8.3)."""
+    return tag[2:] if tag.startswith("W/") else tag
 
 
 def _editable(document: dict) -> dict:

@@ -99,12 +99,18 @@ def _print_start_up(settings: Settings, app: Flask, command: str) -> None:
 
 
 def _waitress_options(settings: Settings) -> dict[str, Any]:
-    """waitress's adjustments from ``[server]``, but where to listen (host and port)."""
+    """waitress's adjustments from ``[server]``, but where to listen (host and port), and
+    where its own error answers are SCIM errors (:func:`server.httpserver.create`)."""
     server = settings.server
     options: dict[str, Any] = {
         "threads": request_threads(settings),
-        "max_request_body_size": server.max_body_bytes,
+        # waitress refuses a body of max_request_body_size bytes or more, Flask's
+        # MAX_CONTENT_LENGTH one of more: one byte more here, and both allow exactly the limit.
+        "max_request_body_size": server.max_body_bytes + 1,
         "ident": "Proware",
+        # waitress's own refusals (a body over the limit above all) under the SCIM prefix
+        # are SCIM error bodies, not text/plain pages.
+        "scim_errors": httpserver.ScimErrors(settings.scim.prefix, server.max_body_bytes),
     }
     if server.trusted_proxy:
         options.update(

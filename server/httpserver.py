@@ -45,11 +45,20 @@ at the GIL cost more than the fsync waits they hid, about a tenth of the loop's 
 Every channel notes when the data it reads arrived (:class:`StampedChannel`, the kernel's
 receive timestamp), so that the slow-request log (:mod:`server.requestcost`) can say how long
 a request waited for its turn: with one thread, behind the request the loop was running.
+
+Some requests waitress answers itself, before the app sees them: a body over
+``max_request_body_size`` (from its Content-Length, or once a chunked body passes it), a
+malformed request or chunk, headers too large. Its answer is a text/plain page; under the
+SCIM prefix :class:`ScimErrorTask` makes it an RFC 7644 §3.12 error body, so that a client
+reading SCIM errors (Entra reads only the status, A0; others read the ``detail``) gets one.
+The body is never read for that: the answer goes out and the connection is closed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import signal
 import socket
 import struct
@@ -58,15 +67,18 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
-from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import RequestEntityTooLarge
 from waitress.wasyncore import _DISCONNECTED
 
+from scim import constants
 from server.requestcost import QUEUED_AT
 
 log = logging.getLogger("waitress")
@@ -141,6 +153,59 @@ class KeepAliveTask(WSGITask):
             super().set_close_on_finish()
 
 
+@dataclass(frozen=True)
+class ScimErrors:
+    """Which of waitress's own error answers are SCIM error bodies: those to requests under
+    ``prefix``; ``max_body_bytes`` is the limit a 413 names (``[server] max_body_bytes``)."""
+
+    prefix: str
+    max_body_bytes: int
+
+    def covers(self, path: str) -> bool:
+        """Whether ``path`` is under the SCIM prefix, as the app will route it (repeated
+        slashes collapsed, as :class:`scim.api.NormalizeSlashes` does)."""
+        path = _REPEATED_SLASHES.sub("/", path)
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    def body(self, error: Any) -> bytes:
+        """The RFC 7644 §3.12 body for one of waitress's errors (``waitress.utilities.Error``)."""
+        if isinstance(error, RequestEntityTooLarge):
+            detail = (
+                f"request body too large: the limit is {self.max_body_bytes} bytes "
+                "([server] max_body_bytes)"
+            )
+        else:
+            detail = f"{error.reason}: {error.body}"
+        document = {"schemas": [constants.ERROR], "status": str(error.code), "detail": detail}
+        return json.dumps(document).encode("utf-8")
+
+
+_REPEATED_SLASHES = re.compile(r"/{2,}")
+
+
+class ScimErrorTask(ErrorTask):
+    """waitress's answer to a request it refused itself, as a SCIM error body under the SCIM
+    prefix (:class:`ScimErrors`, set on the server by :func:`create`); elsewhere (the control
+    panel) waitress's own text/plain page.
+
+    Like waitress's, it closes the connection: the rest of a refused body is never read.
+    """
+
+    def execute(self) -> None:
+        scim_errors: ScimErrors | None = getattr(self.channel.server, "scim_errors", None)
+        path = getattr(self.request, "path", "") or ""
+        if scim_errors is None or not scim_errors.covers(path):
+            super().execute()
+            return
+        error = self.request.error
+        body = scim_errors.body(error)
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", constants.SCIM_MEDIA_TYPE))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
 # Linux's receive timestamps (socket(7)): the kernel stamps each packet as it arrives, and
 # recvmsg hands over a stamp of what it read (a struct timespec, CLOCK_REALTIME).
 SO_TIMESTAMPNS = 35
@@ -158,6 +223,7 @@ class StampedChannel(HTTPChannel):
     wait counts from the moment it was queued.
     """
 
+    error_task_class = ScimErrorTask
     _stamped = False
     arrived_at: float | None = None  # time.perf_counter() when the last data read arrived
 
@@ -385,10 +451,14 @@ class _Queued:
 _inline: InlineDispatcher | None = None
 
 
-def create(app, **options):  # type: ignore[no-untyped-def]
+def create(app, *, scim_errors: ScimErrors | None = None, **options):  # type: ignore[no-untyped-def]
     """waitress's ``create_server(app, **options)``: with one thread (waitress's default is
     four), requests run on the main loop (:class:`InlineDispatcher`); with more, waitress's
-    worker threads (:class:`WaitWatchingDispatcher`) and :class:`ProwareChannel`."""
+    worker threads (:class:`WaitWatchingDispatcher`) and :class:`ProwareChannel`.
+
+    :param scim_errors: where waitress's own error answers become SCIM error bodies
+        (:class:`ScimErrorTask`); None: waitress's text/plain pages everywhere.
+    """
     inline = options.get("threads") == 1
     dispatcher = InlineDispatcher() if inline else WaitWatchingDispatcher()
     server = create_server(app, _dispatcher=dispatcher, **options)
@@ -398,6 +468,7 @@ def create(app, **options):  # type: ignore[no-untyped-def]
     for listener in listeners:
         if isinstance(listener, BaseWSGIServer):
             listener.channel_class = InlineChannel if inline else ProwareChannel  # type: ignore[misc]
+            listener.scim_errors = scim_errors  # type: ignore[attr-defined]
     return server
 
 

@@ -100,7 +100,8 @@ def serve(
 
     :param open_app: the app of one process, called in each worker after the fork (and here
         once for ``announce``).
-    :param options: waitress adjustments for the workers, without host and port.
+    :param options: waitress adjustments for the workers, without host and port, and
+        :func:`server.httpserver.create`'s own (``scim_errors``).
     :param announce: prints the start-up lines, given the settings (with the port actually
         bound) and an app built here before any fork.
     :returns: the exit code: 0 once stopped by a signal, 1 if the address cannot be bound or

@@ -139,3 +139,31 @@ def test_every_resource_type_schema_is_served(scim) -> None:
         named.update(extension["schema"] for extension in resource_type["schemaExtensions"])
 
     assert named == served
+
+
+DISCOVERY_PATHS = [
+    "/ServiceProviderConfig",
+    "/Schemas",
+    f"/Schemas/{constants.USER}",
+    "/ResourceTypes",
+    "/ResourceTypes/User",
+]
+
+
+@pytest.mark.parametrize("path", DISCOVERY_PATHS)
+def test_a_filter_on_a_discovery_endpoint_is_403(scim, path: str) -> None:
+    """RFC 7644 §4: the provider SHOULD answer 403, so no client reads the full list as the
+    matches of its filter."""
+    response = scim.get(path, query_string={"filter": 'id eq "urn:x"'})
+
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert response.mimetype == constants.SCIM_MEDIA_TYPE
+    body = response.get_json()
+    assert body["schemas"] == [constants.ERROR]
+    assert body["status"] == "403"
+    assert body["detail"].startswith(f"filter is not supported on /scim/v2{path}")
+
+
+@pytest.mark.parametrize("path", DISCOVERY_PATHS)
+def test_a_blank_filter_on_a_discovery_endpoint_is_no_filter(scim, path: str) -> None:
+    assert scim.get(path, query_string={"filter": " "}).status_code == 200

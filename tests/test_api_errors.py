@@ -340,7 +340,6 @@ UNKNOWN_ROUTES = [
     pytest.param("GET", "/Users/abc/def", id="below-a-resource"),
     pytest.param("POST", "/Bulk", id="bulk-not-supported"),
     pytest.param("GET", "", id="the-prefix-itself"),
-    pytest.param("GET", "/Me", id="me"),
 ]
 
 
@@ -349,6 +348,23 @@ def test_unknown_routes_are_404(scim, method: str, path: str) -> None:
     response = scim.request(method, path)
 
     assert_scim_error(response, 404, None, "no such endpoint", f"/scim/v2{path}")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/Me"), ("GET", "/me"), ("PATCH", "/Me"), ("POST", "/Me"), ("GET", "/Me/x")],
+)
+def test_me_is_501_not_implemented(scim, method: str, path: str) -> None:
+    """RFC 7644 §3.11: a provider without the /Me alias SHOULD answer 501."""
+    response = scim.request(method, path, {} if method in ("PATCH", "POST") else None)
+
+    assert_scim_error(response, 501, None, "/Me is an alias", "/Users/{id}")
+
+
+def test_me_without_a_token_is_401_first(client) -> None:
+    response = client.get("/scim/v2/Me")
+
+    assert_scim_error(response, 401, None)
 
 
 @pytest.mark.parametrize("path", ["/nothing/here", "/", "/scim"])

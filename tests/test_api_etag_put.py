@@ -120,6 +120,19 @@ def test_if_none_match_with_the_current_version_is_304(scim, ann) -> None:
     assert response.headers["ETag"] == ann["meta"]["version"]
 
 
+@pytest.mark.parametrize("form", ["strong", "weak"])
+def test_if_none_match_compares_weakly(scim, ann, form: str) -> None:
+    """RFC 9110 §13.1.2: If-None-Match uses the weak comparison, so "1" matches W/"1"."""
+    version = ann["meta"]["version"]
+    assert version.startswith('W/"')
+    tag = version[2:] if form == "strong" else version
+
+    response = scim.get(f"/Users/{ann['id']}", headers={"If-None-Match": f'"other", {tag}'})
+
+    assert response.status_code == 304
+    assert response.headers["ETag"] == version
+
+
 def test_if_none_match_star_is_304(scim, ann) -> None:
     """RFC 9110 §13.1.2: "*" matches any current version."""
     response = scim.get(f"/Users/{ann['id']}", headers={"If-None-Match": "*"})

@@ -254,6 +254,96 @@ def test_patch_skips_unknown_attributes_and_applies_the_rest(scim) -> None:
     assert "favouriteColour" not in response.get_json()
 
 
+# -- primary: true at most once (RFC 7643 §2.4) -----------------------------------------------
+
+TWO_PRIMARY_EMAILS = [
+    {"value": "a@x", "type": "work", "primary": True},
+    {"value": "b@x", "type": "home", "primary": "True"},  # Entra's string boolean too (Q2)
+]
+
+
+def _refuses_two_primaries(response, name: str = "emails", marked: str = "[0], [1]") -> None:
+    """A 400 invalidValue naming the attribute and the values marked primary."""
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidValue"
+    first, second = marked.split(", ")
+    assert body["detail"].startswith(
+        f"{name}: primary is true on more than one value ({name}{first}, {name}{second})"
+    )
+
+
+def test_a_post_with_two_primary_values_is_400_naming_the_attribute(scim) -> None:
+    response = scim.post("/Users", {"userName": "ann", "emails": TWO_PRIMARY_EMAILS})
+
+    _refuses_two_primaries(response)
+    assert scim.get("/Users").get_json()["totalResults"] == 0
+
+
+def test_a_put_with_two_primary_values_is_400_and_changes_nothing(scim) -> None:
+    created = scim.create_user("ann")
+
+    response = scim.put(
+        f"/Users/{created['id']}",
+        {
+            "userName": "ann",
+            "phoneNumbers": [{"value": "1", "primary": True}, {"value": "2", "primary": True}],
+        },
+    )
+
+    _refuses_two_primaries(response, "phoneNumbers")
+    assert scim.get(f"/Users/{created['id']}").get_json() == created
+
+
+# An add appends after the stored value, whose primary the new ones clear (RFC 7644 §3.5.2).
+@pytest.mark.parametrize(("op", "marked"), [("replace", "[0], [1]"), ("add", "[1], [2]")])
+def test_a_patch_writing_a_list_with_two_primary_values_is_400(scim, op: str, marked: str) -> None:
+    created = scim.create_user("ann", emails=[{"value": "old@x", "primary": True}])
+
+    response = scim.patch_ops(
+        f"/Users/{created['id']}", {"op": op, "path": "emails", "value": TWO_PRIMARY_EMAILS}
+    )
+
+    _refuses_two_primaries(response, marked=marked)
+    assert scim.get(f"/Users/{created['id']}").get_json() == created
+
+
+def test_a_patch_making_one_value_primary_still_clears_the_others(scim) -> None:
+    """RFC 7644 §3.5.2: a PATCH that sets primary on one value unsets it on the rest."""
+    created = scim.create_user(
+        "ann",
+        emails=[
+            {"value": "a@x", "type": "work", "primary": True},
+            {"value": "b@x", "type": "home"},
+        ],
+    )
+
+    response = scim.patch_ops(
+        f"/Users/{created['id']}",
+        {"op": "replace", "path": 'emails[type eq "home"].primary', "value": True},
+    )
+
+    assert response.status_code == 200
+    assert [email.get("primary") for email in response.get_json()["emails"]] == [False, True]
+
+
+def test_a_patch_leaving_a_stored_double_primary_alone_is_applied(scim, app: Flask) -> None:
+    """A value stored before the rule existed must not refuse every later PATCH (Q22)."""
+    created = scim.create_user("ann")
+    repository = app.extensions["proware"].repository
+    with repository.transaction() as tx:
+        stored = tx.get(constants.USER_TYPE, created["id"])
+        stored["emails"] = [{"value": "a@x", "primary": True}, {"value": "b@x", "primary": True}]
+        tx.replace(constants.USER_TYPE, created["id"], stored)
+
+    response = scim.patch_ops(
+        f"/Users/{created['id']}", {"op": "replace", "path": "title", "value": "Boss"}
+    )
+
+    assert response.status_code == 200
+    assert response.get_json()["title"] == "Boss"
+
+
 def test_delete_user_answers_204_and_a_repeat_404(scim) -> None:
     created = scim.create_user("ann")
 

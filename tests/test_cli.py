@@ -17,7 +17,7 @@ from flask import Flask
 import scim.tokens as tokens_module
 from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
-from server import commands
+from server import commands, httpserver
 from server.config import CONFIG_ENV, load_settings
 from storage.journal.snapshot import DATA_FILE
 
@@ -417,7 +417,8 @@ def test_serve_prints_the_tenant_url_and_next_steps(capsys, config: Path, served
     assert "User Provisioning is disabled: turn it on with" in out
     [(_, options)] = served
     assert options["host"] == "127.0.0.1" and options["port"] == 8123
-    assert options["max_request_body_size"] == 1_048_576
+    assert options["max_request_body_size"] == 1_048_577  # refused from this size on
+    assert options["scim_errors"] == httpserver.ScimErrors("/scim/v2", 1_048_576)
     assert "trusted_proxy" not in options
 
 

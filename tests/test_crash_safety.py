@@ -211,11 +211,13 @@ def refused_write(model: Model, id: str, rng: random.Random) -> Write:
             "title": "must-not-appear",
         }
         return Write("POST", "/Users", body, 409)
+    # A group as a member (nested groups are unsupported); an id naming nothing would only
+    # be skipped, the rest applied (Entra Q20, Q23).
     outside = [u for u in model.users if u not in model.members][:1]
     return Write(
         "PATCH",
         f"/Groups/{model.group_id}",
-        _patch({"op": "Add", "path": "members", "value": _members([*outside, "no-such-user"])}),
+        _patch({"op": "Add", "path": "members", "value": _members([*outside, model.group_id])}),
         400,
     )
 

@@ -9,6 +9,7 @@ main loop sends them; a stop signal lets the running request finish.
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
 import signal
@@ -475,3 +476,44 @@ def test_on_the_main_loop_the_request_that_arrived_first_runs_first() -> None:
     dispatcher.run_pending()
     dispatcher.run_pending()  # nothing left
     assert ran == ["arrived first", "second", "polled first", "pipelined"]
+
+
+# -- waitress's own refusals under the SCIM prefix are SCIM errors ----------------------------
+
+
+def _refused(port: int, head: bytes) -> tuple[int, str, dict]:
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(head)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return (
+            response.status,
+            response.getheader("Content-Type") or "",
+            json.loads(response.read()),
+        )
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_waitress_refusals_under_the_scim_prefix_are_scim_errors(serve, threads: int) -> None:
+    """Over the limit (413) or a malformed chunk (400): both channel classes answer SCIM."""
+    scim_errors = httpserver.ScimErrors("/scim/v2", 2048)
+    port = serve(threads, scim_errors=scim_errors, max_request_body_size=2049)
+
+    too_large = _refused(
+        port, b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nContent-Length: 2049\r\n\r\n"
+    )
+    bad_chunk = _refused(
+        port,
+        b"POST /scim/v2/Groups/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    )
+
+    status, content_type, body = too_large
+    assert (status, content_type) == (413, "application/scim+json")
+    assert body == {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": "413",
+        "detail": "request body too large: the limit is 2048 bytes ([server] max_body_bytes)",
+    }
+    status, content_type, body = bad_chunk
+    assert (status, content_type, body["status"]) == (400, "application/scim+json", "400")
+    assert body["detail"] == "Bad Request: Invalid chunk size"

@@ -8,9 +8,11 @@ timeout and killed in teardown, whatever the test did.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -253,3 +255,94 @@ def test_sigterm_exits_with_code_0_after_closing_the_store(terminated: Terminate
     """A clean stop: waitress stops serving, the store is closed, the exit code is 0."""
     assert "Traceback" not in terminated.log
     assert terminated.exit_code == 0, terminated.log[-2000:]
+
+
+# -- bodies over [server] max_body_bytes: refused by waitress, answered as SCIM errors -------
+
+LIMIT = 1_048_576  # [server] max_body_bytes by default
+
+
+def _raw_exchange(running: Running, head: str, body: list[bytes] = ()) -> tuple[int, dict, bytes]:
+    """Send a request's head and body pieces on a socket of its own, as far as the server
+    reads them, and read the answer up to the connection's close.
+
+    The server answers a refused body before reading it and closes; a piece it no longer
+    reads is simply not sent.
+    """
+    with socket.create_connection((HOST, running.server.port), timeout=10) as sock:
+        sock.sendall(head.encode("latin-1"))
+        for piece in body:
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, response.read()
+
+
+def _head(running: Running, path: str, *framing: str) -> str:
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {HOST}:{running.server.port}",
+        f"Authorization: Bearer {running.token}",
+        "Content-Type: application/scim+json; charset=utf-8",
+        *framing,
+    ]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def _chunked_past(limit: int) -> list[bytes]:
+    """A chunked body that passes ``limit`` bytes, in 64 KiB chunks, and its last chunk."""
+    piece = 64 * 1024
+    chunk = f"{piece:x}\r\n".encode() + b" " * piece + b"\r\n"
+    return [chunk] * (limit // piece + 2) + [b"0\r\n\r\n"]
+
+
+def _assert_scim_413(status: int, headers: dict, body: bytes) -> None:
+    assert status == 413, body
+    assert headers["content-type"].startswith("application/scim+json"), headers
+    assert headers.get("connection") == "close"
+    error = json.loads(body)
+    assert error["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert error["status"] == "413"
+    assert error["detail"] == (
+        f"request body too large: the limit is {LIMIT} bytes ([server] max_body_bytes)"
+    )
+
+
+@pytest.mark.parametrize("path", ["/scim/v2/Users", "//scim/v2/Users/abc"])
+def test_a_content_length_over_the_limit_is_a_scim_413_before_the_body(
+    plain: Running, path: str
+) -> None:
+    """waitress refuses it from the header alone; the answer is still a SCIM error."""
+    head = _head(plain, path, f"Content-Length: {LIMIT + 1}")
+
+    _assert_scim_413(*_raw_exchange(plain, head))
+
+
+def test_a_chunked_body_over_the_limit_is_a_scim_413(plain: Running) -> None:
+    head = _head(plain, "/scim/v2/Users", "Transfer-Encoding: chunked")
+
+    _assert_scim_413(*_raw_exchange(plain, head, _chunked_past(LIMIT)))
+
+
+def test_a_body_of_exactly_the_limit_reaches_the_service(plain: Running) -> None:
+    """[server] max_body_bytes is the largest body accepted (README, Configuration)."""
+    body = b"{}" + b" " * (LIMIT - 2)
+    head = _head(plain, "/scim/v2/Users", f"Content-Length: {len(body)}")
+
+    status, _, answer = _raw_exchange(plain, head, [body])
+
+    assert status == 400, answer  # the service read it: no userName
+    assert json.loads(answer)["detail"] == "userName: required"
+
+
+def test_a_control_panel_body_over_the_limit_keeps_waitress_page(plain: Running) -> None:
+    head = _head(plain, "/admin/sign-in", f"Content-Length: {LIMIT + 1}")
+
+    status, headers, _ = _raw_exchange(plain, head)
+
+    assert status == 413
+    assert headers["content-type"].startswith("text/plain")

@@ -112,7 +112,7 @@ class CanonicalEndpoints:
     def __init__(self, app: Callable[..., Iterable[bytes]], prefix: str) -> None:
         self.app = app
         self.prefix = prefix + "/"
-        names = (*resources.ENDPOINTS, *discovery.ENDPOINTS, ".search")
+        names = (*resources.ENDPOINTS, resources.ME_ENDPOINT, *discovery.ENDPOINTS, ".search")
         self.canonical = {name.casefold(): name for name in names}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

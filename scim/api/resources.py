@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from scim import constants
+from scim import constants, errors
 from scim.api.context import base_url, request_context, services
 from scim.api.responses import read_json, scim_response
 from scim.definitions import RESOURCE_TYPES
@@ -19,16 +19,22 @@ from scim.pagination import list_response, parse_paging, parse_sort_order
 from scim.paths import parse_attr_path
 from scim.projection import parse_attribute_list, project
 from scim.schemas.search import load_search_request
-from scim.service import Query, parse_query_filter, wants_members
+from scim.service import Query, none_match_hit, parse_query_filter, wants_members
 
 log = logging.getLogger("proware.scim")
 
 ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
 
+# RFC 7644 §3.11's alias for the authenticated subject. A bearer token here stands for an
+# Entra provisioning job, not for a user, so there is no subject to alias.
+ME_ENDPOINT = "Me"
+
 
 def register(blueprint: Blueprint) -> None:
     """Add the resource routes to the SCIM blueprint."""
     blueprint.add_url_rule("/.search", "search_all", search_everything, methods=["POST"])
+    for rule in (f"/{ME_ENDPOINT}", f"/{ME_ENDPOINT}/<path:rest>"):
+        blueprint.add_url_rule(rule, "me", me_alias, methods=_ME_METHODS)
     for endpoint, kind in ENDPOINTS.items():
         defaults = {"kind": kind}
         blueprint.add_url_rule(
@@ -51,6 +57,18 @@ def register(blueprint: Blueprint) -> None:
             methods=["GET", "PUT", "PATCH", "DELETE"],
             defaults=defaults,
         )
+
+
+_ME_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def me_alias(rest: str = "") -> Response:
+    """/Me, any method: 501, as RFC 7644 §3.11 asks of a provider without the alias."""
+    raise errors.NotImplementedHere(
+        f"{request.path} is not supported: /Me is an alias for the authenticated user "
+        "(RFC 7644 §3.11), and a bearer token here is a provisioning client, not a user; "
+        "use /Users/{id}"
+    )
 
 
 def list_resources(kind: str) -> Response:
@@ -114,8 +132,7 @@ def resource_item(kind: str, id: str) -> Response:
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match:
             version = directory.version(kind, id)
-            tags = [tag.strip() for tag in if_none_match.split(",")]
-            if version in tags or "*" in tags:  # RFC 9110 §13.1.2: "*" matches any version
+            if none_match_hit(if_none_match, version):
                 return Response(status=304, headers={"ETag": version})
         attributes, excluded = _projection(request.args)
         resource = directory.get(
@@ -143,6 +160,13 @@ def resource_item(kind: str, id: str) -> Response:
         )
         if outcome.skipped:
             log.info("PATCH %s %s skipped unknown attributes: %s", kind, id, outcome.skipped)
+        if outcome.skipped_members:
+            log.info(
+                "PATCH %s %s skipped member ids that name no user: %s",
+                kind,
+                id,
+                outcome.skipped_members,
+            )
         if bare:
             return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)

@@ -19,7 +19,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 
 from scim import definitions
 from scim.definitions import AttributeDef, ResourceTypeDef, SchemaDef
-from scim.errors import InvalidSyntax
+from scim.errors import InvalidSyntax, InvalidValue
 from scim.schemas import tolerance
 from scim.schemas.fields import (
     ScimBoolean,
@@ -149,23 +149,66 @@ def extension_schema(extension: SchemaDef) -> type[ScimSchema]:
     )
 
 
-def load_resource(resource: ResourceTypeDef, payload: object) -> dict:
+def load_resource(
+    resource: ResourceTypeDef, payload: object, *, previous: dict | None = None
+) -> dict:
     """Validate a POST or PUT body and return the canonical document to store.
 
     Attribute names come back canonical, unknown and read-only attributes are gone, writeOnly
     ones (``password``) are kept, strings are exactly as sent, and ``schemas`` is recomputed.
 
     :param payload: the parsed JSON body.
+    :param previous: the stored document a PATCH started from: an attribute it left as it
+        was is not held to :func:`_one_primary` (a value stored before that rule existed must
+        not refuse every later PATCH of the resource).
     :raises InvalidSyntax: if the body is not a JSON object.
-    :raises InvalidValue: for a wrong type, a missing required attribute or a forbidden
-        character, with a detail that names the attribute, e.g. ``userName: required``.
+    :raises InvalidValue: for a wrong type, a missing required attribute, a forbidden
+        character or ``primary`` true twice, with a detail that names the attribute, e.g.
+        ``userName: required``.
     """
     if not isinstance(payload, dict):
         raise InvalidSyntax(f"request body: expected a JSON object, got {describe(payload)}")
     try:
-        return _loader(resource, _present(resource, payload)).load(payload)
+        document = _loader(resource, _present(resource, payload)).load(payload)
     except ValidationError as error:
         raise invalid_value(error) from None
+    _one_primary(resource, document, previous)
+    return document
+
+
+def _one_primary(resource: ResourceTypeDef, document: dict, previous: dict | None) -> None:
+    """RFC 7643 §2.4: "The primary attribute value 'true' MUST appear no more than once".
+
+    Refused, not normalised: which value the client meant as primary cannot be guessed, and
+    Entra never sends two (it sets one with a filtered path, which clears the others, RFC 7644
+    §3.5.2, in :func:`scim.patch.values.one_primary`).
+
+    :raises InvalidValue: naming the attribute and the values marked primary.
+    """
+    for schema in resource.schemas:
+        container = document if schema is resource.schema else document.get(schema.id)
+        if not isinstance(container, dict):
+            continue
+        before = previous if schema is resource.schema else (previous or {}).get(schema.id)
+        for attribute in schema.attributes:
+            if not attribute.multi_valued or attribute.sub_attribute("primary") is None:
+                continue
+            values = container.get(attribute.name)
+            if not isinstance(values, list):
+                continue
+            if isinstance(before, dict) and before.get(attribute.name) == values:
+                continue
+            name = attribute.name if schema is resource.schema else f"{schema.id}:{attribute.name}"
+            marked = [
+                f"{name}[{index}]"
+                for index, value in enumerate(values)
+                if isinstance(value, dict) and value.get("primary") is True
+            ]
+            if len(marked) > 1:
+                raise InvalidValue(
+                    f"{name}: primary is true on more than one value ({', '.join(marked)}); "
+                    "at most one value may be primary (RFC 7643 §2.4)"
+                )
 
 
 def _present(resource: ResourceTypeDef, payload: dict) -> frozenset[str]:
