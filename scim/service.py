@@ -21,7 +21,7 @@ from scim import activity, constants, errors
 from scim.definitions import RESOURCE_TYPES, ResourceTypeDef
 from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_attributes
 from scim.membership import apply_member_changes, check_members, member_ids
-from scim.pagination import Page, sort_documents, sort_key, sort_mixed
+from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch
 from scim.paths import AttrPath
 from scim.presentation import PASSWORD, existing_documents, present, with_member_objects
@@ -122,6 +122,8 @@ class Directory:
         the stored documents.
         """
         resource = RESOURCE_TYPES[kind]
+        if query.sort_by is not None:
+            check_sort_by(query.sort_by, resource)
         start, count = self._window(query.page)
         predicate = matcher(query.filter, resource) if query.filter is not None else None
         pinned = (
@@ -171,6 +173,9 @@ class Directory:
         or ``sortBy`` naming an attribute one type lacks matches nothing of that type, or sorts
         it last; a comparison one type cannot make is still a 400.
         """
+        if query.sort_by is not None:
+            for resource in RESOURCE_TYPES.values():
+                check_sort_by(query.sort_by, resource)
         start, count = self._window(query.page)
         matched = [
             (RESOURCE_TYPES[kind], document)

@@ -344,7 +344,6 @@ def _password_reads(scim, user: dict) -> dict[str, object]:
         ).get_json(),
         "list": scim.get("/Users").get_json(),
         "list-attributes": scim.get("/Users?attributes=password").get_json(),
-        "filter": scim.get('/Users?filter=password pr or userName eq "ann"').get_json(),
         "search": scim.post("/Users/.search", search).get_json(),
     }
 
@@ -359,6 +358,55 @@ def test_password_is_never_returned(scim) -> None:
         text = json.dumps(body)
         assert "password" not in text.casefold(), name
         assert "Secret-" not in text, name
+
+
+NEVER_RETURNED_FILTERS = [
+    pytest.param('password sw "scrypt:"', id="sw-hash-prefix"),
+    pytest.param("password pr", id="pr"),
+    pytest.param('userName eq "ann" and not (PASSWORD eq "x")', id="nested-any-case"),
+    pytest.param(f'{constants.USER}:password co "a"', id="urn-prefixed"),
+]
+FILTER_ENTRY_POINTS = ["get", "search", "root-search"]
+
+
+def _query_users(scim, entry: str, **parameters: str):
+    """GET /Users, POST /Users/.search or POST /.search with these query parameters."""
+    if entry == "get":
+        return scim.get("/Users", query_string=parameters)
+    path = "/Users/.search" if entry == "search" else "/.search"
+    return scim.post(path, {"schemas": [constants.SEARCH_REQUEST], **parameters})
+
+
+@pytest.mark.parametrize("entry", FILTER_ENTRY_POINTS)
+@pytest.mark.parametrize("text", NEVER_RETURNED_FILTERS)
+def test_a_filter_on_the_password_is_400_and_reveals_nothing(scim, entry: str, text: str) -> None:
+    """RFC 7643 §4.1.1: the hash SHALL NOT be returnable, also not one match at a time."""
+    scim.create_user("ann", password="Secret-1")
+
+    response = _query_users(scim, entry, filter=text)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidFilter"
+    assert "password" in body["detail"].casefold()
+    assert "never returned" in body["detail"]
+    assert "Resources" not in body
+
+
+@pytest.mark.parametrize("entry", FILTER_ENTRY_POINTS)
+@pytest.mark.parametrize("sort_by", ["password", "Password", f"{constants.USER}:password"])
+def test_sorting_by_the_password_is_400(scim, entry: str, sort_by: str) -> None:
+    """The order of the results would reveal the hashes as surely as a filter."""
+    scim.create_user("ann", password="Secret-1")
+    scim.create_user("bob", password="Secret-2")
+
+    response = _query_users(scim, entry, sortBy=sort_by)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidValue"
+    assert body["detail"].startswith("sortBy: ")
+    assert "never returned" in body["detail"]
 
 
 def test_password_is_never_stored_in_clear(scim, app: Flask, settings: Settings) -> None:
