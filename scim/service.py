@@ -19,12 +19,18 @@ from werkzeug.security import generate_password_hash
 
 from scim import activity, constants, errors
 from scim.definitions import RESOURCE_TYPES, ResourceTypeDef
-from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_attributes
+from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_paths
 from scim.membership import apply_member_changes, check_members, member_ids
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch
 from scim.paths import AttrPath
-from scim.presentation import PASSWORD, existing_documents, present, with_member_objects
+from scim.presentation import (
+    PASSWORD,
+    derived_documents,
+    derived_reads,
+    existing_documents,
+    present,
+)
 from scim.projection import project
 from scim.queries import store_query
 from scim.schemas import load_resource
@@ -118,8 +124,9 @@ class Directory:
 
         ``totalResults`` counts every match before the page is cut. The repository answers the
         whole query (:mod:`scim.queries`), unless an index pins the few candidates (Entra's
-        matching lookups, A2, A10) or the filter reads group members, which are not part of
-        the stored documents.
+        matching lookups, A2, A10) or the filter or sortBy reads what the stored documents
+        lack (a group's members, a user's groups, ``meta.location``): then the documents are
+        completed as a client sees them and filtered and sorted here, on every backend.
         """
         resource = RESOURCE_TYPES[kind]
         if query.sort_by is not None:
@@ -131,7 +138,7 @@ class Directory:
             if query.filter is not None
             else None
         )
-        if pinned is None and not _reads_members(kind, query):
+        if pinned is None and not _derived(kind, query):
             key = sort_key(query.sort_by, resource) if query.sort_by is not None else None
             found = self.repository.query(
                 kind,
@@ -349,8 +356,9 @@ class Directory:
             predicate = matcher(query.filter, resource)
         if candidates is None:
             candidates = self._candidates(kind, query.filter, resource)
-        if _reads_members(kind, query):
-            candidates = [with_member_objects(self.repository, doc, base_url) for doc in candidates]
+        derived = _derived(kind, query)
+        if derived:
+            candidates = derived_documents(self.repository, candidates, base_url, derived)
         if predicate is None:
             return candidates
         return [doc for doc in candidates if predicate(doc)]
@@ -480,20 +488,13 @@ def _shows_groups(kind: str, query: Query) -> bool:
     return kind == constants.USER_TYPE and _shows("groups", query.attributes, query.excluded)
 
 
-def _reads_members(kind: str, query: Query) -> bool:
-    """Whether a group query filters or sorts on members, which a group document lacks."""
-    return kind == constants.GROUP_TYPE and (
-        _mentions(query.filter, "members") or _mentions_sort(query.sort_by, "members")
-    )
-
-
-def _mentions(expr: Filter | None, attribute: str) -> bool:
-    """Whether the filter reads ``attribute`` (so a group listing must load its members)."""
-    return expr is not None and attribute.casefold() in top_level_attributes(expr)
-
-
-def _mentions_sort(path: AttrPath | None, attribute: str) -> bool:
-    return path is not None and path.attribute.casefold() == attribute.casefold()
+def _derived(kind: str, query: Query) -> frozenset[str]:
+    """What the query's filter and sortBy read that a stored document of ``kind`` lacks
+    (:func:`scim.presentation.derived_reads`)."""
+    paths = top_level_paths(query.filter) if query.filter is not None else []
+    if query.sort_by is not None:
+        paths.append(query.sort_by)
+    return derived_reads(kind, paths)
 
 
 def wants_members(

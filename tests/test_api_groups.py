@@ -417,6 +417,71 @@ def test_groups_can_be_found_by_member(scim, users) -> None:
     assert "members" not in body["Resources"][0]
 
 
+@pytest.fixture
+def teams(scim, users) -> dict[str, str]:
+    """Staff holds ann and bob, Admins holds bob, cat is in no group: the ids by name."""
+    staff = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+    admins = scim.create_group("Admins", [users[1]["id"]])
+    return {"Staff": staff["id"], "Admins": admins["id"]}
+
+
+USER_GROUP_FILTERS = [
+    pytest.param('groups.value eq "{Admins}"', ["bob"], id="value"),
+    pytest.param('groups.display eq "STAFF"', ["ann", "bob"], id="display-folded"),
+    pytest.param('groups.type eq "direct"', ["ann", "bob"], id="type"),
+    pytest.param('groups.$ref ew "/Groups/{Admins}"', ["bob"], id="ref"),
+    pytest.param("groups pr", ["ann", "bob"], id="pr"),
+    pytest.param("not (groups pr)", ["cat"], id="not-pr"),
+    pytest.param('groups eq "{Staff}"', ["ann", "bob"], id="whole-attribute-compares-value"),
+    pytest.param(
+        'groups[display eq "Admins" and type eq "direct"]', ["bob"], id="value-path-filter"
+    ),
+    pytest.param(f'{constants.USER}:groups.value eq "{{Staff}}"', ["ann", "bob"], id="urn"),
+    pytest.param('userName eq "ann" and groups.display eq "Admins"', [], id="indexed-and"),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), USER_GROUP_FILTERS)
+def test_users_can_be_found_by_group(scim, teams, text: str, names: list[str]) -> None:
+    """A user's groups come from the member relation, not its stored document; a filter
+    reads them as the client sees them, on every backend."""
+    body = scim.get("/Users", query_string={"filter": text.format(**teams)}).get_json()
+
+    assert [user["userName"] for user in body["Resources"]] == names
+    assert body["totalResults"] == len(names)
+
+
+def test_users_can_be_found_by_group_with_post_search_and_at_the_root(scim, teams) -> None:
+    search = {"schemas": [constants.SEARCH_REQUEST], "filter": 'groups.display eq "Admins"'}
+
+    searched = scim.post("/Users/.search", search).get_json()
+    everywhere = scim.post("/.search", search).get_json()
+
+    assert [user["userName"] for user in searched["Resources"]] == ["bob"]
+    assert [user["userName"] for user in everywhere["Resources"]] == ["bob"]
+
+
+USER_GROUP_SORTS = [
+    pytest.param("groups.display", "ascending", ["bob", "ann", "cat"], id="display"),
+    pytest.param("groups.display", "descending", ["cat", "ann", "bob"], id="display-desc"),
+]
+
+
+@pytest.mark.parametrize(("sort_by", "order", "names"), USER_GROUP_SORTS)
+def test_users_can_be_sorted_by_group(
+    scim, users, sort_by: str, order: str, names: list[str]
+) -> None:
+    """A multi-valued attribute sorts by its first value (RFC 7644 §3.4.2.3); no groups
+    comes last ascending, first descending."""
+    scim.create_group("B-Team", [users[0]["id"]])
+    scim.create_group("A-Team", [users[1]["id"]])
+    scim.create_group("Z-Team", [users[0]["id"], users[1]["id"]])
+
+    body = scim.get(f"/Users?sortBy={sort_by}&sortOrder={order}").get_json()
+
+    assert [user["userName"] for user in body["Resources"]] == names
+
+
 # -- activity events -------------------------------------------------------------------------
 
 

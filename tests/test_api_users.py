@@ -534,6 +534,27 @@ def test_location_uses_the_request_host_without_a_public_url(scim) -> None:
     assert response.get_json()["meta"]["location"] == location
 
 
+def test_meta_location_is_filtered_as_the_client_reads_it(scim) -> None:
+    """meta.location is built from the request's URL, never stored: a filter on it tests the
+    URL the same request would show (here through another Host), on every backend."""
+    ann, bob = scim.create_user("ann"), scim.create_user("bob")
+    host = {"Host": "proware.internal:8443"}
+    location = f"http://proware.internal:8443{PREFIX}/Users/{bob['id']}"
+
+    def found(text: str, **parameters: str) -> list[str]:
+        response = scim.get("/Users", query_string={"filter": text, **parameters}, headers=host)
+        return [user["userName"] for user in response.get_json()["Resources"]]
+
+    assert found(f'meta.location eq "{location}"') == ["bob"]
+    assert found(f'meta.location eq "http://localhost{PREFIX}/Users/{bob["id"]}"') == []
+    assert found('meta.location sw "http://proware.internal:8443/"') == ["ann", "bob"]
+    assert found(f'meta[location ew "{ann["id"]}"]') == ["ann"]
+    assert found(f'id eq "{ann["id"]}" and meta.location co "/Users/"') == ["ann"]
+    assert found("meta.location pr", sortBy="meta.location", sortOrder="descending") == sorted(
+        ["ann", "bob"], key=lambda name: {"ann": ann["id"], "bob": bob["id"]}[name], reverse=True
+    )
+
+
 @pytest.fixture
 def public_app(tmp_path: Path) -> Flask:
     settings = Settings(
