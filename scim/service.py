@@ -18,20 +18,22 @@ from dataclasses import dataclass
 from werkzeug.security import generate_password_hash
 
 from scim import activity, constants, errors
-from scim.definitions import RESOURCE_TYPES, ResourceTypeDef
+from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE, ResourceTypeDef
 from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_paths
 from scim.membership import apply_member_changes, check_members, member_ids
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch
 from scim.paths import AttrPath
 from scim.presentation import (
+    GROUPS,
+    MEMBERS,
     PASSWORD,
     derived_documents,
     derived_reads,
     existing_documents,
     present,
 )
-from scim.projection import project
+from scim.projection import project, shows
 from scim.queries import store_query
 from scim.schemas import load_resource
 from scim.schemas.patch import load_patch_request
@@ -368,7 +370,7 @@ class Directory:
         where one per user made a page of 100 cost 101); none if the client does not see
         ``groups``."""
         users = [doc["id"] for doc in page if doc["meta"]["resourceType"] == constants.USER_TYPE]
-        if not users or not _shows("groups", query.attributes, query.excluded):
+        if not users or not shows(USER_RESOURCE, GROUPS, query.attributes, query.excluded):
             return {}
         return self.repository.group_documents_of(users)
 
@@ -485,7 +487,9 @@ def _hash_password(document: dict, previous: str | None) -> None:
 
 def _shows_groups(kind: str, query: Query) -> bool:
     """Whether the resources of a query on ``kind`` show a user's ``groups``."""
-    return kind == constants.USER_TYPE and _shows("groups", query.attributes, query.excluded)
+    return kind == constants.USER_TYPE and shows(
+        USER_RESOURCE, GROUPS, query.attributes, query.excluded
+    )
 
 
 def _derived(kind: str, query: Query) -> frozenset[str]:
@@ -501,22 +505,7 @@ def wants_members(
     kind: str, attributes: list[AttrPath] | None, excluded: list[AttrPath] | None
 ) -> bool:
     """Whether a group read must load members (skipped for excludedAttributes=members, Q9)."""
-    return kind == constants.GROUP_TYPE and _shows("members", attributes, excluded)
-
-
-def _shows(
-    attribute: str, attributes: list[AttrPath] | None, excluded: list[AttrPath] | None
-) -> bool:
-    """Whether a resource projected by ``attributes``/``excludedAttributes`` shows
-    ``attribute`` (a relation, returned by default), or any part of it."""
-    if attributes is not None:
-        return any(path.attribute.casefold() == attribute for path in attributes)
-    if excluded is not None:
-        return not any(
-            path.attribute.casefold() == attribute and path.sub_attribute is None
-            for path in excluded
-        )
-    return True
+    return kind == constants.GROUP_TYPE and shows(GROUP_RESOURCE, MEMBERS, attributes, excluded)
 
 
 def parse_query_filter(text: str | None, max_length: int) -> Filter | None:

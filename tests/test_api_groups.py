@@ -400,6 +400,64 @@ def test_attributes_without_members_returns_no_members(scim, users) -> None:
     assert body == {"schemas": [constants.GROUP], "id": group["id"], "displayName": "Staff"}
 
 
+CORE_URN_PROJECTIONS = [
+    pytest.param({"attributes": constants.GROUP}, True, id="attributes"),
+    pytest.param({"attributes": constants.GROUP.upper()}, True, id="attributes-any-case"),
+    pytest.param({"attributes": f"{constants.GROUP}:members.value"}, True, id="urn-sub"),
+    pytest.param({"excludedAttributes": constants.GROUP}, False, id="excluded"),
+    pytest.param({"excludedAttributes": f"{constants.GROUP}:Members"}, False, id="excluded-urn"),
+]
+
+
+@pytest.mark.parametrize(("projection", "with_members"), CORE_URN_PROJECTIONS)
+def test_a_core_schema_urn_projects_members_alike_on_every_endpoint(
+    scim, users, projection: dict, with_members: bool
+) -> None:
+    """The core schema's URN stands for every core attribute, members included (RFC 7644
+    §3.10): list, filter, /.search and GET by id answer the same resource."""
+    group = scim.create_group("Staff", [users[0]["id"]])
+    search = {"schemas": [constants.SEARCH_REQUEST]} | {
+        name: [value] for name, value in projection.items()
+    }
+
+    by_id = scim.get(f"/Groups/{group['id']}", query_string=projection).get_json()
+    listed = scim.get("/Groups", query_string=projection).get_json()
+    filtered = scim.get(
+        "/Groups", query_string={"filter": 'displayName eq "staff"', **projection}
+    ).get_json()
+    searched = scim.post("/Groups/.search", search).get_json()
+
+    assert ("members" in by_id) is with_members
+    assert _member_ids(by_id) == ([users[0]["id"]] if with_members else [])
+    assert listed["Resources"] == [by_id]
+    assert filtered["Resources"] == [by_id]
+    assert searched["Resources"] == [by_id]
+
+
+@pytest.mark.parametrize(
+    ("projection", "with_groups"),
+    [
+        pytest.param({"attributes": constants.USER}, True, id="attributes"),
+        pytest.param({"attributes": f"{constants.USER}:groups"}, True, id="urn-attribute"),
+        pytest.param({"excludedAttributes": constants.USER}, False, id="excluded"),
+    ],
+)
+def test_a_core_schema_urn_projects_a_users_groups_alike_on_every_endpoint(
+    scim, users, projection: dict, with_groups: bool
+) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    by_id = scim.get(f"/Users/{users[0]['id']}", query_string=projection).get_json()
+    listed = scim.get("/Users", query_string={"count": "1", **projection}).get_json()
+    filtered = scim.get(
+        "/Users", query_string={"filter": 'userName eq "ann"', **projection}
+    ).get_json()
+
+    assert [g["value"] for g in by_id.get("groups", [])] == ([group["id"]] if with_groups else [])
+    assert listed["Resources"] == [by_id]
+    assert filtered["Resources"] == [by_id]
+
+
 def test_groups_can_be_found_by_member(scim, users) -> None:
     staff = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
     scim.create_group("Admins", [users[1]["id"]])
