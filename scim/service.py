@@ -207,12 +207,20 @@ class Directory:
     # -- writes ------------------------------------------------------------------------
 
     def create(
-        self, kind: str, payload: object, base_url: str, *, context: dict | None = None
+        self,
+        kind: str,
+        payload: object,
+        base_url: str,
+        *,
+        context: dict | None = None,
+        with_members: bool = True,
     ) -> dict:
         """Create a resource from a POST body (RFC 7644 §3.3).
 
         :param context: request facts (time, token, client, request id) for the activity
             event committed with the change.
+        :param with_members: build a group's member list for the result (not when the client
+            excluded it).
         :raises errors.Uniqueness: when userName / group displayName is taken (Q11).
         """
         resource = RESOURCE_TYPES[kind]
@@ -227,7 +235,7 @@ class Directory:
             stored = tx.get(kind, stored["id"])
             activity.note(tx, context, activity.CREATE, stored)
         # A new user is in no group yet (groups is read-only; Entra adds it to them later).
-        return present(self.repository, stored, base_url, groups=[])
+        return present(self.repository, stored, base_url, with_members=with_members, groups=[])
 
     def replace(
         self,
@@ -238,11 +246,14 @@ class Directory:
         *,
         if_match: str | None = None,
         context: dict | None = None,
+        with_members: bool = True,
     ) -> dict:
         """Replace a resource with a PUT body (RFC 7644 §3.5.1).
 
         Read-only attributes in the body are ignored and the id comes from the URL. A PUT
         without ``password`` keeps the stored one.
+
+        :param with_members: as for :meth:`create`.
         """
         resource = RESOURCE_TYPES[kind]
         document = load_resource(resource, payload)
@@ -262,7 +273,7 @@ class Directory:
                 tx.add_members(id, members)
             stored = tx.get(kind, id)
             activity.note(tx, context, activity.UPDATE, stored)
-        return present(self.repository, stored, base_url)
+        return present(self.repository, stored, base_url, with_members=with_members)
 
     def patch(
         self,

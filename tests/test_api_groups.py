@@ -458,6 +458,26 @@ def test_a_core_schema_urn_projects_a_users_groups_alike_on_every_endpoint(
     assert filtered["Resources"] == [by_id]
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_post_and_put_of_a_group_honour_excluded_members(scim, users, method: str) -> None:
+    """RFC 7644 §3.9, as Entra's excludedAttributes=members on reads (Q9)."""
+    body = {"displayName": "Staff", "members": [{"value": users[0]["id"]}]}
+    path = "/Groups"
+    if method == "PUT":
+        path = f"/Groups/{scim.create_group('Staff')['id']}"
+
+    response = scim.request(method, path, body, query_string={"excludedAttributes": "members"})
+    attributes = scim.request(
+        "PUT", f"/Groups/{response.get_json()['id']}", body, query_string={"attributes": "members"}
+    )
+
+    assert response.status_code in (200, 201)
+    assert "members" not in response.get_json()
+    assert response.get_json()["displayName"] == "Staff"
+    assert set(attributes.get_json()) == {"schemas", "id", "members"}
+    assert _member_ids(_read(scim, response.get_json())) == [users[0]["id"]]
+
+
 def test_groups_can_be_found_by_member(scim, users) -> None:
     staff = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
     scim.create_group("Admins", [users[1]["id"]])

@@ -131,6 +131,61 @@ def test_put_ignores_read_only_attributes_and_takes_the_id_from_the_url(
     assert scim.get(f"/Users/{other['id']}").get_json() == other
 
 
+WRITE_PROJECTIONS = [
+    pytest.param({"attributes": "userName,title"}, {"userName", "title"}, id="attributes"),
+    pytest.param(
+        {"excludedAttributes": f"title,meta,{ENTERPRISE}:department"},
+        {"userName", "displayName", "active"},
+        id="excluded",
+    ),
+    pytest.param({"attributes": ENTERPRISE}, {ENTERPRISE}, id="extension-urn"),
+]
+WRITTEN = {
+    "userName": "ann",
+    "displayName": "Ann",
+    "title": "Boss",
+    "active": True,
+    ENTERPRISE: {"department": "Ops"},
+}
+
+
+@pytest.mark.parametrize(("projection", "kept"), WRITE_PROJECTIONS)
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_post_and_put_answer_the_representation_asked_for(
+    scim, method: str, projection: dict, kept: set[str]
+) -> None:
+    """RFC 7644 §3.9: attributes/excludedAttributes on any operation that returns a
+    resource; the Location and ETag headers still come with it."""
+    path = "/Users"
+    if method == "PUT":
+        path = f"/Users/{scim.create_user('ann')['id']}"
+
+    response = scim.request(method, path, WRITTEN, query_string=projection)
+
+    assert response.status_code == (201 if method == "POST" else 200)
+    body = response.get_json()
+    assert set(body) - {"schemas", "id"} == kept
+    stored = scim.get(f"/Users/{body['id']}").get_json()
+    assert response.headers["ETag"] == stored["meta"]["version"]
+    if method == "POST":
+        assert response.headers["Location"] == stored["meta"]["location"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_bad_projection_on_a_write_is_400_and_writes_nothing(scim, method: str) -> None:
+    ann = scim.create_user("ann")
+    path = "/Users" if method == "POST" else f"/Users/{ann['id']}"
+
+    response = scim.request(
+        method, path, {"userName": "bob"}, query_string={"attributes": "emails[type"}
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    listed = scim.get("/Users").get_json()
+    assert [user["userName"] for user in listed["Resources"]] == ["ann"]
+
+
 def test_patch_user_answers_200_with_the_updated_resource(scim) -> None:
     """entra-provisioning.md A5: the PATCH response is the full resource."""
     created = scim.create_user("ann", emails=[{"value": "a@x", "type": "work", "primary": True}])
