@@ -74,6 +74,20 @@ def parse_sort_order(text: str | None) -> bool:
     raise InvalidValue(f"sortOrder: expected 'ascending' or 'descending', got {text!r}")
 
 
+def check_sort_by(sort_by: AttrPath, resource: ResourceTypeDef) -> None:
+    """Refuse a ``sortBy`` whose order would reveal what no response may show.
+
+    :raises InvalidValue: ``sort_by`` names an attribute returned "never" (RFC 7643 §7), such
+        as ``password``: the order of the results would leak its (hashed) value.
+    """
+    resolved = resolve(sort_by, resource)
+    if resolved is not None and resolved.never_returned:
+        raise InvalidValue(
+            f"sortBy: '{sort_by}' is never returned (returned \"never\", RFC 7643 §7), so "
+            "results cannot be sorted by it: their order would reveal its value"
+        )
+
+
 def sort_documents(
     documents: list[dict], sort_by: AttrPath | None, ascending: bool, resource: ResourceTypeDef
 ) -> list[dict]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from scim.definitions import (
     ALWAYS,
+    NEVER,
     READ_ONLY,
     REFERENCE,
     AttributeDef,
@@ -148,6 +149,12 @@ class Resolved:
     def definition(self) -> AttributeDef:
         """The definition of what the path names: the sub-attribute if any, else the attribute."""
         return self.sub_attribute or self.attribute
+
+    @property
+    def never_returned(self) -> bool:
+        """Whether what the path names is ``returned: never`` (RFC 7643 §7), itself or through
+        its attribute: no response may reveal it, so no filter or sort may read it."""
+        return NEVER in (self.attribute.returned, self.definition.returned)
 
 
 def resolve(path: AttrPath, resource: ResourceTypeDef) -> Resolved | None:

@@ -13,10 +13,17 @@ from collections.abc import Iterable
 
 from scim import constants
 from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE
+from scim.paths import AttrPath, resolve
 from storage.repository import Reader
 
 # Where a stored password hash lives; "password" itself is write-only (RFC 7643 §4.1).
 PASSWORD = "password"
+
+# What a resource shows that its stored document lacks, made here for each read: a group's
+# members and a user's groups (the member relation), and meta.location (the request's URL).
+MEMBERS = "members"
+GROUPS = "groups"
+LOCATION = "location"
 
 
 def present(
@@ -37,18 +44,79 @@ def present(
     document = dict(document)
     document.pop(PASSWORD, None)
     kind = document["meta"]["resourceType"]
-    resource = RESOURCE_TYPES[kind]
     if kind == constants.GROUP_TYPE and with_members:
         document = with_member_objects(reader, document, base_url)
     elif kind == constants.USER_TYPE:
+        document.pop(GROUPS, None)  # what derived_documents() added for a filter, if anything
         if groups is None:
             groups = reader.group_documents_of([document["id"]])[document["id"]]
         if groups:
             document["groups"] = _group_objects(groups, base_url)
-    meta = dict(document["meta"])
-    meta["location"] = f"{base_url}{resource.endpoint}/{document['id']}"
-    document["meta"] = meta
+    document["meta"] = {**document["meta"], LOCATION: location(document, base_url)}
     return _ordered(document)
+
+
+def derived_reads(kind: str, paths: list[AttrPath]) -> frozenset[str]:
+    """Which derived attributes (:data:`MEMBERS`, :data:`GROUPS`, :data:`LOCATION`) reading
+    ``paths`` on a resource of ``kind`` needs: a filter or sortBy on them must run on
+    :func:`derived_documents`, since the store's documents do not hold them.
+
+    A path to ``meta`` itself (``meta[location sw "https:"]``) may read the location too.
+    """
+    resource = RESOURCE_TYPES[kind]
+    needed = set()
+    for path in paths:
+        resolved = resolve(path, resource)
+        if resolved is None or resolved.container is not None:
+            continue
+        name, sub = resolved.attribute.name, resolved.sub_attribute
+        if name in (MEMBERS, GROUPS):
+            needed.add(name)
+        elif name == "meta" and (sub is None or sub.name == LOCATION):
+            needed.add(LOCATION)
+    return frozenset(needed)
+
+
+def derived_documents(
+    reader: Reader, documents: list[dict], base_url: str, derived: frozenset[str]
+) -> list[dict]:
+    """Copies of ``documents`` with the ``derived`` attributes (:func:`derived_reads`) filled
+    in as a client reads them, for a filter or sort to test; the documents are not changed.
+
+    A user's groups are read for all the documents at once (one statement on a database).
+    """
+    if MEMBERS in derived:
+        documents = [
+            with_member_objects(reader, document, base_url)
+            if document["meta"]["resourceType"] == constants.GROUP_TYPE
+            else document
+            for document in documents
+        ]
+    if GROUPS in derived:
+        users = [
+            document["id"]
+            for document in documents
+            if document["meta"]["resourceType"] == constants.USER_TYPE
+        ]
+        groups = reader.group_documents_of(users) if users else {}
+        documents = [
+            {**document, GROUPS: _group_objects(groups[document["id"]], base_url)}
+            if groups.get(document["id"])
+            else document
+            for document in documents
+        ]
+    if LOCATION in derived:
+        documents = [
+            {**document, "meta": {**document["meta"], LOCATION: location(document, base_url)}}
+            for document in documents
+        ]
+    return documents
+
+
+def location(document: dict, base_url: str) -> str:
+    """The URL of the resource ``document`` stores (``meta.location``, RFC 7643 §3.1)."""
+    resource = RESOURCE_TYPES[document["meta"]["resourceType"]]
+    return f"{base_url}{resource.endpoint}/{document['id']}"
 
 
 def with_member_objects(reader: Reader, document: dict, base_url: str) -> dict:

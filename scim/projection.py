@@ -77,6 +77,26 @@ class _Selection:
         return self.subs.get(key, set())
 
 
+def shows(
+    resource: ResourceTypeDef,
+    attribute: str,
+    attributes: list[AttrPath] | None,
+    excluded: list[AttrPath] | None,
+) -> bool:
+    """Whether :func:`project` with ``attributes``/``excluded`` may keep the core attribute
+    ``attribute`` (canonical name, returned by default), or part of it: whether a read must
+    load it (a group's members, a user's groups).
+
+    Paths count as :func:`project` counts them: in any case, URN-prefixed, or the core
+    schema's URN for every core attribute (``attributes=urn:...:core:2.0:Group``).
+    """
+    if attributes:
+        return bool(_Selection.of(attributes, resource).names(_CORE, attribute))
+    if excluded:
+        return _Selection.of(excluded, resource).names(_CORE, attribute) is not True
+    return True
+
+
 def project(
     document: dict,
     resource: ResourceTypeDef,

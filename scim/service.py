@@ -18,14 +18,22 @@ from dataclasses import dataclass
 from werkzeug.security import generate_password_hash
 
 from scim import activity, constants, errors
-from scim.definitions import RESOURCE_TYPES, ResourceTypeDef
-from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_attributes
+from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE, ResourceTypeDef
+from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_paths
 from scim.membership import apply_member_changes, check_members, member_ids
-from scim.pagination import Page, sort_documents, sort_key, sort_mixed
+from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch
 from scim.paths import AttrPath
-from scim.presentation import PASSWORD, existing_documents, present, with_member_objects
-from scim.projection import project
+from scim.presentation import (
+    GROUPS,
+    MEMBERS,
+    PASSWORD,
+    derived_documents,
+    derived_reads,
+    existing_documents,
+    present,
+)
+from scim.projection import project, shows
 from scim.queries import store_query
 from scim.schemas import load_resource
 from scim.schemas.patch import load_patch_request
@@ -120,10 +128,13 @@ class Directory:
 
         ``totalResults`` counts every match before the page is cut. The repository answers the
         whole query (:mod:`scim.queries`), unless an index pins the few candidates (Entra's
-        matching lookups, A2, A10) or the filter reads group members, which are not part of
-        the stored documents.
+        matching lookups, A2, A10) or the filter or sortBy reads what the stored documents
+        lack (a group's members, a user's groups, ``meta.location``): then the documents are
+        completed as a client sees them and filtered and sorted here, on every backend.
         """
         resource = RESOURCE_TYPES[kind]
+        if query.sort_by is not None:
+            check_sort_by(query.sort_by, resource)
         start, count = self._window(query.page)
         predicate = matcher(query.filter, resource) if query.filter is not None else None
         pinned = (
@@ -131,7 +142,7 @@ class Directory:
             if query.filter is not None
             else None
         )
-        if pinned is None and not _reads_members(kind, query):
+        if pinned is None and not _derived(kind, query):
             key = sort_key(query.sort_by, resource) if query.sort_by is not None else None
             found = self.repository.query(
                 kind,
@@ -173,6 +184,9 @@ class Directory:
         or ``sortBy`` naming an attribute one type lacks matches nothing of that type, or sorts
         it last; a comparison one type cannot make is still a 400.
         """
+        if query.sort_by is not None:
+            for resource in RESOURCE_TYPES.values():
+                check_sort_by(query.sort_by, resource)
         start, count = self._window(query.page)
         matched = [
             (RESOURCE_TYPES[kind], document)
@@ -195,12 +209,20 @@ class Directory:
     # -- writes ------------------------------------------------------------------------
 
     def create(
-        self, kind: str, payload: object, base_url: str, *, context: dict | None = None
+        self,
+        kind: str,
+        payload: object,
+        base_url: str,
+        *,
+        context: dict | None = None,
+        with_members: bool = True,
     ) -> dict:
         """Create a resource from a POST body (RFC 7644 §3.3).
 
         :param context: request facts (time, token, client, request id) for the activity
             event committed with the change.
+        :param with_members: build a group's member list for the result (not when the client
+            excluded it).
         :raises errors.Uniqueness: when userName / group displayName is taken (Q11).
         """
         resource = RESOURCE_TYPES[kind]
@@ -215,7 +237,7 @@ class Directory:
             stored = tx.get(kind, stored["id"])
             activity.note(tx, context, activity.CREATE, stored)
         # A new user is in no group yet (groups is read-only; Entra adds it to them later).
-        return present(self.repository, stored, base_url, groups=[])
+        return present(self.repository, stored, base_url, with_members=with_members, groups=[])
 
     def replace(
         self,
@@ -226,11 +248,14 @@ class Directory:
         *,
         if_match: str | None = None,
         context: dict | None = None,
+        with_members: bool = True,
     ) -> dict:
         """Replace a resource with a PUT body (RFC 7644 §3.5.1).
 
         Read-only attributes in the body are ignored and the id comes from the URL. A PUT
         without ``password`` keeps the stored one.
+
+        :param with_members: as for :meth:`create`.
         """
         resource = RESOURCE_TYPES[kind]
         document = load_resource(resource, payload)
@@ -250,7 +275,7 @@ class Directory:
                 tx.add_members(id, members)
             stored = tx.get(kind, id)
             activity.note(tx, context, activity.UPDATE, stored)
-        return present(self.repository, stored, base_url)
+        return present(self.repository, stored, base_url, with_members=with_members)
 
     def patch(
         self,
@@ -351,8 +376,9 @@ class Directory:
             predicate = matcher(query.filter, resource)
         if candidates is None:
             candidates = self._candidates(kind, query.filter, resource)
-        if _reads_members(kind, query):
-            candidates = [with_member_objects(self.repository, doc, base_url) for doc in candidates]
+        derived = _derived(kind, query)
+        if derived:
+            candidates = derived_documents(self.repository, candidates, base_url, derived)
         if predicate is None:
             return candidates
         return [doc for doc in candidates if predicate(doc)]
@@ -362,7 +388,7 @@ class Directory:
         where one per user made a page of 100 cost 101); none if the client does not see
         ``groups``."""
         users = [doc["id"] for doc in page if doc["meta"]["resourceType"] == constants.USER_TYPE]
-        if not users or not _shows("groups", query.attributes, query.excluded):
+        if not users or not shows(USER_RESOURCE, GROUPS, query.attributes, query.excluded):
             return {}
         return self.repository.group_documents_of(users)
 
@@ -495,45 +521,25 @@ def _hash_password(document: dict, previous: str | None) -> None:
 
 def _shows_groups(kind: str, query: Query) -> bool:
     """Whether the resources of a query on ``kind`` show a user's ``groups``."""
-    return kind == constants.USER_TYPE and _shows("groups", query.attributes, query.excluded)
-
-
-def _reads_members(kind: str, query: Query) -> bool:
-    """Whether a group query filters or sorts on members, which a group document lacks."""
-    return kind == constants.GROUP_TYPE and (
-        _mentions(query.filter, "members") or _mentions_sort(query.sort_by, "members")
+    return kind == constants.USER_TYPE and shows(
+        USER_RESOURCE, GROUPS, query.attributes, query.excluded
     )
 
 
-def _mentions(expr: Filter | None, attribute: str) -> bool:
-    """Whether the filter reads ``attribute`` (so a group listing must load its members)."""
-    return expr is not None and attribute.casefold() in top_level_attributes(expr)
-
-
-def _mentions_sort(path: AttrPath | None, attribute: str) -> bool:
-    return path is not None and path.attribute.casefold() == attribute.casefold()
+def _derived(kind: str, query: Query) -> frozenset[str]:
+    """What the query's filter and sortBy read that a stored document of ``kind`` lacks
+    (:func:`scim.presentation.derived_reads`)."""
+    paths = top_level_paths(query.filter) if query.filter is not None else []
+    if query.sort_by is not None:
+        paths.append(query.sort_by)
+    return derived_reads(kind, paths)
 
 
 def wants_members(
     kind: str, attributes: list[AttrPath] | None, excluded: list[AttrPath] | None
 ) -> bool:
     """Whether a group read must load members (skipped for excludedAttributes=members, Q9)."""
-    return kind == constants.GROUP_TYPE and _shows("members", attributes, excluded)
-
-
-def _shows(
-    attribute: str, attributes: list[AttrPath] | None, excluded: list[AttrPath] | None
-) -> bool:
-    """Whether a resource projected by ``attributes``/``excludedAttributes`` shows
-    ``attribute`` (a relation, returned by default), or any part of it."""
-    if attributes is not None:
-        return any(path.attribute.casefold() == attribute for path in attributes)
-    if excluded is not None:
-        return not any(
-            path.attribute.casefold() == attribute and path.sub_attribute is None
-            for path in excluded
-        )
-    return True
+    return kind == constants.GROUP_TYPE and shows(GROUP_RESOURCE, MEMBERS, attributes, excluded)
 
 
 def parse_query_filter(text: str | None, max_length: int) -> Filter | None:

@@ -446,6 +446,84 @@ def test_attributes_without_members_returns_no_members(scim, users) -> None:
     assert body == {"schemas": [constants.GROUP], "id": group["id"], "displayName": "Staff"}
 
 
+CORE_URN_PROJECTIONS = [
+    pytest.param({"attributes": constants.GROUP}, True, id="attributes"),
+    pytest.param({"attributes": constants.GROUP.upper()}, True, id="attributes-any-case"),
+    pytest.param({"attributes": f"{constants.GROUP}:members.value"}, True, id="urn-sub"),
+    pytest.param({"excludedAttributes": constants.GROUP}, False, id="excluded"),
+    pytest.param({"excludedAttributes": f"{constants.GROUP}:Members"}, False, id="excluded-urn"),
+]
+
+
+@pytest.mark.parametrize(("projection", "with_members"), CORE_URN_PROJECTIONS)
+def test_a_core_schema_urn_projects_members_alike_on_every_endpoint(
+    scim, users, projection: dict, with_members: bool
+) -> None:
+    """The core schema's URN stands for every core attribute, members included (RFC 7644
+    §3.10): list, filter, /.search and GET by id answer the same resource."""
+    group = scim.create_group("Staff", [users[0]["id"]])
+    search = {"schemas": [constants.SEARCH_REQUEST]} | {
+        name: [value] for name, value in projection.items()
+    }
+
+    by_id = scim.get(f"/Groups/{group['id']}", query_string=projection).get_json()
+    listed = scim.get("/Groups", query_string=projection).get_json()
+    filtered = scim.get(
+        "/Groups", query_string={"filter": 'displayName eq "staff"', **projection}
+    ).get_json()
+    searched = scim.post("/Groups/.search", search).get_json()
+
+    assert ("members" in by_id) is with_members
+    assert _member_ids(by_id) == ([users[0]["id"]] if with_members else [])
+    assert listed["Resources"] == [by_id]
+    assert filtered["Resources"] == [by_id]
+    assert searched["Resources"] == [by_id]
+
+
+@pytest.mark.parametrize(
+    ("projection", "with_groups"),
+    [
+        pytest.param({"attributes": constants.USER}, True, id="attributes"),
+        pytest.param({"attributes": f"{constants.USER}:groups"}, True, id="urn-attribute"),
+        pytest.param({"excludedAttributes": constants.USER}, False, id="excluded"),
+    ],
+)
+def test_a_core_schema_urn_projects_a_users_groups_alike_on_every_endpoint(
+    scim, users, projection: dict, with_groups: bool
+) -> None:
+    group = scim.create_group("Staff", [users[0]["id"]])
+
+    by_id = scim.get(f"/Users/{users[0]['id']}", query_string=projection).get_json()
+    listed = scim.get("/Users", query_string={"count": "1", **projection}).get_json()
+    filtered = scim.get(
+        "/Users", query_string={"filter": 'userName eq "ann"', **projection}
+    ).get_json()
+
+    assert [g["value"] for g in by_id.get("groups", [])] == ([group["id"]] if with_groups else [])
+    assert listed["Resources"] == [by_id]
+    assert filtered["Resources"] == [by_id]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_post_and_put_of_a_group_honour_excluded_members(scim, users, method: str) -> None:
+    """RFC 7644 §3.9, as Entra's excludedAttributes=members on reads (Q9)."""
+    body = {"displayName": "Staff", "members": [{"value": users[0]["id"]}]}
+    path = "/Groups"
+    if method == "PUT":
+        path = f"/Groups/{scim.create_group('Staff')['id']}"
+
+    response = scim.request(method, path, body, query_string={"excludedAttributes": "members"})
+    attributes = scim.request(
+        "PUT", f"/Groups/{response.get_json()['id']}", body, query_string={"attributes": "members"}
+    )
+
+    assert response.status_code in (200, 201)
+    assert "members" not in response.get_json()
+    assert response.get_json()["displayName"] == "Staff"
+    assert set(attributes.get_json()) == {"schemas", "id", "members"}
+    assert _member_ids(_read(scim, response.get_json())) == [users[0]["id"]]
+
+
 def test_groups_can_be_found_by_member(scim, users) -> None:
     staff = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
     scim.create_group("Admins", [users[1]["id"]])
@@ -461,6 +539,71 @@ def test_groups_can_be_found_by_member(scim, users) -> None:
     body = response.get_json()
     assert [group["id"] for group in body["Resources"]] == [staff["id"]]
     assert "members" not in body["Resources"][0]
+
+
+@pytest.fixture
+def teams(scim, users) -> dict[str, str]:
+    """Staff holds ann and bob, Admins holds bob, cat is in no group: the ids by name."""
+    staff = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
+    admins = scim.create_group("Admins", [users[1]["id"]])
+    return {"Staff": staff["id"], "Admins": admins["id"]}
+
+
+USER_GROUP_FILTERS = [
+    pytest.param('groups.value eq "{Admins}"', ["bob"], id="value"),
+    pytest.param('groups.display eq "STAFF"', ["ann", "bob"], id="display-folded"),
+    pytest.param('groups.type eq "direct"', ["ann", "bob"], id="type"),
+    pytest.param('groups.$ref ew "/Groups/{Admins}"', ["bob"], id="ref"),
+    pytest.param("groups pr", ["ann", "bob"], id="pr"),
+    pytest.param("not (groups pr)", ["cat"], id="not-pr"),
+    pytest.param('groups eq "{Staff}"', ["ann", "bob"], id="whole-attribute-compares-value"),
+    pytest.param(
+        'groups[display eq "Admins" and type eq "direct"]', ["bob"], id="value-path-filter"
+    ),
+    pytest.param(f'{constants.USER}:groups.value eq "{{Staff}}"', ["ann", "bob"], id="urn"),
+    pytest.param('userName eq "ann" and groups.display eq "Admins"', [], id="indexed-and"),
+]
+
+
+@pytest.mark.parametrize(("text", "names"), USER_GROUP_FILTERS)
+def test_users_can_be_found_by_group(scim, teams, text: str, names: list[str]) -> None:
+    """A user's groups come from the member relation, not its stored document; a filter
+    reads them as the client sees them, on every backend."""
+    body = scim.get("/Users", query_string={"filter": text.format(**teams)}).get_json()
+
+    assert [user["userName"] for user in body["Resources"]] == names
+    assert body["totalResults"] == len(names)
+
+
+def test_users_can_be_found_by_group_with_post_search_and_at_the_root(scim, teams) -> None:
+    search = {"schemas": [constants.SEARCH_REQUEST], "filter": 'groups.display eq "Admins"'}
+
+    searched = scim.post("/Users/.search", search).get_json()
+    everywhere = scim.post("/.search", search).get_json()
+
+    assert [user["userName"] for user in searched["Resources"]] == ["bob"]
+    assert [user["userName"] for user in everywhere["Resources"]] == ["bob"]
+
+
+USER_GROUP_SORTS = [
+    pytest.param("groups.display", "ascending", ["bob", "ann", "cat"], id="display"),
+    pytest.param("groups.display", "descending", ["cat", "ann", "bob"], id="display-desc"),
+]
+
+
+@pytest.mark.parametrize(("sort_by", "order", "names"), USER_GROUP_SORTS)
+def test_users_can_be_sorted_by_group(
+    scim, users, sort_by: str, order: str, names: list[str]
+) -> None:
+    """A multi-valued attribute sorts by its first value (RFC 7644 §3.4.2.3); no groups
+    comes last ascending, first descending."""
+    scim.create_group("B-Team", [users[0]["id"]])
+    scim.create_group("A-Team", [users[1]["id"]])
+    scim.create_group("Z-Team", [users[0]["id"], users[1]["id"]])
+
+    body = scim.get(f"/Users?sortBy={sort_by}&sortOrder={order}").get_json()
+
+    assert [user["userName"] for user in body["Resources"]] == names
 
 
 # -- activity events -------------------------------------------------------------------------

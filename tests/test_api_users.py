@@ -131,6 +131,61 @@ def test_put_ignores_read_only_attributes_and_takes_the_id_from_the_url(
     assert scim.get(f"/Users/{other['id']}").get_json() == other
 
 
+WRITE_PROJECTIONS = [
+    pytest.param({"attributes": "userName,title"}, {"userName", "title"}, id="attributes"),
+    pytest.param(
+        {"excludedAttributes": f"title,meta,{ENTERPRISE}:department"},
+        {"userName", "displayName", "active"},
+        id="excluded",
+    ),
+    pytest.param({"attributes": ENTERPRISE}, {ENTERPRISE}, id="extension-urn"),
+]
+WRITTEN = {
+    "userName": "ann",
+    "displayName": "Ann",
+    "title": "Boss",
+    "active": True,
+    ENTERPRISE: {"department": "Ops"},
+}
+
+
+@pytest.mark.parametrize(("projection", "kept"), WRITE_PROJECTIONS)
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_post_and_put_answer_the_representation_asked_for(
+    scim, method: str, projection: dict, kept: set[str]
+) -> None:
+    """RFC 7644 §3.9: attributes/excludedAttributes on any operation that returns a
+    resource; the Location and ETag headers still come with it."""
+    path = "/Users"
+    if method == "PUT":
+        path = f"/Users/{scim.create_user('ann')['id']}"
+
+    response = scim.request(method, path, WRITTEN, query_string=projection)
+
+    assert response.status_code == (201 if method == "POST" else 200)
+    body = response.get_json()
+    assert set(body) - {"schemas", "id"} == kept
+    stored = scim.get(f"/Users/{body['id']}").get_json()
+    assert response.headers["ETag"] == stored["meta"]["version"]
+    if method == "POST":
+        assert response.headers["Location"] == stored["meta"]["location"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_bad_projection_on_a_write_is_400_and_writes_nothing(scim, method: str) -> None:
+    ann = scim.create_user("ann")
+    path = "/Users" if method == "POST" else f"/Users/{ann['id']}"
+
+    response = scim.request(
+        method, path, {"userName": "bob"}, query_string={"attributes": "emails[type"}
+    )
+
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    listed = scim.get("/Users").get_json()
+    assert [user["userName"] for user in listed["Resources"]] == ["ann"]
+
+
 def test_patch_user_answers_200_with_the_updated_resource(scim) -> None:
     """entra-provisioning.md A5: the PATCH response is the full resource."""
     created = scim.create_user("ann", emails=[{"value": "a@x", "type": "work", "primary": True}])
@@ -434,7 +489,6 @@ def _password_reads(scim, user: dict) -> dict[str, object]:
         ).get_json(),
         "list": scim.get("/Users").get_json(),
         "list-attributes": scim.get("/Users?attributes=password").get_json(),
-        "filter": scim.get('/Users?filter=password pr or userName eq "ann"').get_json(),
         "search": scim.post("/Users/.search", search).get_json(),
     }
 
@@ -449,6 +503,55 @@ def test_password_is_never_returned(scim) -> None:
         text = json.dumps(body)
         assert "password" not in text.casefold(), name
         assert "Secret-" not in text, name
+
+
+NEVER_RETURNED_FILTERS = [
+    pytest.param('password sw "scrypt:"', id="sw-hash-prefix"),
+    pytest.param("password pr", id="pr"),
+    pytest.param('userName eq "ann" and not (PASSWORD eq "x")', id="nested-any-case"),
+    pytest.param(f'{constants.USER}:password co "a"', id="urn-prefixed"),
+]
+FILTER_ENTRY_POINTS = ["get", "search", "root-search"]
+
+
+def _query_users(scim, entry: str, **parameters: str):
+    """GET /Users, POST /Users/.search or POST /.search with these query parameters."""
+    if entry == "get":
+        return scim.get("/Users", query_string=parameters)
+    path = "/Users/.search" if entry == "search" else "/.search"
+    return scim.post(path, {"schemas": [constants.SEARCH_REQUEST], **parameters})
+
+
+@pytest.mark.parametrize("entry", FILTER_ENTRY_POINTS)
+@pytest.mark.parametrize("text", NEVER_RETURNED_FILTERS)
+def test_a_filter_on_the_password_is_400_and_reveals_nothing(scim, entry: str, text: str) -> None:
+    """RFC 7643 §4.1.1: the hash SHALL NOT be returnable, also not one match at a time."""
+    scim.create_user("ann", password="Secret-1")
+
+    response = _query_users(scim, entry, filter=text)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidFilter"
+    assert "password" in body["detail"].casefold()
+    assert "never returned" in body["detail"]
+    assert "Resources" not in body
+
+
+@pytest.mark.parametrize("entry", FILTER_ENTRY_POINTS)
+@pytest.mark.parametrize("sort_by", ["password", "Password", f"{constants.USER}:password"])
+def test_sorting_by_the_password_is_400(scim, entry: str, sort_by: str) -> None:
+    """The order of the results would reveal the hashes as surely as a filter."""
+    scim.create_user("ann", password="Secret-1")
+    scim.create_user("bob", password="Secret-2")
+
+    response = _query_users(scim, entry, sortBy=sort_by)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["scimType"] == "invalidValue"
+    assert body["detail"].startswith("sortBy: ")
+    assert "never returned" in body["detail"]
 
 
 def test_password_is_never_stored_in_clear(scim, app: Flask, settings: Settings) -> None:
@@ -574,6 +677,27 @@ def test_location_uses_the_request_host_without_a_public_url(scim) -> None:
     location = response.headers["Location"]
     assert location.startswith(f"http://proware.internal:8443{PREFIX}/Users/")
     assert response.get_json()["meta"]["location"] == location
+
+
+def test_meta_location_is_filtered_as_the_client_reads_it(scim) -> None:
+    """meta.location is built from the request's URL, never stored: a filter on it tests the
+    URL the same request would show (here through another Host), on every backend."""
+    ann, bob = scim.create_user("ann"), scim.create_user("bob")
+    host = {"Host": "proware.internal:8443"}
+    location = f"http://proware.internal:8443{PREFIX}/Users/{bob['id']}"
+
+    def found(text: str, **parameters: str) -> list[str]:
+        response = scim.get("/Users", query_string={"filter": text, **parameters}, headers=host)
+        return [user["userName"] for user in response.get_json()["Resources"]]
+
+    assert found(f'meta.location eq "{location}"') == ["bob"]
+    assert found(f'meta.location eq "http://localhost{PREFIX}/Users/{bob["id"]}"') == []
+    assert found('meta.location sw "http://proware.internal:8443/"') == ["ann", "bob"]
+    assert found(f'meta[location ew "{ann["id"]}"]') == ["ann"]
+    assert found(f'id eq "{ann["id"]}" and meta.location co "/Users/"') == ["ann"]
+    assert found("meta.location pr", sortBy="meta.location", sortOrder="descending") == sorted(
+        ["ann", "bob"], key=lambda name: {"ann": ann["id"], "bob": bob["id"]}[name], reverse=True
+    )
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ import pytest
 from scim import constants
 from scim.definitions import (
     BINARY,
+    COMPLEX,
     DECIMAL,
     GROUP_RESOURCE,
     INTEGER,
+    NEVER,
     USER_RESOURCE,
     USER_SCHEMA,
     AttributeDef,
@@ -779,3 +781,27 @@ def test_matcher_checks_the_filter_once_before_any_document() -> None:
         matcher(parse_filter("active gt true"), USER_RESOURCE)
     predicate = matcher(parse_filter('userName sw "b"'), USER_RESOURCE)
     assert [predicate({"userName": name}) for name in ("bjensen", "ann")] == [True, False]
+
+
+# -- attributes never returned ---------------------------------------------------------------
+
+
+def test_a_filter_on_a_never_returned_attribute_is_invalid_even_without_documents() -> None:
+    """The password's hash must not be found out one match at a time (RFC 7643 §4.1.1)."""
+    with pytest.raises(InvalidFilter, match="'password' is never returned"):
+        validate(parse_filter('userName pr and password sw "scrypt:"'), USER_RESOURCE)
+
+
+def test_a_value_filter_on_a_never_returned_sub_attribute_is_invalid() -> None:
+    """As in a PATCH path such as ``keys[secret eq "x"]``: the rule is read from the
+    definitions, for every attribute and sub-attribute returned "never"."""
+    keys = AttributeDef(
+        "keys",
+        type=COMPLEX,
+        multi_valued=True,
+        sub_attributes=(AttributeDef("value"), AttributeDef("secret", returned=NEVER)),
+    )
+
+    with pytest.raises(InvalidFilter, match="'secret' is never returned"):
+        matches_element(parse_filter('secret sw "a"'), {"secret": "abc"}, keys)
+    assert matches_element(parse_filter('value eq "k"'), {"value": "k"}, keys)

@@ -284,6 +284,30 @@ def test_a_group_filter_loads_members_only_when_it_reads_them(
     assert by_member.total == 1 and repository.calls["members"] >= 1
 
 
+def test_a_filter_on_users_groups_reads_them_at_once_and_leaves_the_store_alone(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    """Groups come from the relation: one read for every candidate (one statement on a
+    database, not one per user), one for the page; the stored users never gain them."""
+    group_id = _group_with_members(directory)
+    before = list(repository.all(constants.USER_TYPE))
+    repository.calls.clear()
+
+    result = directory.query(
+        constants.USER_TYPE,
+        Query(
+            filter=parse_filter(f'groups.value eq "{group_id}"'),
+            sort_by=parse_attr_path("groups.display"),
+            page=Page(start_index=1, count=5),
+        ),
+        BASE,
+    )
+
+    assert result.total == 20
+    assert repository.calls["groups"] == 2
+    assert list(repository.all(constants.USER_TYPE)) == before
+
+
 class RecordingReader:
     """A repository that records which of its methods the service calls (not the calls
     they make in turn): on a database each is one statement."""

@@ -113,11 +113,20 @@ def _search_query() -> Query:
 
 
 def create_resource(kind: str) -> Response:
-    """POST /Users or /Groups: 201 with the resource, Location and ETag (§3.3)."""
+    """POST /Users or /Groups: 201 with the resource, Location and ETag (§3.3), projected by
+    ``attributes``/``excludedAttributes`` (§3.9)."""
+    # Parsed first: a bad parameter is a 400 that creates nothing.
+    attributes, excluded = _projection(request.args)
     resource = services().directory.create(
-        kind, read_json(), base_url(), context=request_context(201)
+        kind,
+        read_json(),
+        base_url(),
+        context=request_context(201),
+        with_members=wants_members(kind, attributes, excluded),
     )
-    return _resource_response(resource, kind, status=201, location=True)
+    return _resource_response(
+        resource, kind, status=201, location=True, attributes=attributes, excluded=excluded
+    )
 
 
 def resource_item(kind: str, id: str) -> Response:
@@ -140,10 +149,17 @@ def resource_item(kind: str, id: str) -> Response:
         )
         return _resource_response(resource, kind, attributes=attributes, excluded=excluded)
     if request.method == "PUT":
+        attributes, excluded = _projection(request.args)
         resource = directory.replace(
-            kind, id, read_json(), base_url(), if_match=if_match, context=request_context(200)
+            kind,
+            id,
+            read_json(),
+            base_url(),
+            if_match=if_match,
+            context=request_context(200),
+            with_members=wants_members(kind, attributes, excluded),
         )
-        return _resource_response(resource, kind)
+        return _resource_response(resource, kind, attributes=attributes, excluded=excluded)
     if request.method == "PATCH":
         attributes, excluded = _projection(request.args)
         # Entra's documented answers: a user PATCH returns the resource (A5), a group PATCH

@@ -28,7 +28,7 @@ from scim.filter.tree import (
     Or,
     Present,
     ValuePathFilter,
-    top_level_attributes,
+    top_level_paths,
 )
 
 __all__ = [
@@ -48,6 +48,6 @@ __all__ = [
     "matches_element",
     "parse_filter",
     "parse_value_filter",
-    "top_level_attributes",
+    "top_level_paths",
     "validate",
 ]

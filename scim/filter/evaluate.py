@@ -21,6 +21,7 @@ from scim.definitions import (
     DATETIME,
     DECIMAL,
     INTEGER,
+    NEVER,
     STRING,
     AttributeDef,
     ResourceTypeDef,
@@ -65,6 +66,7 @@ class _Scope(Protocol):
     """Where paths are resolved: a whole document, or one element inside ``attr[...]``."""
 
     def definition(self, path: AttrPath) -> AttributeDef | None: ...  # None: names nothing
+    def never_returned(self, path: AttrPath) -> bool: ...  # returned "never" (RFC 7643 §7)
     def values(self, path: AttrPath) -> list: ...  # flattened, nulls left out
     def value_path_attribute(self, path: AttrPath) -> AttributeDef | None: ...  # for path[...]
     def elements(self, path: AttrPath) -> list: ...  # the element dicts of that attribute
@@ -86,6 +88,10 @@ class _DocumentScope:
     def definition(self, path: AttrPath) -> AttributeDef | None:
         resolved = self.resolve(path)
         return None if resolved is None else resolved.definition
+
+    def never_returned(self, path: AttrPath) -> bool:
+        resolved = self.resolve(path)
+        return resolved is not None and resolved.never_returned
 
     def values(self, path: AttrPath) -> list:
         resolved = self.resolve(path)
@@ -116,6 +122,10 @@ class _ElementScope:
         if path.schema is not None or path.sub_attribute is not None:
             return None  # sub-attributes have no sub-attributes of their own (RFC 7643 §2.3.8)
         return self.attribute.sub_attribute(path.attribute)
+
+    def never_returned(self, path: AttrPath) -> bool:
+        definition = self.definition(path)
+        return definition is not None and definition.returned == NEVER
 
     def values(self, path: AttrPath) -> list:
         definition = self.definition(path)
@@ -174,21 +184,32 @@ def validate(expr: Filter, resource: ResourceTypeDef) -> None:
     :func:`matches` calls this itself; call it once up front so that a filter such as
     ``active gt true`` is refused even when no document is there to test.
 
-    :raises InvalidFilter: a comparison the attribute's type does not allow.
+    :raises InvalidFilter: a comparison the attribute's type does not allow, or an attribute
+        that is never returned.
     """
     _check(expr, _DocumentScope({}, resource))
 
 
 def _check(expr: Filter, scope: _Scope) -> None:
-    """Type-check every comparison in ``expr`` against the definitions ``scope`` resolves."""
+    """Type-check every comparison in ``expr`` against the definitions ``scope`` resolves,
+    and refuse every path to an attribute that is never returned."""
     stack: list[tuple[Filter, _Scope]] = [(expr, scope)]
     while stack:
         node, current = stack.pop()
         if isinstance(node, And | Or):
             stack += [(node.left, current), (node.right, current)]
-        elif isinstance(node, Not):
+            continue
+        if isinstance(node, Not):
             stack.append((node.expr, current))
-        elif isinstance(node, ValuePathFilter):
+            continue
+        if current.never_returned(node.path):
+            # RFC 7643 §4.1.1: the password's hash "SHALL NOT be returnable"; a filter that
+            # tests it (`password sw "scrypt:a"`) would return it one character at a time.
+            raise InvalidFilter(
+                f"filter: '{node.path}' is never returned (returned \"never\", RFC 7643 §7), "
+                "so no filter may test it: which resources match would reveal its value"
+            )
+        if isinstance(node, ValuePathFilter):
             attribute = current.value_path_attribute(node.path)
             if attribute is not None:
                 stack.append((node.expr, _ElementScope({}, attribute)))

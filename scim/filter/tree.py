@@ -104,23 +104,23 @@ def operands(node: And | Or) -> list[Filter]:
     return found
 
 
-def top_level_attributes(node: Filter) -> set[str]:
-    """The attribute names (casefolded) the filter's paths start from, iteratively.
+def top_level_paths(node: Filter) -> list[AttrPath]:
+    """The attribute paths the filter reads from the resource, in order, iteratively.
 
     Inside ``emails[type eq "work"]`` only ``emails`` counts: the bracket's paths are
     relative to its elements.
     """
-    names: set[str] = set()
+    paths: list[AttrPath] = []
     stack: list[Filter] = [node]
     while stack:
         current = stack.pop()
         if isinstance(current, And | Or):
-            stack += [current.left, current.right]
+            stack += [current.right, current.left]
         elif isinstance(current, Not):
             stack.append(current.expr)
         else:
-            names.add(current.path.attribute.casefold())
-    return names
+            paths.append(current.path)
+    return paths
 
 
 def combine(connective: type[And] | type[Or], terms: list[Filter]) -> Filter:
