@@ -9,6 +9,7 @@ code serves a plain read and a read inside a transaction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from scim import constants
@@ -52,8 +53,34 @@ def present(
             groups = reader.group_documents_of([document["id"]])[document["id"]]
         if groups:
             document["groups"] = _group_objects(groups, base_url)
+            document["meta"] = {**document["meta"], "version": _user_version(document, groups)}
     document["meta"] = {**document["meta"], LOCATION: location(document, base_url)}
     return _ordered(document)
+
+
+def version_of(reader: Reader, document: dict) -> str:
+    """The ``meta.version`` (and ETag) a client sees for a stored document (see
+    :func:`_user_version`); what If-Match and If-None-Match are compared with."""
+    if document["meta"]["resourceType"] != constants.USER_TYPE:
+        return document["meta"]["version"]
+    groups = reader.group_documents_of([document["id"]])[document["id"]]
+    return _user_version(document, groups) if groups else document["meta"]["version"]
+
+
+def _user_version(user: dict, groups: list[dict]) -> str:
+    """A user's version with what its ``groups`` show: W/"3" becomes W/"3.<digest>".
+
+    A user's ``groups`` come from the member relation and each group's name, which change
+    without a write to the user; so the version a client sees covers them too, or a GET with
+    If-None-Match would answer 304 for a user who has joined, left or seen a group renamed.
+    (A group's ``members[].display`` is the other way round: the service writes a new group
+    version when a member's name changes, :func:`member_display`.)
+    """
+    digest = hashlib.blake2b(digest_size=6)
+    for group in groups:
+        digest.update(f"{group['id']}\0{group.get('displayName', '')}\0".encode())
+    version = user["meta"]["version"]
+    return f'{version[:-1]}.{digest.hexdigest()}"'
 
 
 def derived_reads(kind: str, paths: list[AttrPath]) -> frozenset[str]:
@@ -135,7 +162,7 @@ def member_objects(reader: Reader, user_ids: list[str], base_url: str) -> list[d
     members = []
     for user in existing_documents(reader, constants.USER_TYPE, user_ids):
         user_id = user["id"]
-        member = {"value": user_id, "type": constants.USER_TYPE, "display": _user_display(user)}
+        member = {"value": user_id, "type": constants.USER_TYPE, "display": member_display(user)}
         if base_url:
             member["$ref"] = f"{base_url}{USER_RESOURCE.endpoint}/{user_id}"
         members.append(member)
@@ -160,7 +187,7 @@ def existing_documents(reader: Reader, kind: str, ids: Iterable[str]) -> list[di
     return reader.get_many(kind, list(ids))
 
 
-def _user_display(user: dict) -> str:
+def member_display(user: dict) -> str:
     """The name a member entry shows: displayName, else userName."""
     return user.get("displayName") or user.get("userName", "")
 

@@ -31,14 +31,16 @@ from scim.presentation import (
     derived_documents,
     derived_reads,
     existing_documents,
+    member_display,
     present,
+    version_of,
 )
 from scim.projection import project, shows
 from scim.queries import store_query
 from scim.schemas import load_resource
 from scim.schemas.patch import load_patch_request
 from storage import errors as storage_errors
-from storage.repository import Index, Reader, Repository
+from storage.repository import Index, Reader, Repository, Transaction
 from storage.values import clone
 
 # The lookups Entra's matching queries need (A2, A10), answered without a scan. userName and
@@ -121,7 +123,7 @@ class Directory:
 
         :raises errors.NotFound:
         """
-        return _get(self.repository, kind, id)["meta"]["version"]
+        return version_of(self.repository, _get(self.repository, kind, id))
 
     def query(self, kind: str, query: Query, base_url: str) -> QueryResult:
         """Filter, sort and page the resources of ``kind`` (RFC 7644 §3.4.2).
@@ -262,7 +264,7 @@ class Directory:
         members = member_ids(document.pop("members", None))
         with self.repository.transaction() as tx:
             current = _get(tx, kind, id)
-            _check_version(current, if_match)
+            _check_version(tx, current, if_match)
             if PASSWORD not in document and PASSWORD in current:
                 document[PASSWORD] = current[PASSWORD]
             else:
@@ -270,6 +272,8 @@ class Directory:
             if kind == constants.GROUP_TYPE:
                 check_members(tx, members)
             _write(tx.replace, kind, id, document, if_version=current["meta"]["version"])
+            if kind == constants.USER_TYPE:
+                _renew_groups_of(tx, current, document)
             if kind == constants.GROUP_TYPE and members is not None:
                 tx.clear_members(id)
                 tx.add_members(id, members)
@@ -303,7 +307,7 @@ class Directory:
         patch_operations = load_patch_request(body)
         with self.repository.transaction() as tx:
             current = _get(tx, kind, id)
-            _check_version(current, if_match)
+            _check_version(tx, current, if_match)
             editable = _editable(current)
             result = apply_patch(editable, patch_operations, resource)
             operations: list[str] = []
@@ -318,6 +322,8 @@ class Directory:
                 if operations:
                     version = current["meta"]["version"]
                     _write(tx.replace, kind, id, document, if_version=version)
+                    if kind == constants.USER_TYPE:
+                        _renew_groups_of(tx, current, document)
             if result.member_changes:
                 members = apply_member_changes(tx, id, result.member_changes)
                 operations += members.operations
@@ -342,7 +348,7 @@ class Directory:
         """
         with self.repository.transaction() as tx:
             current = _get(tx, kind, id)
-            _check_version(current, if_match)
+            _check_version(tx, current, if_match)
             tx.delete(kind, id)
             activity.note(tx, context, activity.DELETE, current)
         return current
@@ -476,11 +482,11 @@ def _write(method, *args, **kwargs) -> dict:
         ) from None
 
 
-def _check_version(current: dict, if_match: str | None) -> None:
+def _check_version(reader: Reader, current: dict, if_match: str | None) -> None:
     """RFC 7644 §3.14: a stale If-Match is a 412 and changes nothing."""
     if if_match is None:
         return
-    version = current["meta"]["version"]
+    version = version_of(reader, current)
     candidates = [tag.strip() for tag in if_match.split(",")]
     if "*" in candidates or version in candidates:
         return
@@ -488,6 +494,19 @@ def _check_version(current: dict, if_match: str | None) -> None:
         f"If-Match {if_match} does not match the current version {version}; "
         "read the resource again and retry"
     )
+
+
+def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
+    """Write a new version of each group of a user whose member name changed.
+
+    A group shows each member's current name (``members[].display``), so a rename changes
+    what its groups look like; without a new version a client's cached copy would still be
+    taken as current (If-None-Match → 304). Users are renamed rarely, and belong to few groups.
+    """
+    if member_display(before) == member_display(after):
+        return
+    for group_id in tx.groups_of(before["id"]):
+        tx.replace(constants.GROUP_TYPE, group_id, tx.get(constants.GROUP_TYPE, group_id))
 
 
 def none_match_hit(if_none_match: str, version: str) -> bool:

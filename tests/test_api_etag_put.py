@@ -165,6 +165,82 @@ def test_a_group_version_changes_when_its_members_change(scim, ann) -> None:
     assert scim.get(path, headers={"If-None-Match": group["meta"]["version"]}).status_code == 200
 
 
+def _changes_to_anns_groups(scim, ann: dict):
+    """Each step changes what a GET of ann shows in ``groups``, with no write to ann."""
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+    yield (
+        "joins",
+        lambda: scim.patch_ops(
+            path, {"op": "add", "path": "members", "value": [{"value": ann["id"]}]}
+        ),
+    )
+    yield (
+        "sees it renamed",
+        lambda: scim.patch_ops(path, {"op": "replace", "path": "displayName", "value": "Crew"}),
+    )
+    yield (
+        "leaves",
+        lambda: scim.patch_ops(path, {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'}),
+    )
+    yield (
+        "joins again",
+        lambda: scim.patch_ops(
+            path, {"op": "add", "path": "members", "value": [{"value": ann["id"]}]}
+        ),
+    )
+    yield "sees it deleted", lambda: scim.delete(path)
+
+
+def test_a_user_version_changes_with_what_its_groups_show(scim, ann) -> None:
+    """A user's groups come from other resources: its ETag must follow them anyway, or a
+    cached copy would be answered 304 with stale groups."""
+    path = f"/Users/{ann['id']}"
+    seen = [scim.get(path).get_json()]
+
+    for step, change in _changes_to_anns_groups(scim, ann):
+        change()
+        response = scim.get(path, headers={"If-None-Match": seen[-1]["meta"]["version"]})
+        assert response.status_code == 200, step
+        assert response.get_json().get("groups") != seen[-1].get("groups"), step
+        seen.append(response.get_json())
+        again = scim.get(path, headers={"If-None-Match": seen[-1]["meta"]["version"]})
+        assert again.status_code == 304, step
+
+    for resource in seen:  # in no group, a user shows its own version
+        assert (resource["meta"]["version"] == ann["meta"]["version"]) == ("groups" not in resource)
+
+
+def test_if_match_takes_the_version_a_user_in_a_group_shows(scim, ann) -> None:
+    scim.create_group("Staff", [ann["id"]])
+    path = f"/Users/{ann['id']}"
+    shown = scim.get(path).get_json()["meta"]["version"]
+
+    stale = _write(scim, "PATCH", path, headers={"If-Match": ann["meta"]["version"]})
+    current = _write(scim, "PATCH", path, headers={"If-Match": shown})
+
+    assert stale.status_code == 412
+    assert current.status_code == 200
+
+
+def test_a_group_version_changes_when_a_member_is_renamed(scim) -> None:
+    ann = scim.create_user("ann", displayName="Ann")
+    group = scim.create_group("Staff", [ann["id"]])
+    path = f"/Groups/{group['id']}"
+    rename = {"op": "replace", "path": "displayName", "value": "Ann B."}
+
+    retitled = scim.patch_ops(
+        f"/Users/{ann['id']}", {"op": "replace", "path": "title", "value": "Boss"}
+    )
+    unchanged = scim.get(path, headers={"If-None-Match": group["meta"]["version"]})
+    scim.patch_ops(f"/Users/{ann['id']}", rename)
+    renamed = scim.get(path, headers={"If-None-Match": group["meta"]["version"]})
+
+    assert retitled.status_code == 200 and unchanged.status_code == 304
+    assert renamed.status_code == 200
+    assert renamed.get_json()["members"][0]["display"] == "Ann B."
+
+
 # -- PUT replaces ----------------------------------------------------------------------------
 
 
