@@ -254,6 +254,8 @@ def _connection_observer(
                 detail=error.detail if error is not None and status >= 400 else None,
                 matched=event.get("matched") if event.get("operation") == "query" else None,
                 token_id=token.id if token is not None else None,
+                skipped=tuple(event.get("skipped", ())),
+                skipped_members=tuple(event.get("skipped_members", ())),
             )
         )
         return response

@@ -119,6 +119,10 @@ class Observation:
     # The token's id (scim.tokens.TokenInfo.id): what its history is kept under, so that a
     # new token given a revoked one's name starts with none. None with ``token``.
     token_id: str | None = None
+    # What a PATCH that succeeded skipped (Entra Q22, Q23): attributes unknown to the
+    # resource, and member ids that name no user.
+    skipped: tuple[str, ...] = ()
+    skipped_members: tuple[str, ...] = ()
 
 
 @dataclass
@@ -197,9 +201,14 @@ def summarise(observation: Observation) -> str:
         return observation.detail or f"failed with {status}"
     if observation.matched is not None:
         return f"{observation.matched} matched"
-    return {"POST": "created", "PUT": "replaced", "PATCH": "updated", "DELETE": "deleted"}.get(
+    done = {"POST": "created", "PUT": "replaced", "PATCH": "updated", "DELETE": "deleted"}.get(
         observation.method, "OK"
     )
+    if observation.skipped:
+        done += f"; skipped unknown attributes: {', '.join(observation.skipped)}"
+    if observation.skipped_members:
+        done += f"; skipped member ids that name no user: {', '.join(observation.skipped_members)}"
+    return done
 
 
 class ConnectionStatus:

@@ -94,6 +94,25 @@ def test_ordinary_requests_are_listed_newest_first_with_their_result(
     ]
 
 
+def test_what_a_patch_skipped_is_shown_with_its_result(app: Flask, scim: ScimClient) -> None:
+    """Entra Q22/Q23: unknown attributes and member ids are skipped, not refused; the admin
+    sees them next to the request rather than only in the server log."""
+    user = scim.post("/Users", {"userName": "ann"}).get_json()
+    group = scim.post("/Groups", {"displayName": "Staff"}).get_json()
+    scim.patch_ops(f"/Users/{user['id']}", {"op": "add", "path": "shoeSize", "value": "9"})
+    scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {"op": "add", "path": "members", "value": [{"value": user["id"]}, {"value": "gone"}]},
+    )
+
+    results = [row.result for row in status_of(app, "entra").recent[:2]]
+
+    assert results == [
+        "updated; skipped member ids that name no user: gone",
+        "updated; skipped unknown attributes: shoeSize",
+    ]
+
+
 def _expire(app: Flask, name: str) -> None:
     """Move the token's expiry into the past, as the passing of time would."""
     data_dir = data_dir_of(app)

@@ -303,7 +303,9 @@ def test_a_patch_skips_member_ids_that_name_nothing_and_applies_the_rest(
     after = _read(scim, group)
     assert after["displayName"] == "Renamed"
     assert _member_ids(after) == [users[1]["id"]]
-    [line] = [r.getMessage() for r in caplog.records if "skipped member ids" in r.getMessage()]
+    [line] = [
+        r.getMessage() for r in caplog.records if "member ids that name no user" in r.getMessage()
+    ]
     assert group["id"] in line and "'no-such-user'" in line
 
 

@@ -174,15 +174,16 @@ def resource_item(kind: str, id: str) -> Response:
             context=request_context(204 if bare else 200),
             with_members=not bare and wants_members(kind, attributes, excluded),
         )
-        if outcome.skipped:
-            log.info("PATCH %s %s skipped unknown attributes: %s", kind, id, outcome.skipped)
-        if outcome.skipped_members:
+        if outcome.skipped or outcome.skipped_members:
+            # In the server log and in the token's Connection status on the control panel.
             log.info(
-                "PATCH %s %s skipped member ids that name no user: %s",
+                "PATCH %s %s skipped unknown attributes %s and member ids that name no user %s",
                 kind,
                 id,
+                outcome.skipped,
                 outcome.skipped_members,
             )
+            g.scim_event = {"skipped": outcome.skipped, "skipped_members": outcome.skipped_members}
         if bare:
             return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
