@@ -183,44 +183,28 @@ class AdminAccounts:
     def sign_in(self, username: str, password: str) -> SignIn:
         """Check a sign-in, counting failures and locking after too many.
 
+        The attempt is counted as a failure before the password is looked at, in the same
+        locked update of the shared document that reads the lockout, and the count is
+        cleared again on success: so however many attempts run at once, in however many
+        processes, at most ``max_failures`` passwords are checked before the account locks
+        (reading the lockout, checking, then writing let every concurrent attempt through).
         A locked account is refused without looking at the password, so guessing on stops
         paying off; nothing sleeps, so no server thread is held up. A name that is no account
         costs the same on each path: one password hash, or none while it is locked.
         """
         now = self.clock()
-        record = _find(self._records(self._control.read()), username)
-        if record is None:
-            return self._unknown_sign_in(username, password, now)
-        locked_until = _parse_optional(record.get("locked_until"))
-        if locked_until is not None and now < locked_until:
-            return SignIn("locked", locked_until=locked_until)
-        if check_password_hash(record["password_hash"], password):
-            return SignIn("ok", account=self._note_success(username))
-        return self._note_failure(username, now)
+        # (verdict, until when locked, the password hash to check)
+        admitted: builtins.list[tuple[str, datetime | None, str]] = []
 
-    def _note_success(self, username: str) -> AdminAccount:
-        done: builtins.list[dict] = []
-
-        def apply(document: dict) -> None:
+        def admit(document: dict) -> None:
             record = _find(self._records(document), username)
             if record is None:
-                raise KeyError(f"no admin named {username!r}")
-            record["last_sign_in"] = self._stamp()
-            record["failures"] = []
-            record["locked_until"] = None
-            done.append(record)
-
-        self._control.update(apply)
-        return _account(done[0])
-
-    def _note_failure(self, username: str, now: datetime) -> SignIn:
-        verdict: builtins.list[SignIn] = []
-
-        def apply(document: dict) -> None:
-            record = _find(self._records(document), username)
-            if record is None:  # deleted meanwhile
-                verdict.append(SignIn("invalid"))
-                return
+                admitted.append(("unknown", None, ""))
+                raise _NoChange
+            locked_until = _parse_optional(record.get("locked_until"))
+            if locked_until is not None and now < locked_until:
+                admitted.append(("locked", locked_until, ""))
+                raise _NoChange
             recent = [
                 stamp
                 for stamp in record.get("failures") or []
@@ -229,32 +213,65 @@ class AdminAccounts:
             recent.append(_iso(now))
             record["failures"] = recent
             if len(recent) >= self.policy.max_failures:
+                # The last check allowed: no other attempt gets one until this one succeeds.
                 until = now + self.policy.duration
                 record["locked_until"] = _iso(until)
                 record["failures"] = []
-                verdict.append(SignIn("locked", locked_until=until))
+                admitted.append(("last", until, record["password_hash"]))
             else:
-                verdict.append(SignIn("invalid"))
+                admitted.append(("counted", None, record["password_hash"]))
 
-        self._control.update(apply)
-        return verdict[0]
+        try:
+            self._control.update(admit)
+        except _NoChange:
+            pass
+        verdict, until, password_hash = admitted[-1]
+        if verdict == "unknown":
+            return self._unknown_sign_in(username, password, now)
+        if verdict == "locked":
+            return SignIn("locked", locked_until=until)
+        if check_password_hash(password_hash, password):
+            account = self._note_success(username)
+            if account is not None:
+                return SignIn("ok", account=account)
+        # The failure was counted when the attempt was admitted.
+        return SignIn("locked", locked_until=until) if verdict == "last" else SignIn("invalid")
+
+    def _note_success(self, username: str) -> AdminAccount | None:
+        """Clear the failures (this attempt's too) and any lock; None if the admin is gone."""
+        done: builtins.list[dict] = []
+
+        def apply(document: dict) -> None:
+            record = _find(self._records(document), username)
+            if record is None:  # deleted meanwhile
+                raise _NoChange
+            record["last_sign_in"] = self._stamp()
+            record["failures"] = []
+            record["locked_until"] = None
+            done.append(record)
+
+        try:
+            self._control.update(apply)
+        except _NoChange:
+            return None
+        return _account(done[0])
 
     def _unknown_sign_in(self, username: str, password: str, now: datetime) -> SignIn:
         # Cost what a real account's attempt costs, so timing tells nothing: no hash while
-        # locked (a locked account's password is not looked at), one hash otherwise.
+        # locked (a locked account's password is not looked at), one hash otherwise. As for
+        # an account, the failure is counted before the hash, under the lock that read it.
         key = username.casefold()
         with self._unknown_lock:
-            locked = _locked_until(self._recent_unknown_failures(key, now), self.policy)
-        if locked is not None and now < locked:
-            return SignIn("locked", locked_until=locked)
-        check_password_hash(self._dummy(), password)
-        with self._unknown_lock:
             failures = self._recent_unknown_failures(key, now)
+            locked = _locked_until(failures, self.policy)
+            if locked is not None and now < locked:
+                return SignIn("locked", locked_until=locked)
             failures.append(now)
             if len(self._unknown_failures) > 10_000:  # bound the memory an attacker can use
                 self._unknown_failures.clear()
             self._unknown_failures[key] = failures
             locked = _locked_until(failures, self.policy)
+        check_password_hash(self._dummy(), password)
         if locked is not None and now < locked:
             return SignIn("locked", locked_until=locked)
         return SignIn("invalid")
@@ -291,6 +308,10 @@ class AdminAccounts:
                 f"(this version of Proware reads format {FORMAT})"
             )
         return document.setdefault("admins", [])
+
+
+class _NoChange(Exception):
+    """Raised inside an update to leave the document as it was (nothing is written)."""
 
 
 def check_password(password: str, username: str) -> None:

@@ -27,7 +27,7 @@ from admin import views_sso
 from admin.connection import REASONS, TokenStatus
 from admin.context import AdminContext, context
 from scim.api.context import base_url
-from scim.tokens import TokenInfo
+from scim.tokens import PROPAGATION, TokenInfo
 
 log = logging.getLogger("proware.admin")
 
@@ -85,10 +85,12 @@ def set_provisioning() -> Response:
     admin.note("enable provisioning" if enable else "disable provisioning")
     if enable:
         flash(
-            "User Provisioning is enabled: SCIM requests with a valid token are served.", "success"
+            "User Provisioning is enabled: SCIM requests with a valid token are served, "
+            f"{PROPAGATION}.",
+            "success",
         )
     else:
-        flash("User Provisioning is disabled: every SCIM request now gets 403.", "info")
+        flash(f"User Provisioning is disabled: every SCIM request gets 403, {PROPAGATION}.", "info")
     return redirect(url_for("admin.settings", _anchor="user-provisioning"))  # type: ignore[return-value]
 
 
@@ -113,7 +115,8 @@ def create_token() -> Response | str:
 
 
 def revoke_token() -> Response | str:
-    """GET: ask for confirmation. POST: revoke; requests with the token get 401 at once."""
+    """GET: ask for confirmation. POST: revoke; requests with the token get 401 (at once on
+    this server process, within a quarter of a second on the others)."""
     admin = context()
     name = request.values.get("name", "")
     if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
@@ -121,7 +124,7 @@ def revoke_token() -> Response | str:
         if not active:
             flash(f"There is no active token named {name!r}.", "error")
             return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
-        return render_template("admin/revoke.html", token=active[0])
+        return render_template("admin/revoke.html", token=active[0], propagation=PROPAGATION)
     try:
         admin.services.tokens.revoke(name)
     except KeyError:
@@ -129,7 +132,7 @@ def revoke_token() -> Response | str:
         return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
     admin.note("revoke token", token=name)
     log.info("admin %s revoked token %r", g.admin, name)
-    flash(f"Token {name!r} revoked: requests with it now get 401.", "success")
+    flash(f"Token {name!r} revoked: requests with it get 401, {PROPAGATION}.", "success")
     return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
 
 

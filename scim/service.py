@@ -505,7 +505,9 @@ def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
     """
     if member_display(before) == member_display(after):
         return
-    for group_id in tx.groups_of(before["id"]):
+    # In id order, as a user's deletion locks them: two renames (or a rename and a deletion)
+    # of users sharing groups then take turns instead of deadlocking on PostgreSQL.
+    for group_id in sorted(tx.groups_of(before["id"])):
         tx.replace(constants.GROUP_TYPE, group_id, tx.get(constants.GROUP_TYPE, group_id))
 
 

@@ -6,7 +6,8 @@ random 256-bit string, so a fast hash is enough (nothing to brute-force) and a s
 hash would only cost time on every request. The server and the command line share the
 control document (:class:`storage.documents.SharedDocument`: ``control.json`` in the data
 directory, or the database's), so a token created or revoked by the CLI, or by another server
-process, takes effect on the server's next request (within a second).
+process, takes effect on the server's next request: at once on the process that made the
+change, within a quarter of a second on the others (:data:`PROPAGATION`).
 
 Control file layout, format 1::
 
@@ -40,6 +41,13 @@ log = logging.getLogger("proware.tokens")
 
 FILE_NAME = "control.json"  # in the data directory
 FORMAT = 1
+
+# When a change to the control document (a token created or revoked, the provisioning switch)
+# reaches the servers: the process that wrote it has the new content at once; another one
+# re-reads a file's stamp on every request, and trusts a PostgreSQL document's version for
+# at most storage.postgres.documents.STAMP_TTL (0.25 s). What the panel and the CLI say.
+PROPAGATION = "at once on this server process, within a quarter of a second on the others"
+CLI_PROPAGATION = "within a quarter of a second on every server process"
 
 READ_WRITE = "read-write"
 READ_ONLY = "read-only"
@@ -223,7 +231,9 @@ class TokenStore:
     def verify(self, secret: str) -> TokenCheck:
         """Which token ``secret`` is, and whether it may be used now.
 
-        Revocation and expiry take effect at once: the control file is re-stat'ed per call.
+        Expiry takes effect at once. A revocation made by this process too; one made by
+        another process shows once the control document's stamp is checked again: at once
+        for a file (re-stat'ed per call), within 0.25 s on PostgreSQL.
         """
         digest = _digest(secret)
         record = self._control.derived(self._by_hash).get(digest)

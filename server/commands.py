@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask
 
 from admin.context import EXTENSION as ADMIN_EXTENSION
-from scim.tokens import ProvisioningSwitch, TokenStore
+from scim.tokens import CLI_PROPAGATION, ProvisioningSwitch, TokenStore
 from server import httpserver, processes
 from server.config import ConfigError, Settings, request_threads
 from storage.documents import SharedDocument
@@ -213,7 +213,7 @@ def token(args: argparse.Namespace, control: SharedDocument) -> int:
     except KeyError:
         print(f"error: no active token named {args.name!r}", file=sys.stderr)
         return 1
-    print(f"Revoked token {info.name!r}; requests with it now get 401.")
+    print(f"Revoked token {info.name!r}; requests with it get 401, {CLI_PROPAGATION}.")
     return 0
 
 

@@ -25,7 +25,8 @@ class SharedDocument(Protocol):
 
     def stamp(self) -> object:
         """What identifies the current content (None: there is none); cheap enough for
-        every request. A change made by another process shows within a second."""
+        every request. A change made by another process shows at once for a file, within
+        a quarter of a second (``STAMP_TTL``) on PostgreSQL."""
         ...
 
     def read(self) -> dict:

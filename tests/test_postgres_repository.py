@@ -177,6 +177,118 @@ def test_waiting_too_long_for_another_processs_row_lock_is_unavailable(dsn: str)
         holder.close()
 
 
+# -- lock order between a user's deletion and its groups ------------------------------------
+
+
+def wait_until_blocked(dsn: str, waiting: int = 1) -> None:
+    """Return once ``waiting`` sessions of this database wait for a lock (polled, no timing)."""
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        while True:
+            blocked = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if blocked and blocked[0] >= waiting:
+                return
+            threading.Event().wait(0.01)
+
+
+def in_background(work: Callable[[], None]) -> Callable[[], None]:
+    """Start ``work`` in a thread; returns a function that joins it and re-raises its error."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:  # re-raised by join, in the test's thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join() -> None:
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    return join
+
+
+def delete_user(repository: PostgresRepository, user_id: str) -> Callable[[], None]:
+    """What the service's DELETE does: read (and lock) the user, then delete it."""
+
+    def run() -> None:
+        with repository.transaction() as tx:
+            tx.get("User", user_id)
+            tx.delete("User", user_id)
+
+    return run
+
+
+def test_adding_a_member_to_a_group_while_that_user_is_deleted_does_not_deadlock(
+    dsn: str, processes: tuple[PostgresRepository, PostgresRepository]
+) -> None:
+    """The audit's race: the PATCH holds the group and then needs the user; the deletion must
+    not hold the user (FOR UPDATE) while it waits for the group."""
+    first, second = processes
+    user_id = insert(first, "User", user("leaving"))["id"]
+    other_id = insert(first, "User", user("staying"))["id"]
+    group_id = insert(first, "Group", group("Team"))["id"]
+    with first.transaction() as tx:
+        tx.add_members(group_id, [user_id])
+
+    with second.transaction() as patch:
+        patch.get("Group", group_id)  # the PATCH has read (and locked) the group
+        join_delete = in_background(delete_user(first, user_id))
+        wait_until_blocked(dsn)  # the deletion waits for the group
+        assert patch.add_members(group_id, [other_id, user_id]) == [other_id]
+    join_delete()
+
+    assert second.members(group_id) == [other_id]
+    assert second.find("User", "userName", "leaving") == []
+    assert second.get("Group", group_id)["meta"]["version"] == 'W/"4"'
+
+
+def test_a_group_joined_while_the_user_is_being_deleted_gets_a_new_version(
+    dsn: str, processes: tuple[PostgresRepository, PostgresRepository]
+) -> None:
+    """A membership committed after the deletion listed the user's groups is still left with
+    a new version of its group, not dropped silently by the cascade."""
+    first, second = processes
+    user_id = insert(first, "User", user("leaving"))["id"]
+    group_id = insert(first, "Group", group("Late"))["id"]
+
+    with second.transaction() as patch:
+        assert patch.add_members(group_id, [user_id]) == [user_id]
+        join_delete = in_background(delete_user(first, user_id))
+        wait_until_blocked(dsn)  # the deletion waits for the new member's lock on the user
+    join_delete()
+
+    assert second.members(group_id) == []
+    assert second.get("Group", group_id)["meta"]["version"] == 'W/"3"'
+
+
+def test_a_user_deleted_while_one_of_its_groups_is_deleted_is_deleted(
+    dsn: str, processes: tuple[PostgresRepository, PostgresRepository]
+) -> None:
+    """A group gone by the time the deletion locks it is no reason to fail (it was a 404)."""
+    first, second = processes
+    user_id = insert(first, "User", user("leaving"))["id"]
+    group_id = insert(first, "Group", group("Gone"))["id"]
+    with first.transaction() as tx:
+        tx.add_members(group_id, [user_id])
+
+    with second.transaction() as group_delete:
+        group_delete.get("Group", group_id)
+        group_delete.delete("Group", group_id)
+        join_delete = in_background(delete_user(first, user_id))
+        wait_until_blocked(dsn)
+    join_delete()
+
+    assert second.find("User", "userName", "leaving") == []
+    assert second.find("Group", "displayName", "gone") == []
+
+
 # -- behaviour a database store adds ------------------------------------------------------
 
 

@@ -16,15 +16,19 @@ are the memory store's (:mod:`storage.memory`); what keeps them true between pro
   two round trips, ``BEGIN`` and ``COMMIT`` included.
 - A membership change locks the group row and inserts or deletes membership rows only:
   adding one member costs the same in a group of 10 or of 10,000.
-- Groups touched by deleting a user are locked in id order, so two such deletes cannot
-  deadlock each other.
+- Locks are taken group first, then user, by every writer: adding a member locks the group,
+  then the user (``FOR KEY SHARE``, as the foreign key check would); deleting a user locks
+  its groups, in id order, and only then the user (``FOR UPDATE``). So a member add racing
+  the deletion of that member, or two deletions sharing groups, take turns instead of
+  deadlocking (which PostgreSQL found only after ``deadlock_timeout``, 1 s, and answered
+  with a 503).
 
 Ids that are no user are never added to a group (ADD_MEMBERS checks; a user deleted
 meanwhile by another process is skipped), so a membership never refers to nothing. Adding
-a member locks the user only as the foreign key check would (``FOR KEY SHARE``): it waits
-for nothing but the user's deletion. Should that deletion be waiting for the group this
-transaction holds, PostgreSQL finds the deadlock and ends one of the two; its caller gets
-:class:`~storage.errors.Unavailable` (503) and retries.
+a member waits for nothing on the user but its deletion. A deletion reads the user's groups
+before it holds the user, so a group the user joined in between is found after it: the
+deletion then lets go of what it locked (a savepoint) and locks them all again, in order
+(:meth:`PostgresTransaction._lock_for_leaving`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from storage.postgres.events import INSERT as INSERT_EVENT
 from storage.postgres.events import encode_event
 from storage.postgres.reads import (
     GROUP,
+    GROUP_KIND,
     USER,
     USER_KIND,
     IndexKeys,
@@ -114,6 +119,14 @@ ADD_MEMBERS = f"""
 REMOVE_MEMBERS = "DELETE FROM members WHERE group_id = %s AND user_id = ANY(%s) RETURNING user_id"
 CLEAR_MEMBERS = "DELETE FROM members WHERE group_id = %s RETURNING user_id, seq"
 GROUPS_TO_LEAVE = "SELECT group_id FROM members WHERE user_id = %s ORDER BY group_id"
+# The groups of a user, locked in id order (the row lock is taken as the sorted rows pass);
+# a group deleted meanwhile is simply not returned.
+LOCK_GROUPS_TO_LEAVE = f"""
+    SELECT id, doc FROM resources
+    WHERE kind = {GROUP_KIND} AND id IN (SELECT group_id FROM members WHERE user_id = %s)
+    ORDER BY id
+    FOR NO KEY UPDATE
+"""
 
 # Characters an index key may have and still surely fit PostgreSQL's limit, at 4 bytes each.
 SAFE_KEY_LENGTH = 500
@@ -121,6 +134,9 @@ SAFE_KEY_LENGTH = 500
 # How often a write refused because of another transaction is tried again: a unique value
 # whose holder is gone by the time it is looked up.
 _CONFLICT_ATTEMPTS = 3
+# How often a user's deletion locks its groups again because the user joined another one
+# meanwhile; past that it locks the latest ones after the user (which may then deadlock).
+_LEAVING_ATTEMPTS = 3
 
 
 class PostgresTransaction(Reads):
@@ -212,12 +228,14 @@ class PostgresTransaction(Reads):
         :raises NotFound, VersionMismatch:
         """
         self._check_open()
-        current = self._lock(kind, id, LOCK_FOR_DELETE)
-        _check_version(kind, id, current, if_version)
         if kind == USER:
-            # Each group it leaves gets a new version; its rows go with the user (cascade).
-            for group_id in self._column(GROUPS_TO_LEAVE, id):
-                self.remove_members(group_id, [id])
+            current, leaving = self._lock_for_leaving(id)
+        else:
+            current, leaving = self._lock(kind, id, LOCK_FOR_DELETE), []
+        _check_version(kind, id, current, if_version)
+        # Each group it leaves gets a new version; its rows go with the user (cascade).
+        for group_id in leaving:
+            self.remove_members(group_id, [id])
         with self._database.errors():
             # A group's memberships and every document's index keys go by cascade.
             self._connection.execute(DELETE, (kind, id))
@@ -300,6 +318,43 @@ class PostgresTransaction(Reads):
             raise NotFound(kind, id)
         self._locked[key] = document
         return document
+
+    def _lock_for_leaving(self, user_id: str) -> tuple[dict, list[str]]:
+        """Lock the user's groups (id order), then the user for its deletion; returns the
+        user and the ids of the groups it is in, all locked.
+
+        A member add locks the group, then the user: locking the user first and its groups
+        after deadlocked with it. The groups are read before the user is held, so one it
+        joins in between (that transaction held our user, so it has committed by the time
+        we hold it) shows in the second read: then the locks taken here are released (back
+        to the savepoint; locks taken earlier in the transaction stay) and taken again with
+        that group among them. Once the user is held nobody can add it anywhere.
+
+        :raises NotFound:
+        """
+        for attempt in range(1, _LEAVING_ATTEMPTS + 1):
+            with self._database.errors():
+                self._connection.execute(SAVEPOINT)
+                groups = dict(
+                    self._rows(LOCK_GROUPS_TO_LEAVE, user_id) if storable(user_id) else []
+                )
+            try:
+                current = self._lock(USER, user_id, LOCK_FOR_DELETE)
+            except NotFound:
+                with self._database.errors():
+                    self._connection.execute(RELEASE_SAVEPOINT)
+                raise
+            leaving = self._column(GROUPS_TO_LEAVE, user_id)
+            joined = set(leaving) - groups.keys()
+            if not joined or attempt == _LEAVING_ATTEMPTS:
+                with self._database.errors():
+                    self._connection.execute(RELEASE_SAVEPOINT)
+                for group_id, group in groups.items():
+                    self._locked.setdefault((GROUP, group_id), group)
+                return current, leaving
+            with self._database.errors():
+                self._connection.execute(ROLLBACK_TO_SAVEPOINT)
+        raise AssertionError("unreachable")  # the last attempt returns
 
     def _put(self, kind: str, id: str, stored: dict, previous: dict | None) -> None:
         """Write ``stored`` (new if ``previous`` is None) and its index keys.
