@@ -5,6 +5,7 @@ Two :class:`Database` objects on one database stand for two server processes.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +151,37 @@ def test_concurrent_updates_from_two_processes_lose_nothing(
 
     # A new reader: each writer may trust its own last version for a quarter second.
     assert PostgresDocument(databases[0], "control.json").read() == {"count": 2 * rounds}
+
+
+def test_an_update_that_commits_first_but_caches_last_leaves_the_newer_content(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two updates of one process commit in turn but reach the cache in either order: the
+    older must not replace the newer, or reads would miss (say) a token just created."""
+    ticks = Ticks()  # the version stays trusted for the whole test
+    document = PostgresDocument(database, "control.json", monotonic=ticks)
+    newer_cached = threading.Event()
+    transaction = database.transaction
+
+    @contextlib.contextmanager
+    def slow_to_cache_for_the_first_writer():
+        with transaction() as connection:
+            yield connection
+        if threading.current_thread().name == "first":
+            newer_cached.wait(timeout=10)  # committed; the second update commits and caches
+
+    monkeypatch.setattr(database, "transaction", slow_to_cache_for_the_first_writer)
+    first = threading.Thread(
+        target=document.update, args=(lambda content: content.update(a=1),), name="first"
+    )
+    first.start()
+    while PostgresDocument(database, "control.json").stamp() is None:  # not committed yet
+        time.sleep(0.01)
+    document.update(lambda content: content.update(b=2))
+    newer_cached.set()
+    first.join()
+
+    assert document.read() == {"a": 1, "b": 2}
 
 
 def test_a_shared_secret_is_created_once_and_the_same_for_every_process(

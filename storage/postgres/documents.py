@@ -93,8 +93,7 @@ class PostgresDocument:
             row = connection.execute(READ, (self.name,)).fetchone()
         if row is None:  # deleted since the stamp (by hand: Proware never deletes one)
             return {}
-        with self._lock:
-            self._cache = (row[0], row[1])
+        self._remember(row[0], row[1])
         return clone(row[1])
 
     def derived(self, build: Callable[[dict], T]) -> T:
@@ -128,10 +127,23 @@ class PostgresDocument:
             change(content)
             with self.database.errors():
                 version = fetch(connection, WRITE, (jsonb(content), self.name))
-        with self._lock:
-            self._cache = (version, content)
-            self._checked = (started, version)
+        self._remember(version, content, checked_at=started)
         return clone(content)
+
+    def _remember(self, version: int, content: dict, *, checked_at: float | None = None) -> None:
+        """Cache ``content`` as ``version`` unless a newer one is cached already.
+
+        Updates commit under the row lock but reach this cache after it is released, so two
+        of them can arrive in either order: the older one must not overwrite the newer one,
+        or reads would be answered from it (without, say, a token just created) for a while.
+        """
+        with self._lock:
+            if self._cache is None or self._cache[0] < version:
+                self._cache = (version, content)
+            if checked_at is not None and (
+                self._checked is None or self._checked[1] is None or self._checked[1] <= version
+            ):
+                self._checked = (checked_at, version)
 
 
 def shared_secret(database: Database | HasDatabase, name: str, size: int = SECRET_BYTES) -> bytes:
