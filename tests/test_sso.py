@@ -192,6 +192,16 @@ def test_an_active_admin_group_member_signs_in_and_lands_where_they_were_going(
     assert "signed in</span>" in settings and "ann@contoso.example" in settings
 
 
+def test_a_control_character_in_next_lands_on_the_home_page(sso_app: Flask, entra: Entra) -> None:
+    """A decoded %0A cannot go in the Location header: the sign-in still completes."""
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, "ann", next="/admin/\n")
+
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    assert signed_in_page(browser)
+
+
 @pytest.mark.parametrize(
     ("login", "reason", "words"),
     [
