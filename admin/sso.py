@@ -62,6 +62,9 @@ CODE_REFUSED = "code-refused"
 BAD_TOKEN = "bad-token"
 NO_CLAIM = "no-claim"
 
+# Characters kept of the provider's error and error_description (a browser brought them).
+_ERROR_LENGTH = 300
+
 # What each claim check means, for the sign-in page.
 _CLAIMS = {
     "iss": "it was issued by another identity provider (iss)",
@@ -204,20 +207,22 @@ class RelyingParty:
         flow = framework.get_state_data(session, state) if state else None
         if state:
             framework.clear_state_data(session, state)
-        error = params.get("error")
-        if error:
-            description = params.get("error_description")
-            raise SignInFailed(
-                IDP_REFUSED,
-                f"The identity provider did not sign you in: {error}"
-                + (f" ({description})" if description else "")
-                + ".",
-            )
+        # The state first, even for an error response (RFC 6749 §4.1.2.1 sends it back there
+        # too): without it anyone could make this server record and log a text of their own.
         if not isinstance(flow, dict):
             raise SignInFailed(
                 BAD_STATE,
                 "This sign-in response does not belong to a sign-in started in this browser "
                 "(its state is missing, expired or already used). Start again.",
+            )
+        error = params.get("error")
+        if error:
+            description = params.get("error_description")
+            raise SignInFailed(
+                IDP_REFUSED,
+                f"The identity provider did not sign you in: {error[:_ERROR_LENGTH]}"
+                + (f" ({description[:_ERROR_LENGTH]})" if description else "")
+                + ".",
             )
         code = params.get("code")
         if not code:

@@ -274,6 +274,57 @@ def test_the_user_cancelling_at_the_provider_is_an_idp_refusal(
     assert not signed_in_page(browser)
 
 
+FORGED = "\x1b[2J\n2026-01-01 00:00:00 WARNING proware.sso forged line"
+
+
+def sso_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "proware.sso"]
+
+
+@pytest.mark.parametrize("state", [None, "not-a-pending-state"], ids=["no-state", "unknown"])
+def test_an_error_response_without_a_pending_state_is_a_bad_state(
+    sso_app: Flask, caplog: pytest.LogCaptureFixture, state: str | None
+) -> None:
+    """Anyone can send this URL: none of its text reaches the log, the page or the records."""
+    caplog.set_level(logging.INFO)
+    query = {"error": "access_denied" + FORGED, "error_description": FORGED}
+    if state is not None:
+        query["state"] = state
+
+    response = sso_app.test_client().get("/admin/sso/callback", query_string=query)
+
+    assert response.status_code == 400
+    assert "does not belong to a sign-in started in this browser" in text(response)
+    assert "forged" not in text(response)
+    newest = events(sso_app)[0]
+    assert newest["reason"] == "bad-state" and "forged" not in str(newest)
+    attempt = sso_app.extensions["proware.admin"].sso.state.last_attempt()
+    assert attempt is not None and attempt.reason == "bad-state"
+    assert "forged" not in attempt.message
+    assert not any("forged" in line for line in sso_log_lines(caplog))
+
+
+def test_the_provider_s_error_text_is_logged_escaped(
+    sso_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a pending state (an attacker can start a flow of their own), the error is shown
+    and recorded, and its log line has no raw control character."""
+    caplog.set_level(logging.INFO)
+    browser = sso_app.test_client()
+    state = parse_qs(urlsplit(start_flow(browser)).query)["state"][0]
+
+    response = browser.get(
+        "/admin/sso/callback",
+        query_string={"state": state, "error": "access_denied", "error_description": FORGED},
+    )
+
+    assert response.status_code == 403
+    assert events(sso_app)[0]["reason"] == "idp-refused"
+    lines = [line for line in sso_log_lines(caplog) if "forged" in line]
+    assert lines and all(line.isprintable() for line in lines)
+    assert "\\x1b[2J\\n2026" in lines[0]
+
+
 def test_a_callback_without_state_is_refused(sso_app: Flask, entra: Entra) -> None:
     browser = sso_app.test_client()
     redirect = sign_in(start_flow(browser), "ann")
@@ -830,7 +881,9 @@ def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
     config = _config_file(tmp_path, idp)
     app = create_app(load_settings(config))
     try:
-        app.test_client().get("/admin/sso/callback", query_string={"error": "access_denied"})
+        browser = app.test_client()
+        state = parse_qs(urlsplit(start_flow(browser)).query)["state"][0]
+        browser.get("/admin/sso/callback", query_string={"error": "access_denied", "state": state})
     finally:
         app.extensions["proware"].repository.close()
     idp.proxy.go_down()
