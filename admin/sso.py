@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -56,6 +55,8 @@ DISCOVERY_LIFETIME = 24 * 3600
 # Why a sign-in failed (machine-readable; in activity events and the last-attempt record).
 IDP_UNREACHABLE = "idp-unreachable"
 DISCOVERY_UNREADABLE = "discovery-unreadable"
+KEYS_UNREADABLE = "keys-unreadable"
+TOKEN_UNREADABLE = "token-unreadable"
 IDP_REFUSED = "idp-refused"
 BAD_STATE = "bad-state"
 CODE_REFUSED = "code-refused"
@@ -156,6 +157,14 @@ class RelyingParty:
                 f"The identity provider's discovery document at {self.discovery_url} is not "
                 "valid JSON. Check [sso] issuer.",
             ) from None
+        except TypeError:
+            # Authlib stores "_loaded_at" into the parsed document: a JSON array, string,
+            # number or null fails there, before anything is kept.
+            raise SignInFailed(
+                DISCOVERY_UNREADABLE,
+                f"The discovery document at {self.discovery_url} is not a JSON object "
+                "(OpenID Connect Discovery §4.2). Check [sso] issuer.",
+            ) from None
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
@@ -176,6 +185,11 @@ class RelyingParty:
             for key in ("authorization_endpoint", "token_endpoint", "jwks_uri")
             if not isinstance(metadata.get(key), str)
         ]
+        algorithms = metadata.get("id_token_signing_alg_values_supported")
+        if algorithms is not None and not (
+            isinstance(algorithms, list) and all(isinstance(a, str) for a in algorithms)
+        ):
+            missing.append("a list of strings in id_token_signing_alg_values_supported")
         if missing:
             self._forget_metadata()
             raise SignInFailed(
@@ -247,7 +261,14 @@ class RelyingParty:
                 f"Proware could not reach the identity provider's token endpoint "
                 f"({_network_error(exc)}).",
             ) from None
-        id_token = token.get("id_token") if isinstance(token, dict) else None
+        except (ValueError, TypeError):
+            # Authlib raises ValueError for a 200 that is not a JSON object, and its
+            # OAuth2Token int()s expires_in/expires_at (ValueError or TypeError when they are
+            # not numbers): what the provider sent, not a fault of ours.
+            raise _unreadable_token() from None
+        if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
+            raise _unreadable_token()  # RFC 6749 §5.1: access_token is a string
+        id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise SignInFailed(
                 BAD_TOKEN, "The identity provider answered without an ID token (id_token)."
@@ -264,20 +285,12 @@ class RelyingParty:
         metadata = self.check_discovery()
         algorithms = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
         registry = JWSRegistry(algorithms=[a for a in algorithms if a != "none"])
+        keys = self._key_set()
         try:
             try:
-                decoded = jwt.decode(
-                    id_token, KeySet.import_key_set(self._keys()), registry=registry
-                )
+                decoded = jwt.decode(id_token, keys, registry=registry)
             except InvalidKeyIdError:  # the provider rotated its keys: read them again
-                decoded = jwt.decode(
-                    id_token, KeySet.import_key_set(self._keys(force=True)), registry=registry
-                )
-        except requests.RequestException as exc:
-            raise SignInFailed(
-                IDP_UNREACHABLE,
-                f"Proware could not read the identity provider's keys ({_network_error(exc)}).",
-            ) from None
+                decoded = jwt.decode(id_token, self._key_set(force=True), registry=registry)
         except (BadSignatureError, InvalidKeyIdError):
             raise SignInFailed(
                 BAD_TOKEN,
@@ -306,13 +319,64 @@ class RelyingParty:
             raise SignInFailed(BAD_TOKEN, f"The ID token was refused: {what}.") from None
         return dict(claims)
 
-    def _keys(self, *, force: bool = False) -> Any:
-        """The provider's JWK Set (cached; read again with ``force``)."""
-        return self._app.fetch_jwk_set(force=force)
+    def _key_set(self, *, force: bool = False) -> KeySet:
+        """The provider's signing keys (cached; read again with ``force``).
+
+        :raises SignInFailed: they cannot be fetched, or the answer is not a usable JWK Set;
+            then nothing is kept, so the next sign-in reads them again.
+        """
+        where = self._app.server_metadata.get("jwks_uri")
+        problem: str | None
+        try:
+            document = self._app.fetch_jwk_set(force=force)
+        except requests.JSONDecodeError:
+            problem = "the answer is not JSON"
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                f"Proware could not read the identity provider's signing keys at {where} "
+                f"({_network_error(exc)}).",
+            ) from None
+        else:
+            problem = _jwk_set_problem(document)
+            if problem is None:
+                try:
+                    return KeySet.import_key_set(document)
+                except JoseError as exc:
+                    problem = f"its keys cannot be used ({exc.error})"
+        # Authlib keeps what it fetched in the server metadata, where every later sign-in
+        # would find it: an unusable answer must not stay there.
+        self._app.server_metadata.pop("jwks", None)
+        raise SignInFailed(
+            KEYS_UNREADABLE,
+            f"Proware could not read the identity provider's signing keys at {where}: "
+            f"{problem}. Try again in a while; if it keeps failing, check [sso] issuer.",
+        )
 
     def _forget_metadata(self) -> None:
         """Read the discovery document again next time (it was unusable)."""
         self._app.server_metadata.pop("_loaded_at", None)
+
+
+def _jwk_set_problem(document: object) -> str | None:
+    """What makes ``document`` no JWK Set (RFC 7517 §5), or None."""
+    if not isinstance(document, dict):
+        return f"the answer is a JSON {type(document).__name__}, not a JWK Set"
+    if isinstance(document.get("keys"), list):
+        return None
+    error = document.get("error")
+    if isinstance(error, str):
+        return f"it answered {error[:_ERROR_LENGTH]!r} instead of a JWK Set"
+    return 'the answer has no "keys" list'
+
+
+def _unreadable_token() -> SignInFailed:
+    return SignInFailed(
+        TOKEN_UNREADABLE,
+        "The identity provider's token endpoint answered with something that is not a token "
+        "response (a JSON object with an access_token, RFC 6749 §5.1). Try again in a while; "
+        "if it keeps failing, check [sso] issuer.",
+    )
 
 
 def _network_error(exc: requests.RequestException) -> str:

@@ -31,6 +31,8 @@ CALLBACK_PATH = "/sso/callback"
 _STATUS = {
     "idp-unreachable": 502,
     "discovery-unreadable": 502,
+    "keys-unreadable": 502,
+    "token-unreadable": 502,
     "bad-state": 400,
     "code-refused": 400,
     "bad-token": 400,

@@ -28,7 +28,13 @@ from server.config import ServerSettings, Settings, SsoSettings, StorageSettings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
 from tests.oidc_browser import abort_sign_in, sign_in
-from tests.oidc_proxy import Signature
+from tests.oidc_proxy import (
+    DISCOVERY_PATH,
+    JWKS_PATH,
+    TOKEN_PATH,
+    Signature,
+    TamperingProxy,
+)
 from tests.oidc_support import OidcProvider, require_provider
 
 PUBLIC_URL = "http://proware.test"
@@ -517,8 +523,11 @@ def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
             ),
             "names the issuer 'https://other.example'",
         ),
+        (lambda proxy: _discovery(proxy, b"[]"), "is not a JSON object"),
+        (lambda proxy: _discovery(proxy, b'"x"'), "is not a JSON object"),
+        (lambda proxy: _discovery(proxy, b"null"), "is not a JSON object"),
     ],
-    ids=["not-json", "http-500", "another-issuer"],
+    ids=["not-json", "http-500", "another-issuer", "array", "string", "null"],
 )
 def test_an_unusable_discovery_document_is_named(
     sso_app: Flask, idp: OidcProvider, break_it: Callable, words: str
@@ -530,6 +539,102 @@ def test_an_unusable_discovery_document_is_named(
     assert response.status_code == 502
     assert words in text(response)
     assert events(sso_app)[0]["reason"] in ("discovery-unreadable", "idp-unreachable")
+
+
+def _discovery(proxy: TamperingProxy, body: bytes) -> None:
+    proxy.replace_response(DISCOVERY_PATH, 200, body, "application/json")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'"x"', b'{"issuer": "x"}'],
+    ids=["array", "string", "no-endpoints"],
+)
+def test_check_names_an_unusable_discovery_document(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, tmp_path: Path, body: bytes, capsys
+) -> None:
+    """The settings page's Check button and `sso status --check` say what is wrong."""
+    browser = _sso_panel(sso_app)
+    sso_app.extensions["proware.admin"].sso.relying_party._forget_metadata()
+    _discovery(idp.proxy, body)
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    assert "The discovery document at" in text(browser.get(done.headers["Location"]))
+    assert code == 1 and "Discovery:      The discovery document at" in capsys.readouterr().out
+
+
+# Answers of a JWKS endpoint that are not a JWK Set (RFC 7517 §5).
+_BAD_KEY_SETS = [
+    pytest.param(b'{"error": "temporarily_unavailable"}', id="error-object"),
+    pytest.param(b"[]", id="array"),
+    pytest.param(b"<html>busy</html>", id="not-json"),
+    pytest.param(b'{"keys": "x"}', id="keys-not-a-list"),
+    pytest.param(b'{"keys": [{"kty": "RSA", "n": "x"}]}', id="unusable-key"),
+]
+
+
+@pytest.mark.parametrize("body", _BAD_KEY_SETS)
+def test_unreadable_signing_keys_are_named_and_not_kept(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, body: bytes
+) -> None:
+    idp.proxy.replace_response(JWKS_PATH, 200, body, "application/json")
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, "ann")
+
+    assert response.status_code == 502, text(response)
+    assert "could not read the identity provider's signing keys" in text(response)
+    assert events(sso_app)[0]["reason"] == "keys-unreadable"
+    assert not signed_in_page(browser)
+    idp.proxy.restore_response(JWKS_PATH)  # the provider recovers
+    assert sign_in_as(browser, "ann").status_code == 302
+    assert signed_in_page(browser)
+
+
+@pytest.mark.parametrize("body", _BAD_KEY_SETS[:2])
+def test_unreadable_keys_after_a_key_rotation_are_not_kept(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, body: bytes
+) -> None:
+    """A token under a kid the cached keys lack makes Proware read them again."""
+    assert sign_in_as(sso_app.test_client(), "ann").status_code == 302  # keys cached
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.replace_response(JWKS_PATH, 200, body, "application/json")
+    idp.proxy.forge_next_id_token(signature=Signature.UNKNOWN_KEY)
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502, text(response)
+    assert "could not read the identity provider's signing keys" in text(response)
+    idp.proxy.restore_response(JWKS_PATH)
+    assert sign_in_as(browser, "ann").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html>Service Unavailable</html>", id="not-json"),
+        pytest.param(b"[]", id="array"),
+        pytest.param(b'{"access_token": "a", "expires_in": [1]}', id="expires-in-a-list"),
+        pytest.param(b'{"access_token": "a", "expires_in": "soon"}', id="expires-in-a-word"),
+        pytest.param(b'{"access_token": ["a"], "id_token": "x"}', id="access-token-a-list"),
+    ],
+)
+def test_a_token_response_that_is_not_one_is_named(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, body: bytes
+) -> None:
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.replace_response(TOKEN_PATH, 200, body, "application/json")
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502, text(response)
+    assert "token endpoint answered with something that is not a token response" in text(response)
+    assert events(sso_app)[0]["reason"] == "token-unreadable"
+    assert not signed_in_page(browser)
 
 
 def test_the_provider_going_down_during_the_sign_in_is_refused_cleanly(
