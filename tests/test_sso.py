@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin.sessions import COOKIE_NAME
 from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
@@ -756,6 +757,80 @@ def test_turning_local_sign_in_off_ends_local_sessions(sso_app: Flask, entra: En
     response = local.get("/admin/settings")
     assert response.status_code == 302
     assert "Local sign-in is turned off" in text(local.get(response.headers["Location"]))
+
+
+def _copy_of(browser: FlaskClient) -> Callable[[], FlaskClient]:
+    """A thief's copy of the session cookie: a new browser presenting it, each call."""
+    cookie = browser.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+
+    def replay() -> FlaskClient:
+        thief = browser.application.test_client()
+        thief.set_cookie(COOKIE_NAME, cookie.value, path="/admin")
+        return thief
+
+    return replay
+
+
+@pytest.mark.parametrize("back_on", ["cli", "reset"])
+def test_a_password_session_ended_by_local_sign_in_off_stays_ended(
+    sso_app: Flask, entra: Entra, back_on: str
+) -> None:
+    """Turning local sign-in on again (`sso local-sign-in on`, or Revert to config.toml)
+    brings back password sign-in, not the sessions that ended."""
+    local = signed_in(sso_app)
+    replay = _copy_of(local.client)
+    state = sso_app.extensions["proware.admin"].sso.state
+    state.change_policy("admin:ann@contoso.example", local_sign_in=False)
+    assert not signed_in_page(replay())
+
+    if back_on == "cli":
+        state.change_policy("cli", local_sign_in=True)
+    else:
+        state.reset_policy()
+
+    assert sso_app.extensions["proware.admin"].sso.local_allowed()
+    thief = replay()
+    response = thief.get("/admin/settings")
+    assert response.status_code == 302
+    assert "ended when local sign-in was turned off" in text(
+        thief.get(response.headers["Location"])
+    )
+    assert not signed_in_page(replay())
+    assert signed_in_page(signed_in(sso_app).client)  # a new password sign-in works
+
+
+def test_an_sso_session_ended_by_disabling_sso_stays_ended_when_it_is_enabled_again(
+    sso_app: Flask, entra: Entra
+) -> None:
+    browser = sso_app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+    replay = _copy_of(browser)
+    state = sso_app.extensions["proware.admin"].sso.state
+    state.change_policy("cli", enabled=False)
+    assert not signed_in_page(replay())
+
+    state.change_policy("admin:admin", enabled=True)
+
+    assert not signed_in_page(replay())
+    fresh = sso_app.test_client()
+    assert sign_in_as(fresh, "ann").status_code == 302 and signed_in_page(fresh)
+
+
+def test_sessions_started_after_a_policy_flip_are_not_ended_by_it(
+    sso_app: Flask, entra: Entra
+) -> None:
+    state = sso_app.extensions["proware.admin"].sso.state
+    state.change_policy("cli", local_sign_in=False)
+    state.change_policy("cli", enabled=False)
+    state.change_policy("cli", local_sign_in=True, enabled=True)
+    local = signed_in(sso_app)
+    browser = sso_app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+
+    state.change_policy("cli", admin_group=GROUP)  # a change that ends nothing
+
+    assert signed_in_page(local.client) and signed_in_page(browser)
 
 
 def test_disabling_sso_ends_its_sessions_and_brings_back_local_sign_in(
