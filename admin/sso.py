@@ -48,6 +48,9 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 CLOCK_SKEW = 60
 # Seconds to wait for the identity provider on each request.
 TIMEOUT = 10
+# Sign-ins started and not finished whose flow the session keeps (tabs, or the button pressed
+# again): each adds about 130 bytes to the cookie, which browsers drop past 4 KB.
+PENDING_FLOWS = 5
 # Seconds a discovery document is reused before it is read again (its keys are read again at
 # once when a token names a key they lack).
 DISCOVERY_LIFETIME = 24 * 3600
@@ -207,6 +210,7 @@ class RelyingParty:
         flow = self._app.create_authorization_url(redirect_uri)
         # url, state, nonce and code_verifier, under the state; kept until the callback.
         self._app.save_authorize_data(redirect_uri=redirect_uri, next=next, **flow)
+        self._forget_older_flows()
         return flow["url"]
 
     def finish(self, params: Mapping[str, str]) -> Identity:
@@ -352,6 +356,17 @@ class RelyingParty:
             f"Proware could not read the identity provider's signing keys at {where}: "
             f"{problem}. Try again in a while; if it keeps failing, check [sso] issuer.",
         )
+
+    def _forget_older_flows(self) -> None:
+        """Keep the newest :data:`PENDING_FLOWS` flows in the session. Authlib keeps each one
+        for an hour (``_state_sso_<state>``, with its expiry), so they would pile up."""
+        prefix = f"_state_{self._app.framework.name}_"
+        flows = [key for key in session if key.startswith(prefix)]
+        if len(flows) <= PENDING_FLOWS:
+            return
+        flows.sort(key=lambda key: float((session.get(key) or {}).get("exp") or 0))
+        for key in flows[:-PENDING_FLOWS]:
+            session.pop(key, None)
 
     def _forget_metadata(self) -> None:
         """Read the discovery document again next time (it was unusable)."""

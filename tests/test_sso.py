@@ -344,6 +344,22 @@ def test_a_callback_without_state_is_refused(sso_app: Flask, entra: Entra) -> No
     assert not signed_in_page(browser)
 
 
+def test_many_started_sign_ins_keep_the_cookie_small(sso_app: Flask, entra: Entra) -> None:
+    """Each start keeps its flow (state, nonce, verifier) in the cookie: only the newest few
+    stay, so pressing the button again and again never pushes it past a browser's 4 KB."""
+    local = signed_in(sso_app)
+    browser = local.client
+    first = start_flow(browser)
+    for _ in range(30):
+        latest = start_flow(browser)
+
+    cookie = browser.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None and len(cookie.value) < 2048
+    assert signed_in_page(browser)  # the password session is still in the cookie
+    assert callback(browser, sign_in(first, "ann")).status_code == 400  # long forgotten
+    assert callback(browser, sign_in(latest, "ann")).status_code == 302
+
+
 def test_a_replayed_callback_is_refused(sso_app: Flask, entra: Entra) -> None:
     """The state works once: the same redirect a second time (say, from history) fails."""
     browser = sso_app.test_client()
