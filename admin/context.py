@@ -15,7 +15,7 @@ from admin.connection import ConnectionStatus
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
-from admin.sso_access import Policy, SsoState, access_by_id
+from admin.sso_access import Policy, SsoState, access_by_id, local_allowed
 from scim.api.context import Services
 from storage.repository import Clock
 
@@ -65,7 +65,7 @@ class SingleSignOn:
 
     def local_allowed(self) -> bool:
         """Whether local password accounts may sign in: always while SSO is off."""
-        return not self.enabled() or self.policy().local_sign_in
+        return not self.enabled() or local_allowed(self.policy())
 
 
 @dataclass
@@ -99,6 +99,7 @@ class AdminContext:
             self.clock(),
             sso=check,
             local_allowed=self.sso.local_allowed(),
+            endings=self.sso.state.endings(),
         )
 
     def note(self, operation: str, *, status: int = 200, **fields: object) -> None:

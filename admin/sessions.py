@@ -10,7 +10,9 @@ a trusted proxy whose X-Forwarded-Proto waitress applied).
 What the cookie holds: the admin's name, a random session id, when the session started and
 when it was last used, and the CSRF token; for a local account its ``password_changed`` stamp
 (a password reset signs every session out), for a single sign-on its directory user id,
-whose access is checked again on every request (:mod:`admin.sso_access`).
+whose access is checked again on every request (:mod:`admin.sso_access`). When it started
+decides whether turning local sign-in off, or single sign-on off, ended it (those moments
+are kept with the SSO policy, so a session stays ended when the policy flips back).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from admin import csrf
 from admin.accounts import AdminAccount, AdminAccounts
+from admin.sso_access import Endings
 from storage.documents import SharedDocument
 from storage.repository import Clock
 
@@ -53,6 +56,8 @@ ENDED = {
     "signed-out": "This session was signed out. Sign in again.",
     "local-off": "Local sign-in is turned off: sign in with Microsoft.",
     "sso-off": "Single sign-on is turned off. Sign in with a local account.",
+    "local-was-off": "Your session ended when local sign-in was turned off. Sign in again.",
+    "sso-was-off": "Your session ended when single sign-on was turned off. Sign in again.",
     "not-provisioned": "You were signed out: your account is no longer provisioned in "
     "Proware (Entra removed it).",
     "disabled": "You were signed out: Entra disabled your account.",
@@ -182,6 +187,7 @@ def current_admin(
     *,
     sso: SsoCheck | None = None,
     local_allowed: bool = True,
+    endings: Endings | None = None,
 ) -> tuple[str | None, str | None]:
     """``(username, None)`` for a live session, else ``(None, why it ended or None)``.
 
@@ -190,11 +196,13 @@ def current_admin(
     :param sso: checks a single sign-on session's user; None while single sign-on is off
         (its sessions then end).
     :param local_allowed: whether sessions of local accounts may go on.
+    :param endings: when turning local sign-in off or single sign-on off last ended every
+        session of its kind: one that started before stays ended once it is back on.
     """
     username = session.get("admin")
     if not username:
         return None, None
-    reason = _ended(accounts, revoked, policy, now, sso, local_allowed)
+    reason = _ended(accounts, revoked, policy, now, sso, local_allowed, endings or Endings())
     if reason is not None:
         session.clear()
         return None, reason
@@ -218,19 +226,27 @@ def _ended(
     now: datetime,
     sso: SsoCheck | None,
     local_allowed: bool,
+    endings: Endings,
 ) -> str | None:
     stamp = now.timestamp()
+    started = float(session.get("started", 0))
     if stamp - float(session.get("seen", 0)) > policy.idle.total_seconds():
         return "idle"
-    if stamp - float(session.get("started", 0)) > policy.max_age.total_seconds():
+    if stamp - started > policy.max_age.total_seconds():
         return "expired"
     if revoked.revoked(str(session.get("sid", "")), now):
         return "signed-out"
     user_id = session.get("sso")
     if user_id is not None:
-        return "sso-off" if sso is None else sso(str(user_id))
+        if sso is None:
+            return "sso-off"
+        if endings.sso is not None and started <= endings.sso.timestamp():
+            return "sso-was-off"
+        return sso(str(user_id))
     if not local_allowed:
         return "local-off"
+    if endings.local is not None and started <= endings.local.timestamp():
+        return "local-was-off"
     account = accounts.get(session["admin"])
     if account is None:
         return "gone"

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -49,6 +48,9 @@ DISCOVERY_PATH = "/.well-known/openid-configuration"
 CLOCK_SKEW = 60
 # Seconds to wait for the identity provider on each request.
 TIMEOUT = 10
+# Sign-ins started and not finished whose flow the session keeps (tabs, or the button pressed
+# again): each adds about 130 bytes to the cookie, which browsers drop past 4 KB.
+PENDING_FLOWS = 5
 # Seconds a discovery document is reused before it is read again (its keys are read again at
 # once when a token names a key they lack).
 DISCOVERY_LIFETIME = 24 * 3600
@@ -56,11 +58,16 @@ DISCOVERY_LIFETIME = 24 * 3600
 # Why a sign-in failed (machine-readable; in activity events and the last-attempt record).
 IDP_UNREACHABLE = "idp-unreachable"
 DISCOVERY_UNREADABLE = "discovery-unreadable"
+KEYS_UNREADABLE = "keys-unreadable"
+TOKEN_UNREADABLE = "token-unreadable"
 IDP_REFUSED = "idp-refused"
 BAD_STATE = "bad-state"
 CODE_REFUSED = "code-refused"
 BAD_TOKEN = "bad-token"
 NO_CLAIM = "no-claim"
+
+# Characters kept of the provider's error and error_description (a browser brought them).
+_ERROR_LENGTH = 300
 
 # What each claim check means, for the sign-in page.
 _CLAIMS = {
@@ -153,6 +160,14 @@ class RelyingParty:
                 f"The identity provider's discovery document at {self.discovery_url} is not "
                 "valid JSON. Check [sso] issuer.",
             ) from None
+        except TypeError:
+            # Authlib stores "_loaded_at" into the parsed document: a JSON array, string,
+            # number or null fails there, before anything is kept.
+            raise SignInFailed(
+                DISCOVERY_UNREADABLE,
+                f"The discovery document at {self.discovery_url} is not a JSON object "
+                "(OpenID Connect Discovery §4.2). Check [sso] issuer.",
+            ) from None
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
@@ -173,6 +188,11 @@ class RelyingParty:
             for key in ("authorization_endpoint", "token_endpoint", "jwks_uri")
             if not isinstance(metadata.get(key), str)
         ]
+        algorithms = metadata.get("id_token_signing_alg_values_supported")
+        if algorithms is not None and not (
+            isinstance(algorithms, list) and all(isinstance(a, str) for a in algorithms)
+        ):
+            missing.append("a list of strings in id_token_signing_alg_values_supported")
         if missing:
             self._forget_metadata()
             raise SignInFailed(
@@ -190,6 +210,7 @@ class RelyingParty:
         flow = self._app.create_authorization_url(redirect_uri)
         # url, state, nonce and code_verifier, under the state; kept until the callback.
         self._app.save_authorize_data(redirect_uri=redirect_uri, next=next, **flow)
+        self._forget_older_flows()
         return flow["url"]
 
     def finish(self, params: Mapping[str, str]) -> Identity:
@@ -204,20 +225,22 @@ class RelyingParty:
         flow = framework.get_state_data(session, state) if state else None
         if state:
             framework.clear_state_data(session, state)
-        error = params.get("error")
-        if error:
-            description = params.get("error_description")
-            raise SignInFailed(
-                IDP_REFUSED,
-                f"The identity provider did not sign you in: {error}"
-                + (f" ({description})" if description else "")
-                + ".",
-            )
+        # The state first, even for an error response (RFC 6749 §4.1.2.1 sends it back there
+        # too): without it anyone could make this server record and log a text of their own.
         if not isinstance(flow, dict):
             raise SignInFailed(
                 BAD_STATE,
                 "This sign-in response does not belong to a sign-in started in this browser "
                 "(its state is missing, expired or already used). Start again.",
+            )
+        error = params.get("error")
+        if error:
+            description = params.get("error_description")
+            raise SignInFailed(
+                IDP_REFUSED,
+                f"The identity provider did not sign you in: {error[:_ERROR_LENGTH]}"
+                + (f" ({description[:_ERROR_LENGTH]})" if description else "")
+                + ".",
             )
         code = params.get("code")
         if not code:
@@ -242,7 +265,14 @@ class RelyingParty:
                 f"Proware could not reach the identity provider's token endpoint "
                 f"({_network_error(exc)}).",
             ) from None
-        id_token = token.get("id_token") if isinstance(token, dict) else None
+        except (ValueError, TypeError):
+            # Authlib raises ValueError for a 200 that is not a JSON object, and its
+            # OAuth2Token int()s expires_in/expires_at (ValueError or TypeError when they are
+            # not numbers): what the provider sent, not a fault of ours.
+            raise _unreadable_token() from None
+        if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
+            raise _unreadable_token()  # RFC 6749 §5.1: access_token is a string
+        id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise SignInFailed(
                 BAD_TOKEN, "The identity provider answered without an ID token (id_token)."
@@ -259,20 +289,12 @@ class RelyingParty:
         metadata = self.check_discovery()
         algorithms = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
         registry = JWSRegistry(algorithms=[a for a in algorithms if a != "none"])
+        keys = self._key_set()
         try:
             try:
-                decoded = jwt.decode(
-                    id_token, KeySet.import_key_set(self._keys()), registry=registry
-                )
+                decoded = jwt.decode(id_token, keys, registry=registry)
             except InvalidKeyIdError:  # the provider rotated its keys: read them again
-                decoded = jwt.decode(
-                    id_token, KeySet.import_key_set(self._keys(force=True)), registry=registry
-                )
-        except requests.RequestException as exc:
-            raise SignInFailed(
-                IDP_UNREACHABLE,
-                f"Proware could not read the identity provider's keys ({_network_error(exc)}).",
-            ) from None
+                decoded = jwt.decode(id_token, self._key_set(force=True), registry=registry)
         except (BadSignatureError, InvalidKeyIdError):
             raise SignInFailed(
                 BAD_TOKEN,
@@ -301,13 +323,75 @@ class RelyingParty:
             raise SignInFailed(BAD_TOKEN, f"The ID token was refused: {what}.") from None
         return dict(claims)
 
-    def _keys(self, *, force: bool = False) -> Any:
-        """The provider's JWK Set (cached; read again with ``force``)."""
-        return self._app.fetch_jwk_set(force=force)
+    def _key_set(self, *, force: bool = False) -> KeySet:
+        """The provider's signing keys (cached; read again with ``force``).
+
+        :raises SignInFailed: they cannot be fetched, or the answer is not a usable JWK Set;
+            then nothing is kept, so the next sign-in reads them again.
+        """
+        where = self._app.server_metadata.get("jwks_uri")
+        problem: str | None
+        try:
+            document = self._app.fetch_jwk_set(force=force)
+        except requests.JSONDecodeError:
+            problem = "the answer is not JSON"
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                f"Proware could not read the identity provider's signing keys at {where} "
+                f"({_network_error(exc)}).",
+            ) from None
+        else:
+            problem = _jwk_set_problem(document)
+            if problem is None:
+                try:
+                    return KeySet.import_key_set(document)
+                except JoseError as exc:
+                    problem = f"its keys cannot be used ({exc.error})"
+        # Authlib keeps what it fetched in the server metadata, where every later sign-in
+        # would find it: an unusable answer must not stay there.
+        self._app.server_metadata.pop("jwks", None)
+        raise SignInFailed(
+            KEYS_UNREADABLE,
+            f"Proware could not read the identity provider's signing keys at {where}: "
+            f"{problem}. Try again in a while; if it keeps failing, check [sso] issuer.",
+        )
+
+    def _forget_older_flows(self) -> None:
+        """Keep the newest :data:`PENDING_FLOWS` flows in the session. Authlib keeps each one
+        for an hour (``_state_sso_<state>``, with its expiry), so they would pile up."""
+        prefix = f"_state_{self._app.framework.name}_"
+        flows = [key for key in session if key.startswith(prefix)]
+        if len(flows) <= PENDING_FLOWS:
+            return
+        flows.sort(key=lambda key: float((session.get(key) or {}).get("exp") or 0))
+        for key in flows[:-PENDING_FLOWS]:
+            session.pop(key, None)
 
     def _forget_metadata(self) -> None:
         """Read the discovery document again next time (it was unusable)."""
         self._app.server_metadata.pop("_loaded_at", None)
+
+
+def _jwk_set_problem(document: object) -> str | None:
+    """What makes ``document`` no JWK Set (RFC 7517 §5), or None."""
+    if not isinstance(document, dict):
+        return f"the answer is a JSON {type(document).__name__}, not a JWK Set"
+    if isinstance(document.get("keys"), list):
+        return None
+    error = document.get("error")
+    if isinstance(error, str):
+        return f"it answered {error[:_ERROR_LENGTH]!r} instead of a JWK Set"
+    return 'the answer has no "keys" list'
+
+
+def _unreadable_token() -> SignInFailed:
+    return SignInFailed(
+        TOKEN_UNREADABLE,
+        "The identity provider's token endpoint answered with something that is not a token "
+        "response (a JSON object with an access_token, RFC 6749 §5.1). Try again in a while; "
+        "if it keeps failing, check [sso] issuer.",
+    )
 
 
 def _network_error(exc: requests.RequestException) -> str:

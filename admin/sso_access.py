@@ -10,6 +10,8 @@ request, not at their next sign-in.
 The policy (SSO on or off, the admin group, whether local passwords still work) starts from
 ``[sso]`` in config.toml and can be changed in the control panel; those changes, and the last
 sign-in attempts, live in one small shared document (:class:`SsoState`), like the tokens.
+So does when a change last ended a kind of session (:class:`Endings`): a session of that
+kind that started before then stays ended when the policy flips back.
 """
 
 from __future__ import annotations
@@ -49,6 +51,19 @@ class Policy:
     overridden: frozenset[str] = frozenset()
     changed: str | None = None
     changed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Endings:
+    """When a policy change last ended every session of a kind (None: never)."""
+
+    local: datetime | None = None  # local sign-in stopped being allowed
+    sso: datetime | None = None  # single sign-on was disabled
+
+
+def local_allowed(policy: Policy) -> bool:
+    """Whether ``policy`` lets local accounts sign in (always while SSO is off)."""
+    return not policy.enabled or policy.local_sign_in
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,11 @@ class SsoState:
         {"format": 1,
          "policy": {"admin_group": "Proware Admins", "changed": "...", "changed_by": "admin:ann"},
          "last_attempt": {"time": "...", "outcome": "refused", "reason": "disabled", ...},
-         "last_success": {...}}
+         "last_success": {...},
+         "ended": {"local": "2026-12-04T12:00:00.250000+00:00", "sso": "..."}}
+
+    ``ended`` keeps full precision: a session that started a moment before the change must
+    not pass for one started after it.
 
     :param defaults: the policy from config.toml, which keys absent from ``policy`` keep.
     """
@@ -166,19 +185,31 @@ class SsoState:
             raise ValueError(f"not a policy setting: {', '.join(sorted(unknown))}")
 
         def apply(document: dict) -> None:
+            before = self._policy(document)
             policy = self._section(document, "policy")
             policy.update(changes)
             policy["changed"] = self._now()
             policy["changed_by"] = by
             document["policy"] = policy
+            self._note_endings(document, before)
 
         self._control.update(apply)
         return self.policy()
 
     def reset_policy(self) -> Policy:
         """Forget the control panel's changes: config.toml's ``[sso]`` applies again."""
-        self._control.update(lambda document: document.pop("policy", None))
+
+        def apply(document: dict) -> None:
+            before = self._policy(document)
+            document.pop("policy", None)
+            self._note_endings(document, before)
+
+        self._control.update(apply)
         return self.policy()
+
+    def endings(self) -> Endings:
+        """When a policy change last ended local or single sign-on sessions."""
+        return self._control.derived(self._endings)
 
     def record(self, attempt: Attempt) -> None:
         """Keep ``attempt`` as the last one (and as the last success, if it is one)."""
@@ -223,6 +254,22 @@ class SsoState:
             changed_by=section.get("changed_by") if overridden else None,
         )
 
+    def _note_endings(self, document: dict, before: Policy) -> None:
+        """Record the moment the change to ``document`` ended a kind of session."""
+        after = self._policy(document)
+        ended = self._section(document, "ended")
+        now = self._clock().astimezone(UTC).isoformat()
+        if local_allowed(before) and not local_allowed(after):
+            ended["local"] = now
+        if before.enabled and not after.enabled:
+            ended["sso"] = now
+        if ended:
+            document["ended"] = ended
+
+    def _endings(self, document: dict) -> Endings:
+        section = self._section(document, "ended")
+        return Endings(**{kind: _moment(section.get(kind)) for kind in ("local", "sso")})
+
     def _attempt(self, key: str) -> Attempt | None:
         record = self._section(self._control.read(), key)
         if not record.get("time") or not record.get("outcome"):
@@ -246,6 +293,15 @@ class SsoState:
     def _now(self) -> str:
         moment = self._clock().astimezone(UTC).replace(microsecond=0)
         return moment.isoformat().replace("+00:00", "Z")
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def utcnow() -> datetime:

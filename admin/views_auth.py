@@ -173,11 +173,14 @@ def _invalid_setup() -> Response:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after sign-in: only a control panel path of this site (no open redirect)."""
+    """Where to go after sign-in: only a control panel path of this site (no open redirect),
+    without control or invisible characters (a decoded ``%0A`` cannot go in a Location
+    header, and a path a person cannot read is no place to send them)."""
     if (
         target
         and (target == PATH or target.startswith(PATH + "/"))
         and "\\" not in target
+        and target.isprintable()
         and not target.startswith(f"{PATH}/sign-")
     ):
         return target

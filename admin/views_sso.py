@@ -17,6 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, flash, g, redirect, request, session, url_for
 
 from admin import sessions, views_auth
+from admin.activity import printable
 from admin.context import AdminContext, Provider, context
 from admin.sso import NO_CLAIM, SignInFailed
 from admin.sso_access import Attempt, Policy, access_by_id, access_by_name
@@ -30,6 +31,8 @@ CALLBACK_PATH = "/sso/callback"
 _STATUS = {
     "idp-unreachable": 502,
     "discovery-unreadable": 502,
+    "keys-unreadable": 502,
+    "token-unreadable": 502,
     "bad-state": 400,
     "code-refused": 400,
     "bad-token": 400,
@@ -113,7 +116,7 @@ def callback() -> Response | str:
         Attempt(admin.sso.state.now(), "success", user=name, client=request.remote_addr)
     )
     admin.note("sign in", admin=name, name=name, id=access.user_id, source="sso")
-    log.info("%s signed in with single sign-on from %s", name, request.remote_addr)
+    log.info("%s signed in with single sign-on from %s", printable(name), request.remote_addr)
     return redirect(views_auth.safe_next(identity.next))  # type: ignore[return-value]
 
 
@@ -170,7 +173,7 @@ def set_policy() -> Response:
         if action == "admin-group":
             done = done.format(group=changes["admin_group"])
     admin.note(operation, **changes, source="sso")
-    log.info("admin %s: %s", g.admin, operation)
+    log.info("admin %s: %s", printable(g.admin), operation)
     flash(done, "success")
     if action == "admin-group" and not _group_exists(admin, str(changes["admin_group"])):
         flash(
@@ -304,7 +307,8 @@ def _refused(
         detail=message,
         source="sso",
     )
-    log.warning("single sign-on refused (%s) from %s: %s", reason, client, message)
+    # The message can carry the provider's or the user's text: escaped, it forges no line.
+    log.warning("single sign-on refused (%s) from %s: %s", reason, client, printable(message))
     return views_auth.sign_in_page(sso_error=message, status=status or _STATUS.get(reason, 403))
 
 

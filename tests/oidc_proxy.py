@@ -25,6 +25,7 @@ from tests.serverproc import HOST
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 TOKEN_PATH = "/token"  # oidc-provider's default routes.token
+JWKS_PATH = "/jwks"  # oidc-provider's default routes.jwks
 # RFC 9110 §7.6.1: meaningful for one connection only, so a proxy does not pass them on.
 HOP_BY_HOP = {
     "connection",
@@ -47,6 +48,7 @@ class Signature(enum.Enum):
     PROVIDER_KEY = "re-signed with the provider's own key: a valid signature"
     FOREIGN_KEY = "signed with another RSA key under the provider's kid: a bad signature"
     STALE = "the provider's original signature over the old payload: a bad signature"
+    UNKNOWN_KEY = "signed with another RSA key under a new kid: as after a key rotation"
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,10 @@ class TamperingProxy:
         if forgery.signature is Signature.FOREIGN_KEY:
             foreign = RSAKey.generate_key(2048, parameters={"kid": header["kid"]}, private=True)
             return jwt.encode(header, edited, foreign, default_type=None)
+        if forgery.signature is Signature.UNKNOWN_KEY:
+            rotated = {**header, "kid": f"{header.get('kid')}-rotated"}
+            foreign = RSAKey.generate_key(2048, parameters={"kid": rotated["kid"]}, private=True)
+            return jwt.encode(rotated, edited, foreign, default_type=None)
         forged = jwt.encode(header, edited, self.signing_key, default_type=None)
         if forgery.signature is Signature.PROVIDER_KEY:
             return forged

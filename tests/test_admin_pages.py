@@ -87,7 +87,16 @@ def test_sign_in_takes_the_admin_back_to_the_page_asked_for(app: Flask) -> None:
 
 @pytest.mark.parametrize(
     "target",
-    ["https://evil.example/", "//evil.example/admin", "/admin\\..\\x", "/scim/v2/Users"],
+    [
+        "https://evil.example/",
+        "//evil.example/admin",
+        "/admin\\..\\x",
+        "/scim/v2/Users",
+        # A control character would make the redirect's Location header a 500.
+        "/admin/\n",
+        "/admin/\r\nSet-Cookie: x=y",
+        "/admin/\x1b[2J",
+    ],
 )
 def test_sign_in_never_redirects_off_the_control_panel(app: Flask, target: str) -> None:
     create_admin(app)
@@ -103,6 +112,23 @@ def test_sign_in_never_redirects_off_the_control_panel(app: Flask, target: str) 
         },
     )
     assert response.headers["Location"] == "/admin/"
+
+
+@pytest.mark.parametrize("query", ["next=/admin/%0A", "next=/admin/%0D%0AX-Forged:%201"])
+def test_a_control_character_in_next_falls_back_to_the_home_page(app: Flask, query: str) -> None:
+    """In the sign-in URL, and once signed in (the sign-in page then redirects at once)."""
+    create_admin(app)
+    client = app.test_client()
+    page = client.get(f"/admin/sign-in?{query}")
+    response = client.post(
+        f"/admin/sign-in?{query}",
+        data={"csrf_token": csrf_of(page), "username": USERNAME, "password": PASSWORD},
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+
+    again = client.get(f"/admin/sign-in?{query}")
+
+    assert again.status_code == 302 and again.headers["Location"] == "/admin/"
 
 
 def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(app: Flask) -> None:

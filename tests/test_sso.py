@@ -22,13 +22,20 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin.sessions import COOKIE_NAME
 from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
 from tests.oidc_browser import abort_sign_in, sign_in
-from tests.oidc_proxy import Signature
+from tests.oidc_proxy import (
+    DISCOVERY_PATH,
+    JWKS_PATH,
+    TOKEN_PATH,
+    Signature,
+    TamperingProxy,
+)
 from tests.oidc_support import OidcProvider, require_provider
 
 PUBLIC_URL = "http://proware.test"
@@ -192,6 +199,16 @@ def test_an_active_admin_group_member_signs_in_and_lands_where_they_were_going(
     assert "signed in</span>" in settings and "ann@contoso.example" in settings
 
 
+def test_a_control_character_in_next_lands_on_the_home_page(sso_app: Flask, entra: Entra) -> None:
+    """A decoded %0A cannot go in the Location header: the sign-in still completes."""
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, "ann", next="/admin/\n")
+
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    assert signed_in_page(browser)
+
+
 @pytest.mark.parametrize(
     ("login", "reason", "words"),
     [
@@ -264,6 +281,57 @@ def test_the_user_cancelling_at_the_provider_is_an_idp_refusal(
     assert not signed_in_page(browser)
 
 
+FORGED = "\x1b[2J\n2026-01-01 00:00:00 WARNING proware.sso forged line"
+
+
+def sso_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "proware.sso"]
+
+
+@pytest.mark.parametrize("state", [None, "not-a-pending-state"], ids=["no-state", "unknown"])
+def test_an_error_response_without_a_pending_state_is_a_bad_state(
+    sso_app: Flask, caplog: pytest.LogCaptureFixture, state: str | None
+) -> None:
+    """Anyone can send this URL: none of its text reaches the log, the page or the records."""
+    caplog.set_level(logging.INFO)
+    query = {"error": "access_denied" + FORGED, "error_description": FORGED}
+    if state is not None:
+        query["state"] = state
+
+    response = sso_app.test_client().get("/admin/sso/callback", query_string=query)
+
+    assert response.status_code == 400
+    assert "does not belong to a sign-in started in this browser" in text(response)
+    assert "forged" not in text(response)
+    newest = events(sso_app)[0]
+    assert newest["reason"] == "bad-state" and "forged" not in str(newest)
+    attempt = sso_app.extensions["proware.admin"].sso.state.last_attempt()
+    assert attempt is not None and attempt.reason == "bad-state"
+    assert "forged" not in attempt.message
+    assert not any("forged" in line for line in sso_log_lines(caplog))
+
+
+def test_the_provider_s_error_text_is_logged_escaped(
+    sso_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a pending state (an attacker can start a flow of their own), the error is shown
+    and recorded, and its log line has no raw control character."""
+    caplog.set_level(logging.INFO)
+    browser = sso_app.test_client()
+    state = parse_qs(urlsplit(start_flow(browser)).query)["state"][0]
+
+    response = browser.get(
+        "/admin/sso/callback",
+        query_string={"state": state, "error": "access_denied", "error_description": FORGED},
+    )
+
+    assert response.status_code == 403
+    assert events(sso_app)[0]["reason"] == "idp-refused"
+    lines = [line for line in sso_log_lines(caplog) if "forged" in line]
+    assert lines and all(line.isprintable() for line in lines)
+    assert "\\x1b[2J\\n2026" in lines[0]
+
+
 def test_a_callback_without_state_is_refused(sso_app: Flask, entra: Entra) -> None:
     browser = sso_app.test_client()
     redirect = sign_in(start_flow(browser), "ann")
@@ -274,6 +342,22 @@ def test_a_callback_without_state_is_refused(sso_app: Flask, entra: Entra) -> No
     assert response.status_code == 400
     assert "does not belong to a sign-in started in this browser" in text(response)
     assert not signed_in_page(browser)
+
+
+def test_many_started_sign_ins_keep_the_cookie_small(sso_app: Flask, entra: Entra) -> None:
+    """Each start keeps its flow (state, nonce, verifier) in the cookie: only the newest few
+    stay, so pressing the button again and again never pushes it past a browser's 4 KB."""
+    local = signed_in(sso_app)
+    browser = local.client
+    first = start_flow(browser)
+    for _ in range(30):
+        latest = start_flow(browser)
+
+    cookie = browser.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None and len(cookie.value) < 2048
+    assert signed_in_page(browser)  # the password session is still in the cookie
+    assert callback(browser, sign_in(first, "ann")).status_code == 400  # long forgotten
+    assert callback(browser, sign_in(latest, "ann")).status_code == 302
 
 
 def test_a_replayed_callback_is_refused(sso_app: Flask, entra: Entra) -> None:
@@ -456,8 +540,11 @@ def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
             ),
             "names the issuer 'https://other.example'",
         ),
+        (lambda proxy: _discovery(proxy, b"[]"), "is not a JSON object"),
+        (lambda proxy: _discovery(proxy, b'"x"'), "is not a JSON object"),
+        (lambda proxy: _discovery(proxy, b"null"), "is not a JSON object"),
     ],
-    ids=["not-json", "http-500", "another-issuer"],
+    ids=["not-json", "http-500", "another-issuer", "array", "string", "null"],
 )
 def test_an_unusable_discovery_document_is_named(
     sso_app: Flask, idp: OidcProvider, break_it: Callable, words: str
@@ -469,6 +556,102 @@ def test_an_unusable_discovery_document_is_named(
     assert response.status_code == 502
     assert words in text(response)
     assert events(sso_app)[0]["reason"] in ("discovery-unreadable", "idp-unreachable")
+
+
+def _discovery(proxy: TamperingProxy, body: bytes) -> None:
+    proxy.replace_response(DISCOVERY_PATH, 200, body, "application/json")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[]", b'"x"', b'{"issuer": "x"}'],
+    ids=["array", "string", "no-endpoints"],
+)
+def test_check_names_an_unusable_discovery_document(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, tmp_path: Path, body: bytes, capsys
+) -> None:
+    """The settings page's Check button and `sso status --check` say what is wrong."""
+    browser = _sso_panel(sso_app)
+    sso_app.extensions["proware.admin"].sso.relying_party._forget_metadata()
+    _discovery(idp.proxy, body)
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    assert "The discovery document at" in text(browser.get(done.headers["Location"]))
+    assert code == 1 and "Discovery:      The discovery document at" in capsys.readouterr().out
+
+
+# Answers of a JWKS endpoint that are not a JWK Set (RFC 7517 §5).
+_BAD_KEY_SETS = [
+    pytest.param(b'{"error": "temporarily_unavailable"}', id="error-object"),
+    pytest.param(b"[]", id="array"),
+    pytest.param(b"<html>busy</html>", id="not-json"),
+    pytest.param(b'{"keys": "x"}', id="keys-not-a-list"),
+    pytest.param(b'{"keys": [{"kty": "RSA", "n": "x"}]}', id="unusable-key"),
+]
+
+
+@pytest.mark.parametrize("body", _BAD_KEY_SETS)
+def test_unreadable_signing_keys_are_named_and_not_kept(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, body: bytes
+) -> None:
+    idp.proxy.replace_response(JWKS_PATH, 200, body, "application/json")
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, "ann")
+
+    assert response.status_code == 502, text(response)
+    assert "could not read the identity provider's signing keys" in text(response)
+    assert events(sso_app)[0]["reason"] == "keys-unreadable"
+    assert not signed_in_page(browser)
+    idp.proxy.restore_response(JWKS_PATH)  # the provider recovers
+    assert sign_in_as(browser, "ann").status_code == 302
+    assert signed_in_page(browser)
+
+
+@pytest.mark.parametrize("body", _BAD_KEY_SETS[:2])
+def test_unreadable_keys_after_a_key_rotation_are_not_kept(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, body: bytes
+) -> None:
+    """A token under a kid the cached keys lack makes Proware read them again."""
+    assert sign_in_as(sso_app.test_client(), "ann").status_code == 302  # keys cached
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.replace_response(JWKS_PATH, 200, body, "application/json")
+    idp.proxy.forge_next_id_token(signature=Signature.UNKNOWN_KEY)
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502, text(response)
+    assert "could not read the identity provider's signing keys" in text(response)
+    idp.proxy.restore_response(JWKS_PATH)
+    assert sign_in_as(browser, "ann").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"<html>Service Unavailable</html>", id="not-json"),
+        pytest.param(b"[]", id="array"),
+        pytest.param(b'{"access_token": "a", "expires_in": [1]}', id="expires-in-a-list"),
+        pytest.param(b'{"access_token": "a", "expires_in": "soon"}', id="expires-in-a-word"),
+        pytest.param(b'{"access_token": ["a"], "id_token": "x"}', id="access-token-a-list"),
+    ],
+)
+def test_a_token_response_that_is_not_one_is_named(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, body: bytes
+) -> None:
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    idp.proxy.replace_response(TOKEN_PATH, 200, body, "application/json")
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502, text(response)
+    assert "token endpoint answered with something that is not a token response" in text(response)
+    assert events(sso_app)[0]["reason"] == "token-unreadable"
+    assert not signed_in_page(browser)
 
 
 def test_the_provider_going_down_during_the_sign_in_is_refused_cleanly(
@@ -590,6 +773,80 @@ def test_turning_local_sign_in_off_ends_local_sessions(sso_app: Flask, entra: En
     response = local.get("/admin/settings")
     assert response.status_code == 302
     assert "Local sign-in is turned off" in text(local.get(response.headers["Location"]))
+
+
+def _copy_of(browser: FlaskClient) -> Callable[[], FlaskClient]:
+    """A thief's copy of the session cookie: a new browser presenting it, each call."""
+    cookie = browser.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+
+    def replay() -> FlaskClient:
+        thief = browser.application.test_client()
+        thief.set_cookie(COOKIE_NAME, cookie.value, path="/admin")
+        return thief
+
+    return replay
+
+
+@pytest.mark.parametrize("back_on", ["cli", "reset"])
+def test_a_password_session_ended_by_local_sign_in_off_stays_ended(
+    sso_app: Flask, entra: Entra, back_on: str
+) -> None:
+    """Turning local sign-in on again (`sso local-sign-in on`, or Revert to config.toml)
+    brings back password sign-in, not the sessions that ended."""
+    local = signed_in(sso_app)
+    replay = _copy_of(local.client)
+    state = sso_app.extensions["proware.admin"].sso.state
+    state.change_policy("admin:ann@contoso.example", local_sign_in=False)
+    assert not signed_in_page(replay())
+
+    if back_on == "cli":
+        state.change_policy("cli", local_sign_in=True)
+    else:
+        state.reset_policy()
+
+    assert sso_app.extensions["proware.admin"].sso.local_allowed()
+    thief = replay()
+    response = thief.get("/admin/settings")
+    assert response.status_code == 302
+    assert "ended when local sign-in was turned off" in text(
+        thief.get(response.headers["Location"])
+    )
+    assert not signed_in_page(replay())
+    assert signed_in_page(signed_in(sso_app).client)  # a new password sign-in works
+
+
+def test_an_sso_session_ended_by_disabling_sso_stays_ended_when_it_is_enabled_again(
+    sso_app: Flask, entra: Entra
+) -> None:
+    browser = sso_app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+    replay = _copy_of(browser)
+    state = sso_app.extensions["proware.admin"].sso.state
+    state.change_policy("cli", enabled=False)
+    assert not signed_in_page(replay())
+
+    state.change_policy("admin:admin", enabled=True)
+
+    assert not signed_in_page(replay())
+    fresh = sso_app.test_client()
+    assert sign_in_as(fresh, "ann").status_code == 302 and signed_in_page(fresh)
+
+
+def test_sessions_started_after_a_policy_flip_are_not_ended_by_it(
+    sso_app: Flask, entra: Entra
+) -> None:
+    state = sso_app.extensions["proware.admin"].sso.state
+    state.change_policy("cli", local_sign_in=False)
+    state.change_policy("cli", enabled=False)
+    state.change_policy("cli", local_sign_in=True, enabled=True)
+    local = signed_in(sso_app)
+    browser = sso_app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+
+    state.change_policy("cli", admin_group=GROUP)  # a change that ends nothing
+
+    assert signed_in_page(local.client) and signed_in_page(browser)
 
 
 def test_disabling_sso_ends_its_sessions_and_brings_back_local_sign_in(
@@ -820,7 +1077,9 @@ def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
     config = _config_file(tmp_path, idp)
     app = create_app(load_settings(config))
     try:
-        app.test_client().get("/admin/sso/callback", query_string={"error": "access_denied"})
+        browser = app.test_client()
+        state = parse_qs(urlsplit(start_flow(browser)).query)["state"][0]
+        browser.get("/admin/sso/callback", query_string={"error": "access_denied", "state": state})
     finally:
         app.extensions["proware"].repository.close()
     idp.proxy.go_down()

@@ -14,6 +14,7 @@ from admin.sso_access import (
     NOT_IN_GROUP,
     NOT_PROVISIONED,
     Attempt,
+    Endings,
     Policy,
     SsoState,
     access_by_id,
@@ -162,3 +163,32 @@ def test_the_last_attempt_and_the_last_success_are_kept_apart(state: SsoState) -
         "2026-12-04T11:30:00Z", "refused", reason=DISABLED, message="no"
     )
     assert state.last_success() == Attempt("2026-12-04T11:00:00Z", "success", user="ann")
+
+
+def test_a_change_that_ends_a_kind_of_session_is_remembered_after_it_is_undone(
+    state: SsoState,
+) -> None:
+    assert state.endings() == Endings()
+    state.change_policy("admin:ann", admin_group="Ops")  # ends nothing
+    assert state.endings() == Endings()
+
+    state.change_policy("admin:ann", local_sign_in=False)
+    state.change_policy("cli", local_sign_in=True)
+    state.change_policy("admin:ann", enabled=False)
+    state.reset_policy()
+
+    assert state.endings() == Endings(local=NOW, sso=NOW)
+    assert state.policy() == state.defaults
+
+
+def test_disabling_sso_ends_nothing_local_and_enabling_it_with_local_off_does(
+    tmp_path: Path,
+) -> None:
+    """Local sign-in is allowed whenever SSO is off, so turning SSO on with local sign-in off
+    is what ends the local sessions."""
+    defaults = Policy(enabled=False, admin_group=GROUP, local_sign_in=False)
+    state = SsoState(ControlFile(tmp_path / "sso.json"), defaults, lambda: NOW)
+
+    state.change_policy("admin:ann", enabled=True)
+
+    assert state.endings() == Endings(local=NOW)
