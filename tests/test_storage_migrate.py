@@ -8,6 +8,9 @@ order), tokens, admin accounts and activity into an empty target and checks the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +68,12 @@ def open_app(config: Path, apps: list[Flask]) -> Flask:
     return app
 
 
+def close_app(app: Flask, apps: list[Flask]) -> None:
+    """Stop serving: what restore and storage migrate wait for."""
+    app.extensions["proware.backend"].close()
+    apps.remove(app)
+
+
 def populate(app: Flask) -> tuple[str, dict]:
     """Users, a group with members in a known order, a token, an admin; returns the token
     and the directory as the API lists it."""
@@ -90,8 +99,7 @@ def test_an_embedded_install_moves_to_postgresql_and_back_whole(
     embedded = embedded_config(tmp_path)
     source = open_app(embedded, opened)
     secret, before = populate(source)
-    source.extensions["proware.backend"].close()
-    opened.remove(source)
+    close_app(source, opened)
 
     code, out, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
 
@@ -106,6 +114,7 @@ def test_an_embedded_install_moves_to_postgresql_and_back_whole(
     assert [e["operation"] for e in events if e.get("source") != "control panel"].count(
         "create"
     ) == 6
+    close_app(moved, opened)
 
     back = tmp_path / "back-data"
     code, out, err = run(
@@ -122,16 +131,17 @@ def test_a_migration_into_a_database_that_holds_data_changes_nothing(
 ) -> None:
     target = open_app(postgres_config(tmp_path, dsn), opened)
     secret, before = populate(target)
+    close_app(target, opened)
     embedded = embedded_config(tmp_path)
     source = open_app(embedded, opened)
     populate(source)
-    source.extensions["proware.backend"].close()
-    opened.remove(source)
+    close_app(source, opened)
 
     code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
 
     assert code == 1
-    assert "already holds users or groups" in err
+    assert "already holds" in err
+    target = open_app(postgres_config(tmp_path, dsn), opened)
     assert listing(ScimClient(target.test_client(), secret)) == before
 
 
@@ -162,9 +172,10 @@ def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
 
     scim = ScimClient(app.test_client(), secret)
     scim.create_user("late@contoso.com")  # after the backup: the restore takes it away
+    close_app(app, opened)
     code, _, err = run(capsys, config, "restore", str(backup))
     assert code == 0, err
-    assert listing(scim) == before
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == before
 
     embedded = embedded_config(tmp_path, "restored")
     code, _, err = run(capsys, embedded, "restore", str(backup))
@@ -186,12 +197,13 @@ def test_a_damaged_backup_is_refused_and_changes_nothing(
     first, second = list(data["users"].values())[:2]
     second["userName"] = first["userName"].upper()  # a unique index broken
     backup.write_text(json.dumps(data))
+    close_app(app, opened)
 
     code, _, err = run(capsys, config, "restore", str(backup))
 
     assert code == 1
     assert "share the unique userName" in err
-    assert listing(ScimClient(app.test_client(), secret)) == before
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == before
 
 
 def restored_token(app: Flask) -> str:
@@ -207,3 +219,171 @@ def test_the_target_names_a_database_or_a_directory() -> None:
     assert target_settings("postgresql://proware@db/proware").backend == POSTGRESQL
     assert target_settings("host=db dbname=proware").backend == POSTGRESQL
     assert target_settings("/srv/proware/data") == StorageSettings(path=Path("/srv/proware/data"))
+
+
+# -- servers and commands on one PostgreSQL database ------------------------------------------
+
+
+def test_restore_into_a_served_database_is_refused_and_changes_nothing(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """A restore would replace what servers just acknowledged: they hold the database."""
+    config = postgres_config(tmp_path, dsn)
+    app = open_app(config, opened)
+    secret, _ = populate(app)
+    backup = tmp_path / "backup.json"
+    assert run(capsys, config, "backup", str(backup))[0] == 0  # a backup is fine meanwhile
+    scim = ScimClient(app.test_client(), secret)
+    scim.create_user("late@contoso.com")
+    after = listing(scim)
+
+    code, _, err = run(capsys, config, "restore", str(backup))
+
+    assert code == 1
+    assert "is in use by 1 Proware server process(es)" in err
+    assert "stop every Proware server on it, on every machine, then run restore again" in err
+    assert listing(scim) == after
+
+
+def test_migrating_a_served_database_is_refused(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """Servers writing meanwhile would be missing from the copy."""
+    config = postgres_config(tmp_path, dsn)
+    populate(open_app(config, opened))
+    open_app(config, opened)  # a second process: both are counted
+
+    code, _, err = run(capsys, config, "storage", "migrate", "--to", str(tmp_path / "copy"))
+
+    assert code == 1
+    assert "is in use by 2 Proware server process(es)" in err and "storage migrate" in err
+    assert not (tmp_path / "copy" / "proware.json").exists()
+
+
+def test_migrating_into_a_served_database_is_refused(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    open_app(postgres_config(tmp_path, dsn), opened)  # serving the (empty) target
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "is in use by 1 Proware server process(es)" in err
+
+
+def test_a_server_does_not_start_while_a_restore_holds_the_database(
+    tmp_path: Path, dsn: str
+) -> None:
+    from server.config import load_settings
+    from storage import transfer
+    from storage.postgres.serving import DatabaseInUse
+
+    settings = load_settings(postgres_config(tmp_path, dsn))
+    with transfer.in_sole_use(settings.storage, "restore"):
+        with pytest.raises(DatabaseInUse, match="is being restored or migrated"):
+            create_app(settings)
+    create_app(settings).extensions["proware.backend"].close()  # once it is done
+
+
+def test_a_server_that_dies_leaves_no_hold_on_the_database(tmp_path: Path, dsn: str) -> None:
+    """The share is a session lock: PostgreSQL drops it with the dead process's session."""
+    from storage import transfer
+    from storage.errors import StorageError
+
+    config = postgres_config(tmp_path, dsn)
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_AND_WAIT, str(config)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "serving"
+        settings = StorageSettings(backend=POSTGRESQL, dsn=dsn, pool_size=1)
+        with pytest.raises(StorageError, match="in use by 1 Proware server"):
+            with transfer.in_sole_use(settings, "restore"):
+                pass
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()  # type: ignore[union-attr]
+    for _ in range(100):  # PostgreSQL notices the closed socket at once, or nearly
+        try:
+            with transfer.in_sole_use(settings, "restore"):
+                return
+        except StorageError:
+            time.sleep(0.05)
+    pytest.fail("the dead server's share of the database was never released")
+
+
+_SERVE_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from app import create_app
+from server.config import load_settings
+create_app(load_settings(Path(sys.argv[1])))
+print("serving", flush=True)
+time.sleep(60)
+"""
+
+
+# -- what a migration target may hold ---------------------------------------------------------
+
+
+def test_a_database_holding_only_a_token_is_no_migration_target(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    target = open_app(postgres_config(tmp_path, dsn), opened)
+    secret, _ = target.extensions["proware"].tokens.create("target-own")
+    close_app(target, opened)
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "already holds shared document 'control.json'" in err
+    target = open_app(postgres_config(tmp_path, dsn), opened)
+    # The target's own token still works, and its directory is still empty.
+    target.extensions["proware"].switch.set(True)
+    assert listing(ScimClient(target.test_client(), secret))["users"] == []
+
+
+def test_a_directory_holding_an_admin_is_no_migration_target(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    target_config = embedded_config(tmp_path, "target")
+    create_admin(open_app(target_config, opened))
+    close_app(opened[-1], opened)
+    config = postgres_config(tmp_path, dsn)
+    populate(open_app(config, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(capsys, config, "storage", "migrate", "--to", str(tmp_path / "target-data"))
+
+    assert code == 1
+    assert "already holds shared document 'admins.json'" in err
+    assert not (tmp_path / "target-data" / "control.json").exists()
+
+
+@pytest.mark.parametrize("direction", ["to postgresql", "to a directory"])
+def test_a_freshly_started_install_is_a_migration_target(
+    direction: str, tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """A server's first start writes a session key (and, embedded, an empty data file)."""
+    embedded, postgres = embedded_config(tmp_path), postgres_config(tmp_path, dsn)
+    source, target = (embedded, postgres) if direction == "to postgresql" else (postgres, embedded)
+    secret, before = populate(open_app(source, opened))
+    close_app(opened[-1], opened)
+    open_app(target, opened).test_client().get("/admin")
+    close_app(opened[-1], opened)
+    to = dsn if target is postgres else str(tmp_path / "embedded-data")
+
+    code, out, err = run(capsys, source, "storage", "migrate", "--to", to)
+
+    assert code == 0, err
+    assert listing(ScimClient(open_app(target, opened).test_client(), secret)) == before
