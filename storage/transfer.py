@@ -35,7 +35,7 @@ from storage.journal.snapshot import (
 )
 from storage.repository import Index
 from storage.settings import POSTGRESQL, StorageSettings
-from storage.state import State
+from storage.state import State, joined_order
 
 KINDS = ("User", "Group")
 
@@ -91,7 +91,7 @@ def write_directory(
     :raises CorruptStore: the snapshot breaks a unique index (two users share a userName).
     :raises StorageError: the target is not empty and ``replace`` is false.
     """
-    state = State.build(indexes, snapshot.documents, snapshot.members)
+    state = State.build(indexes, snapshot.documents, snapshot.members, snapshot.groups)
     for index, folded, ids in state.duplicates():
         raise CorruptStore(
             f"{len(ids)} {index.kind} documents share the unique {index.field} {folded!r}"
@@ -286,6 +286,14 @@ def _check_directory(expected: Snapshot, found: Snapshot) -> None:
     their_members = {group: list(ids) for group, ids in found.members.items() if ids}
     if mine_members != their_members:
         raise StorageError("the copy's group memberships differ from the source's")
+    # A user's groups, in order, are part of what a client sees of it (and of its version).
+    mine_joined = joined_order(expected.members, expected.groups)
+    their_joined = joined_order(found.members, found.groups)
+    for user_id, groups in mine_joined.items():
+        if their_joined.get(user_id) != groups:
+            raise StorageError(
+                f"the copy lists the groups of User {user_id!r} in another order than the source"
+            )
 
 
 def _database(settings: StorageSettings):  # type: ignore[no-untyped-def]

@@ -387,3 +387,109 @@ def test_a_freshly_started_install_is_a_migration_target(
 
     assert code == 0, err
     assert listing(ScimClient(open_app(target, opened).test_client(), secret)) == before
+
+
+# -- the order a user joined its groups -------------------------------------------------------
+
+
+def joined_out_of_order(app: Flask) -> tuple[str, str, dict]:
+    """A user who joined the groups Gamma, Alpha, Beta (made Alpha, Beta, Gamma): its
+    ``groups`` and version show that order. Returns the token, its id and what a GET shows."""
+    services = app.extensions["proware"]
+    secret, _ = services.tokens.create("entra")
+    services.switch.set(True)
+    scim = ScimClient(app.test_client(), secret)
+    user, other = scim.create_user("ann@contoso.com"), scim.create_user("bob@contoso.com")
+    groups = [scim.create_group(name)["id"] for name in ("Alpha", "Beta", "Gamma")]
+    # The other user first: the groups' member lists then come in the order Alpha, Beta,
+    # Gamma, which is not the order the user joined them.
+    for member, order in ((other["id"], groups), (user["id"], [groups[2], *groups[:2]])):
+        for group_id in order:
+            operation = {"op": "add", "path": "members", "value": [{"value": member}]}
+            assert scim.patch_ops(f"/Groups/{group_id}", operation).status_code in (200, 204)
+    return secret, user["id"], seen(scim, user["id"])
+
+
+def seen(scim: ScimClient, user_id: str) -> dict:
+    response = scim.get(f"/Users/{user_id}")
+    return {"etag": response.headers["ETag"], "groups": response.get_json()["groups"]}
+
+
+@pytest.mark.parametrize("start", ["embedded", "postgresql"])
+def test_migrations_and_backups_keep_the_order_users_joined_their_groups(
+    start: str, tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    embedded, postgres = embedded_config(tmp_path), postgres_config(tmp_path, dsn)
+    source = embedded if start == "embedded" else postgres
+    app = open_app(source, opened)
+    secret, user_id, before = joined_out_of_order(app)
+    assert [group["display"] for group in before["groups"]] == ["Gamma", "Alpha", "Beta"]
+    close_app(app, opened)
+
+    # There and back: each copy is checked, and each shows the user as the source did.
+    other = postgres if source is embedded else embedded
+    to_other = dsn if other is postgres else str(tmp_path / "embedded-data")
+    code, out, err = run(capsys, source, "storage", "migrate", "--to", to_other)
+    assert code == 0, err
+    there = open_app(other, opened)
+    assert seen(ScimClient(there.test_client(), secret), user_id) == before
+    backup = tmp_path / "backup.json"
+    assert run(capsys, other, "backup", str(backup))[0] == 0
+    close_app(there, opened)
+    back = tmp_path / "back-data"
+    code, _, err = run(capsys, other, "storage", "migrate", "--to", str(back))
+    assert code == 0, err
+    back_config = write_config(tmp_path / "back.toml", f'path = "{back}"')
+    assert seen(ScimClient(open_app(back_config, opened).test_client(), secret), user_id) == before
+    close_app(opened[-1], opened)
+
+    # A backup restores into either backend with the order kept.
+    for config in (postgres, embedded_config(tmp_path, "restored")):
+        code, _, err = run(capsys, config, "restore", str(backup))
+        assert code == 0, err
+        restored = open_app(config, opened)
+        assert seen(ScimClient(restored.test_client(), restored_token(restored)), user_id) == before
+        close_app(restored, opened)
+
+
+def test_an_embedded_store_keeps_the_order_users_joined_their_groups_across_a_restart(
+    tmp_path: Path, opened: list[Flask]
+) -> None:
+    """The data file records it (a compaction wrote the member lists only, and a restart
+    listed each user's groups in the order of those lists)."""
+    config = embedded_config(tmp_path)
+    app = open_app(config, opened)
+    secret, user_id, before = joined_out_of_order(app)
+    app.extensions["proware"].repository.compact()
+    close_app(app, opened)
+
+    assert seen(ScimClient(open_app(config, opened).test_client(), secret), user_id) == before
+
+
+def test_membership_order_gives_each_group_and_each_user_its_order() -> None:
+    from storage.postgres.transfer import membership_order
+
+    members = {"alpha": ["ann", "bob"], "beta": ["bob", "ann"], "gamma": ["ann"]}
+    joined = {"ann": ["gamma", "beta", "alpha"], "bob": ["beta", "alpha"]}
+
+    pairs = membership_order(members, joined)
+
+    assert sorted(pairs) == sorted((g, u) for g, users in members.items() for u in users)
+    for group_id, users in members.items():
+        assert [u for g, u in pairs if g == group_id] == users
+    for user_id, groups in joined.items():
+        assert [g for g, u in pairs if u == user_id] == groups
+
+
+def test_a_copy_that_lists_a_users_groups_in_another_order_does_not_match() -> None:
+    from storage.errors import StorageError
+    from storage.journal.snapshot import FORMAT, Snapshot
+    from storage.transfer import _check_directory
+
+    members = {"alpha": {"ann": None}, "beta": {"ann": None}}
+    source = Snapshot(FORMAT, members=members, groups={"ann": ["beta", "alpha"]})
+    copy = Snapshot(FORMAT, members=members, groups={"ann": ["alpha", "beta"]})
+
+    with pytest.raises(StorageError, match="groups of User 'ann' in another order"):
+        _check_directory(source, copy)
+    _check_directory(source, source)
