@@ -1,7 +1,7 @@
 """The storage commands: ``backup``, ``restore`` and ``storage migrate``, for either backend.
 
     python app.py backup PATH                    # one consistent data file, while serving
-    python app.py restore PATH                   # into a stopped install (every process)
+    python app.py restore PATH                   # into a stopped install (refused while served)
     python app.py storage migrate --to TARGET    # a whole install into an empty target
 
 A backup is the embedded store's data file whichever backend wrote it, so a backup of
@@ -91,7 +91,9 @@ def restore(storage: StorageSettings, source: Path) -> int:
     data aside; PostgreSQL replaces it in one transaction)."""
     if storage.backend == POSTGRESQL:
         snapshot = transfer.read_backup(source)
-        transfer.write_directory(snapshot, storage, INDEXES, replace=True)
+        # Refused while any server, on any machine, serves the database.
+        with transfer.in_sole_use(storage, "restore"):
+            transfer.write_directory(snapshot, storage, INDEXES, replace=True)
         users, groups = len(snapshot.documents["User"]), len(snapshot.documents["Group"])
         print(f"Restored {users} users and {groups} groups from {source}.")
         return 0

@@ -123,7 +123,7 @@ def open_backend(
         unreachable (:class:`storage.errors.Unavailable`), with a message saying which.
     """
     if settings.backend == POSTGRESQL:
-        return _postgres(settings, indexes)
+        return _postgres(settings, indexes, serving=True)
     data_dir = Path(settings.path)
     data_dir.mkdir(parents=True, exist_ok=True)
     if repository is None:
@@ -145,11 +145,11 @@ def open_state(settings: StorageSettings, indexes: list[Index]) -> SharedState:
     return EmbeddedState(data_dir)
 
 
-def _postgres(settings: StorageSettings, indexes: list[Index]) -> Backend:
+def _postgres(settings: StorageSettings, indexes: list[Index], *, serving: bool = False) -> Backend:
     # Imported here: psycopg is loaded only by installs that use it.
     from storage.postgres.backend import PostgresBackend
 
-    return PostgresBackend(settings.dsn, indexes, pool_size=settings.pool_size)
+    return PostgresBackend(settings.dsn, indexes, pool_size=settings.pool_size, serving=serving)
 
 
 def load_or_create_secret(path: Path) -> bytes:

@@ -311,8 +311,13 @@ class State:
         indexes: Iterable[Index],
         documents: Mapping[str, Mapping[str, dict]] | None = None,
         members: Mapping[str, Iterable[str]] | None = None,
+        joined: Mapping[str, Iterable[str]] | None = None,
     ) -> State:
-        """A snapshot holding ``documents`` and ``members``, with every lookup computed."""
+        """A snapshot holding ``documents`` and ``members``, with every lookup computed.
+
+        :param joined: each user's groups in the order it joined them, as far as known
+            (:func:`joined_order`); without it, in the order of ``members``.
+        """
         indexes = tuple(indexes)
         keys: dict[Key, dict[str, tuple[str, ...]]] = {
             (index.kind, index.field): {} for index in indexes
@@ -326,12 +331,8 @@ class State:
                     if isinstance(value, str):
                         folded = index.key(value)
                         lookup[folded] = lookup.get(folded, ()) + (id,)
-        member_lists: dict[str, MemberList] = {}
-        groups: dict[str, list[str]] = {}
-        for group_id, user_ids in (members or {}).items():
-            member_lists[group_id] = MemberList(user_ids)
-            for user_id in member_lists[group_id]:
-                groups.setdefault(user_id, []).append(group_id)
+        member_lists = {id: MemberList(user_ids) for id, user_ids in (members or {}).items()}
+        groups = joined_order(member_lists, joined)
         return cls(
             indexes,
             {kind: ChunkedMap(table) for kind, table in (documents or {}).items()},
@@ -405,6 +406,30 @@ class State:
             value = document.get(index.field)
             if index.kind == kind and isinstance(value, str):
                 yield index, index.key(value)
+
+
+def joined_order(
+    members: Mapping[str, Iterable[str]], joined: Mapping[str, Iterable[str]] | None = None
+) -> dict[str, list[str]]:
+    """Each member's groups in the order it joined them: what a user's ``groups`` show, and
+    what its version covers (scim.presentation), so every copy of a directory must keep it.
+
+    The member lists alone do not tell it (a user joined Sales before Admins, but Admins
+    comes first among the groups); ``joined`` does, per user. Groups it does not name come
+    first, in the order of ``members`` (a user's older groups, from a file that did not
+    record the order), then those it names, in its order; a group it names that the user is
+    no longer in is ignored.
+    """
+    groups: dict[str, list[str]] = {}
+    for group_id, user_ids in members.items():
+        for user_id in user_ids:
+            groups.setdefault(user_id, []).append(group_id)
+    for user_id, order in (joined or {}).items():
+        found = groups.get(user_id)
+        if found is not None and len(found) > 1:
+            position = {group_id: number for number, group_id in enumerate(order)}
+            found.sort(key=lambda group_id: (group_id in position, position.get(group_id, 0)))
+    return groups
 
 
 def append(mapping: ChunkedMap, key: str, item: str) -> None:

@@ -9,13 +9,14 @@ backend wrote it, so a backup of either restores into either.
 documents (tokens and the User Provisioning switch, admin accounts, single sign-on
 settings) and the activity log, then reads the target back and compares. Control-panel
 sessions do not move: each backend signs cookies with its own secret, so admins sign in
-again. The source must not be served meanwhile: an embedded source is locked for the copy;
-for a PostgreSQL source, stop its servers first.
+again. Neither end may be served meanwhile: :func:`in_sole_use` refuses while a server
+uses either (stop it first), and keeps servers from starting until the copy is done.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +25,7 @@ from storage.backend import SharedState, open_state
 from storage.errors import CorruptStore, StorageError
 from storage.journal.backup import read_live
 from storage.journal.lock import DataDirLock
+from storage.journal.recovery import read_store
 from storage.journal.snapshot import (
     DATA_FILE,
     Snapshot,
@@ -33,7 +35,7 @@ from storage.journal.snapshot import (
 )
 from storage.repository import Index
 from storage.settings import POSTGRESQL, StorageSettings
-from storage.state import State
+from storage.state import State, joined_order
 
 KINDS = ("User", "Group")
 
@@ -89,7 +91,7 @@ def write_directory(
     :raises CorruptStore: the snapshot breaks a unique index (two users share a userName).
     :raises StorageError: the target is not empty and ``replace`` is false.
     """
-    state = State.build(indexes, snapshot.documents, snapshot.members)
+    state = State.build(indexes, snapshot.documents, snapshot.members, snapshot.groups)
     for index, folded, ids in state.duplicates():
         raise CorruptStore(
             f"{len(ids)} {index.kind} documents share the unique {index.field} {folded!r}"
@@ -107,11 +109,26 @@ def write_directory(
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = DataDirLock(data_dir, purpose="migrate")
     try:
-        if not replace and (data_dir / DATA_FILE).exists():
-            raise StorageError(f"{data_dir} already holds a Proware directory; not overwritten")
+        if not replace:
+            _check_empty_directory(data_dir)
         write_snapshot(data_dir / DATA_FILE, state, meta_record(1, 0, snapshot.event_seq))
     finally:
         lock.release()
+
+
+def _check_empty_directory(data_dir: Path) -> None:
+    """Refuse a data directory that holds users, groups or journal records (a server's
+    first start leaves an empty data file and journal: that is still empty)."""
+    found = read_store(data_dir).snapshot
+    if found is None:
+        return
+    users, groups = len(found.documents.get("User", {})), len(found.documents.get("Group", {}))
+    if users or groups or found.seq:
+        raise StorageError(
+            f"{data_dir} already holds a Proware directory ({users} users, {groups} groups, "
+            f"{found.seq} journal records); migrate only into an empty store (nothing was "
+            "changed)"
+        )
 
 
 def read_backup(path: Path) -> Snapshot:
@@ -149,45 +166,87 @@ def migrate(
     :param event_log: the activity log of a state (the backend's own, or the control
         panel's file beside an embedded store).
     :param on_step: told what is being done, a line at a time.
-    :raises StorageError: the target is not empty, or the copy differs from the source
-        (the message says where); the source is never changed.
+    :raises StorageError: a server uses the source or a PostgreSQL target, the target is
+        not empty, or the copy differs from the source (the message says where); the
+        source is never changed.
     """
-    on_step(f"reading the directory from {_where(source)}")
-    lock = (
-        DataDirLock(Path(source.path), purpose="migrate") if source.backend != POSTGRESQL else None
-    )
-    try:
+    with ExitStack() as held:
+        # Nothing may change the source while it is read, nor the target while it is
+        # checked for emptiness and written (an embedded target: write_directory locks it).
+        held.enter_context(in_sole_use(source, "storage migrate"))
+        if target.backend == POSTGRESQL:
+            held.enter_context(in_sole_use(target, "storage migrate"))
+        on_step(f"reading the directory from {_where(source)}")
         snapshot = read_directory(source, indexes)
         moved = Moved(
             users=len(snapshot.documents.get("User", {})),
             groups=len(snapshot.documents.get("Group", {})),
             memberships=sum(len(ids) for ids in snapshot.members.values()),
         )
+        source_state = held.enter_context(closing(open_state(source, indexes)))
+        target_state = held.enter_context(closing(open_state(target, indexes)))
+        _check_unused(target, target_state, documents, event_log(target_state))
         on_step(
             f"writing {moved.users} users, {moved.groups} groups and {moved.memberships} "
             f"memberships to {_where(target)}"
         )
         write_directory(snapshot, target, indexes, replace=False)
-        source_state, target_state = open_state(source, indexes), open_state(target, indexes)
-        try:
-            for name in documents:
-                content = source_state.document(name).read()
-                if content:
-                    target_state.document(name).update(_replaced_by(content))
-                    moved.documents.append(name)
-            on_step(f"copied {', '.join(moved.documents) or 'no shared documents'}")
-            moved.events = _copy_events(event_log(source_state), event_log(target_state))
-            on_step(f"copied {moved.events} activity events")
-            on_step("checking the copy")
-            _check_documents(source_state, target_state, moved.documents)
-        finally:
-            source_state.close()
-            target_state.close()
+        for name in documents:
+            content = source_state.document(name).read()
+            if content:
+                target_state.document(name).update(_replaced_by(content))
+                moved.documents.append(name)
+        on_step(f"copied {', '.join(moved.documents) or 'no shared documents'}")
+        moved.events = _copy_events(event_log(source_state), event_log(target_state))
+        on_step(f"copied {moved.events} activity events")
+        on_step("checking the copy")
+        _check_documents(source_state, target_state, moved.documents)
         _check_directory(snapshot, read_directory(target, indexes))
-    finally:
-        if lock is not None:
-            lock.release()
     return moved
+
+
+@contextmanager
+def in_sole_use(settings: StorageSettings, command: str) -> Iterator[None]:
+    """Hold the install of ``settings`` so that no server uses it while ``command`` runs.
+
+    A data directory by its lock file; a PostgreSQL database by the advisory lock every
+    server holds shared (:mod:`storage.postgres.serving`), on every machine.
+
+    :raises StorageError: a server (or another command) uses it, saying which to stop.
+    """
+    if settings.backend != POSTGRESQL:
+        lock = DataDirLock(Path(settings.path), purpose=command.split()[-1])
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    from storage.postgres.serving import sole_use
+
+    database = _database(settings)
+    try:
+        with sole_use(database, command):
+            yield
+    finally:
+        database.close()
+
+
+def _check_unused(
+    target: StorageSettings, state: SharedState, documents: list[str], events: EventLog
+) -> None:
+    """Refuse a target that holds anything a migration would overwrite or mix in.
+
+    What a server writes on its first start without being used (the session key, an empty
+    data file) does not count: a fresh install is a fine target.
+    """
+    held = [f"shared document {name!r}" for name in documents if state.document(name).read()]
+    if next(iter(events.newest_first()), None) is not None:
+        held.append("activity events")
+    if held:
+        raise StorageError(
+            f"the {_where(target)} already holds {', '.join(held)}; migrate only into an "
+            "empty store (nothing was changed)"
+        )
 
 
 def _replaced_by(content: dict) -> Callable[[dict], None]:
@@ -227,6 +286,14 @@ def _check_directory(expected: Snapshot, found: Snapshot) -> None:
     their_members = {group: list(ids) for group, ids in found.members.items() if ids}
     if mine_members != their_members:
         raise StorageError("the copy's group memberships differ from the source's")
+    # A user's groups, in order, are part of what a client sees of it (and of its version).
+    mine_joined = joined_order(expected.members, expected.groups)
+    their_joined = joined_order(found.members, found.groups)
+    for user_id, groups in mine_joined.items():
+        if their_joined.get(user_id) != groups:
+            raise StorageError(
+                f"the copy lists the groups of User {user_id!r} in another order than the source"
+            )
 
 
 def _database(settings: StorageSettings):  # type: ignore[no-untyped-def]

@@ -53,6 +53,7 @@ def test_a_new_directory_gets_an_empty_format_2_data_file_and_journal(
         "users": {},
         "groups": {},
         "memberships": {},
+        "joined": {},
     }
     assert sorted(os.listdir(data_dir)) == [
         "proware.journal.00000001",

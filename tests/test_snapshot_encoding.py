@@ -19,6 +19,7 @@ from storage.journal.snapshot import (
     snapshot_chunks,
     write_snapshot,
 )
+from storage.state import joined_order
 from tests.storage_contract import group, user
 
 PIECE = snapshot._IDS_PER_PIECE
@@ -62,6 +63,13 @@ def _one_dumps(state: Snapshot, meta: dict) -> bytes:
         "groups": table(list(state.documents["Group"].values())),
         "memberships": table(
             [{"group": g, "members": list(ids)} for g, ids in state.members.items() if ids]
+        ),
+        "joined": table(
+            [
+                {"user": user, "groups": groups}
+                for user, groups in joined_order(state.members, state.groups).items()
+                if len(groups) > 1
+            ]
         ),
     }
     return json.dumps(whole, separators=(",", ":")).encode("ascii") + b"\n"
@@ -113,8 +121,12 @@ def test_an_encoder_encodes_again_only_the_records_it_is_told_changed() -> None:
     encoder = SnapshotEncoder()
     first = b"".join(encoder.chunks(state, meta, changed=None))
     assert first == _one_dumps(state, meta)
+    joined = sum(1 for ids in joined_order(state.members).values() if len(ids) > 1)
     records = (
-        LARGE + len(state.documents["Group"]) + sum(1 for ids in state.members.values() if ids)
+        LARGE
+        + len(state.documents["Group"])
+        + sum(1 for ids in state.members.values() if ids)
+        + joined  # users in several groups: the order they joined them
     )
     assert encoder.encoded_records == records
 

@@ -8,6 +8,9 @@ order), tokens, admin accounts and activity into an empty target and checks the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,6 +68,12 @@ def open_app(config: Path, apps: list[Flask]) -> Flask:
     return app
 
 
+def close_app(app: Flask, apps: list[Flask]) -> None:
+    """Stop serving: what restore and storage migrate wait for."""
+    app.extensions["proware.backend"].close()
+    apps.remove(app)
+
+
 def populate(app: Flask) -> tuple[str, dict]:
     """Users, a group with members in a known order, a token, an admin; returns the token
     and the directory as the API lists it."""
@@ -90,8 +99,7 @@ def test_an_embedded_install_moves_to_postgresql_and_back_whole(
     embedded = embedded_config(tmp_path)
     source = open_app(embedded, opened)
     secret, before = populate(source)
-    source.extensions["proware.backend"].close()
-    opened.remove(source)
+    close_app(source, opened)
 
     code, out, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
 
@@ -106,6 +114,7 @@ def test_an_embedded_install_moves_to_postgresql_and_back_whole(
     assert [e["operation"] for e in events if e.get("source") != "control panel"].count(
         "create"
     ) == 6
+    close_app(moved, opened)
 
     back = tmp_path / "back-data"
     code, out, err = run(
@@ -122,16 +131,17 @@ def test_a_migration_into_a_database_that_holds_data_changes_nothing(
 ) -> None:
     target = open_app(postgres_config(tmp_path, dsn), opened)
     secret, before = populate(target)
+    close_app(target, opened)
     embedded = embedded_config(tmp_path)
     source = open_app(embedded, opened)
     populate(source)
-    source.extensions["proware.backend"].close()
-    opened.remove(source)
+    close_app(source, opened)
 
     code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
 
     assert code == 1
-    assert "already holds users or groups" in err
+    assert "already holds" in err
+    target = open_app(postgres_config(tmp_path, dsn), opened)
     assert listing(ScimClient(target.test_client(), secret)) == before
 
 
@@ -162,9 +172,10 @@ def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
 
     scim = ScimClient(app.test_client(), secret)
     scim.create_user("late@contoso.com")  # after the backup: the restore takes it away
+    close_app(app, opened)
     code, _, err = run(capsys, config, "restore", str(backup))
     assert code == 0, err
-    assert listing(scim) == before
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == before
 
     embedded = embedded_config(tmp_path, "restored")
     code, _, err = run(capsys, embedded, "restore", str(backup))
@@ -186,12 +197,13 @@ def test_a_damaged_backup_is_refused_and_changes_nothing(
     first, second = list(data["users"].values())[:2]
     second["userName"] = first["userName"].upper()  # a unique index broken
     backup.write_text(json.dumps(data))
+    close_app(app, opened)
 
     code, _, err = run(capsys, config, "restore", str(backup))
 
     assert code == 1
     assert "share the unique userName" in err
-    assert listing(ScimClient(app.test_client(), secret)) == before
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == before
 
 
 def restored_token(app: Flask) -> str:
@@ -207,3 +219,277 @@ def test_the_target_names_a_database_or_a_directory() -> None:
     assert target_settings("postgresql://proware@db/proware").backend == POSTGRESQL
     assert target_settings("host=db dbname=proware").backend == POSTGRESQL
     assert target_settings("/srv/proware/data") == StorageSettings(path=Path("/srv/proware/data"))
+
+
+# -- servers and commands on one PostgreSQL database ------------------------------------------
+
+
+def test_restore_into_a_served_database_is_refused_and_changes_nothing(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """A restore would replace what servers just acknowledged: they hold the database."""
+    config = postgres_config(tmp_path, dsn)
+    app = open_app(config, opened)
+    secret, _ = populate(app)
+    backup = tmp_path / "backup.json"
+    assert run(capsys, config, "backup", str(backup))[0] == 0  # a backup is fine meanwhile
+    scim = ScimClient(app.test_client(), secret)
+    scim.create_user("late@contoso.com")
+    after = listing(scim)
+
+    code, _, err = run(capsys, config, "restore", str(backup))
+
+    assert code == 1
+    assert "is in use by 1 Proware server process(es)" in err
+    assert "stop every Proware server on it, on every machine, then run restore again" in err
+    assert listing(scim) == after
+
+
+def test_migrating_a_served_database_is_refused(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """Servers writing meanwhile would be missing from the copy."""
+    config = postgres_config(tmp_path, dsn)
+    populate(open_app(config, opened))
+    open_app(config, opened)  # a second process: both are counted
+
+    code, _, err = run(capsys, config, "storage", "migrate", "--to", str(tmp_path / "copy"))
+
+    assert code == 1
+    assert "is in use by 2 Proware server process(es)" in err and "storage migrate" in err
+    assert not (tmp_path / "copy" / "proware.json").exists()
+
+
+def test_migrating_into_a_served_database_is_refused(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    open_app(postgres_config(tmp_path, dsn), opened)  # serving the (empty) target
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "is in use by 1 Proware server process(es)" in err
+
+
+def test_a_server_does_not_start_while_a_restore_holds_the_database(
+    tmp_path: Path, dsn: str
+) -> None:
+    from server.config import load_settings
+    from storage import transfer
+    from storage.postgres.serving import DatabaseInUse
+
+    settings = load_settings(postgres_config(tmp_path, dsn))
+    with transfer.in_sole_use(settings.storage, "restore"):
+        with pytest.raises(DatabaseInUse, match="is being restored or migrated"):
+            create_app(settings)
+    create_app(settings).extensions["proware.backend"].close()  # once it is done
+
+
+def test_a_server_that_dies_leaves_no_hold_on_the_database(tmp_path: Path, dsn: str) -> None:
+    """The share is a session lock: PostgreSQL drops it with the dead process's session."""
+    from storage import transfer
+    from storage.errors import StorageError
+
+    config = postgres_config(tmp_path, dsn)
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_AND_WAIT, str(config)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "serving"
+        settings = StorageSettings(backend=POSTGRESQL, dsn=dsn, pool_size=1)
+        with pytest.raises(StorageError, match="in use by 1 Proware server"):
+            with transfer.in_sole_use(settings, "restore"):
+                pass
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()  # type: ignore[union-attr]
+    for _ in range(100):  # PostgreSQL notices the closed socket at once, or nearly
+        try:
+            with transfer.in_sole_use(settings, "restore"):
+                return
+        except StorageError:
+            time.sleep(0.05)
+    pytest.fail("the dead server's share of the database was never released")
+
+
+_SERVE_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from app import create_app
+from server.config import load_settings
+create_app(load_settings(Path(sys.argv[1])))
+print("serving", flush=True)
+time.sleep(60)
+"""
+
+
+# -- what a migration target may hold ---------------------------------------------------------
+
+
+def test_a_database_holding_only_a_token_is_no_migration_target(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    target = open_app(postgres_config(tmp_path, dsn), opened)
+    secret, _ = target.extensions["proware"].tokens.create("target-own")
+    close_app(target, opened)
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "already holds shared document 'control.json'" in err
+    target = open_app(postgres_config(tmp_path, dsn), opened)
+    # The target's own token still works, and its directory is still empty.
+    target.extensions["proware"].switch.set(True)
+    assert listing(ScimClient(target.test_client(), secret))["users"] == []
+
+
+def test_a_directory_holding_an_admin_is_no_migration_target(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    target_config = embedded_config(tmp_path, "target")
+    create_admin(open_app(target_config, opened))
+    close_app(opened[-1], opened)
+    config = postgres_config(tmp_path, dsn)
+    populate(open_app(config, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(capsys, config, "storage", "migrate", "--to", str(tmp_path / "target-data"))
+
+    assert code == 1
+    assert "already holds shared document 'admins.json'" in err
+    assert not (tmp_path / "target-data" / "control.json").exists()
+
+
+@pytest.mark.parametrize("direction", ["to postgresql", "to a directory"])
+def test_a_freshly_started_install_is_a_migration_target(
+    direction: str, tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """A server's first start writes a session key (and, embedded, an empty data file)."""
+    embedded, postgres = embedded_config(tmp_path), postgres_config(tmp_path, dsn)
+    source, target = (embedded, postgres) if direction == "to postgresql" else (postgres, embedded)
+    secret, before = populate(open_app(source, opened))
+    close_app(opened[-1], opened)
+    open_app(target, opened).test_client().get("/admin")
+    close_app(opened[-1], opened)
+    to = dsn if target is postgres else str(tmp_path / "embedded-data")
+
+    code, out, err = run(capsys, source, "storage", "migrate", "--to", to)
+
+    assert code == 0, err
+    assert listing(ScimClient(open_app(target, opened).test_client(), secret)) == before
+
+
+# -- the order a user joined its groups -------------------------------------------------------
+
+
+def joined_out_of_order(app: Flask) -> tuple[str, str, dict]:
+    """A user who joined the groups Gamma, Alpha, Beta (made Alpha, Beta, Gamma): its
+    ``groups`` and version show that order. Returns the token, its id and what a GET shows."""
+    services = app.extensions["proware"]
+    secret, _ = services.tokens.create("entra")
+    services.switch.set(True)
+    scim = ScimClient(app.test_client(), secret)
+    user, other = scim.create_user("ann@contoso.com"), scim.create_user("bob@contoso.com")
+    groups = [scim.create_group(name)["id"] for name in ("Alpha", "Beta", "Gamma")]
+    # The other user first: the groups' member lists then come in the order Alpha, Beta,
+    # Gamma, which is not the order the user joined them.
+    for member, order in ((other["id"], groups), (user["id"], [groups[2], *groups[:2]])):
+        for group_id in order:
+            operation = {"op": "add", "path": "members", "value": [{"value": member}]}
+            assert scim.patch_ops(f"/Groups/{group_id}", operation).status_code in (200, 204)
+    return secret, user["id"], seen(scim, user["id"])
+
+
+def seen(scim: ScimClient, user_id: str) -> dict:
+    response = scim.get(f"/Users/{user_id}")
+    return {"etag": response.headers["ETag"], "groups": response.get_json()["groups"]}
+
+
+@pytest.mark.parametrize("start", ["embedded", "postgresql"])
+def test_migrations_and_backups_keep_the_order_users_joined_their_groups(
+    start: str, tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    embedded, postgres = embedded_config(tmp_path), postgres_config(tmp_path, dsn)
+    source = embedded if start == "embedded" else postgres
+    app = open_app(source, opened)
+    secret, user_id, before = joined_out_of_order(app)
+    assert [group["display"] for group in before["groups"]] == ["Gamma", "Alpha", "Beta"]
+    close_app(app, opened)
+
+    # There and back: each copy is checked, and each shows the user as the source did.
+    other = postgres if source is embedded else embedded
+    to_other = dsn if other is postgres else str(tmp_path / "embedded-data")
+    code, out, err = run(capsys, source, "storage", "migrate", "--to", to_other)
+    assert code == 0, err
+    there = open_app(other, opened)
+    assert seen(ScimClient(there.test_client(), secret), user_id) == before
+    backup = tmp_path / "backup.json"
+    assert run(capsys, other, "backup", str(backup))[0] == 0
+    close_app(there, opened)
+    back = tmp_path / "back-data"
+    code, _, err = run(capsys, other, "storage", "migrate", "--to", str(back))
+    assert code == 0, err
+    back_config = write_config(tmp_path / "back.toml", f'path = "{back}"')
+    assert seen(ScimClient(open_app(back_config, opened).test_client(), secret), user_id) == before
+    close_app(opened[-1], opened)
+
+    # A backup restores into either backend with the order kept.
+    for config in (postgres, embedded_config(tmp_path, "restored")):
+        code, _, err = run(capsys, config, "restore", str(backup))
+        assert code == 0, err
+        restored = open_app(config, opened)
+        assert seen(ScimClient(restored.test_client(), restored_token(restored)), user_id) == before
+        close_app(restored, opened)
+
+
+def test_an_embedded_store_keeps_the_order_users_joined_their_groups_across_a_restart(
+    tmp_path: Path, opened: list[Flask]
+) -> None:
+    """The data file records it (a compaction wrote the member lists only, and a restart
+    listed each user's groups in the order of those lists)."""
+    config = embedded_config(tmp_path)
+    app = open_app(config, opened)
+    secret, user_id, before = joined_out_of_order(app)
+    app.extensions["proware"].repository.compact()
+    close_app(app, opened)
+
+    assert seen(ScimClient(open_app(config, opened).test_client(), secret), user_id) == before
+
+
+def test_membership_order_gives_each_group_and_each_user_its_order() -> None:
+    from storage.postgres.transfer import membership_order
+
+    members = {"alpha": ["ann", "bob"], "beta": ["bob", "ann"], "gamma": ["ann"]}
+    joined = {"ann": ["gamma", "beta", "alpha"], "bob": ["beta", "alpha"]}
+
+    pairs = membership_order(members, joined)
+
+    assert sorted(pairs) == sorted((g, u) for g, users in members.items() for u in users)
+    for group_id, users in members.items():
+        assert [u for g, u in pairs if g == group_id] == users
+    for user_id, groups in joined.items():
+        assert [g for g, u in pairs if u == user_id] == groups
+
+
+def test_a_copy_that_lists_a_users_groups_in_another_order_does_not_match() -> None:
+    from storage.errors import StorageError
+    from storage.journal.snapshot import FORMAT, Snapshot
+    from storage.transfer import _check_directory
+
+    members = {"alpha": {"ann": None}, "beta": {"ann": None}}
+    source = Snapshot(FORMAT, members=members, groups={"ann": ["beta", "alpha"]})
+    copy = Snapshot(FORMAT, members=members, groups={"ann": ["alpha", "beta"]})
+
+    with pytest.raises(StorageError, match="groups of User 'ann' in another order"):
+        _check_directory(source, copy)
+    _check_directory(source, source)

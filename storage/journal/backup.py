@@ -107,7 +107,7 @@ def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
         except OSError as exc:
             raise StorageError(f"cannot read the backup {source}: {exc.strerror}") from None
         snapshot = decode_snapshot(source, raw)
-        state = State.build(indexes, snapshot.documents, snapshot.members)
+        state = State.build(indexes, snapshot.documents, snapshot.members, snapshot.groups)
         for index, folded, ids in state.duplicates():
             raise CorruptStore(
                 f"{source}: {len(ids)} {index.kind} documents share the unique {index.field} "

@@ -140,10 +140,18 @@ def _apply(found: Recovered, segment: Segment, number: int, record: dict) -> Non
         for operation, group_id, user_ids in record.get("members", ()):
             members = snapshot.members.setdefault(group_id, {})
             if operation == "add":
-                members.update(dict.fromkeys(user_ids))
+                for user_id in user_ids:
+                    if user_id not in members:  # joined now: its last group so far
+                        members[user_id] = None
+                        joined = snapshot.groups.setdefault(user_id, [])
+                        if group_id in joined:
+                            joined.remove(group_id)
+                        joined.append(group_id)
             elif operation == "remove":
                 for user_id in user_ids:
                     members.pop(user_id, None)
+                    if group_id in snapshot.groups.get(user_id, ()):
+                        snapshot.groups[user_id].remove(group_id)
             else:
                 raise ValueError(f"unknown membership operation {operation!r}")
         events = record.get("events", ())
@@ -183,7 +191,7 @@ def prepare_directory(data_dir: Path, indexes: list[Index]) -> Prepared:
     enabled = gc.isenabled()
     gc.disable()  # building the indexes frees nothing either
     try:
-        state = State.build(indexes, snapshot.documents, snapshot.members)
+        state = State.build(indexes, snapshot.documents, snapshot.members, snapshot.groups)
     finally:
         if enabled:
             gc.enable()

@@ -5,10 +5,14 @@ Format 2 (written by compaction, :mod:`storage.journal`)::
     {"_meta": {"1": {"format": 2, "generation": 7, "seq": 5120, "event_seq": 9003}},
      "users": {"1": {"id": "3f2a...", "userName": "ann", "meta": {...}}, ...},
      "groups": {"1": {"id": "9c1b...", "displayName": "Sales", "meta": {...}}},
-     "memberships": {"1": {"group": "9c1b...", "members": ["3f2a...", ...]}}}
+     "memberships": {"1": {"group": "9c1b...", "members": ["3f2a...", ...]}},
+     "joined": {"1": {"user": "3f2a...", "groups": ["9c1b...", "77d0..."]}}}
 
 ``generation`` is the first journal segment whose records come after this state, ``seq``
-the last journal record it includes, ``event_seq`` the last activity event's ``seq``. Plain
+the last journal record it includes, ``event_seq`` the last activity event's ``seq``.
+``joined`` gives, for each user in more than one group, its groups in the order it joined
+them (what its ``groups`` show, :func:`storage.state.joined_order`); files without it (older
+ones) are read in the order of ``memberships``, and older versions ignore it. Plain
 ``TinyDB(path)`` opens it; TinyDB's integer document ids are renumbered at every compaction
 and mean nothing (each document keeps its opaque string ``id``).
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,12 +33,14 @@ from storage.controlfile import write_atomically
 from storage.errors import CorruptStore
 from storage.journal import pacing
 from storage.journal.format import encode_json
+from storage.state import joined_order
 
 FORMAT = 2
 DATA_FILE = "proware.json"
 META = "_meta"
 TABLES = {"User": "users", "Group": "groups"}
 MEMBERSHIPS = "memberships"
+JOINED = "joined"
 _FORMAT1_MEMBERS = "_members"
 
 # A compaction holds the GIL between two pauses (storage.journal.pacing), and a request thread that
@@ -59,6 +65,8 @@ class Snapshot:
     event_seq: int = 0
     documents: dict[str, dict[str, dict]] = field(default_factory=dict)  # kind -> id -> doc
     members: dict[str, dict[str, None]] = field(default_factory=dict)  # group -> ordered ids
+    # user -> group ids in the order joined, as far as known (storage.state.joined_order)
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     def meta(self) -> dict:
         """The ``_meta`` record of this snapshot in format 2."""
@@ -141,6 +149,11 @@ class _Decoder:
             if not isinstance(group, str) or not _strings(members):
                 raise self.fail(f"memberships record {number} is not a group id and its members")
             snapshot.members[group] = dict.fromkeys(members or ())
+        for number, record in self._table(data, JOINED).items():
+            user, groups = record.get("user"), record.get("groups")
+            if not isinstance(user, str) or not _strings(groups):
+                raise self.fail(f"joined record {number} is not a user id and its groups")
+            snapshot.groups[user] = list(groups or ())
         self._check_members(snapshot)
         return snapshot
 
@@ -218,6 +231,9 @@ class Content(Protocol):
     @property
     def members(self) -> Any: ...  # mapping of group id -> user ids (.items(), .get())
 
+    @property
+    def groups(self) -> Any: ...  # mapping of user id -> group ids in the order joined
+
 
 def write_snapshot(path: Path, state: Content, meta: dict) -> None:
     """Replace the data file at ``path`` with ``state`` in format 2, atomically and durably.
@@ -226,6 +242,14 @@ def write_snapshot(path: Path, state: Content, meta: dict) -> None:
     never does): it may run in a background thread while commits go on.
     """
     SnapshotEncoder().write(path, state, meta)
+
+
+def joined_in_full(content: Content) -> Content:
+    """``content`` with every member's groups in joining order: a :class:`Snapshot`'s
+    ``groups`` may name only what a journal replay added (a :class:`State`'s are whole)."""
+    if not isinstance(content, Snapshot):
+        return content
+    return replace(content, groups=joined_order(content.members, content.groups))
 
 
 def snapshot_chunks(state: Content, meta: dict) -> Iterator[bytes]:
@@ -280,15 +304,16 @@ class SnapshotEncoder:
         """The bytes of a format-2 file holding ``state``, in pieces (ASCII-only JSON).
 
         :param changed: ``(table, key)`` of every record written since this encoder's last
-            file, in the order first written - ``("User", id)``, ``("Group", id)`` or
-            ``(MEMBERSHIPS, group id)`` - each with the document's bytes as the journal
-            wrote them (:func:`encode_json`), or None to read the record from ``state``.
-            None (or no last file) encodes every record.
+            file, in the order first written - ``("User", id)``, ``("Group", id)``,
+            ``(MEMBERSHIPS, group id)`` or ``(JOINED, user id)`` - each with the
+            document's bytes as the journal wrote them (:func:`encode_json`), or None to
+            read the record from ``state``. None (or no last file) encodes every record.
 
         No single encoding call takes more than ``_CHUNK`` documents or ``_IDS_PER_PIECE``
         member ids, and the GIL is handed over between steps, so request threads are not
         kept waiting.
         """
+        state = joined_in_full(state)
         pieces, self._pieces = self._pieces, None
         self.encoded_records = self.rewritten_records = 0
         if pieces is None or changed is None:
@@ -337,7 +362,12 @@ class SnapshotEncoder:
 
     def _encode(self, table: str, key: str, value: Any, pieces: dict[str, bytes]) -> None:
         """Encode one record into ``pieces``."""
-        body = _encode_membership(key, value) if table == MEMBERSHIPS else encode_json(value)
+        if table == MEMBERSHIPS:
+            body = _encode_membership(key, value)
+        elif table == JOINED:
+            body = encode_json({"user": key, "groups": list(value)})
+        else:
+            body = encode_json(value)
         self._store(table, key, body, pieces)
         self.encoded_records += 1
         if self.encoded_records % _CHUNK == 0:
@@ -356,7 +386,7 @@ class SnapshotEncoder:
 
 
 # The tables of a data file after _meta, in file order: the encoder's table -> file name.
-_FILE_TABLES = {**TABLES, MEMBERSHIPS: MEMBERSHIPS}
+_FILE_TABLES = {**TABLES, MEMBERSHIPS: MEMBERSHIPS, JOINED: JOINED}
 
 
 def _records(state: Content) -> Iterator[tuple[str, Iterable[tuple[str, Any]]]]:
@@ -365,12 +395,17 @@ def _records(state: Content) -> Iterator[tuple[str, Iterable[tuple[str, Any]]]]:
         table = state.documents.get(kind)
         yield kind, (table.items() if table is not None else ())
     yield MEMBERSHIPS, ((group_id, ids) for group_id, ids in state.members.items() if ids)
+    # One group has no order to keep: only users in several are recorded.
+    yield JOINED, ((user_id, ids) for user_id, ids in state.groups.items() if len(ids) > 1)
 
 
 def _record(state: Content, table: str, key: str) -> Any:
     """The record ``key`` of ``table`` in ``state``, or None if there is none."""
     if table == MEMBERSHIPS:
         return state.members.get(key) or None
+    if table == JOINED:
+        groups = state.groups.get(key)
+        return groups if groups is not None and len(groups) > 1 else None
     documents = state.documents.get(table)
     return None if documents is None else documents.get(key)
 

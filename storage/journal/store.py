@@ -43,6 +43,7 @@ from storage.journal.lock import DataDirLock
 from storage.journal.recovery import prepare_directory
 from storage.journal.snapshot import (
     DATA_FILE,
+    JOINED,
     MEMBERSHIPS,
     TABLES,
     SnapshotEncoder,
@@ -275,6 +276,13 @@ class JournalRepository(MemoryRepository):
             changed[(kind, id)] = raw
             if kind == GROUP:
                 changed[(MEMBERSHIPS, id)] = None
+            elif raw is None:  # a deleted user's order of groups goes with it
+                changed[(JOINED, id)] = None
+        # The order in which each member joined its groups (a group deleted leaves its id
+        # in its members' records, which readers ignore).
+        for _, _, user_ids in transaction.membership_changes:
+            for user_id in user_ids:
+                changed[(JOINED, user_id)] = None
         self._event_seq += len(transaction.events)
         self._events.extend((seq, event) for event in transaction.events)
         if self._journal.size >= self._compact_at and self._compacting.acquire(blocking=False):

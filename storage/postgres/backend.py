@@ -15,6 +15,7 @@ from storage.postgres.connection import Database
 from storage.postgres.documents import PostgresDocument, shared_secret
 from storage.postgres.events import PostgresEventLog
 from storage.postgres.repository import PostgresRepository
+from storage.postgres.serving import ServingLock
 from storage.repository import Clock, IdFactory, Index, Repository
 from storage.values import new_hex_id, utcnow
 
@@ -23,6 +24,9 @@ class PostgresBackend:
     """Everything of one install in the PostgreSQL database at ``dsn``.
 
     :param pool_size: connections this process keeps open at most.
+    :param serving: this process serves the install (not a command): it holds the database
+        shared, so that ``restore`` and ``storage migrate`` refuse while it runs.
+    :raises DatabaseInUse: serving, while a restore or migration holds the database.
     :raises Unavailable: if the server cannot be reached or refuses the login.
     :raises CorruptStore: if the database's schema is newer than this version of Proware.
     """
@@ -38,8 +42,16 @@ class PostgresBackend:
         pool_size: int = 4,
         clock: Clock = utcnow,
         new_id: IdFactory = new_hex_id,
+        serving: bool = False,
     ) -> None:
         self.database = Database(dsn, pool_size=pool_size)
+        # A server holds its share of the database while it runs, so that a restore or a
+        # migration cannot replace the data under it (storage.postgres.serving).
+        try:
+            self._serving = ServingLock(self.database) if serving else None
+        except BaseException:
+            self.database.close()
+            raise
         # Typed as the interface: the Backend protocol's attribute is settable, so invariant.
         self.repository: Repository = PostgresRepository(self.database, indexes, clock, new_id)
         self._events = PostgresEventLog(self.database)
@@ -68,4 +80,6 @@ class PostgresBackend:
     def close(self) -> None:
         """Close every connection of this process."""
         self.repository.close()  # it does not close the database, which is ours
+        if self._serving is not None:
+            self._serving.release()
         self.database.close()

@@ -177,6 +177,16 @@ class Database:
         with self.errors(), psycopg.connect(self._conninfo, autocommit=True) as connection:
             yield connection
 
+    def connect(self, application_name: str) -> psycopg.Connection:
+        """A new connection outside the pool (autocommit) that the caller closes, for a
+        session-level lock held as long as the caller wants (:mod:`storage.postgres.serving`).
+
+        :param application_name: what ``pg_stat_activity`` shows for it.
+        """
+        conninfo = make_conninfo(self._conninfo, application_name=application_name)
+        with self.errors():
+            return psycopg.connect(conninfo, autocommit=True)
+
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """A pooled connection inside one database transaction: committed on normal exit,

@@ -9,12 +9,15 @@ tables, so that servers plan for the rows written (:mod:`storage.postgres.statis
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from storage.errors import StorageError
 from storage.journal.snapshot import FORMAT, Snapshot
 from storage.postgres.connection import Database, jsonb
 from storage.postgres.reads import fold, index_keys
 from storage.postgres.statistics import PlannerStatistics
 from storage.repository import Index
+from storage.state import joined_order
 from storage.values import version_number
 
 KINDS = ("User", "Group")
@@ -36,7 +39,8 @@ _INSERT_KEYS = """
 """
 _INSERT_MEMBERS = """
     INSERT INTO members (group_id, user_id)
-    SELECT %s, new.id FROM unnest(%s::text[]) WITH ORDINALITY AS new(id, position)
+    SELECT new.group_id, new.user_id
+    FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS new(group_id, user_id, position)
     ORDER BY new.position
 """
 
@@ -52,13 +56,60 @@ def snapshot(database: Database) -> Snapshot:
                     "SELECT id, doc FROM resources WHERE kind = %s ORDER BY seq", (kind,)
                 )
                 found.documents[kind] = {id: doc for id, doc in rows}
+            # In the order added: each group's members, and each user's groups.
             for group_id, user_id in connection.execute(
-                "SELECT group_id, user_id FROM members ORDER BY group_id, seq"
+                "SELECT group_id, user_id FROM members ORDER BY seq"
             ):
                 found.members.setdefault(group_id, {})[user_id] = None
+                found.groups.setdefault(user_id, []).append(group_id)
             event_seq = connection.execute("SELECT coalesce(max(seq), 0) FROM activity")
             found.event_seq = event_seq.fetchone()[0]  # type: ignore[index]
     return found
+
+
+def membership_order(
+    members: Mapping[str, Iterable[str]], joined: Mapping[str, Iterable[str]]
+) -> list[tuple[str, str]]:
+    """Every (group, user) pair in an order of adding that gives each group its members
+    and each user its groups (:func:`storage.state.joined_order`) in their order: the
+    ``seq`` of ``members`` is the one order both are read in.
+
+    Such an order exists for any directory a history of adds and removes made; should the
+    two orders contradict each other (a hand-edited file), the rest follow group by group.
+    """
+    member_lists = {group_id: list(user_ids) for group_id, user_ids in members.items()}
+    group_lists = joined_order(member_lists, joined)
+    next_member = dict.fromkeys(member_lists, 0)  # group -> index of its next member
+    next_group = dict.fromkeys(group_lists, 0)  # user -> index of its next group
+    order: list[tuple[str, str]] = []
+
+    def ready(group_id: str, user_id: str) -> bool:
+        groups = group_lists[user_id]
+        return next_group[user_id] < len(groups) and groups[next_group[user_id]] == group_id
+
+    waiting = [
+        (group_id, users[0])
+        for group_id, users in member_lists.items()
+        if users and ready(group_id, users[0])
+    ]
+    while waiting:
+        group_id, user_id = waiting.pop()
+        order.append((group_id, user_id))
+        next_member[group_id] += 1
+        next_group[user_id] += 1
+        users = member_lists[group_id]
+        if next_member[group_id] < len(users) and ready(group_id, users[next_member[group_id]]):
+            waiting.append((group_id, users[next_member[group_id]]))
+        groups = group_lists[user_id]
+        if next_group[user_id] < len(groups):
+            following = groups[next_group[user_id]]
+            users = member_lists[following]
+            if next_member[following] < len(users) and users[next_member[following]] == user_id:
+                waiting.append((following, user_id))
+    if len(order) < sum(map(len, member_lists.values())):
+        for group_id, users in member_lists.items():
+            order.extend((group_id, user_id) for user_id in users[next_member[group_id] :])
+    return order
 
 
 def load(database: Database, indexes: list[Index], snapshot: Snapshot, *, replace: bool) -> None:
@@ -102,9 +153,12 @@ def load(database: Database, indexes: list[Index], snapshot: Snapshot, *, replac
                 ]
                 if rows:
                     connection.execute(_INSERT_KEYS, (kind, *map(list, zip(*rows, strict=True))))
-        for group_id, user_ids in snapshot.members.items():
-            members = list(user_ids)
-            for start in range(0, len(members), _BATCH):
-                connection.execute(_INSERT_MEMBERS, (group_id, members[start : start + _BATCH]))
+        pairs = membership_order(snapshot.members, snapshot.groups)
+        for start in range(0, len(pairs), _BATCH):
+            chunk = pairs[start : start + _BATCH]
+            connection.execute(
+                _INSERT_MEMBERS,
+                ([group_id for group_id, _ in chunk], [user_id for _, user_id in chunk]),
+            )
     # Servers started next plan their statements for the rows just written, not for none.
     PlannerStatistics(database).analyze()
