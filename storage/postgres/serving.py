@@ -69,10 +69,19 @@ class ServingLock:
         self._watch.start()
 
     def release(self) -> None:
-        """Give the share back (by closing its connection)."""
+        """Give the share back, then close its connection.
+
+        Unlocked first: a closed connection's lock goes only when its backend process has
+        finished exiting, after the close returns, so a ``storage migrate`` run right after
+        a server stopped could still find it held.
+        """
         self._stopped.set()
         self._watch.join()
         if self._connection is not None:
+            try:
+                self._connection.execute("SELECT pg_advisory_unlock_shared(%s)", (LOCK_KEY,))
+            except psycopg.Error:
+                pass  # the connection is gone already, and its lock with its session
             self._connection.close()
             self._connection = None
 
