@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run the service with waitress")
     serve.add_argument(
         "--processes",
-        type=_process_count,
+        type=_one_or_more(),
         metavar="N",
         help="server processes sharing the port (default: [server] processes, else 1); "
         'more than 1 needs [storage] backend = "postgresql"',
@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
     create.add_argument("--read-only", action="store_true", help="may only read (GET)")
     create.add_argument(
-        "--expires", type=_days, metavar="DAYS", help="expire after DAYS days (1 or more)"
+        "--expires",
+        type=_one_or_more("days"),
+        metavar="DAYS",
+        help="expire after DAYS days (1 or more)",
     )
     token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
     revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
@@ -73,26 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _process_count(text: str) -> int:
-    """``--processes``: a whole number, 1 or more."""
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
-    return count
+def _one_or_more(unit: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number, 1 or more (of ``unit``, which the refusal names)."""
+    what = f"a whole number of {unit}" if unit else "a whole number"
 
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"must be {what}, 1 or more, not {text!r}")
+        return number
 
-def _days(text: str) -> int:
-    """``token create --expires``: a whole number of days, 1 or more."""
-    try:
-        days = int(text)
-    except ValueError:
-        days = 0
-    if days < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of days, 1 or more, not {text!r}")
-    return days
+    return parse
 
 
 def _python() -> str:

@@ -124,7 +124,7 @@ def test_serve_refuses_a_process_count_below_one(capsys: pytest.CaptureFixture, 
         main(["serve", "--processes", value])
 
     assert exited.value.code == 2
-    assert "--processes: must be a whole number of at least 1" in capsys.readouterr().err
+    assert "--processes: must be a whole number, 1 or more" in capsys.readouterr().err
 
 
 # -- serve hands the supervisor one process's app and start-up lines -----------------------
