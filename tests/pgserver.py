@@ -257,6 +257,16 @@ def clean_database() -> str:
     return session_server().clean()
 
 
+def fresh_database() -> str:
+    """The DSN of a new database with Proware's schema and nothing else, on the session's
+    server: for tests of what must see no other session on it (a restore or migration
+    refuses while any server holds the database, and an app a previous test left open
+    takes its share of the reusable one again within seconds)."""
+    dsn = empty_database()
+    Database(dsn).close()  # applies the migrations
+    return dsn
+
+
 def empty_database() -> str:
     """The DSN of a new database without even Proware's schema, on the session's server."""
     return session_server().create()

@@ -22,14 +22,14 @@ from server.config import StorageSettings
 from storage.settings import POSTGRESQL
 from tests.admin_support import create_admin, signed_in
 from tests.conftest import ScimClient
-from tests.pgserver import clean_database
+from tests.pgserver import fresh_database
 
 PREFIX = "/scim/v2"
 
 
 @pytest.fixture
 def dsn() -> str:
-    return clean_database()
+    return fresh_database()
 
 
 def write_config(path: Path, storage: str) -> Path:

@@ -44,6 +44,7 @@ _HOLDERS = """
     WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 1
       AND locks.classid::bigint = %s AND locks.objid::bigint = %s
       AND locks.pid <> pg_backend_pid()
+      AND locks.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     ORDER BY 1, 2
 """
 
