@@ -458,7 +458,7 @@ def test_the_tenant_url_honours_public_url(settings: Settings) -> None:
         page = text(signed_in(app).get("/admin/settings"))
         assert 'readonly value="https://proware.example.com/scim/v2"' in page
     finally:
-        app.extensions["proware"].repository.close()
+        app.extensions["proware.backend"].close()  # on PostgreSQL, its serving lock too
 
 
 def test_connection_status_shows_the_probe_and_refusals_per_token(
