@@ -27,6 +27,7 @@ from urllib.parse import quote
 from flask import Flask, Response, g, request
 
 import admin
+from admin.activity import printable
 from scim.api import CanonicalEndpoints, NormalizeSlashes, create_blueprint
 from scim.api.context import Services
 from scim.api.responses import register_error_handlers
@@ -155,21 +156,14 @@ def _loggable_path() -> str:
     characters that are not printable (a decoded %0A, an escape sequence) escaped, so that no
     request can forge or colour a log line."""
     if not request.query_string:
-        return _printable(request.path)
+        return printable(request.path)
     if not any(name in request.args for name in _SECRET_PARAMETERS):
-        return _printable(request.full_path)
+        return printable(request.full_path)
     shown = [
         f"{name}=[redacted]" if name in _SECRET_PARAMETERS else f"{name}={quote(value)}"
         for name, value in request.args.items(multi=True)
     ]
-    return _printable(f"{request.path}?{'&'.join(shown)}")
-
-
-def _printable(text: str) -> str:
-    """``text`` with each non-printable character written as its Python escape (``\\n``)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return printable(f"{request.path}?{'&'.join(shown)}")
 
 
 def _healthz() -> Response:
