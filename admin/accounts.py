@@ -26,7 +26,7 @@ from pathlib import Path
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from storage.controlfile import ControlFile
-from storage.documents import SharedDocument
+from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore
 from storage.repository import Clock
 
@@ -200,11 +200,11 @@ class AdminAccounts:
             record = _find(self._records(document), username)
             if record is None:
                 admitted.append(("unknown", None, ""))
-                raise _NoChange
+                raise Unchanged
             locked_until = _parse_optional(record.get("locked_until"))
             if locked_until is not None and now < locked_until:
                 admitted.append(("locked", locked_until, ""))
-                raise _NoChange
+                raise Unchanged
             recent = [
                 stamp
                 for stamp in record.get("failures") or []
@@ -223,7 +223,7 @@ class AdminAccounts:
 
         try:
             self._control.update(admit)
-        except _NoChange:
+        except Unchanged:
             pass
         verdict, until, password_hash = admitted[-1]
         if verdict == "unknown":
@@ -244,7 +244,7 @@ class AdminAccounts:
         def apply(document: dict) -> None:
             record = _find(self._records(document), username)
             if record is None:  # deleted meanwhile
-                raise _NoChange
+                raise Unchanged
             record["last_sign_in"] = self._stamp()
             record["failures"] = []
             record["locked_until"] = None
@@ -252,7 +252,7 @@ class AdminAccounts:
 
         try:
             self._control.update(apply)
-        except _NoChange:
+        except Unchanged:
             return None
         return _account(done[0])
 
@@ -308,10 +308,6 @@ class AdminAccounts:
                 f"(this version of Proware reads format {FORMAT})"
             )
         return document.setdefault("admins", [])
-
-
-class _NoChange(Exception):
-    """Raised inside an update to leave the document as it was (nothing is written)."""
 
 
 def check_password(password: str, username: str) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from storage.documents import SharedDocument
+from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave
@@ -316,11 +316,11 @@ class TokenStore:
                     record["last_used"] = _iso(used)
                     changed = True
             if not changed:
-                raise _NothingToSave  # so the document is not written
+                raise Unchanged  # no saved token needed the pending uses
 
         try:
             self._control.update(merge)
-        except _NothingToSave:
+        except Unchanged:
             pass
         with self._uses_lock:
             for name, used in uses.items():
@@ -394,10 +394,6 @@ class ProvisioningSwitch:
             "changed": section.get("changed"),
             "changed_by": section.get("changed_by"),
         }
-
-
-class _NothingToSave(Exception):
-    """No saved token needed the pending uses (raised to leave the document unwritten)."""
 
 
 def _token_id(record: dict) -> str:

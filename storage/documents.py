@@ -15,6 +15,11 @@ from typing import Protocol, TypeVar
 T = TypeVar("T")
 
 
+class Unchanged(Exception):
+    """Raised by an :meth:`SharedDocument.update` change that finds nothing to change, to
+    leave the document unwritten; the caller of ``update`` catches it."""
+
+
 class SharedDocument(Protocol):
     """A JSON object shared by every process; a missing one reads as ``{}``."""
 
@@ -40,5 +45,6 @@ class SharedDocument(Protocol):
 
     def update(self, change: Callable[[dict], None]) -> dict:
         """Apply ``change`` to the latest content and store it, excluding every other
-        writer meanwhile; if ``change`` raises, nothing is stored. Returns a copy."""
+        writer meanwhile; if ``change`` raises (:class:`Unchanged` when it has nothing to
+        change), nothing is stored. Returns a copy."""
         ...
