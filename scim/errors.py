@@ -1,10 +1,27 @@
 """SCIM errors (RFC 7644 §3.12): one class per error type, status and scimType as attributes.
 
 Views and services raise these; one app-level handler renders them as
-``{"schemas": [ERROR], "status": "400", "scimType": ..., "detail": ...}``.
+``{"schemas": [ERROR], "status": "400", "scimType": ..., "detail": ...}``
+(:func:`error_document`), and so does the HTTP server for what it refuses itself.
 """
 
 from __future__ import annotations
+
+from scim import constants
+
+
+def error_document(status: int, detail: str, scim_type: str | None = None) -> dict:
+    """The RFC 7644 §3.12 error body: status as a string, scimType when there is one."""
+    body: dict = {"schemas": [constants.ERROR], "status": str(status)}
+    if scim_type:
+        body["scimType"] = scim_type
+    body["detail"] = detail
+    return body
+
+
+def too_large_detail(limit: int | None) -> str:
+    """The detail of a 413 for a body over ``[server] max_body_bytes``."""
+    return f"request body too large: the limit is {limit} bytes ([server] max_body_bytes)"
 
 
 class ScimError(Exception):

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 import socket
 import struct
@@ -78,7 +77,8 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import RequestEntityTooLarge
 from waitress.wasyncore import _DISCONNECTED
 
-from scim import constants
+from scim import constants, errors
+from scim.api import collapse_slashes
 from server.requestcost import QUEUED_AT
 
 log = logging.getLogger("waitress")
@@ -164,23 +164,16 @@ class ScimErrors:
     def covers(self, path: str) -> bool:
         """Whether ``path`` is under the SCIM prefix, as the app will route it (repeated
         slashes collapsed, as :class:`scim.api.NormalizeSlashes` does)."""
-        path = _REPEATED_SLASHES.sub("/", path)
+        path = collapse_slashes(path)
         return path == self.prefix or path.startswith(self.prefix + "/")
 
     def body(self, error: Any) -> bytes:
         """The RFC 7644 §3.12 body for one of waitress's errors (``waitress.utilities.Error``)."""
         if isinstance(error, RequestEntityTooLarge):
-            detail = (
-                f"request body too large: the limit is {self.max_body_bytes} bytes "
-                "([server] max_body_bytes)"
-            )
+            detail = errors.too_large_detail(self.max_body_bytes)
         else:
             detail = f"{error.reason}: {error.body}"
-        document = {"schemas": [constants.ERROR], "status": str(error.code), "detail": detail}
-        return json.dumps(document).encode("utf-8")
-
-
-_REPEATED_SLASHES = re.compile(r"/{2,}")
+        return json.dumps(errors.error_document(error.code, detail)).encode("utf-8")
 
 
 class ScimErrorTask(ErrorTask):

@@ -78,6 +78,14 @@ def _emit_event(response: Response) -> Response:
     return response
 
 
+_REPEATED_SLASHES = re.compile(r"/{2,}")
+
+
+def collapse_slashes(path: str) -> str:
+    """``path`` with each run of slashes made one, as the SCIM routes see it."""
+    return _REPEATED_SLASHES.sub("/", path)
+
+
 class NormalizeSlashes:
     """WSGI middleware: answer Entra's URL forms directly, without a redirect.
 
@@ -85,14 +93,11 @@ class NormalizeSlashes:
     "/scim/v2//Users"; some clients add a trailing slash. Werkzeug would redirect both.
     """
 
-    _REPEATED = re.compile(r"/{2,}")
-
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        normalized = self._REPEATED.sub("/", path)
+        normalized = collapse_slashes(environ.get("PATH_INFO", ""))
         if len(normalized) > 1:
             normalized = normalized.rstrip("/") or "/"
         environ["PATH_INFO"] = normalized

@@ -31,10 +31,7 @@ def scim_response(
 
 def error_response(error: errors.ScimError) -> Response:
     """The RFC 7644 §3.12 error body: status as a string, scimType when there is one."""
-    body: dict = {"schemas": [constants.ERROR], "status": str(error.status)}
-    if error.scim_type:
-        body["scimType"] = error.scim_type
-    body["detail"] = error.detail
+    body = errors.error_document(error.status, error.detail, error.scim_type)
     headers = {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="Proware SCIM"'
@@ -112,10 +109,7 @@ def http_error(exc: HTTPException) -> errors.ScimError:
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
         detail = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
     elif status == 413:
-        detail = (
-            f"request body too large: the limit is {request.max_content_length} bytes "
-            "([server] max_body_bytes)"
-        )
+        detail = errors.too_large_detail(request.max_content_length)
     else:
         detail = exc.description or exc.name
     cls = _HTTP_ERRORS.get(status)
