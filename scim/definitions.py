@@ -419,8 +419,9 @@ GROUP_SCHEMA = SchemaDef(
                 ),
                 AttributeDef(
                     "display",
-                    mutability=READ_ONLY,
-                    description="The member's name, kept by the server from the user.",
+                    mutability=IMMUTABLE,
+                    description="The member's name: as the client sent it with the member, "
+                    "else the user's current displayName (else userName).",
                 ),
             ),
         ),

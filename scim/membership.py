@@ -4,6 +4,11 @@ Storage keeps membership apart from the group document, so renaming a user never
 group. The service takes member ids from a POST or PUT body, or :class:`MemberChange` records
 from a PATCH, and applies them here inside the request's transaction.
 
+A display a client sent with a member (Entra Q23) is kept in the group document
+(:data:`scim.presentation.MEMBER_DISPLAYS`), for the members it names; a member added without
+one shows the user's current name. Adding a user who is a member already changes nothing, its
+display included; a replace states each member's display anew.
+
 A POST or PUT states the whole group, so an id that names no user refuses it. A PATCH adds
 to a group Entra keeps in step: an id that names nothing at all (a user deleted on Proware's
 side, Q20, or the reference suite's ``"string id 1"``, Q23) is skipped and reported, and the
@@ -21,7 +26,7 @@ from scim.activity import ADD_MEMBER, REMOVE_MEMBER
 from scim.definitions import GROUP_RESOURCE
 from scim.filter import matches_element
 from scim.patch import MemberChange
-from scim.presentation import member_objects
+from scim.presentation import MEMBER_DISPLAYS, member_objects
 from storage.repository import Reader, Transaction
 
 
@@ -30,6 +35,31 @@ def member_ids(members: list[dict] | None) -> list[str] | None:
     if members is None:
         return None
     return list(dict.fromkeys(member["value"] for member in members))
+
+
+def member_displays(members: list[dict] | None) -> dict[str, str]:
+    """The displays sent with the members of a validated ``members`` list, by id (the
+    first, for an id given twice); members without one are left out."""
+    displays: dict[str, str] = {}
+    for member in members or ():
+        if member.get("display") and member["value"] not in displays:
+            displays[member["value"]] = member["display"]
+    return displays
+
+
+def with_displays(document: dict, displays: dict[str, str]) -> dict:
+    """``document`` keeping ``displays`` as its :data:`MEMBER_DISPLAYS` (none if empty)."""
+    document = {key: value for key, value in document.items() if key != MEMBER_DISPLAYS}
+    if displays:
+        document[MEMBER_DISPLAYS] = displays
+    return document
+
+
+def existing_displays(reader: Reader, displays: dict[str, str]) -> dict[str, str]:
+    """``displays`` without the entries of users deleted since: their memberships went with
+    them, so the entries would never be shown again (ids are not reused)."""
+    users = set(reader.existing(constants.USER_TYPE, list(displays))) if displays else set()
+    return {user_id: display for user_id, display in displays.items() if user_id in users}
 
 
 def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
@@ -50,10 +80,12 @@ def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
 @dataclass
 class MemberOutcome:
     """What a PATCH's member changes did: the activity operations (:data:`ADD_MEMBER` and/or
-    :data:`REMOVE_MEMBER`), and the ids skipped because they name nothing, in order."""
+    :data:`REMOVE_MEMBER`), the ids skipped because they name nothing, in order, and the
+    group's displays when they changed (None when they did not)."""
 
     operations: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    displays: dict[str, str] | None = None
 
 
 def _add_members(
@@ -84,44 +116,60 @@ def _add_members(
 
 
 def apply_member_changes(
-    tx: Transaction, group_id: str, changes: list[MemberChange]
+    tx: Transaction, group_id: str, changes: list[MemberChange], displays: dict[str, str]
 ) -> MemberOutcome:
     """Apply member adds and removals in order.
 
     Ids to add that name nothing are skipped and listed in the outcome, for the caller to
     report; removing them is a no-op anyway.
 
+    :param displays: the group's displays before the changes (:data:`MEMBER_DISPLAYS`).
     :raises errors.InvalidValue: when an added id is a group; nothing is applied then (the
         caller's transaction rolls back).
     """
     added: list[str] = []
     removed: list[str] = []
     skipped: list[str] = []
+    after = dict(displays)
     for change in changes:
         if change.action == "add":
-            added += _add_members(tx, group_id, list(change.ids), skipped)
+            added_now = _add_members(tx, group_id, list(change.ids), skipped)
+            added += added_now
+            if change.displays:  # never for Entra's adds, which send ids only
+                sent = dict(change.displays)
+                after.update((uid, sent[uid]) for uid in added_now if uid in sent)
         elif change.action == "remove":
-            removed += tx.remove_members(group_id, list(change.ids))
+            removed += _forget(after, tx.remove_members(group_id, list(change.ids)))
         elif change.action == "clear":
-            removed += tx.clear_members(group_id)
+            removed += _forget(after, tx.clear_members(group_id))
         elif change.action == "replace":
             wanted = list(dict.fromkeys(change.ids))
-            removed += tx.remove_members(
-                group_id, [uid for uid in tx.members(group_id) if uid not in wanted]
-            )
+            doomed = [uid for uid in tx.members(group_id) if uid not in wanted]
+            removed += _forget(after, tx.remove_members(group_id, doomed))
             added += _add_members(tx, group_id, wanted, skipped)
+            # A replace states every member whole: its display is the one sent, or none.
+            _forget(after, wanted)
+            after.update((uid, d) for uid, d in change.displays if uid not in skipped)
         elif change.action == "remove_matching":
             assert change.filter is not None
             members_attribute = GROUP_RESOURCE.schema.attribute("members")
             assert members_attribute is not None
             doomed = [
                 member["value"]
-                for member in member_objects(tx, tx.members(group_id), "")
+                for member in member_objects(tx, tx.members(group_id), "", after)
                 if matches_element(change.filter, member, members_attribute)
             ]
-            removed += tx.remove_members(group_id, doomed)
+            removed += _forget(after, tx.remove_members(group_id, doomed))
     operations = ([ADD_MEMBER] if added else []) + ([REMOVE_MEMBER] if removed else [])
-    return MemberOutcome(operations, skipped)
+    return MemberOutcome(operations, skipped, after if after != displays else None)
+
+
+def _forget(displays: dict[str, str], user_ids: list[str]) -> list[str]:
+    """Drop the displays of ``user_ids`` (members removed); returns ``user_ids``."""
+    if displays:
+        for user_id in user_ids:
+            displays.pop(user_id, None)
+    return user_ids
 
 
 def _group_as_member(group_id: str) -> errors.InvalidValue:

@@ -1,10 +1,11 @@
 """Turn a stored document into the SCIM resource a client reads.
 
 The repository keeps bare documents: no relations, no URLs. A client sees a group's
-``members`` (with ``display`` kept from each user's current name), a user's ``groups``,
-``meta.location`` and ``$ref`` built from the Tenant URL, keys in a readable order, and never
-``password``. Everything is read through a :class:`storage.repository.Reader`, so the same
-code serves a plain read and a read inside a transaction.
+``members`` (with ``display`` as the client sent it, else each user's current name), a
+user's ``groups``, ``meta.location`` and ``$ref`` built from the Tenant URL, keys in a
+readable order, and never ``password`` or :data:`MEMBER_DISPLAYS`. Everything is read
+through a :class:`storage.repository.Reader`, so the same code serves a plain read and a read
+inside a transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from storage.repository import Reader
 
 # Where a stored password hash lives; "password" itself is write-only (RFC 7643 §4.1).
 PASSWORD = "password"
+
+# Where a group document keeps the displays clients sent with members (Entra Q23): user id
+# -> display, only for members sent with one. In the document, not the member relation, so
+# Entra's member adds (ids only) cost what they did, and backups, restores, migrations and
+# both stores carry it as they carry any document. No attribute path can name it (RFC 7644
+# §3.10: a name starts with a letter), so no filter, sortBy or PATCH reaches it.
+MEMBER_DISPLAYS = "_memberDisplays"
 
 # What a resource shows that its stored document lacks, made here for each read: a group's
 # members and a user's groups (the member relation), and meta.location (the request's URL).
@@ -35,7 +43,8 @@ def present(
     with_members: bool = True,
     groups: list[dict] | None = None,
 ) -> dict:
-    """The stored document as a SCIM resource: relations, location, no password.
+    """The stored document as a SCIM resource: relations, location, no password and no
+    :data:`MEMBER_DISPLAYS`.
 
     :param base_url: the SCIM base (Tenant URL) for ``meta.location`` and ``$ref``.
     :param with_members: False skips loading a group's members (Entra Q9).
@@ -54,6 +63,7 @@ def present(
         if groups:
             document["groups"] = _group_objects(groups, base_url)
             document["meta"] = {**document["meta"], "version": _user_version(document, groups)}
+    document.pop(MEMBER_DISPLAYS, None)  # shown in the members, if the client reads them
     document["meta"] = {**document["meta"], LOCATION: location(document, base_url)}
     return _ordered(document)
 
@@ -74,7 +84,7 @@ def _user_version(user: dict, groups: list[dict]) -> str:
     without a write to the user; so the version a client sees covers them too, or a GET with
     If-None-Match would answer 304 for a user who has joined, left or seen a group renamed.
     (A group's ``members[].display`` is the other way round: the service writes a new group
-    version when a member's name changes, :func:`member_display`.)
+    version when the name of a member it shows by that name changes, :func:`member_display`.)
     """
     digest = hashlib.blake2b(digest_size=6)
     for group in groups:
@@ -150,19 +160,25 @@ def with_member_objects(reader: Reader, document: dict, base_url: str) -> dict:
     """A copy of a group document with its ``members`` filled in from the relation."""
     member_ids = reader.members(document["id"])
     document = dict(document)
-    document["members"] = member_objects(reader, member_ids, base_url)
+    document["members"] = member_objects(
+        reader, member_ids, base_url, document.get(MEMBER_DISPLAYS, {})
+    )
     return document
 
 
-def member_objects(reader: Reader, user_ids: list[str], base_url: str) -> list[dict]:
-    """Member entries, with ``display`` kept from each user's current name.
+def member_objects(
+    reader: Reader, user_ids: list[str], base_url: str, displays: dict[str, str]
+) -> list[dict]:
+    """Member entries, with ``display`` as the client sent it (the group's
+    :data:`MEMBER_DISPLAYS`), else each user's current name.
 
     An empty ``base_url`` leaves out ``$ref`` (for matching members against a filter).
     """
     members = []
     for user in existing_documents(reader, constants.USER_TYPE, user_ids):
         user_id = user["id"]
-        member = {"value": user_id, "type": constants.USER_TYPE, "display": member_display(user)}
+        display = displays.get(user_id) or member_display(user)
+        member = {"value": user_id, "type": constants.USER_TYPE, "display": display}
         if base_url:
             member["$ref"] = f"{base_url}{USER_RESOURCE.endpoint}/{user_id}"
         members.append(member)
@@ -188,7 +204,8 @@ def existing_documents(reader: Reader, kind: str, ids: Iterable[str]) -> list[di
 
 
 def member_display(user: dict) -> str:
-    """The name a member entry shows: displayName, else userName."""
+    """The name a member entry shows when the client sent none: displayName, else
+    userName."""
     return user.get("displayName") or user.get("userName", "")
 
 

@@ -20,12 +20,20 @@ from werkzeug.security import generate_password_hash
 from scim import activity, constants, errors
 from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE, ResourceTypeDef
 from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_paths
-from scim.membership import apply_member_changes, check_members, member_ids
+from scim.membership import (
+    apply_member_changes,
+    check_members,
+    existing_displays,
+    member_displays,
+    member_ids,
+    with_displays,
+)
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch
 from scim.paths import AttrPath
 from scim.presentation import (
     GROUPS,
+    MEMBER_DISPLAYS,
     MEMBERS,
     PASSWORD,
     derived_documents,
@@ -229,7 +237,9 @@ class Directory:
         """
         resource = RESOURCE_TYPES[kind]
         document = load_resource(resource, payload)
-        members = member_ids(document.pop("members", None))
+        sent = document.pop("members", None)
+        members = member_ids(sent)
+        document = with_displays(document, member_displays(sent))
         _hash_password(document, previous=None)
         with self.repository.transaction() as tx:
             check_members(tx, members)
@@ -255,16 +265,20 @@ class Directory:
         """Replace a resource with a PUT body (RFC 7644 §3.5.1).
 
         Read-only attributes in the body are ignored and the id comes from the URL. A PUT
-        without ``password`` keeps the stored one.
+        without ``password`` keeps the stored one; a group's PUT without ``members`` keeps
+        its members and their displays.
 
         :param with_members: as for :meth:`create`.
         """
         resource = RESOURCE_TYPES[kind]
         document = load_resource(resource, payload)
-        members = member_ids(document.pop("members", None))
+        sent = document.pop("members", None)
+        members = member_ids(sent)
         with self.repository.transaction() as tx:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match)
+            displays = current.get(MEMBER_DISPLAYS, {}) if sent is None else member_displays(sent)
+            document = with_displays(document, displays)
             if PASSWORD not in document and PASSWORD in current:
                 document[PASSWORD] = current[PASSWORD]
             else:
@@ -315,19 +329,28 @@ class Directory:
             # The stored document was loaded through the same schema when it was written: a
             # PATCH that left it as it was (Entra's member adds and removes) needs no second
             # validation, and writes nothing but the memberships.
+            displays = current.get(MEMBER_DISPLAYS, {})
             if result.document != editable:
                 document = load_resource(resource, result.document, previous=editable)
                 _hash_password(document, previous=current.get(PASSWORD))
                 operations = activity.describe_change(editable, document)
                 if operations:
                     version = current["meta"]["version"]
+                    document = with_displays(document, displays)
                     _write(tx.replace, kind, id, document, if_version=version)
                     if kind == constants.USER_TYPE:
                         _renew_groups_of(tx, current, document)
             if result.member_changes:
-                members = apply_member_changes(tx, id, result.member_changes)
+                members = apply_member_changes(tx, id, result.member_changes, displays)
                 operations += members.operations
                 skipped_members = members.skipped
+                if members.displays is not None:
+                    # Only a PATCH sending or removing members with a display gets here:
+                    # Entra's adds (ids only) to a group without any write nothing more.
+                    kept = existing_displays(tx, members.displays)
+                    tx.replace(kind, id, with_displays(tx.get(kind, id), kept))
+                    if not operations:
+                        operations = [activity.UPDATE]  # only displays changed
             stored = tx.get(kind, id)
             for operation in operations:
                 activity.note(tx, context, operation, stored)
@@ -502,13 +525,18 @@ def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
     A group shows each member's current name (``members[].display``), so a rename changes
     what its groups look like; without a new version a client's cached copy would still be
     taken as current (If-None-Match → 304). Users are renamed rarely, and belong to few groups.
+    A group showing the display a client sent for the user (Entra Q23) does not change, and
+    keeps its version.
     """
     if member_display(before) == member_display(after):
         return
+    user_id = before["id"]
     # In id order, as a user's deletion locks them: two renames (or a rename and a deletion)
     # of users sharing groups then take turns instead of deadlocking on PostgreSQL.
-    for group_id in sorted(tx.groups_of(before["id"])):
-        tx.replace(constants.GROUP_TYPE, group_id, tx.get(constants.GROUP_TYPE, group_id))
+    for group_id in sorted(tx.groups_of(user_id)):
+        group = tx.get(constants.GROUP_TYPE, group_id)
+        if user_id not in group.get(MEMBER_DISPLAYS, {}):
+            tx.replace(constants.GROUP_TYPE, group_id, group)
 
 
 def none_match_hit(if_none_match: str, version: str) -> bool:
@@ -528,8 +556,13 @@ def _opaque_tag(tag: str) -> str:
 
 
 def _editable(document: dict) -> dict:
-    """The stored document without what the server owns (id, meta, relations)."""
-    return {k: v for k, v in document.items() if k not in ("id", "meta", "groups", "members")}
+    """The stored document without what the server owns (id, meta, relations, the members'
+    displays)."""
+    return {
+        k: v
+        for k, v in document.items()
+        if k not in ("id", "meta", "groups", "members", MEMBER_DISPLAYS)
+    }
 
 
 def _hash_password(document: dict, previous: str | None) -> None:

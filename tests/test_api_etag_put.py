@@ -241,6 +241,44 @@ def test_a_group_version_changes_when_a_member_is_renamed(scim) -> None:
     assert renamed.get_json()["members"][0]["display"] == "Ann B."
 
 
+def test_renaming_a_member_renews_only_the_groups_that_show_its_name(scim) -> None:
+    """A group showing the display a client sent for a member (Q23) does not change when the
+    user is renamed, and keeps its version; one showing the user's name gets a new one."""
+    ann = scim.create_user("ann", displayName="Ann")
+    by_name = scim.create_group("Staff", [ann["id"]])
+    sent = scim.post(
+        "/Groups", {"displayName": "Board", "members": [{"value": ann["id"], "display": "VP"}]}
+    ).get_json()
+
+    scim.patch_ops(
+        f"/Users/{ann['id']}", {"op": "replace", "path": "displayName", "value": "Ann B."}
+    )
+    board = scim.get(f"/Groups/{sent['id']}", headers={"If-None-Match": sent["meta"]["version"]})
+    staff = scim.get(
+        f"/Groups/{by_name['id']}", headers={"If-None-Match": by_name["meta"]["version"]}
+    )
+
+    assert board.status_code == 304
+    assert scim.get(f"/Groups/{sent['id']}").get_json()["members"][0]["display"] == "VP"
+    assert staff.status_code == 200
+    assert staff.get_json()["members"][0]["display"] == "Ann B."
+
+
+def test_a_group_version_changes_when_a_members_display_changes(scim) -> None:
+    ann = scim.create_user("ann", displayName="Ann")
+    group = scim.create_group("Staff", [ann["id"]])
+    path = f"/Groups/{group['id']}"
+
+    scim.patch_ops(
+        path, {"op": "replace", "path": "members", "value": [{"value": ann["id"], "display": "A"}]}
+    )
+    changed = scim.get(path, headers={"If-None-Match": group["meta"]["version"]})
+
+    assert changed.status_code == 200
+    assert changed.get_json()["members"][0]["display"] == "A"
+    assert changed.headers["ETag"] != group["meta"]["version"]
+
+
 # -- PUT replaces ----------------------------------------------------------------------------
 
 

@@ -233,6 +233,206 @@ def test_member_display_follows_the_users_current_name(scim, users) -> None:
     assert after_display_name == "Ann B"
 
 
+# -- a display sent with a member (entra-provisioning.md Q23) ---------------------------------
+
+
+def _displays(group: dict) -> dict[str, str]:
+    return {member["value"]: member["display"] for member in group.get("members", [])}
+
+
+@pytest.mark.parametrize("key", ["displayName", "display", "DISPLAYNAME", "Display"])
+def test_a_display_sent_with_a_patch_add_is_what_the_group_shows(scim, users, key) -> None:
+    """The reference suite adds {"displayName": "new User", "value": id} and GETs the group."""
+    group = scim.create_group("Staff")
+    add = {"op": "add", "path": "members", "value": [{key: "new User", "value": users[0]["id"]}]}
+
+    response = scim.patch_ops(f"/Groups/{group['id']}", add)
+
+    assert response.status_code == 204
+    body = scim.get(f"/Groups/{group['id']}").get_json()
+    assert _displays(body) == {users[0]["id"]: "new User"}
+    assert "_memberDisplays" not in body
+
+
+def test_members_without_a_display_show_the_users_name_beside_those_with_one(scim, users) -> None:
+    group = scim.create_group("Staff")
+    scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {"op": "add", "path": "members", "value": [{"value": users[0]["id"]}]},
+        {"op": "add", "path": "members", "value": [{"value": users[1]["id"], "display": "Bo"}]},
+    )
+
+    shown = _displays(_read(scim, group))
+
+    assert shown == {users[0]["id"]: "ann", users[1]["id"]: "Bo"}
+
+
+def test_post_and_put_keep_the_displays_sent_and_a_put_without_members_keeps_them(
+    scim, users
+) -> None:
+    ann, bob, cat = (user["id"] for user in users)
+    created = scim.post(
+        "/Groups",
+        {"displayName": "Staff", "members": [{"value": ann, "display": "VP"}, {"value": bob}]},
+    ).get_json()
+    path = f"/Groups/{created['id']}"
+
+    renamed_only = scim.put(path, {"displayName": "Team"}).get_json()
+    replaced = scim.put(
+        path,
+        {"displayName": "Team", "members": [{"value": ann}, {"value": cat, "displayName": "C"}]},
+    ).get_json()
+
+    assert _displays(created) == {ann: "VP", bob: "bob"}
+    assert _displays(renamed_only) == {ann: "VP", bob: "bob"}
+    assert _displays(replaced) == {ann: "ann", cat: "C"}
+    assert _displays(scim.get(path).get_json()) == {ann: "ann", cat: "C"}
+
+
+def test_a_patch_replace_states_each_members_display_anew(scim, users) -> None:
+    ann, bob, cat = (user["id"] for user in users)
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+    scim.patch_ops(
+        path,
+        {
+            "op": "add",
+            "path": "members",
+            "value": [{"value": ann, "display": "A"}, {"value": bob, "display": "B"}],
+        },
+    )
+
+    scim.patch_ops(
+        path,
+        {
+            "op": "replace",
+            "path": "members",
+            "value": [{"value": ann}, {"value": cat, "display": "C"}],
+        },
+    )
+
+    assert _displays(_read(scim, group)) == {ann: "ann", cat: "C"}
+
+
+def test_a_removed_member_added_again_without_a_display_shows_the_users_name(scim, users) -> None:
+    ann = users[0]["id"]
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+    add_with = {"op": "add", "path": "members", "value": [{"value": ann, "display": "A"}]}
+    scim.patch_ops(path, add_with)
+
+    scim.patch_ops(path, {"op": "remove", "path": f'members[value eq "{ann}"]'})
+    scim.patch_ops(path, {"op": "add", "path": "members", "value": [{"value": ann}]})
+
+    assert _displays(_read(scim, group)) == {ann: "ann"}
+
+
+def test_adding_a_member_again_with_another_display_changes_nothing(scim, users) -> None:
+    """An add of a value already there makes no change (RFC 7644 §3.5.2.1): nor to its display."""
+    ann = users[0]["id"]
+    group = scim.create_group("Staff", [ann])
+    path = f"/Groups/{group['id']}"
+    before = scim.get(path).get_json()
+
+    response = scim.patch_ops(
+        path, {"op": "add", "path": "members", "value": [{"value": ann, "display": "A"}]}
+    )
+
+    assert response.status_code == 204
+    assert scim.get(path).get_json() == before
+
+
+def test_a_path_less_replace_renames_the_group_and_keeps_the_displays_sent(scim, users) -> None:
+    ann, bob = users[0]["id"], users[1]["id"]
+    group = scim.create_group("Staff", [ann])
+
+    response = scim.patch_ops(
+        f"/Groups/{group['id']}",
+        {
+            "op": "replace",
+            "value": {"displayName": "Team", "members": [{"value": bob, "display": "B"}]},
+        },
+    )
+
+    assert response.status_code == 204
+    after = _read(scim, group)
+    assert after["displayName"] == "Team"
+    assert _displays(after) == {bob: "B"}
+
+
+def test_a_patch_changing_only_displays_is_an_update_event(scim, users, events: list[dict]) -> None:
+    ann = users[0]["id"]
+    group = scim.create_group("Staff", [ann])
+    path = f"/Groups/{group['id']}"
+
+    scim.patch_ops(
+        path, {"op": "replace", "path": "members", "value": [{"value": ann, "display": "A"}]}
+    )
+
+    assert [e["operation"] for e in events] == ["create", "update"]
+    assert _displays(_read(scim, group)) == {ann: "A"}
+
+
+def test_filters_and_member_removal_read_the_display_the_group_shows(scim, users) -> None:
+    ann, bob = users[0]["id"], users[1]["id"]
+    group = scim.create_group("Staff", [bob])
+    path = f"/Groups/{group['id']}"
+    scim.patch_ops(
+        path, {"op": "add", "path": "members", "value": [{"value": ann, "displayName": "new User"}]}
+    )
+
+    by_sent = scim.get("/Groups", query_string={"filter": 'members.display eq "new User"'})
+    by_name = scim.get("/Groups", query_string={"filter": 'members.display eq "ann"'})
+    removal = scim.patch_ops(path, {"op": "remove", "path": 'members[display eq "new User"]'})
+
+    assert [g["id"] for g in by_sent.get_json()["Resources"]] == [group["id"]]
+    assert by_name.get_json()["totalResults"] == 0
+    assert removal.status_code == 204
+    assert _member_ids(_read(scim, group)) == [bob]
+
+
+@pytest.mark.parametrize(
+    ("member", "detail"),
+    [
+        pytest.param(
+            {"display": 7},
+            "Operations[0]: members[1].display: expected a string, got a number",
+            id="number",
+        ),
+        pytest.param(
+            {"display": "new\nUser"},
+            "Operations[0]: members[1].display: control characters are not allowed "
+            "(U+000A at position 3)",
+            id="control-character",
+        ),
+        pytest.param(
+            {"display": "x" * 1025},
+            "Operations[0]: members[1].display: must be at most 1024 characters, got 1025",
+            id="too-long",
+        ),
+        pytest.param(
+            {"display": "A", "displayName": "B"},
+            "Operations[0]: members[1]: display given more than once, "
+            "as 'display' and 'displayName'",
+            id="given-twice",
+        ),
+    ],
+)
+def test_a_patch_with_a_bad_member_display_is_400_and_changes_nothing(
+    scim, users, member: dict, detail: str
+) -> None:
+    group = scim.create_group("Staff")
+    path = f"/Groups/{group['id']}"
+    value = [{"value": users[0]["id"]}, {"value": users[1]["id"], **member}]
+
+    response = scim.patch_ops(path, {"op": "add", "path": "members", "value": value})
+
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    assert response.get_json()["detail"] == detail
+    assert _member_ids(_read(scim, group)) == []
+
+
 def test_deleting_a_user_removes_it_from_every_group(scim, users) -> None:
     first = scim.create_group("Staff", [users[0]["id"], users[1]["id"]])
     second = scim.create_group("Admins", [users[0]["id"]])

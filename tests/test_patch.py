@@ -65,7 +65,7 @@ RFC_MEMBER_EXAMPLES = [
                 ],
             }
         ),
-        [MemberChange("add", (BABS,))],
+        [MemberChange("add", (BABS,), displays=((BABS, "Babs Jensen"),))],
         id="rfc7644-3.5.2.1-add-members",
     ),
     pytest.param(
@@ -83,7 +83,7 @@ RFC_MEMBER_EXAMPLES = [
             {"op": "remove", "path": "members"},
             {"op": "add", "path": "members", "value": [{"display": "James", "value": JAMES}]},
         ),
-        [MemberChange("clear"), MemberChange("add", (JAMES,))],
+        [MemberChange("clear"), MemberChange("add", (JAMES,), displays=((JAMES, "James"),))],
         id="rfc7644-3.5.2.2-remove-all-then-add-members",
     ),
     pytest.param(
@@ -97,7 +97,13 @@ RFC_MEMBER_EXAMPLES = [
                 ],
             }
         ),
-        [MemberChange("replace", (BABS, JAMES))],
+        [
+            MemberChange(
+                "replace",
+                (BABS, JAMES),
+                displays=((BABS, "Babs Jensen"), (JAMES, "James Smith")),
+            )
+        ],
         id="rfc7644-3.5.2.3-replace-members",
     ),
 ]

@@ -422,7 +422,14 @@ CASES = {
         group(),
         group(),
         GROUP_RESOURCE,
-        members=[MemberChange("add", ("u9",))],
+        members=[MemberChange("add", ("u9",), displays=(("u9", "new User"),))],
+    ),
+    "Q23-members-without-display": Case(
+        body({"op": "add", "path": "members", "value": [{"value": "u8"}, {"value": "u9"}]}),
+        group(),
+        group(),
+        GROUP_RESOURCE,
+        members=[MemberChange("add", ("u8", "u9"))],
     ),
     "Q24-any-case-names": Case(
         {

@@ -599,6 +599,28 @@ def test_a_group_document_never_carries_its_members(
     assert [set(document) for document in repository.all("Group")] == [set(stored)]
 
 
+def test_a_group_document_keeps_keys_of_its_own_through_membership_changes(
+    repository: Repository, people: list[str]
+) -> None:
+    """What the service keeps in a group document beside its attributes (the displays sent
+    with members, keyed by user id: scim.presentation.MEMBER_DISPLAYS) is stored as given,
+    whatever the member relation does, and read back by every read."""
+    displays = {"id-1": "new User", "id-3": "VP"}
+    with repository.transaction() as tx:
+        tx.add_members("id-4", people)
+        tx.replace("Group", "id-4", group("Sales", _memberDisplays=displays))
+    add_members(repository, "id-4", ["id-2"])  # a no-op: id-2 is a member already
+    with repository.transaction() as tx:
+        tx.remove_members("id-4", ["id-2"])
+
+    stored = repository.get("Group", "id-4")
+    assert stored["_memberDisplays"] == displays
+    assert repository.get_many("Group", ["id-4"]) == [stored]
+    assert [document["_memberDisplays"] for document in repository.all("Group")] == [displays]
+    assert repository.find_documents("Group", "displayName", "sales") == [stored]
+    assert repository.group_documents_of(["id-1"]) == {"id-1": [stored]}
+
+
 def test_deleting_a_user_removes_it_from_every_group(
     repository: Repository, people: list[str]
 ) -> None:

@@ -203,7 +203,7 @@ def _user(**attributes: object) -> dict:
             {
                 "schemas": [constants.GROUP],
                 "displayName": "Tour Guides",
-                "members": [_without(m, "display") for m in RFC7643_8_4_GROUP["members"]],
+                "members": RFC7643_8_4_GROUP["members"],
             },
             id="rfc7643-8.4-group",
         ),
@@ -337,6 +337,21 @@ def test_invalid_user_raises_invalid_value_naming_where(payload, detail):
             {"displayName": "g", "members": [{"display": "Ann"}]},
             "members[0].value: required",
             id="member-without-value",
+        ),
+        pytest.param(
+            {"displayName": "g", "members": [{"value": "u1", "display": "A", "displayName": "B"}]},
+            "members[0]: given more than once, as 'display' and 'displayName'",
+            id="member-display-twice",
+        ),
+        pytest.param(
+            {"displayName": "g", "members": [{"value": "u1", "displayName": 7}]},
+            "members[0].display: expected a string, got 7",
+            id="number-member-display",
+        ),
+        pytest.param(
+            {"displayName": "g", "members": [{"value": "u1", "display": "new\nUser"}]},
+            "members[0].display: control characters are not allowed (U+000A at position 3)",
+            id="member-display-control-character",
         ),
     ],
 )

@@ -17,13 +17,26 @@ from scim.filter import parse_filter
 from scim.pagination import Page
 from scim.paths import parse_attr_path
 from scim.service import INDEXES, Directory, Query
-from storage.memory import MemoryRepository
+from storage.memory import MemoryRepository, MemoryTransaction
 from storage.query import Found
 from storage.query import Query as StoreQuery
+from storage.state import State
 from storage.values import clone
 
 BASE = "https://proware.example.com/scim/v2"
 PATCH_OP = constants.PATCH_OP
+
+
+class CountingTransaction(MemoryTransaction):
+    """A transaction counting the group writes and existence checks a member change makes."""
+
+    def replace(self, kind: str, id: str, document: dict, *, if_version: str | None = None) -> dict:
+        self._repository.calls[f"replace {kind}"] += 1  # type: ignore[attr-defined]
+        return super().replace(kind, id, document, if_version=if_version)
+
+    def existing(self, kind: str, ids: list[str]) -> list[str]:
+        self._repository.calls[f"existing {kind}"] += 1  # type: ignore[attr-defined]
+        return super().existing(kind, ids)
 
 
 class CountingRepository(MemoryRepository):
@@ -60,6 +73,11 @@ class CountingRepository(MemoryRepository):
     def group_documents_of(self, user_ids: list[str]) -> dict[str, list[dict]]:
         self.calls["groups"] += 1
         return super().group_documents_of(user_ids)
+
+    def _begin(self, state: State) -> MemoryTransaction:
+        super()._begin(state)  # refuses nesting
+        self._active = CountingTransaction(self, state)
+        return self._active
 
 
 @pytest.fixture
@@ -173,6 +191,81 @@ def test_a_member_add_answered_204_never_reads_the_member_list(
 
     assert repository.calls["members"] == 0
     assert newcomer["id"] in repository.members(group_id)
+
+
+def _add_members(directory: Directory, group_id: str, op: str, members: list[dict]) -> None:
+    directory.patch(
+        constants.GROUP_TYPE,
+        group_id,
+        {"schemas": [PATCH_OP], "Operations": [{"op": op, "path": "members", "value": members}]},
+        BASE,
+        with_members=False,
+    )
+
+
+@pytest.mark.parametrize("op", ["Add", "add"], ids=["default-dialect", "compliant-dialect"])
+def test_entras_member_adds_write_no_group_document_and_check_no_ids(
+    directory: Directory, repository: CountingRepository, op: str
+) -> None:
+    """Entra adds members in chunks of 10, value only: keeping the displays other clients
+    send (Q23) costs its adds nothing, in a group with or without such displays."""
+    ids = [user["id"] for user in directory.repository.all(constants.USER_TYPE)]
+    plain = directory.create(constants.GROUP_TYPE, {"displayName": "Plain"}, BASE)["id"]
+    shown = directory.create(
+        constants.GROUP_TYPE,
+        {"displayName": "Shown", "members": [{"value": ids[19], "display": "VP"}]},
+        BASE,
+    )["id"]
+    repository.calls.clear()
+
+    _add_members(directory, plain, op, [{"value": id} for id in ids[:10]])
+    _add_members(directory, shown, op, [{"value": id} for id in ids[:10]])
+
+    assert repository.calls["replace Group"] == 0
+    assert repository.calls["existing User"] == 0
+    assert repository.calls["members"] == 0
+    assert repository.members(plain) == ids[:10]
+    shown_members = directory.get(constants.GROUP_TYPE, shown, BASE)["members"]
+    assert [member["display"] for member in shown_members][:2] == ["VP", "user0@contoso.com"]
+
+
+def test_a_member_add_with_a_display_writes_the_group_document_once(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    """The converse, so the counters above can fail."""
+    ids = [user["id"] for user in directory.repository.all(constants.USER_TYPE)]
+    group_id = directory.create(constants.GROUP_TYPE, {"displayName": "Plain"}, BASE)["id"]
+    repository.calls.clear()
+
+    _add_members(directory, group_id, "add", [{"value": ids[0], "displayName": "new User"}])
+
+    assert repository.calls["replace Group"] == 1
+    stored = repository.get(constants.GROUP_TYPE, group_id)
+    assert stored["_memberDisplays"] == {ids[0]: "new User"}
+
+
+def test_renaming_a_user_rewrites_only_the_groups_that_show_its_name(
+    directory: Directory, repository: CountingRepository
+) -> None:
+    user_id = next(directory.repository.all(constants.USER_TYPE))["id"]
+    for name, member in (
+        ("ByName", {"value": user_id}),
+        ("Sent", {"value": user_id, "display": "VP"}),
+    ):
+        directory.create(constants.GROUP_TYPE, {"displayName": name, "members": [member]}, BASE)
+    repository.calls.clear()
+
+    directory.patch(
+        constants.USER_TYPE,
+        user_id,
+        {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Renamed"}],
+        },
+        BASE,
+    )
+
+    assert repository.calls["replace Group"] == 1
 
 
 @pytest.mark.parametrize(

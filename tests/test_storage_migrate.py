@@ -75,16 +75,27 @@ def close_app(app: Flask, apps: list[Flask]) -> None:
 
 
 def populate(app: Flask) -> tuple[str, dict]:
-    """Users, a group with members in a known order, a token, an admin; returns the token
-    and the directory as the API lists it."""
+    """Users, a group with members in a known order (one shown by the display a client sent
+    with it, Entra Q23), a token, an admin; returns the token and the directory as the API
+    lists it."""
     services = app.extensions["proware"]
     secret, _ = services.tokens.create("entra")
     services.switch.set(True)
     scim = ScimClient(app.test_client(), secret)
     users = [scim.create_user(f"user{n}@contoso.com", displayName=f"User {n}") for n in range(5)]
     scim.create_group("Sales", members=[users[3]["id"], users[0]["id"], users[4]["id"]])
+    add = {"op": "add", "path": "members", "value": [{"value": users[1]["id"], "display": "VP"}]}
+    group_id = scim.get("/Groups").get_json()["Resources"][0]["id"]
+    assert scim.patch_ops(f"/Groups/{group_id}", add).status_code == 204
     create_admin(app)
-    return secret, listing(scim)
+    directory = listing(scim)
+    assert [m["display"] for m in directory["groups"][0]["members"]] == [
+        "User 3",
+        "User 0",
+        "User 4",
+        "VP",
+    ]
+    return secret, directory
 
 
 def listing(scim: ScimClient) -> dict:
@@ -104,7 +115,7 @@ def test_an_embedded_install_moves_to_postgresql_and_back_whole(
     code, out, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
 
     assert code == 0, err
-    assert "Migrated 5 users, 1 groups, 3 memberships" in out
+    assert "Migrated 5 users, 1 groups, 4 memberships" in out
     assert "the copy matches the source" in out
     moved = open_app(postgres_config(tmp_path, dsn), opened)
     scim = ScimClient(moved.test_client(), secret)  # the same token works

@@ -150,7 +150,8 @@ def test_a3_read_only_id_meta_and_groups_are_ignored():
     assert document == {"schemas": [constants.USER], "userName": "ann"}
 
 
-def test_a8_read_only_id_meta_and_member_display_are_ignored():
+def test_a8_read_only_id_and_meta_are_ignored_and_member_display_kept():
+    """A member's display is immutable, not read-only (RFC 7643 §2.4): the group keeps it (Q23)."""
     document = _group(
         id="client-chosen",
         meta={"resourceType": "Group"},
@@ -159,7 +160,7 @@ def test_a8_read_only_id_meta_and_member_display_are_ignored():
     assert document == {
         "schemas": [constants.GROUP],
         "displayName": "Sales",
-        "members": [{"value": "u1"}],
+        "members": [{"value": "u1", "display": "Ann"}],
     }
 
 
@@ -253,8 +254,25 @@ def test_a3_malformed_extension_urn_in_schemas_is_not_rejected():
     ("member", "loaded"),
     [
         pytest.param({"$ref": None, "value": "u1"}, {"value": "u1"}, id="a12-ref-null"),
-        pytest.param({"value": "u1", "display": "Ann"}, {"value": "u1"}, id="display"),
-        pytest.param({"displayName": "new User", "value": "u1"}, {"value": "u1"}, id="displayName"),
+        pytest.param(
+            {"value": "u1", "display": "Ann"}, {"value": "u1", "display": "Ann"}, id="display"
+        ),
+        pytest.param(
+            {"displayName": "new User", "value": "u1"},
+            {"value": "u1", "display": "new User"},
+            id="displayName",
+        ),
+        pytest.param(
+            {"DISPLAYNAME": "new User", "value": "u1"},
+            {"value": "u1", "display": "new User"},
+            id="displayName-any-case",
+        ),
+        pytest.param(
+            {"Display": "Ann", "displayName": None, "value": "u1"},
+            {"value": "u1", "display": "Ann"},
+            id="display-with-null-displayName",
+        ),
+        pytest.param({"value": "u1", "display": None}, {"value": "u1"}, id="display-null"),
         pytest.param({"Value": "u1"}, {"value": "u1"}, id="odd-case-value"),
         pytest.param("u1", {"value": "u1"}, id="bare-id"),
         pytest.param(

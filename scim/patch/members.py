@@ -4,6 +4,8 @@ Storage keeps members as their own relation, so a PATCH never edits ``document["
 each operation on ``members`` becomes a record the service applies to the relation. Entra
 sends members as arrays of objects, one object, or bare ids, with keys in any case, and
 removes them by value array, by ``members[value eq "id"]`` or all at once (A12, A13, Q5, Q23).
+A ``display`` (or ``displayName``) sent with a member added is kept with the change, for the
+group to show (Q23).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from scim.errors import InvalidPath, InvalidValue, Mutability
 from scim.filter import Compare, Filter
 from scim.patch.values import json_kind
 from scim.paths import AttrPath, Resolved
+from scim.schemas.fields import check_identifier
+from scim.schemas.tolerance import MEMBER_DISPLAY_KEYS
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class MemberChange:
     action: str
     ids: tuple[str, ...] = ()
     filter: Filter | None = None
+    # For "add" and "replace": the display sent with a member, by id (Entra Q23); a member
+    # sent without one (Entra's own adds) is not in it.
+    displays: tuple[tuple[str, str], ...] = ()
 
 
 def is_members(resource: ResourceTypeDef, resolved: Resolved) -> bool:
@@ -54,13 +61,17 @@ def member_change(
             return MemberChange("remove_matching", filter=value_filter)
         if value is None:
             return MemberChange("clear")  # A13 form 3
-        return MemberChange("remove", _member_ids(value, label))  # A13 form 1, not all
+        return MemberChange(
+            "remove", _members(value, label, displays=False)[0]
+        )  # A13 form 1, not all
     if value_filter is not None:
         raise InvalidPath(f"{label}: a members filter is only supported with remove")
     if op == "replace":
-        return MemberChange("replace", _member_ids(value, label))
+        ids, displays = _members(value, label)
+        return MemberChange("replace", ids, displays=displays)
     if value not in (None, ""):
-        return MemberChange("add", _member_ids(value, label))
+        ids, displays = _members(value, label)
+        return MemberChange("add", ids, displays=displays)
     return None
 
 
@@ -78,16 +89,20 @@ def _value_eq(value_filter: Filter) -> str | None:
     return None
 
 
-def _member_ids(value: object, label: str) -> tuple[str, ...]:
-    """Member ids from an array of member objects, one object, or a bare id (Entra Q23)."""
+def _members(
+    value: object, label: str, *, displays: bool = True
+) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Member ids from an array of member objects, one object, or a bare id (Entra Q23), and
+    the displays sent with them (:attr:`MemberChange.displays`; a removal ignores them)."""
     if value is None or value == "":
-        return ()
+        return (), ()
     items = value if isinstance(value, list) else [value]
     ids: list[str] = []
+    sent: dict[str, str] = {}
     for index, item in enumerate(items):
         member_id: object = item
         if isinstance(item, dict):
-            # Keys in any case (Entra Q24); "$ref": null and "display" are ignored (Q17, Q23).
+            # Keys in any case (Entra Q24); "$ref": null is ignored (Q17).
             member_id = next((v for k, v in item.items() if str(k).casefold() == "value"), None)
             if member_id is None:
                 raise InvalidValue(f"{label}[{index}]: a member needs a 'value' (the user's id)")
@@ -96,6 +111,35 @@ def _member_ids(value: object, label: str) -> tuple[str, ...]:
                 f"{label}[{index}]: a member id must be a non-empty string, "
                 f"got {json_kind(member_id)}"
             )
+        display = (
+            _display(item, f"{label}[{index}]") if displays and isinstance(item, dict) else None
+        )
         if member_id not in ids:
             ids.append(member_id)
-    return tuple(ids)
+            if display:
+                sent[member_id] = display
+    return tuple(ids), tuple(sent.items())
+
+
+def _display(member: dict, label: str) -> str | None:
+    """The ``display`` (or the reference suite's ``displayName``, any case) sent with a
+    member, checked as a POST checks it; None when there is none (or it is null or "").
+
+    :raises InvalidValue: for a display that is not a string, or not a name (control
+        characters, too long), or one given twice.
+    """
+    sent = [
+        (key, value)
+        for key, value in member.items()
+        if str(key).casefold() in MEMBER_DISPLAY_KEYS and value is not None
+    ]
+    if len(sent) > 1:
+        names = " and ".join(repr(key) for key, _ in sent)
+        raise InvalidValue(f"{label}: display given more than once, as {names}")
+    if not sent or sent[0][1] == "":
+        return None
+    display = sent[0][1]
+    if not isinstance(display, str):
+        raise InvalidValue(f"{label}.display: expected a string, got {json_kind(display)}")
+    check_identifier(display, f"{label}.display")
+    return display

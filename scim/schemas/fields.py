@@ -179,6 +179,17 @@ def identifier(value: str) -> None:
         raise ValidationError(f"must be at most {MAX_IDENTIFIER_BYTES} bytes in UTF-8, got {size}")
 
 
+def check_identifier(value: str, path: str) -> None:
+    """:func:`identifier` for a value read outside a schema (a member's display in a PATCH).
+
+    :raises InvalidValue: naming ``path``, e.g. ``members[0].display: control characters...``.
+    """
+    try:
+        identifier(value)
+    except ValidationError as error:
+        raise InvalidValue(f"{path}: {' '.join(map(str, error.messages))}") from None
+
+
 def invalid_value(error: ValidationError) -> InvalidValue:
     """The one translation of marshmallow's ``ValidationError`` into SCIM's ``invalidValue``.
 

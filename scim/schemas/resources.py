@@ -35,10 +35,11 @@ from scim.schemas.fields import (
     not_empty,
 )
 
-# Attributes people and Entra match on (paths within their schema): no control characters, at
-# most 1024 characters. "displayName" is both the User's and the Group's.
+# Attributes people and Entra match on, and names shown for others (paths within their
+# schema): no control characters, at most 1024 characters. "displayName" is both the User's
+# and the Group's.
 IDENTIFIER_PATHS = frozenset(
-    {"userName", "displayName", "externalId", "members.value", "manager.value"}
+    {"userName", "displayName", "externalId", "members.value", "members.display", "manager.value"}
 )
 
 # RFC 7643 §2.3: the field for each attribute type, except complex (a nested schema).

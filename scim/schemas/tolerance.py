@@ -21,8 +21,8 @@ On every object (:func:`canonical_keys`, :func:`without_absent`, :func:`without_
   RFC 7643 §2.5 makes ``[]`` and absent the same state, but only ``[]`` lets a PUT say "no
   members" to a service that keeps the member list when ``members`` is left out.
 - **A3, A8** read-only attributes in a POST or PUT (``id``, ``meta``, ``groups``,
-  ``members[].display``, ``manager.displayName``) are dropped on purpose: marshmallow would
-  treat these ``dump_only`` fields as unknown, and RFC 7643 §2.2 says the server ignores them.
+  ``manager.displayName``) are dropped on purpose: marshmallow would treat these
+  ``dump_only`` fields as unknown, and RFC 7643 §2.2 says the server ignores them.
 
 On values (field ``pre_load`` functions, :data:`VALUE_STEPS`, :data:`OBJECT_STEPS`):
 
@@ -34,9 +34,11 @@ On values (field ``pre_load`` functions, :data:`VALUE_STEPS`, :data:`OBJECT_STEP
 - **Q14** ``manager`` sent as a bare id becomes ``{"value": id}``
   (:func:`manager_from_bare_id`); the 2026 validator's ``{"value": {"value": id}}`` becomes
   ``{"value": id}`` (:func:`manager_value_unwrapped`).
-- **Q17, Q23** a group member sent with ``"$ref": null``, ``"display"``, ``"displayName"`` or
-  ``"Value"`` becomes ``{"value": id}`` by the object steps above; a bare id string becomes
-  ``{"value": id}`` (:func:`member_from_bare_id`); ``type`` is kept only when it is ``"User"``
+- **Q17, Q23** a group member sent with ``"$ref": null`` or ``"Value"`` becomes
+  ``{"value": id}`` by the object steps above; a bare id string becomes ``{"value": id}``
+  (:func:`member_from_bare_id`); the reference suite's ``"displayName"`` (any case) is the
+  member's ``display``, which the group keeps (:func:`member_display_name_as_display`);
+  ``type`` is kept only when it is ``"User"``
   (any case), and a member of type ``"Group"`` is rejected, because Entra provisions no nested
   groups and Proware stores none (:func:`member_is_user`). A string ``$ref`` is kept, as the
   definitions declare it writable; a member without ``value`` is rejected (it names no one).
@@ -120,8 +122,43 @@ def manager_value_unwrapped(manager: dict[str, object]) -> dict[str, object]:
 
 
 def member_from_bare_id(value: object) -> object:
-    """``"members": ["<id>"]`` -> ``[{"value": "<id>"}]`` (Entra Q23)."""
-    return {"value": value} if isinstance(value, str) else value
+    """``"members": ["<id>"]`` -> ``[{"value": "<id>"}]`` (Entra Q23); an object is given
+    to :func:`member_display_name_as_display`."""
+    if isinstance(value, str):
+        return {"value": value}
+    if isinstance(value, Mapping):
+        return member_display_name_as_display(value)
+    return value
+
+
+def member_display_name_as_display(member: Mapping[str, object]) -> dict[str, object]:
+    """A member's ``"displayName"`` (any case) -> ``"display"``: the reference suite's
+    spelling of it (Entra Q23). Run before the object steps, which would drop it as unknown.
+
+    :raises ValidationError: if the member also carries ``display``: which one is meant
+        cannot be told.
+    """
+    spelled = {
+        key: value
+        for key, value in member.items()
+        if isinstance(key, str) and key.casefold() in MEMBER_DISPLAY_KEYS and value is not None
+    }
+    if len(spelled) > 1:
+        names = " and ".join(repr(key) for key in spelled)
+        raise ValidationError(f"given more than once, as {names}", field_name="display")
+    renamed: dict[str, object] = {}
+    for key, value in member.items():
+        if isinstance(key, str) and key.casefold() in MEMBER_DISPLAY_KEYS:
+            if value is None:
+                continue  # null is absent (Q13)
+            key = "display"
+        renamed[key] = value
+    return renamed
+
+
+# A member's display as a client may spell it (any case): RFC 7643 §2.4's "display", and the
+# reference suite's "displayName" (Entra Q23).
+MEMBER_DISPLAY_KEYS = frozenset({"display", "displayname"})
 
 
 def member_is_user(member: dict[str, object]) -> dict[str, object]:
