@@ -241,6 +241,27 @@ def test_a_group_version_changes_when_a_member_is_renamed(scim) -> None:
     assert renamed.get_json()["members"][0]["display"] == "Ann B."
 
 
+# -- a query reads the version a GET shows ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        pytest.param({"excludedAttributes": "groups"}, id="groups-excluded"),
+        pytest.param({"attributes": "meta.version"}, id="only-the-version"),
+        pytest.param({"attributes": "meta", "filter": 'userName eq "ann"'}, id="index-lookup"),
+    ],
+)
+def test_a_listed_user_shows_the_version_its_get_shows(scim, ann, parameters: dict) -> None:
+    """The version covers the user's groups even where the response leaves them out."""
+    scim.create_group("Staff", [ann["id"]])
+    etag = scim.get(f"/Users/{ann['id']}").headers["ETag"]
+
+    listed = scim.get("/Users", query_string=parameters).get_json()["Resources"]
+
+    assert [user["meta"]["version"] for user in listed] == [etag]
+
+
 # -- PUT replaces ----------------------------------------------------------------------------
 
 

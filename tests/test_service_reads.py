@@ -206,9 +206,23 @@ def test_a_page_deep_into_a_listing_copies_only_the_page(
 
 
 @pytest.mark.parametrize(
-    ("attributes", "excluded", "reads"),
-    [(None, None, 1), ("userName", None, 0), ("groups.display", None, 1), (None, "groups", 0)],
-    ids=["default", "without-groups", "groups-asked", "groups-excluded"],
+    ("attributes", "excluded", "reads", "groups"),
+    [
+        (None, None, 1, True),
+        ("userName", None, 0, False),
+        ("groups.display", None, 1, True),
+        ("meta.version", None, 1, False),
+        (None, "groups", 1, False),
+        (None, "groups,meta", 0, False),
+    ],
+    ids=[
+        "default",
+        "neither-groups-nor-meta",
+        "groups-asked",
+        "version-asked",
+        "groups-excluded",
+        "groups-and-meta-excluded",
+    ],
 )
 def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
     directory: Directory,
@@ -216,8 +230,10 @@ def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
     attributes: str | None,
     excluded: str | None,
     reads: int,
+    groups: bool,
 ) -> None:
-    """One read for the page (on a database, one statement: not one per user)."""
+    """One read for the page (on a database, one statement: not one per user), when the
+    client sees ``groups`` or ``meta`` (a user's version covers its groups)."""
     _group_with_members(directory)
     repository.calls.clear()
 
@@ -225,7 +241,7 @@ def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
         constants.USER_TYPE,
         Query(
             attributes=[parse_attr_path(attributes)] if attributes else None,
-            excluded=[parse_attr_path(excluded)] if excluded else None,
+            excluded=[parse_attr_path(path) for path in excluded.split(",")] if excluded else None,
             page=Page(start_index=1, count=10),
         ),
         BASE,
@@ -234,7 +250,9 @@ def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
     assert len(result.resources) == 10
     assert repository.calls["groups"] == reads
     shown = [[group["display"] for group in user.get("groups", [])] for user in result.resources]
-    assert shown == ([["Sales"]] * 10 if reads else [[]] * 10)
+    assert shown == ([["Sales"]] * 10 if groups else [[]] * 10)
+    versions = [user["meta"]["version"] for user in result.resources if "meta" in user]
+    assert all("." in version for version in versions)  # W/"1.<digest>": with the groups
 
 
 def test_listing_in_place_leaves_the_stored_documents_alone(directory: Directory) -> None:
@@ -342,6 +360,12 @@ def test_a_user_is_read_with_its_groups_in_one_read(directory: Directory) -> Non
 
     recording.names.clear()
     without = Query(filter=lookup, excluded=[parse_attr_path("groups")])
+    result = reading.query(constants.USER_TYPE, without, BASE)
+    assert recording.names == ["find_with_groups"]  # for the version it shows
+    assert "groups" not in result.resources[0]
+
+    recording.names.clear()
+    without = Query(filter=lookup, excluded=[parse_attr_path("groups"), parse_attr_path("meta")])
     result = reading.query(constants.USER_TYPE, without, BASE)
     assert recording.names == ["find_documents"]
     assert "groups" not in result.resources[0]
