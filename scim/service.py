@@ -131,8 +131,9 @@ class Directory:
         ``totalResults`` counts every match before the page is cut. The repository answers the
         whole query (:mod:`scim.queries`), unless an index pins the few candidates (Entra's
         matching lookups, A2, A10) or the filter or sortBy reads what the stored documents
-        lack (a group's members, a user's groups, ``meta.location``): then the documents are
-        completed as a client sees them and filtered and sorted here, on every backend.
+        lack (a group's members, a user's groups, ``meta.location``, a user's
+        ``meta.version``, which covers its groups): then the documents are completed as a
+        client sees them and filtered and sorted here, on every backend.
         """
         resource = RESOURCE_TYPES[kind]
         if query.sort_by is not None:

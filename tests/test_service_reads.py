@@ -16,6 +16,7 @@ from scim import service as service_module
 from scim.filter import parse_filter
 from scim.pagination import Page
 from scim.paths import parse_attr_path
+from scim.presentation import VERSION, derived_documents, present
 from scim.service import INDEXES, Directory, Query
 from storage.memory import MemoryRepository
 from storage.query import Found
@@ -369,3 +370,49 @@ def test_a_user_is_read_with_its_groups_in_one_read(directory: Directory) -> Non
     result = reading.query(constants.USER_TYPE, without, BASE)
     assert recording.names == ["find_documents"]
     assert "groups" not in result.resources[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "first_read"),
+    [
+        pytest.param(constants.USER_TYPE, "meta.version pr", "scan", id="user-version"),
+        pytest.param(constants.USER_TYPE, 'meta[version co "."]', "scan", id="user-meta"),
+        pytest.param(constants.USER_TYPE, "meta.lastModified pr", "query", id="user-other-meta"),
+        pytest.param(constants.GROUP_TYPE, "meta.version pr", "query", id="group-version"),
+    ],
+)
+def test_only_a_filter_on_a_users_version_is_left_to_the_service(
+    directory: Directory, kind: str, text: str, first_read: str
+) -> None:
+    """A user's shown version covers its groups, which its stored document lacks: only a
+    filter naming it reads every user and their groups (at once); any other filter, and a
+    group's version, which is the stored one, is still the store's own query."""
+    _group_with_members(directory)
+    recording = RecordingReader(directory.repository)  # type: ignore[arg-type]
+    reading = Directory(recording)  # type: ignore[arg-type]
+    before = list(directory.repository.all(constants.USER_TYPE))
+
+    result = reading.query(kind, Query(filter=parse_filter(text)), BASE)
+
+    assert result.total == (20 if kind == constants.USER_TYPE else 1)
+    assert recording.names[0] == first_read
+    if first_read == "scan":  # all candidates' groups at once, then the page's
+        assert recording.names[1:] == ["group_documents_of", "group_documents_of"]
+    assert list(directory.repository.all(constants.USER_TYPE)) == before
+
+
+def test_a_filters_copy_of_a_user_is_presented_with_its_version_once(
+    directory: Directory,
+) -> None:
+    """A copy made for a filter on meta.version holds the shown version already: presenting
+    it adds the groups' digest to the stored version, not to that (and a user who left its
+    groups meanwhile shows the stored one)."""
+    _group_with_members(directory)
+    repository = directory.repository
+    user = next(iter(repository.all(constants.USER_TYPE)))
+    shown = directory.version(constants.USER_TYPE, user["id"])
+    [copy] = derived_documents(repository, [user], BASE, frozenset({VERSION}))
+
+    assert copy["meta"]["version"] == shown != user["meta"]["version"]
+    assert present(repository, copy, BASE)["meta"]["version"] == shown
+    assert present(repository, copy, BASE, groups=[])["meta"]["version"] == user["meta"]["version"]
