@@ -157,3 +157,24 @@ class ServiceUnavailable(ScimError):
     """
 
     status = 503
+
+
+# The classes http_status_error picks by status; any other status is a BadRequest carrying it.
+_BY_STATUS: dict[int, type[ScimError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    501: NotImplementedHere,
+}
+
+
+def http_status_error(status: int, detail: str) -> ScimError:
+    """The error for a refusal that has only an HTTP status: werkzeug's routing and body
+    errors, and what the HTTP server refuses before the app (a malformed chunk, a body
+    over the limit)."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls(detail)
+    error = BadRequest(detail)
+    error.status = status
+    return error

@@ -29,10 +29,12 @@ PASSWORD = "password"
 MEMBER_DISPLAYS = "_memberDisplays"
 
 # What a resource shows that its stored document lacks, made here for each read: a group's
-# members and a user's groups (the member relation), and meta.location (the request's URL).
+# members and a user's groups (the member relation), meta.location (the request's URL), and
+# a user's meta.version, which covers its groups (version_of).
 MEMBERS = "members"
 GROUPS = "groups"
 LOCATION = "location"
+VERSION = "version"
 
 
 def present(
@@ -60,9 +62,12 @@ def present(
         document.pop(GROUPS, None)  # what derived_documents() added for a filter, if anything
         if groups is None:
             groups = reader.group_documents_of([document["id"]])[document["id"]]
+        version = document["meta"][VERSION]
         if groups:
             document["groups"] = _group_objects(groups, base_url)
-            document["meta"] = {**document["meta"], "version": _user_version(document, groups)}
+            document["meta"] = {**document["meta"], VERSION: _user_version(document, groups)}
+        elif version != _stored_version(version):  # a filter's copy; the user left its groups
+            document["meta"] = {**document["meta"], VERSION: _stored_version(version)}
     document.pop(MEMBER_DISPLAYS, None)  # shown in the members, if the client reads them
     document["meta"] = {**document["meta"], LOCATION: location(document, base_url)}
     return _ordered(document)
@@ -85,20 +90,31 @@ def _user_version(user: dict, groups: list[dict]) -> str:
     If-None-Match would answer 304 for a user who has joined, left or seen a group renamed.
     (A group's ``members[].display`` is the other way round: the service writes a new group
     version when the name of a member it shows by that name changes, :func:`member_display`.)
+
+    ``user`` may be a copy :func:`derived_documents` made for a filter, whose version is
+    already the shown one: the digest is added to the stored version, never twice.
     """
     digest = hashlib.blake2b(digest_size=6)
     for group in groups:
         digest.update(f"{group['id']}\0{group.get('displayName', '')}\0".encode())
-    version = user["meta"]["version"]
+    version = _stored_version(user["meta"]["version"])
     return f'{version[:-1]}.{digest.hexdigest()}"'
 
 
-def derived_reads(kind: str, paths: list[AttrPath]) -> frozenset[str]:
-    """Which derived attributes (:data:`MEMBERS`, :data:`GROUPS`, :data:`LOCATION`) reading
-    ``paths`` on a resource of ``kind`` needs: a filter or sortBy on them must run on
-    :func:`derived_documents`, since the store's documents do not hold them.
+def _stored_version(version: str) -> str:
+    """The stored version in a shown one: W/"3.<digest>" is W/"3" (a stored version is a
+    number, :func:`storage.values.version_tag`, and has no dot)."""
+    head, dot, _ = version.partition(".")
+    return f'{head}"' if dot else version
 
-    A path to ``meta`` itself (``meta[location sw "https:"]``) may read the location too.
+
+def derived_reads(kind: str, paths: list[AttrPath]) -> frozenset[str]:
+    """Which derived attributes (:data:`MEMBERS`, :data:`GROUPS`, :data:`LOCATION`,
+    :data:`VERSION`) reading ``paths`` on a resource of ``kind`` needs: a filter or sortBy on
+    them must run on :func:`derived_documents`, since the store's documents do not hold them.
+
+    A path to ``meta`` itself (``meta[location sw "https:"]``) may read the location and the
+    version too. Only a user's version is derived: a group shows the one it stores.
     """
     resource = RESOURCE_TYPES[kind]
     needed = set()
@@ -109,8 +125,11 @@ def derived_reads(kind: str, paths: list[AttrPath]) -> frozenset[str]:
         name, sub = resolved.attribute.name, resolved.sub_attribute
         if name in (MEMBERS, GROUPS):
             needed.add(name)
-        elif name == "meta" and (sub is None or sub.name == LOCATION):
-            needed.add(LOCATION)
+        elif name == "meta":
+            if sub is None or sub.name == LOCATION:
+                needed.add(LOCATION)
+            if (sub is None or sub.name == VERSION) and kind == constants.USER_TYPE:
+                needed.add(VERSION)
     return frozenset(needed)
 
 
@@ -120,7 +139,8 @@ def derived_documents(
     """Copies of ``documents`` with the ``derived`` attributes (:func:`derived_reads`) filled
     in as a client reads them, for a filter or sort to test; the documents are not changed.
 
-    A user's groups are read for all the documents at once (one statement on a database).
+    A user's groups (for ``groups`` and for its version) are read for all the documents at
+    once (one statement on a database).
     """
     if MEMBERS in derived:
         documents = [
@@ -129,7 +149,7 @@ def derived_documents(
             else document
             for document in documents
         ]
-    if GROUPS in derived:
+    if GROUPS in derived or VERSION in derived:
         users = [
             document["id"]
             for document in documents
@@ -137,7 +157,7 @@ def derived_documents(
         ]
         groups = reader.group_documents_of(users) if users else {}
         documents = [
-            {**document, GROUPS: _group_objects(groups[document["id"]], base_url)}
+            _with_groups(document, groups[document["id"]], base_url, derived)
             if groups.get(document["id"])
             else document
             for document in documents
@@ -148,6 +168,17 @@ def derived_documents(
             for document in documents
         ]
     return documents
+
+
+def _with_groups(user: dict, groups: list[dict], base_url: str, derived: frozenset[str]) -> dict:
+    """A copy of a user in ``groups`` with what ``derived`` asks of them: its ``groups``
+    entries, its shown version."""
+    user = dict(user)
+    if GROUPS in derived:
+        user[GROUPS] = _group_objects(groups, base_url)
+    if VERSION in derived:
+        user["meta"] = {**user["meta"], VERSION: _user_version(user, groups)}
+    return user
 
 
 def location(document: dict, base_url: str) -> str:

@@ -139,8 +139,9 @@ class Directory:
         ``totalResults`` counts every match before the page is cut. The repository answers the
         whole query (:mod:`scim.queries`), unless an index pins the few candidates (Entra's
         matching lookups, A2, A10) or the filter or sortBy reads what the stored documents
-        lack (a group's members, a user's groups, ``meta.location``): then the documents are
-        completed as a client sees them and filtered and sorted here, on every backend.
+        lack (a group's members, a user's groups, ``meta.location``, a user's
+        ``meta.version``, which covers its groups): then the documents are completed as a
+        client sees them and filtered and sorted here, on every backend.
         """
         resource = RESOURCE_TYPES[kind]
         if query.sort_by is not None:
@@ -148,7 +149,7 @@ class Directory:
         start, count = self._window(query.page)
         predicate = matcher(query.filter, resource) if query.filter is not None else None
         pinned = (
-            self._pinned(kind, query.filter, resource, with_groups=_shows_groups(kind, query))
+            self._pinned(kind, query.filter, resource, with_groups=_reads_groups(kind, query))
             if query.filter is not None
             else None
         )
@@ -414,10 +415,10 @@ class Directory:
 
     def _groups_of_users(self, page: list[dict], query: Query) -> dict[str, list[dict]]:
         """The groups of the users in a page, read at once (one statement on a database,
-        where one per user made a page of 100 cost 101); none if the client does not see
-        ``groups``."""
+        where one per user made a page of 100 cost 101); none if the client sees neither
+        ``groups`` nor ``meta`` (:func:`_reads_groups`)."""
         users = [doc["id"] for doc in page if doc["meta"]["resourceType"] == constants.USER_TYPE]
-        if not users or not shows(USER_RESOURCE, GROUPS, query.attributes, query.excluded):
+        if not users or not _reads_groups(constants.USER_TYPE, query):
             return {}
         return self.repository.group_documents_of(users)
 
@@ -573,10 +574,14 @@ def _hash_password(document: dict, previous: str | None) -> None:
     document[PASSWORD] = generate_password_hash(password)
 
 
-def _shows_groups(kind: str, query: Query) -> bool:
-    """Whether the resources of a query on ``kind`` show a user's ``groups``."""
-    return kind == constants.USER_TYPE and shows(
-        USER_RESOURCE, GROUPS, query.attributes, query.excluded
+def _reads_groups(kind: str, query: Query) -> bool:
+    """Whether the resources of a query on ``kind`` need a user's groups: to show ``groups``,
+    or ``meta.version``, which covers them (:func:`scim.presentation.version_of`), so that a
+    listed user shows the version its GET does, whatever ``attributes`` leave out."""
+    if kind != constants.USER_TYPE:
+        return False
+    return any(
+        shows(USER_RESOURCE, name, query.attributes, query.excluded) for name in (GROUPS, "meta")
     )
 
 

@@ -109,8 +109,10 @@ def _waitress_options(settings: Settings) -> dict[str, Any]:
         "max_request_body_size": server.max_body_bytes + 1,
         "ident": "Proware",
         # waitress's own refusals (a body over the limit above all) under the SCIM prefix
-        # are SCIM error bodies, not text/plain pages.
-        "scim_errors": httpserver.ScimErrors(settings.scim.prefix, server.max_body_bytes),
+        # are SCIM error bodies, not text/plain pages, answered and recorded by the app.
+        "scim_errors": httpserver.ScimErrors(
+            settings.scim.prefix, server.max_body_bytes, app_answers=True
+        ),
     }
     if server.trusted_proxy:
         options.update(

@@ -51,11 +51,15 @@ Some requests waitress answers itself, before the app sees them: a body over
 malformed request or chunk, headers too large. Its answer is a text/plain page; under the
 SCIM prefix :class:`ScimErrorTask` makes it an RFC 7644 §3.12 error body, so that a client
 reading SCIM errors (Entra reads only the status, A0; others read the ``detail``) gets one.
-The body is never read for that: the answer goes out and the connection is closed.
+The body is never read for that: the answer goes out and the connection is closed. Proware's
+app answers that error itself (``ScimErrors.app_answers``): handed the request without its
+body, marked as refused (:data:`scim.api.SERVER_REFUSAL`), it records the refusal as it
+records its own (activity log, the token's Connection status, access log) and renders it.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import signal
@@ -78,7 +82,7 @@ from waitress.utilities import RequestEntityTooLarge
 from waitress.wasyncore import _DISCONNECTED
 
 from scim import constants, errors
-from scim.api import collapse_slashes
+from scim.api import SERVER_REFUSAL, collapse_slashes
 from server.requestcost import QUEUED_AT
 
 log = logging.getLogger("waitress")
@@ -156,10 +160,16 @@ class KeepAliveTask(WSGITask):
 @dataclass(frozen=True)
 class ScimErrors:
     """Which of waitress's own error answers are SCIM error bodies: those to requests under
-    ``prefix``; ``max_body_bytes`` is the limit a 413 names (``[server] max_body_bytes``)."""
+    ``prefix``; ``max_body_bytes`` is the limit a 413 names (``[server] max_body_bytes``).
+
+    ``app_answers``: the app answers them (and so records them), given the request without
+    its body and marked with :data:`scim.api.SERVER_REFUSAL`; only for an app that knows the
+    mark (Proware's), since any other would serve the request as it is.
+    """
 
     prefix: str
     max_body_bytes: int
+    app_answers: bool = False
 
     def covers(self, path: str) -> bool:
         """Whether ``path`` is under the SCIM prefix, as the app will route it (repeated
@@ -167,19 +177,26 @@ class ScimErrors:
         path = collapse_slashes(path)
         return path == self.prefix or path.startswith(self.prefix + "/")
 
-    def body(self, error: Any) -> bytes:
-        """The RFC 7644 §3.12 body for one of waitress's errors (``waitress.utilities.Error``)."""
+    def detail(self, error: Any) -> str:
+        """The ``detail`` for one of waitress's errors (``waitress.utilities.Error``)."""
         if isinstance(error, RequestEntityTooLarge):
-            detail = errors.too_large_detail(self.max_body_bytes)
-        else:
-            detail = f"{error.reason}: {error.body}"
-        return json.dumps(errors.error_document(error.code, detail)).encode("utf-8")
+            return errors.too_large_detail(self.max_body_bytes)
+        return f"{error.reason}: {error.body}"
+
+    def body(self, error: Any) -> bytes:
+        """The RFC 7644 §3.12 body for one of waitress's errors."""
+        document = errors.error_document(error.code, self.detail(error))
+        return json.dumps(document).encode("utf-8")
+
+
+# A response: its status line, headers and body.
+Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
 class ScimErrorTask(ErrorTask):
     """waitress's answer to a request it refused itself, as a SCIM error body under the SCIM
-    prefix (:class:`ScimErrors`, set on the server by :func:`create`); elsewhere (the control
-    panel) waitress's own text/plain page.
+    prefix (:class:`ScimErrors`, set on the server by :func:`create`), the app's own when it
+    answers them; elsewhere (the control panel) waitress's own text/plain page.
 
     Like waitress's, it closes the connection: the rest of a refused body is never read.
     """
@@ -191,12 +208,54 @@ class ScimErrorTask(ErrorTask):
             super().execute()
             return
         error = self.request.error
-        body = scim_errors.body(error)
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.append(("Content-Type", constants.SCIM_MEDIA_TYPE))
+        answer = None
+        if scim_errors.app_answers:
+            answer = self._apps_answer(error.code, scim_errors.detail(error))
+        if answer is None:
+            answer = (
+                f"{error.code} {error.reason}",
+                [("Content-Type", constants.SCIM_MEDIA_TYPE)],
+                scim_errors.body(error),
+            )
+        self.status, headers, body = answer
+        self.response_headers.extend(headers)
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
+
+    def _apps_answer(self, status: int, detail: str) -> Answer | None:
+        """The app's answer to the refused request, handed over without its body and marked
+        (:data:`scim.api.SERVER_REFUSAL`); None if it is not the refusal (a failure, logged)."""
+        environ = KeepAliveTask(self.channel, self.request).get_environment()
+        environ.update(
+            {"wsgi.input": io.BytesIO(), "CONTENT_LENGTH": "0", SERVER_REFUSAL: (status, detail)}
+        )
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def start_response(status: str, headers: list, exc_info: object = None) -> Callable:
+            started[:] = [(status, headers)]
+            return lambda data: None  # the app returns its body (Flask never calls write)
+
+        try:
+            chunks = self.channel.server.application(environ, start_response)
+            try:
+                body = b"".join(chunks)
+            finally:
+                getattr(chunks, "close", lambda: None)()
+        except Exception:  # as waitress does for a failing app: log; the server's body goes out
+            log.exception("the app failed to answer a refused request to %r", environ["PATH_INFO"])
+            return None
+        if not started or not started[0][0].startswith(f"{status} "):
+            log.warning(
+                "the app answered a refused request (%d) to %r with %r; sent the server's answer",
+                status,
+                environ["PATH_INFO"],
+                started[0][0] if started else "nothing",
+            )
+            return None
+        status_line, headers = started[0]
+        kept = [(name, value) for name, value in headers if name.lower() != "content-length"]
+        return status_line, kept, body
 
 
 # Linux's receive timestamps (socket(7)): the kernel stamps each packet as it arrives, and

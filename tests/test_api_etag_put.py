@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from scim import constants
@@ -277,6 +279,81 @@ def test_a_group_version_changes_when_a_members_display_changes(scim) -> None:
     assert changed.status_code == 200
     assert changed.get_json()["members"][0]["display"] == "A"
     assert changed.headers["ETag"] != group["meta"]["version"]
+
+
+# -- a query reads the version a GET shows ---------------------------------------------------
+
+
+def _user_names(response) -> list[str]:
+    assert response.status_code == 200, response.get_json()
+    return [resource["userName"] for resource in response.get_json()["Resources"]]
+
+
+def test_a_filter_on_meta_version_compares_with_the_version_a_get_shows(scim, ann) -> None:
+    """ann is in a group, so the version she shows is not the one stored; a filter on it, with
+    the ETag a GET returned, finds her (on every backend, with or without an index)."""
+    bob = scim.create_user("bob")
+    scim.create_group("Staff", [ann["id"]])
+    shown = scim.get(f"/Users/{ann['id']}").headers["ETag"]
+    stored = ann["meta"]["version"]
+    assert shown != stored and bob["meta"]["version"] == stored  # W/"1" both
+
+    def found(text: str) -> list[str]:
+        return _user_names(scim.get("/Users", query_string={"filter": text}))
+
+    literal = json.dumps(shown)  # W/"1.<digest>" as a filter's string, quotes escaped
+    assert found(f"meta.version eq {literal}") == ["ann"]
+    assert found(f"meta.version eq {json.dumps(stored)}") == ["bob"]
+    assert found(f'userName eq "ann" and meta.version eq {literal}') == ["ann"]
+    assert found(f"meta[version eq {literal}]") == ["ann"]
+    assert found(f"meta.version ne {literal}") == ["bob"]
+    assert found('meta.version co "."') == ["ann"]
+    searched = scim.post(
+        "/.search", {"schemas": [constants.SEARCH_REQUEST], "filter": f"meta.version eq {literal}"}
+    )
+    assert _user_names(searched) == ["ann"]
+    listed = scim.get("/Users", query_string={"filter": f"meta.version eq {literal}"})
+    assert listed.get_json()["Resources"][0]["meta"]["version"] == shown
+    assert searched.get_json()["Resources"][0]["meta"]["version"] == shown
+
+
+def test_sorting_by_meta_version_orders_by_the_version_a_get_shows(scim, ann) -> None:
+    """Stored, ann and bob both have W/"1" (a tie, kept in creation order); shown, ann's
+    W/"1.<digest>" sorts after bob's W/"1"."""
+    scim.create_user("bob")
+    scim.create_group("Staff", [ann["id"]])
+
+    ascending = scim.get("/Users", query_string={"sortBy": "meta.version"})
+    descending = scim.post(
+        "/.search",
+        {
+            "schemas": [constants.SEARCH_REQUEST],
+            "filter": "userName pr",
+            "sortBy": "meta.version",
+            "sortOrder": "descending",
+        },
+    )
+
+    assert _user_names(ascending) == ["bob", "ann"]
+    assert _user_names(descending) == ["ann", "bob"]
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        pytest.param({"excludedAttributes": "groups"}, id="groups-excluded"),
+        pytest.param({"attributes": "meta.version"}, id="only-the-version"),
+        pytest.param({"attributes": "meta", "filter": 'userName eq "ann"'}, id="index-lookup"),
+    ],
+)
+def test_a_listed_user_shows_the_version_its_get_shows(scim, ann, parameters: dict) -> None:
+    """The version covers the user's groups even where the response leaves them out."""
+    scim.create_group("Staff", [ann["id"]])
+    etag = scim.get(f"/Users/{ann['id']}").headers["ETag"]
+
+    listed = scim.get("/Users", query_string=parameters).get_json()["Resources"]
+
+    assert [user["meta"]["version"] for user in listed] == [etag]
 
 
 # -- PUT replaces ----------------------------------------------------------------------------

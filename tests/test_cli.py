@@ -420,7 +420,7 @@ def test_serve_prints_the_tenant_url_and_next_steps(capsys, config: Path, served
     [(_, options)] = served
     assert options["host"] == "127.0.0.1" and options["port"] == 8123
     assert options["max_request_body_size"] == 1_048_577  # refused from this size on
-    assert options["scim_errors"] == httpserver.ScimErrors("/scim/v2", 1_048_576)
+    assert options["scim_errors"] == httpserver.ScimErrors("/scim/v2", 1_048_576, app_answers=True)
     assert "trusted_proxy" not in options
 
 

@@ -481,16 +481,15 @@ def test_on_the_main_loop_the_request_that_arrived_first_runs_first() -> None:
 # -- waitress's own refusals under the SCIM prefix are SCIM errors ----------------------------
 
 
-def _refused(port: int, head: bytes) -> tuple[int, str, dict]:
+def _refused(port: int, head: bytes) -> tuple[int, dict[str, str], dict]:
+    """Send ``head`` on a connection of its own: the status, headers (lower-case names) and
+    the JSON body of the answer."""
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(head)
         response = http.client.HTTPResponse(sock)
         response.begin()
-        return (
-            response.status,
-            response.getheader("Content-Type") or "",
-            json.loads(response.read()),
-        )
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, json.loads(response.read())
 
 
 @pytest.mark.parametrize("threads", [1, 4])
@@ -507,13 +506,145 @@ def test_waitress_refusals_under_the_scim_prefix_are_scim_errors(serve, threads:
         b"POST /scim/v2/Groups/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     )
 
-    status, content_type, body = too_large
-    assert (status, content_type) == (413, "application/scim+json")
+    status, headers, body = too_large
+    assert (status, headers["content-type"]) == (413, "application/scim+json")
     assert body == {
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
         "status": "413",
         "detail": "request body too large: the limit is 2048 bytes ([server] max_body_bytes)",
     }
-    status, content_type, body = bad_chunk
-    assert (status, content_type, body["status"]) == (400, "application/scim+json", "400")
+    status, headers, body = bad_chunk
+    assert (status, body["status"]) == (400, "400")
+    assert headers["content-type"] == "application/scim+json"
     assert body["detail"] == "Bad Request: Invalid chunk size"
+
+
+# -- ... and recorded as the app records its own refusals -------------------------------------
+
+LIMIT = 2048
+TOO_LARGE = f"request body too large: the limit is {LIMIT} bytes ([server] max_body_bytes)"
+
+
+def _too_large(authorization: str | None) -> bytes:
+    lines = ["POST /scim/v2/Users HTTP/1.1", "Host: x", f"Content-Length: {LIMIT + 1}"]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _bad_chunk(authorization: str | None) -> bytes:
+    lines = ["POST //scim/v2/Groups/1 HTTP/1.1", "Host: x", "Transfer-Encoding: chunked"]
+    if authorization is not None:
+        lines.append(f"Authorization: {authorization}")
+    return ("\r\n".join(lines) + "\r\n\r\nzz\r\n").encode()
+
+
+@pytest.fixture
+def serve_app(serve, app) -> Callable[[int], int]:
+    """Proware's app behind this module's server, answering waitress's refusals itself."""
+
+    def start(threads: int) -> int:
+        scim_errors = httpserver.ScimErrors("/scim/v2", LIMIT, app_answers=True)
+        return serve(threads, app, scim_errors=scim_errors, max_request_body_size=LIMIT + 1)
+
+    return start
+
+
+def _connection(app) -> dict:
+    """Each token's Connection status (None: requests without a valid token), by name."""
+    return {status.name: status for status in app.extensions["proware.admin"].connection.tokens()}
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_refusal_of_the_server_is_recorded_under_the_token_it_presented(
+    serve_app, app, token: str, events: list[dict], threads: int
+) -> None:
+    """As the app records a refusal of its own: in the activity log, the access log and the
+    token's Connection status, with the path, status and detail, never the secret."""
+    port = serve_app(threads)
+
+    status, headers, body = _refused(port, _too_large(f"Bearer {token}"))
+
+    assert (status, body["status"], body["detail"]) == (413, "413", TOO_LARGE)
+    assert headers["content-type"] == "application/scim+json"
+    assert headers["connection"] == "close"
+    [event] = events
+    assert {key: event[key] for key in ("token", "method", "path", "status", "detail")} == {
+        "token": "entra",
+        "method": "POST",
+        "path": "/scim/v2/Users",
+        "status": 413,
+        "detail": TOO_LARGE,
+    }
+    assert event["operation"] == "failed" and "reason" not in event
+    assert event["request_id"] == headers["x-request-id"]
+    [row] = _connection(app)["entra"].recent
+    assert (row.method, row.target, row.status, row.result) == (
+        "POST",
+        "/scim/v2/Users",
+        413,
+        TOO_LARGE,
+    )
+    [info] = app.extensions["proware"].tokens.list()
+    assert info.last_used is not None
+    logged = (app.extensions["proware.admin"].audit.path).read_text(encoding="utf-8")
+    assert json.loads(logged)["detail"] == TOO_LARGE and token not in logged
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_refusal_of_the_server_without_a_valid_token_is_recorded_as_unauthenticated_ones(
+    serve_app, app, token: str, events: list[dict], threads: int
+) -> None:
+    """Under "no valid token", with the reason authentication gives (as for every request
+    without a valid token): identical refusals counted on one row of the Connection status."""
+    port = serve_app(threads)
+    app.extensions["proware"].tokens.revoke("entra")
+
+    answers = [
+        _refused(port, _bad_chunk(None)),
+        _refused(port, _bad_chunk(None)),
+        _refused(port, _bad_chunk("Bearer pw_guess")),
+        _refused(port, _too_large(f"Bearer {token}")),
+    ]
+
+    assert [(status, body["detail"]) for status, _, body in answers] == [
+        (400, "Bad Request: Invalid chunk size"),
+        (400, "Bad Request: Invalid chunk size"),
+        (400, "Bad Request: Invalid chunk size"),
+        (413, TOO_LARGE),
+    ]
+    assert all("www-authenticate" not in headers for _, headers, _ in answers)
+    assert [(e["operation"], e["reason"], e["token"], e["path"], e["status"]) for e in events] == [
+        ("refused", "no-header", None, "/scim/v2/Groups/1", 400),
+        ("refused", "no-header", None, "/scim/v2/Groups/1", 400),
+        ("refused", "unknown-token", None, "/scim/v2/Groups/1", 400),
+        ("refused", "revoked-token", "entra", "/scim/v2/Users", 413),
+    ]
+    statuses = _connection(app)
+    refusals = [(r.reason, r.count, r.detail) for r in statuses[None].refusals]
+    assert refusals == [
+        ("unknown-token", 1, "Bad Request: Invalid chunk size"),
+        ("no-header", 2, "Bad Request: Invalid chunk size"),
+    ]
+    assert [(r.reason, r.status) for r in statuses["entra"].refusals] == [("revoked-token", 413)]
+    recorded = json.dumps(events) + (app.extensions["proware.admin"].audit.path).read_text()
+    assert token not in recorded and "pw_guess" not in recorded
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_an_app_that_answers_a_refusal_otherwise_leaves_the_servers_answer(
+    serve, threads: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app that does not know the mark (or fails) cannot turn a refusal into a 200."""
+    scim_errors = httpserver.ScimErrors("/scim/v2", LIMIT, app_answers=True)
+    port = serve(threads, scim_errors=scim_errors, max_request_body_size=LIMIT + 1)
+
+    with caplog.at_level(logging.WARNING, logger="waitress"):
+        status, headers, body = _refused(port, _too_large(None))
+
+    assert (status, headers["content-type"], body["detail"]) == (
+        413,
+        "application/scim+json",
+        TOO_LARGE,
+    )
+    assert "sent the server's answer" in caplog.text

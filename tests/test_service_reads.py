@@ -16,6 +16,7 @@ from scim import service as service_module
 from scim.filter import parse_filter
 from scim.pagination import Page
 from scim.paths import parse_attr_path
+from scim.presentation import VERSION, derived_documents, present
 from scim.service import INDEXES, Directory, Query
 from storage.memory import MemoryRepository, MemoryTransaction
 from storage.query import Found
@@ -299,9 +300,23 @@ def test_a_page_deep_into_a_listing_copies_only_the_page(
 
 
 @pytest.mark.parametrize(
-    ("attributes", "excluded", "reads"),
-    [(None, None, 1), ("userName", None, 0), ("groups.display", None, 1), (None, "groups", 0)],
-    ids=["default", "without-groups", "groups-asked", "groups-excluded"],
+    ("attributes", "excluded", "reads", "groups"),
+    [
+        (None, None, 1, True),
+        ("userName", None, 0, False),
+        ("groups.display", None, 1, True),
+        ("meta.version", None, 1, False),
+        (None, "groups", 1, False),
+        (None, "groups,meta", 0, False),
+    ],
+    ids=[
+        "default",
+        "neither-groups-nor-meta",
+        "groups-asked",
+        "version-asked",
+        "groups-excluded",
+        "groups-and-meta-excluded",
+    ],
 )
 def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
     directory: Directory,
@@ -309,8 +324,10 @@ def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
     attributes: str | None,
     excluded: str | None,
     reads: int,
+    groups: bool,
 ) -> None:
-    """One read for the page (on a database, one statement: not one per user)."""
+    """One read for the page (on a database, one statement: not one per user), when the
+    client sees ``groups`` or ``meta`` (a user's version covers its groups)."""
     _group_with_members(directory)
     repository.calls.clear()
 
@@ -318,7 +335,7 @@ def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
         constants.USER_TYPE,
         Query(
             attributes=[parse_attr_path(attributes)] if attributes else None,
-            excluded=[parse_attr_path(excluded)] if excluded else None,
+            excluded=[parse_attr_path(path) for path in excluded.split(",")] if excluded else None,
             page=Page(start_index=1, count=10),
         ),
         BASE,
@@ -327,7 +344,9 @@ def test_a_page_of_users_reads_their_groups_at_once_and_only_when_shown(
     assert len(result.resources) == 10
     assert repository.calls["groups"] == reads
     shown = [[group["display"] for group in user.get("groups", [])] for user in result.resources]
-    assert shown == ([["Sales"]] * 10 if reads else [[]] * 10)
+    assert shown == ([["Sales"]] * 10 if groups else [[]] * 10)
+    versions = [user["meta"]["version"] for user in result.resources if "meta" in user]
+    assert all("." in version for version in versions)  # W/"1.<digest>": with the groups
 
 
 def test_listing_in_place_leaves_the_stored_documents_alone(directory: Directory) -> None:
@@ -436,5 +455,57 @@ def test_a_user_is_read_with_its_groups_in_one_read(directory: Directory) -> Non
     recording.names.clear()
     without = Query(filter=lookup, excluded=[parse_attr_path("groups")])
     result = reading.query(constants.USER_TYPE, without, BASE)
+    assert recording.names == ["find_with_groups"]  # for the version it shows
+    assert "groups" not in result.resources[0]
+
+    recording.names.clear()
+    without = Query(filter=lookup, excluded=[parse_attr_path("groups"), parse_attr_path("meta")])
+    result = reading.query(constants.USER_TYPE, without, BASE)
     assert recording.names == ["find_documents"]
     assert "groups" not in result.resources[0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "first_read"),
+    [
+        pytest.param(constants.USER_TYPE, "meta.version pr", "scan", id="user-version"),
+        pytest.param(constants.USER_TYPE, 'meta[version co "."]', "scan", id="user-meta"),
+        pytest.param(constants.USER_TYPE, "meta.lastModified pr", "query", id="user-other-meta"),
+        pytest.param(constants.GROUP_TYPE, "meta.version pr", "query", id="group-version"),
+    ],
+)
+def test_only_a_filter_on_a_users_version_is_left_to_the_service(
+    directory: Directory, kind: str, text: str, first_read: str
+) -> None:
+    """A user's shown version covers its groups, which its stored document lacks: only a
+    filter naming it reads every user and their groups (at once); any other filter, and a
+    group's version, which is the stored one, is still the store's own query."""
+    _group_with_members(directory)
+    recording = RecordingReader(directory.repository)  # type: ignore[arg-type]
+    reading = Directory(recording)  # type: ignore[arg-type]
+    before = list(directory.repository.all(constants.USER_TYPE))
+
+    result = reading.query(kind, Query(filter=parse_filter(text)), BASE)
+
+    assert result.total == (20 if kind == constants.USER_TYPE else 1)
+    assert recording.names[0] == first_read
+    if first_read == "scan":  # all candidates' groups at once, then the page's
+        assert recording.names[1:] == ["group_documents_of", "group_documents_of"]
+    assert list(directory.repository.all(constants.USER_TYPE)) == before
+
+
+def test_a_filters_copy_of_a_user_is_presented_with_its_version_once(
+    directory: Directory,
+) -> None:
+    """A copy made for a filter on meta.version holds the shown version already: presenting
+    it adds the groups' digest to the stored version, not to that (and a user who left its
+    groups meanwhile shows the stored one)."""
+    _group_with_members(directory)
+    repository = directory.repository
+    user = next(iter(repository.all(constants.USER_TYPE)))
+    shown = directory.version(constants.USER_TYPE, user["id"])
+    [copy] = derived_documents(repository, [user], BASE, frozenset({VERSION}))
+
+    assert copy["meta"]["version"] == shown != user["meta"]["version"]
+    assert present(repository, copy, BASE)["meta"]["version"] == shown
+    assert present(repository, copy, BASE, groups=[])["meta"]["version"] == user["meta"]["version"]

@@ -339,6 +339,18 @@ def test_a_body_of_exactly_the_limit_reaches_the_service(plain: Running) -> None
     assert json.loads(answer)["detail"] == "userName: required"
 
 
+def test_a_refused_body_is_in_the_activity_log_under_its_token(plain: Running) -> None:
+    """The served app records waitress's refusal as its own: event, token, request id."""
+    head = _head(plain, "/scim/v2/Users", f"Content-Length: {LIMIT + 1}")
+
+    _, headers, _ = _raw_exchange(plain, head)
+    tail = plain.server.cli("activity", "tail", "-n", "1")
+
+    assert f"request={headers['x-request-id']}" in tail
+    assert " 413  failed  POST /scim/v2/Users  token=entra " in tail
+    assert "([server] max_body_bytes)" in tail and plain.token not in tail
+
+
 def test_a_control_panel_body_over_the_limit_keeps_waitress_page(plain: Running) -> None:
     head = _head(plain, "/admin/sign-in", f"Content-Length: {LIMIT + 1}")
 

@@ -16,8 +16,13 @@ from flask import Blueprint, Response, g, request
 
 from scim import constants
 from scim.api import discovery, resources
-from scim.api.auth import Refused, authenticate
+from scim.api.auth import Refused, authenticate, server_refusal
 from scim.api.context import request_context, services
+
+# The WSGI environ key under which the HTTP server hands the app a request it refused before
+# the app read it (server.httpserver.ScimErrorTask): ``(status, detail)``, the body left out.
+# The app answers and records it as its own refusals; only a server sets environ keys.
+SERVER_REFUSAL = "proware.server_refusal"
 
 
 def create_blueprint(prefix: str) -> Blueprint:
@@ -39,6 +44,13 @@ def create_blueprint(prefix: str) -> Blueprint:
     def unrouted() -> bool:
         path = request.path
         return request.url_rule is None and (path == prefix or path.startswith(prefix + "/"))
+
+    @blueprint.before_app_request
+    def refused_by_server() -> None:
+        # First of the hooks: the view (and the rest of the authentication) must not run.
+        refusal = request.environ.get(SERVER_REFUSAL)
+        if refusal is not None:
+            raise server_refusal(*refusal)
 
     @blueprint.before_app_request
     def authenticate_unrouted() -> None:

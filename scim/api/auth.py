@@ -27,7 +27,8 @@ REASON_READ_ONLY = "read-only-token"
 
 
 class Refused(errors.ScimError):
-    """A 401/403 from authentication, carrying a machine-readable ``reason``."""
+    """A 401/403 from authentication, carrying a machine-readable ``reason`` (or a refusal of
+    the HTTP server's, with the reason authentication would have given, :func:`server_refusal`)."""
 
     def __init__(self, status: int, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -108,6 +109,22 @@ def authenticate() -> None:
             f"the bearer token {check.token.name!r} is read-only and may only read; "
             "use a read-write token to change data",
         )
+
+
+def server_refusal(status: int, detail: str) -> errors.ScimError:
+    """The error for a request the HTTP server refused before the app read it (a body over
+    the limit, a malformed chunk), to be answered and recorded as the app's own refusals are.
+
+    The token is checked as for any request, so the refusal is recorded under the token it
+    names (a valid, revoked or expired one; never the secret). A request that authentication
+    would refuse keeps that refusal's reason, as every request without a valid token is
+    recorded: counted with its twins in the Connection status, one activity event each.
+    """
+    try:
+        authenticate()
+    except Refused as refused:
+        return Refused(status, refused.reason, detail)
+    return errors.http_status_error(status, detail)
 
 
 def _is_search() -> bool:

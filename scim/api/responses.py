@@ -93,13 +93,6 @@ def _bounded_integer(digits: str) -> int:
     return int(digits)
 
 
-_HTTP_ERRORS: dict[int, type[errors.ScimError]] = {
-    404: errors.NotFound,
-    405: errors.MethodNotAllowed,
-    413: errors.PayloadTooLarge,
-}
-
-
 def http_error(exc: HTTPException) -> errors.ScimError:
     """A routing or protocol error from werkzeug as a SCIM error with a useful detail."""
     status = exc.code or 500
@@ -112,12 +105,7 @@ def http_error(exc: HTTPException) -> errors.ScimError:
         detail = errors.too_large_detail(request.max_content_length)
     else:
         detail = exc.description or exc.name
-    cls = _HTTP_ERRORS.get(status)
-    if cls is not None:
-        return cls(detail)
-    error = errors.BadRequest(detail)
-    error.status = status
-    return error
+    return errors.http_status_error(status, detail)
 
 
 # What a 503 asks clients to wait before retrying (RFC 9110 §10.2.3), in seconds.
