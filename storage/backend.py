@@ -70,6 +70,13 @@ class Backend(SharedState, Protocol):
 
     repository: Repository
 
+    def check_serving(self) -> None:
+        """Return if this process may serve requests now.
+
+        :raises NotServing: it lost its hold on the store (a restore may be replacing it).
+        """
+        ...
+
 
 class EmbeddedState:
     """Small JSON files in one data directory, read and updated under a lock."""
@@ -108,6 +115,9 @@ class EmbeddedBackend(EmbeddedState):
     def __init__(self, data_dir: Path, repository: Repository) -> None:
         super().__init__(data_dir)
         self.repository = repository
+
+    def check_serving(self) -> None:
+        """Always: the data directory's lock file is held for the process's life."""
 
     def close(self) -> None:
         self.repository.close()

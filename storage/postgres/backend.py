@@ -58,6 +58,14 @@ class PostgresBackend:
         self._documents: dict[str, PostgresDocument] = {}
         self._lock = threading.Lock()
 
+    def check_serving(self) -> None:
+        """Return while this process holds its share of the database (or is no server).
+
+        :raises NotServing: it lost it; a restore or migration may be replacing the data.
+        """
+        if self._serving is not None:
+            self._serving.check()
+
     def describe(self) -> str:
         """Where the data lives, for people: the DSN without its password."""
         return f"PostgreSQL database {self.database.shown}"
