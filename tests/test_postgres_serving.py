@@ -107,3 +107,29 @@ def test_a_server_that_lost_its_share_refuses_everything_until_the_restore_ends(
             (APPLICATION_NAME,),
         ).fetchone()
     assert holders == (1,)  # it holds its share again, so the next restore is refused
+
+
+def test_a_server_whose_share_was_cut_with_nothing_else_holding_it_serves_on(
+    app: Flask, scim: ScimClient, settings: Settings
+) -> None:
+    """The request that finds the share lost takes it again itself, and is answered."""
+    with psycopg.connect(settings.storage.dsn, autocommit=True) as connection:
+        cut = connection.execute(
+            "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = current_database()",
+            (APPLICATION_NAME,),
+        ).fetchall()
+        assert [ended for ended, _ in cut] == [True]
+        deadline = time.monotonic() + 30  # until the ended session has gone
+        while connection.execute(
+            "SELECT FROM pg_stat_activity WHERE pid = %s", (cut[0][1],)
+        ).fetchone():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        assert scim.get("/Users").status_code == 200
+        holders = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (APPLICATION_NAME,),
+        ).fetchone()
+    assert holders == (1,)

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from storage.errors import NotServing, StorageError
+from storage.errors import NotServing, StorageError, Unavailable
 from storage.postgres.connection import Database
 
 log = logging.getLogger("proware.storage")
@@ -89,6 +89,9 @@ class ServingLock:
         self._connection: psycopg.Connection | None = self._take()
         self._held = threading.Event()
         self._held.set()
+        # What a request is refused with while the share is lost, from the last try to take
+        # it again: a restore holds the database (NotServing), or it cannot be reached.
+        self._refusal: tuple[type[Unavailable], str] = (NotServing, "its connection was lost")
         self._stopped = False
         self._wake = threading.Event()
         self._watch = threading.Thread(target=self._keep, name="proware-serving-lock", daemon=True)
@@ -104,10 +107,10 @@ class ServingLock:
         """
         if self._held.is_set() and (not self._stirred() or self._still_held()):
             return
-        raise NotServing(
+        refusal, why = self._refusal
+        raise refusal(
             f"this server does not hold its share of the PostgreSQL database "
-            f"{self._database.shown} (a restore or migration may be replacing the directory); "
-            "it refuses requests until it holds it again"
+            f"{self._database.shown}, and refuses requests until it holds it again: {why}"
         )
 
     def release(self) -> None:
@@ -161,13 +164,29 @@ class ServingLock:
         return bool(poller.poll(0))
 
     def _still_held(self) -> bool:
-        """Ask the lock's connection whether it still works; if not, the share is lost."""
+        """Ask the lock's connection whether it still works; if not, the share is lost, and
+        taken again at once if nothing else holds the database (else by the watch thread)."""
         with self._using:
             if self._held.is_set() and self._alive():
                 return True
             self._lose()
-        self._wake.set()  # take it again now, not at the next check
-        return False
+            return self._retake()
+
+    def _retake(self) -> bool:
+        """Try to take the share again; note why not (hold ``_using``)."""
+        try:
+            self._connection = self._take()
+        except DatabaseInUse:
+            self._refusal = (NotServing, "a restore or migration holds the database")
+            return False
+        except StorageError as exc:
+            self._refusal = (Unavailable, str(exc))
+            return False
+        self._held.set()
+        log.warning(
+            "this server holds its share of %s again and serves requests", self._database.shown
+        )
+        return True
 
     def _alive(self) -> bool:
         """Whether the lock's connection answers (hold ``_using``)."""
@@ -184,8 +203,8 @@ class ServingLock:
         """Forget the lost connection and stop serving (hold ``_using``)."""
         if self._held.is_set():
             log.error(
-                "the connection holding this server's share of %s was lost: refusing "
-                "requests until the share is held again",
+                "the connection holding this server's share of %s was lost: taking it again, "
+                "and refusing requests until it is held",
                 self._database.shown,
             )
         self._held.clear()
@@ -206,19 +225,7 @@ class ServingLock:
                 if self._held.is_set() and self._alive():
                     continue
                 self._lose()
-                try:
-                    self._connection = self._take()
-                except DatabaseInUse:
-                    log.debug("%s is still being restored or migrated", self._database.shown)
-                    continue
-                except StorageError as exc:
-                    log.debug("cannot take this server's share again yet: %s", exc)
-                    continue
-                self._held.set()
-            log.warning(
-                "this server holds its share of %s again and serves requests",
-                self._database.shown,
-            )
+                self._retake()
 
 
 @contextmanager
