@@ -37,7 +37,7 @@ from scim.tokens import ProvisioningSwitch, TokenStore
 from server import cli
 from server.config import Settings, client_secret
 from server.requestcost import QUEUED_AT, Meter, describe, watch_gc
-from storage.backend import open_backend
+from storage.backend import Backend, open_backend
 from storage.repository import Repository
 
 access_log = logging.getLogger("proware.access")
@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None, *, repository: Repository | Non
     app.extensions["proware.backend"] = backend
     # First, so that every other hook (authentication included) sees the request id.
     app.before_request(_start_request)
+    # Then nothing is served while a restore may be replacing the store under this process.
+    app.before_request(partial(_check_serving, backend))
     app.register_blueprint(create_blueprint(settings.scim.prefix))
     register_error_handlers(app)
     # The control panel at /admin.
@@ -108,6 +110,17 @@ def _start_request() -> None:
     g.request_id = f"{random.getrandbits(64):016x}"
     g.request_meter = Meter.now(request.environ.get(QUEUED_AT))
     g.request_started_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+# Served whatever the store's state: the control panel's stylesheet, which its error page uses.
+_SERVED_ANYWAY = frozenset({"admin.static"})
+
+
+def _check_serving(backend: Backend) -> None:
+    """Refuse the request (a 503: a SCIM error, or the control panel's error page) while the
+    process does not hold its store (:meth:`storage.backend.Backend.check_serving`)."""
+    if request.endpoint not in _SERVED_ANYWAY:
+        backend.check_serving()
 
 
 def _log_request(response: Response, *, slow: float) -> Response:

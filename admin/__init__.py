@@ -73,7 +73,9 @@ def register(
     sessions.configure(app, backend.secret(sessions.KEY_FILE), PATH)
     admin = AdminContext(
         services=services,
-        accounts=AdminAccounts(backend.document(ACCOUNTS_FILE), clock=clock),
+        accounts=AdminAccounts(
+            backend.document(ACCOUNTS_FILE), clock=clock, unknown_failures=backend.failure_log()
+        ),
         audit=activity_log(backend),
         connection=ConnectionStatus(backend.document(CONNECTION_FILE), clock=clock),
         setup=SetupLinks(backend.document(SETUP_FILE), clock),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import builtins
 import re
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore
+from storage.failures import FailureLog, MemoryFailureLog
 from storage.repository import Clock
 
 FILE_NAME = "admins.json"
@@ -91,15 +91,16 @@ class AdminAccounts:
         clock: Clock = utcnow,
         policy: LockoutPolicy = LockoutPolicy(),
         hash_method: str = "scrypt",
+        unknown_failures: FailureLog | None = None,
     ) -> None:
         self._control = ControlFile(document) if isinstance(document, Path) else document
         self.clock = clock
         self.policy = policy
         self._hash_method = hash_method
-        # Failed sign-ins for names that are not accounts, kept in memory only (writing them
-        # would let anyone grow the file), so that unknown and known names lock alike.
-        self._unknown_failures: dict[str, list[datetime]] = {}
-        self._unknown_lock = threading.Lock()
+        # Failed sign-ins for names that are not accounts, so that unknown and known names
+        # lock alike: not in the accounts' document (anyone could grow it), but in a bounded
+        # log, shared by every server process on PostgreSQL (default: this process's memory).
+        self._unknown_failures = unknown_failures or MemoryFailureLog()
         self._dummy_hash: str | None = None
 
     @property
@@ -190,9 +191,13 @@ class AdminAccounts:
         (reading the lockout, checking, then writing let every concurrent attempt through).
         A locked account is refused without looking at the password, so guessing on stops
         paying off; nothing sleeps, so no server thread is held up. A name that is no account
-        costs the same on each path: one password hash, or none while it is locked.
+        costs the same on each path: one password hash, or none while it is locked; and one
+        locked update, of its failure log instead of the accounts' document (which names are
+        accounts is read first, from the document's cached copy, as for every name).
         """
         now = self.clock()
+        if _find(self._records(self._control.read()), username) is None:
+            return self._unknown_sign_in(username, password, now)
         # (verdict, until when locked, the password hash to check)
         admitted: builtins.list[tuple[str, datetime | None, str]] = []
 
@@ -226,7 +231,7 @@ class AdminAccounts:
         except Unchanged:
             pass
         verdict, until, password_hash = admitted[-1]
-        if verdict == "unknown":
+        if verdict == "unknown":  # deleted since it was read
             return self._unknown_sign_in(username, password, now)
         if verdict == "locked":
             return SignIn("locked", locked_until=until)
@@ -259,30 +264,34 @@ class AdminAccounts:
     def _unknown_sign_in(self, username: str, password: str, now: datetime) -> SignIn:
         # Cost what a real account's attempt costs, so timing tells nothing: no hash while
         # locked (a locked account's password is not looked at), one hash otherwise. As for
-        # an account, the failure is counted before the hash, under the lock that read it.
-        key = username.casefold()
-        with self._unknown_lock:
-            failures = self._recent_unknown_failures(key, now)
+        # an account, the failure is counted before the hash, in the update that read the
+        # lockout, so attempts at once in several processes get no more checks between them.
+        verdicts: builtins.list[datetime | None] = []
+
+        def admit(failures: builtins.list[datetime]) -> builtins.list[datetime]:
             locked = _locked_until(failures, self.policy)
             if locked is not None and now < locked:
-                return SignIn("locked", locked_until=locked)
-            failures.append(now)
-            if len(self._unknown_failures) > 10_000:  # bound the memory an attacker can use
-                self._unknown_failures.clear()
-            self._unknown_failures[key] = failures
-            locked = _locked_until(failures, self.policy)
+                verdicts.append(locked)
+                raise Unchanged
+            # Only the last max_failures can lock: an older run's lock ended before these.
+            failures = [*failures, now][-self.policy.max_failures :]
+            verdicts.append(_locked_until(failures, self.policy))
+            return failures
+
+        try:
+            self._unknown_failures.update(
+                username.casefold(),
+                admit,
+                now=now,
+                keep_for=self.policy.window + self.policy.duration,
+            )
+        except Unchanged:
+            return SignIn("locked", locked_until=verdicts[-1])
+        locked = verdicts[-1]
         check_password_hash(self._dummy(), password)
         if locked is not None and now < locked:
             return SignIn("locked", locked_until=locked)
         return SignIn("invalid")
-
-    def _recent_unknown_failures(self, key: str, now: datetime) -> builtins.list[datetime]:
-        """The failures of the unknown name ``key`` that can still lock it (hold the lock)."""
-        return [
-            moment
-            for moment in self._unknown_failures.get(key, [])
-            if now - moment < self.policy.window + self.policy.duration
-        ]
 
     def _dummy(self) -> str:
         if self._dummy_hash is None:

@@ -3,7 +3,10 @@
 Knows SCIM, not Flask and not TinyDB. The blueprints turn a request into one of these calls
 and the result into a response; the repository (``storage``) keeps the documents. Every
 write is one repository transaction: the change is computed on a copy, validated whole, and
-only then written, so a failed request changes nothing.
+only then written, so a failed request changes nothing. The whole of it (reads included) is
+one re-runnable unit (:func:`storage.retry.run_transaction`): a transaction PostgreSQL
+rolled back for a deadlock or a serialization failure runs again, and only a persistent one
+reaches the client, as a 503.
 
 Beside it: :mod:`scim.presentation` (document to resource), :mod:`scim.membership` (the
 member relation) and :mod:`scim.activity` (what each write did).
@@ -49,6 +52,7 @@ from scim.schemas import load_resource
 from scim.schemas.patch import load_patch_request
 from storage import errors as storage_errors
 from storage.repository import Index, Reader, Repository, Transaction
+from storage.retry import run_transaction
 from storage.values import clone
 
 # The lookups Entra's matching queries need (A2, A10), answered without a scan. userName and
@@ -242,13 +246,17 @@ class Directory:
         members = member_ids(sent)
         document = with_displays(document, member_displays(sent))
         _hash_password(document, previous=None)
-        with self.repository.transaction() as tx:
+
+        def create_in(tx: Transaction) -> dict:
             check_members(tx, members)
             stored = _write(tx.insert, kind, document)
             if members:
                 tx.add_members(stored["id"], members)
             stored = tx.get(kind, stored["id"])
             activity.note(tx, context, activity.CREATE, stored)
+            return stored
+
+        stored = run_transaction(self.repository, create_in)
         # A new user is in no group yet (groups is read-only; Entra adds it to them later).
         return present(self.repository, stored, base_url, with_members=with_members, groups=[])
 
@@ -275,25 +283,30 @@ class Directory:
         document = load_resource(resource, payload)
         sent = document.pop("members", None)
         members = member_ids(sent)
-        with self.repository.transaction() as tx:
+
+        def replace_in(tx: Transaction) -> dict:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match)
             displays = current.get(MEMBER_DISPLAYS, {}) if sent is None else member_displays(sent)
-            document = with_displays(document, displays)
-            if PASSWORD not in document and PASSWORD in current:
-                document[PASSWORD] = current[PASSWORD]
+            # A copy: a run that is rolled back must leave the body as sent.
+            stored = clone(with_displays(document, displays))
+            if PASSWORD not in stored and PASSWORD in current:
+                stored[PASSWORD] = current[PASSWORD]
             else:
-                _hash_password(document, previous=current.get(PASSWORD))
+                _hash_password(stored, previous=current.get(PASSWORD))
             if kind == constants.GROUP_TYPE:
                 check_members(tx, members)
-            _write(tx.replace, kind, id, document, if_version=current["meta"]["version"])
+            _write(tx.replace, kind, id, stored, if_version=current["meta"]["version"])
             if kind == constants.USER_TYPE:
-                _renew_groups_of(tx, current, document)
+                _renew_groups_of(tx, current, stored)
             if kind == constants.GROUP_TYPE and members is not None:
                 tx.clear_members(id)
                 tx.add_members(id, members)
             stored = tx.get(kind, id)
             activity.note(tx, context, activity.UPDATE, stored)
+            return stored
+
+        stored = run_transaction(self.repository, replace_in)
         return present(self.repository, stored, base_url, with_members=with_members)
 
     def patch(
@@ -320,7 +333,8 @@ class Directory:
         """
         resource = RESOURCE_TYPES[kind]
         patch_operations = load_patch_request(body)
-        with self.repository.transaction() as tx:
+
+        def patch_in(tx: Transaction) -> tuple[dict, list[str], list[str], list[str]]:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match)
             editable = _editable(current)
@@ -355,9 +369,12 @@ class Directory:
             stored = tx.get(kind, id)
             for operation in operations:
                 activity.note(tx, context, operation, stored)
+            return stored, result.skipped, skipped_members, operations
+
+        stored, skipped, skipped_members, operations = run_transaction(self.repository, patch_in)
         return PatchOutcome(
             resource=present(self.repository, stored, base_url, with_members=with_members),
-            skipped=result.skipped,
+            skipped=skipped,
             skipped_members=skipped_members,
             changed=bool(operations),
             operations=operations,
@@ -370,12 +387,15 @@ class Directory:
 
         Returns the deleted document.
         """
-        with self.repository.transaction() as tx:
+
+        def delete_in(tx: Transaction) -> dict:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match)
             tx.delete(kind, id)
             activity.note(tx, context, activity.DELETE, current)
-        return current
+            return current
+
+        return run_transaction(self.repository, delete_in)
 
     # -- helpers -----------------------------------------------------------------------
 

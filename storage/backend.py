@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
+from storage.failures import FailureLog, MemoryFailureLog
 from storage.repository import Index, Repository
 from storage.settings import POSTGRESQL, StorageSettings
 
@@ -70,6 +71,18 @@ class Backend(SharedState, Protocol):
 
     repository: Repository
 
+    def failure_log(self) -> FailureLog:
+        """Failed sign-ins of names that are no account, as every server process counts them
+        (one object per backend)."""
+        ...
+
+    def check_serving(self) -> None:
+        """Return if this process may serve requests now.
+
+        :raises NotServing: it lost its hold on the store (a restore may be replacing it).
+        """
+        ...
+
 
 class EmbeddedState:
     """Small JSON files in one data directory, read and updated under a lock."""
@@ -108,6 +121,14 @@ class EmbeddedBackend(EmbeddedState):
     def __init__(self, data_dir: Path, repository: Repository) -> None:
         super().__init__(data_dir)
         self.repository = repository
+        self._failures = MemoryFailureLog()
+
+    def failure_log(self) -> MemoryFailureLog:
+        """In memory: the embedded store has one server process."""
+        return self._failures
+
+    def check_serving(self) -> None:
+        """Always: the data directory's lock file is held for the process's life."""
 
     def close(self) -> None:
         self.repository.close()

@@ -59,6 +59,22 @@ class Unavailable(StorageError):
     detail = "the directory's database is unavailable; retry later (the server log says why)"
 
 
+class Contention(Unavailable):
+    """The database rolled the transaction back because of another one (a deadlock, a
+    serialization failure, a unique value changing hands): nothing of it was written, so
+    running the whole transaction again is safe (:func:`storage.retry.run_transaction`)."""
+
+
+class NotServing(Unavailable):
+    """This server process does not hold its share of the database: a restore or migration
+    is replacing the directory. It serves again once it holds its share again."""
+
+    detail = (
+        "the directory is being restored or migrated; this server serves again once that "
+        "has finished (retry later)"
+    )
+
+
 class Unstorable(StorageError, ValueError):
     """A value the store cannot hold: PostgreSQL refuses U+0000 and unpaired surrogates in
     text, and index keys past its size limit. The request is at fault (HTTP 400)."""

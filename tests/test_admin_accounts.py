@@ -160,3 +160,24 @@ def test_reset_password_unlocks_and_marks_the_change(
 def test_reset_password_of_an_unknown_admin_is_a_key_error(accounts: AdminAccounts) -> None:
     with pytest.raises(KeyError):
         accounts.reset_password("nobody", PASSWORD)
+
+
+def test_the_failures_of_unknown_names_kept_in_memory_are_bounded() -> None:
+    """The embedded store's one process keeps them in memory: at most max_keys names."""
+    from storage.failures import MemoryFailureLog
+    from tests.storage_contract import START
+
+    log = MemoryFailureLog(max_keys=2)
+    seen: dict[str, list] = {}
+
+    def add(key: str) -> None:
+        def change(moments: list) -> list:
+            seen[key] = moments
+            return [*moments, START]
+
+        log.update(key, change, now=START, keep_for=timedelta(minutes=1))
+
+    for key in ("a", "b", "c", "a", "c"):
+        add(key)
+
+    assert seen == {"a": [], "b": [], "c": [START]}  # "a" was forgotten for "c"

@@ -17,6 +17,7 @@ import admin.accounts
 from admin.accounts import AdminAccounts
 from storage.postgres.connection import Database
 from storage.postgres.documents import PostgresDocument
+from storage.postgres.failures import PostgresFailureLog
 from tests import pgserver
 from tests.storage_contract import FixedClock
 from tests.test_admin_accounts import PASSWORD, POLICY
@@ -89,16 +90,31 @@ def processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[A
             for _ in range(2)
         ]
         return
+    yield from postgres_processes(clock)
+
+
+def postgres_processes(clock: FixedClock) -> Iterator[list[AdminAccounts]]:
+    """Two AdminAccounts on one database, as two server processes have (the failures of
+    unknown names in its table)."""
     dsn = pgserver.clean_database()
     databases = [Database(dsn), Database(dsn)]
     yield [
         AdminAccounts(
-            PostgresDocument(database, "admins.json"), clock=clock, policy=POLICY, hash_method=HASH
+            PostgresDocument(database, "admins.json"),
+            clock=clock,
+            policy=POLICY,
+            hash_method=HASH,
+            unknown_failures=PostgresFailureLog(database),
         )
         for database in databases
     ]
     for database in databases:
         database.close()
+
+
+@pytest.fixture
+def on_postgresql() -> Iterator[list[AdminAccounts]]:
+    yield from postgres_processes(FixedClock())
 
 
 def test_concurrent_wrong_passwords_from_two_processes_get_only_the_allowed_checks(
@@ -136,3 +152,28 @@ def test_a_right_password_among_the_allowed_attempts_signs_in_and_clears_the_cou
         "invalid",
         "locked",
     ]
+
+
+def test_concurrent_guesses_at_an_unknown_name_from_two_processes_get_only_the_allowed_checks(
+    on_postgresql: list[AdminAccounts], gate: CheckGate
+) -> None:
+    """On PostgreSQL an unknown name's failures are counted once for every process."""
+    outcomes = attempt_all_at_once(on_postgresql, "mallory", gate)
+
+    assert gate.checks == POLICY.max_failures
+    assert outcomes.count("invalid") == POLICY.max_failures - 1
+    assert on_postgresql[1].sign_in("MALLORY", "again").outcome == "locked"
+
+
+def test_an_unknown_name_locks_after_the_allowed_failures_spread_over_two_processes(
+    on_postgresql: list[AdminAccounts],
+) -> None:
+    first, second = on_postgresql
+    outcomes = [
+        (first if number % 2 else second).sign_in("mallory", f"guess {number}").outcome
+        for number in range(POLICY.max_failures)
+    ]
+
+    assert outcomes == ["invalid"] * (POLICY.max_failures - 1) + ["locked"]
+    assert first.sign_in("mallory", "one more").outcome == "locked"
+    assert second.sign_in("Mallory", "one more").outcome == "locked"

@@ -14,6 +14,7 @@ from pathlib import Path
 from storage.postgres.connection import Database
 from storage.postgres.documents import PostgresDocument, shared_secret
 from storage.postgres.events import PostgresEventLog
+from storage.postgres.failures import PostgresFailureLog
 from storage.postgres.repository import PostgresRepository
 from storage.postgres.serving import ServingLock
 from storage.repository import Clock, IdFactory, Index, Repository
@@ -55,8 +56,17 @@ class PostgresBackend:
         # Typed as the interface: the Backend protocol's attribute is settable, so invariant.
         self.repository: Repository = PostgresRepository(self.database, indexes, clock, new_id)
         self._events = PostgresEventLog(self.database)
+        self._failures = PostgresFailureLog(self.database)
         self._documents: dict[str, PostgresDocument] = {}
         self._lock = threading.Lock()
+
+    def check_serving(self) -> None:
+        """Return while this process holds its share of the database (or is no server).
+
+        :raises NotServing: it lost it; a restore or migration may be replacing the data.
+        """
+        if self._serving is not None:
+            self._serving.check()
 
     def describe(self) -> str:
         """Where the data lives, for people: the DSN without its password."""
@@ -72,6 +82,10 @@ class PostgresBackend:
     def secret(self, name: str) -> bytes:
         """A random secret created on first use and the same for every process after."""
         return shared_secret(self.database, name)
+
+    def failure_log(self) -> PostgresFailureLog:
+        """The ``failures`` table: every server process counts the same failed sign-ins."""
+        return self._failures
 
     def event_log(self) -> PostgresEventLog:
         """The ``activity`` table, read and appended to like the audit log file."""

@@ -9,11 +9,13 @@ trip, and a transaction is ``BEGIN`` ... ``COMMIT`` on one checked-out connectio
 Errors a caller can act on become storage errors here, with messages that never show a
 password (:func:`redact_dsn`):
 
-- a lost or unreachable server, a pool with no free connection within ``checkout_timeout``,
-  a lock wait past ``lock_timeout``, and a deadlock or serialization failure between two
-  transactions all become :class:`storage.errors.Unavailable` (the service answers 503 and
-  the client retries). Failed statements are never retried here: a retry would have to
-  replay the caller's whole transaction, which only the caller can do.
+- a lost or unreachable server, a pool with no free connection within ``checkout_timeout``
+  and a lock wait past ``lock_timeout`` become :class:`storage.errors.Unavailable` (the
+  service answers 503 and the client retries);
+- a deadlock or serialization failure between two transactions (SQLSTATE class 40) becomes
+  :class:`storage.errors.Contention`, an :class:`Unavailable` that says the transaction was
+  rolled back whole. Failed statements are never retried here: a retry has to replay the
+  caller's whole transaction, which only the caller can do (:mod:`storage.retry`).
 - a value PostgreSQL cannot hold (U+0000 in a string, a lone surrogate, an index key past
   PostgreSQL's size limit) becomes :class:`storage.errors.Unstorable` (a ValueError).
 
@@ -37,7 +39,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from storage.errors import Unavailable, Unstorable
+from storage.errors import Contention, Unavailable, Unstorable
 from storage.postgres.migrations import apply_migrations
 from storage.waits import add_wait, clocks
 
@@ -98,6 +100,13 @@ def check_if_stirred(connection: psycopg.Connection) -> None:
     poller.register(connection.fileno(), select.POLLIN)
     if poller.poll(0):
         ConnectionPool.check_connection(connection)
+
+
+def rolled_back(error: psycopg.Error) -> bool:
+    """Whether the server rolled the transaction back because of another one: SQLSTATE class
+    40, serialization failure and deadlock included (psycopg's ``DeadlockDetected`` is no
+    ``TransactionRollback``, so the class is read from the code)."""
+    return (error.sqlstate or "").startswith("40")
 
 
 class Database:
@@ -244,6 +253,9 @@ class Database:
                 f"PostgreSQL cannot store this value: {self._first_line(error)}"
             ) from error
         except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+            if rolled_back(error):
+                # By the server, even when it surfaced at COMMIT: nothing was committed.
+                raise Contention(self._describe(error, committing=False)) from None
             raise Unavailable(self._describe(error, committing)) from None
 
     def close(self) -> None:
@@ -262,7 +274,7 @@ class Database:
             why = (
                 f"no connection became free or could be opened within {self._checkout_timeout:g} s"
             )
-        elif isinstance(error, pg_errors.TransactionRollback):
+        elif rolled_back(error):
             why = (
                 "a concurrent transaction conflicted with this one "
                 "(deadlock or serialization failure); try again"

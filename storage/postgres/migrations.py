@@ -26,6 +26,8 @@ The tables (migration 1; migration 2 gives ``resources`` room for updated row ve
   accounts, sign-outs); ``version`` goes up by one per update.
 - ``secrets``: random keys created once and shared by every process (the control panel's
   session signing key), apart from the documents so that nothing lists them by accident.
+- ``failures`` (migration 3): recent failed sign-ins of names that are no account, one row
+  per name's keyed digest, bounded in rows and time (:mod:`storage.postgres.failures`).
 """
 
 from __future__ import annotations
@@ -120,6 +122,18 @@ MIGRATIONS: list[Migration] = [
         "room for row versions in resources, and earlier vacuums",
         """
         ALTER TABLE resources SET (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.02);
+        """,
+    ),
+    Migration(
+        3,
+        "failed attempts per key (sign-ins of names that are no account), bounded",
+        """
+        CREATE TABLE failures (
+            digest bytea PRIMARY KEY,
+            moments timestamptz[] NOT NULL,
+            expires timestamptz NOT NULL
+        );
+        CREATE INDEX failures_expires ON failures (expires);
         """,
     ),
 ]

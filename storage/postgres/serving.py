@@ -11,6 +11,10 @@ served by many processes on many machines has an advisory lock of Proware's own 
 
 Both are session-level locks: PostgreSQL drops them when the session ends, so a process that
 dies (or a machine whose connection PostgreSQL sees close) never leaves the database locked.
+A server whose lock connection is lost while it runs has lost its share with it, and a
+restore may take the database meanwhile: until it holds its share again, it refuses every
+request (:meth:`ServingLock.check`, a 503), reads included, as the directory may be
+being replaced under it.
 A machine that vanishes without closing its connections holds its share until PostgreSQL's
 TCP keepalives notice. Through a pooler in transaction mode (PgBouncer) a session lock means
 nothing: connect servers and commands to PostgreSQL itself, as the pool already requires.
@@ -19,13 +23,14 @@ nothing: connect servers and commands to PostgreSQL itself, as the pool already 
 from __future__ import annotations
 
 import logging
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 
-from storage.errors import StorageError
+from storage.errors import NotServing, StorageError, Unavailable
 from storage.postgres.connection import Database
 
 log = logging.getLogger("proware.storage")
@@ -37,6 +42,8 @@ APPLICATION_NAME = "proware server"
 # Seconds between two looks at the lock's connection; a lost one is reopened and the lock
 # taken again, so a server that outlives a database restart is counted again.
 CHECK_INTERVAL = 5.0
+# Seconds between two tries to take a lost share again (a restore may hold the database).
+RETRY_INTERVAL = 1.0
 
 _HOLDERS = """
     SELECT coalesce(host(activity.client_addr), 'local socket'), activity.pid
@@ -56,18 +63,55 @@ class DatabaseInUse(StorageError):
 class ServingLock:
     """A serving process's shared hold on the database, until :meth:`release` or its death.
 
+    While it does not hold its share (its connection was lost, and a restore or migration
+    took the database meanwhile), the process must not serve: :meth:`check` raises
+    :class:`NotServing`. A thread takes the share again as soon as it can: every
+    ``retry_interval`` seconds while it is lost, and checks the connection every
+    ``check_interval`` seconds while it is held. A request finds a connection the server
+    closed at once (:meth:`check` looks at its socket), not at the next check.
+
     :raises DatabaseInUse: a restore or migration holds the database.
     :raises Unavailable: the server cannot be reached.
     """
 
-    def __init__(self, database: Database, *, check_interval: float = CHECK_INTERVAL) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        check_interval: float = CHECK_INTERVAL,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
         self._database = database
+        self._check_interval = check_interval
+        self._retry_interval = retry_interval
+        # Guards the connection: the watch thread and requests use it.
+        self._using = threading.Lock()
         self._connection: psycopg.Connection | None = self._take()
-        self._stopped = threading.Event()
-        self._watch = threading.Thread(
-            target=self._keep, args=(check_interval,), name="proware-serving-lock", daemon=True
-        )
+        self._held = threading.Event()
+        self._held.set()
+        # What a request is refused with while the share is lost, from the last try to take
+        # it again: a restore holds the database (NotServing), or it cannot be reached.
+        self._refusal: tuple[type[Unavailable], str] = (NotServing, "its connection was lost")
+        self._stopped = False
+        self._wake = threading.Event()
+        self._watch = threading.Thread(target=self._keep, name="proware-serving-lock", daemon=True)
         self._watch.start()
+
+    def check(self) -> None:
+        """Return if this process holds its share of the database; otherwise refuse.
+
+        Costs one ``poll`` of the lock's socket while it is quiet: a connection the server
+        ended (``pg_terminate_backend``, a server shutting down) has something to read.
+
+        :raises NotServing: the share is lost; the watch thread is taking it again.
+        """
+        if self._held.is_set() and (not self._stirred() or self._still_held()):
+            return
+        refusal, why = self._refusal
+        raise refusal(
+            f"this server does not hold its share of the PostgreSQL database "
+            f"{self._database.shown}, and refuses requests until it holds it again: {why}"
+        )
 
     def release(self) -> None:
         """Give the share back, then close its connection.
@@ -76,15 +120,18 @@ class ServingLock:
         finished exiting, after the close returns, so a ``storage migrate`` run right after
         a server stopped could still find it held.
         """
-        self._stopped.set()
+        self._stopped = True
+        self._wake.set()
         self._watch.join()
-        if self._connection is not None:
-            try:
-                self._connection.execute("SELECT pg_advisory_unlock_shared(%s)", (LOCK_KEY,))
-            except psycopg.Error:
-                pass  # the connection is gone already, and its lock with its session
-            self._connection.close()
-            self._connection = None
+        with self._using:
+            if self._connection is not None:
+                try:
+                    self._connection.execute("SELECT pg_advisory_unlock_shared(%s)", (LOCK_KEY,))
+                except psycopg.Error:
+                    pass  # the connection is gone already, and its lock with its session
+                self._connection.close()
+                self._connection = None
+            self._held.clear()
 
     def _take(self) -> psycopg.Connection:
         connection = self._database.connect(application_name=APPLICATION_NAME)
@@ -104,27 +151,81 @@ class ServingLock:
             )
         return connection
 
-    def _keep(self, interval: float) -> None:
-        while not self._stopped.wait(interval):
-            connection = self._connection
-            try:
-                if connection is not None and not connection.closed:
-                    connection.execute("SELECT 1")
+    def _stirred(self) -> bool:
+        """Whether the lock's connection has something to read (or is gone)."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return True
+        poller = select.poll()
+        try:
+            poller.register(connection.fileno(), select.POLLIN)
+        except (ValueError, psycopg.Error):  # closed meanwhile
+            return True
+        return bool(poller.poll(0))
+
+    def _still_held(self) -> bool:
+        """Ask the lock's connection whether it still works; if not, the share is lost, and
+        taken again at once if nothing else holds the database (else by the watch thread)."""
+        with self._using:
+            if self._held.is_set() and self._alive():
+                return True
+            self._lose()
+            return self._retake()
+
+    def _retake(self) -> bool:
+        """Try to take the share again; note why not (hold ``_using``)."""
+        try:
+            self._connection = self._take()
+        except DatabaseInUse:
+            self._refusal = (NotServing, "a restore or migration holds the database")
+            return False
+        except StorageError as exc:
+            self._refusal = (Unavailable, str(exc))
+            return False
+        self._held.set()
+        log.warning(
+            "this server holds its share of %s again and serves requests", self._database.shown
+        )
+        return True
+
+    def _alive(self) -> bool:
+        """Whether the lock's connection answers (hold ``_using``)."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return False
+        try:
+            connection.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def _lose(self) -> None:
+        """Forget the lost connection and stop serving (hold ``_using``)."""
+        if self._held.is_set():
+            log.error(
+                "the connection holding this server's share of %s was lost: taking it again, "
+                "and refusing requests until it is held",
+                self._database.shown,
+            )
+        self._held.clear()
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
+
+    def _keep(self) -> None:
+        while True:
+            held = self._held.is_set()
+            self._wake.wait(self._check_interval if held else self._retry_interval)
+            self._wake.clear()
+            if self._stopped:
+                return
+            with self._using:
+                if self._stopped:
+                    return
+                if self._held.is_set() and self._alive():
                     continue
-            except psycopg.Error:
-                pass
-            if connection is not None:
-                connection.close()
-            self._connection = None
-            try:
-                self._connection = self._take()
-                log.warning(
-                    "the connection holding this server's share of %s was lost and "
-                    "has been opened again",
-                    self._database.shown,
-                )
-            except StorageError as exc:
-                log.error("this server does not hold its share of the database: %s", exc)
+                self._lose()
+                self._retake()
 
 
 @contextmanager

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from storage.errors import Conflict, NotFound, Unavailable, VersionMismatch
+from storage.errors import Conflict, Contention, NotFound, VersionMismatch
 from storage.postgres.conditions import storable
 from storage.postgres.connection import Database, jsonb
 from storage.postgres.events import INSERT as INSERT_EVENT
@@ -381,7 +381,7 @@ class PostgresTransaction(Reads):
             conflict = self._conflict(kind, id, stored)
             if conflict is not None:
                 raise conflict
-        raise Unavailable(f"{kind} {id!r}: its unique values kept changing hands; try again")
+        raise Contention(f"{kind} {id!r}: its unique values kept changing hands; try again")
 
     def _insert(self, kind: str, id: str, stored: dict, keys: IndexKeys) -> bool:
         """Insert a new document with its index keys; False (and nothing written) if another
@@ -452,7 +452,7 @@ class PostgresTransaction(Reads):
                 return column(self._connection, ADD_MEMBERS, (group_id, user_ids))
         except pg_errors.ForeignKeyViolation:
             # Not expected (ADD_MEMBERS locks the users it adds); the transaction is lost.
-            raise Unavailable(
+            raise Contention(
                 f"Group {group_id!r}: a new member was deleted meanwhile; try again"
             ) from None
 

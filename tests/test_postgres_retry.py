@@ -1,0 +1,168 @@
+"""A request's transaction that PostgreSQL rolls back for a deadlock or a serialization
+failure runs again (storage.retry); one that keeps failing is a 503 that changed nothing.
+
+The deadlock is a real one, between a SCIM request and a second connection that takes the
+same two rows in the other order. The lasting failure is a real serialization failure
+(SQLSTATE 40001) raised by the server itself, from a trigger, on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from flask import Flask
+
+from server.config import Settings
+from storage.retry import ATTEMPTS
+from storage.settings import POSTGRESQL
+from tests.conftest import ScimClient
+
+
+@pytest.fixture
+def backend() -> str:
+    return POSTGRESQL
+
+
+@pytest.fixture
+def dsn(settings: Settings) -> str:
+    return settings.storage.dsn
+
+
+@pytest.fixture
+def other(dsn: str) -> Iterator[psycopg.Connection]:
+    """A second session on the app's database, as another server process would have."""
+    with psycopg.connect(dsn) as connection:
+        yield connection
+
+
+def wait_until_blocked_by(monitor: psycopg.Connection, pid: int) -> None:
+    """Return once some session waits for a lock that ``pid`` holds (a bounded wait)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = monitor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            (pid,),
+        ).fetchone()
+        if row is not None and row[0]:
+            return
+        time.sleep(0.01)
+    pytest.fail(f"no session ever waited for backend {pid}")
+
+
+def activity_count(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute("SELECT count(*) FROM activity").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def operations_since(dsn: str, count: int) -> list[tuple[str, object]]:
+    """(operation, status) of the activity events after the first ``count``."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT event->>'operation', event->'status' FROM activity ORDER BY seq OFFSET %s",
+            (count,),
+        ).fetchall()
+    return [(operation, status) for operation, status in rows]
+
+
+def test_a_request_that_a_real_deadlock_rolled_back_runs_again_and_succeeds(
+    app: Flask,
+    scim: ScimClient,
+    dsn: str,
+    other: psycopg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The member add locks the group, then waits for the user, which the other session
+    holds while it asks for the group: PostgreSQL rolls the request back (it waited first,
+    so its deadlock check runs first), and its second run goes through."""
+    caplog.set_level(logging.INFO, logger="proware.storage")
+    user = scim.create_user("ann@contoso.com")
+    group = scim.create_group("Sales")
+    before = activity_count(dsn)
+    # The other session must not be the one PostgreSQL picks: it checks for deadlocks late.
+    other.execute("SET deadlock_timeout = '60s'")
+    other.execute("SELECT FROM resources WHERE kind = 'User' AND id = %s FOR UPDATE", (user["id"],))
+    holder = other.info.backend_pid
+    answers: list = []
+    request = threading.Thread(
+        target=lambda: answers.append(
+            scim.patch_ops(
+                f"/Groups/{group['id']}",
+                {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+            )
+        )
+    )
+    request.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as monitor:
+            wait_until_blocked_by(monitor, holder)
+        # The other order: blocks until PostgreSQL has rolled the request back.
+        other.execute(
+            "SELECT FROM resources WHERE kind = 'Group' AND id = %s FOR UPDATE", (group["id"],)
+        )
+    finally:
+        other.commit()
+        request.join(60)
+
+    assert [answer.status_code for answer in answers] == [204], answers[0].get_json()
+    assert any("deadlock" in message for message in caplog.messages), caplog.messages
+    members = scim.get(f"/Groups/{group['id']}").get_json()["members"]
+    assert [member["value"] for member in members] == [user["id"]]
+    # The rolled-back run's activity event went with it: one "add member", not two.
+    assert [operation for operation, _ in operations_since(dsn, before)] == ["add member"]
+
+
+def test_a_lasting_serialization_failure_is_a_503_that_changed_nothing(
+    app: Flask, scim: ScimClient, dsn: str
+) -> None:
+    user = scim.create_user("ann@contoso.com")
+    group = scim.create_group("Sales")
+    before = activity_count(dsn)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            """
+            CREATE SEQUENCE runs;
+            CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM nextval('runs');  -- not rolled back: counts every run
+                RAISE EXCEPTION 'could not serialize access (test)'
+                    USING ERRCODE = 'serialization_failure';
+            END $$;
+            CREATE TRIGGER refuse BEFORE INSERT ON members
+                FOR EACH ROW EXECUTE FUNCTION refuse();
+            """
+        )
+
+    try:
+        response = scim.patch_ops(
+            f"/Groups/{group['id']}",
+            {"op": "replace", "path": "displayName", "value": "Renamed"},
+            {"op": "add", "path": "members", "value": [{"value": user["id"]}]},
+        )
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            runs = connection.execute("SELECT last_value FROM runs").fetchone()
+    finally:  # the database is the next test's too, emptied but not dropped
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                "DROP TRIGGER refuse ON members; DROP FUNCTION refuse(); DROP SEQUENCE runs"
+            )
+
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "503"
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert "retry later" in body["detail"]
+    assert response.headers["Retry-After"]
+    assert runs == (ATTEMPTS,)
+    after = scim.get(f"/Groups/{group['id']}").get_json()
+    assert after["displayName"] == "Sales"
+    assert after.get("members", []) == []
+    assert after["meta"]["version"] == group["meta"]["version"]
+    # No change event of any run: only the failed request, as every refused one is.
+    assert [status for _, status in operations_since(dsn, before)] == [503]
