@@ -33,6 +33,7 @@ from tests.oidc_proxy import (
     DISCOVERY_PATH,
     JWKS_PATH,
     TOKEN_PATH,
+    Exchange,
     Signature,
     TamperingProxy,
 )
@@ -580,6 +581,69 @@ def test_check_names_an_unusable_discovery_document(
 
     assert "The discovery document at" in text(browser.get(done.headers["Location"]))
     assert code == 1 and "Discovery:      The discovery document at" in capsys.readouterr().out
+
+
+def _token_requests(proxy: TamperingProxy) -> list[Exchange]:
+    return [e for e in proxy.exchanges if e.method == "POST" and e.path == TOKEN_PATH]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"scope": "openid offline_access everything"}, id="scope"),
+        pytest.param({"token_endpoint_auth_method": "client_secret_post"}, id="auth-method"),
+        pytest.param({"code_challenge_method": "plain"}, id="pkce-method"),
+        pytest.param(
+            {"client_id": "someone-else", "redirect_uri": "https://elsewhere.example/cb"},
+            id="client-id",
+        ),
+    ],
+)
+def test_client_options_in_the_discovery_document_change_nothing_the_client_sends(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, options: dict
+) -> None:
+    """Authlib takes its server metadata as client options: only the endpoints reach it."""
+    idp.proxy.edit_response(DISCOVERY_PATH, lambda document: {**document, **options})
+    browser = sso_app.test_client()
+
+    location = start_flow(browser)
+    response = callback(browser, sign_in(location, "ann"))
+
+    query = parse_qs(urlsplit(location).query)
+    assert query["scope"] == ["openid profile email"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert (query["client_id"], query["redirect_uri"]) == ([idp.client_id], [CALLBACK])
+    (token_request,) = _token_requests(idp.proxy)
+    assert token_request.headers["authorization"].startswith("Basic ")  # as registered
+    assert b"client_secret" not in token_request.body
+    assert response.status_code == 302, text(response)
+    assert signed_in_page(browser)
+
+
+def test_the_code_goes_only_to_the_token_endpoint_of_the_configured_issuer(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    """A discovery document read again between the sign-in and its callback is checked before
+    its token endpoint gets the code and the client secret."""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    sso_app.extensions["proware.admin"].sso.relying_party._forget_metadata()
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {
+            **document,
+            "issuer": "https://elsewhere.example",
+            "token_endpoint": idp.issuer + "/stolen",
+        },
+    )
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502
+    assert "names the issuer 'https://elsewhere.example'" in text(response)
+    assert not [e for e in idp.proxy.exchanges if e.path == "/stolen"]
+    assert not _token_requests(idp.proxy)
+    assert not signed_in_page(browser)
 
 
 # Answers of a JWKS endpoint that are not a JWK Set (RFC 7517 §5).
