@@ -42,7 +42,7 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
-from joserfc.jwk import KeySet
+from joserfc.jwk import Key, KeySet
 from joserfc.jws import JWSRegistry
 
 log = logging.getLogger("proware.sso")
@@ -183,6 +183,28 @@ class RelyingParty:
                 f"Proware could not reach the identity provider at {self.discovery_url} "
                 f"({_network_error(exc)}).",
             ) from None
+
+    def check_signing_keys(self) -> list[str]:
+        """Read the provider's signing keys now, as a sign-in would after a key rotation.
+
+        :returns: the announced ID token algorithms that one of the keys can verify.
+        :raises SignInFailed: the keys cannot be fetched, are no JWK Set, or none of them
+            verifies any algorithm the discovery document announces (then none is kept).
+        """
+        algorithms = id_token_algorithms(self.check_discovery())
+        keys = self._key_set(force=True)
+        usable = [name for name in algorithms if any(_verifies(k, name) for k in keys.keys)]
+        if usable:
+            return usable
+        self._app.server_metadata.pop("jwks", None)
+        count = f"{len(keys.keys)} key" + ("" if len(keys.keys) == 1 else "s")
+        raise SignInFailed(
+            KEYS_UNREADABLE,
+            f"The identity provider's signing keys at {self._app.server_metadata['jwks_uri']} "
+            f"({count}) hold none that verifies {' or '.join(algorithms)}, the ID token "
+            "algorithms its discovery document announces (a key of the matching type, with "
+            'no other "use" than sig and no other "alg"). Check [sso] issuer.',
+        )
 
     def _checked_discovery(self, document: object) -> dict:
         """What is kept of a discovery document, once it is found usable.
@@ -430,12 +452,26 @@ def id_token_algorithms(metadata: Mapping[str, object]) -> list[str]:
     return [name for name in names if isinstance(name, str) and name != "none"]
 
 
+def _verifies(key: Key, algorithm: str) -> bool:
+    """Whether ``key`` may verify a signature made with ``algorithm`` (its type, curve,
+    ``use``, ``alg`` and ``key_ops`` allow it), as joserfc decides when it verifies one."""
+    model = JWSRegistry.algorithms.get(algorithm)
+    if model is None:
+        return False
+    try:
+        model.check_key(key)
+        key.check_key_op("verify")
+    except JoseError:
+        return False
+    return True
+
+
 def _jwk_set_problem(document: object) -> str | None:
     """What makes ``document`` no JWK Set (RFC 7517 §5), or None."""
     if not isinstance(document, dict):
         return f"the answer is a JSON {type(document).__name__}, not a JWK Set"
     if isinstance(document.get("keys"), list):
-        return None
+        return None if document["keys"] else "the JWK Set holds no key"
     error = document.get("error")
     if isinstance(error, str):
         return f"it answered {error[:_ERROR_LENGTH]!r} instead of a JWK Set"

@@ -10,6 +10,7 @@ in CI.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 import time
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from joserfc.jwk import ECKey
 
 from admin.sessions import COOKIE_NAME
 from admin.sso_access import Attempt
@@ -1093,7 +1095,9 @@ def test_check_the_identity_provider_reads_its_discovery_document(
 
     done = browser.submit("/admin/settings", "/admin/settings/sso/check")
 
-    assert f"names the issuer {idp.issuer}" in text(browser.get(done.headers["Location"]))
+    page = text(browser.get(done.headers["Location"]))
+    assert f"names the issuer {idp.issuer}" in page
+    assert "its signing keys verify RS256" in page
 
 
 # -- python app.py sso status --------------------------------------------------------------
@@ -1131,6 +1135,7 @@ def test_sso_status_prints_the_settings_and_checks_the_provider(
     assert f"Redirect URI:   {CALLBACK}" in out
     assert f"Admin group:    {GROUP}" in out
     assert "Discovery:      ok, sign-in page" in out
+    assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
     assert "Last attempt:   none" in out
     assert idp.client_secret not in out
 
@@ -1154,6 +1159,134 @@ def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
     assert code == 1
     assert "refused (idp-refused): The identity provider did not sign you in: access_denied" in out
     assert "Discovery:      Proware could not reach the identity provider" in out
+
+
+def _public_key(provider: OidcProvider, **changes: object) -> dict:
+    """The provider's signing key as its JWKS publishes it, with ``changes``."""
+    return {**provider.signing_key.as_dict(private=False), **changes}
+
+
+def _ec_key() -> dict:
+    return ECKey.generate_key("P-256", parameters={"kid": "ec-1"}).as_dict(private=False)
+
+
+def _jwks(*keys: dict) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+# Signing keys that `sso status --check` must call unusable for the RS256 the provider
+# announces, and the words it names the problem with.
+_UNUSABLE_KEYS: list = [
+    *[
+        pytest.param(
+            param.values[0], "could not read the identity provider's signing keys", id=param.id
+        )
+        for param in _BAD_KEY_SETS
+    ],
+    pytest.param(b'{"keys": []}', "the JWK Set holds no key", id="no-keys"),
+    pytest.param(
+        lambda idp: _jwks(_public_key(idp, use="enc")),
+        "(1 key) hold none that verifies RS256",
+        id="encryption-key",
+    ),
+    pytest.param(
+        lambda idp: _jwks(_public_key(idp, alg="RS512"), _public_key(idp, key_ops=["sign"])),
+        "(2 keys) hold none that verifies RS256",
+        id="other-alg-or-operation",
+    ),
+    pytest.param(
+        lambda idp: _jwks(_ec_key()), "(1 key) hold none that verifies RS256", id="ec-key"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "words"), _UNUSABLE_KEYS)
+def test_sso_status_check_fails_on_signing_keys_that_cannot_verify_an_id_token(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, body, words: str
+) -> None:
+    answer = body(idp) if callable(body) else body
+    idp.proxy.replace_response(JWKS_PATH, 200, answer, "application/json")
+
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    out, err = capsys.readouterr()
+    assert code == 1, out
+    assert "Discovery:      ok" in out
+    (line,) = [line for line in out.splitlines() if line.startswith("  Signing keys:")]
+    assert words in line and idp.issuer + JWKS_PATH in line
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("announced", "words"),
+    [
+        (["ES256"], "hold none that verifies ES256"),
+        (["ES256", "HS256", "XYZ"], "hold none that verifies ES256 or HS256 or XYZ"),
+    ],
+    ids=["ec-only", "nothing-known"],
+)
+def test_sso_status_check_compares_the_keys_with_the_announced_algorithms(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, announced, words
+) -> None:
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {**document, "id_token_signing_alg_values_supported": announced},
+    )
+
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 1 and "Signing keys:   The identity provider's signing keys at" in out
+    assert words in out
+
+
+def test_sso_status_check_accepts_keys_of_which_one_verifies_an_announced_algorithm(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {**document, "id_token_signing_alg_values_supported": ["ES256", "RS256"]},
+    )
+    idp.proxy.replace_response(
+        JWKS_PATH,
+        200,
+        _jwks(_public_key(idp, use="enc", kid="x"), _public_key(idp)),
+        "application/json",
+    )
+
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
+
+
+@pytest.mark.parametrize("announced", [["none"], []], ids=["none", "empty"])
+def test_a_discovery_document_announcing_no_usable_algorithm_is_named(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, announced: list
+) -> None:
+    """An empty list would let joserfc fall back to its own choice of algorithms."""
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {**document, "id_token_signing_alg_values_supported": announced},
+    )
+
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "lacks a list of strings other than none in id_token_signing_alg_values_supported" in out
+
+
+def test_the_check_button_reads_the_signing_keys_too(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    browser = _sso_panel(sso_app)
+    idp.proxy.replace_response(JWKS_PATH, 200, _jwks(_ec_key()), "application/json")
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+
+    assert "hold none that verifies RS256" in text(browser.get(done.headers["Location"]))
 
 
 def test_sso_status_prints_names_from_the_identity_provider_escaped(
