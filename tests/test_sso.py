@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -40,6 +40,7 @@ from tests.oidc_proxy import (
     TamperingProxy,
 )
 from tests.oidc_support import OidcProvider, require_provider
+from tests.pgserver import clean_database
 
 PUBLIC_URL = "http://proware.test"
 CALLBACK = f"{PUBLIC_URL}/admin/sso/callback"
@@ -930,6 +931,159 @@ def test_disabling_sso_ends_its_sessions_and_brings_back_local_sign_in(
     assert not signed_in_page(browser)
     page = text(browser.get("/admin/sign-in"))
     assert "Sign in with Microsoft" not in page and 'id="local-sign-in"' in page
+
+
+# -- config.toml changed between two starts ------------------------------------------------
+
+CONFIG_CHANGED = "single sign-on changed in config.toml"
+
+
+def _start(tmp_path: Path, idp: OidcProvider, **sso: object) -> Flask:
+    """A server process started on the data under ``tmp_path``, with ``[sso]`` as given."""
+    app = create_app(sso_settings(tmp_path, idp, **sso))
+    app.config["TESTING"] = True
+    return app
+
+
+def _stop(app: Flask) -> None:
+    app.extensions["proware.backend"].close()
+
+
+def _presenting(app: Flask, cookie: str) -> FlaskClient:
+    """A browser of ``app`` presenting a session cookie issued before a restart."""
+    browser = app.test_client()
+    browser.set_cookie(COOKIE_NAME, cookie, path="/admin")
+    return browser
+
+
+def _ended_because(browser: FlaskClient) -> str:
+    response = browser.get("/admin/settings")
+    assert response.status_code == 302, "the session is still alive"
+    return text(browser.get(response.headers["Location"]))
+
+
+def _config_changes(app: Flask) -> list[dict]:
+    return [event for event in events(app) if event["operation"] == CONFIG_CHANGED]
+
+
+def test_local_sign_in_turned_off_in_config_toml_ends_password_sessions_for_good(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    first = _start(tmp_path, idp)
+    create_admin(first)
+    cookie = signed_in(first).client.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+    _stop(first)
+    _stop(_start(tmp_path, idp, local_sign_in=False))
+
+    third = _start(tmp_path, idp)  # local sign-in on again
+    try:
+        page = _ended_because(_presenting(third, cookie.value))
+        assert "Your session ended when local sign-in was turned off" in page
+        assert signed_in_page(signed_in(third).client)  # a new password sign-in works
+        back_on, off = _config_changes(third)
+    finally:
+        _stop(third)
+    assert (off["changed"], off["ended"]) == (["local_sign_in"], ["local"])
+    assert off["source"] == "config.toml" and off["status"] == 200
+    assert "local_sign_in true -> false" in off["detail"]
+    assert "every local (password) session" in off["detail"]
+    assert (back_on["changed"], back_on["ended"]) == (["local_sign_in"], [])
+
+
+def _signed_in_with_sso(app: Flask, scim_for: Callable[[Flask], ScimClient]) -> str:
+    """ann, provisioned and signed in with Microsoft: her session cookie."""
+    scim = scim_for(app)
+    ann = scim.create_user("ann@contoso.example", active=True)
+    scim.create_group(GROUP, [ann["id"]])
+    browser = app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+    cookie = browser.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+    return cookie.value
+
+
+def test_sso_turned_off_in_config_toml_ends_its_sessions_for_good(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    first = _start(tmp_path, idp)
+    create_admin(first)  # the way in while single sign-on is off
+    cookie = _signed_in_with_sso(first, scim_for)
+    _stop(first)
+    _stop(_start(tmp_path, idp, enabled=False))
+
+    third = _start(tmp_path, idp)
+    try:
+        page = _ended_because(_presenting(third, cookie))
+        fresh = third.test_client()
+        assert sign_in_as(fresh, "ann").status_code == 302 and signed_in_page(fresh)
+        events_of_third = _config_changes(third)
+    finally:
+        _stop(third)
+    assert "Your session ended when single sign-on was turned off" in page
+    assert [event["ended"] for event in events_of_third] == [[], ["sso"]]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"client_id": "another-app"}, {"issuer": "http://127.0.0.1:9/other-tenant"}],
+    ids=["client-id", "issuer"],
+)
+def test_another_identity_provider_in_config_toml_ends_single_sign_on_sessions(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient], other: dict
+) -> None:
+    first = _start(tmp_path, idp)
+    cookie = _signed_in_with_sso(first, scim_for)
+    _stop(first)
+
+    second = _start(tmp_path, idp, **other)
+    try:
+        page = _ended_because(_presenting(second, cookie))
+        (change,) = _config_changes(second)
+    finally:
+        _stop(second)
+    assert "Your session ended when the server was set up with another identity provider" in page
+    assert change["changed"] == list(other) and change["ended"] == ["provider"]
+
+
+def test_a_restart_with_the_same_config_ends_nothing_and_records_nothing(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    first = _start(tmp_path, idp)
+    cookie = _signed_in_with_sso(first, scim_for)
+    _stop(first)
+
+    second = _start(tmp_path, idp)
+    try:
+        assert signed_in_page(_presenting(second, cookie))
+        assert _config_changes(second) == []
+    finally:
+        _stop(second)
+
+
+def test_server_processes_sharing_postgresql_record_a_config_change_once(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """Every process of a start (and the supervisor's app before the fork) runs the check."""
+    storage = StorageSettings(backend="postgresql", dsn=clean_database(), path=tmp_path / "data")
+
+    def start(**sso: object) -> Flask:
+        return create_app(replace(sso_settings(tmp_path, idp, **sso), storage=storage))
+
+    _stop(start())
+    processes = [start(enabled=False) for _ in range(3)]
+    try:
+        changes = _config_changes(processes[0])
+        assert [event["ended"] for event in changes] == [["sso"]]
+        assert all(_config_changes(app) == changes for app in processes)
+    finally:
+        for app in processes:
+            _stop(app)
+    again = start(enabled=False)
+    try:
+        assert len(_config_changes(again)) == 1  # no flapping at the next start
+    finally:
+        _stop(again)
 
 
 # -- the settings section ------------------------------------------------------------------
