@@ -1328,6 +1328,22 @@ def _jwks(*keys: dict) -> bytes:
     return json.dumps({"keys": list(keys)}).encode()
 
 
+def _announce(idp: OidcProvider, algorithms: list[str]) -> None:
+    """Make the discovery document announce ``algorithms`` for ID tokens."""
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {**document, "id_token_signing_alg_values_supported": algorithms},
+    )
+
+
+def _status_check(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> tuple[int, str]:
+    """`sso status --check`: its exit code and output."""
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+    return code, capsys.readouterr().out
+
+
 # Signing keys that `sso status --check` must call unusable for the RS256 the provider
 # announces, and the words it names the problem with.
 _UNUSABLE_KEYS: list = [
@@ -1382,14 +1398,9 @@ def test_sso_status_check_fails_on_signing_keys_that_cannot_verify_an_id_token(
 def test_sso_status_check_compares_the_keys_with_the_announced_algorithms(
     tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, announced, words
 ) -> None:
-    idp.proxy.edit_response(
-        DISCOVERY_PATH,
-        lambda document: {**document, "id_token_signing_alg_values_supported": announced},
-    )
+    _announce(idp, announced)
 
-    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
-
-    out = capsys.readouterr().out
+    code, out = _status_check(tmp_path, idp, capsys)
     assert code == 1 and "Signing keys:   The identity provider's signing keys at" in out
     assert words in out
 
@@ -1397,10 +1408,7 @@ def test_sso_status_check_compares_the_keys_with_the_announced_algorithms(
 def test_sso_status_check_accepts_keys_of_which_one_verifies_an_announced_algorithm(
     tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
 ) -> None:
-    idp.proxy.edit_response(
-        DISCOVERY_PATH,
-        lambda document: {**document, "id_token_signing_alg_values_supported": ["ES256", "RS256"]},
-    )
+    _announce(idp, ["ES256", "RS256"])
     idp.proxy.replace_response(
         JWKS_PATH,
         200,
@@ -1408,9 +1416,8 @@ def test_sso_status_check_accepts_keys_of_which_one_verifies_an_announced_algori
         "application/json",
     )
 
-    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+    code, out = _status_check(tmp_path, idp, capsys)
 
-    out = capsys.readouterr().out
     assert code == 0, out
     assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
 
@@ -1420,14 +1427,9 @@ def test_a_discovery_document_announcing_no_usable_algorithm_is_named(
     tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, announced: list
 ) -> None:
     """An empty list would let joserfc fall back to its own choice of algorithms."""
-    idp.proxy.edit_response(
-        DISCOVERY_PATH,
-        lambda document: {**document, "id_token_signing_alg_values_supported": announced},
-    )
+    _announce(idp, announced)
 
-    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
-
-    out = capsys.readouterr().out
+    code, out = _status_check(tmp_path, idp, capsys)
     assert code == 1
     assert "lacks a list of strings other than none in id_token_signing_alg_values_supported" in out
 
