@@ -946,6 +946,9 @@ def _start(tmp_path: Path, idp: OidcProvider, **sso: object) -> Flask:
 
 
 def _stop(app: Flask) -> None:
+    """Stop the process as `serve` does: save token use and connection status, then close."""
+    app.extensions["proware"].tokens.flush()
+    app.extensions["proware.admin"].connection.wait_for_save()
     app.extensions["proware.backend"].close()
 
 
