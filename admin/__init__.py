@@ -17,6 +17,7 @@ import :mod:`scim` and :mod:`storage`; never ``server`` or ``app``.
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 from collections.abc import Callable
 
@@ -35,6 +36,7 @@ from admin import (
 )
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
+from admin.activity import printable
 from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
@@ -45,13 +47,15 @@ from admin.setup_link import FILE_NAME as SETUP_FILE
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
 from admin.sso_access import FILE_NAME as SSO_FILE
-from admin.sso_access import Policy, SsoState
+from admin.sso_access import LOCAL, PROVIDER, SSO, Policy, SsoState
 from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_html_errors
 from storage.backend import Backend
 from storage.documents import SharedDocument
 from storage.repository import Clock
+
+log = logging.getLogger("proware.sso")
 
 
 def register(
@@ -96,6 +100,7 @@ def register(
     recent_events = getattr(services.repository, "recent_events", None)
     if callable(recent_events):
         admin.audit.catch_up(recent_events)
+    note_config_change(admin, sso or SsoSettings())
     app.extensions[EXTENSION] = admin
     app.register_blueprint(create_blueprint())
     app.after_request(_connection_observer(services.scim.prefix, admin.connection))
@@ -132,6 +137,62 @@ def single_sign_on(
         local_sign_in=settings.local_sign_in,
     )
     return SingleSignOn(provider, relying_party, SsoState(state, defaults, clock))
+
+
+def note_config_change(admin: AdminContext, settings: SsoSettings) -> None:
+    """At start-up: a change of config.toml's ``[sso]`` since the last start ends the sessions
+    the new policy would not allow, as a control panel change does, and is recorded in the
+    activity log, once, by whichever process of the start records it first."""
+    sso = admin.sso
+    change = sso.state.note_config(
+        {
+            "enabled": settings.enabled,
+            "admin_group": settings.admin_group,
+            "local_sign_in": settings.local_sign_in,
+            "issuer": settings.issuer,
+            "client_id": settings.client_id,
+            "configured": sso.relying_party is not None,
+        }
+    )
+    if change is None:
+        return
+    changes = "; ".join(
+        f"{key} {_shown(change.before.get(key))} -> {_shown(change.after.get(key))}"
+        for key in change.changed
+    )
+    ended = [_ENDED_BY_CONFIG[kind] for kind in change.ended]
+    overridden = sorted(set(change.changed) & sso.policy().overridden)
+    detail = f"config.toml's [sso] changed since the last start: {changes}."
+    if overridden:
+        detail += f" The control panel's change of {', '.join(overridden)} still applies."
+    detail += f" Ended: {', '.join(ended)}." if ended else " No session ended."
+    admin.audit.append(
+        {
+            "time": admin.clock().isoformat(),
+            "request_id": None,
+            "client": None,
+            "admin": None,
+            "source": "config.toml",
+            "operation": "single sign-on changed in config.toml",
+            "status": 200,
+            "changed": change.changed,
+            "ended": list(change.ended),
+            "detail": detail,
+        }
+    )
+    log.warning("%s", printable(detail))
+
+
+# Kind of session -> what the activity log says a config.toml change ended.
+_ENDED_BY_CONFIG = {
+    LOCAL: "every local (password) session",
+    SSO: "every single sign-on session",
+    PROVIDER: "every single sign-on session of the previous identity provider",
+}
+
+
+def _shown(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower()
 
 
 def create_blueprint() -> Blueprint:

@@ -11,8 +11,9 @@ What the cookie holds: the admin's name, a random session id, when the session s
 when it was last used, and the CSRF token; for a local account its ``password_changed`` stamp
 (a password reset signs every session out), for a single sign-on its directory user id,
 whose access is checked again on every request (:mod:`admin.sso_access`). When it started
-decides whether turning local sign-in off, or single sign-on off, ended it (those moments
-are kept with the SSO policy, so a session stays ended when the policy flips back).
+decides whether turning local sign-in off, or single sign-on off, or (in config.toml) moving
+to another identity provider ended it (those moments are kept with the SSO policy, so a
+session stays ended when the policy flips back).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ ENDED = {
     "sso-off": "Single sign-on is turned off. Sign in with a local account.",
     "local-was-off": "Your session ended when local sign-in was turned off. Sign in again.",
     "sso-was-off": "Your session ended when single sign-on was turned off. Sign in again.",
+    "provider-changed": "Your session ended when the server was set up with another identity "
+    "provider (issuer or client id). Sign in again.",
     "not-provisioned": "You were signed out: your account is no longer provisioned in "
     "Proware (Entra removed it).",
     "disabled": "You were signed out: Entra disabled your account.",
@@ -196,8 +199,9 @@ def current_admin(
     :param sso: checks a single sign-on session's user; None while single sign-on is off
         (its sessions then end).
     :param local_allowed: whether sessions of local accounts may go on.
-    :param endings: when turning local sign-in off or single sign-on off last ended every
-        session of its kind: one that started before stays ended once it is back on.
+    :param endings: when turning local sign-in off or single sign-on off, or another identity
+        provider, last ended every session of its kind: one that started before stays ended
+        once it is back on.
     """
     username = session.get("admin")
     if not username:
@@ -242,6 +246,8 @@ def _ended(
             return "sso-off"
         if endings.sso is not None and started <= endings.sso.timestamp():
             return "sso-was-off"
+        if endings.provider is not None and started <= endings.provider.timestamp():
+            return "provider-changed"
         return sso(str(user_id))
     if not local_allowed:
         return "local-off"

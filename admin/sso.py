@@ -8,7 +8,10 @@ checks the ID token's signature, and Authlib's ``CodeIDToken`` its claims. None 
 discovery code is written here. What is added:
 
 - the discovery document's ``issuer`` must be the configured issuer (OpenID Connect
-  Discovery §4.3), so that a mistyped tenant cannot pass for another;
+  Discovery §4.3), so that a mistyped tenant cannot pass for another, and of the document
+  only the endpoints and algorithms this module uses (:data:`DISCOVERY_KEYS`) reach Authlib,
+  whose client takes any other key (``scope``, ``token_endpoint_auth_method``,
+  ``code_challenge_method``...) as an option of its own;
 - ``aud`` must contain the client id: Authlib's Flask client checks only ``azp`` against it,
   which lets a token issued to another client through when it names us as ``azp``;
 - every failure is a :class:`SignInFailed` with a reason a person can act on, and nothing
@@ -23,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from authlib.integrations.base_client import OAuthError
@@ -38,7 +42,7 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
-from joserfc.jwk import KeySet
+from joserfc.jwk import Key, KeySet
 from joserfc.jws import JWSRegistry
 
 log = logging.getLogger("proware.sso")
@@ -51,6 +55,17 @@ TIMEOUT = 10
 # Sign-ins started and not finished whose flow the session keeps (tabs, or the button pressed
 # again): each adds about 130 bytes to the cookie, which browsers drop past 4 KB.
 PENDING_FLOWS = 5
+# What is kept of the discovery document (OpenID Connect Discovery §3): the rest never
+# reaches Authlib's client, which would take it as its own options.
+DISCOVERY_KEYS = (
+    "issuer",
+    "authorization_endpoint",
+    "token_endpoint",
+    "jwks_uri",
+    "id_token_signing_alg_values_supported",
+)
+# The ID token's algorithm when the discovery document names none (OpenID Connect Core §3.1.3.7).
+DEFAULT_ALGORITHMS = ("RS256",)
 # Seconds a discovery document is reused before it is read again (its keys are read again at
 # once when a token names a key they lack).
 DISCOVERY_LIFETIME = 24 * 3600
@@ -126,7 +141,8 @@ class RelyingParty:
         self.issuer = issuer
         self.client_id = client_id
         self._clock = clock
-        self._app = FlaskOAuth2App(
+        self._app = _AuthlibClient(
+            self._checked_discovery,
             FlaskIntegration("sso"),
             name="sso",
             client_id=client_id,
@@ -145,28 +161,21 @@ class RelyingParty:
         return self.issuer.rstrip("/") + DISCOVERY_PATH
 
     def check_discovery(self) -> dict:
-        """Read the discovery document (cached after the first success).
+        """Read the discovery document (cached after the first success): what is kept of it.
 
-        :raises SignInFailed: the provider cannot be reached, or its document is unusable.
+        :raises SignInFailed: the provider cannot be reached, or its document is unusable;
+            then nothing of it is kept.
         """
         loaded_at = self._app.server_metadata.get("_loaded_at")
         if isinstance(loaded_at, float) and time.time() - loaded_at > DISCOVERY_LIFETIME:
             self._forget_metadata()
         try:
-            metadata = self._app.load_server_metadata()
+            return self._app.load_server_metadata()
         except requests.JSONDecodeError:
             raise SignInFailed(
                 DISCOVERY_UNREADABLE,
                 f"The identity provider's discovery document at {self.discovery_url} is not "
                 "valid JSON. Check [sso] issuer.",
-            ) from None
-        except TypeError:
-            # Authlib stores "_loaded_at" into the parsed document: a JSON array, string,
-            # number or null fails there, before anything is kept.
-            raise SignInFailed(
-                DISCOVERY_UNREADABLE,
-                f"The discovery document at {self.discovery_url} is not a JSON object "
-                "(OpenID Connect Discovery §4.2). Check [sso] issuer.",
             ) from None
         except requests.RequestException as exc:
             raise SignInFailed(
@@ -174,32 +183,69 @@ class RelyingParty:
                 f"Proware could not reach the identity provider at {self.discovery_url} "
                 f"({_network_error(exc)}).",
             ) from None
-        if not isinstance(metadata, dict) or metadata.get("issuer") != self.issuer:
-            self._forget_metadata()
-            found = metadata.get("issuer") if isinstance(metadata, dict) else None
+
+    def check_signing_keys(self) -> list[str]:
+        """Read the provider's signing keys now, as a sign-in would after a key rotation.
+
+        :returns: the announced ID token algorithms that one of the keys can verify.
+        :raises SignInFailed: the keys cannot be fetched, are no JWK Set, or none of them
+            verifies any algorithm the discovery document announces (then none is kept).
+        """
+        algorithms = id_token_algorithms(self.check_discovery())
+        keys = self._key_set(force=True)
+        usable = [name for name in algorithms if any(_verifies(k, name) for k in keys.keys)]
+        if usable:
+            return usable
+        self._app.server_metadata.pop("jwks", None)
+        count = f"{len(keys.keys)} key" + ("" if len(keys.keys) == 1 else "s")
+        raise SignInFailed(
+            KEYS_UNREADABLE,
+            f"The identity provider's signing keys at {self._app.server_metadata['jwks_uri']} "
+            f"({count}) hold none that verifies {' or '.join(algorithms)}, the ID token "
+            "algorithms its discovery document announces (a key of the matching type, with "
+            'no other "use" than sig and no other "alg"). Check [sso] issuer.',
+        )
+
+    def _checked_discovery(self, document: object) -> dict:
+        """What is kept of a discovery document, once it is found usable.
+
+        :raises SignInFailed: it is no JSON object, names another issuer, or lacks what a
+            sign-in needs.
+        """
+        if not isinstance(document, dict):
+            raise SignInFailed(
+                DISCOVERY_UNREADABLE,
+                f"The discovery document at {self.discovery_url} is not a JSON object "
+                "(OpenID Connect Discovery §4.2). Check [sso] issuer.",
+            )
+        if document.get("issuer") != self.issuer:
             raise SignInFailed(
                 DISCOVERY_UNREADABLE,
                 f"The discovery document at {self.discovery_url} names the issuer "
-                f"{found!r}, not {self.issuer!r}: set [sso] issuer to exactly the issuer it "
-                "names (for Entra, https://login.microsoftonline.com/<tenant-id>/v2.0).",
+                f"{document.get('issuer')!r}, not {self.issuer!r}: set [sso] issuer to exactly "
+                "the issuer it names (for Entra, https://login.microsoftonline.com/<tenant-id>"
+                "/v2.0).",
             )
         missing = [
             key
             for key in ("authorization_endpoint", "token_endpoint", "jwks_uri")
-            if not isinstance(metadata.get(key), str)
+            if not isinstance(document.get(key), str)
         ]
-        algorithms = metadata.get("id_token_signing_alg_values_supported")
+        algorithms = document.get("id_token_signing_alg_values_supported")
         if algorithms is not None and not (
-            isinstance(algorithms, list) and all(isinstance(a, str) for a in algorithms)
+            isinstance(algorithms, list)
+            and all(isinstance(a, str) for a in algorithms)
+            and id_token_algorithms(document)
         ):
-            missing.append("a list of strings in id_token_signing_alg_values_supported")
+            missing.append(
+                "a list of strings other than none in id_token_signing_alg_values_supported"
+            )
         if missing:
-            self._forget_metadata()
             raise SignInFailed(
                 DISCOVERY_UNREADABLE,
                 f"The discovery document at {self.discovery_url} lacks {', '.join(missing)}.",
             )
-        return metadata
+        return {key: document[key] for key in DISCOVERY_KEYS if key in document}
 
     def authorization_url(self, redirect_uri: str, next: str) -> str:
         """Where to send the browser to sign in; remembers the flow in the session.
@@ -245,6 +291,7 @@ class RelyingParty:
         code = params.get("code")
         if not code:
             raise SignInFailed(BAD_STATE, "The identity provider's response has no code.")
+        self.check_discovery()  # the token endpoint comes from a checked document only
         try:
             token = self._app.fetch_access_token(
                 redirect_uri=flow["redirect_uri"],
@@ -286,9 +333,7 @@ class RelyingParty:
 
     def _verify(self, id_token: str, *, nonce: object, access_token: object) -> dict:
         """The ID token's claims, once its signature and claims are checked."""
-        metadata = self.check_discovery()
-        algorithms = metadata.get("id_token_signing_alg_values_supported") or ["RS256"]
-        registry = JWSRegistry(algorithms=[a for a in algorithms if a != "none"])
+        registry = JWSRegistry(algorithms=id_token_algorithms(self.check_discovery()))
         keys = self._key_set()
         try:
             try:
@@ -369,8 +414,56 @@ class RelyingParty:
             session.pop(key, None)
 
     def _forget_metadata(self) -> None:
-        """Read the discovery document again next time (it was unusable)."""
+        """Read the discovery document again next time."""
         self._app.server_metadata.pop("_loaded_at", None)
+
+
+class _AuthlibClient(FlaskOAuth2App):
+    """Authlib's Flask client, given of the discovery document only what ``check`` keeps.
+
+    Authlib passes every key of its server metadata to its OAuth2 session as an option (it
+    does ``OAuth2Session(**client_kwargs, **metadata)``), so a document carrying ``scope`` or
+    ``token_endpoint_auth_method`` would change what this client sends, and one carrying
+    ``client_id`` would fail every sign-in with a TypeError.
+
+    :param check: turns the parsed document into what is kept, or raises.
+    """
+
+    def __init__(self, check: Callable[[object], dict], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._check = check
+
+    def load_server_metadata(self) -> dict:
+        if "_loaded_at" not in self.server_metadata:
+            with self._get_session() as session:
+                response = session.request("GET", self._server_metadata_url, withhold_token=True)
+                response.raise_for_status()
+                kept = self._check(response.json())
+            self.server_metadata.clear()  # a new document: its keys are read again as well
+            self.server_metadata.update(kept, _loaded_at=time.time())
+        return self.server_metadata
+
+
+def id_token_algorithms(metadata: Mapping[str, object]) -> list[str]:
+    """The algorithms an ID token may be signed with: those the provider announces, never
+    ``none`` (OpenID Connect Core §3.1.3.7 allows none only without a client secret)."""
+    announced = metadata.get("id_token_signing_alg_values_supported")
+    names = announced if isinstance(announced, list) else DEFAULT_ALGORITHMS
+    return [name for name in names if isinstance(name, str) and name != "none"]
+
+
+def _verifies(key: Key, algorithm: str) -> bool:
+    """Whether ``key`` may verify a signature made with ``algorithm`` (its type, curve,
+    ``use``, ``alg`` and ``key_ops`` allow it), as joserfc decides when it verifies one."""
+    model = JWSRegistry.algorithms.get(algorithm)
+    if model is None:
+        return False
+    try:
+        model.check_key(key)
+        key.check_key_op("verify")
+    except JoseError:
+        return False
+    return True
 
 
 def _jwk_set_problem(document: object) -> str | None:
@@ -378,7 +471,7 @@ def _jwk_set_problem(document: object) -> str | None:
     if not isinstance(document, dict):
         return f"the answer is a JSON {type(document).__name__}, not a JWK Set"
     if isinstance(document.get("keys"), list):
-        return None
+        return None if document["keys"] else "the JWK Set holds no key"
     error = document.get("error")
     if isinstance(error, str):
         return f"it answered {error[:_ERROR_LENGTH]!r} instead of a JWK Set"

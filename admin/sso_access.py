@@ -11,16 +11,19 @@ The policy (SSO on or off, the admin group, whether local passwords still work) 
 ``[sso]`` in config.toml and can be changed in the control panel; those changes, and the last
 sign-in attempts, live in one small shared document (:class:`SsoState`), like the tokens.
 So does when a change last ended a kind of session (:class:`Endings`): a session of that
-kind that started before then stays ended when the policy flips back.
+kind that started before then stays ended when the policy flips back. A change of ``[sso]``
+itself is found at start-up, against the ``[sso]`` the last start recorded there
+(:meth:`SsoState.note_config`), and ends sessions the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from scim import constants
-from storage.documents import SharedDocument
+from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore, NotFound
 from storage.repository import Clock, Reader
 
@@ -35,6 +38,25 @@ NO_GROUP = "no-admin-group"
 
 # The policy settings the control panel may change; the rest of [sso] is config.toml's.
 POLICY_KEYS = ("enabled", "admin_group", "local_sign_in")
+# What of config.toml's [sso] decides who may sign in: the policy, and the identity provider
+# ("configured": issuer, client id and secret are all set, so that single sign-on can be on).
+CONFIG_KEYS = (*POLICY_KEYS, "issuer", "client_id", "configured")
+
+# What no record of [sso] stands for: config.toml without [sso] (SsoSettings' defaults).
+UNSET_CONFIG = {
+    "enabled": False,
+    "admin_group": "",
+    "local_sign_in": True,
+    "issuer": "",
+    "client_id": "",
+    "configured": False,
+}
+# What a server's start writes in the document without its being used (a fresh install is
+# still a target for `storage migrate`).
+START_UP_KEYS = ("format", "config", "ended")
+
+# The kinds of session a policy change can end (Endings' fields).
+LOCAL, SSO, PROVIDER = "local", "sso", "provider"
 
 
 @dataclass(frozen=True)
@@ -59,11 +81,30 @@ class Endings:
 
     local: datetime | None = None  # local sign-in stopped being allowed
     sso: datetime | None = None  # single sign-on was disabled
+    provider: datetime | None = None  # config.toml named another issuer or client id
 
 
 def local_allowed(policy: Policy) -> bool:
     """Whether ``policy`` lets local accounts sign in (always while SSO is off)."""
     return not policy.enabled or policy.local_sign_in
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """A change of config.toml's ``[sso]`` between two starts, as this start recorded it.
+
+    :param before: and ``after``: the :data:`CONFIG_KEYS` of the two starts.
+    :param ended: the kinds of session it ended (:data:`LOCAL`, :data:`SSO`, :data:`PROVIDER`).
+    """
+
+    before: Mapping[str, object]
+    after: Mapping[str, object]
+    ended: tuple[str, ...]
+
+    @property
+    def changed(self) -> list[str]:
+        """The keys whose value changed, in :data:`CONFIG_KEYS` order."""
+        return [key for key in CONFIG_KEYS if self.before.get(key) != self.after.get(key)]
 
 
 @dataclass(frozen=True)
@@ -207,6 +248,48 @@ class SsoState:
         self._control.update(apply)
         return self.policy()
 
+    def note_config(self, config: Mapping[str, object]) -> ConfigChange | None:
+        """Compare config.toml's ``[sso]`` (:data:`CONFIG_KEYS`, as this process read it) with
+        the one recorded at the last start, and record it.
+
+        A change ends the sessions the policy now in force would not allow, at this moment,
+        as a control panel change does: local ones when local sign-in stops being allowed,
+        single sign-on ones when single sign-on stops being on or names another issuer or
+        client id. The control panel's overrides apply on both sides, so a config.toml value
+        they hide ends nothing. No record stands for :data:`UNSET_CONFIG`: a start without
+        ``[sso]`` writes nothing.
+
+        :returns: the change; None when there is none, when another process of the same
+            start recorded it first, and when no start recorded one before (an install's
+            first start, or an older Proware's): then it is not known to be a change.
+        """
+        recorded: list[ConfigChange] = []
+        config = {key: config[key] for key in CONFIG_KEYS}
+
+        def apply(document: dict) -> None:
+            recorded.clear()  # a store may run this again
+            section = self._section(document, "config")
+            previous = _config_policy(section)
+            before = section if previous is not None else UNSET_CONFIG
+            if before == config:
+                raise Unchanged
+            document["config"] = config
+            old = _effective(self._policy(document, _config_policy(before)), before)
+            new = _effective(self._policy(document), config)
+            ended = self._note_endings(document, old, new)
+            provider = ("issuer", "client_id")
+            if old.enabled and new.enabled and any(before[k] != config[k] for k in provider):
+                self._end(document, PROVIDER)
+                ended.append(PROVIDER)
+            if previous is not None:
+                recorded.append(ConfigChange(before, config, tuple(ended)))
+
+        try:
+            self._control.update(apply)
+        except Unchanged:
+            return None
+        return recorded[0] if recorded else None
+
     def endings(self) -> Endings:
         """When a policy change last ended local or single sign-on sessions."""
         return self._control.derived(self._endings)
@@ -237,9 +320,10 @@ class SsoState:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _policy(self, document: dict) -> Policy:
+    def _policy(self, document: dict, defaults: Policy | None = None) -> Policy:
+        """The policy in force: ``defaults`` (config.toml's) with the control panel's changes."""
         section = self._section(document, "policy")
-        policy = self.defaults
+        policy = defaults or self.defaults
         overridden = set()
         for key in POLICY_KEYS:
             value = section.get(key)
@@ -254,21 +338,30 @@ class SsoState:
             changed_by=section.get("changed_by") if overridden else None,
         )
 
-    def _note_endings(self, document: dict, before: Policy) -> None:
-        """Record the moment the change to ``document`` ended a kind of session."""
-        after = self._policy(document)
-        ended = self._section(document, "ended")
-        now = self._clock().astimezone(UTC).isoformat()
+    def _note_endings(
+        self, document: dict, before: Policy, after: Policy | None = None
+    ) -> list[str]:
+        """Record the moment the change from ``before`` to ``after`` (the policy ``document``
+        now makes) ended a kind of session; returns the kinds it ended."""
+        after = after or self._policy(document)
+        ended = []
         if local_allowed(before) and not local_allowed(after):
-            ended["local"] = now
+            ended.append(LOCAL)
         if before.enabled and not after.enabled:
-            ended["sso"] = now
-        if ended:
-            document["ended"] = ended
+            ended.append(SSO)
+        for kind in ended:
+            self._end(document, kind)
+        return ended
+
+    def _end(self, document: dict, kind: str) -> None:
+        """Record that every session of ``kind`` that started until now has ended."""
+        ended = self._section(document, "ended")
+        ended[kind] = self._clock().astimezone(UTC).isoformat()
+        document["ended"] = ended
 
     def _endings(self, document: dict) -> Endings:
         section = self._section(document, "ended")
-        return Endings(**{kind: _moment(section.get(kind)) for kind in ("local", "sso")})
+        return Endings(**{kind: _moment(section.get(kind)) for kind in (LOCAL, SSO, PROVIDER)})
 
     def _attempt(self, key: str) -> Attempt | None:
         record = self._section(self._control.read(), key)
@@ -293,6 +386,22 @@ class SsoState:
     def _now(self) -> str:
         moment = self._clock().astimezone(UTC).replace(microsecond=0)
         return moment.isoformat().replace("+00:00", "Z")
+
+
+def _config_policy(config: Mapping[str, object]) -> Policy | None:
+    """The policy defaults a recorded ``[sso]`` made; None when there is no record (or one
+    this version cannot read)."""
+    enabled, group, local = (config.get(key) for key in POLICY_KEYS)
+    if set(config) != set(CONFIG_KEYS) or not (
+        isinstance(enabled, bool) and isinstance(group, str) and isinstance(local, bool)
+    ):
+        return None
+    return Policy(enabled=enabled, admin_group=group, local_sign_in=local)
+
+
+def _effective(policy: Policy, config: Mapping[str, object]) -> Policy:
+    """``policy`` as it acts: single sign-on is off while the identity provider is not set."""
+    return replace(policy, enabled=policy.enabled and config.get("configured") is True)
 
 
 def _moment(value: object) -> datetime | None:

@@ -27,7 +27,7 @@ from typing import IO, Any, TextIO
 from admin import activity, audit
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
-from admin.sso import SignInFailed
+from admin.sso import RelyingParty, SignInFailed
 from admin.sso_access import FILE_NAME as SSO_FILE
 from admin.sso_access import utcnow
 from scim.service import INDEXES
@@ -70,7 +70,9 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "status", parents=[common], help="the single sign-on settings and last sign-in attempt"
     )
     status.add_argument(
-        "--check", action="store_true", help="also read the identity provider's discovery document"
+        "--check",
+        action="store_true",
+        help="also read the identity provider's discovery document and signing keys",
     )
     local = sso_sub.add_parser(
         "local-sign-in",
@@ -210,12 +212,9 @@ def sso_status(
     ]
     healthy = sso.relying_party is not None and problem is None
     if check and sso.relying_party is not None:
-        try:
-            metadata = sso.relying_party.check_discovery()
-            rows.append(("Discovery", f"ok, sign-in page {metadata['authorization_endpoint']}"))
-        except SignInFailed as failure:
-            rows.append(("Discovery", failure.message))
-            healthy = False
+        checked, answers = _check_provider(sso.relying_party)
+        rows += checked
+        healthy = healthy and answers
     for label, attempt in (
         ("Last attempt", sso.state.last_attempt()),
         ("Last success", sso.state.last_success()),
@@ -235,6 +234,22 @@ def sso_status(
     for label, value in rows:
         print(f"  {label + ':':<{width}} {activity.printable(value)}", file=out)
     return 0 if healthy else 1
+
+
+def _check_provider(relying_party: RelyingParty) -> tuple[list[tuple[str, str]], bool]:
+    """``sso status --check``: the rows saying what the provider answered, and whether all
+    of it is usable (the discovery document, then the signing keys it points to)."""
+    try:
+        metadata = relying_party.check_discovery()
+    except SignInFailed as failure:
+        return [("Discovery", failure.message)], False
+    rows = [("Discovery", f"ok, sign-in page {metadata['authorization_endpoint']}")]
+    try:
+        algorithms = relying_party.check_signing_keys()
+    except SignInFailed as failure:
+        return [*rows, ("Signing keys", failure.message)], False
+    keys = f"ok, {metadata['jwks_uri']} verifies {', '.join(algorithms)}"
+    return [*rows, ("Signing keys", keys)], True
 
 
 def sso_policy(

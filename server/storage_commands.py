@@ -20,6 +20,7 @@ from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.sso_access import FILE_NAME as SSO_FILE
+from admin.sso_access import START_UP_KEYS as SSO_START_UP_KEYS
 from scim.service import INDEXES
 from scim.tokens import FILE_NAME as TOKENS_FILE
 from server.config import Settings
@@ -32,6 +33,8 @@ from storage.settings import POSTGRESQL, StorageSettings
 # control-panel accounts, single sign-on settings, the connection status. Sessions, sign-outs
 # and the setup link belong to the backend they were made on.
 MOVED_DOCUMENTS = [TOKENS_FILE, ACCOUNTS_FILE, SSO_FILE, CONNECTION_FILE]
+# What a server's start writes in them without being used: a fresh install is a target.
+START_UP_KEYS = {SSO_FILE: SSO_START_UP_KEYS}
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -107,7 +110,13 @@ def restore(storage: StorageSettings, source: Path) -> int:
 def migrate(source: StorageSettings, target: StorageSettings) -> int:
     """Copy the install into the empty ``target``, check the copy, and say what was done."""
     moved = transfer.migrate(
-        source, target, INDEXES, MOVED_DOCUMENTS, activity_log, on_step=lambda line: print(line)
+        source,
+        target,
+        INDEXES,
+        MOVED_DOCUMENTS,
+        activity_log,
+        on_step=lambda line: print(line),
+        start_up_keys=START_UP_KEYS,
     )
     print(
         f"Migrated {moved.users} users, {moved.groups} groups, {moved.memberships} memberships, "

@@ -15,7 +15,7 @@ uses either (stop it first), and keeps servers from starting until the copy is d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,10 +159,13 @@ def migrate(
     event_log: Callable[[SharedState], EventLog],
     *,
     on_step: Callable[[str], None] = lambda line: None,
+    start_up_keys: Mapping[str, Collection[str]] | None = None,
 ) -> Moved:
     """Copy the install at ``source`` into the empty ``target``, then check the copy.
 
     :param documents: the names of the shared documents to copy (tokens, accounts, ...).
+    :param start_up_keys: document name -> the keys a server's start writes in it without
+        being used; a target document holding no other key counts as empty (and is replaced).
     :param event_log: the activity log of a state (the backend's own, or the control
         panel's file beside an embedded store).
     :param on_step: told what is being done, a line at a time.
@@ -185,7 +188,7 @@ def migrate(
         )
         source_state = held.enter_context(closing(open_state(source, indexes)))
         target_state = held.enter_context(closing(open_state(target, indexes)))
-        _check_unused(target, target_state, documents, event_log(target_state))
+        _check_unused(target, target_state, documents, event_log(target_state), start_up_keys or {})
         on_step(
             f"writing {moved.users} users, {moved.groups} groups and {moved.memberships} "
             f"memberships to {_where(target)}"
@@ -232,14 +235,22 @@ def in_sole_use(settings: StorageSettings, command: str) -> Iterator[None]:
 
 
 def _check_unused(
-    target: StorageSettings, state: SharedState, documents: list[str], events: EventLog
+    target: StorageSettings,
+    state: SharedState,
+    documents: list[str],
+    events: EventLog,
+    start_up_keys: Mapping[str, Collection[str]],
 ) -> None:
     """Refuse a target that holds anything a migration would overwrite or mix in.
 
     What a server writes on its first start without being used (the session key, an empty
-    data file) does not count: a fresh install is a fine target.
+    data file, ``start_up_keys``) does not count: a fresh install is a fine target.
     """
-    held = [f"shared document {name!r}" for name in documents if state.document(name).read()]
+    held = [
+        f"shared document {name!r}"
+        for name in documents
+        if set(state.document(name).read()) - set(start_up_keys.get(name, ()))
+    ]
     if next(iter(events.newest_first()), None) is not None:
         held.append("activity events")
     if held:

@@ -2,8 +2,9 @@
 
 It relays everything to the provider unchanged, unless a test asks it to misbehave: forge the
 next ID Token (re-signed with the provider's own key, signed with a foreign one, or tampered
-without re-signing), garble or fail discovery, corrupt the next token request's code, or go
-down. Pure standard library plus joserfc for signing.
+without re-signing), garble, fail or edit discovery (or any JSON answer), corrupt the next
+token request's code, or go down. It remembers what each request carried. Pure standard library
+plus joserfc for signing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import http.client
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -58,6 +59,8 @@ class Exchange:
     method: str
     path: str  # with its query string
     status: int
+    headers: dict[str, str] = field(default_factory=dict)  # the request's, names lowercased
+    body: bytes = b""  # the request's
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class _Reply:
     reason: str
     headers: list[tuple[str, str]]
     body: bytes
+
+
+JsonEdit = Callable[[Any], Any]  # the provider's parsed JSON answer -> what is sent instead
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class TamperingProxy:
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._canned: dict[str, _Canned] = {}
+        self._edits: dict[str, JsonEdit] = {}
         self._forgery: _IdTokenForgery | None = None
         self._corrupt_code = False
         self._server: _ProxyServer | None = None
@@ -141,13 +148,21 @@ class TamperingProxy:
         with self._lock:
             self._canned[path] = _Canned(status, body, content_type)
 
+    def edit_response(self, path: str, edit: JsonEdit) -> None:
+        """Answer every request for ``path`` (query ignored) with the provider's JSON answer
+        as ``edit`` changes it, until restored."""
+        with self._lock:
+            self._edits[path] = edit
+
     def restore_response(self, path: str | None = None) -> None:
-        """Relay ``path`` (or every replaced path) to the provider again."""
+        """Relay ``path`` (or every replaced or edited path) to the provider again."""
         with self._lock:
             if path is None:
                 self._canned.clear()
+                self._edits.clear()
             else:
                 self._canned.pop(path, None)
+                self._edits.pop(path, None)
 
     def garble_discovery(self) -> None:
         """Serve discovery as 200 ``application/json`` that is not JSON."""
@@ -185,6 +200,7 @@ class TamperingProxy:
         """Behave again: relay everything unchanged, forge nothing, listen (for a shared proxy)."""
         with self._lock:
             self._canned.clear()
+            self._edits.clear()
             self._forgery = None
             self._corrupt_code = False
             self.exchanges.clear()
@@ -202,33 +218,44 @@ class TamperingProxy:
 
     def relay(self, handler: _ProxyHandler) -> None:
         """Answer one request (called on the server's handler thread)."""
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        body = b""
         try:
-            reply = self._relay(handler)
+            reply, body = self._relay(handler)
         except Exception as error:  # the test must see why, not a reset connection
             message = f"tampering proxy failed: {error!r}"
             with self._lock:
                 self.errors.append(message)
             reply = _Reply(502, "Bad Gateway", [("Content-Type", "text/plain")], message.encode())
         with self._lock:  # before answering: a test that got its answer finds it here
-            self.exchanges.append(Exchange(handler.command, handler.path, reply.status))
+            self.exchanges.append(
+                Exchange(handler.command, handler.path, reply.status, headers, body)
+            )
         _respond(handler, reply, head=handler.command == "HEAD")
 
-    def _relay(self, handler: _ProxyHandler) -> _Reply:
+    def _relay(self, handler: _ProxyHandler) -> tuple[_Reply, bytes]:
+        """The answer, and the request's body as it arrived."""
         method, route = handler.command, urlsplit(handler.path).path
-        body = _read_body(handler)
+        body = received = _read_body(handler)
         with self._lock:
             canned = self._canned.get(route)
+            edit = self._edits.get(route)
             corrupt_code = self._corrupt_code and method == "POST" and route == TOKEN_PATH
             if corrupt_code:
                 self._corrupt_code = False
         if canned is not None:
-            return _Reply(canned.status, "", [("Content-Type", canned.content_type)], canned.body)
+            headers = [("Content-Type", canned.content_type)]
+            return _Reply(canned.status, "", headers, canned.body), received or b""
         if corrupt_code:
             body = _corrupt_code(body)
         reply = self._forward(handler, body)
         if method == "POST" and route == TOKEN_PATH and reply.status == 200:
             reply.body = self._maybe_forge(reply.body, reply.headers)
-        return reply
+        if edit is not None and reply.status == 200:
+            if any(name.lower() == "content-encoding" for name, _ in reply.headers):
+                raise RuntimeError(f"the answer for {route} is content-encoded; cannot edit it")
+            reply.body = json.dumps(edit(json.loads(reply.body))).encode()
+        return reply, received or b""
 
     def _forward(self, handler: _ProxyHandler, body: bytes | None) -> _Reply:
         if self.upstream_port is None:

@@ -10,17 +10,19 @@ in CI.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from joserfc.jwk import ECKey
 
 from admin.sessions import COOKIE_NAME
 from admin.sso_access import Attempt
@@ -33,10 +35,12 @@ from tests.oidc_proxy import (
     DISCOVERY_PATH,
     JWKS_PATH,
     TOKEN_PATH,
+    Exchange,
     Signature,
     TamperingProxy,
 )
 from tests.oidc_support import OidcProvider, require_provider
+from tests.pgserver import clean_database
 
 PUBLIC_URL = "http://proware.test"
 CALLBACK = f"{PUBLIC_URL}/admin/sso/callback"
@@ -582,6 +586,69 @@ def test_check_names_an_unusable_discovery_document(
     assert code == 1 and "Discovery:      The discovery document at" in capsys.readouterr().out
 
 
+def _token_requests(proxy: TamperingProxy) -> list[Exchange]:
+    return [e for e in proxy.exchanges if e.method == "POST" and e.path == TOKEN_PATH]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"scope": "openid offline_access everything"}, id="scope"),
+        pytest.param({"token_endpoint_auth_method": "client_secret_post"}, id="auth-method"),
+        pytest.param({"code_challenge_method": "plain"}, id="pkce-method"),
+        pytest.param(
+            {"client_id": "someone-else", "redirect_uri": "https://elsewhere.example/cb"},
+            id="client-id",
+        ),
+    ],
+)
+def test_client_options_in_the_discovery_document_change_nothing_the_client_sends(
+    sso_app: Flask, entra: Entra, idp: OidcProvider, options: dict
+) -> None:
+    """Authlib takes its server metadata as client options: only the endpoints reach it."""
+    idp.proxy.edit_response(DISCOVERY_PATH, lambda document: {**document, **options})
+    browser = sso_app.test_client()
+
+    location = start_flow(browser)
+    response = callback(browser, sign_in(location, "ann"))
+
+    query = parse_qs(urlsplit(location).query)
+    assert query["scope"] == ["openid profile email"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert (query["client_id"], query["redirect_uri"]) == ([idp.client_id], [CALLBACK])
+    (token_request,) = _token_requests(idp.proxy)
+    assert token_request.headers["authorization"].startswith("Basic ")  # as registered
+    assert b"client_secret" not in token_request.body
+    assert response.status_code == 302, text(response)
+    assert signed_in_page(browser)
+
+
+def test_the_code_goes_only_to_the_token_endpoint_of_the_configured_issuer(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    """A discovery document read again between the sign-in and its callback is checked before
+    its token endpoint gets the code and the client secret."""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    sso_app.extensions["proware.admin"].sso.relying_party._forget_metadata()
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {
+            **document,
+            "issuer": "https://elsewhere.example",
+            "token_endpoint": idp.issuer + "/stolen",
+        },
+    )
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 502
+    assert "names the issuer 'https://elsewhere.example'" in text(response)
+    assert not [e for e in idp.proxy.exchanges if e.path == "/stolen"]
+    assert not _token_requests(idp.proxy)
+    assert not signed_in_page(browser)
+
+
 # Answers of a JWKS endpoint that are not a JWK Set (RFC 7517 §5).
 _BAD_KEY_SETS = [
     pytest.param(b'{"error": "temporarily_unavailable"}', id="error-object"),
@@ -866,6 +933,162 @@ def test_disabling_sso_ends_its_sessions_and_brings_back_local_sign_in(
     assert "Sign in with Microsoft" not in page and 'id="local-sign-in"' in page
 
 
+# -- config.toml changed between two starts ------------------------------------------------
+
+CONFIG_CHANGED = "single sign-on changed in config.toml"
+
+
+def _start(tmp_path: Path, idp: OidcProvider, **sso: object) -> Flask:
+    """A server process started on the data under ``tmp_path``, with ``[sso]`` as given."""
+    app = create_app(sso_settings(tmp_path, idp, **sso))
+    app.config["TESTING"] = True
+    return app
+
+
+def _stop(app: Flask) -> None:
+    """Stop the process as `serve` does: save token use and connection status, then close."""
+    app.extensions["proware"].tokens.flush()
+    app.extensions["proware.admin"].connection.wait_for_save()
+    app.extensions["proware.backend"].close()
+
+
+def _presenting(app: Flask, cookie: str) -> FlaskClient:
+    """A browser of ``app`` presenting a session cookie issued before a restart."""
+    browser = app.test_client()
+    browser.set_cookie(COOKIE_NAME, cookie, path="/admin")
+    return browser
+
+
+def _ended_because(browser: FlaskClient) -> str:
+    response = browser.get("/admin/settings")
+    assert response.status_code == 302, "the session is still alive"
+    return text(browser.get(response.headers["Location"]))
+
+
+def _config_changes(app: Flask) -> list[dict]:
+    return [event for event in events(app) if event["operation"] == CONFIG_CHANGED]
+
+
+def test_local_sign_in_turned_off_in_config_toml_ends_password_sessions_for_good(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    first = _start(tmp_path, idp)
+    create_admin(first)
+    cookie = signed_in(first).client.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+    _stop(first)
+    _stop(_start(tmp_path, idp, local_sign_in=False))
+
+    third = _start(tmp_path, idp)  # local sign-in on again
+    try:
+        page = _ended_because(_presenting(third, cookie.value))
+        assert "Your session ended when local sign-in was turned off" in page
+        assert signed_in_page(signed_in(third).client)  # a new password sign-in works
+        back_on, off = _config_changes(third)
+    finally:
+        _stop(third)
+    assert (off["changed"], off["ended"]) == (["local_sign_in"], ["local"])
+    assert off["source"] == "config.toml" and off["status"] == 200
+    assert "local_sign_in true -> false" in off["detail"]
+    assert "every local (password) session" in off["detail"]
+    assert (back_on["changed"], back_on["ended"]) == (["local_sign_in"], [])
+
+
+def _signed_in_with_sso(app: Flask, scim_for: Callable[[Flask], ScimClient]) -> str:
+    """ann, provisioned and signed in with Microsoft: her session cookie."""
+    scim = scim_for(app)
+    ann = scim.create_user("ann@contoso.example", active=True)
+    scim.create_group(GROUP, [ann["id"]])
+    browser = app.test_client()
+    assert sign_in_as(browser, "ann").status_code == 302
+    cookie = browser.get_cookie(COOKIE_NAME, path="/admin")
+    assert cookie is not None
+    return cookie.value
+
+
+def test_sso_turned_off_in_config_toml_ends_its_sessions_for_good(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    first = _start(tmp_path, idp)
+    create_admin(first)  # the way in while single sign-on is off
+    cookie = _signed_in_with_sso(first, scim_for)
+    _stop(first)
+    _stop(_start(tmp_path, idp, enabled=False))
+
+    third = _start(tmp_path, idp)
+    try:
+        page = _ended_because(_presenting(third, cookie))
+        fresh = third.test_client()
+        assert sign_in_as(fresh, "ann").status_code == 302 and signed_in_page(fresh)
+        events_of_third = _config_changes(third)
+    finally:
+        _stop(third)
+    assert "Your session ended when single sign-on was turned off" in page
+    assert [event["ended"] for event in events_of_third] == [[], ["sso"]]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"client_id": "another-app"}, {"issuer": "http://127.0.0.1:9/other-tenant"}],
+    ids=["client-id", "issuer"],
+)
+def test_another_identity_provider_in_config_toml_ends_single_sign_on_sessions(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient], other: dict
+) -> None:
+    first = _start(tmp_path, idp)
+    cookie = _signed_in_with_sso(first, scim_for)
+    _stop(first)
+
+    second = _start(tmp_path, idp, **other)
+    try:
+        page = _ended_because(_presenting(second, cookie))
+        (change,) = _config_changes(second)
+    finally:
+        _stop(second)
+    assert "Your session ended when the server was set up with another identity provider" in page
+    assert change["changed"] == list(other) and change["ended"] == ["provider"]
+
+
+def test_a_restart_with_the_same_config_ends_nothing_and_records_nothing(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    first = _start(tmp_path, idp)
+    cookie = _signed_in_with_sso(first, scim_for)
+    _stop(first)
+
+    second = _start(tmp_path, idp)
+    try:
+        assert signed_in_page(_presenting(second, cookie))
+        assert _config_changes(second) == []
+    finally:
+        _stop(second)
+
+
+def test_server_processes_sharing_postgresql_record_a_config_change_once(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """Every process of a start (and the supervisor's app before the fork) runs the check."""
+    storage = StorageSettings(backend="postgresql", dsn=clean_database(), path=tmp_path / "data")
+
+    def start(**sso: object) -> Flask:
+        return create_app(replace(sso_settings(tmp_path, idp, **sso), storage=storage))
+
+    _stop(start())
+    processes = [start(enabled=False) for _ in range(3)]
+    try:
+        changes = _config_changes(processes[0])
+        assert [event["ended"] for event in changes] == [["sso"]]
+        assert all(_config_changes(app) == changes for app in processes)
+    finally:
+        for app in processes:
+            _stop(app)
+    again = start(enabled=False)
+    try:
+        assert len(_config_changes(again)) == 1  # no flapping at the next start
+    finally:
+        _stop(again)
+
+
 # -- the settings section ------------------------------------------------------------------
 
 
@@ -1029,7 +1252,9 @@ def test_check_the_identity_provider_reads_its_discovery_document(
 
     done = browser.submit("/admin/settings", "/admin/settings/sso/check")
 
-    assert f"names the issuer {idp.issuer}" in text(browser.get(done.headers["Location"]))
+    page = text(browser.get(done.headers["Location"]))
+    assert f"names the issuer {idp.issuer}" in page
+    assert "its signing keys verify RS256" in page
 
 
 # -- python app.py sso status --------------------------------------------------------------
@@ -1067,6 +1292,7 @@ def test_sso_status_prints_the_settings_and_checks_the_provider(
     assert f"Redirect URI:   {CALLBACK}" in out
     assert f"Admin group:    {GROUP}" in out
     assert "Discovery:      ok, sign-in page" in out
+    assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
     assert "Last attempt:   none" in out
     assert idp.client_secret not in out
 
@@ -1090,6 +1316,136 @@ def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
     assert code == 1
     assert "refused (idp-refused): The identity provider did not sign you in: access_denied" in out
     assert "Discovery:      Proware could not reach the identity provider" in out
+
+
+def _public_key(provider: OidcProvider, **changes: object) -> dict:
+    """The provider's signing key as its JWKS publishes it, with ``changes``."""
+    return {**provider.signing_key.as_dict(private=False), **changes}
+
+
+def _ec_key() -> dict:
+    return ECKey.generate_key("P-256", parameters={"kid": "ec-1"}).as_dict(private=False)
+
+
+def _jwks(*keys: dict) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+def _announce(idp: OidcProvider, algorithms: list[str]) -> None:
+    """Make the discovery document announce ``algorithms`` for ID tokens."""
+    idp.proxy.edit_response(
+        DISCOVERY_PATH,
+        lambda document: {**document, "id_token_signing_alg_values_supported": algorithms},
+    )
+
+
+def _status_check(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> tuple[int, str]:
+    """`sso status --check`: its exit code and output."""
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+    return code, capsys.readouterr().out
+
+
+# Signing keys that `sso status --check` must call unusable for the RS256 the provider
+# announces, and the words it names the problem with.
+_UNUSABLE_KEYS: list = [
+    *[
+        pytest.param(
+            param.values[0], "could not read the identity provider's signing keys", id=param.id
+        )
+        for param in _BAD_KEY_SETS
+    ],
+    pytest.param(b'{"keys": []}', "the JWK Set holds no key", id="no-keys"),
+    pytest.param(
+        lambda idp: _jwks(_public_key(idp, use="enc")),
+        "(1 key) hold none that verifies RS256",
+        id="encryption-key",
+    ),
+    pytest.param(
+        lambda idp: _jwks(_public_key(idp, alg="RS512"), _public_key(idp, key_ops=["sign"])),
+        "(2 keys) hold none that verifies RS256",
+        id="other-alg-or-operation",
+    ),
+    pytest.param(
+        lambda idp: _jwks(_ec_key()), "(1 key) hold none that verifies RS256", id="ec-key"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "words"), _UNUSABLE_KEYS)
+def test_sso_status_check_fails_on_signing_keys_that_cannot_verify_an_id_token(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, body, words: str
+) -> None:
+    answer = body(idp) if callable(body) else body
+    idp.proxy.replace_response(JWKS_PATH, 200, answer, "application/json")
+
+    code = main(["--config", str(_config_file(tmp_path, idp)), "sso", "status", "--check"])
+
+    out, err = capsys.readouterr()
+    assert code == 1, out
+    assert "Discovery:      ok" in out
+    (line,) = [line for line in out.splitlines() if line.startswith("  Signing keys:")]
+    assert words in line and idp.issuer + JWKS_PATH in line
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("announced", "words"),
+    [
+        (["ES256"], "hold none that verifies ES256"),
+        (["ES256", "HS256", "XYZ"], "hold none that verifies ES256 or HS256 or XYZ"),
+    ],
+    ids=["ec-only", "nothing-known"],
+)
+def test_sso_status_check_compares_the_keys_with_the_announced_algorithms(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, announced, words
+) -> None:
+    _announce(idp, announced)
+
+    code, out = _status_check(tmp_path, idp, capsys)
+    assert code == 1 and "Signing keys:   The identity provider's signing keys at" in out
+    assert words in out
+
+
+def test_sso_status_check_accepts_keys_of_which_one_verifies_an_announced_algorithm(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    _announce(idp, ["ES256", "RS256"])
+    idp.proxy.replace_response(
+        JWKS_PATH,
+        200,
+        _jwks(_public_key(idp, use="enc", kid="x"), _public_key(idp)),
+        "application/json",
+    )
+
+    code, out = _status_check(tmp_path, idp, capsys)
+
+    assert code == 0, out
+    assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
+
+
+@pytest.mark.parametrize("announced", [["none"], []], ids=["none", "empty"])
+def test_a_discovery_document_announcing_no_usable_algorithm_is_named(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture, announced: list
+) -> None:
+    """An empty list would let joserfc fall back to its own choice of algorithms."""
+    _announce(idp, announced)
+
+    code, out = _status_check(tmp_path, idp, capsys)
+    assert code == 1
+    assert "lacks a list of strings other than none in id_token_signing_alg_values_supported" in out
+
+
+def test_the_check_button_reads_the_signing_keys_too(
+    sso_app: Flask, entra: Entra, idp: OidcProvider
+) -> None:
+    browser = _sso_panel(sso_app)
+    idp.proxy.replace_response(JWKS_PATH, 200, _jwks(_ec_key()), "application/json")
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+
+    assert "hold none that verifies RS256" in text(browser.get(done.headers["Location"]))
 
 
 def test_sso_status_prints_names_from_the_identity_provider_escaped(

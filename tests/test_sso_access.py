@@ -1,19 +1,27 @@
-"""Who may use the control panel through single sign-on, and the policy the panel can change."""
+"""Who may use the control panel through single sign-on, and the policy the panel (or a
+changed config.toml) can change."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from admin.settings import SsoSettings
 from admin.sso_access import (
+    CONFIG_KEYS,
     DISABLED,
+    LOCAL,
     NO_GROUP,
     NOT_IN_GROUP,
     NOT_PROVISIONED,
+    PROVIDER,
+    SSO,
     Attempt,
+    ConfigChange,
     Endings,
     Policy,
     SsoState,
@@ -22,7 +30,11 @@ from admin.sso_access import (
 )
 from scim.service import INDEXES
 from storage.controlfile import ControlFile
+from storage.documents import SharedDocument
 from storage.memory import MemoryRepository
+from storage.postgres.connection import Database
+from storage.postgres.documents import PostgresDocument
+from tests import pgserver
 
 GROUP = "Proware Admins"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -192,3 +204,188 @@ def test_disabling_sso_ends_nothing_local_and_enabling_it_with_local_off_does(
     state.change_policy("admin:ann", enabled=True)
 
     assert state.endings() == Endings(local=NOW)
+
+
+# -- config.toml's [sso] changed between two starts ----------------------------------------
+
+LATER = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+EVEN_LATER = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+
+
+def _config(**changes: object) -> dict:
+    """[sso] as a server process read it (CONFIG_KEYS)."""
+    return {
+        "enabled": True,
+        "admin_group": GROUP,
+        "local_sign_in": True,
+        "issuer": "https://login.example/tenant/v2.0",
+        "client_id": "proware",
+        "configured": True,
+        **changes,
+    }
+
+
+def _started(document: SharedDocument, config: dict, now: datetime = NOW) -> SsoState:
+    """The SSO state of a server process started with ``config`` at ``now``."""
+    defaults = Policy(
+        enabled=config["enabled"],
+        admin_group=config["admin_group"],
+        local_sign_in=config["local_sign_in"],
+    )
+    return SsoState(document, defaults, lambda: now)
+
+
+def test_a_start_without_sso_settings_writes_nothing(tmp_path: Path) -> None:
+    """No record stands for config.toml without [sso] (a fresh install stays empty)."""
+    settings = SsoSettings()
+    config = {key: getattr(settings, key) for key in CONFIG_KEYS if key != "configured"}
+    document = ControlFile(tmp_path / "sso.json")
+
+    assert (
+        _started(document, {**config, "configured": False}).note_config(
+            {**config, "configured": False}
+        )
+        is None
+    )
+
+    assert document.read() == {}
+
+
+def test_the_first_recorded_start_reports_no_change(tmp_path: Path) -> None:
+    """Nothing says what an older Proware started with; the sessions its policy refuses
+    anyway (here: local ones) end, so that they stay ended if it changes back."""
+    document = ControlFile(tmp_path / "sso.json")
+    config = _config(local_sign_in=False)
+
+    assert _started(document, config).note_config(config) is None
+    stamp = document.stamp()
+    assert _started(document, config, LATER).note_config(config) is None
+
+    assert document.read()["config"] == config
+    assert document.stamp() == stamp  # the same config again writes nothing
+    assert _started(document, config).endings() == Endings(local=NOW)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "ended"),
+    [
+        ({}, {"local_sign_in": False}, (LOCAL,)),
+        ({}, {"enabled": False}, (SSO,)),
+        ({}, {"configured": False}, (SSO,)),  # the secret, issuer or client id went away
+        ({}, {"issuer": "https://login.example/other/v2.0"}, (PROVIDER,)),
+        ({}, {"client_id": "another-app"}, (PROVIDER,)),
+        ({}, {"admin_group": "Ops"}, ()),  # checked again on every request anyway
+        ({}, {"enabled": False, "local_sign_in": False}, (SSO,)),  # SSO off: local allowed
+        ({"enabled": False}, {"enabled": True}, ()),
+        ({"enabled": False, "local_sign_in": False}, {"enabled": True}, (LOCAL,)),
+        ({"enabled": False}, {"issuer": "https://login.example/other/v2.0"}, ()),
+        ({"local_sign_in": False}, {"local_sign_in": True}, ()),
+    ],
+    ids=[
+        "local-off",
+        "sso-off",
+        "sso-unconfigured",
+        "other-issuer",
+        "other-client",
+        "other-group",
+        "both-off",
+        "sso-on",
+        "sso-on-with-local-off",
+        "issuer-while-off",
+        "local-on",
+    ],
+)
+def test_a_config_change_at_start_up_ends_what_the_new_policy_does_not_allow(
+    tmp_path: Path, first: dict, then: dict, ended: tuple[str, ...]
+) -> None:
+    document = ControlFile(tmp_path / "sso.json")
+    _started(document, _config(**first)).note_config(_config(**first))
+
+    state = _started(document, _config(**{**first, **then}), LATER)
+    change = state.note_config(_config(**{**first, **then}))
+
+    assert change is not None
+    assert change.changed == [key for key in CONFIG_KEYS if key in then]
+    assert change.ended == ended
+    endings = state.endings()
+    assert (
+        tuple(kind for kind in (LOCAL, SSO, PROVIDER) if getattr(endings, kind) == LATER) == ended
+    )
+    assert document.read()["config"] == _config(**{**first, **then})
+
+
+def test_a_config_change_that_a_control_panel_override_hides_ends_nothing(
+    tmp_path: Path,
+) -> None:
+    document = ControlFile(tmp_path / "sso.json")
+    first = _started(document, _config())
+    first.note_config(_config())
+    first.change_policy("admin:ann", local_sign_in=True)
+
+    state = _started(document, _config(local_sign_in=False), LATER)
+    change = state.note_config(_config(local_sign_in=False))
+
+    assert change is not None and change.changed == ["local_sign_in"] and change.ended == ()
+    assert state.endings() == Endings()
+    assert state.policy().local_sign_in is True
+
+
+def test_an_ending_is_kept_when_the_config_flips_back(tmp_path: Path) -> None:
+    document = ControlFile(tmp_path / "sso.json")
+    _started(document, _config()).note_config(_config())
+    _started(document, _config(enabled=False), LATER).note_config(_config(enabled=False))
+
+    state = _started(document, _config(), EVEN_LATER)
+    change = state.note_config(_config())
+
+    assert change is not None and change.ended == ()
+    assert state.endings() == Endings(sso=LATER)
+
+
+def test_processes_starting_with_the_same_config_record_the_change_once(
+    tmp_path: Path,
+) -> None:
+    """A second process (or the supervisor's app before the fork) finds it recorded."""
+    _started(ControlFile(tmp_path / "sso.json"), _config()).note_config(_config())
+    new = _config(local_sign_in=False)
+
+    changes = [
+        _started(ControlFile(tmp_path / "sso.json"), new, now).note_config(new)
+        for now in (LATER, EVEN_LATER, EVEN_LATER)
+    ]
+
+    assert [change is not None for change in changes] == [True, False, False]
+    state = _started(ControlFile(tmp_path / "sso.json"), new)
+    assert state.endings() == Endings(local=LATER)
+
+
+def test_processes_sharing_a_postgresql_database_record_the_change_once() -> None:
+    """Server processes starting at the same moment, each with a connection of its own."""
+    dsn = pgserver.clean_database()
+    databases = [Database(dsn) for _ in range(4)]
+    try:
+        _started(PostgresDocument(databases[0], "sso.json"), _config()).note_config(_config())
+        new = _config(enabled=False)
+        states = [_started(PostgresDocument(db, "sso.json"), new, LATER) for db in databases]
+        barrier = threading.Barrier(len(states))
+        changes: list[ConfigChange | None] = []
+
+        def start(state: SsoState) -> None:
+            barrier.wait()
+            changes.append(state.note_config(new))
+
+        threads = [threading.Thread(target=start, args=(state,)) for state in states]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert len(changes) == len(states)
+        assert [change for change in changes if change is not None] == [
+            ConfigChange(_config(), new, (SSO,))
+        ]
+        assert states[0].endings() == Endings(sso=LATER)
+        assert all(state.note_config(new) is None for state in states)  # no flapping
+    finally:
+        for database in databases:
+            database.close()

@@ -400,6 +400,23 @@ def test_a_freshly_started_install_is_a_migration_target(
     assert listing(ScimClient(open_app(target, opened).test_client(), secret)) == before
 
 
+def test_a_freshly_started_install_with_single_sign_on_settings_is_a_migration_target(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """Its first start records config.toml's [sso] in sso.json; that is no use of it."""
+    source, target = embedded_config(tmp_path), postgres_config(tmp_path, dsn)
+    with target.open("a", encoding="utf-8") as config:
+        config.write("[sso]\nlocal_sign_in = false\n")
+    secret, before = populate(open_app(source, opened))
+    close_app(opened[-1], opened)
+    close_app(open_app(target, opened), opened)
+
+    code, _, err = run(capsys, source, "storage", "migrate", "--to", dsn)
+
+    assert code == 0, err
+    assert listing(ScimClient(open_app(target, opened).test_client(), secret)) == before
+
+
 # -- the order a user joined its groups -------------------------------------------------------
 
 
