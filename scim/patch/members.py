@@ -61,9 +61,8 @@ def member_change(
             return MemberChange("remove_matching", filter=value_filter)
         if value is None:
             return MemberChange("clear")  # A13 form 3
-        return MemberChange(
-            "remove", _members(value, label, displays=False)[0]
-        )  # A13 form 1, not all
+        ids, _ = _members(value, label, displays=False)
+        return MemberChange("remove", ids)  # A13 form 1, not all
     if value_filter is not None:
         raise InvalidPath(f"{label}: a members filter is only supported with remove")
     if op == "replace":
