@@ -1,6 +1,8 @@
 """Repeated refusals: a client's first in the activity log in full, its repeats as one count.
 
-The digest alone, with a hand-turned clock.
+The digest alone with a hand-turned clock, then the app over Flask's test client: many
+refused SCIM requests and sign-ins grow the log by a bounded number of events, the counts add
+up exactly, and the Connection status still counts every request.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
-from admin import activity
+from admin import activity, views_activity
 from admin.refusals import RefusalDigest
+from tests.admin_support import USERNAME, create_admin, csrf_of
+from tests.conftest import PREFIX
 
 START = datetime(2026, 12, 7, 18, 10, 21, tzinfo=UTC)
 WINDOW = timedelta(minutes=10)
@@ -209,3 +215,99 @@ def test_serving_writes_a_count_when_its_window_ends_without_more_traffic(
         assert time.monotonic() < deadline, "the thread outlived what it had to count"
         time.sleep(0.01)
     digest.close()
+
+
+# -- the app --------------------------------------------------------------------------------
+
+REQUESTS = 600
+ADDRESSES = [f"203.0.113.{n}" for n in range(1, 4)]
+
+
+def _log(app: Flask) -> list[dict]:
+    return list(app.extensions["proware.admin"].audit.newest_first())
+
+
+def test_many_refused_requests_grow_the_log_by_a_bounded_number_of_events(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    """600 refusals from three addresses and three reasons: nine events in full, nine counts
+    at the stop, 600 requests between them; the Connection status counts every one; an
+    authenticated refusal (read-only token writing) is written every time, as before."""
+    services = app.extensions["proware"]
+    services.tokens.revoke("entra")
+    reader, _ = services.tokens.create("reader", read_only=True)
+    before = len(_log(app))
+    headers = [{}, {"Authorization": "Bearer pw_guess"}, {"Authorization": f"Bearer {token}"}]
+    for number in range(REQUESTS):
+        response = client.get(
+            f"{PREFIX}/Users",
+            headers=headers[number % 3],
+            environ_base={"REMOTE_ADDR": ADDRESSES[number // 3 % 3]},
+        )
+        assert response.status_code == 401
+    for _ in range(3):
+        response = client.post(
+            f"{PREFIX}/Groups", headers={"Authorization": f"Bearer {reader}"}, json={}
+        )
+        assert response.status_code == 403
+
+    assert len(_log(app)) - before == 9 + 3
+    app.extensions["proware.admin"].refusals.close()  # as the server does when it stops
+
+    events = _log(app)[: -before or None]
+    refused = [e for e in events if e.get("reason") != "read-only-token"]
+    assert len(refused) == 18
+    assert sum(activity.requests_of(e) for e in refused) == REQUESTS
+    assert sorted({(e["client"], e["reason"]) for e in refused if e.get("repeated")}) == sorted(
+        (address, reason)
+        for address in ADDRESSES
+        for reason in ("no-header", "unknown-token", "revoked-token")
+    )
+    assert [e["token"] for e in events if e.get("reason") == "read-only-token"] == ["reader"] * 3
+    assert token not in str(events) and "pw_guess" not in str(events)
+    status = app.extensions["proware.admin"].connection.synced()
+    counted = sum(r.count for s in status.tokens() for r in s.refusals)
+    assert counted == REQUESTS + 3
+
+
+def test_the_activity_summary_counts_every_refused_request(app: Flask, client: FlaskClient) -> None:
+    """The strip's "refused or failed in 24 hours" adds up the counts; the page writes the
+    counts whose window has ended before it reads the log."""
+    admin = app.extensions["proware.admin"]
+    create_admin(app)
+    for _ in range(50):
+        client.get(f"{PREFIX}/Users", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    admin.refusals.clock = lambda: datetime.now(UTC) + WINDOW + timedelta(seconds=1)
+
+    with app.test_request_context():
+        admin.refusals.flush_due()
+        summary = views_activity.summary(admin)
+
+    assert len(_log(app)) == 2
+    assert summary.errors_24h == 50
+
+
+def test_repeated_failed_sign_ins_are_counted_and_the_strip_adds_them_up(
+    app: Flask, client: FlaskClient
+) -> None:
+    admin = app.extensions["proware.admin"]
+    create_admin(app)
+    csrf = csrf_of(client.get("/admin/sign-in"))
+    for _ in range(40):
+        response = client.post(
+            "/admin/sign-in",
+            data={"username": USERNAME, "password": "wrong password!", "csrf_token": csrf},
+            environ_base={"REMOTE_ADDR": "198.51.100.66"},
+        )
+        assert response.status_code in (401, 429)
+    admin.refusals.close()
+
+    events = _log(app)
+    assert {e["operation"] for e in events} == {"sign-in refused"}
+    assert len(events) == 4  # wrong password and locked: the first of each, and a count each
+    assert sum(activity.requests_of(e) for e in events) == 40
+    with app.test_request_context():
+        assert views_activity.summary(admin).sign_in_refusals_24h == 40
+    [count] = [e for e in events if e.get("repeated") and e["reason"] == "locked"]
+    assert count["source"] == "password" and count["name"] == USERNAME
+    assert f"from 198.51.100.66 (locked, username {USERNAME!r})" in count["detail"]
