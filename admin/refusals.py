@@ -140,7 +140,7 @@ class RefusalDigest:
 
     def _count(self, event: dict, write: Write, now: datetime) -> bool:
         """Count ``event``; True if it is the first of its kind (to be written in full)."""
-        key = tuple(_hashable(event.get(name)) for name in KEY_FIELDS)
+        key = _key(event)
         counted = self._counts.get(key)
         if counted is not None:
             counted.repeats += 1
@@ -150,7 +150,7 @@ class RefusalDigest:
             fields = {name: event[name] for name in KEY_FIELDS if name in event}
             self._counts[key] = _Count(fields, write, now)
             return True
-        kind = (event.get("operation"), _hashable(event.get("source")))
+        kind = (key[0], key[1])
         folded = self._folded.get(kind)
         if folded is None:
             fields = {name: event[name] for name in ("operation", "source") if name in event}
@@ -264,9 +264,23 @@ def _between(first: datetime, last: datetime) -> str:
     return f"between {first.astimezone(UTC):%H:%M:%S} and {last.astimezone(UTC):%H:%M:%S} UTC"
 
 
-def _hashable(value: object) -> object:
-    """``value`` as a dictionary key: events carry strings, numbers and None here."""
-    return value if isinstance(value, str | int | float | None) else repr(value)
+def _key(event: dict) -> tuple:
+    """The event's KEY_FIELDS as a dictionary key (each request pays for this: written out)."""
+    get = event.get
+    key = (
+        get("operation"),
+        get("source"),
+        get("client"),
+        get("reason"),
+        get("status"),
+        get("token"),
+        get("name"),
+    )
+    try:
+        hash(key)
+    except TypeError:  # events carry strings, numbers and None here; anything else by repr
+        key = tuple(map(repr, key))
+    return key
 
 
 def _write_all(due: list[tuple[Write, dict]]) -> None:
