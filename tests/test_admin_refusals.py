@@ -148,6 +148,17 @@ def test_kinds_differ_by_reason_token_and_status(clock: Clock, written: list[dic
     assert "1 more requests refused from 203.0.113.9 (revoked token, token 'old') " in details[2]
 
 
+def test_an_odd_value_in_a_key_field_is_counted_by_its_text(
+    digest: RefusalDigest, written: list[dict]
+) -> None:
+    """A list where a name belongs (no writer sends one) neither raises nor escapes counting."""
+    for _ in range(3):
+        digest.offer(refusal(name=["ann", "bob"]), written.append)
+
+    assert len(written) == 1
+    assert digest.pending() == 2
+
+
 def test_kinds_beyond_the_cap_are_folded_into_one_count(
     digest: RefusalDigest, clock: Clock, written: list[dict]
 ) -> None:
