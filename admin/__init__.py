@@ -5,7 +5,8 @@ reads the directory through :class:`scim.service.Directory`, tokens and the User
 Provisioning switch through :mod:`scim.tokens`, and never touches TinyDB.
 
 ``register(app, services, ...)`` wires it into an app: the blueprint (pages, static files), the
-session secret and cookie, the audit log fed by ``services.listeners``, the connection
+session secret and cookie, the audit log fed by ``services.listeners`` (and, for refusals
+without a valid token, by the digest that counts a client's repeats), the connection
 status fed by every SCIM request, HTML error pages for ``/admin`` paths, and the serve hook
 that prints the first-run setup link.
 

@@ -267,7 +267,7 @@ def _between(first: datetime, last: datetime) -> str:
 def _key(event: dict) -> tuple:
     """The event's KEY_FIELDS as a dictionary key (each request pays for this: written out)."""
     get = event.get
-    key = (
+    key: tuple = (
         get("operation"),
         get("source"),
         get("client"),
