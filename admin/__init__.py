@@ -5,7 +5,8 @@ reads the directory through :class:`scim.service.Directory`, tokens and the User
 Provisioning switch through :mod:`scim.tokens`, and never touches TinyDB.
 
 ``register(app, services, ...)`` wires it into an app: the blueprint (pages, static files), the
-session secret and cookie, the audit log fed by ``services.listeners``, the connection
+session secret and cookie, the audit log fed by ``services.listeners`` (and, for refusals
+without a valid token, by the digest that counts a client's repeats), the connection
 status fed by every SCIM request, HTML error pages for ``/admin`` paths, and the serve hook
 that prints the first-run setup link.
 
@@ -20,6 +21,7 @@ import atexit
 import logging
 import sys
 from collections.abc import Callable
+from functools import partial
 
 from flask import Blueprint, Flask, Response, g, request, session
 
@@ -41,6 +43,7 @@ from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
 from admin.context import EXTENSION, PATH, AdminContext, Provider, SingleSignOn, context, utcnow
+from admin.refusals import RefusalDigest
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.settings import ClientSecret, SsoSettings
 from admin.setup_link import FILE_NAME as SETUP_FILE
@@ -87,10 +90,13 @@ def register(
         session_policy=SessionPolicy(),
         sso=single_sign_on(sso or SsoSettings(), sso_secret, backend.document(SSO_FILE), clock),
         clock=clock,
+        refusals=RefusalDigest(clock=clock),
     )
     # Change events arrive after their commit (the store made them durable with the change);
-    # refusals and failures as the SCIM blueprint answers them.
+    # refusals and failures as the SCIM blueprint answers them, those for want of a valid
+    # token through the digest (a client's repeats become one count).
     services.listeners.append(admin.audit.append)
+    services.refusal_listener = partial(admin.refusals.offer, write=services.emit)
     # The store calls this before it discards journal records that carry events, so the
     # audit log is on disk before the store's own copy of those events goes (no fsync per
     # request). Stores without a journal never call it.

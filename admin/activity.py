@@ -62,6 +62,15 @@ def outcome(event: dict) -> str:
     return "success"
 
 
+def requests_of(event: dict) -> int:
+    """How many requests (or sign-ins) the event stands for: a count of a client's repeated
+    refusals (:mod:`admin.refusals`) stands for that many, any other event for one."""
+    repeated = event.get("repeated")
+    if isinstance(repeated, int) and not isinstance(repeated, bool) and repeated > 0:
+        return repeated
+    return 1
+
+
 def from_control_panel(event: dict) -> bool:
     """Whether the event is the control panel's (a sign-in, a setting), not a SCIM request's."""
     return "source" in event  # admin.context.AdminContext.note sets it; SCIM events have none
@@ -142,6 +151,8 @@ def describe(event: dict) -> str:
     extras.append(f"request={value('request_id', '-')}")
     if event.get("reason"):
         extras.append(f"reason={value('reason')}")
+    if event.get("repeated"):
+        extras.append(f"repeated={value('repeated')}")
     line = "  ".join(fields + extras)
     if event.get("detail"):
         line += f"\n    {value('detail')}"

@@ -12,6 +12,7 @@ from admin import sessions
 from admin.accounts import AdminAccounts
 from admin.audit import AuditLog
 from admin.connection import ConnectionStatus
+from admin.refusals import RefusalDigest
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
@@ -81,6 +82,8 @@ class AdminContext:
     session_policy: SessionPolicy
     sso: SingleSignOn
     clock: Clock
+    # Counts repeated refusals (SCIM requests without a valid token, sign-ins) for the log.
+    refusals: RefusalDigest
 
     def current_admin(self) -> tuple[str | None, str | None]:
         """The signed-in admin of this request, or why the session ended (see sessions)."""
@@ -107,25 +110,33 @@ class AdminContext:
 
         ``admin`` (who did it) is the signed-in admin unless given; never pass a secret.
         """
-        self.audit.append(
-            {
-                "time": g.get("request_started_at") or self.clock().isoformat(),
-                "request_id": g.get("request_id"),
-                "client": request.remote_addr,
-                "admin": g.get("admin"),
-                "source": "control panel",
-                "operation": operation,
-                "status": status,
-                **fields,
-            }
-        )
+        self.audit.append(self._event(operation, status, fields))
+
+    def note_refused_sign_in(self, *, status: int, **fields: object) -> None:
+        """Record a refused sign-in as :meth:`note` does, but a client's repeats (same
+        address, reason and username) only as a count (:mod:`admin.refusals`)."""
+        self.refusals.offer(self._event("sign-in refused", status, fields), self.audit.append)
+
+    def _event(self, operation: str, status: int, fields: dict[str, object]) -> dict:
+        return {
+            "time": g.get("request_started_at") or self.clock().isoformat(),
+            "request_id": g.get("request_id"),
+            "client": request.remote_addr,
+            "admin": g.get("admin"),
+            "source": "control panel",
+            "operation": operation,
+            "status": status,
+            **fields,
+        }
 
     def close(self) -> None:
-        """Make the audit log durable and save the connection status (server shutdown).
+        """Write the refusals still counted, make the audit log durable and save the
+        connection status (server shutdown).
 
         Runs at interpreter exit: a failure is logged, never raised.
         """
         try:
+            self.refusals.close()
             self.audit.close()
             self.connection.save()
         except OSError:

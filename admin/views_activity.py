@@ -44,8 +44,8 @@ class Summary:
     groups: int
     last_request: RequestRecord | None
     last_request_token: str | None
-    errors_24h: int  # SCIM requests that were refused or failed
-    sign_in_refusals_24h: int  # control panel sign-ins refused
+    errors_24h: int  # SCIM requests that were refused or failed (counted repeats included)
+    sign_in_refusals_24h: int  # control panel sign-ins refused (counted repeats included)
 
 
 def register(blueprint: Blueprint) -> None:
@@ -56,6 +56,8 @@ def register(blueprint: Blueprint) -> None:
 def activity_page() -> str:
     """Events newest first; filter by outcome, operation, token and text."""
     admin = context()
+    # Counts of repeated refusals whose window has ended belong on the page now.
+    admin.refusals.flush_due()
     args = request.args
     wanted = activity.ActivityFilter(
         outcome=args.get("outcome", "") if args.get("outcome") in activity.OUTCOMES else "",
@@ -115,9 +117,9 @@ def summary(admin: AdminContext) -> Summary:
     for event in recent:
         if activity.from_control_panel(event):
             if event.get("operation") == "sign-in refused":
-                refusals += 1
+                refusals += activity.requests_of(event)
         elif activity.outcome(event) != "success":
-            errors += 1
+            errors += activity.requests_of(event)
     return Summary(
         users=users,
         active=users - disabled,

@@ -56,8 +56,7 @@ def sign_in() -> Response | str:
         # No account has such a name (admin.accounts allows none); recorded escaped, so the
         # activity log and `activity tail` never carry a terminal escape or a forged line.
         log.warning("sign-in refused for a name with control characters %r", username)
-        admin.note(
-            "sign-in refused",
+        admin.note_refused_sign_in(
             status=400,
             name=printable(username)[:200],
             reason="unprintable-username",
@@ -89,8 +88,7 @@ def sign_in() -> Response | str:
         log.warning("failed sign-in for %r from %s", username, request.remote_addr)
         error = "Wrong username or password."
         status = 401
-    admin.note(
-        "sign-in refused",
+    admin.note_refused_sign_in(
         status=status,
         name=username[:64],
         reason="locked" if status == 429 else "wrong-password",

@@ -302,8 +302,7 @@ def _refused(
             client=client,
         )
     )
-    admin.note(
-        "sign-in refused",
+    admin.note_refused_sign_in(
         status=status or _STATUS.get(reason, 403),
         name=user,
         reason=reason,

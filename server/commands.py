@@ -128,14 +128,18 @@ def _waitress_options(settings: Settings) -> dict[str, Any]:
 def _app_of_this_process(
     create_app: Callable[[Settings], Flask], settings: Settings
 ) -> Iterator[Flask]:
-    """The app one server process serves; on leaving, its token use is saved, the
+    """The app one server process serves, writing the counts of repeated refusals when their
+    window ends; on leaving, those still counted are written, its token use is saved, the
     connection status's save in flight (a thread's) is waited for, and its backend closed
     (the store, and with PostgreSQL the pool: none may outlive it into a fork)."""
     app = create_app(settings)
+    refusals = app.extensions[ADMIN_EXTENSION].refusals
+    refusals.write_on_time()
     _freeze_what_lives_on()
     try:
         yield app
     finally:
+        refusals.close()  # the counts of repeated refusals reach the log before the store closes
         app.extensions["proware"].tokens.flush()
         app.extensions[ADMIN_EXTENSION].connection.wait_for_save()
         app.extensions["proware.backend"].close()

@@ -596,7 +596,8 @@ def test_a_refusal_of_the_server_without_a_valid_token_is_recorded_as_unauthenti
     serve_app, app, token: str, events: list[dict], threads: int
 ) -> None:
     """Under "no valid token", with the reason authentication gives (as for every request
-    without a valid token): identical refusals counted on one row of the Connection status."""
+    without a valid token): identical refusals counted on one row of the Connection status,
+    and in the activity log the first in full, the repeat counted (admin.refusals)."""
     port = serve_app(threads)
     app.extensions["proware"].tokens.revoke("entra")
 
@@ -614,11 +615,16 @@ def test_a_refusal_of_the_server_without_a_valid_token_is_recorded_as_unauthenti
         (413, TOO_LARGE),
     ]
     assert all("www-authenticate" not in headers for _, headers, _ in answers)
-    assert [(e["operation"], e["reason"], e["token"], e["path"], e["status"]) for e in events] == [
-        ("refused", "no-header", None, "/scim/v2/Groups/1", 400),
-        ("refused", "no-header", None, "/scim/v2/Groups/1", 400),
-        ("refused", "unknown-token", None, "/scim/v2/Groups/1", 400),
-        ("refused", "revoked-token", "entra", "/scim/v2/Users", 413),
+    app.extensions["proware.admin"].refusals.close()  # the server stops: counts are written
+    shown = [
+        (e["operation"], e["reason"], e["token"], e.get("path"), e["status"], e.get("repeated"))
+        for e in events
+    ]
+    assert shown == [
+        ("refused", "no-header", None, "/scim/v2/Groups/1", 400, None),
+        ("refused", "unknown-token", None, "/scim/v2/Groups/1", 400, None),
+        ("refused", "revoked-token", "entra", "/scim/v2/Users", 413, None),
+        ("refused", "no-header", None, None, 400, 1),
     ]
     statuses = _connection(app)
     refusals = [(r.reason, r.count, r.detail) for r in statuses[None].refusals]

@@ -358,3 +358,86 @@ def test_a_control_panel_body_over_the_limit_keeps_waitress_page(plain: Running)
 
     assert status == 413
     assert headers["content-type"].startswith("text/plain")
+
+
+# -- refusals without a valid token: counted, not logged one by one (admin.refusals) ------
+
+REFUSED = 300
+
+
+def _refuse_many(port: int, count: int, per_connection: int = 25) -> list[int]:
+    """``count`` requests without a valid token (no header, then an unknown token, in turn),
+    ``per_connection`` on each keep-alive connection; returns their statuses."""
+    statuses = []
+    for start in range(0, count, per_connection):
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        try:
+            for number in range(start, min(start + per_connection, count)):
+                headers = {"Authorization": "Bearer pw_guess"} if number % 2 else {}
+                connection.request("GET", "/scim/v2/Users", headers=headers)
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+        finally:
+            connection.close()
+    return statuses
+
+
+def _refused_events(server: ServerProcess) -> list[tuple[str, int]]:
+    """``(reason, requests it stands for)`` of each refused event in ``activity tail``."""
+    found = []
+    for line in server.cli("activity", "tail", "-n", "1000").splitlines():
+        reason = re.search(r"  reason=(\S+)", line)
+        if line.startswith(" ") or reason is None:
+            continue  # a detail line, or no refusal
+        repeated = re.search(r"  repeated=(\d+)", line)
+        found.append((reason.group(1), int(repeated.group(1)) if repeated else 1))
+    return found
+
+
+def test_many_refused_requests_add_few_events_and_the_stop_writes_their_count(
+    start_server: Callable[..., Running],
+) -> None:
+    """300 refusals write one event per kind while served; the polite stop writes the
+    counts, and they add up to every request; the Connection status counted each one."""
+    running = start_server()
+    server = running.server
+
+    assert _refuse_many(server.port, REFUSED) == [401] * REFUSED
+    assert sorted(_refused_events(server)) == [("no-header", 1), ("unknown-token", 1)]
+    assert server.stop(timeout=STOP_TIMEOUT) == 0
+
+    events = _refused_events(server)
+    assert len(events) == 4
+    assert sum(count for _, count in events) == REFUSED
+    assert sorted(events) == [
+        ("no-header", 1),
+        ("no-header", REFUSED // 2 - 1),
+        ("unknown-token", 1),
+        ("unknown-token", REFUSED // 2 - 1),
+    ]
+    status = json.loads((server.data_dir / "connection-status.json").read_text("utf-8"))
+    refusals = [r for token in status["tokens"] for r in token["refusals"]]
+    assert sum(r["count"] for r in refusals) == REFUSED
+
+
+@pytest.mark.slow
+def test_several_processes_on_postgresql_each_count_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """Each worker counts its own refusals: at most a first and a count per kind each, and
+    the stop writes every count, so the events add up to every request."""
+    from tests.pgserver import empty_database
+
+    server = ServerProcess(tmp_path, dsn=empty_database(), processes=2)
+    server.start(timeout=START_TIMEOUT)
+    try:
+        # A connection each, so that both workers get some (the kernel spreads connections).
+        assert _refuse_many(server.port, REFUSED, per_connection=1) == [401] * REFUSED
+    finally:
+        code = server.stop(timeout=STOP_TIMEOUT)
+
+    assert code == 0, server.log_tail()
+    events = _refused_events(server)
+    assert sum(count for _, count in events) == REFUSED
+    assert len(events) <= 2 * 2 * 2  # processes x kinds x (first, count)

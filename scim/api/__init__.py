@@ -72,7 +72,8 @@ def _scim_media_type(response: Response) -> Response:
 
 
 def _emit_event(response: Response) -> Response:
-    """An activity event for every refused or failed request.
+    """An activity event for every refused or failed request (a client's repeated refusals
+    for want of a valid token are counted by the refusal listener).
 
     Successful changes are not emitted here: the service commits their events with the
     change itself, and the repository hands them on after the commit.
@@ -86,6 +87,11 @@ def _emit_event(response: Response) -> Response:
         event["operation"] = "refused" if isinstance(error, Refused) else "failed"
         if isinstance(error, Refused):
             event["reason"] = error.reason
+            if g.get("token") is None:
+                # No valid token: a scanner's or a misconfigured client's retries are
+                # counted, not written one by one (admin.refusals).
+                services().emit_refusal(event)
+                return response
     services().emit(event)
     return response
 

@@ -118,7 +118,8 @@ def server_refusal(status: int, detail: str) -> errors.ScimError:
     The token is checked as for any request, so the refusal is recorded under the token it
     names (a valid, revoked or expired one; never the secret). A request that authentication
     would refuse keeps that refusal's reason, as every request without a valid token is
-    recorded: counted with its twins in the Connection status, one activity event each.
+    recorded: counted with its twins in the Connection status, and in the activity log as
+    any refusal for want of a valid token (a client's repeats counted into one event).
     """
     try:
         authenticate()

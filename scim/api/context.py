@@ -35,6 +35,10 @@ class Services:
     switch: ProvisioningSwitch
     # Called with one event dict per data-changing or refused SCIM request (activity log).
     listeners: list[EventListener] = field(default_factory=list)
+    # Takes, instead of the listeners, the event of each request refused for want of a valid
+    # token: the control panel's digest (admin.refusals) hands them a client's first refusal
+    # and a count of its repeats. None: the listeners get every one.
+    refusal_listener: EventListener | None = None
 
     def emit(self, event: dict) -> None:
         """Hand an event to every listener; a failing listener is logged and skipped.
@@ -48,6 +52,17 @@ class Services:
                 listener(event)
             except Exception:
                 log.exception("activity listener %r failed on event %r", listener, event)
+
+    def emit_refusal(self, event: dict) -> None:
+        """Hand the event of a request refused for want of a valid token to the refusal
+        listener (or, without one, to every listener); never raises into the request."""
+        if self.refusal_listener is None:
+            self.emit(event)
+            return
+        try:
+            self.refusal_listener(event)
+        except Exception:
+            log.exception("refusal listener failed on event %r", event)
 
     def emit_all(self, events: list[dict]) -> None:
         """Hand a commit's events to every listener, in order."""
