@@ -121,6 +121,11 @@ class BlackholeLink:
             self._sockets.clear()
         for sock in sockets:
             if sock is not None:
+                # shutdown first: a close alone leaves a socket that a pump thread is
+                # reading open, and PostgreSQL would keep the relayed session (and any
+                # serving lock it holds) for the rest of the test run.
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 with suppress(OSError):
                     sock.close()
         with suppress(subprocess.CalledProcessError):
