@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -173,6 +174,10 @@ class Database:
         self.shown = redact_dsn(dsn)
         self._secrets = _secrets(dsn)
         self._checkout_timeout = checkout_timeout
+        self._timeout = timeout
+        # When a use of the database last raised Unavailable (time.monotonic()), until one
+        # succeeds: see unavailable_just_now.
+        self._unavailable_at: float | None = None
         self._lock_timeout_ms = round(lock_timeout * 1000)
         try:
             options = conninfo_to_dict(dsn)
@@ -211,6 +216,14 @@ class Database:
         """A pooled connection in autocommit mode, with errors translated."""
         with self.errors(), self.pool.connection() as connection:
             yield connection
+        self._unavailable_at = None
+
+    def unavailable_just_now(self) -> bool:
+        """Whether the last use of the database, less than ``timeout`` seconds ago, found it
+        unavailable: for writes a failed request makes on its way out (the activity log),
+        which would otherwise wait for a connection as long again before the 503 is sent."""
+        failed = self._unavailable_at
+        return failed is not None and time.monotonic() - failed < self._timeout
 
     @contextmanager
     def own_connection(self) -> Iterator[psycopg.Connection]:
@@ -289,6 +302,8 @@ class Database:
             if rolled_back(error):
                 # By the server, even when it surfaced at COMMIT: nothing was committed.
                 raise Contention(self._describe(error, committing=False)) from None
+            if not isinstance(error, pg_errors.LockNotAvailable):  # busy, not unreachable
+                self._unavailable_at = time.monotonic()
             raise Unavailable(self._describe(error, committing)) from None
 
     def close(self) -> None:
