@@ -281,6 +281,8 @@ def _check_storage(settings: Settings, where: str) -> Settings:
         )
     if storage.pool_size < 1:
         raise ConfigError(f"{where}: [storage] pool_size must be at least 1")
+    if storage.timeout_seconds < 1:
+        raise ConfigError(f"{where}: [storage] timeout_seconds must be at least 1")
     dsn = os.environ.get(STORAGE_DSN_ENV, "").strip() or storage.dsn
     if storage.backend != POSTGRESQL:
         if storage.dsn:

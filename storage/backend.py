@@ -170,7 +170,13 @@ def _postgres(settings: StorageSettings, indexes: list[Index], *, serving: bool 
     # Imported here: psycopg is loaded only by installs that use it.
     from storage.postgres.backend import PostgresBackend
 
-    return PostgresBackend(settings.dsn, indexes, pool_size=settings.pool_size, serving=serving)
+    return PostgresBackend(
+        settings.dsn,
+        indexes,
+        pool_size=settings.pool_size,
+        timeout=settings.timeout_seconds,
+        serving=serving,
+    )
 
 
 def load_or_create_secret(path: Path) -> bytes:

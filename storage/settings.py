@@ -27,3 +27,7 @@ class StorageSettings:
     dsn: str = ""
     # Connections each server process keeps open to PostgreSQL.
     pool_size: int = 4
+    # Seconds PostgreSQL may stay silent (a network cut, a paused VM) before a request gives
+    # it up (503) and a connection counts as lost: connecting, unacknowledged statements and
+    # unanswered keepalives (storage.postgres.connection.silence_options).
+    timeout_seconds: int = 5

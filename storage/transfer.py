@@ -310,7 +310,7 @@ def _check_directory(expected: Snapshot, found: Snapshot) -> None:
 def _database(settings: StorageSettings):  # type: ignore[no-untyped-def]
     from storage.postgres.connection import Database
 
-    return Database(settings.dsn, pool_size=1)
+    return Database(settings.dsn, pool_size=1, timeout=settings.timeout_seconds)
 
 
 def _where(settings: StorageSettings) -> str:

@@ -213,6 +213,11 @@ BAD = [
         "[storage] pool_size must be at least 1",
         id="pool-size",
     ),
+    pytest.param(
+        '[storage]\nbackend = "postgresql"\ndsn = "x"\ntimeout_seconds = 0\n',
+        "[storage] timeout_seconds must be at least 1",
+        id="timeout",
+    ),
     pytest.param('[log]\nlevel = "LOUD"\n', "[log] level", id="log-level"),
     pytest.param('[log]\naccess_log = "yes"\n', "[log] access_log must be true", id="bool"),
     pytest.param("[server\n", "not valid TOML", id="not-toml"),

@@ -25,6 +25,9 @@ class PostgresBackend:
     """Everything of one install in the PostgreSQL database at ``dsn``.
 
     :param pool_size: connections this process keeps open at most.
+    :param timeout: seconds the database may stay silent before a request gives it up and a
+        connection counts as lost (:func:`~storage.postgres.connection.silence_options`);
+        also how long a request waits for a pooled connection.
     :param serving: this process serves the install (not a command): it holds the database
         shared, so that ``restore`` and ``storage migrate`` refuse while it runs.
     :raises DatabaseInUse: serving, while a restore or migration holds the database.
@@ -41,11 +44,14 @@ class PostgresBackend:
         indexes: list[Index],
         *,
         pool_size: int = 4,
+        timeout: int = 5,
         clock: Clock = utcnow,
         new_id: IdFactory = new_hex_id,
         serving: bool = False,
     ) -> None:
-        self.database = Database(dsn, pool_size=pool_size)
+        self.database = Database(
+            dsn, pool_size=pool_size, timeout=timeout, checkout_timeout=timeout
+        )
         # A server holds its share of the database while it runs, so that a restore or a
         # migration cannot replace the data under it (storage.postgres.serving).
         try:

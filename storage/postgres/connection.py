@@ -11,7 +11,9 @@ password (:func:`redact_dsn`):
 
 - a lost or unreachable server, a pool with no free connection within ``checkout_timeout``
   and a lock wait past ``lock_timeout`` become :class:`storage.errors.Unavailable` (the
-  service answers 503 and the client retries);
+  service answers 503 and the client retries). A server that goes silent (a network cut, a
+  firewall dropping packets, a paused VM) is given up after about ``timeout`` seconds by
+  the TCP options of :func:`silence_options`, not after the kernel's fifteen minutes;
 - a deadlock or serialization failure between two transactions (SQLSTATE class 40) becomes
   :class:`storage.errors.Contention`, an :class:`Unavailable` that says the transaction was
   rolled back whole. Failed statements are never retried here: a retry has to replay the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -82,6 +85,36 @@ def _secrets(dsn: str) -> list[str]:
     return [str(options[key]) for key in _SECRET_OPTIONS if options.get(key)]
 
 
+def silence_options(timeout: int) -> dict[str, int]:
+    """libpq options that give up on a server silent for about ``timeout`` seconds.
+
+    A server that vanishes without closing its connections (a network cut, a firewall
+    dropping packets, a paused VM) leaves a statement waiting for an answer that never
+    comes, and an idle connection (the serving lock's) looking healthy: the kernel
+    retransmits for about fifteen minutes (``tcp_retries2``) and sends no keepalive for two
+    hours. These bound both, in the kernel, at no cost to a request:
+
+    - ``connect_timeout``: a new connection that gets no answer;
+    - ``tcp_user_timeout`` (milliseconds): what was sent is still unacknowledged;
+    - TCP keepalives: a quiet connection probed after ``timeout // 2`` seconds, then every
+      second, and dropped when the probes go unanswered, by ``timeout`` seconds in all.
+      This also catches a statement whose request arrived but whose answer never will.
+
+    A slow statement is not cut short: the server's kernel still acknowledges and answers
+    probes. libpq ignores all but ``connect_timeout`` on a unix socket, where there is no
+    network to lose.
+    """
+    idle = max(1, timeout // 2)
+    return {
+        "connect_timeout": max(1, timeout),
+        "tcp_user_timeout": timeout * 1000,
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": 1,
+        "keepalives_count": max(1, timeout - idle),
+    }
+
+
 def check_if_stirred(connection: psycopg.Connection) -> None:
     """Check a pooled connection before it is handed out, with a round trip only when needed.
 
@@ -90,7 +123,8 @@ def check_if_stirred(connection: psycopg.Connection) -> None:
     error, then end of file), so the pool's real check runs, fails, and the pool opens a new
     connection. A quiet socket costs one ``poll`` instead of an empty statement, which was a
     fifth of the round trips of a request. A server that vanished without a word (a host
-    gone) is found by the request itself, exactly as it was by the empty statement.
+    gone) is found by the request itself, exactly as it was by the empty statement, or
+    earlier by its keepalives (:func:`silence_options`), which make the socket readable.
 
     :raises psycopg.OperationalError: if the connection is closed or no longer works.
     """
@@ -116,8 +150,9 @@ class Database:
     :param pool_size: connections kept at most (one per concurrent request is plenty).
     :param checkout_timeout: seconds a request waits for a free connection before
         :class:`Unavailable`.
-    :param connect_timeout: seconds to wait for the server to answer a new connection,
-        unless the DSN says otherwise.
+    :param timeout: seconds the server may stay silent before a new connection, a
+        statement or a quiet connection is given up as lost (:func:`silence_options`);
+        each option the DSN sets itself is kept.
     :param lock_timeout: seconds a statement waits for a row lock before :class:`Unavailable`.
     :param reconnect_timeout: seconds the pool retries a lost connection (after 1, 2, 4 ...
         seconds) before it gives up and tries afresh on the next request. The retries back
@@ -132,13 +167,17 @@ class Database:
         *,
         pool_size: int = 4,
         checkout_timeout: float = 5.0,
-        connect_timeout: float = 5.0,
+        timeout: int = 5,
         lock_timeout: float = 10.0,
         reconnect_timeout: float = 10.0,
     ) -> None:
         self.shown = redact_dsn(dsn)
         self._secrets = _secrets(dsn)
         self._checkout_timeout = checkout_timeout
+        self._timeout = timeout
+        # When a use of the database last raised Unavailable (time.monotonic()), until one
+        # succeeds: see unavailable_just_now.
+        self._unavailable_at: float | None = None
         self._lock_timeout_ms = round(lock_timeout * 1000)
         try:
             options = conninfo_to_dict(dsn)
@@ -147,8 +186,7 @@ class Database:
                 "PostgreSQL: the connection string cannot be parsed "
                 "(expected key=value pairs or a postgresql:// URI)"
             ) from None
-        if "connect_timeout" not in options:
-            options["connect_timeout"] = max(1, round(connect_timeout))
+        options = {**silence_options(timeout), **options}  # the DSN's own win
         self._conninfo = conninfo = make_conninfo("", **options)
         with self.errors(), psycopg.connect(conninfo, autocommit=True) as connection:
             apply_migrations(connection)
@@ -168,7 +206,7 @@ class Database:
         )
         try:
             with self.errors():
-                self.pool.open(wait=True, timeout=max(checkout_timeout, connect_timeout))
+                self.pool.open(wait=True, timeout=max(checkout_timeout, timeout))
         except Unavailable:
             self.pool.close()  # stops the workers that would go on trying to connect
             raise
@@ -178,6 +216,14 @@ class Database:
         """A pooled connection in autocommit mode, with errors translated."""
         with self.errors(), self.pool.connection() as connection:
             yield connection
+        self._unavailable_at = None
+
+    def unavailable_just_now(self) -> bool:
+        """Whether the last use of the database, less than ``timeout`` seconds ago, found it
+        unavailable: for writes a failed request makes on its way out (the activity log),
+        which would otherwise wait for a connection as long again before the 503 is sent."""
+        failed = self._unavailable_at
+        return failed is not None and time.monotonic() - failed < self._timeout
 
     @contextmanager
     def own_connection(self) -> Iterator[psycopg.Connection]:
@@ -256,6 +302,8 @@ class Database:
             if rolled_back(error):
                 # By the server, even when it surfaced at COMMIT: nothing was committed.
                 raise Contention(self._describe(error, committing=False)) from None
+            if not isinstance(error, pg_errors.LockNotAvailable):  # busy, not unreachable
+                self._unavailable_at = time.monotonic()
             raise Unavailable(self._describe(error, committing)) from None
 
     def close(self) -> None:

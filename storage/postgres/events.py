@@ -82,6 +82,16 @@ class PostgresEventLog:
         prune = self._due_for_pruning()
         if written and not prune:
             return
+        if self.database.unavailable_just_now():
+            # Most likely the request being answered failed for this reason: answer its 503
+            # now rather than after another wait for a connection.
+            with self._lock:
+                self.failures += 1
+            log.error(
+                "could not append to the activity log in %s: it was unavailable just now",
+                self.database.shown,
+            )
+            return
         try:
             with self.database.connection() as connection:
                 if not written:

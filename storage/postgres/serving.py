@@ -14,7 +14,9 @@ dies (or a machine whose connection PostgreSQL sees close) never leaves the data
 A server whose lock connection is lost while it runs has lost its share with it, and a
 restore may take the database meanwhile: until it holds its share again, it refuses every
 request (:meth:`ServingLock.check`, a 503), reads included, as the directory may be
-being replaced under it.
+being replaced under it. A lock connection that goes silent instead (a network cut, a
+paused VM) is ended by its keepalives within the database's timeout
+(:func:`~storage.postgres.connection.silence_options`), and found lost the same way.
 A machine that vanishes without closing its connections holds its share until PostgreSQL's
 TCP keepalives notice. Through a pooler in transaction mode (PgBouncer) a session lock means
 nothing: connect servers and commands to PostgreSQL itself, as the pool already requires.
