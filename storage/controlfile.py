@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, write_failure
 
 T = TypeVar("T")
 
@@ -50,10 +50,15 @@ def write_atomically(
         file in steps keeps a concurrent journal fsync from waiting for all of it.
     :param large: the file replaced is large: free its space with :func:`delete_gradually`
         rather than all at once in the rename.
+    :raises DiskFull: no space was left for the new file; the old one is unchanged.
+    :raises WriteFailed: another error kept the new file from replacing the old one.
     """
-    descriptor, temp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
-    )
+    try:
+        descriptor, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
+        )
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
     try:
         with os.fdopen(descriptor, "wb", buffering=1 << 16) as temp:
             unsynced = 0
@@ -68,8 +73,10 @@ def write_atomically(
             os.fsync(temp.fileno())
         retired = _retire(path) if large else None
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # the old file is as it was
+            raise write_failure(path, exc) from exc
         raise
     fsync_directory(path.parent)
     if retired is not None:

@@ -14,7 +14,7 @@ import pytest
 
 from storage import controlfile
 from storage.controlfile import ControlFile, write_atomically
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, DiskFull
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,7 +167,7 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(controlfile.os, "replace", refuse)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFull, match=f"{path}: no space left"):
         write_atomically(path, b'{"new": true}')
 
     assert path.read_bytes() == b'{"old": true}'
