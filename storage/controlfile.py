@@ -152,13 +152,19 @@ def decode_json(path: Path, raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorruptStore(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
+        raise CorruptStore(
+            f"{path} is not UTF-8: invalid byte at offset {exc.start}{_REPAIR}"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CorruptStore(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" + _REPAIR
         ) from None
+
+
+# What to do about a file that cannot be parsed (most likely edited by hand).
+_REPAIR = "; nothing was changed: repair it by hand (it is JSON)"
 
 
 def fsync_directory(directory: Path) -> None:

@@ -458,6 +458,24 @@ def test_serve_refuses_a_corrupt_data_file_with_exit_1(
 
     assert code == 1
     assert err.startswith("error: ") and DATA_FILE in err
+    assert "nothing was changed: repair the file, or restore the last backup with" in err
+    assert served == []
+
+
+def test_serve_refuses_a_damaged_session_key_with_exit_1_saying_what_to_do(
+    capsys, config: Path, data_dir: Path, served
+) -> None:
+    """Not a traceback: the key file is a storage file like the others."""
+    data_dir.mkdir()
+    (data_dir / "session.key").write_text("z" * 64 + "\n", encoding="ascii")
+    (data_dir / "session.key").chmod(0o600)
+
+    code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "session.key holds no valid session key; delete it and restart" in err
+    assert "Traceback" not in err
     assert served == []
 
 

@@ -130,11 +130,17 @@ def test_a_change_that_raises_writes_nothing(path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"tokens": [}', "not valid JSON: Expecting value at line 1 column 13"),
-        ('{"format": 1,\n"tokens": ', "not valid JSON: Expecting value at line 2 column 11"),
+        (
+            '{"tokens": [}',
+            "not valid JSON: Expecting value at line 1 column 13; nothing was changed: repair it",
+        ),
+        (
+            '{"format": 1,\n"tokens": ',
+            "not valid JSON: Expecting value at line 2 column 11; nothing was changed: repair it",
+        ),
         ("[1, 2]", "holds a JSON list, not an object"),
         ("  \n", "is empty"),
-        ('{"name": "\xff"}', "is not UTF-8: invalid byte at offset 10"),
+        ('{"name": "\xff"}', "is not UTF-8: invalid byte at offset 10; nothing was changed"),
     ],
     ids=["bad-value", "truncated", "not-an-object", "blank", "latin-1"],
 )
