@@ -272,7 +272,10 @@ class ControlFile:
         # flock locks belong to the open file description, so this excludes other threads of
         # this process as well as other processes. The lock file is never deleted: removing
         # it would let a waiter lock a file nobody else can see any more.
-        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # a read-only remount refuses even an existing file
+            raise write_failure(self.lock_path, exc) from exc
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             # Temp files left by a writer that died can only be cleaned up under the lock.

@@ -169,6 +169,31 @@ def test_control_panel_writes_on_a_full_disk_are_507_pages_and_work_once_space_i
     assert other.sign_in().status_code == 302
 
 
+def test_control_panel_writes_on_a_read_only_disk_are_503_pages_while_reads_go_on(
+    quiet_app: Flask, scim: ScimClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a remount read-only even opening an existing file for writing fails (EROFS),
+    the lock file of a shared document included."""
+    admin = signed_in(quiet_app)
+    real_open = os.open
+
+    def read_only(path, flags: int, *args, **kwargs) -> int:
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_open(path, flags, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(controlfile.os, "open", read_only)
+        refused = admin.submit("/admin/settings", "/admin/settings/tokens", {"name": "new"})
+        listed = scim.get("/Users")
+
+    assert refused.status_code == 503, refused.status_code
+    page = refused.get_data(as_text=True)
+    assert "could not write to its disk" in page and "Errno" not in page
+    assert listed.status_code == 200
+    assert admin.create_token("new")  # writable again
+
+
 def test_token_create_on_a_full_disk_says_so_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
