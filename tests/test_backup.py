@@ -127,14 +127,20 @@ def test_restore_is_refused_while_a_server_holds_the_directory(
     assert files(data_dir) == before
 
 
-def test_restore_keeps_the_previous_files_and_replaces_data_and_journal(
-    stores: Stores, data_dir: Path, tmp_path: Path
-) -> None:
+def changed_since_backup(stores: Stores, data_dir: Path, tmp_path: Path) -> Path:
+    """The sample backed up to ``backup.json``, then a user added: a copy of the directory
+    as a crash leaves it (a data file and a journal), ready for a restore."""
     store = sample(stores, data_dir)
     backup(store, tmp_path / "backup.json")
     with store.transaction() as tx:
         tx.insert("User", user("later"))
-    crashed = crash_copy(data_dir, tmp_path / "crashed")  # a data file and a journal
+    return crash_copy(data_dir, tmp_path / "crashed")
+
+
+def test_restore_keeps_the_previous_files_and_replaces_data_and_journal(
+    stores: Stores, data_dir: Path, tmp_path: Path
+) -> None:
+    crashed = changed_since_backup(stores, data_dir, tmp_path)
     previous = files(crashed)
 
     summary = restore(tmp_path / "backup.json", crashed, INDEXES)
@@ -206,11 +212,7 @@ def test_restore_on_a_full_disk_says_so_and_changes_nothing(
     capsys: pytest.CaptureFixture,
     where: str,
 ) -> None:
-    store = sample(stores, data_dir)
-    backup(store, tmp_path / "backup.json")
-    with store.transaction() as tx:
-        tx.insert("User", user("later"))
-    crashed = crash_copy(data_dir, tmp_path / "crashed")  # a data file and a journal
+    crashed = changed_since_backup(stores, data_dir, tmp_path)
     before = files(crashed)
 
     def full(*args: object, **kwargs: object) -> None:
