@@ -56,6 +56,7 @@ from scim.api.context import Services
 from scim.api.responses import register_html_errors
 from storage.backend import Backend
 from storage.documents import SharedDocument
+from storage.errors import WriteFailed
 from storage.repository import Clock
 
 log = logging.getLogger("proware.sso")
@@ -232,9 +233,19 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
     if admin.accounts.any() or not admin.sso.local_allowed():
         out(f"  Control panel: {base}{PATH}")
         return
-    secret = admin.setup.issue()
-    minutes = int(admin.setup.lifetime.total_seconds() // 60)
     who = "No local admin (the break-glass account) yet" if admin.sso.enabled() else "No admin yet"
+    try:
+        secret = admin.setup.issue()
+    except WriteFailed as exc:
+        # A full or read-only disk: the directory still serves what it holds, so say what
+        # is missing rather than refuse to start.
+        out(
+            f"  {who}, and no setup link could be saved ({exc}).\n"
+            f"  Once the disk accepts writes again, restart to get one, or run: "
+            f"{command} admin create USERNAME"
+        )
+        return
+    minutes = int(admin.setup.lifetime.total_seconds() // 60)
     out(
         f"  {who}. Set up the control panel (link works once, for {minutes} minutes):\n"
         f"    {base}{PATH}/setup/{secret}\n"

@@ -120,10 +120,18 @@ class AuditLog:
                 self._rotate()
                 descriptor = self._open()
                 self._new_file = True
+                size = 0
             elif not self._tail_checked and not _ends_with_newline(descriptor, size):
                 # A crash cut the last line short: start this event on a line of its own.
                 line = b"\n" + line
-            os.write(descriptor, line)  # O_APPEND: one write, never interleaved
+            try:
+                _write_whole(descriptor, line)
+            except OSError:
+                # Disk full midway: cut the part written away, or the next event would be
+                # glued to it and both lines unreadable (failing that, check the tail first).
+                self._tail_checked = False
+                os.ftruncate(descriptor, size)
+                raise
             self._tail_checked = True
             self._unsynced += len(line)
             if self._unsynced >= self.sync_every:
@@ -251,6 +259,14 @@ def decode(line: bytes) -> dict | None:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
     return event if isinstance(event, dict) else None
+
+
+def _write_whole(descriptor: int, data: bytes) -> None:
+    """Write all of ``data`` (O_APPEND: each write at the end); a disk filling up midway
+    makes one write short and the next raise."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
 
 
 def _ends_with_newline(descriptor: int, size: int) -> bool:

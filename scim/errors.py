@@ -159,6 +159,13 @@ class ServiceUnavailable(ScimError):
     status = 503
 
 
+class InsufficientStorage(ScimError):
+    """The server's disk is full: the change was not made, and is accepted again once an
+    operator frees space (507, RFC 4918 §11.5). Like a 503, a 5xx that Entra retries."""
+
+    status = 507
+
+
 # The classes http_status_error picks by status; any other status is a BadRequest carrying it.
 _BY_STATUS: dict[int, type[ScimError]] = {
     404: NotFound,

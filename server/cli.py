@@ -128,5 +128,8 @@ def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int
         if args.command == "token":
             return commands.token(args, control)
         return commands.provisioning(args.action, control)
+    except StorageError as exc:  # e.g. the disk is full: nothing was changed
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         state.close()

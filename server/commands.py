@@ -26,6 +26,8 @@ from server.config import ConfigError, Settings, request_threads
 from storage.documents import SharedDocument
 from storage.errors import StorageError
 
+log = logging.getLogger("proware")
+
 
 def configure_logging(settings: Settings) -> None:
     """Log lines, access log included, to standard output; with the pid when several
@@ -140,7 +142,11 @@ def _app_of_this_process(
         yield app
     finally:
         refusals.close()  # the counts of repeated refusals reach the log before the store closes
-        app.extensions["proware"].tokens.flush()
+        try:
+            app.extensions["proware"].tokens.flush()
+        except (OSError, StorageError):
+            # Last-use times are bookkeeping: a full disk must not keep the store open.
+            log.warning("could not save token last-use times at shutdown", exc_info=True)
         app.extensions[ADMIN_EXTENSION].connection.wait_for_save()
         app.extensions["proware.backend"].close()
 

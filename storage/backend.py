@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
+from storage.errors import CorruptStore
 from storage.failures import FailureLog, MemoryFailureLog
 from storage.repository import Index, Repository
 from storage.settings import POSTGRESQL, StorageSettings
@@ -211,10 +212,14 @@ def _read_key(path: Path) -> bytes:
     if mode & 0o077:
         log.warning("%s was readable by others (mode %o); setting mode 0600", path, mode)
         os.chmod(path, 0o600)
-    key = path.read_text(encoding="ascii").strip()
-    if len(key) < 2 * SECRET_BYTES:
-        raise ValueError(
+    try:
+        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except ValueError:  # UnicodeDecodeError too
+        key = b""
+    if len(key) < SECRET_BYTES:
+        # A StorageError, so that serve says this and exits rather than show a traceback.
+        raise CorruptStore(
             f"{path} holds no valid session key; delete it and restart to generate a new one "
             "(every admin will have to sign in again)"
         )
-    return bytes.fromhex(key)
+    return key

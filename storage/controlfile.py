@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, write_failure
 
 T = TypeVar("T")
 
@@ -50,10 +50,15 @@ def write_atomically(
         file in steps keeps a concurrent journal fsync from waiting for all of it.
     :param large: the file replaced is large: free its space with :func:`delete_gradually`
         rather than all at once in the rename.
+    :raises DiskFull: no space was left for the new file; the old one is unchanged.
+    :raises WriteFailed: another error kept the new file from replacing the old one.
     """
-    descriptor, temp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
-    )
+    try:
+        descriptor, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent
+        )
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
     try:
         with os.fdopen(descriptor, "wb", buffering=1 << 16) as temp:
             unsynced = 0
@@ -68,8 +73,10 @@ def write_atomically(
             os.fsync(temp.fileno())
         retired = _retire(path) if large else None
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # the old file is as it was
+            raise write_failure(path, exc) from exc
         raise
     fsync_directory(path.parent)
     if retired is not None:
@@ -145,13 +152,19 @@ def decode_json(path: Path, raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorruptStore(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
+        raise CorruptStore(
+            f"{path} is not UTF-8: invalid byte at offset {exc.start}{_REPAIR}"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CorruptStore(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" + _REPAIR
         ) from None
+
+
+# What to do about a file that cannot be parsed (most likely edited by hand).
+_REPAIR = "; nothing was changed: repair it by hand (it is JSON)"
 
 
 def fsync_directory(directory: Path) -> None:
@@ -259,7 +272,10 @@ class ControlFile:
         # flock locks belong to the open file description, so this excludes other threads of
         # this process as well as other processes. The lock file is never deleted: removing
         # it would let a waiter lock a file nobody else can see any more.
-        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:  # a read-only remount refuses even an existing file
+            raise write_failure(self.lock_path, exc) from exc
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             # Temp files left by a writer that died can only be cleaned up under the lock.

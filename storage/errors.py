@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class StorageError(Exception):
     """Base class for everything the storage layer raises on purpose."""
@@ -57,6 +59,40 @@ class Unavailable(StorageError):
     """
 
     detail = "the directory's database is unavailable; retry later (the server log says why)"
+
+
+class WriteFailed(Unavailable):
+    """The disk refused a write (read-only, an I/O error, no space): nothing of the change
+    was made (HTTP 503). The message names the file and the system's reason, for the log."""
+
+    detail = (
+        "the server could not write to its disk, so the change was not made; retry later "
+        "(the server log says why)"
+    )
+
+
+class DiskFull(WriteFailed):
+    """No space (or no quota) is left where the data lives: nothing of the change was made,
+    and writes work again once space is freed, without a restart (HTTP 507, RFC 4918
+    §11.5: "unable to store the representation ... considered to be temporary")."""
+
+    detail = (
+        "the server's disk is full, so the change was not made; it is accepted again once "
+        "space is freed on the server (the server log names the directory)"
+    )
+
+
+# errno values that mean "no room left", whatever else the write would have needed.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def write_failure(path: object, exc: OSError) -> WriteFailed:
+    """The storage error for ``exc``, raised writing ``path``: :class:`DiskFull` when the
+    disk (or quota) is full, else :class:`WriteFailed`."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in _NO_SPACE:
+        return DiskFull(f"{path}: no space left to write ({reason}); free space on its disk")
+    return WriteFailed(f"{path}: the write failed ({reason})")
 
 
 class Contention(Unavailable):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -150,6 +151,56 @@ def test_a_failed_append_is_counted_not_raised(tmp_path: Path) -> None:
     log = AuditLog(blocker / "activity.jsonl")
     log.append({"n": 1})
     assert log.failures == 1
+
+
+def _disk_fills_up(monkeypatch: pytest.MonkeyPatch, after_bytes: int) -> None:
+    """The next write stores ``after_bytes`` bytes, then the disk is full."""
+    real_write = os.write
+
+    def part_then_full(descriptor: int, data: bytes) -> int:
+        monkeypatch.setattr(audit.os, "write", full)
+        return real_write(descriptor, bytes(data[:after_bytes]))
+
+    def full(descriptor: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit.os, "write", part_then_full)
+
+
+def test_an_append_cut_short_by_a_full_disk_leaves_nothing_to_spoil_the_next_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills up midway through a line: that event is counted as failed, and once
+    space is freed the next one is a whole line of its own, not glued to the fragment."""
+    path = tmp_path / "activity.jsonl"
+    log = AuditLog(path)
+    log.append({"n": 1})
+    _disk_fills_up(monkeypatch, after_bytes=5)
+    log.append({"n": 2, "operation": "create"})
+    monkeypatch.undo()
+    log.append({"n": 3})
+
+    assert log.failures == 1
+    assert lines(path) == [{"n": 1}, {"n": 3}]
+
+
+def test_an_append_failing_right_after_a_rotation_leaves_the_new_file_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "activity.jsonl"
+    log = AuditLog(path, max_bytes=1024)
+    while not audit.rotated_path(path, 1).exists():
+        log.append({"padding": "x" * 100})
+    rotated = audit.rotated_path(path, 1).read_bytes()
+    while path.stat().st_size + 120 <= 1024:
+        log.append({"padding": "x" * 100})
+    _disk_fills_up(monkeypatch, after_bytes=5)
+    log.append({"padding": "y" * 100})  # rotates first, then fails
+    monkeypatch.undo()
+
+    assert log.failures == 1
+    assert path.read_bytes() == b""
+    assert audit.rotated_path(path, 2).read_bytes() == rotated
 
 
 def test_keys_that_could_hold_secrets_are_never_written(tmp_path: Path) -> None:

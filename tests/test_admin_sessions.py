@@ -12,6 +12,7 @@ from admin.sessions import COOKIE_NAME
 from app import create_app
 from server.config import Settings
 from storage.backend import load_or_create_secret
+from storage.errors import CorruptStore
 from tests.admin_support import (
     PASSWORD,
     USERNAME,
@@ -84,11 +85,24 @@ def test_a_secret_readable_by_others_is_made_private(
     assert secret.hex() not in caplog.text
 
 
-def test_a_damaged_secret_file_stops_the_start_with_what_to_do(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"short", id="short"),
+        pytest.param(b"z" * 64 + b"\n", id="not-hex"),
+        pytest.param(b"0" * 65 + b"\n", id="odd-length"),
+        pytest.param("é".encode() * 64, id="not-ascii"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_a_damaged_secret_file_stops_the_start_with_what_to_do(
+    tmp_path: Path, content: bytes
+) -> None:
+    """A storage error (serve prints it and exits 1), never a bare ValueError's traceback."""
     path = tmp_path / "session.key"
-    path.write_text("short")
+    path.write_bytes(content)
     path.chmod(0o600)
-    with pytest.raises(ValueError, match="delete it and restart"):
+    with pytest.raises(CorruptStore, match="holds no valid session key; delete it and restart"):
         load_or_create_secret(path)
 
 

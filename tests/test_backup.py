@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from pathlib import Path
@@ -9,7 +10,10 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage.errors import CorruptStore, StorageError, StoreLocked
+from app import main
+from storage import controlfile
+from storage.errors import CorruptStore, DiskFull, StorageError, StoreLocked
+from storage.journal import backup as backup_module
 from storage.journal.backup import backup, restore
 from storage.journal.format import list_segments
 from storage.tinydb_store import TinyDBRepository
@@ -123,14 +127,20 @@ def test_restore_is_refused_while_a_server_holds_the_directory(
     assert files(data_dir) == before
 
 
-def test_restore_keeps_the_previous_files_and_replaces_data_and_journal(
-    stores: Stores, data_dir: Path, tmp_path: Path
-) -> None:
+def changed_since_backup(stores: Stores, data_dir: Path, tmp_path: Path) -> Path:
+    """The sample backed up to ``backup.json``, then a user added: a copy of the directory
+    as a crash leaves it (a data file and a journal), ready for a restore."""
     store = sample(stores, data_dir)
     backup(store, tmp_path / "backup.json")
     with store.transaction() as tx:
         tx.insert("User", user("later"))
-    crashed = crash_copy(data_dir, tmp_path / "crashed")  # a data file and a journal
+    return crash_copy(data_dir, tmp_path / "crashed")
+
+
+def test_restore_keeps_the_previous_files_and_replaces_data_and_journal(
+    stores: Stores, data_dir: Path, tmp_path: Path
+) -> None:
+    crashed = changed_since_backup(stores, data_dir, tmp_path)
     previous = files(crashed)
 
     summary = restore(tmp_path / "backup.json", crashed, INDEXES)
@@ -191,6 +201,40 @@ def test_restore_refuses_an_unusable_backup_and_changes_nothing(
     assert str(source) in str(raised.value)
     assert files(data_dir) == before
     assert sorted(path.name for path in data_dir.iterdir() if path.is_dir()) == []
+
+
+@pytest.mark.parametrize("where", ["copying-the-previous-files", "writing-the-data-file"])
+def test_restore_on_a_full_disk_says_so_and_changes_nothing(
+    stores: Stores,
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    where: str,
+) -> None:
+    crashed = changed_since_backup(stores, data_dir, tmp_path)
+    before = files(crashed)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        if where == "copying-the-previous-files":
+            patch.setattr(backup_module.os, "mkdir", full)
+        else:  # the previous files are kept (hard links need no space), then
+            patch.setattr(controlfile.tempfile, "mkstemp", full)
+        with pytest.raises(DiskFull, match="no space left to write"):
+            restore(tmp_path / "backup.json", crashed, INDEXES)
+        config = tmp_path / "proware.toml"
+        config.write_text(f"[storage]\npath = {json.dumps(str(crashed))}\n", encoding="utf-8")
+        code = main(["--config", str(config), "restore", str(tmp_path / "backup.json")])
+
+    assert code == 1
+    assert "error: " in capsys.readouterr().err
+    assert files(crashed) == before
+    assert sorted(path.name for path in crashed.iterdir() if path.is_dir()) == []
+    reopened = stores.open(crashed, prefix="r-")
+    assert [u["userName"] for u in reopened.all("User")] == ["ann", "bob", "cid", "later"]
 
 
 def test_restore_of_a_missing_file_says_so(data_dir: Path, tmp_path: Path) -> None:

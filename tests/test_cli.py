@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import logging
@@ -19,6 +20,8 @@ from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from server import commands, httpserver
 from server.config import CONFIG_ENV, load_settings
+from storage import controlfile
+from storage.journal.lock import DataDirLock
 from storage.journal.snapshot import DATA_FILE
 
 PREFIX = "/scim/v2"
@@ -458,7 +461,48 @@ def test_serve_refuses_a_corrupt_data_file_with_exit_1(
 
     assert code == 1
     assert err.startswith("error: ") and DATA_FILE in err
+    assert "nothing was changed: repair the file, or restore the last backup with" in err
     assert served == []
+
+
+def test_serve_refuses_a_damaged_session_key_with_exit_1_saying_what_to_do(
+    capsys, config: Path, data_dir: Path, served
+) -> None:
+    """Not a traceback: the key file is a storage file like the others."""
+    data_dir.mkdir()
+    (data_dir / "session.key").write_text("z" * 64 + "\n", encoding="ascii")
+    (data_dir / "session.key").chmod(0o600)
+
+    code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert code == 1
+    assert err.startswith("error: ")
+    assert "session.key holds no valid session key; delete it and restart" in err
+    assert "Traceback" not in err
+    assert served == []
+
+
+def test_serve_stopping_on_a_full_disk_still_closes_the_store_and_exits_0(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch, restore_logging
+) -> None:
+    """The token uses saved at shutdown are bookkeeping: a full disk (when an operator is most
+    likely to restart) must not skip closing the store nor turn the stop into a failure."""
+    secret = create_token(capsys, config)
+
+    def serve_on_a_full_disk(app: Flask, **options: object) -> None:
+        monkeypatch.setattr(controlfile.tempfile, "mkstemp", full)  # no new file fits
+        app.test_client().get(PREFIX + "/Users", headers={"Authorization": f"Bearer {secret}"})
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(commands.httpserver, "serve", serve_on_a_full_disk)
+    code, out, err = run(capsys, "--config", str(config), "serve")
+    monkeypatch.undo()
+
+    assert code == 0, err
+    assert "could not save token last-use times at shutdown" in out
+    DataDirLock(data_dir).release()  # the store let the directory go
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -14,7 +14,7 @@ import pytest
 
 from storage import controlfile
 from storage.controlfile import ControlFile, write_atomically
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, DiskFull
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,11 +130,17 @@ def test_a_change_that_raises_writes_nothing(path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"tokens": [}', "not valid JSON: Expecting value at line 1 column 13"),
-        ('{"format": 1,\n"tokens": ', "not valid JSON: Expecting value at line 2 column 11"),
+        (
+            '{"tokens": [}',
+            "not valid JSON: Expecting value at line 1 column 13; nothing was changed: repair it",
+        ),
+        (
+            '{"format": 1,\n"tokens": ',
+            "not valid JSON: Expecting value at line 2 column 11; nothing was changed: repair it",
+        ),
         ("[1, 2]", "holds a JSON list, not an object"),
         ("  \n", "is empty"),
-        ('{"name": "\xff"}', "is not UTF-8: invalid byte at offset 10"),
+        ('{"name": "\xff"}', "is not UTF-8: invalid byte at offset 10; nothing was changed"),
     ],
     ids=["bad-value", "truncated", "not-an-object", "blank", "latin-1"],
 )
@@ -167,7 +173,7 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(controlfile.os, "replace", refuse)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFull, match=f"{path}: no space left"):
         write_atomically(path, b'{"new": true}')
 
     assert path.read_bytes() == b'{"old": true}'

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage.errors import Conflict
+from storage.errors import Conflict, DiskFull
 from storage.journal import file as journal_file
 from storage.journal import pacing
 from storage.journal.file import JournalBroken
@@ -183,7 +183,7 @@ def test_a_failed_append_leaves_the_journal_as_before_and_the_store_usable(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(journal_file.os, "write", disk_fills_up)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(DiskFull, match="No space"):
         insert(store, "User", user("bob"))
     monkeypatch.undo()
 

@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from scim import constants, errors
-from storage.errors import Unavailable, Unstorable
+from storage.errors import DiskFull, Unavailable, Unstorable
 from storage.jsontext import utf8_json
 
 log = logging.getLogger("proware")
@@ -152,10 +152,16 @@ def register_error_handlers(app: Flask) -> None:
         # The message names the database without its password (storage redacts it), or the
         # journal's file; the client gets the exception's own detail.
         log.warning("request %s: %s", getattr(g, "request_id", "-"), exc)
-        error = errors.ServiceUnavailable(exc.detail)
+        full = isinstance(exc, DiskFull)
+        error: errors.ScimError = (
+            errors.InsufficientStorage(exc.detail)
+            if full
+            else errors.ServiceUnavailable(exc.detail)
+        )
         g.scim_error = error
-        response = _html_error(503, error.detail) or error_response(error)
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        response = _html_error(error.status, error.detail) or error_response(error)
+        if not full:  # a full disk lasts until someone frees space: no time to promise
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return response
 
     @app.errorhandler(Unstorable)

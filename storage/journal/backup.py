@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.controlfile import fsync_directory, remove_stray_temp_files
-from storage.errors import CorruptStore, StorageError
+from storage.errors import CorruptStore, StorageError, WriteFailed, write_failure
 from storage.journal import JournalRepository
 from storage.journal.format import list_segments
 from storage.journal.lock import DataDirLock
@@ -97,6 +97,8 @@ def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
     :raises StoreLocked: if a server (or another restore) holds ``data_dir``.
     :raises CorruptStore: if ``source`` is not a valid Proware data file (format 1 or 2);
         nothing is changed then.
+    :raises WriteFailed: if the disk is full (:class:`DiskFull`) or refuses the writes;
+        nothing is changed then either.
     """
     source, data_dir = Path(source), Path(data_dir)
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -120,7 +122,15 @@ def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
         # Above every segment present, so start-up treats them all as replaced even if
         # the deletions below never happen.
         generation = max([*segments, _generation(data_path)]) + 1
-        write_snapshot(data_path, state, meta_record(generation, snapshot.seq, snapshot.event_seq))
+        try:
+            write_snapshot(
+                data_path, state, meta_record(generation, snapshot.seq, snapshot.event_seq)
+            )
+        except WriteFailed:
+            # The data file is as it was (a disk full, say): nothing to keep a copy of.
+            if previous is not None:
+                shutil.rmtree(previous, ignore_errors=True)
+            raise
         for path in segments.values():
             path.unlink(missing_ok=True)
         fsync_directory(data_dir)
@@ -136,14 +146,18 @@ def _keep_previous(data_dir: Path, paths: list[Path]) -> Path | None:
         return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     kept = data_dir / f"proware.before-restore-{stamp}.bak"
-    kept.mkdir(mode=0o700)
-    for path in existing:
-        try:
-            os.link(path, kept / path.name)
-        except OSError:  # a file system without hard links
-            shutil.copy2(path, kept / path.name)
-    fsync_directory(kept)
-    fsync_directory(data_dir)
+    try:
+        kept.mkdir(mode=0o700)
+        for path in existing:
+            try:
+                os.link(path, kept / path.name)
+            except OSError:  # a file system without hard links
+                shutil.copy2(path, kept / path.name)
+        fsync_directory(kept)
+        fsync_directory(data_dir)
+    except OSError as exc:  # a full disk: nothing was changed yet but this copy
+        shutil.rmtree(kept, ignore_errors=True)
+        raise write_failure(kept, exc) from exc
     return kept
 
 

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from storage.controlfile import fsync_directory
-from storage.errors import Unavailable
+from storage.errors import DiskFull, Unavailable, write_failure
 from storage.journal.format import segment_name
 
 
@@ -66,20 +66,35 @@ class JournalFile:
     def append(self, data: bytes, seq: int) -> None:
         """Write record ``seq`` at the end of the segment (not yet durable).
 
-        The caller holds the repository's lock. If the write fails (disk full) the partial
-        record is cut away again and the journal stays usable.
+        The caller holds the repository's lock. If the disk is full the partial record is
+        cut away again and the journal stays usable: writes succeed again once space is
+        freed. Any other failed write (an I/O error, a read-only remount) breaks the
+        journal until the server restarts, like a failed fsync.
+
+        :raises DiskFull: no space was left; nothing of the record remains.
+        :raises JournalBroken: the write failed otherwise, or the partial record could not
+            be cut away.
         """
         self._check()
         start, view = self.size, memoryview(data)
         try:
             while view:
                 view = view[os.write(self._descriptor, view) :]
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.ftruncate(self._descriptor, start)
-            except OSError as exc:
-                self._failure = exc
-            raise
+            except OSError as truncating:
+                self._failure = truncating
+            if not isinstance(exc, OSError):
+                raise
+            error = write_failure(self.path, exc)
+            if self._failure is None and isinstance(error, DiskFull):
+                raise error from exc
+            self._failure = self._failure or exc
+            raise JournalBroken(
+                f"{self.path}: a write failed ({exc.strerror or exc}); no more changes are "
+                "accepted until the server restarts"
+            ) from exc
         self.size += len(data)
         self._written_seq = seq
 

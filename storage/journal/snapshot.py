@@ -85,9 +85,17 @@ def read_snapshot(path: Path) -> Snapshot | None:
     """
     try:
         # The bytes are a temporary: freed once parsed, before the state is built from them.
-        return _Decoder(path).snapshot(_parse(path, path.read_bytes()))
+        data = _parse(path, path.read_bytes(), remedy=_REPAIR_DATA_FILE)
     except FileNotFoundError:
         return None
+    return _Decoder(path).snapshot(data)
+
+
+# What to do about a data file that cannot be parsed (edited by hand, damaged on disk).
+_REPAIR_DATA_FILE = (
+    "; nothing was changed: repair the file, or restore the last backup with "
+    "'python app.py restore BACKUP' (changes made since that backup are lost)"
+)
 
 
 def decode_snapshot(path: Path, raw: bytes) -> Snapshot:
@@ -99,15 +107,20 @@ def decode_snapshot(path: Path, raw: bytes) -> Snapshot:
     return _Decoder(path).snapshot(_parse(path, raw))
 
 
-def _parse(path: Path, raw: bytes) -> Any:
+def _parse(path: Path, raw: bytes, remedy: str = "") -> Any:
+    """The JSON value in ``raw``; ``remedy`` ends the message of a :class:`CorruptStore`."""
     if not raw or raw.isspace():
-        raise CorruptStore(f"{path} is empty; expected a JSON document (restore it from backup)")
+        raise CorruptStore(
+            f"{path} is empty; expected a JSON document{remedy or ' (restore it from backup)'}"
+        )
     # Parsing builds millions of objects; collecting garbage meanwhile finds none and
     # doubles the start-up time at 50,000 users.
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CorruptStore(f"{path} is not UTF-8: invalid byte at offset {exc.start}") from None
+        raise CorruptStore(
+            f"{path} is not UTF-8: invalid byte at offset {exc.start}{remedy}"
+        ) from None
     del raw  # at 50,000 users the bytes are 45 MB: not held while the objects are built
     enabled = gc.isenabled()
     gc.disable()
@@ -116,7 +129,7 @@ def _parse(path: Path, raw: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise CorruptStore(
             f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} "
-            f"(offset {exc.pos})"
+            f"(offset {exc.pos}){remedy}"
         ) from None
     finally:
         if enabled:
