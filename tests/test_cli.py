@@ -355,6 +355,48 @@ def test_backup_while_serving_then_restore_into_the_stopped_instance(
     assert names == ["kept@contoso.com"]
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        pytest.param("missing/backup.json", "there is no directory", id="no-directory"),
+        pytest.param(".", "it is a directory", id="a-directory"),
+    ],
+)
+def test_backup_to_a_path_it_cannot_write_says_why(
+    capsys, config: Path, tmp_path: Path, target: str, message: str
+) -> None:
+    """README's `backup /backups/proware-$(date +%F).json` before /backups exists."""
+    app = create_app(load_settings(config))
+    app.extensions["proware"].repository.close()
+    before = sorted(tmp_path.rglob("*"))
+
+    code, out, err = run(capsys, "--config", str(config), "backup", str(tmp_path / target))
+
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: no backup written to {tmp_path / target}: {message}")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_backup_that_the_system_refuses_to_write_says_why(
+    capsys, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the operator's user may not write in (root, who runs the tests, may)."""
+    app = create_app(load_settings(config))
+    app.extensions["proware"].repository.close()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".backup.json.tmp"))
+
+    monkeypatch.setattr("storage.controlfile.tempfile.mkstemp", refuse)
+    code, out, err = run(capsys, "--config", str(config), "backup", str(tmp_path / "backup.json"))
+
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: no backup written to {tmp_path / 'backup.json'}: Permission denied "
+        f"({tmp_path / '.backup.json.tmp'})\n"
+    )
+
+
 def test_restore_refuses_a_file_that_is_not_a_snapshot(
     capsys, config: Path, tmp_path: Path
 ) -> None:
