@@ -503,6 +503,42 @@ def test_serve_refuses_a_corrupt_data_file_with_exit_1(
     assert served == []
 
 
+@pytest.mark.parametrize("command", [["serve"], ["token", "list"]], ids=["serve", "token-list"])
+def test_a_data_directory_that_cannot_be_created_is_named_with_exit_1(
+    capsys, tmp_path: Path, served, command: list[str]
+) -> None:
+    """Not a traceback: the start (or a command) says which directory and what to do."""
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    config = tmp_path / "proware.toml"
+    config.write_text('[storage]\npath = "a-file/data"\n', encoding="utf-8")
+
+    code, out, err = run(capsys, "--config", str(config), *command)
+
+    assert (code, out, served) == (1, "", [])
+    assert err == (
+        f"error: cannot create the data directory {tmp_path / 'a-file' / 'data'}: "
+        "Not a directory; create it for this user, or set [storage] path\n"
+    )
+
+
+def test_a_data_directory_this_user_cannot_write_in_is_named_with_exit_1(
+    capsys, config: Path, data_dir: Path, served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As /var/lib/proware made by root would be for the proware user (the tests run as
+    root, whom permissions do not stop: os.access stands in for the kernel's answer)."""
+    data_dir.mkdir()
+    monkeypatch.setattr("storage.backend.os.access", lambda path, mode: path != data_dir)
+
+    code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert (code, served) == (1, [])
+    assert err == (
+        f"error: the data directory {data_dir} is not writable by this user; give it to the "
+        "user that runs Proware, or set [storage] path\n"
+    )
+    assert list(data_dir.iterdir()) == []
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_stops_serve_cleanly_and_the_handler_is_restored(
     capsys, config: Path, monkeypatch: pytest.MonkeyPatch, restore_logging, signum: int
