@@ -106,6 +106,20 @@ def test_token_create_names_the_expires_option_when_refusing_its_value(
     assert "expires_in_days" not in err
 
 
+@pytest.mark.parametrize("days", ["3651", "3000000"])
+def test_token_create_refuses_an_expiry_past_ten_years_as_the_control_panel_does(
+    capsys, config: Path, days: str
+) -> None:
+    """3,000,000 days was a traceback (past the year 9999); 3,651 a token the panel refuses."""
+    with pytest.raises(SystemExit) as usage_error:
+        main(["--config", str(config), "token", "create", "--name", "x", "--expires", days])
+
+    assert usage_error.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --expires: must be at most 3650 days, not '{days}'" in err
+    assert run(capsys, "--config", str(config), "token", "list")[1].count("\n") == 1  # header
+
+
 def test_token_list_never_shows_a_secret_or_hash(capsys, config: Path, data_dir: Path) -> None:
     first = create_token(capsys, config, "entra")
     second = create_token(capsys, config, "backup", "--read-only")
