@@ -504,6 +504,22 @@ def test_serve_passes_proxy_settings_to_waitress(capsys, tmp_path: Path, served)
     assert logging.getLogger("proware").level == logging.WARNING
 
 
+def test_serve_behind_a_proxy_without_public_url_does_not_print_its_own_address(
+    capsys, tmp_path: Path, served
+) -> None:
+    """The README's TLS proxy setup: http://127.0.0.1:8000/scim/v2 is not what Entra uses."""
+    config = tmp_path / "proxy.toml"
+    config.write_text('[server]\ntrusted_proxy = "127.0.0.1"\n', encoding="utf-8")
+
+    code, out, _ = run(capsys, "--config", str(config), "serve")
+
+    assert code == 0
+    assert (
+        "  Tenant URL:   the URL clients use through the proxy + /scim/v2 (the control panel "
+        "shows it; set [server] public_url to print it here)\n"
+    ) in out
+
+
 def test_serve_refuses_a_corrupt_data_file_with_exit_1(
     capsys, config: Path, data_dir: Path, served
 ) -> None:
