@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="action", required=True)
     create = token_sub.add_parser("create", parents=[common], help="create a token, print it once")
     create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
-    create.add_argument("--read-only", action="store_true", help="may only read (GET)")
+    create.add_argument(
+        "--read-only", action="store_true", help="may only read (GET and POST /.search)"
+    )
     create.add_argument(
         "--expires",
         type=_one_or_more("days", maximum=MAX_EXPIRY_DAYS),
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
     revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
-    revoke.add_argument("name")
+    revoke.add_argument("name", metavar="NAME", help="the name the token was created with")
 
     provisioning = sub.add_parser(
         "provisioning", parents=[common], help="turn User Provisioning on or off"

@@ -42,11 +42,13 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     backup = sub.add_parser(
         "backup", parents=[common], help="write a consistent snapshot (works while serving)"
     )
-    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
+    backup.add_argument(
+        "path", metavar="PATH", help="the snapshot file to write (a TinyDB JSON document)"
+    )
     restore = sub.add_parser(
         "restore", parents=[common], help="restore a snapshot into a stopped instance"
     )
-    restore.add_argument("path", help="a snapshot written by 'backup'")
+    restore.add_argument("path", metavar="PATH", help="a snapshot written by 'backup'")
     storage = sub.add_parser("storage", parents=[common], help="move an install between stores")
     storage_sub = storage.add_subparsers(dest="action", required=True)
     migrate = storage_sub.add_parser(
