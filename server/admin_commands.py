@@ -215,6 +215,10 @@ def sso_status(
         checked, answers = _check_provider(sso.relying_party)
         rows += checked
         healthy = healthy and answers
+    elif check:  # exit 1 says something is wrong: say what was not checked, and why
+        rows.append(
+            ("Discovery", "not checked: [sso] issuer, client_id and a client secret are needed")
+        )
     for label, attempt in (
         ("Last attempt", sso.state.last_attempt()),
         ("Last success", sso.state.last_success()),
