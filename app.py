@@ -29,6 +29,7 @@ from flask import Flask, Response, g, request
 import admin
 from admin.activity import printable
 from scim.api import CanonicalEndpoints, NormalizeSlashes, create_blueprint
+from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_error_handlers
 from scim.service import INDEXES, Directory
@@ -142,8 +143,11 @@ def _log_request(response: Response, *, slow: float) -> Response:
     name = token.name if token else "-"
     path = _loggable_path()
     if logged:
+        # Why a request was refused (no header, unknown token, ...): what an admin watching
+        # the log during Entra's Test Connection needs; the response's detail says it too.
+        refusal = g.get("scim_error")
         access_log.info(
-            '%s "%s %s" %s %.1fms token=%s id=%s',
+            '%s "%s %s" %s %.1fms token=%s id=%s%s',
             request.remote_addr,
             request.method,
             path,
@@ -151,6 +155,7 @@ def _log_request(response: Response, *, slow: float) -> Response:
             (total - started.queued()) * 1000,  # the request's own time, as before
             name,
             request_id,
+            f" reason={refusal.reason}" if isinstance(refusal, Refused) else "",
         )
     if is_slow:
         cost = Meter.now().since(started)

@@ -27,13 +27,12 @@ from admin import views_sso
 from admin.connection import REASONS, TokenStatus
 from admin.context import AdminContext, context
 from scim.api.context import base_url
-from scim.tokens import PROPAGATION, TokenInfo
+from scim.tokens import MAX_EXPIRY_DAYS, PROPAGATION, TokenInfo
 
 log = logging.getLogger("proware.admin")
 
 # An expired token sends Entra's job into quarantine: warn this long before.
 EXPIRY_WARNING = timedelta(days=14)
-MAX_EXPIRY_DAYS = 3650
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,9 @@ SECRET_PREFIX = "pw_"
 _SECRET_BYTES = 32
 
 _NAME = re.compile(r"[A-Za-z0-9._ -]{1,64}")
+# The longest expiry a token may be given, in days (ten years): the control panel's and the
+# command line's limit.
+MAX_EXPIRY_DAYS = 3650
 
 # Saving last_used on every request would rewrite the control file per request; a use
 # noted in between reaches the file at the end of the interval, with or without more traffic.
@@ -167,7 +170,7 @@ class TokenStore:
         """Make a new token; returns ``(secret, info)``. The secret is shown once, never stored.
 
         :raises ValueError: if the name is malformed or taken by a token that is not revoked,
-            or ``expires_in_days`` is less than 1.
+            or ``expires_in_days`` is not from 1 to :data:`MAX_EXPIRY_DAYS`.
         """
         if not _NAME.fullmatch(name) or name != name.strip():
             raise ValueError(
@@ -175,10 +178,11 @@ class TokenStore:
                 "'_' or '.', not starting or ending with a space"
             )
         if expires_in_days is not None and (
-            not isinstance(expires_in_days, int) or expires_in_days < 1
+            not isinstance(expires_in_days, int) or not 1 <= expires_in_days <= MAX_EXPIRY_DAYS
         ):
             raise ValueError(
-                f"expires_in_days must be a whole number >= 1, not {expires_in_days!r}"
+                f"expires_in_days must be a whole number from 1 to {MAX_EXPIRY_DAYS}, "
+                f"not {expires_in_days!r}"
             )
         secret = SECRET_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
         now = self._now()

@@ -48,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         ("reset-password", "set a new password; unlocks the account, ends its sessions"),
     ):
         parser = admin_sub.add_parser(action, parents=[common], help=text)
-        parser.add_argument("username")
+        parser.add_argument("username", metavar="USERNAME")
 
     activity_parser = sub.add_parser(
         "activity", parents=[common], help="show provisioning activity (the audit log)"
@@ -61,7 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "-n", type=_event_count, default=20, metavar="N", help="how many (default 20)"
     )
     tail.add_argument(
-        "-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C"
+        "--follow", "-f", action="store_true", help="keep printing new events until Ctrl-C"
     )
 
     sso = sub.add_parser("sso", parents=[common], help="single sign-on with Microsoft Entra ID")
@@ -215,6 +215,10 @@ def sso_status(
         checked, answers = _check_provider(sso.relying_party)
         rows += checked
         healthy = healthy and answers
+    elif check:  # exit 1 says something is wrong: say what was not checked, and why
+        rows.append(
+            ("Discovery", "not checked: [sso] issuer, client_id and a client secret are needed")
+        )
     for label, attempt in (
         ("Last attempt", sso.state.last_attempt()),
         ("Last success", sso.state.last_success()),

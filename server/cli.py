@@ -16,6 +16,7 @@ from flask import Flask
 
 from scim.service import INDEXES
 from scim.tokens import FILE_NAME as TOKENS_FILE
+from scim.tokens import MAX_EXPIRY_DAYS
 from server import admin_commands, commands, storage_commands
 from server.config import (
     ConfigError,
@@ -56,16 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="action", required=True)
     create = token_sub.add_parser("create", parents=[common], help="create a token, print it once")
     create.add_argument("--name", required=True, help="a name to tell tokens apart, e.g. entra")
-    create.add_argument("--read-only", action="store_true", help="may only read (GET)")
+    create.add_argument(
+        "--read-only", action="store_true", help="may only read (GET and POST /.search)"
+    )
     create.add_argument(
         "--expires",
-        type=_one_or_more("days"),
+        type=_one_or_more("days", maximum=MAX_EXPIRY_DAYS),
         metavar="DAYS",
-        help="expire after DAYS days (1 or more)",
+        help=f"expire after DAYS days (1 to {MAX_EXPIRY_DAYS})",
     )
     token_sub.add_parser("list", parents=[common], help="list tokens (never the secret)")
     revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token by name")
-    revoke.add_argument("name")
+    revoke.add_argument("name", metavar="NAME", help="the name the token was created with")
 
     provisioning = sub.add_parser(
         "provisioning", parents=[common], help="turn User Provisioning on or off"
@@ -76,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_or_more(unit: str = "") -> Callable[[str], int]:
-    """An argparse type: a whole number, 1 or more (of ``unit``, which the refusal names)."""
+def _one_or_more(unit: str = "", maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number, 1 or more (of ``unit``, which the refusal names),
+    and at most ``maximum`` when given."""
     what = f"a whole number of {unit}" if unit else "a whole number"
 
     def parse(text: str) -> int:
@@ -87,6 +91,8 @@ def _one_or_more(unit: str = "") -> Callable[[str], int]:
             number = 0
         if number < 1:
             raise argparse.ArgumentTypeError(f"must be {what}, 1 or more, not {text!r}")
+        if maximum is not None and number > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum} {unit}, not {text!r}")
         return number
 
     return parse

@@ -86,7 +86,7 @@ def _print_start_up(settings: Settings, app: Flask, command: str) -> None:
     services = app.extensions["proware"]
     tokens = [t for t in services.tokens.list() if t.status == "active"]
     print(f"Proware SCIM service on {settings.local_url} (config: {settings.source})")
-    print(f"  Tenant URL:   {settings.tenant_url()}")
+    print(f"  Tenant URL:   {_tenant_url_shown(settings)}")
     print(f"  Data:         {app.extensions['proware.backend'].describe()}")
     if not tokens:
         print(
@@ -98,6 +98,18 @@ def _print_start_up(settings: Settings, app: Flask, command: str) -> None:
     for hook in app.extensions.get("serve_hooks", ()):  # e.g. the control panel's setup link
         hook(command, settings.server.public_url or settings.local_url)
     sys.stdout.flush()
+
+
+def _tenant_url_shown(settings: Settings) -> str:
+    """The Tenant URL for the start-up lines. Behind a trusted proxy without ``public_url``
+    it is the URL clients use through the proxy, which only their requests tell."""
+    server = settings.server
+    if server.trusted_proxy and not server.public_url:
+        return (
+            f"the URL clients use through the proxy + {settings.scim.prefix} (the control "
+            "panel shows it; set [server] public_url to print it here)"
+        )
+    return settings.tenant_url()
 
 
 def _waitress_options(settings: Settings) -> dict[str, Any]:

@@ -42,11 +42,13 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     backup = sub.add_parser(
         "backup", parents=[common], help="write a consistent snapshot (works while serving)"
     )
-    backup.add_argument("path", help="the snapshot file to write (a TinyDB JSON document)")
+    backup.add_argument(
+        "path", metavar="PATH", help="the snapshot file to write (a TinyDB JSON document)"
+    )
     restore = sub.add_parser(
         "restore", parents=[common], help="restore a snapshot into a stopped instance"
     )
-    restore.add_argument("path", help="a snapshot written by 'backup'")
+    restore.add_argument("path", metavar="PATH", help="a snapshot written by 'backup'")
     storage = sub.add_parser("storage", parents=[common], help="move an install between stores")
     storage_sub = storage.add_subparsers(dest="action", required=True)
     migrate = storage_sub.add_parser(
@@ -78,15 +80,38 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 def backup(storage: StorageSettings, target: Path) -> int:
     """Write a consistent snapshot of the directory, even while servers run."""
+    # Checked before reading anything: a database's snapshot can take a while.
+    problem = _backup_target_problem(target)
+    if problem is None:
+        try:
+            users, groups = _write_backup(storage, target)
+        except OSError as exc:  # permission denied, disk full: nothing is left behind
+            where = f" ({exc.filename})" if exc.filename else ""
+            problem = f"{exc.strerror or exc}{where}"
+    if problem is not None:
+        print(f"error: no backup written to {target}: {problem}", file=sys.stderr)
+        return 1
+    print(f"Wrote {target}: {users} users, {groups} groups.")
+    return 0
+
+
+def _write_backup(storage: StorageSettings, target: Path) -> tuple[int, int]:
+    """Write the snapshot; how many users and groups it holds."""
     if storage.backend == POSTGRESQL:
         snapshot = transfer.read_directory(storage, INDEXES)
         transfer.write_backup(snapshot, target)
-        users, groups = len(snapshot.documents["User"]), len(snapshot.documents["Group"])
-    else:
-        summary = embedded_backup.backup(Path(storage.path), target)
-        users, groups = summary.users, summary.groups
-    print(f"Wrote {target}: {users} users, {groups} groups.")
-    return 0
+        return len(snapshot.documents["User"]), len(snapshot.documents["Group"])
+    summary = embedded_backup.backup(Path(storage.path), target)
+    return summary.users, summary.groups
+
+
+def _backup_target_problem(target: Path) -> str | None:
+    """Why ``target`` cannot be the backup file, or None."""
+    if target.is_dir():
+        return "it is a directory: name the file to write in it"
+    if not target.parent.is_dir():
+        return f"there is no directory {target.parent}: create it first"
+    return None
 
 
 def restore(storage: StorageSettings, source: Path) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, StorageError
 from storage.failures import FailureLog, MemoryFailureLog
 from storage.repository import Index, Repository
 from storage.settings import POSTGRESQL, StorageSettings
@@ -146,8 +146,7 @@ def open_backend(
     """
     if settings.backend == POSTGRESQL:
         return _postgres(settings, indexes, serving=True)
-    data_dir = Path(settings.path)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = writable_data_dir(Path(settings.path))
     if repository is None:
         from storage import open_store
 
@@ -162,9 +161,28 @@ def open_state(settings: StorageSettings, indexes: list[Index]) -> SharedState:
     """
     if settings.backend == POSTGRESQL:
         return _postgres(settings, indexes)
-    data_dir = Path(settings.path)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return EmbeddedState(data_dir)
+    return EmbeddedState(writable_data_dir(Path(settings.path)))
+
+
+def writable_data_dir(data_dir: Path) -> Path:
+    """``data_dir``, created if missing, once this process may create files in it.
+
+    :raises StorageError: it cannot be created, or not written in (a directory the server's
+        user does not own, as /var/lib/proware made by root would be).
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the data directory {data_dir}: {exc.strerror}; create it for "
+            "this user, or set [storage] path"
+        ) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"the data directory {data_dir} is not writable by this user; give it to the "
+            "user that runs Proware, or set [storage] path"
+        )
+    return data_dir
 
 
 def _postgres(settings: StorageSettings, indexes: list[Index], *, serving: bool = False) -> Backend:

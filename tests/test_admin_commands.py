@@ -310,3 +310,14 @@ def test_tail_and_follow_read_the_database_on_postgresql(tmp_path: Path) -> None
         "User late",
         "User late",
     ]
+
+
+def test_sso_status_check_without_a_provider_says_what_it_did_not_check(config: Path) -> None:
+    """A fresh install: the check exits 1, and the output says why rather than nothing."""
+    code, out, _ = run(config, "sso", "status", "--check")
+
+    assert code == 1
+    assert (
+        "  Discovery:      not checked: [sso] issuer, client_id and a client secret are needed\n"
+    ) in out
+    assert "Discovery" not in run(config, "sso", "status")[1]

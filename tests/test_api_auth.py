@@ -352,3 +352,38 @@ def test_the_access_log_shows_refusals_without_the_secret(
     assert '"GET /scim/v2/Users" 401' in line
     assert "token=-" in line
     assert "pw_secret-guess" not in line
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        pytest.param({}, "no-header", id="no-header"),
+        pytest.param({"Authorization": "Bearer pw_guess"}, "unknown-token", id="unknown"),
+        pytest.param({"Authorization": "Bearer eyJh.eyJz.sig"}, "jwt", id="jwt"),
+    ],
+)
+def test_the_access_log_says_why_a_request_was_refused(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture, headers: dict, reason: str
+) -> None:
+    """README: when Test Connection fails, the server's access log says why."""
+    caplog.set_level("INFO", logger="proware.access")
+
+    client.get(f"{PREFIX}/Users", headers=headers)
+
+    [line] = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert line.endswith(f" reason={reason}")
+
+
+def test_the_access_log_names_the_switch_when_provisioning_is_off(
+    app: Flask, client: FlaskClient, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.extensions["proware"].switch.set(False)
+    caplog.set_level("INFO", logger="proware.access")
+
+    client.get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {token}"})
+    app.extensions["proware"].switch.set(True)
+    client.get(f"{PREFIX}/Users", headers={"Authorization": f"Bearer {token}"})
+
+    refused, served = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert " 403 " in refused and refused.endswith(" reason=provisioning-disabled")
+    assert " 200 " in served and "reason=" not in served

@@ -96,17 +96,28 @@ def test_token_create_refuses_bad_requests_with_exit_2(
     assert message in err
 
 
-@pytest.mark.parametrize("days", ["0", "-1", "soon"])
+@pytest.mark.parametrize(
+    ("days", "refusal"),
+    [
+        pytest.param("0", "must be a whole number of days, 1 or more", id="zero"),
+        pytest.param("-1", "must be a whole number of days, 1 or more", id="negative"),
+        pytest.param("soon", "must be a whole number of days, 1 or more", id="not-a-number"),
+        # As the control panel refuses it; 3,000,000 days (past the year 9999) was a traceback.
+        pytest.param("3651", "must be at most 3650 days", id="over-ten-years"),
+        pytest.param("3000000", "must be at most 3650 days", id="past-year-9999"),
+    ],
+)
 def test_token_create_names_the_expires_option_when_refusing_its_value(
-    capsys, config: Path, days: str
+    capsys, config: Path, days: str, refusal: str
 ) -> None:
     with pytest.raises(SystemExit) as usage_error:
         main(["--config", str(config), "token", "create", "--name", "x", "--expires", days])
 
     assert usage_error.value.code == 2
     err = capsys.readouterr().err
-    assert f"argument --expires: must be a whole number of days, 1 or more, not '{days}'" in err
+    assert f"argument --expires: {refusal}, not '{days}'" in err
     assert "expires_in_days" not in err
+    assert run(capsys, "--config", str(config), "token", "list")[1].count("\n") == 1  # header
 
 
 def test_token_list_never_shows_a_secret_or_hash(capsys, config: Path, data_dir: Path) -> None:
@@ -358,6 +369,48 @@ def test_backup_while_serving_then_restore_into_the_stopped_instance(
     assert names == ["kept@contoso.com"]
 
 
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        pytest.param("missing/backup.json", "there is no directory", id="no-directory"),
+        pytest.param(".", "it is a directory", id="a-directory"),
+    ],
+)
+def test_backup_to_a_path_it_cannot_write_says_why(
+    capsys, config: Path, tmp_path: Path, target: str, message: str
+) -> None:
+    """README's `backup /backups/proware-$(date +%F).json` before /backups exists."""
+    app = create_app(load_settings(config))
+    app.extensions["proware"].repository.close()
+    before = sorted(tmp_path.rglob("*"))
+
+    code, out, err = run(capsys, "--config", str(config), "backup", str(tmp_path / target))
+
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: no backup written to {tmp_path / target}: {message}")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_backup_that_the_system_refuses_to_write_says_why(
+    capsys, config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory the operator's user may not write in (root, who runs the tests, may)."""
+    app = create_app(load_settings(config))
+    app.extensions["proware"].repository.close()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".backup.json.tmp"))
+
+    monkeypatch.setattr("storage.controlfile.tempfile.mkstemp", refuse)
+    code, out, err = run(capsys, "--config", str(config), "backup", str(tmp_path / "backup.json"))
+
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: no backup written to {tmp_path / 'backup.json'}: Permission denied "
+        f"({tmp_path / '.backup.json.tmp'})\n"
+    )
+
+
 def test_restore_refuses_a_file_that_is_not_a_snapshot(
     capsys, config: Path, tmp_path: Path
 ) -> None:
@@ -451,6 +504,22 @@ def test_serve_passes_proxy_settings_to_waitress(capsys, tmp_path: Path, served)
     assert logging.getLogger("proware").level == logging.WARNING
 
 
+def test_serve_behind_a_proxy_without_public_url_does_not_print_its_own_address(
+    capsys, tmp_path: Path, served
+) -> None:
+    """The README's TLS proxy setup: http://127.0.0.1:8000/scim/v2 is not what Entra uses."""
+    config = tmp_path / "proxy.toml"
+    config.write_text('[server]\ntrusted_proxy = "127.0.0.1"\n', encoding="utf-8")
+
+    code, out, _ = run(capsys, "--config", str(config), "serve")
+
+    assert code == 0
+    assert (
+        "  Tenant URL:   the URL clients use through the proxy + /scim/v2 (the control panel "
+        "shows it; set [server] public_url to print it here)\n"
+    ) in out
+
+
 def test_serve_refuses_a_corrupt_data_file_with_exit_1(
     capsys, config: Path, data_dir: Path, served
 ) -> None:
@@ -503,6 +572,42 @@ def test_serve_stopping_on_a_full_disk_still_closes_the_store_and_exits_0(
     assert code == 0, err
     assert "could not save token last-use times at shutdown" in out
     DataDirLock(data_dir).release()  # the store let the directory go
+
+
+@pytest.mark.parametrize("command", [["serve"], ["token", "list"]], ids=["serve", "token-list"])
+def test_a_data_directory_that_cannot_be_created_is_named_with_exit_1(
+    capsys, tmp_path: Path, served, command: list[str]
+) -> None:
+    """Not a traceback: the start (or a command) says which directory and what to do."""
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    config = tmp_path / "proware.toml"
+    config.write_text('[storage]\npath = "a-file/data"\n', encoding="utf-8")
+
+    code, out, err = run(capsys, "--config", str(config), *command)
+
+    assert (code, out, served) == (1, "", [])
+    assert err == (
+        f"error: cannot create the data directory {tmp_path / 'a-file' / 'data'}: "
+        "Not a directory; create it for this user, or set [storage] path\n"
+    )
+
+
+def test_a_data_directory_this_user_cannot_write_in_is_named_with_exit_1(
+    capsys, config: Path, data_dir: Path, served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As /var/lib/proware made by root would be for the proware user (the tests run as
+    root, whom permissions do not stop: os.access stands in for the kernel's answer)."""
+    data_dir.mkdir()
+    monkeypatch.setattr("storage.backend.os.access", lambda path, mode: path != data_dir)
+
+    code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert (code, served) == (1, [])
+    assert err == (
+        f"error: the data directory {data_dir} is not writable by this user; give it to the "
+        "user that runs Proware, or set [storage] path\n"
+    )
+    assert list(data_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -163,10 +163,19 @@ def test_a_revoked_tokens_name_can_be_used_again(store: TokenStore) -> None:
     assert store.verify(old_secret).outcome == "revoked"
 
 
-@pytest.mark.parametrize("days", [0, -1])
-def test_expiry_must_be_at_least_one_day(store: TokenStore, days: int) -> None:
-    with pytest.raises(ValueError, match="expires_in_days"):
+@pytest.mark.parametrize("days", [0, -1, 3651, 3_000_000])
+def test_expiry_must_be_from_one_day_to_ten_years(store: TokenStore, days: int) -> None:
+    """3,000,000 days lies past the year 9999, which datetime cannot hold."""
+    with pytest.raises(ValueError, match="from 1 to 3650"):
         store.create("entra", expires_in_days=days)
+
+    assert store.list() == []
+
+
+def test_an_expiry_of_ten_years_is_allowed(store: TokenStore) -> None:
+    _, info = store.create("entra", expires_in_days=3650)
+
+    assert info.expires is not None
 
 
 def test_a_read_only_token_has_read_only_scope(store: TokenStore) -> None:
