@@ -25,7 +25,7 @@ from scim.service import INDEXES
 from scim.tokens import FILE_NAME as TOKENS_FILE
 from server.config import Settings
 from storage import transfer
-from storage.errors import StorageError
+from storage.errors import StorageError, WriteFailed
 from storage.journal import backup as embedded_backup
 from storage.settings import POSTGRESQL, StorageSettings
 
@@ -85,14 +85,22 @@ def backup(storage: StorageSettings, target: Path) -> int:
     if problem is None:
         try:
             users, groups = _write_backup(storage, target)
-        except OSError as exc:  # permission denied, disk full: nothing is left behind
-            where = f" ({exc.filename})" if exc.filename else ""
-            problem = f"{exc.strerror or exc}{where}"
+        except (OSError, WriteFailed) as exc:  # permission denied, disk full: nothing is left
+            problem = _write_problem(exc)
     if problem is not None:
         print(f"error: no backup written to {target}: {problem}", file=sys.stderr)
         return 1
     print(f"Wrote {target}: {users} users, {groups} groups.")
     return 0
+
+
+def _write_problem(exc: OSError | WriteFailed) -> str:
+    """The system's reason a backup write failed, and the file it named."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if not isinstance(cause, OSError):
+        return str(exc)
+    where = f" ({cause.filename})" if cause.filename else ""
+    return f"{cause.strerror or cause}{where}"
 
 
 def _write_backup(storage: StorageSettings, target: Path) -> tuple[int, int]:
