@@ -5,7 +5,7 @@
     python app.py token list | token revoke NAME
     python app.py provisioning enable | disable | status
     python app.py backup PATH | restore PATH
-    python app.py admin create USERNAME | admin reset-password USERNAME
+    python app.py admin create USERNAME | admin reset-password USERNAME | admin setup-link
     python app.py activity tail [-n N] [--follow]
     python app.py sso status [--check]
 

@@ -247,7 +247,7 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
         return
     minutes = int(admin.setup.lifetime.total_seconds() // 60)
     out(
-        f"  {who}. Set up the control panel (link works once, for {minutes} minutes):\n"
+        f"  {who}. Set up the control panel (the link creates one admin, for {minutes} minutes):\n"
         f"    {base}{PATH}/setup/{secret}\n"
         f"  or run: {command} admin create USERNAME"
     )
@@ -258,8 +258,8 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
 _PUBLIC = frozenset(
     {
         "admin.sign_in",
-        "admin.setup_link",
         "admin.setup",
+        "admin.setup_missing",
         "admin.static",
         "admin.sso_start",
         "admin.sso_callback",
