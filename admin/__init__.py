@@ -291,7 +291,9 @@ def _security_headers(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
+    # The setup link's secret is in its URL: not even this site's own pages get it.
+    secret_url = request.endpoint == "admin.setup"
+    response.headers["Referrer-Policy"] = "no-referrer" if secret_url else "same-origin"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     )

@@ -344,6 +344,25 @@ def test_an_unknown_setup_link_says_what_prints_a_new_one(app: Flask, path: str)
     assert "python app.py admin setup-link" in text(page)
 
 
+def test_setup_link_pages_keep_the_secret_from_referrers_and_caches(app: Flask) -> None:
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    weak = {**FIRST_ADMIN, "password": "short", "confirm": "short"}
+    answers = {
+        "form": client.get(link),
+        "refused": client.submit(link, link, weak),
+        "forged": client.client.post(link, data=FIRST_ADMIN),
+        "unknown": client.get("/admin/setup/nothing"),
+        "created": client.submit(link, link, FIRST_ADMIN),
+        "used": client.get(link),
+    }
+    assert [a.status_code for a in answers.values()] == [200, 400, 400, 404, 302, 410]
+    for name, answer in answers.items():
+        assert answer.headers["Referrer-Policy"] == "no-referrer", name
+        assert answer.headers["Cache-Control"] == "no-store", name
+    assert client.get("/admin/sign-in").headers["Referrer-Policy"] == "same-origin"
+
+
 def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask) -> None:
     link = issue_setup_link(app)
     client = AdminClient(app.test_client())
