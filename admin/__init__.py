@@ -254,6 +254,9 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
     sys.stdout.flush()
 
 
+# Paths whose last segment is a secret (the setup link): the access log leaves it out.
+SECRET_PATHS = (f"{PATH}/setup/",)
+
 # Pages anyone may open: signing in, first-run setup, the stylesheet and script.
 _PUBLIC = frozenset(
     {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import replace
@@ -361,6 +362,22 @@ def test_setup_link_pages_keep_the_secret_from_referrers_and_caches(app: Flask) 
         assert answer.headers["Referrer-Policy"] == "no-referrer", name
         assert answer.headers["Cache-Control"] == "no-store", name
     assert client.get("/admin/sign-in").headers["Referrer-Policy"] == "same-origin"
+
+
+def test_the_access_log_leaves_out_the_setup_links_secret(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="proware.access")
+    link = issue_setup_link(app)
+    secret = link.rpartition("/")[2]
+    client = AdminClient(app.test_client())
+    client.get(f"{link}?utm_source=teams")
+    client.submit(link, link, FIRST_ADMIN)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert any('"GET /admin/setup/[redacted]?utm_source=teams" 200' in line for line in lines)
+    assert any('"POST /admin/setup/[redacted]" 302' in line for line in lines)
+    assert not [line for line in lines if secret in line]
 
 
 def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask) -> None:
