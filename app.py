@@ -5,7 +5,7 @@
     python app.py token list | token revoke NAME
     python app.py provisioning enable | disable | status
     python app.py backup PATH | restore PATH
-    python app.py admin create USERNAME | admin reset-password USERNAME
+    python app.py admin create USERNAME | admin reset-password USERNAME | admin setup-link
     python app.py activity tail [-n N] [--follow]
     python app.py sso status [--check]
 
@@ -169,19 +169,27 @@ def _log_request(response: Response, *, slow: float) -> Response:
 _SECRET_PARAMETERS = frozenset({"code", "state", "id_token", "access_token", "session_state"})
 
 
+# Paths that end in a secret (the control panel's setup link).
+_SECRET_PATHS = admin.SECRET_PATHS
+
+
 def _loggable_path() -> str:
-    """The request's path and query, with the values of secret parameters left out, and
-    characters that are not printable (a decoded %0A, an escape sequence) escaped, so that no
-    request can forge or colour a log line."""
+    """The request's path and query, with secret path segments and the values of secret
+    parameters left out, and characters that are not printable (a decoded %0A, an escape
+    sequence) escaped, so that no request can forge or colour a log line."""
+    path = request.path
+    for prefix in _SECRET_PATHS:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            path = prefix + "[redacted]"
     if not request.query_string:
-        return printable(request.path)
+        return printable(path)
     if not any(name in request.args for name in _SECRET_PARAMETERS):
-        return printable(request.full_path)
+        return printable(path + request.full_path[len(request.path) :])
     shown = [
         f"{name}=[redacted]" if name in _SECRET_PARAMETERS else f"{name}={quote(value)}"
         for name, value in request.args.items(multi=True)
     ]
-    return printable(f"{request.path}?{'&'.join(shown)}")
+    return printable(f"{path}?{'&'.join(shown)}")
 
 
 def _healthz() -> Response:

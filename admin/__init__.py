@@ -247,19 +247,22 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
         return
     minutes = int(admin.setup.lifetime.total_seconds() // 60)
     out(
-        f"  {who}. Set up the control panel (link works once, for {minutes} minutes):\n"
+        f"  {who}. Set up the control panel (the link creates one admin, for {minutes} minutes):\n"
         f"    {base}{PATH}/setup/{secret}\n"
         f"  or run: {command} admin create USERNAME"
     )
     sys.stdout.flush()
 
 
+# Paths whose last segment is a secret (the setup link): the access log leaves it out.
+SECRET_PATHS = (f"{PATH}/setup/",)
+
 # Pages anyone may open: signing in, first-run setup, the stylesheet and script.
 _PUBLIC = frozenset(
     {
         "admin.sign_in",
-        "admin.setup_link",
         "admin.setup",
+        "admin.setup_missing",
         "admin.static",
         "admin.sso_start",
         "admin.sso_callback",
@@ -291,7 +294,9 @@ def _security_headers(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
+    # The setup link's secret is in its URL: not even this site's own pages get it.
+    secret_url = request.endpoint == "admin.setup"
+    response.headers["Referrer-Policy"] = "no-referrer" if secret_url else "same-origin"
     response.headers["Content-Security-Policy"] = (
         "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     )

@@ -126,11 +126,7 @@ class AdminAccounts:
 
         :raises ValueError: if the name is malformed or taken, or the password is too weak.
         """
-        if not _USERNAME.fullmatch(username):
-            raise ValueError(
-                f"username {username!r} is not allowed: use 1-64 letters, digits, '.', '_', "
-                "'@' or '-'"
-            )
+        check_username(username)
         check_password(password, username)
         now = self._stamp()
         record: dict = {
@@ -317,6 +313,17 @@ class AdminAccounts:
                 f"(this version of Proware reads format {FORMAT})"
             )
         return document.setdefault("admins", [])
+
+
+def check_username(username: str) -> None:
+    """Refuse a name no admin may have.
+
+    :raises ValueError: saying which characters a name may use.
+    """
+    if not _USERNAME.fullmatch(username):
+        raise ValueError(
+            f"username {username!r} is not allowed: use 1-64 letters, digits, '.', '_', '@' or '-'"
+        )
 
 
 def check_password(password: str, username: str) -> None:

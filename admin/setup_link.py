@@ -2,9 +2,12 @@
 
 There is never a default password. While no admin exists, ``python app.py serve`` prints
 ``<base>/admin/setup/<secret>``; the secret is kept only as a hash (in the shared document
-``setup.json``, so any server process accepts it), expires after :data:`LINK_LIFETIME`, and
-works once: opening it trades it for a grant kept in that browser's session, so the link in
-the console or the access log is spent by then.
+``setup.json``, so any server process accepts it) and expires after :data:`LINK_LIFETIME`.
+
+Opening the link only shows the form: chat apps, mail scanners (Safe Links) and browsers'
+prefetch open links before the person does, so a GET checks the link and changes nothing.
+The form's POST spends it, atomically, before the admin is created: of two POSTs at once,
+one gets the link, the other is told it was used.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from storage.documents import SharedDocument
 from storage.repository import Clock
@@ -20,12 +25,25 @@ from storage.repository import Clock
 LINK_LIFETIME = timedelta(hours=1)
 FILE_NAME = "setup.json"  # the shared document
 
+# What a link is: usable, past its expiry, spent on the first admin, or none this server made
+# (mistyped, or replaced by the link a later start printed).
+State = Literal["valid", "expired", "used", "unknown"]
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """What a secret is worth now, and the moment that says so: when it expires (valid),
+    expired (expired), or was used (used); None for an unknown one."""
+
+    state: State
+    when: datetime | None = None
+
 
 class SetupLinks:
-    """Issue and redeem the setup link's secret, and the grants it is traded for.
+    """Issue, check and spend the setup link's secret.
 
     Kept (as hashes) in a shared document, so that the link one server process printed
-    works in whichever process a request reaches, and works only once in all of them.
+    works in whichever process a request reaches, and is spent once in all of them.
     """
 
     def __init__(
@@ -41,55 +59,59 @@ class SetupLinks:
         expiry = _iso(self.clock() + self.lifetime)
 
         def store(document: dict) -> None:
+            # A new link replaces the old, used or not (and what earlier versions traded a
+            # link for): issued while no admin exists, so none was set up with a used one.
+            document.clear()
             document["link"] = {"digest": _digest(secret), "expires": expiry}
 
         self.document.update(store)
         return secret
 
-    def redeem(self, secret: str) -> str | None:
-        """Trade a valid, unexpired link secret for a grant (once); None if it is not one."""
-        grant = secrets.token_urlsafe(24)
+    def check(self, secret: str) -> LinkCheck:
+        """What ``secret`` is worth now; changes nothing (a preview may be asking)."""
+        return _check(self.document.read(), _digest(secret), self.clock())
+
+    def use(self, secret: str) -> LinkCheck:
+        """Spend ``secret`` if it is valid (state "valid": the caller now holds it, and no
+        other request will); else say what it is, and change nothing."""
+        digest = _digest(secret)
         now = self.clock()
-        granted: list[str] = []
+        verdict: list[LinkCheck] = []
 
-        def trade(document: dict) -> None:
-            link = document.get("link")
-            if not isinstance(link, dict) or not hmac.compare_digest(
-                str(link.get("digest")), _digest(secret)
-            ):
+        def spend(document: dict) -> None:
+            found = _check(document, digest, now)
+            verdict.append(found)
+            if found.state == "valid":
+                link = document.pop("link")
+                document["used"] = {**link, "at": _iso(now)}
+
+        self.document.update(spend)
+        return verdict[-1]
+
+    def give_back(self, secret: str) -> None:
+        """Make a link spent by :meth:`use` valid again (creating the admin failed), unless
+        a newer link has been issued since."""
+        digest = _digest(secret)
+
+        def restore(document: dict) -> None:
+            used = document.get("used")
+            if "link" in document or not isinstance(used, dict) or used["digest"] != digest:
                 return
-            document.pop("link")  # valid once, whatever happens next
-            if now >= _parse(link["expires"]):
-                return
-            grants = {
-                digest: expiry
-                for digest, expiry in (document.get("grants") or {}).items()
-                if now < _parse(expiry)
-            }
-            grants[_digest(grant)] = link["expires"]
-            document["grants"] = grants
-            granted.append(grant)
+            document["link"] = {"digest": digest, "expires": used["expires"]}
+            document.pop("used")
 
-        self.document.update(trade)
-        return granted[0] if granted else None
+        self.document.update(restore)
 
-    def grant_valid(self, grant: str | None) -> bool:
-        """Whether ``grant`` came from :meth:`redeem` and has not expired or been used."""
-        if not grant:
-            return False
-        expiry = (self.document.read().get("grants") or {}).get(_digest(grant))
-        return expiry is not None and self.clock() < _parse(expiry)
 
-    def use_grant(self, grant: str) -> None:
-        """Spend a grant (the first admin was created with it)."""
-        self.document.update(
-            lambda document: (document.get("grants") or {}).pop(_digest(grant), None)
-        )
-
-    def expires(self) -> datetime | None:
-        """When the current link expires (None if there is none)."""
-        link = self.document.read().get("link")
-        return _parse(link["expires"]) if isinstance(link, dict) else None
+def _check(document: dict, digest: str, now: datetime) -> LinkCheck:
+    link = document.get("link")
+    if isinstance(link, dict) and hmac.compare_digest(str(link.get("digest")), digest):
+        expires = _parse(link["expires"])
+        return LinkCheck("valid", expires) if now < expires else LinkCheck("expired", expires)
+    used = document.get("used")
+    if isinstance(used, dict) and hmac.compare_digest(str(used.get("digest")), digest):
+        return LinkCheck("used", _parse(used["at"]))
+    return LinkCheck("unknown")
 
 
 def _iso(moment: datetime) -> str:

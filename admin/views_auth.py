@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
 from admin import sessions
-from admin.accounts import MIN_DISTINCT_CHARACTERS, MIN_PASSWORD_LENGTH
+from admin.accounts import (
+    MIN_DISTINCT_CHARACTERS,
+    MIN_PASSWORD_LENGTH,
+    check_password,
+    check_username,
+)
 from admin.activity import printable
 from admin.context import PATH, context
+from admin.setup_link import LinkCheck
 
 log = logging.getLogger("proware.admin")
-
-_GRANT = "setup_grant"
 
 # What the setup page says of a password (admin.accounts.check_password enforces it).
 _PASSWORD_RULE = {"min_length": MIN_PASSWORD_LENGTH, "min_distinct": MIN_DISTINCT_CHARACTERS}
@@ -23,8 +27,8 @@ def register(blueprint: Blueprint) -> None:
     """Add the sign-in, sign-out and setup routes."""
     blueprint.add_url_rule("/sign-in", "sign_in", sign_in, methods=["GET", "POST"])
     blueprint.add_url_rule("/sign-out", "sign_out", sign_out, methods=["POST"])
-    blueprint.add_url_rule("/setup/<secret>", "setup_link", setup_link, methods=["GET"])
-    blueprint.add_url_rule("/setup", "setup", setup, methods=["GET", "POST"])
+    blueprint.add_url_rule("/setup/<secret>", "setup", setup, methods=["GET", "POST"])
+    blueprint.add_url_rule("/setup", "setup_missing", setup_missing)
 
 
 def to_sign_in(ended: str | None) -> Response:
@@ -121,53 +125,77 @@ def sign_out() -> Response:
     return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
 
 
-def setup_link(secret: str) -> Response | str:
-    """The printed one-time link: trade it for a grant in this browser's session."""
-    admin = context()
-    if admin.accounts.any():
-        flash("The control panel is already set up: sign in.", "info")
-        return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
-    grant = admin.setup.redeem(secret)
-    if grant is None:
-        return _invalid_setup()
-    session[_GRANT] = grant
-    return redirect(url_for("admin.setup"))  # type: ignore[return-value]
+def setup_missing() -> Response:
+    """``/admin/setup`` without the link's secret: say where the link comes from."""
+    return _setup_refused(LinkCheck("unknown"))
 
 
-def setup() -> Response | str:
-    """Choose the first admin's name and password."""
+def setup(secret: str) -> Response | str:
+    """The printed one-time link. GET: the form, nothing spent (a chat app's or mail
+    scanner's preview may be asking). POST: spend the link and create the first admin."""
     admin = context()
     if admin.accounts.any():
-        flash("The control panel is already set up: sign in.", "info")
-        return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
-    grant = session.get(_GRANT)
-    if not isinstance(grant, str) or not admin.setup.grant_valid(grant):
-        return _invalid_setup()
+        return _setup_refused(LinkCheck("used"))
     if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
-        return render_template("admin/setup.html", username="admin", **_PASSWORD_RULE)
+        found = admin.setup.check(secret)
+        if found.state != "valid":
+            return _setup_refused(found)
+        return _setup_form(secret, "admin")
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
-    error = None
-    if password != request.form.get("confirm", ""):
-        error = "The two passwords differ."
-    else:
-        try:
-            admin.accounts.create(username, password, created_by="setup")
-        except ValueError as exc:
-            error = str(exc).capitalize() + "."
-    if error is not None:
-        body = render_template("admin/setup.html", username=username, error=error, **_PASSWORD_RULE)
-        return Response(body, status=400, mimetype="text/html")
-    admin.setup.use_grant(grant)
-    session.pop(_GRANT, None)
+    try:
+        if password != request.form.get("confirm", ""):
+            raise ValueError("the two passwords differ")
+        check_username(username)
+        check_password(password, username)
+    except ValueError as exc:  # checked before the link is spent: a typo keeps it
+        found = admin.setup.check(secret)
+        if found.state != "valid":
+            return _setup_refused(found)
+        return _setup_form(secret, username, error=str(exc).capitalize() + ".", status=400)
+    found = admin.setup.use(secret)  # from here on, no other request can use it
+    if found.state != "valid":
+        return _setup_refused(found)
+    try:
+        admin.accounts.create(username, password, created_by="setup")
+    except Exception as exc:
+        admin.setup.give_back(secret)  # the link works again (unless this write fails too)
+        if not isinstance(exc, ValueError):  # a storage failure: the app's error page says it
+            raise
+        # The name was taken meanwhile (python app.py admin create).
+        return _setup_form(secret, username, error=str(exc).capitalize() + ".", status=400)
     log.info("first admin %s created through the setup link", username)
     flash(f"Admin account {username!r} created. Sign in with your new password.", "success")
     return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
 
 
-def _invalid_setup() -> Response:
-    body = render_template("admin/setup_invalid.html")
-    return Response(body, status=404, mimetype="text/html")
+_REFUSED_HEADINGS = {
+    "used": "This setup link has been used",
+    "expired": "This setup link has expired",
+    "unknown": "This setup link is not valid",
+}
+
+
+def _setup_form(
+    secret: str, username: str, *, error: str | None = None, status: int = 200
+) -> Response:
+    body = render_template(
+        "admin/setup.html", secret=secret, username=username, error=error, **_PASSWORD_RULE
+    )
+    return Response(body, status=status, mimetype="text/html")
+
+
+def _setup_refused(found: LinkCheck) -> Response:
+    """The page for a link that cannot set anything up: used (or an admin exists), expired,
+    or unknown; each says what to do instead."""
+    body = render_template(
+        "admin/setup_invalid.html",
+        heading=_REFUSED_HEADINGS[found.state],
+        state=found.state,
+        when=found.when,
+        minutes=int(context().setup.lifetime.total_seconds() // 60),
+    )
+    return Response(body, status=404 if found.state == "unknown" else 410, mimetype="text/html")
 
 
 def safe_next(target: str | None) -> str:

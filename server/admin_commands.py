@@ -2,6 +2,7 @@
 
     python app.py admin create USERNAME           # password from stdin, or asked twice
     python app.py admin reset-password USERNAME   # also unlocks and signs out everywhere
+    python app.py admin setup-link                # a new one-time link for the first admin
     python app.py activity tail [-n N] [--follow]
     python app.py sso status [--check]            # never prints the client secret
     python app.py sso local-sign-in on|off        # the control panel's override, from here
@@ -27,6 +28,9 @@ from typing import IO, Any, TextIO
 from admin import activity, audit
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
+from admin.context import PATH
+from admin.setup_link import FILE_NAME as SETUP_FILE
+from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty, SignInFailed
 from admin.sso_access import FILE_NAME as SSO_FILE
 from admin.sso_access import utcnow
@@ -49,6 +53,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     ):
         parser = admin_sub.add_parser(action, parents=[common], help=text)
         parser.add_argument("username", metavar="USERNAME")
+    admin_sub.add_parser(
+        "setup-link",
+        parents=[common],
+        help="print a new setup link for the first admin (earlier links stop working)",
+    )
 
     activity_parser = sub.add_parser(
         "activity", parents=[common], help="show provisioning activity (the audit log)"
@@ -140,6 +149,8 @@ def _run(
             return sso_status(settings, state.document(SSO_FILE), check=args.check, out=out)
         return sso_policy(settings, state.document(SSO_FILE), args, out=out, err=err)
     accounts = AdminAccounts(state.document(ACCOUNTS_FILE))
+    if args.action == "setup-link":
+        return print_setup_link(settings, accounts, state.document(SETUP_FILE), out=out, err=err)
     try:
         password = read_password(stdin, err)
     except ValueError as exc:
@@ -165,6 +176,39 @@ def _run(
     except StorageError as exc:
         print(f"error: {exc}", file=err)
         return 1
+    return 0
+
+
+def print_setup_link(
+    settings: Settings,
+    accounts: AdminAccounts,
+    document: SharedDocument,
+    *,
+    out: IO[str],
+    err: IO[str],
+) -> int:
+    """Print a new setup link while no admin exists, as ``serve`` does at start (for when
+    that one expired or was lost, without a restart); any earlier link stops working."""
+    if accounts.any():
+        print(
+            "error: the control panel is set up (an admin exists): sign in, or add an admin "
+            "with: python app.py admin create USERNAME",
+            file=err,
+        )
+        return 1
+    links = SetupLinks(document, utcnow)
+    try:
+        secret = links.issue()
+    except StorageError as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    base = (settings.server.public_url or settings.local_url).rstrip("/")
+    minutes = int(links.lifetime.total_seconds() // 60)
+    print(
+        f"Set up the control panel (the link creates one admin, for {minutes} minutes; "
+        f"earlier links no longer work):\n  {base}{PATH}/setup/{secret}",
+        file=out,
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,29 @@ def test_the_main_entry_point_runs_the_admin_command(
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     assert app_module.main(["--config", str(config), "admin", "create", "alice"]) == 0
     assert accounts(config).any()
+
+
+def test_setup_link_prints_a_new_link_the_server_accepts(config: Path) -> None:
+    app = app_module.create_app(load_settings(config))
+    try:
+        earlier = app.extensions["proware.admin"].setup.issue()  # the one serve printed
+        code, out, _ = run(config, "admin", "setup-link")
+        assert code == 0
+        found = re.search(r"http://127\.0\.0\.1:8000(/admin/setup/\S+)", out)
+        assert found, out
+        assert "earlier links no longer work" in out
+        client = app.test_client()
+        assert client.get(found.group(1)).status_code == 200
+        assert client.get(f"/admin/setup/{earlier}").status_code == 404
+    finally:
+        app.extensions["proware.backend"].close()
+
+
+def test_setup_link_refuses_once_an_admin_exists(config: Path) -> None:
+    run(config, "admin", "create", "alice", stdin=PASSWORD + "\n")
+    code, out, err = run(config, "admin", "setup-link")
+    assert code == 1 and out == ""
+    assert "the control panel is set up" in err and "admin create USERNAME" in err
 
 
 # -- activity tail ----------------------------------------------------------------------------

@@ -56,12 +56,15 @@ def test_the_sign_in_form_needs_its_token_too(app: Flask) -> None:
 def test_the_setup_form_needs_its_token_too(app: Flask) -> None:
     admin = app.extensions["proware.admin"]
     client = app.test_client()
-    client.get(f"/admin/setup/{admin.setup.issue()}")
+    secret = admin.setup.issue()
+    client.get(f"/admin/setup/{secret}")
     response = client.post(
-        "/admin/setup", data={"username": "eve", "password": PASSWORD, "confirm": PASSWORD}
+        f"/admin/setup/{secret}",
+        data={"username": "eve", "password": PASSWORD, "confirm": PASSWORD},
     )
     assert response.status_code == 400
     assert not admin.accounts.any()
+    assert admin.setup.check(secret).state == "valid"  # a forged form spends nothing
 
 
 def test_the_same_form_with_its_token_works(app: Flask) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -220,59 +222,175 @@ def test_the_sign_in_page_explains_the_first_run(app: Flask) -> None:
 # -- first-run setup ---------------------------------------------------------------------------
 
 
-def open_setup(app: Flask) -> AdminClient:
-    client = AdminClient(app.test_client())
-    secret = app.extensions["proware.admin"].setup.issue()
-    response = client.get(f"/admin/setup/{secret}")
-    assert response.status_code == 302 and response.headers["Location"] == "/admin/setup"
-    return client
+# What link previews send: no cookies, a bot's User-Agent (Teams, Slack, Safe Links).
+PREVIEWERS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0 Safari/537.36 Edg/124.0 (compatible; MSOffice 16; SkypeUriPreview)",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+]
+FIRST_ADMIN = {"username": "root", "password": PASSWORD, "confirm": PASSWORD}
+
+
+def issue_setup_link(app: Flask) -> str:
+    """The path of a fresh setup link, as ``serve`` prints it."""
+    return f"/admin/setup/{app.extensions['proware.admin'].setup.issue()}"
+
+
+def setup_state(app: Flask) -> dict:
+    return app.extensions["proware.admin"].setup.document.read()
+
+
+def admin_names(app: Flask) -> list[str]:
+    return [account.username for account in app.extensions["proware.admin"].accounts.list()]
 
 
 def test_the_setup_link_lets_the_first_admin_choose_a_password(app: Flask) -> None:
-    client = open_setup(app)
-    response = client.submit(
-        "/admin/setup",
-        "/admin/setup",
-        {"username": "root", "password": PASSWORD, "confirm": PASSWORD},
-    )
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    form = client.get(link)
+    assert form.status_code == 200 and "Create admin account" in text(form)
+    assert f'action="{link}"' in text(form)
+    response = client.submit(link, link, FIRST_ADMIN)
     assert response.status_code == 302 and response.headers["Location"] == "/admin/sign-in"
     assert "Admin account &#39;root&#39; created" in text(client.get("/admin/sign-in"))
     assert client.sign_in(username="root").status_code == 302
 
 
-def test_the_setup_link_works_once(app: Flask) -> None:
-    secret = app.extensions["proware.admin"].setup.issue()
-    assert app.test_client().get(f"/admin/setup/{secret}").status_code == 302
-    second = app.test_client().get(f"/admin/setup/{secret}")
-    assert second.status_code == 404
-    assert "This setup link is not valid" in text(second)
+@pytest.mark.parametrize("user_agent", PREVIEWERS, ids=["teams", "slack"])
+def test_a_preview_of_the_setup_link_leaves_it_for_the_person(app: Flask, user_agent: str) -> None:
+    """A chat app or mail scanner opens the link first: the person can still set up."""
+    link = issue_setup_link(app)
+    before = setup_state(app)
+    for method in ("GET", "HEAD"):
+        preview = app.test_client().open(link, method=method, headers={"User-Agent": user_agent})
+        assert preview.status_code == 200
+    assert setup_state(app) == before  # nothing spent, nothing a later visit depends on
+
+    person = AdminClient(app.test_client())
+    response = person.submit(link, link, FIRST_ADMIN)
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/sign-in"
+    assert admin_names(app) == ["root"]
 
 
-def test_the_setup_link_expires(app: Flask) -> None:
+def test_a_used_setup_link_says_so_and_creates_nothing_more(app: Flask) -> None:
+    link = issue_setup_link(app)
+    late = AdminClient(app.test_client())
+    token = csrf_of(late.get(link))  # opened before the first admin was created
+    assert AdminClient(app.test_client()).submit(link, link, FIRST_ADMIN).status_code == 302
+
+    page = app.test_client().get(link)
+    assert page.status_code == 410
+    assert "This setup link has been used" in text(page)
+    assert "admin reset-password USERNAME" in text(page)
+    again = late.client.post(link, data={"csrf_token": token, **FIRST_ADMIN, "username": "mallory"})
+    assert again.status_code == 410 and "This setup link has been used" in text(again)
+    assert admin_names(app) == ["root"]
+
+
+def test_of_two_setup_posts_at_once_exactly_one_creates_an_admin(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second POST arrives while the first is creating its admin: it gets "used"."""
+    link = issue_setup_link(app)
+    first, second = AdminClient(app.test_client()), AdminClient(app.test_client())
+    first_token, second_token = csrf_of(first.get(link)), csrf_of(second.get(link))
+    accounts = app.extensions["proware.admin"].accounts
+    create = accounts.create
+    answers = {}
+
+    def post_second() -> None:
+        data = {"csrf_token": second_token, **FIRST_ADMIN, "username": "bob"}
+        answers["second"] = second.client.post(link, data=data)
+
+    def create_while_the_other_posts(username: str, password: str, **fields):
+        if username == "root":
+            other = threading.Thread(target=post_second)
+            other.start()
+            other.join()
+        return create(username, password, **fields)
+
+    monkeypatch.setattr(accounts, "create", create_while_the_other_posts)
+    answers["first"] = first.client.post(link, data={"csrf_token": first_token, **FIRST_ADMIN})
+
+    assert admin_names(app) == ["root"]
+    assert answers["first"].status_code == 302
+    assert answers["second"].status_code == 410
+    assert "This setup link has been used" in text(answers["second"])
+
+
+def test_an_expired_setup_link_says_so_and_what_prints_a_new_one(app: Flask) -> None:
     admin = app.extensions["proware.admin"]
-    secret = admin.setup.issue()
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    token = csrf_of(client.get(link))
     later = admin.setup.clock() + admin.setup.lifetime
     admin.setup.clock = lambda: later
-    assert app.test_client().get(f"/admin/setup/{secret}").status_code == 404
+
+    page = app.test_client().get(link)
+    assert page.status_code == 410
+    assert "This setup link has expired" in text(page)
+    assert f"expired on {later:%Y-%m-%d %H:%M:%S} UTC" in text(page)
+    assert "python app.py admin setup-link" in text(page)
+    response = client.client.post(link, data={"csrf_token": token, **FIRST_ADMIN})
+    assert response.status_code == 410 and "This setup link has expired" in text(response)
+    assert not admin.accounts.any()
 
 
-def test_the_setup_page_needs_the_link(app: Flask) -> None:
-    assert app.test_client().get("/admin/setup").status_code == 404
+@pytest.mark.parametrize("path", ["/admin/setup/not-the-secret", "/admin/setup"])
+def test_an_unknown_setup_link_says_what_prints_a_new_one(app: Flask, path: str) -> None:
+    issue_setup_link(app)
+    page = app.test_client().get(path)
+    assert page.status_code == 404
+    assert "This setup link is not valid" in text(page)
+    assert "python app.py admin setup-link" in text(page)
+
+
+def test_setup_link_pages_keep_the_secret_from_referrers_and_caches(app: Flask) -> None:
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    weak = {**FIRST_ADMIN, "password": "short", "confirm": "short"}
+    answers = {
+        "form": client.get(link),
+        "refused": client.submit(link, link, weak),
+        "forged": client.client.post(link, data=FIRST_ADMIN),
+        "unknown": client.get("/admin/setup/nothing"),
+        "created": client.submit(link, link, FIRST_ADMIN),
+        "used": client.get(link),
+    }
+    assert [a.status_code for a in answers.values()] == [200, 400, 400, 404, 302, 410]
+    for name, answer in answers.items():
+        assert answer.headers["Referrer-Policy"] == "no-referrer", name
+        assert answer.headers["Cache-Control"] == "no-store", name
+    assert client.get("/admin/sign-in").headers["Referrer-Policy"] == "same-origin"
+
+
+def test_the_access_log_leaves_out_the_setup_links_secret(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="proware.access")
+    link = issue_setup_link(app)
+    secret = link.rpartition("/")[2]
+    client = AdminClient(app.test_client())
+    client.get(f"{link}?utm_source=teams")
+    client.submit(link, link, FIRST_ADMIN)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "proware.access"]
+    assert any('"GET /admin/setup/[redacted]?utm_source=teams" 200' in line for line in lines)
+    assert any('"POST /admin/setup/[redacted]" 302' in line for line in lines)
+    assert not [line for line in lines if secret in line]
 
 
 def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask) -> None:
-    client = open_setup(app)
-    differ = client.submit(
-        "/admin/setup", "/admin/setup", {"username": "root", "password": PASSWORD, "confirm": "x"}
-    )
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    differ = client.submit(link, link, {**FIRST_ADMIN, "confirm": "x"})
     assert differ.status_code == 400 and "The two passwords differ." in text(differ)
-    weak = client.submit(
-        "/admin/setup",
-        "/admin/setup",
-        {"username": "root", "password": "short", "confirm": "short"},
-    )
+    weak = client.submit(link, link, {**FIRST_ADMIN, "password": "short", "confirm": "short"})
     assert weak.status_code == 400 and "at least 12 characters" in text(weak)
+    bad_name = client.submit(link, link, {**FIRST_ADMIN, "username": "root user"})
+    assert bad_name.status_code == 400 and "is not allowed" in text(bad_name)
     assert not app.extensions["proware.admin"].accounts.any()
+    assert client.submit(link, link, FIRST_ADMIN).status_code == 302
 
 
 @pytest.mark.parametrize(
@@ -283,22 +401,24 @@ def test_setup_refuses_differing_or_weak_passwords_and_keeps_the_link(app: Flask
 def test_setup_refuses_a_password_of_spaces_or_one_repeated_character(
     app: Flask, password: str, message: str
 ) -> None:
-    client = open_setup(app)
-    weak = client.submit(
-        "/admin/setup",
-        "/admin/setup",
-        {"username": "root", "password": password, "confirm": password},
-    )
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    weak = client.submit(link, link, {**FIRST_ADMIN, "password": password, "confirm": password})
     assert weak.status_code == 400 and message in text(weak)
-    assert "4 or more of them different" in text(client.get("/admin/setup"))
+    assert "4 or more of them different" in text(client.get(link))
     assert not app.extensions["proware.admin"].accounts.any()
 
 
-def test_once_an_admin_exists_the_setup_link_leads_to_sign_in(app: Flask) -> None:
-    client = open_setup(app)
+def test_a_setup_link_gives_way_to_an_admin_created_on_the_command_line(app: Flask) -> None:
+    link = issue_setup_link(app)
+    client = AdminClient(app.test_client())
+    token = csrf_of(client.get(link))
     create_admin(app)
-    response = client.get("/admin/setup")
-    assert response.status_code == 302 and response.headers["Location"] == "/admin/sign-in"
+    page = client.get(link)
+    assert page.status_code == 410 and "The control panel is set up" in text(page)
+    response = client.client.post(link, data={"csrf_token": token, **FIRST_ADMIN})
+    assert response.status_code == 410
+    assert admin_names(app) == [USERNAME]
 
 
 def test_serve_prints_the_setup_link_only_while_no_admin_exists(
@@ -310,7 +430,7 @@ def test_serve_prints_the_setup_link_only_while_no_admin_exists(
     link = re.search(r"http://127\.0\.0\.1:8000(/admin/setup/\S+)", printed)
     assert link, printed
     assert "python app.py admin create USERNAME" in printed
-    assert app.test_client().get(link.group(1)).status_code == 302
+    assert app.test_client().get(link.group(1)).status_code == 200
     create_admin(app)
     serve_hook("python app.py", "http://127.0.0.1:8000")
     assert capsys.readouterr().out == "  Control panel: http://127.0.0.1:8000/admin\n"

@@ -6,41 +6,72 @@ in the other and only once in all; a sign-out in one holds in the other.
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from admin.sessions import RevokedSessions
-from admin.setup_link import SetupLinks
+from admin.setup_link import LINK_LIFETIME, LinkCheck, SetupLinks
 from storage.controlfile import ControlFile
 from tests.storage_contract import FixedClock
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
 
-def test_a_setup_link_issued_by_one_process_is_redeemed_once_by_any(tmp_path: Path) -> None:
+def test_a_setup_link_issued_by_one_process_is_used_once_by_any(tmp_path: Path) -> None:
     clock = FixedClock(NOW)
     printing = SetupLinks(ControlFile(tmp_path / "setup.json"), clock)
     serving = SetupLinks(ControlFile(tmp_path / "setup.json"), clock)
     third = SetupLinks(ControlFile(tmp_path / "setup.json"), clock)
     secret = printing.issue()
 
-    grant = serving.redeem(secret)
+    assert third.check(secret) == LinkCheck("valid", NOW + LINK_LIFETIME)
+    assert serving.use(secret).state == "valid"  # this process holds it now
 
-    assert grant is not None
-    assert third.redeem(secret) is None  # spent everywhere
-    assert printing.grant_valid(grant) and third.grant_valid(grant)
-    third.use_grant(grant)
-    assert not serving.grant_valid(grant)
+    assert third.use(secret) == LinkCheck("used", NOW)  # spent everywhere
+    assert printing.check(secret).state == "used"
 
 
-def test_an_expired_setup_link_grants_nothing(tmp_path: Path) -> None:
+def test_of_setup_posts_racing_in_several_threads_one_gets_the_link(tmp_path: Path) -> None:
+    secret = SetupLinks(ControlFile(tmp_path / "setup.json"), FixedClock(NOW)).issue()
+    processes = [SetupLinks(ControlFile(tmp_path / "setup.json"), FixedClock(NOW)) for _ in "1234"]
+    start = threading.Barrier(len(processes))
+    states: list[str] = []
+
+    def post(links: SetupLinks) -> None:
+        start.wait()
+        states.append(links.use(secret).state)
+
+    threads = [threading.Thread(target=post, args=(links,)) for links in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(states) == ["used", "used", "used", "valid"]
+
+
+def test_a_link_given_back_works_again_unless_a_newer_one_was_issued(tmp_path: Path) -> None:
+    links = SetupLinks(ControlFile(tmp_path / "setup.json"), FixedClock(NOW))
+    secret = links.issue()
+    links.use(secret)
+    links.give_back(secret)  # creating the admin failed
+    assert links.check(secret).state == "valid"
+
+    links.use(secret)
+    newer = links.issue()
+    links.give_back(secret)
+    assert links.check(secret).state == "unknown"
+    assert links.check(newer).state == "valid"
+
+
+def test_an_expired_setup_link_is_not_spent(tmp_path: Path) -> None:
     clock = FixedClock(NOW)
     links = SetupLinks(ControlFile(tmp_path / "setup.json"), clock)
     secret = links.issue()
     clock.advance(hours=2)
 
-    assert links.redeem(secret) is None
-    assert links.expires() is None
+    assert links.use(secret) == LinkCheck("expired", NOW + LINK_LIFETIME)
+    assert links.check("a guess") == LinkCheck("unknown")
 
 
 def test_a_sign_out_in_one_process_holds_in_another(tmp_path: Path) -> None:

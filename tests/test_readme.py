@@ -201,7 +201,7 @@ def test_every_path_the_readme_names_exists(name: str) -> None:
             id="token-use-saves",
         ),
         pytest.param(
-            "one-time setup link (valid once, for an hour)",
+            "one-time setup link (it works for an hour, to create one admin)",
             lambda: LINK_LIFETIME == timedelta(hours=1),
             id="setup-link",
         ),

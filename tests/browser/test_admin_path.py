@@ -48,6 +48,19 @@ def setup_link(server: ServerProcess) -> str:
     return found.group(0)
 
 
+def preview(url: str) -> tuple[int, http.client.HTTPMessage]:
+    """What a chat app's link preview does: a GET without cookies, as a bot."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", parts.path, headers={"User-Agent": "Slackbot-LinkExpanding 1.0"})
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    return response.status, response.headers
+
+
 def create_admin(server: ServerProcess, username: str) -> None:
     """``python app.py admin create USERNAME``, the password on stdin."""
     subprocess.run(
@@ -101,21 +114,31 @@ def test_the_admins_whole_path(chromium, server: ServerProcess, tmp_path: Path) 
     context, page = new_page(chromium, server)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url(server))
 
-    # First-run setup: the link printed on the console; the first admin chooses a password.
-    page.goto(setup_link(server))
-    assert page.url.endswith("/admin/setup")
+    # First-run setup: the link printed on the console, pasted into a chat whose preview
+    # opens it first (no cookies, a bot's User-Agent); the first admin chooses a password.
+    link = setup_link(server)
+    status, headers = preview(link)
+    assert status == 200
+    assert headers["Referrer-Policy"] == "no-referrer" and headers["Cache-Control"] == "no-store"
+    page.goto(link)
+    assert page.url == link  # the form at the link itself: nothing spent by the preview
     page.get_by_label("Username").fill("admin")
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Repeat the password").fill(PASSWORD)
     page.get_by_role("button", name="Create admin account").click()
     page.get_by_text("Admin account 'admin' created").wait_for()
 
-    # The link is spent: opening it again leads to sign-in.
+    # The link is spent: opening it again says so, and leads to sign-in.
     again = context.new_page()
-    again.goto(setup_link(server))
-    assert urlsplit(again.url).path == "/admin/sign-in"
-    assert again.get_by_text("already set up").is_visible()
+    again.goto(link)
+    again.get_by_role("heading", name="This setup link has been used").wait_for()
+    again.get_by_role("link", name="Go to sign-in").click()
+    again.wait_for_url("**/admin/sign-in")
     again.close()
+    # The access log wrote the link's secret nowhere (the console's printed line aside).
+    secret = link.rpartition("/")[2]
+    assert server.log_path.read_text().count(secret) == 1
+    assert '"POST /admin/setup/[redacted]" 302' in server.log_path.read_text()
 
     # Sign in, then Control panel > Admin > Control panel settings.
     page.get_by_label("Username").fill("admin")
