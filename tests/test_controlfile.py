@@ -25,6 +25,20 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "control.json"
 
 
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files ControlFile parses from now on, one entry a parse."""
+    parsed: list[Path] = []
+    real_decode = controlfile.decode_json
+
+    def counting_decode(source: Path, raw: bytes) -> object:
+        parsed.append(source)
+        return real_decode(source, raw)
+
+    monkeypatch.setattr(controlfile, "decode_json", counting_decode)
+    return parsed
+
+
 def increment(document: dict) -> None:
     document["counter"] = document.get("counter", 0) + 1
 
@@ -62,19 +76,10 @@ def test_read_sees_another_writers_update_at_once(path: Path) -> None:
         assert reader.read() == {"counter": expected}
 
 
-def test_read_parses_the_file_only_when_it_changed(
-    path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_read_parses_the_file_only_when_it_changed(path: Path, parses: list[Path]) -> None:
     control = ControlFile(path)
     control.update(increment)
-    parses: list[Path] = []
-    real_decode = controlfile.decode_json
-
-    def counting_decode(source: Path, raw: bytes) -> object:
-        parses.append(source)
-        return real_decode(source, raw)
-
-    monkeypatch.setattr(controlfile, "decode_json", counting_decode)
+    parses.clear()
     other = ControlFile(path)
     for _ in range(5):
         assert other.read() == {"counter": 1}
@@ -157,7 +162,7 @@ def test_a_corrupt_file_is_refused_naming_it(path: Path, content: str, message: 
 
 
 def test_a_file_damaged_after_use_is_refused_once_logged_never_written_and_used_once_repaired(
-    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    path: Path, parses: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A hand edit that breaks the file while the server runs: every use is refused (never
     the last good content), the first refusal alone asks to be logged, the file is parsed
@@ -166,14 +171,7 @@ def test_a_file_damaged_after_use_is_refused_once_logged_never_written_and_used_
     control.update(increment)
     good = path.read_bytes()
     path.write_bytes(good[:-3])  # cut off the closing brace
-    parses: list[Path] = []
-    real_decode = controlfile.decode_json
-
-    def counting_decode(source: Path, raw: bytes) -> object:
-        parses.append(source)
-        return real_decode(source, raw)
-
-    monkeypatch.setattr(controlfile, "decode_json", counting_decode)
+    parses.clear()
     refusals = []
     for action in (control.read, lambda: control.derived(len), control.read):
         with pytest.raises(DamagedDocument) as raised:
