@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
-from storage.errors import CorruptStore, StorageError
+from storage.errors import CorruptStore, DamagedDocument, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave
 from storage.values import UNSTORABLE
@@ -293,6 +293,8 @@ class ConnectionStatus:
         a failure to reach the document leaves this process's own view."""
         try:
             self.save(force=True)
+        except DamagedDocument as exc:
+            exc.report(log)
         except (OSError, StorageError):
             log.warning("could not merge the connection status", exc_info=True)
         return self
@@ -345,6 +347,8 @@ class ConnectionStatus:
     def _save_logged(self) -> None:
         try:
             self.save()
+        except DamagedDocument as exc:  # saved once it is repaired
+            exc.report(log)
         except (OSError, StorageError):
             # Never a request's failure: it was answered already (the status is a view).
             log.warning("could not save the connection status", exc_info=True)
@@ -353,10 +357,9 @@ class ConnectionStatus:
         assert self.document is not None
         try:
             document = self.document.read()
-        except CorruptStore:
-            log.warning(
-                "%s is unreadable; starting the connection status afresh", self.document.path
-            )
+        except CorruptStore as exc:
+            # Saves refuse to overwrite it until it is repaired (storage.controlfile).
+            log.warning("%s; starting the connection status afresh", exc)
             return
         if document.get("format") == FORMAT:
             self._tokens = {status.token_id: status for status in _decode(document)}

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from storage.journal import JournalRepository
+from storage.journal.format import list_segments
 from storage.repository import Index
 
 INDEXES = [
@@ -164,7 +165,7 @@ def open_once(data_dir: Path) -> None:
     started = time.perf_counter()
     store = JournalRepository(data_dir, INDEXES)
     seconds = time.perf_counter() - started
-    journal = sum(p.stat().st_size for p in data_dir.glob("proware.journal.*"))
+    journal = sum(p.stat().st_size for p in list_segments(data_dir).values())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     status = Path("/proc/self/status").read_text()
     rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))

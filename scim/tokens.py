@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from storage.documents import SharedDocument, Unchanged
-from storage.errors import CorruptStore, StorageError
+from storage.errors import CorruptStore, DamagedDocument, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave
 
@@ -297,6 +297,8 @@ class TokenStore:
     def _save_uses(self) -> None:
         try:
             self._write_uses()
+        except DamagedDocument as exc:  # the uses stay pending until it is repaired
+            exc.report(log)
         except (OSError, StorageError):
             # Bookkeeping must not fail anything; the uses stay pending for the next save.
             log.warning("could not save token last-use times", exc_info=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -24,9 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.errors import CorruptStore, write_failure
+from storage.errors import CorruptStore, DamagedDocument, write_failure
 
 T = TypeVar("T")
+
+log = logging.getLogger("proware.storage")
 
 # What identifies one version of a file without reading it: os.replace gives every write a
 # new inode, and the size and modification time catch the rest.
@@ -185,6 +188,13 @@ class ControlFile:
 
     A missing file reads as ``{}``. :meth:`read` is cheap enough to call on every request:
     one ``os.stat``, and a re-read only when the file changed.
+
+    A file that cannot be parsed (edited by hand while the server runs) makes every
+    :meth:`read`, :meth:`derived` and :meth:`update` raise :class:`DamagedDocument` until it
+    is repaired; nothing is written to it meanwhile. The last good content is not used
+    instead: these files say who may do what (tokens, revocations, accounts, the
+    provisioning switch), and a stale copy would let a revoked token or a removed account in
+    again.
     """
 
     def __init__(self, path: Path) -> None:
@@ -194,6 +204,10 @@ class ControlFile:
         self._cache_lock = threading.Lock()
         # build function -> (stamp, what it built): see derived().
         self._derived: dict[Callable[[dict], Any], tuple[Stamp | None, Any]] = {}
+        # The damaged version last found and what is wrong with it: found again, it is
+        # refused without parsing or logging it again.
+        self._damage: tuple[Stamp, str] | None = None
+        self._damage_lock = threading.Lock()
 
     def stamp(self) -> Stamp | None:
         """What identifies the file's current content (None if there is no file).
@@ -208,7 +222,7 @@ class ControlFile:
     def read(self) -> dict:
         """A copy of the current content, re-read from disk only if the file changed.
 
-        :raises CorruptStore: if the file is not a JSON object.
+        :raises DamagedDocument: if the file is not a JSON object.
         """
         stamp = self.stamp()
         if stamp is None:
@@ -243,6 +257,8 @@ class ControlFile:
 
         Holds the exclusive lock from the re-read to the rename, so concurrent updates (from
         any process) apply one after the other. If ``change`` raises, nothing is written.
+
+        :raises DamagedDocument: if the file is not a JSON object (nothing is written).
         """
         with self._exclusive_lock():
             stamp_and_data = self._load()
@@ -262,10 +278,35 @@ class ControlFile:
                 raw = file.read()
         except FileNotFoundError:
             return None
-        data = decode_json(self.path, raw)
-        if not isinstance(data, dict):
-            raise CorruptStore(f"{self.path} holds a JSON {type(data).__name__}, not an object")
+        with self._damage_lock:
+            damage = self._damage
+        if damage is not None and damage[0] == stamp:
+            # A new exception each time: raising one object again would grow its traceback.
+            raise DamagedDocument(self.path, damage[1])
+        try:
+            data = decode_json(self.path, raw)
+            if not isinstance(data, dict):
+                raise CorruptStore(
+                    f"{self.path} holds a JSON {type(data).__name__}, not an object{_REPAIR}"
+                )
+        except CorruptStore as exc:
+            raise self._damaged(stamp, str(exc)) from None
+        if damage is not None:
+            self._repaired()
         return stamp, data
+
+    def _damaged(self, stamp: Stamp, problem: str) -> DamagedDocument:
+        """Remember that version ``stamp`` is damaged; the first refusal of it says so."""
+        with self._damage_lock:
+            first = self._damage is None or self._damage[0] != stamp
+            self._damage = (stamp, problem)
+        return DamagedDocument(self.path, problem, first_report=first)
+
+    def _repaired(self) -> None:
+        with self._damage_lock:
+            damage, self._damage = self._damage, None
+        if damage is not None:
+            log.info("%s can be read again and is used again", self.path)
 
     @contextmanager
     def _exclusive_lock(self) -> Iterator[None]:

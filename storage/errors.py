@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import logging
+from pathlib import Path
 
 
 class StorageError(Exception):
@@ -93,6 +95,37 @@ def write_failure(path: object, exc: OSError) -> WriteFailed:
     if exc.errno in _NO_SPACE:
         return DiskFull(f"{path}: no space left to write ({reason}); free space on its disk")
     return WriteFailed(f"{path}: the write failed ({reason})")
+
+
+class DamagedDocument(CorruptStore, Unavailable):
+    """A shared document of the data directory (``control.json``, ``admins.json``, ...)
+    cannot be parsed, most likely after a hand edit (HTTP 503 while the server runs).
+
+    Every use of it is refused until the file is repaired, then it works again without a
+    restart; nothing is written to it meanwhile. The message (for the log) names the file and
+    the position; :attr:`detail` (for clients) only the file's name.
+    """
+
+    def __init__(self, path: Path, problem: str, *, first_report: bool = False) -> None:
+        super().__init__(problem)
+        self.path = path
+        # Set on the first refusal for one damaged version of the file: who catches that
+        # one logs it (report), so that the log has one line per damage, not one per request.
+        self.first_report = first_report
+        self.detail = (
+            f"the server's control file {path.name} is damaged: repair it or restore it "
+            "(the server log says where the damage is); nothing was changed"
+        )
+
+    def report(self, log: logging.Logger) -> None:
+        """Log the damage if this is its first refusal (a server; a command prints it)."""
+        if self.first_report:
+            log.error(
+                "%s; until then everything that needs it is refused (SCIM requests with a "
+                "503) and nothing is written to it; once repaired it is used again, without "
+                "a restart",
+                self,
+            )
 
 
 class Contention(Unavailable):

@@ -15,7 +15,7 @@ from storage import controlfile
 from storage.errors import CorruptStore, DiskFull, StorageError, StoreLocked
 from storage.journal import backup as backup_module
 from storage.journal.backup import backup, restore
-from storage.journal.format import list_segments
+from storage.journal.format import list_cut_files, list_segments
 from storage.tinydb_store import TinyDBRepository
 from tests.journal_support import Stores, contents, crash_copy, files
 from tests.storage_contract import INDEXES, CounterIds, FixedClock, group, user
@@ -260,3 +260,31 @@ def test_a_restored_directory_keeps_the_event_seq(
     with restored.transaction() as tx:
         tx.note({"operation": "delete"})
     assert seen == [{"operation": "delete", "seq": 3}]
+
+
+def test_backup_restore_and_migrate_leave_the_cut_journal_tails_alone(
+    stores: Stores, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The files keeping what start-up cut from the journal are neither segments nor data:
+    a backup, a restore and ``storage migrate`` read around them and leave them be."""
+    crashed = changed_since_backup(stores, data_dir, tmp_path)
+    (segment,) = list_segments(crashed).values()
+    segment.write_bytes(segment.read_bytes()[:-10])  # "later", torn
+    store = stores.open(crashed, prefix="r-")
+    (cut,) = list_cut_files(crashed)
+    kept = cut.read_bytes()
+
+    summary = backup(crashed, tmp_path / "again.json")  # its server runs
+    assert summary.users == 3
+    store.close()
+    restore(tmp_path / "backup.json", crashed, INDEXES)
+    assert stores.open(crashed, prefix="a-").count("User") == 3
+    stores.close_all()
+    config = tmp_path / "proware.toml"
+    config.write_text(f"[storage]\npath = {json.dumps(str(crashed))}\n", encoding="utf-8")
+    code = main(["--config", str(config), "storage", "migrate", "--to", str(tmp_path / "moved")])
+
+    assert code == 0, capsys.readouterr().err
+    assert list_cut_files(crashed) == [cut] and cut.read_bytes() == kept
+    assert list_cut_files(tmp_path / "moved") == []
+    assert stores.open(tmp_path / "moved", prefix="m-").count("User") == 3

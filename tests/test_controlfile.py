@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from storage import controlfile
 from storage.controlfile import ControlFile, write_atomically
-from storage.errors import CorruptStore, DiskFull
+from storage.errors import CorruptStore, DamagedDocument, DiskFull
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +23,20 @@ REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
     return tmp_path / "control.json"
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files ControlFile parses from now on, one entry a parse."""
+    parsed: list[Path] = []
+    real_decode = controlfile.decode_json
+
+    def counting_decode(source: Path, raw: bytes) -> object:
+        parsed.append(source)
+        return real_decode(source, raw)
+
+    monkeypatch.setattr(controlfile, "decode_json", counting_decode)
+    return parsed
 
 
 def increment(document: dict) -> None:
@@ -61,19 +76,10 @@ def test_read_sees_another_writers_update_at_once(path: Path) -> None:
         assert reader.read() == {"counter": expected}
 
 
-def test_read_parses_the_file_only_when_it_changed(
-    path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_read_parses_the_file_only_when_it_changed(path: Path, parses: list[Path]) -> None:
     control = ControlFile(path)
     control.update(increment)
-    parses: list[Path] = []
-    real_decode = controlfile.decode_json
-
-    def counting_decode(source: Path, raw: bytes) -> object:
-        parses.append(source)
-        return real_decode(source, raw)
-
-    monkeypatch.setattr(controlfile, "decode_json", counting_decode)
+    parses.clear()
     other = ControlFile(path)
     for _ in range(5):
         assert other.read() == {"counter": 1}
@@ -153,6 +159,64 @@ def test_a_corrupt_file_is_refused_naming_it(path: Path, content: str, message: 
         assert str(raised.value).startswith(str(path))
         assert message in str(raised.value)
     assert path.read_bytes() == content.encode("latin-1")
+
+
+def test_a_file_damaged_after_use_is_refused_once_logged_never_written_and_used_once_repaired(
+    path: Path, parses: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand edit that breaks the file while the server runs: every use is refused (never
+    the last good content), the first refusal alone asks to be logged, the file is parsed
+    once per damaged version and never written; once repaired it is used again."""
+    control = ControlFile(path)
+    control.update(increment)
+    good = path.read_bytes()
+    path.write_bytes(good[:-3])  # cut off the closing brace
+    parses.clear()
+    refusals = []
+    for action in (control.read, lambda: control.derived(len), control.read):
+        with pytest.raises(DamagedDocument) as raised:
+            action()
+        refusals.append(raised.value)
+    with pytest.raises(DamagedDocument):
+        control.update(increment)
+
+    assert [refusal.first_report for refusal in refusals] == [True, False, False]
+    assert "control.json is not valid JSON" in str(refusals[0])
+    assert refusals[0].detail == (
+        "the server's control file control.json is damaged: repair it or restore it (the "
+        "server log says where the damage is); nothing was changed"
+    )
+    assert str(path.parent) not in refusals[0].detail
+    assert len(parses) == 1
+    assert path.read_bytes() == good[:-3]
+
+    path.write_bytes(good[:-3] + b"]")  # another edit, still broken: a new damage
+    with pytest.raises(DamagedDocument) as raised:
+        control.read()
+    assert raised.value.first_report
+
+    with caplog.at_level(logging.INFO, logger="proware.storage"):
+        path.write_bytes(good)
+        assert control.read() == {"counter": 1}
+    assert "control.json can be read again" in caplog.text
+    assert control.update(increment) == {"counter": 2}
+
+
+def test_a_damage_is_reported_in_one_error_line_however_often_it_is_refused(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    control = ControlFile(path)
+    path.write_text("{")
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            with pytest.raises(DamagedDocument) as raised:
+                control.read()
+            raised.value.report(logging.getLogger("proware.test"))
+
+    (line,) = caplog.records
+    assert line.levelname == "ERROR" and line.exc_info is None
+    assert line.getMessage().startswith(f"{path} is not valid JSON: ")
+    assert "once repaired it is used again, without a restart" in line.getMessage()
 
 
 def test_update_removes_temp_files_left_by_a_dead_writer(path: Path) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import random
+import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -15,9 +19,9 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB
 
-from storage.errors import CorruptStore, StoreLocked
-from storage.journal import JournalRepository
-from storage.journal.format import list_segments
+from storage.errors import CorruptStore, DiskFull, StoreLocked
+from storage.journal import JournalRepository, recovery
+from storage.journal.format import list_cut_files, list_segments
 from storage.tinydb_store import TinyDBRepository
 from tests.journal_support import (
     Stores,
@@ -69,6 +73,8 @@ def test_a_torn_final_record_is_cut_away_wherever_the_crash_hit(
         store = open_plain(directory)
         assert names(store) == ["ann", "bob"], cut
         assert (directory / segment.name).read_bytes() == data[:last]
+        kept = [path.read_bytes() for path in list_cut_files(directory)]
+        assert kept == ([data[last:cut]] if cut > last else []), cut
         store.close()
 
 
@@ -85,6 +91,7 @@ def test_a_zero_filled_final_record_is_cut_away(stores: Stores, crashed: Path, t
     store = stores.open(crashed, prefix="r-")
 
     assert names(store) == ["ann", "bob"]
+    assert list_cut_files(crashed) == []  # zero bytes hold nothing worth keeping
     with store.transaction() as tx:
         tx.insert("User", user("dan"))
     assert segment.read_bytes().startswith(data[:last])
@@ -93,6 +100,83 @@ def test_a_zero_filled_final_record_is_cut_away(stores: Stores, crashed: Path, t
         "bob",
         "dan",
     ]
+
+
+def test_a_last_record_edited_by_hand_is_kept_in_a_file_the_warning_names(
+    crashed: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand edit of the last line cannot be told from a torn write: it is cut away, but
+    its bytes are written (and fsync'd, before the cut) to a file beside the segment."""
+    segment = newest_segment(crashed)
+    data, last = segment.read_bytes(), record_starts(segment)[-1]
+    edited = data[last:].replace(b"cid", b"Cid")
+    segment.write_bytes(data[:last] + edited)
+    synced: list[str] = []
+    real_fsync = recovery.os.fsync
+
+    def noting_fsync(descriptor: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(recovery.os, "fsync", noting_fsync)
+    with caplog.at_level(logging.WARNING, logger="proware.storage"):
+        store = open_plain(crashed)
+
+    assert names(store) == ["ann", "bob"]
+    assert segment.read_bytes() == data[:last]
+    (kept,) = list_cut_files(crashed)
+    assert kept.read_bytes() == edited
+    assert re.fullmatch(rf"{segment.name}\.cut-\d{{8}}T\d{{6}}\.\d{{6}}Z", kept.name)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600  # it holds directory data
+    # Kept durably (the file, then its name in the directory) before the cut.
+    assert synced == [kept.name, crashed.name, segment.name]
+    (warning,) = caplog.records
+    message = warning.getMessage()
+    assert f"{segment}: cut away {len(edited)} bytes after its last complete record" in message
+    assert f"kept in {kept};" in message
+    assert "never acknowledged to a client" in message
+    store.close()
+
+
+def test_only_the_newest_cut_files_are_kept(stores: Stores, crashed: Path, tmp_path: Path) -> None:
+    segment = newest_segment(crashed)
+    data, last = segment.read_bytes(), record_starts(segment)[-1]
+    older = [
+        crashed / f"proware.journal.00000001.cut-2026010{day}T000000.000000Z"
+        for day in range(1, 10)
+    ] + [crashed / "proware.journal.00000002.cut-20260110T000000.000000Z"]
+    for path in older:
+        path.write_bytes(b"older")
+    segment.write_bytes(data[:-10])
+
+    stores.open(crashed)
+
+    kept = list_cut_files(crashed)
+    assert len(kept) == recovery.CUT_FILES_KEPT == 10
+    assert kept[:-1] == older[1:]  # the oldest went
+    assert kept[-1].read_bytes() == data[last:-10]
+
+
+def test_cut_bytes_that_cannot_be_kept_stop_the_start_and_change_nothing(
+    crashed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    segment = newest_segment(crashed)
+    segment.write_bytes(segment.read_bytes()[:-10])
+    before = files(crashed)
+
+    def full(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(recovery.os, "fsync", full)
+        with pytest.raises(DiskFull) as raised:
+            open_plain(crashed)
+
+    message = str(raised.value)
+    assert message.startswith(f"{segment}: the ") and "could not be kept first" in message
+    assert "no space left to write" in message and "nothing was changed" in message
+    assert files(crashed) == before
+    assert names(open_plain(crashed)) == ["ann", "bob"]  # space freed
 
 
 def test_closing_after_a_crash_compacts_the_replayed_journal(crashed: Path) -> None:

@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from scim import constants, errors
-from storage.errors import DiskFull, Unavailable, Unstorable
+from storage.errors import DamagedDocument, DiskFull, Unavailable, Unstorable
 from storage.jsontext import utf8_json
 
 log = logging.getLogger("proware")
@@ -150,8 +150,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Unavailable)
     def handle_unavailable(exc: Unavailable) -> Response:
         # The message names the database without its password (storage redacts it), or the
-        # journal's file; the client gets the exception's own detail.
-        log.warning("request %s: %s", getattr(g, "request_id", "-"), exc)
+        # journal's file; the client gets the exception's own detail. A damaged document is
+        # logged once, when first refused, not on every request it refuses.
+        if isinstance(exc, DamagedDocument):
+            exc.report(log)
+        else:
+            log.warning("request %s: %s", getattr(g, "request_id", "-"), exc)
         full = isinstance(exc, DiskFull)
         error: errors.ScimError = (
             errors.InsufficientStorage(exc.detail)
@@ -160,7 +164,9 @@ def register_error_handlers(app: Flask) -> None:
         )
         g.scim_error = error
         response = _html_error(error.status, error.detail) or error_response(error)
-        if not full:  # a full disk lasts until someone frees space: no time to promise
+        # A full disk lasts until someone frees space, a damaged file until someone repairs
+        # it: no time to promise.
+        if not isinstance(exc, DiskFull | DamagedDocument):
             response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return response
 

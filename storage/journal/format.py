@@ -14,8 +14,9 @@ digits, and ``json`` a UTF-8 JSON object on one line (JSON escapes newlines insi
 
 ``docs`` holds each changed document's new content (null: deleted), ``members`` the
 membership deltas in order, so adding one member to a group of 10,000 writes one short
-record. A crash mid-append leaves a torn final record, which start-up cuts away; damage
-anywhere else is reported with the file and byte offset, and nothing is changed.
+record. A crash mid-append leaves a torn final record, which start-up cuts away (keeping the
+bytes in a ``.cut-`` file beside the segment: a last line edited by hand looks the same);
+damage anywhere else is reported with the file and byte offset, and nothing is changed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from storage.jsontext import ascii_json
 SEGMENT_PREFIX = "proware.journal."
 _SEGMENT_NAME = re.compile(re.escape(SEGMENT_PREFIX) + r"(\d{8,})")
 _HEADER = re.compile(rb"(\d{1,10}) ([0-9a-f]{8}) ")
+# What start-up cut from the end of a segment is kept beside it, in
+# ``proware.journal.<generation>.cut-<UTC time>``: not a segment (list_segments skips it).
+CUT_MARK = ".cut-"
+_CUT_NAME = re.compile(re.escape(SEGMENT_PREFIX) + r"\d{8,}" + re.escape(CUT_MARK) + r"(.+)")
 
 
 def segment_name(generation: int) -> str:
@@ -47,6 +52,21 @@ def list_segments(directory: Path) -> dict[int, Path]:
         if match:
             found[int(match.group(1))] = path
     return dict(sorted(found.items()))
+
+
+def cut_file_name(segment: Path, stamp: str) -> str:
+    """The name of the file keeping what was cut from the end of ``segment`` at ``stamp``."""
+    return f"{segment.name}{CUT_MARK}{stamp}"
+
+
+def list_cut_files(directory: Path) -> list[Path]:
+    """The files keeping bytes cut from journal segments in ``directory``, oldest first."""
+    found = []
+    for path in directory.glob(SEGMENT_PREFIX + "*" + CUT_MARK + "*"):
+        match = _CUT_NAME.fullmatch(path.name)
+        if match:
+            found.append((match.group(1), path.name, path))
+    return [path for _, _, path in sorted(found)]
 
 
 def encode_json(value: object) -> bytes:

@@ -13,11 +13,18 @@ import gc
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from storage.controlfile import fsync_directory
-from storage.errors import CorruptStore
-from storage.journal.format import Segment, list_segments, read_segment
+from storage.errors import CorruptStore, write_failure
+from storage.journal.format import (
+    Segment,
+    cut_file_name,
+    list_cut_files,
+    list_segments,
+    read_segment,
+)
 from storage.journal.migrate import migrate_format1
 from storage.journal.snapshot import (
     DATA_FILE,
@@ -32,6 +39,10 @@ from storage.repository import Index
 from storage.state import State
 
 log = logging.getLogger("proware.storage")
+
+# How many files keeping what start-up cut from the journal's end stay in the data
+# directory: each start that cuts writes one, and the oldest beyond this are deleted.
+CUT_FILES_KEPT = 10
 
 
 class SwappedUnderfoot(Exception):
@@ -181,10 +192,12 @@ def prepare_directory(data_dir: Path, indexes: list[Index]) -> Prepared:
     """Read, check and repair ``data_dir`` for the store that holds its lock.
 
     A new directory gets an empty data file; a format-1 file is migrated (the original
-    kept); a torn final record is cut away; segments a finished compaction left are deleted.
+    kept); a torn final record is cut away (kept in a ``.cut-`` file beside it); segments a
+    finished compaction left are deleted.
 
     :raises CorruptStore: if anything cannot be read or does not add up; nothing on disk
         has been changed then.
+    :raises WriteFailed: a torn final record could not be kept before it is cut away.
     """
     found = read_store(data_dir)
     snapshot = found.snapshot or Snapshot(format=0)
@@ -227,13 +240,68 @@ def _tidy(data_dir: Path, found: Recovered) -> None:
         fsync_directory(data_dir)
     last = found.segments[-1] if found.segments else None
     if last is not None and last.torn:
-        log.warning(
-            "%s: discarding a torn final record (%d bytes at offset %d) left by a crash",
-            last.path,
-            last.size - last.valid_end,
-            last.valid_end,
-        )
-        with open(last.path, "r+b") as file:
-            file.truncate(last.valid_end)
-            file.flush()
-            os.fsync(file.fileno())
+        _cut_tail(data_dir, last)
+
+
+def _cut_tail(data_dir: Path, last: Segment) -> None:
+    """Cut away the bytes after the segment's last complete record, kept in a file first.
+
+    A torn append cannot be told from a last line edited or cut short by hand, and the
+    store cannot append after either; what is cut is kept, unless it holds nothing but
+    zero bytes (what a crash leaves where the file system had no data yet).
+
+    :raises WriteFailed: the bytes could not be kept (:class:`DiskFull`: no space); the
+        segment is left as it was.
+    """
+    with open(last.path, "r+b") as file:
+        file.seek(last.valid_end)
+        cut = file.read()
+        where = f"{len(cut)} bytes after its last complete record (offset {last.valid_end})"
+        if cut.strip(b"\0"):
+            kept = _keep_cut(data_dir, last.path, cut, where)
+            log.warning(
+                "%s: cut away %s, which is not a whole record: a write torn by a crash, or a "
+                "last line edited by hand. The bytes are kept in %s; if a crash tore the "
+                "write, the change in them was never acknowledged to a client",
+                last.path,
+                where,
+                kept,
+            )
+        else:
+            log.warning(
+                "%s: cut away %s, all zero bytes: a write torn by a crash (never acknowledged "
+                "to a client); nothing to keep",
+                last.path,
+                where,
+            )
+        file.truncate(last.valid_end)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _keep_cut(data_dir: Path, segment: Path, cut: bytes, where: str) -> Path:
+    """Write ``cut`` to a new file beside ``segment``, durably; keep at most
+    :data:`CUT_FILES_KEPT` such files, deleting the oldest."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = data_dir / cut_file_name(segment, stamp)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(cut)
+                file.flush()
+                os.fsync(file.fileno())
+            fsync_directory(data_dir)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        failure = write_failure(path, exc)
+        raise type(failure)(
+            f"{segment}: the {where} must be cut away, but could not be kept first "
+            f"({failure}); nothing was changed: start again once the disk takes writes"
+        ) from exc
+    for old in list_cut_files(data_dir)[:-CUT_FILES_KEPT]:
+        old.unlink(missing_ok=True)
+        log.info("deleted %s: only the newest %d cut journal tails are kept", old, CUT_FILES_KEPT)
+    return path

@@ -5,6 +5,8 @@ A data directory holds::
     proware.json              the state at the last compaction (TinyDB JSON, format 2)
     proware.journal.00000007  every commit since, one checksummed record each (segments)
     proware.lock              flock'd by the one process that owns the directory
+    proware.journal.00000007.cut-20261207T101500.123456Z
+                              bytes start-up cut from a segment's end, kept (the newest 10)
 
 Reads never touch the disk: documents, indexes and memberships live in memory
 (:class:`storage.memory.MemoryRepository`'s rules and copy-on-write state). A commit appends
@@ -19,7 +21,8 @@ deletes the segments it covers. It writes anew only the records changed since th
 compaction, copying documents' bytes from their journal records (:class:`SnapshotEncoder`),
 works in short steps (:mod:`storage.journal.pacing`) and frees big files gradually, so requests
 beside it are barely slowed. Start-up reads the data file, replays the segments, cuts a
-torn final record away, and refuses anything else unreadable without changing it.
+torn final record away (keeping its bytes in a file), and refuses anything else unreadable
+without changing it.
 """
 
 from __future__ import annotations
