@@ -17,9 +17,12 @@ request (:meth:`ServingLock.check`, a 503), reads included, as the directory may
 being replaced under it. A lock connection that goes silent instead (a network cut, a
 paused VM) is ended by its keepalives within the database's timeout
 (:func:`~storage.postgres.connection.silence_options`), and found lost the same way.
-A machine that vanishes without closing its connections holds its share until PostgreSQL's
-TCP keepalives notice. Through a pooler in transaction mode (PgBouncer) a session lock means
-nothing: connect servers and commands to PostgreSQL itself, as the pool already requires.
+A machine that vanishes without closing its connections holds its share until PostgreSQL
+notices the silence, within about the same timeout: every session of Proware's asks the
+database for keepalives of its own (:mod:`storage.postgres.sessions`).
+
+Through a pooler in transaction mode (PgBouncer) a session lock means nothing: connect
+servers and commands to PostgreSQL itself, as the pool already requires.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ log = logging.getLogger("proware.storage")
 # "Proware" in ASCII: one bigint key, shown by pg_locks as classid 0x50726F, objid
 # 0x77617265 (objsubid 1, the one-bigint form).
 LOCK_KEY = 0x50726F77617265
+# What pg_stat_activity's application_name starts with for a serving lock's session (the
+# process id and machine follow: storage.postgres.sessions.session_name).
 APPLICATION_NAME = "proware server"
 # Seconds between two looks at the lock's connection; a lost one is reopened and the lock
 # taken again, so a server that outlives a database restart is counted again.
@@ -136,7 +141,7 @@ class ServingLock:
             self._held.clear()
 
     def _take(self) -> psycopg.Connection:
-        connection = self._database.connect(application_name=APPLICATION_NAME)
+        connection = self._database.connect(APPLICATION_NAME)
         try:
             with self._database.errors():
                 row = connection.execute("SELECT pg_try_advisory_lock_shared(%s)", (LOCK_KEY,))
@@ -236,7 +241,7 @@ def sole_use(database: Database, command: str) -> Iterator[None]:
 
     :raises DatabaseInUse: servers hold it, naming them; nothing was changed.
     """
-    connection = database.connect(application_name=f"proware {command}")
+    connection = database.connect(f"proware {command}")
     try:
         with database.errors():
             row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
