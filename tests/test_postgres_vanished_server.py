@@ -130,7 +130,13 @@ def test_a_restore_proceeds_within_the_timeout_once_a_servers_machine_vanished(
     capsys: pytest.CaptureFixture,
 ) -> None:
     backup = tmp_path / "backup.json"
-    assert restore(capsys, config, backup)[0] == 1  # served: refused
+    code, refusal = restore(capsys, config, backup)
+    assert code == 1
+    # Which session, from where, and what ends it: the machine's silence, or an operator.
+    assert f"proware server pid {holder.pid} on " in refusal
+    assert f"from {link.host} port " in refusal
+    assert f"within about {TIMEOUT} s" in refusal
+    assert "SELECT pg_terminate_backend(<backend pid>)" in refusal
 
     link.cut()
     holder.kill()  # its machine is gone: nothing it sends (a FIN, a RST) arrives

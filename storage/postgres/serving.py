@@ -53,7 +53,10 @@ CHECK_INTERVAL = 5.0
 RETRY_INTERVAL = 1.0
 
 _HOLDERS = """
-    SELECT coalesce(host(activity.client_addr), 'local socket'), activity.pid
+    SELECT coalesce(host(activity.client_addr), 'local socket'), activity.client_port,
+      activity.pid,
+      to_char(activity.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+      activity.application_name
     FROM pg_locks AS locks JOIN pg_stat_activity AS activity USING (pid)
     WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 1
       AND locks.classid::bigint = %s AND locks.objid::bigint = %s
@@ -255,21 +258,26 @@ def sole_use(database: Database, command: str) -> Iterator[None]:
         connection.close()  # the lock goes with the session
 
 
-def _in_use(database: Database, command: str, holders: list[tuple[str, int]]) -> str:
-    if not holders:  # another restore or migration, or holders gone just now
+def _in_use(database: Database, command: str, holders: list[tuple[str, int, int, str, str]]) -> str:
+    """Who holds the database, and how each hold ends: its server stopped, or, for a server
+    whose machine is gone, PostgreSQL dropping the silent session (or an operator, sooner)."""
+    if holders:
+        who = f"{len(holders)} Proware server process(es)"
+    else:  # another restore or migration, or holders gone just now
         who = "another Proware command or server"
-    else:
-        where: dict[str, list[str]] = {}
-        for address, pid in holders:
-            where.setdefault(address, []).append(str(pid))
-        who = (
-            f"{len(holders)} Proware server process(es) ("
-            + "; ".join(
-                f"{address}: backend pid {', '.join(pids)}" for address, pids in where.items()
-            )
-            + ")"
-        )
-    return (
+    lines = [
         f"the PostgreSQL database {database.shown} is in use by {who}; stop every Proware "
-        f"server on it, on every machine, then run {command} again (nothing was changed)"
+        f"server on it, on every machine, then run {command} again (nothing was changed)."
+    ]
+    if holders:
+        lines.append("The sessions holding it:")
+    for address, port, pid, started, name in holders:
+        where = address if port is None or port < 0 else f"{address} port {port}"
+        lines.append(f"  - backend pid {pid}: {name or 'unnamed'}, from {where}, since {started}")
+    lines.append(
+        f"PostgreSQL ends the session of a server whose machine is gone or cut off within "
+        f"about {database.timeout} s of its last packet ([storage] timeout_seconds), and "
+        f"{command} may run then; to end one sooner, once its machine is surely gone, run "
+        "SELECT pg_terminate_backend(<backend pid>) on the database."
     )
+    return "\n".join(lines)
