@@ -149,23 +149,24 @@ def test_a_restore_proceeds_within_the_timeout_once_a_servers_machine_vanished(
         time.sleep(0.1)
 
 
-def settings_of(database: Database) -> dict[str, str]:
-    """What PostgreSQL applies to a pooled session of ``database``, in base units."""
-    with database.connection() as connection:
-        rows = connection.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', "
-            "'tcp_user_timeout', 'application_name', 'work_mem')"
-        ).fetchall()
+def settings_of(dsn: str, timeout: int) -> dict[str, str]:
+    """What PostgreSQL applies to a pooled session of a :class:`Database` on ``dsn`` with
+    ``timeout``, in base units."""
+    database = Database(dsn, timeout=timeout)
+    try:
+        with database.connection() as connection:
+            rows = connection.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', "
+                "'tcp_user_timeout', 'application_name', 'work_mem')"
+            ).fetchall()
+    finally:
+        database.close()
     return dict(rows)
 
 
 def test_every_session_asks_the_database_to_drop_it_once_silent_for_the_timeout() -> None:
-    database = Database(clean_database(), timeout=7)
-    try:
-        found = settings_of(database)
-    finally:
-        database.close()
+    found = settings_of(clean_database(), timeout=7)
 
     assert found["tcp_keepalives_idle"] == "3"
     assert found["tcp_keepalives_interval"] == "1"
@@ -180,11 +181,7 @@ def test_settings_the_dsn_sends_itself_are_kept_and_win() -> None:
         options="-c tcp_keepalives_idle=30 -c work_mem=8MB",
         application_name="mine",
     )
-    database = Database(dsn, timeout=7)
-    try:
-        found = settings_of(database)
-    finally:
-        database.close()
+    found = settings_of(dsn, timeout=7)
 
     assert found["tcp_keepalives_idle"] == "30"
     assert found["work_mem"] == str(8 * 1024)  # kB
@@ -196,11 +193,7 @@ def test_settings_from_the_environment_are_kept_and_win(monkeypatch: pytest.Monk
     """libpq reads PGOPTIONS and PGAPPNAME only when the connection string has no value."""
     monkeypatch.setenv("PGOPTIONS", "-c tcp_keepalives_count=9")
     monkeypatch.setenv("PGAPPNAME", "from the environment")
-    database = Database(clean_database(), timeout=7)
-    try:
-        found = settings_of(database)
-    finally:
-        database.close()
+    found = settings_of(clean_database(), timeout=7)
 
     assert found["tcp_keepalives_count"] == "9"
     assert found["tcp_keepalives_idle"] == "3"

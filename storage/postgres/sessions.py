@@ -50,7 +50,7 @@ def database_silence_options(timeout: int) -> str:
     return _SETTINGS.format(idle=idle, interval=interval, count=count, user_timeout=timeout * 1000)
 
 
-def with_database_silence_options(options: dict[str, str | int], timeout: int) -> None:
+def with_database_silence_options(options: dict[str, str | int | None], timeout: int) -> None:
     """Add :func:`database_silence_options` to libpq connection ``options`` in place, before
     the settings they (or, without them, the ``PGOPTIONS`` environment variable, which an
     ``options`` of ours would hide from libpq) carry already, so that those win."""
