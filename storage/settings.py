@@ -29,5 +29,6 @@ class StorageSettings:
     pool_size: int = 4
     # Seconds PostgreSQL may stay silent (a network cut, a paused VM) before a request gives
     # it up (503) and a connection counts as lost: connecting, unacknowledged statements and
-    # unanswered keepalives (storage.postgres.connection.silence_options).
+    # unanswered keepalives (storage.postgres.connection.silence_options). Also how long
+    # PostgreSQL keeps a silent server's sessions (storage.postgres.sessions).
     timeout_seconds: int = 5

@@ -56,6 +56,9 @@ class BlackholeLink:
     """A relay to ``127.0.0.1:upstream_port`` reached over a link that :meth:`cut` silences.
 
     :attr:`host` and :attr:`port` are where a client connects. Use :func:`open_link`.
+    The other way round, a program run :meth:`inside` the namespace is a machine across
+    the link: it reaches this side at :attr:`near_address`, and is seen coming from
+    :attr:`host`.
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -69,7 +72,7 @@ class BlackholeLink:
         network = f"198.{18 + base // 65536}.{base // 256 % 256}.{base % 256}"
         prefix = network.rsplit(".", 1)[0]
         last = int(network.rsplit(".", 1)[1])
-        self._near_address = f"{prefix}.{last + 1}"
+        self.near_address = f"{prefix}.{last + 1}"
         self.host = f"{prefix}.{last + 2}"
         self.port = 0
         self._listener: socket.socket | None = None
@@ -85,13 +88,17 @@ class BlackholeLink:
         atexit.register(self.close)
         _run("ip", "link", "add", self._near, "type", "veth", "peer", "name", self._far,
              "netns", self.namespace)  # fmt: skip
-        _run("ip", "addr", "add", f"{self._near_address}/30", "dev", self._near)
+        _run("ip", "addr", "add", f"{self.near_address}/30", "dev", self._near)
         _run("ip", "link", "set", self._near, "up")
         _run(*self._in_namespace, "ip", "addr", "add", f"{self.host}/30", "dev", self._far)
         _run(*self._in_namespace, "ip", "link", "set", self._far, "up")
         self._listener = self._listen_in_namespace()
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, name="blackhole-accept", daemon=True).start()
+
+    def inside(self, *command: str) -> list[str]:
+        """``command`` to run in the link's namespace, as on a machine across the link."""
+        return [*self._in_namespace, *command]
 
     def cut(self) -> None:
         """Drop every packet on the link, both ways, from now on; close nothing."""

@@ -71,12 +71,23 @@ class PostgresServer:
     """One throwaway PostgreSQL cluster: :meth:`start`, :meth:`dsn`, :meth:`stop`.
 
     :param bindir: the server binaries (default: :func:`find_bindir`).
+    :param listen_addresses: where it accepts TCP connections (one port for all).
+    :param trusted_hosts: addresses other than 127.0.0.1 whose connections it lets in
+        without a password (a client across a test's network link).
     """
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        *,
+        listen_addresses: tuple[str, ...] = ("127.0.0.1",),
+        trusted_hosts: tuple[str, ...] = (),
+    ) -> None:
         self.bindir = bindir
         self.port = 0
         self.directory: Path | None = None
+        self.listen_addresses = listen_addresses
+        self.trusted_hosts = trusted_hosts
         self._as_root = os.geteuid() == 0
 
     @property
@@ -105,10 +116,13 @@ class PostgresServer:
                 "C",
                 "--no-sync",
             )
+            with (self.data_dir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
+                for host in self.trusted_hosts:
+                    hba.write(f"host all all {host}/32 trust\n")
             self.port = free_port()
         options = " ".join(
             [
-                "-c listen_addresses=127.0.0.1",
+                f"-c listen_addresses={','.join(self.listen_addresses)}",
                 f"-c port={self.port}",
                 f"-c unix_socket_directories={self.directory}",
                 f"-c max_connections={MAX_CONNECTIONS}",

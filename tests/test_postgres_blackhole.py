@@ -146,7 +146,7 @@ def test_an_idle_connection_to_a_silent_database_is_dropped_within_the_timeout(
     """What the serving lock relies on: a quiet connection's keepalives go unanswered, and
     the kernel ends it, so its socket reports the error to whoever looks."""
     database = Database(over(link, pgserver.fresh_database()), timeout=TIMEOUT)
-    connection = database.connect(application_name="idle")
+    connection = database.connect("idle")
     try:
         link.cut()
 

@@ -21,6 +21,7 @@ from server.config import Settings
 from storage import transfer
 from storage.errors import StorageError
 from storage.postgres.serving import APPLICATION_NAME
+from storage.postgres.sessions import session_name
 from storage.settings import POSTGRESQL
 from tests.admin_support import signed_in
 from tests.conftest import ScimClient
@@ -44,7 +45,7 @@ def restoring(settings: Settings) -> Iterator[None]:
             connection.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = %s AND datname = current_database()",
-                (APPLICATION_NAME,),
+                (session_name(APPLICATION_NAME),),
             )
         try:
             with transfer.in_sole_use(settings.storage, "restore"):
@@ -104,7 +105,7 @@ def test_a_server_that_lost_its_share_refuses_everything_until_the_restore_ends(
     with psycopg.connect(settings.storage.dsn, autocommit=True) as connection:
         holders = connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-            (APPLICATION_NAME,),
+            (session_name(APPLICATION_NAME),),
         ).fetchone()
     assert holders == (1,)  # it holds its share again, so the next restore is refused
 
@@ -117,7 +118,7 @@ def test_a_server_whose_share_was_cut_with_nothing_else_holding_it_serves_on(
         cut = connection.execute(
             "SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity "
             "WHERE application_name = %s AND datname = current_database()",
-            (APPLICATION_NAME,),
+            (session_name(APPLICATION_NAME),),
         ).fetchall()
         assert [ended for ended, _ in cut] == [True]
         deadline = time.monotonic() + 30  # until the ended session has gone
@@ -130,6 +131,6 @@ def test_a_server_whose_share_was_cut_with_nothing_else_holding_it_serves_on(
         assert scim.get("/Users").status_code == 200
         holders = connection.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-            (APPLICATION_NAME,),
+            (session_name(APPLICATION_NAME),),
         ).fetchone()
     assert holders == (1,)

@@ -8,6 +8,9 @@ order), tokens, admin accounts and activity into an empty target and checks the 
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -253,6 +256,10 @@ def test_restore_into_a_served_database_is_refused_and_changes_nothing(
     assert code == 1
     assert "is in use by 1 Proware server process(es)" in err
     assert "stop every Proware server on it, on every machine, then run restore again" in err
+    # The session holding it: this process, from where, since when; and how it may end.
+    assert f"proware server pid {os.getpid()} on {socket.gethostname()}, from 127.0.0.1" in err
+    assert re.search(r"since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", err)
+    assert "within about 5 s of its last packet" in err and "pg_terminate_backend" in err
     assert listing(scim) == after
 
 

@@ -44,6 +44,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from storage.errors import Contention, Unavailable, Unstorable
 from storage.postgres.migrations import apply_migrations
+from storage.postgres.sessions import (
+    keepalive_schedule,
+    session_name,
+    with_database_silence_options,
+)
 from storage.waits import add_wait, clocks
 
 ROLLBACK = b"ROLLBACK"
@@ -102,16 +107,17 @@ def silence_options(timeout: int) -> dict[str, int]:
 
     A slow statement is not cut short: the server's kernel still acknowledges and answers
     probes. libpq ignores all but ``connect_timeout`` on a unix socket, where there is no
-    network to lose.
+    network to lose. The database side of the same bound is
+    :func:`~storage.postgres.sessions.database_silence_options`.
     """
-    idle = max(1, timeout // 2)
+    idle, interval, count = keepalive_schedule(timeout)
     return {
         "connect_timeout": max(1, timeout),
         "tcp_user_timeout": timeout * 1000,
         "keepalives": 1,
         "keepalives_idle": idle,
-        "keepalives_interval": 1,
-        "keepalives_count": max(1, timeout - idle),
+        "keepalives_interval": interval,
+        "keepalives_count": count,
     }
 
 
@@ -151,8 +157,10 @@ class Database:
     :param checkout_timeout: seconds a request waits for a free connection before
         :class:`Unavailable`.
     :param timeout: seconds the server may stay silent before a new connection, a
-        statement or a quiet connection is given up as lost (:func:`silence_options`);
-        each option the DSN sets itself is kept.
+        statement or a quiet connection is given up as lost (:func:`silence_options`),
+        and this process before the server drops its sessions
+        (:func:`~storage.postgres.sessions.database_silence_options`); each option the
+        DSN sets itself is kept.
     :param lock_timeout: seconds a statement waits for a row lock before :class:`Unavailable`.
     :param reconnect_timeout: seconds the pool retries a lost connection (after 1, 2, 4 ...
         seconds) before it gives up and tries afresh on the next request. The retries back
@@ -174,7 +182,7 @@ class Database:
         self.shown = redact_dsn(dsn)
         self._secrets = _secrets(dsn)
         self._checkout_timeout = checkout_timeout
-        self._timeout = timeout
+        self.timeout = timeout
         # When a use of the database last raised Unavailable (time.monotonic()), until one
         # succeeds: see unavailable_just_now.
         self._unavailable_at: float | None = None
@@ -187,6 +195,9 @@ class Database:
                 "(expected key=value pairs or a postgresql:// URI)"
             ) from None
         options = {**silence_options(timeout), **options}  # the DSN's own win
+        with_database_silence_options(options, timeout)
+        # Unless the DSN (or PGAPPNAME) names the sessions, pg_stat_activity tells whose.
+        options.setdefault("fallback_application_name", session_name("proware"))
         self._conninfo = conninfo = make_conninfo("", **options)
         with self.errors(), psycopg.connect(conninfo, autocommit=True) as connection:
             apply_migrations(connection)
@@ -223,7 +234,7 @@ class Database:
         unavailable: for writes a failed request makes on its way out (the activity log),
         which would otherwise wait for a connection as long again before the 503 is sent."""
         failed = self._unavailable_at
-        return failed is not None and time.monotonic() - failed < self._timeout
+        return failed is not None and time.monotonic() - failed < self.timeout
 
     @contextmanager
     def own_connection(self) -> Iterator[psycopg.Connection]:
@@ -232,13 +243,14 @@ class Database:
         with self.errors(), psycopg.connect(self._conninfo, autocommit=True) as connection:
             yield connection
 
-    def connect(self, application_name: str) -> psycopg.Connection:
+    def connect(self, purpose: str) -> psycopg.Connection:
         """A new connection outside the pool (autocommit) that the caller closes, for a
         session-level lock held as long as the caller wants (:mod:`storage.postgres.serving`).
 
-        :param application_name: what ``pg_stat_activity`` shows for it.
+        :param purpose: what ``pg_stat_activity`` shows for it, with this process and its
+            machine (:func:`~storage.postgres.sessions.session_name`).
         """
-        conninfo = make_conninfo(self._conninfo, application_name=application_name)
+        conninfo = make_conninfo(self._conninfo, application_name=session_name(purpose))
         with self.errors():
             return psycopg.connect(conninfo, autocommit=True)
 

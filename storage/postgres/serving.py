@@ -17,9 +17,12 @@ request (:meth:`ServingLock.check`, a 503), reads included, as the directory may
 being replaced under it. A lock connection that goes silent instead (a network cut, a
 paused VM) is ended by its keepalives within the database's timeout
 (:func:`~storage.postgres.connection.silence_options`), and found lost the same way.
-A machine that vanishes without closing its connections holds its share until PostgreSQL's
-TCP keepalives notice. Through a pooler in transaction mode (PgBouncer) a session lock means
-nothing: connect servers and commands to PostgreSQL itself, as the pool already requires.
+A machine that vanishes without closing its connections holds its share until PostgreSQL
+notices the silence, within about the same timeout: every session of Proware's asks the
+database for keepalives of its own (:mod:`storage.postgres.sessions`).
+
+Through a pooler in transaction mode (PgBouncer) a session lock means nothing: connect
+servers and commands to PostgreSQL itself, as the pool already requires.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ log = logging.getLogger("proware.storage")
 # "Proware" in ASCII: one bigint key, shown by pg_locks as classid 0x50726F, objid
 # 0x77617265 (objsubid 1, the one-bigint form).
 LOCK_KEY = 0x50726F77617265
+# What pg_stat_activity's application_name starts with for a serving lock's session (the
+# process id and machine follow: storage.postgres.sessions.session_name).
 APPLICATION_NAME = "proware server"
 # Seconds between two looks at the lock's connection; a lost one is reopened and the lock
 # taken again, so a server that outlives a database restart is counted again.
@@ -48,7 +53,10 @@ CHECK_INTERVAL = 5.0
 RETRY_INTERVAL = 1.0
 
 _HOLDERS = """
-    SELECT coalesce(host(activity.client_addr), 'local socket'), activity.pid
+    SELECT coalesce(host(activity.client_addr), 'local socket'), activity.client_port,
+      activity.pid,
+      to_char(activity.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+      activity.application_name
     FROM pg_locks AS locks JOIN pg_stat_activity AS activity USING (pid)
     WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 1
       AND locks.classid::bigint = %s AND locks.objid::bigint = %s
@@ -136,7 +144,7 @@ class ServingLock:
             self._held.clear()
 
     def _take(self) -> psycopg.Connection:
-        connection = self._database.connect(application_name=APPLICATION_NAME)
+        connection = self._database.connect(APPLICATION_NAME)
         try:
             with self._database.errors():
                 row = connection.execute("SELECT pg_try_advisory_lock_shared(%s)", (LOCK_KEY,))
@@ -236,7 +244,7 @@ def sole_use(database: Database, command: str) -> Iterator[None]:
 
     :raises DatabaseInUse: servers hold it, naming them; nothing was changed.
     """
-    connection = database.connect(application_name=f"proware {command}")
+    connection = database.connect(f"proware {command}")
     try:
         with database.errors():
             row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
@@ -250,21 +258,26 @@ def sole_use(database: Database, command: str) -> Iterator[None]:
         connection.close()  # the lock goes with the session
 
 
-def _in_use(database: Database, command: str, holders: list[tuple[str, int]]) -> str:
-    if not holders:  # another restore or migration, or holders gone just now
+def _in_use(database: Database, command: str, holders: list[tuple[str, int, int, str, str]]) -> str:
+    """Who holds the database, and how each hold ends: its server stopped, or, for a server
+    whose machine is gone, PostgreSQL dropping the silent session (or an operator, sooner)."""
+    if holders:
+        who = f"{len(holders)} Proware server process(es)"
+    else:  # another restore or migration, or holders gone just now
         who = "another Proware command or server"
-    else:
-        where: dict[str, list[str]] = {}
-        for address, pid in holders:
-            where.setdefault(address, []).append(str(pid))
-        who = (
-            f"{len(holders)} Proware server process(es) ("
-            + "; ".join(
-                f"{address}: backend pid {', '.join(pids)}" for address, pids in where.items()
-            )
-            + ")"
-        )
-    return (
+    lines = [
         f"the PostgreSQL database {database.shown} is in use by {who}; stop every Proware "
-        f"server on it, on every machine, then run {command} again (nothing was changed)"
+        f"server on it, on every machine, then run {command} again (nothing was changed)."
+    ]
+    if holders:
+        lines.append("The sessions holding it:")
+    for address, port, pid, started, name in holders:
+        where = address if port is None or port < 0 else f"{address} port {port}"
+        lines.append(f"  - backend pid {pid}: {name or 'unnamed'}, from {where}, since {started}")
+    lines.append(
+        f"PostgreSQL ends the session of a server whose machine is gone or cut off within "
+        f"about {database.timeout} s of its last packet ([storage] timeout_seconds), and "
+        f"{command} may run then; to end one sooner, once its machine is surely gone, run "
+        "SELECT pg_terminate_backend(<backend pid>) on the database."
     )
+    return "\n".join(lines)
