@@ -169,16 +169,12 @@ def _log_request(response: Response, *, slow: float) -> Response:
 _SECRET_PARAMETERS = frozenset({"code", "state", "id_token", "access_token", "session_state"})
 
 
-# Paths that end in a secret (the control panel's setup link).
-_SECRET_PATHS = admin.SECRET_PATHS
-
-
 def _loggable_path() -> str:
     """The request's path and query, with secret path segments and the values of secret
     parameters left out, and characters that are not printable (a decoded %0A, an escape
     sequence) escaped, so that no request can forge or colour a log line."""
     path = request.path
-    for prefix in _SECRET_PATHS:
+    for prefix in admin.SECRET_PATHS:
         if path.startswith(prefix) and len(path) > len(prefix):
             path = prefix + "[redacted]"
     if not request.query_string:
