@@ -42,7 +42,17 @@ from admin.activity import printable
 from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
-from admin.context import EXTENSION, PATH, AdminContext, Provider, SingleSignOn, context, utcnow
+from admin.context import (
+    EXTENSION,
+    PATH,
+    SETUP_PATH,
+    AdminContext,
+    Provider,
+    SingleSignOn,
+    context,
+    setup_url,
+    utcnow,
+)
 from admin.refusals import RefusalDigest
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.settings import ClientSecret, SsoSettings
@@ -245,17 +255,17 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
             f"{command} admin create USERNAME"
         )
         return
-    minutes = int(admin.setup.lifetime.total_seconds() // 60)
     out(
-        f"  {who}. Set up the control panel (the link creates one admin, for {minutes} minutes):\n"
-        f"    {base}{PATH}/setup/{secret}\n"
+        f"  {who}. Set up the control panel (the link creates one admin, for "
+        f"{admin.setup.minutes} minutes):\n"
+        f"    {setup_url(base, secret)}\n"
         f"  or run: {command} admin create USERNAME"
     )
     sys.stdout.flush()
 
 
 # Paths whose last segment is a secret (the setup link): the access log leaves it out.
-SECRET_PATHS = (f"{PATH}/setup/",)
+SECRET_PATHS = (SETUP_PATH,)
 
 # Pages anyone may open: signing in, first-run setup, the stylesheet and script.
 _PUBLIC = frozenset(

@@ -24,6 +24,13 @@ log = logging.getLogger("proware.admin")
 
 PATH = "/admin"
 EXTENSION = "proware.admin"
+# The setup link: this, then its secret (which the access log leaves out).
+SETUP_PATH = f"{PATH}/setup/"
+
+
+def setup_url(base_url: str, secret: str) -> str:
+    """The setup link with ``secret``, on the server at ``base_url``."""
+    return f"{base_url.rstrip('/')}{SETUP_PATH}{secret}"
 
 
 def utcnow() -> datetime:

@@ -53,6 +53,11 @@ class SetupLinks:
         self.clock = clock
         self.lifetime = lifetime
 
+    @property
+    def minutes(self) -> int:
+        """How long a link lasts, in whole minutes (what the pages and commands say)."""
+        return int(self.lifetime.total_seconds() // 60)
+
     def issue(self) -> str:
         """A new link secret; any earlier one stops working."""
         secret = secrets.token_urlsafe(24)

@@ -193,7 +193,7 @@ def _setup_refused(found: LinkCheck) -> Response:
         heading=_REFUSED_HEADINGS[found.state],
         state=found.state,
         when=found.when,
-        minutes=int(context().setup.lifetime.total_seconds() // 60),
+        minutes=context().setup.minutes,
     )
     return Response(body, status=404 if found.state == "unknown" else 410, mimetype="text/html")
 

@@ -28,7 +28,7 @@ from typing import IO, Any, TextIO
 from admin import activity, audit
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
-from admin.context import PATH
+from admin.context import setup_url
 from admin.setup_link import FILE_NAME as SETUP_FILE
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty, SignInFailed
@@ -202,11 +202,10 @@ def print_setup_link(
     except StorageError as exc:
         print(f"error: {exc}", file=err)
         return 1
-    base = (settings.server.public_url or settings.local_url).rstrip("/")
-    minutes = int(links.lifetime.total_seconds() // 60)
+    base = settings.server.public_url or settings.local_url
     print(
-        f"Set up the control panel (the link creates one admin, for {minutes} minutes; "
-        f"earlier links no longer work):\n  {base}{PATH}/setup/{secret}",
+        f"Set up the control panel (the link creates one admin, for {links.minutes} minutes; "
+        f"earlier links no longer work):\n  {setup_url(base, secret)}",
         file=out,
     )
     return 0
