@@ -73,12 +73,14 @@ def present(
     return _ordered(document)
 
 
-def version_of(reader: Reader, document: dict) -> str:
+def version_of(reader: Reader, document: dict, groups: list[dict] | None = None) -> str:
     """The ``meta.version`` (and ETag) a client sees for a stored document (see
-    :func:`_user_version`); what If-Match and If-None-Match are compared with."""
+    :func:`_user_version`); what If-Match and If-None-Match are compared with. ``groups``:
+    a user's group documents, if already read."""
     if document["meta"]["resourceType"] != constants.USER_TYPE:
         return document["meta"]["version"]
-    groups = reader.group_documents_of([document["id"]])[document["id"]]
+    if groups is None:
+        groups = reader.group_documents_of([document["id"]])[document["id"]]
     return _user_version(document, groups) if groups else document["meta"]["version"]
 
 

@@ -135,7 +135,11 @@ class Directory:
 
         :raises errors.NotFound:
         """
-        return version_of(self.repository, _get(self.repository, kind, id))
+        try:
+            document, groups = self.repository.get_with_groups(kind, id)  # one read, as get()
+        except storage_errors.NotFound:
+            raise _not_found(kind, id) from None
+        return version_of(self.repository, document, groups)
 
     def query(self, kind: str, query: Query, base_url: str) -> QueryResult:
         """Filter, sort and page the resources of ``kind`` (RFC 7644 §3.4.2).
