@@ -292,8 +292,9 @@ class Directory:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match)
             displays = current.get(MEMBER_DISPLAYS, {}) if sent is None else member_displays(sent)
-            # A copy: a run that is rolled back must leave the body as sent.
-            stored = clone(with_displays(document, displays))
+            # A new dict (with_displays), so a run that is rolled back leaves the body as sent:
+            # only its top-level password is set here, and tx.replace copies what it keeps.
+            stored = with_displays(document, displays)
             if PASSWORD not in stored and PASSWORD in current:
                 stored[PASSWORD] = current[PASSWORD]
             else:
