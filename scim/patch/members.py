@@ -19,7 +19,7 @@ from scim.filter import Compare, Filter
 from scim.patch.values import json_kind
 from scim.paths import AttrPath, Resolved
 from scim.schemas.fields import check_identifier
-from scim.schemas.tolerance import MEMBER_DISPLAY_KEYS
+from scim.schemas.tolerance import sent_displays
 
 
 @dataclass(frozen=True)
@@ -127,17 +127,13 @@ def _display(member: dict, label: str) -> str | None:
     :raises InvalidValue: for a display that is not a string, or not a name (control
         characters, too long), or one given twice.
     """
-    sent = [
-        (key, value)
-        for key, value in member.items()
-        if str(key).casefold() in MEMBER_DISPLAY_KEYS and value is not None
-    ]
+    sent = sent_displays(member)
     if len(sent) > 1:
-        names = " and ".join(repr(key) for key, _ in sent)
+        names = " and ".join(repr(key) for key in sent)
         raise InvalidValue(f"{label}: display given more than once, as {names}")
-    if not sent or sent[0][1] == "":
+    display = next(iter(sent.values()), None)
+    if display is None or display == "":
         return None
-    display = sent[0][1]
     if not isinstance(display, str):
         raise InvalidValue(f"{label}.display: expected a string, got {json_kind(display)}")
     check_identifier(display, f"{label}.display")

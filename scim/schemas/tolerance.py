@@ -138,11 +138,7 @@ def member_display_name_as_display(member: Mapping[str, object]) -> dict[str, ob
     :raises ValidationError: if the member also carries ``display``: which one is meant
         cannot be told.
     """
-    spelled = {
-        key: value
-        for key, value in member.items()
-        if isinstance(key, str) and key.casefold() in MEMBER_DISPLAY_KEYS and value is not None
-    }
+    spelled = sent_displays(member)
     if len(spelled) > 1:
         names = " and ".join(repr(key) for key in spelled)
         raise ValidationError(f"given more than once, as {names}", field_name="display")
@@ -154,6 +150,16 @@ def member_display_name_as_display(member: Mapping[str, object]) -> dict[str, ob
             key = "display"
         renamed[key] = value
     return renamed
+
+
+def sent_displays(member: Mapping[str, object]) -> dict[str, object]:
+    """The displays a member carries, by the key as sent (:data:`MEMBER_DISPLAY_KEYS`, any
+    case; null ones are absent): more than one means the client gave it twice."""
+    return {
+        key: value
+        for key, value in member.items()
+        if isinstance(key, str) and key.casefold() in MEMBER_DISPLAY_KEYS and value is not None
+    }
 
 
 # A member's display as a client may spell it (any case): RFC 7643 §2.4's "display", and the
