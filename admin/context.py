@@ -73,7 +73,7 @@ class SingleSignOn:
 
     def local_allowed(self) -> bool:
         """Whether local password accounts may sign in: always while SSO is off."""
-        return not self.enabled() or local_allowed(self.policy())
+        return self.relying_party is None or local_allowed(self.policy())
 
 
 @dataclass
