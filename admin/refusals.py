@@ -265,17 +265,8 @@ def _between(first: datetime, last: datetime) -> str:
 
 
 def _key(event: dict) -> tuple:
-    """The event's KEY_FIELDS as a dictionary key (each request pays for this: written out)."""
-    get = event.get
-    key: tuple = (
-        get("operation"),
-        get("source"),
-        get("client"),
-        get("reason"),
-        get("status"),
-        get("token"),
-        get("name"),
-    )
+    """The event's KEY_FIELDS as a dictionary key."""
+    key: tuple = tuple(map(event.get, KEY_FIELDS))
     try:
         hash(key)
     except TypeError:  # events carry strings, numbers and None here; anything else by repr
