@@ -272,17 +272,18 @@ class ControlFile:
 
     def _load(self) -> tuple[Stamp, dict] | None:
         """Read the file and its stamp from one open file, so the two always agree."""
+        with self._damage_lock:
+            damage = self._damage
         try:
             with open(self.path, "rb") as file:
                 stamp = _stamp(os.fstat(file.fileno()))
+                if damage is not None and damage[0] == stamp:
+                    # Known damaged: refused unread. A new exception each time: raising one
+                    # object again would grow its traceback.
+                    raise DamagedDocument(self.path, damage[1])
                 raw = file.read()
         except FileNotFoundError:
             return None
-        with self._damage_lock:
-            damage = self._damage
-        if damage is not None and damage[0] == stamp:
-            # A new exception each time: raising one object again would grow its traceback.
-            raise DamagedDocument(self.path, damage[1])
         try:
             data = decode_json(self.path, raw)
             if not isinstance(data, dict):
