@@ -177,10 +177,15 @@ class ServingLock:
         """Ask the lock's connection whether it still works; if not, the share is lost, and
         taken again at once if nothing else holds the database (else by the watch thread)."""
         with self._using:
-            if self._held.is_set() and self._alive():
-                return True
-            self._lose()
-            return self._retake()
+            return self._recheck()
+
+    def _recheck(self) -> bool:
+        """Whether the share is held and its connection works; if not, lose it and try to
+        take it again (hold ``_using``)."""
+        if self._held.is_set() and self._alive():
+            return True
+        self._lose()
+        return self._retake()
 
     def _retake(self) -> bool:
         """Try to take the share again; note why not (hold ``_using``)."""
@@ -232,10 +237,7 @@ class ServingLock:
             with self._using:
                 if self._stopped:
                     return
-                if self._held.is_set() and self._alive():
-                    continue
-                self._lose()
-                self._retake()
+                self._recheck()
 
 
 @contextmanager
