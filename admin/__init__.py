@@ -88,6 +88,7 @@ def register(
     :param sso: the ``[sso]`` settings, and :param sso_secret: the client secret the process
         read for them (None: none configured, single sign-on cannot be turned on).
     """
+    sso = sso or SsoSettings()
     sessions.configure(app, backend.secret(sessions.KEY_FILE), PATH)
     admin = AdminContext(
         services=services,
@@ -99,7 +100,7 @@ def register(
         setup=SetupLinks(backend.document(SETUP_FILE), clock),
         revoked=RevokedSessions(backend.document(sessions.REVOKED_FILE), clock),
         session_policy=SessionPolicy(),
-        sso=single_sign_on(sso or SsoSettings(), sso_secret, backend.document(SSO_FILE), clock),
+        sso=single_sign_on(sso, sso_secret, backend.document(SSO_FILE), clock),
         clock=clock,
         refusals=RefusalDigest(clock=clock),
     )
@@ -117,7 +118,7 @@ def register(
     recent_events = getattr(services.repository, "recent_events", None)
     if callable(recent_events):
         admin.audit.catch_up(recent_events)
-    note_config_change(admin, sso or SsoSettings())
+    note_config_change(admin, sso)
     app.extensions[EXTENSION] = admin
     app.register_blueprint(create_blueprint())
     app.after_request(_connection_observer(services.scim.prefix, admin.connection))
