@@ -187,7 +187,7 @@ def check_identifier(value: str, path: str) -> None:
     try:
         identifier(value)
     except ValidationError as error:
-        raise InvalidValue(f"{path}: {' '.join(map(str, error.messages))}") from None
+        raise invalid_value(ValidationError({path: error.messages})) from None
 
 
 def invalid_value(error: ValidationError) -> InvalidValue:
