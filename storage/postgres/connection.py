@@ -136,10 +136,21 @@ def check_if_stirred(connection: psycopg.Connection) -> None:
     """
     if connection.closed:  # broken ones too: a broken connection is always closed
         raise psycopg.OperationalError("the connection is closed")
-    poller = select.poll()
-    poller.register(connection.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if stirred(connection):
         ConnectionPool.check_connection(connection)
+
+
+def stirred(connection: psycopg.Connection) -> bool:
+    """Whether an idle connection's socket has something to read, or the connection is gone:
+    one ``poll``, no round trip."""
+    if connection.closed:
+        return True
+    poller = select.poll()
+    try:
+        poller.register(connection.fileno(), select.POLLIN)
+    except (ValueError, psycopg.Error):  # closed meanwhile
+        return True
+    return bool(poller.poll(0))
 
 
 def rolled_back(error: psycopg.Error) -> bool:

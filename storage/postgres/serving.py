@@ -28,7 +28,6 @@ servers and commands to PostgreSQL itself, as the pool already requires.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from contextlib import contextmanager
 import psycopg
 
 from storage.errors import NotServing, StorageError, Unavailable
-from storage.postgres.connection import Database
+from storage.postgres.connection import Database, stirred
 
 log = logging.getLogger("proware.storage")
 
@@ -163,15 +162,7 @@ class ServingLock:
 
     def _stirred(self) -> bool:
         """Whether the lock's connection has something to read (or is gone)."""
-        connection = self._connection
-        if connection is None or connection.closed:
-            return True
-        poller = select.poll()
-        try:
-            poller.register(connection.fileno(), select.POLLIN)
-        except (ValueError, psycopg.Error):  # closed meanwhile
-            return True
-        return bool(poller.poll(0))
+        return self._connection is None or stirred(self._connection)
 
     def _still_held(self) -> bool:
         """Ask the lock's connection whether it still works; if not, the share is lost, and
