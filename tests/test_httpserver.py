@@ -101,9 +101,16 @@ def serve() -> Iterator[Callable[..., int]]:
     yield start
     for server, loop in running:
         # Closed on the loop's own thread, which then ends: closing its sockets from here
-        # raced its poll, which failed with EBADF in a later test now and then.
-        server.trigger.pull_trigger(lambda server=server: _close(server))
+        # raced its poll, which failed with EBADF in a later test now and then. The thunk is
+        # queued and the trigger pulled under the trigger's lock, under which the loop runs
+        # thunks: woken by anything else between the two (pull_trigger's own order), the
+        # loop closed the trigger first, and the pull's write failed with EBADF.
+        trigger = server.trigger
+        with trigger.lock:
+            trigger.thunks.append(lambda server=server: _close(server))
+            trigger.pull_trigger()
         loop.join(10)
+        assert not loop.is_alive(), "the server's loop did not stop"
 
 
 def _close(server: Any) -> None:
