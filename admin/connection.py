@@ -21,9 +21,11 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote_plus
 
 from storage.controlfile import ControlFile
@@ -430,19 +432,44 @@ def _merge(
             if known is None or row.time > known.time:
                 count = max(row.count, known.count) if known is not None else row.count
                 rows[_row_key(row)] = replace(row, count=count)
-        into.recent = sorted(rows.values(), key=lambda row: row.time, reverse=True)[:recent]
-        seen = {(r.reason, r.client, r.detail): r for r in into.refusals}
+        into.recent = _newest_first(rows.values(), status.recent, _row_key, "time")[:recent]
+        seen = {_refusal_key(r): r for r in into.refusals}
         for refusal in status.refusals:
-            known_refusal = seen.get((refusal.reason, refusal.client, refusal.detail))
+            known_refusal = seen.get(_refusal_key(refusal))
             if known_refusal is None or refusal.last > known_refusal.last:
-                seen[(refusal.reason, refusal.client, refusal.detail)] = replace(
+                seen[_refusal_key(refusal)] = replace(
                     refusal,
                     count=max(refusal.count, known_refusal.count if known_refusal else 0),
                 )
-        into.refusals = sorted(seen.values(), key=lambda r: r.last, reverse=True)[:refusals]
+        into.refusals = _newest_first(seen.values(), status.refusals, _refusal_key, "last")[
+            :refusals
+        ]
         probes = [probe for probe in (into.last_probe, status.last_probe) if probe is not None]
         into.last_probe = replace(max(probes, key=lambda row: row.time)) if probes else None
     return list(merged.values())
+
+
+_Item = TypeVar("_Item", "RequestRecord", "Refusal")
+
+
+def _newest_first(
+    items: Iterable[_Item], order: list[_Item], key: Callable[[_Item], tuple], time: str
+) -> list[_Item]:
+    """``items`` newest first by their ``time`` attribute; those stamped in the same
+    millisecond in the order ``order`` (the newer history, kept newest first as it was
+    recorded) has them, then the others. Sorted by time alone, two refusals seen within one
+    millisecond swapped places once merged with a save."""
+    rank = {key(item): index for index, item in enumerate(order)}
+    return sorted(
+        items,
+        key=lambda item: (getattr(item, time), -rank.get(key(item), len(rank))),
+        reverse=True,
+    )
+
+
+def _refusal_key(refusal: Refusal) -> tuple:
+    """What tells two refusals apart (a repeat is counted on its twin)."""
+    return (refusal.reason, refusal.client, refusal.detail)
 
 
 def _row_key(row: RequestRecord) -> tuple:

@@ -284,6 +284,24 @@ def test_refusals_seen_by_several_processes_are_counted_once_each(tmp_path: Path
     assert [(r.reason, r.count) for r in refusals] == [("unknown-token", 2)]
 
 
+def test_refusals_and_requests_of_one_millisecond_keep_their_order_once_saved(
+    tmp_path: Path,
+) -> None:
+    """Times are kept to the millisecond: a save's merge sorted two refusals of the same
+    millisecond by time alone and put the earlier one first (seen in the server's tests)."""
+    status = ConnectionStatus(tmp_path / "connection-status.json", clock=FixedClock())
+    refused = observation(token=None, status=400, detail="Bad Request: Invalid chunk size")
+    status.record(replace(refused, reason="no-header", path="/scim/v2/Groups/1"))
+    status.save()  # the first request saves at once: the file holds the first refusal
+    status.record(replace(refused, reason="no-header", path="/scim/v2/Groups/1"))
+    status.record(replace(refused, reason="unknown-token", path="/scim/v2/Groups/2"))
+
+    [merged] = status.synced().tokens()
+
+    assert [r.reason for r in merged.refusals] == ["unknown-token", "no-header"]
+    assert [row.target for row in merged.recent] == ["/scim/v2/Groups/2", "/scim/v2/Groups/1"]
+
+
 def test_a_token_entry_saved_without_its_id_is_not_given_to_a_token_of_that_name(
     tmp_path: Path,
 ) -> None:
