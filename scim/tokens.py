@@ -77,11 +77,14 @@ class Timer(Protocol):
     def cancel(self) -> None: ...
 
 
+TIMER_THREAD = "proware-token-uses-timer"
+
+
 def start_timer(delay: float, call: Callable[[], None]) -> Timer:
     """Run ``call`` on a thread of its own after ``delay`` seconds (a daemon: it never holds
     up the process's exit, where :meth:`TokenStore.flush` saves what is pending)."""
     timer = threading.Timer(delay, call)
-    timer.name = "proware-token-uses-timer"
+    timer.name = TIMER_THREAD
     timer.daemon = True
     timer.start()
     return timer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import create_app
+from scim.tokens import TIMER_THREAD
 from server.config import Settings, StorageSettings
 from storage.settings import POSTGRESQL, TINYDB
 from tests.journal_support import Stores
@@ -38,6 +40,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if "backend" in metafunc.fixturenames and module.startswith(BOTH_BACKENDS):
         metafunc.parametrize("backend", [TINYDB, POSTGRESQL], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _token_use_timers_end_with_their_test() -> Iterator[None]:
+    """Call off the token-use saves still scheduled when a test ends.
+
+    Many tests make an app of their own and drop it without flushing it (the ``app``
+    fixture flushes). Each token use schedules a save a minute later (scim.tokens): in a
+    long run it fired into later tests, and in the last minute's tests into the exit, where
+    it logged "could not save token last-use times" for a data directory gone by then (27
+    tracebacks after the summary of one full run).
+    """
+    yield
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer) and thread.name == TIMER_THREAD:
+            thread.cancel()
 
 
 @pytest.fixture
