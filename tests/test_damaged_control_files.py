@@ -4,14 +4,29 @@ them, and everything works again once the file is repaired, without a restart.""
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
+from psycopg.types.json import Jsonb
 
 from scim.tokens import TokenStore
-from tests.admin_support import USERNAME, AdminClient, csrf_of, data_dir_of, signed_in
+from storage.postgres.documents import STAMP_TTL
+from storage.settings import POSTGRESQL, TINYDB
+from tests.admin_support import (
+    USERNAME,
+    AdminClient,
+    another_process,
+    csrf_of,
+    data_dir_of,
+    signed_in,
+)
 from tests.conftest import ScimClient
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -100,9 +115,14 @@ def test_each_new_damage_is_logged_once(
 def settled(app: Flask) -> Path:
     """The app's data directory, once the background saves (token uses, the connection
     status) are over: one would replace its file under a hand edit."""
+    saves_done(app)
+    return data_dir_of(app)
+
+
+def saves_done(app: Flask) -> None:
+    """Return once the background saves (token uses, the connection status) are over."""
     app.extensions["proware"].tokens.wait_for_save()
     app.extensions["proware.admin"].connection.wait_for_save()
-    return data_dir_of(app)
 
 
 def _broken(path: Path) -> bytes:
@@ -219,3 +239,201 @@ def test_a_damaged_connection_status_is_left_alone_and_logged_once(
     _restore(path, before)
     assert admin.get("/admin/settings").status_code == 200
     assert path.read_bytes() != damaged
+
+
+# -- valid JSON of the wrong shape -----------------------------------------------------------
+#
+# A hand edit can leave valid JSON that the readers cannot use: it is damage like a stray
+# comma (storage.shapes), on both backends, and the message says where it is.
+
+
+def _set(key: str, value: object) -> Callable[[dict], None]:
+    return lambda content: content.__setitem__(key, value)
+
+
+def _first(key: str, change: Callable[[dict], None]) -> Callable[[dict], None]:
+    """Change the first record of the list ``key``."""
+    return lambda content: change(content[key][0])
+
+
+def _first_is(key: str, value: object) -> Callable[[dict], None]:
+    return lambda content: content[key].__setitem__(0, value)
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda record: record.pop(key)
+
+
+# (document, the hand edit, where the message says the damage is)
+WRONG_SHAPES = [
+    pytest.param("control.json", _set("tokens", 5), "tokens: not a list", id="tokens-a-number"),
+    pytest.param(
+        "control.json", _first_is("tokens", "entra"), "tokens[0]: not an object", id="token-a-str"
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", _drop("hash")),
+        "tokens[0].hash: missing",
+        id="token-without-hash",
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", lambda token: token.update(hash=7)),
+        "tokens[0].hash: not a string",
+        id="token-hash-a-number",
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", lambda token: token.update(scope="admin")),
+        "tokens[0].scope: not 'read-write' or 'read-only'",
+        id="token-scope-unknown",
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", lambda token: token.update(expires="next week")),
+        "tokens[0].expires: not a date and time with its UTC offset (ISO 8601)",
+        id="token-expires-not-a-date",
+    ),
+    pytest.param(
+        "control.json", _set("provisioning", [True]), "provisioning: not an object", id="switch"
+    ),
+    pytest.param("admins.json", _set("admins", {"ann": {}}), "admins: not a list", id="admins"),
+    pytest.param(
+        "admins.json",
+        _first("admins", _drop("password_hash")),
+        "admins[0].password_hash: missing",
+        id="admin-without-hash",
+    ),
+    pytest.param(
+        "admins.json",
+        _first("admins", lambda admin: admin.update(failures=3)),
+        "admins[0].failures: not a list",
+        id="admin-failures-a-number",
+    ),
+    pytest.param(
+        "sessions.json", _set("revoked", ["sid"]), "revoked: not an object", id="sign-outs-a-list"
+    ),
+    pytest.param(
+        "sessions.json",
+        _set("revoked", {"sid": 5}),
+        "revoked['sid']: not a date and time",
+        id="sign-out-a-number",
+    ),
+    pytest.param(
+        "sso.json",
+        _set("policy", {"enabled": "yes"}),
+        "policy.enabled: not true or false",
+        id="sso-enabled-a-string",
+    ),
+    pytest.param(
+        "sso.json", _set("ended", {"local": 1}), "ended.local: not a date and time", id="sso-ended"
+    ),
+]
+
+
+def _content(app: Flask, name: str) -> dict:
+    return app.extensions["proware.backend"].document(name).read()
+
+
+def _write_by_hand(app: Flask, name: str, content: object) -> None:
+    """Put ``content`` in the document ``name`` as an operator's edit would: over the file,
+    or over the database row (with a new version, as any change must have to be seen)."""
+    backend = app.extensions["proware.backend"]
+    if backend.data_dir is not None:
+        (backend.data_dir / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
+        return
+    with backend.database.connection() as connection:
+        connection.execute(
+            "INSERT INTO documents (name, body, version) VALUES (%s, %s, 1) ON CONFLICT (name) "
+            "DO UPDATE SET body = excluded.body, version = documents.version + 1",
+            (name, Jsonb(content)),
+        )
+    time.sleep(STAMP_TTL)  # every process sees it by then
+
+
+def _named(app: Flask, name: str) -> str:
+    """How a damaged document ``name`` is named to clients."""
+    on_disk = app.extensions["proware.backend"].data_dir is not None
+    return f"control file {name}" if on_disk else f"control document {name}"
+
+
+@pytest.fixture
+def with_sso_state(quiet_app: Flask) -> Flask:
+    """The app with a sign-out and an SSO policy change recorded, so that sessions.json and
+    sso.json hold something to damage."""
+    admin = quiet_app.extensions["proware.admin"]
+    admin.revoked.revoke("an-old-session", datetime.now(UTC) + timedelta(hours=1))
+    admin.sso.state.change_policy("cli", admin_group="Proware Admins")
+    return quiet_app
+
+
+@pytest.mark.parametrize("backend", [TINYDB, POSTGRESQL], indirect=True)
+@pytest.mark.parametrize(("name", "edit", "where"), WRONG_SHAPES)
+def test_a_wrong_shape_is_refused_as_damage_saying_where_and_works_once_repaired(
+    with_sso_state: Flask,
+    name: str,
+    edit: Callable[[dict], None],
+    where: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a 500 with a TypeError from whichever reader met it: a 503 naming the document,
+    one log line saying where, nothing written over it; repaired, it is used again."""
+    app = with_sso_state
+    scim = ScimClient(app.test_client(), _token(app))
+    admin = signed_in(app)
+    csrf = csrf_of(admin.get("/admin/settings"))
+    saves_done(app)
+    good = _content(app, name)
+    damaged = copy.deepcopy(good)
+    edit(damaged)
+    _write_by_hand(app, name, damaged)
+
+    with caplog.at_level(logging.WARNING):
+        pages = [admin.get("/admin/settings"), admin.get("/admin/")]
+        if name == "control.json":
+            pages += [scim.get("/Users"), scim.post("/Users", {"userName": "bob"})]
+            pages.append(
+                admin.client.post(
+                    "/admin/settings/tokens", data={"csrf_token": csrf, "name": "new"}
+                )
+            )
+
+    for page in pages:
+        assert page.status_code == 503, (page.status_code, page.get_data(as_text=True))
+        assert f"{_named(app, name)} is damaged" in page.get_data(as_text=True)
+        assert "Traceback" not in page.get_data(as_text=True)
+    (line,) = problems(caplog)
+    assert line.levelname == "ERROR" and line.exc_info is None
+    assert f"is valid JSON but not what Proware reads: {where}" in line.getMessage()
+    assert name in line.getMessage()
+    assert another_process(app, name).read() == damaged  # read as stored, unchecked
+
+    _write_by_hand(app, name, good)
+    assert admin.get("/admin/settings").status_code == 200
+    if name == "control.json":
+        assert scim.get("/Users").status_code == 200
+
+
+@pytest.mark.parametrize("backend", [TINYDB, POSTGRESQL], indirect=True)
+@pytest.mark.parametrize("name", ["control.json", "admins.json", "sso.json"])
+def test_a_document_that_is_no_object_is_refused_on_both_backends(
+    quiet_app: Flask, name: str
+) -> None:
+    """A database row can hold any JSON value, as a file can: a list is damage too."""
+    admin = signed_in(quiet_app)
+    saves_done(quiet_app)
+    good = _content(quiet_app, name)
+    _write_by_hand(quiet_app, name, [good])
+
+    page = admin.get("/admin/settings")
+    assert page.status_code == 503
+    assert f"{_named(quiet_app, name)} is damaged" in page.get_data(as_text=True)
+    _write_by_hand(quiet_app, name, good)
+    assert admin.get("/admin/settings").status_code == 200
+
+
+def _token(app: Flask) -> str:
+    services = app.extensions["proware"]
+    secret, _ = services.tokens.create("entra")
+    services.switch.set(True)
+    return secret
