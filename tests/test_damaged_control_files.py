@@ -16,9 +16,12 @@ import pytest
 from flask import Flask
 from psycopg.types.json import Jsonb
 
+from app import main
 from scim.tokens import TokenStore
+from storage.errors import CorruptStore
 from storage.postgres.documents import STAMP_TTL
 from storage.settings import POSTGRESQL, TINYDB
+from storage.shapes import DocumentShape
 from tests.admin_support import (
     USERNAME,
     AdminClient,
@@ -218,29 +221,6 @@ def test_token_uses_are_not_saved_over_a_damaged_control_file(
     assert saved.last_used is not None
 
 
-def test_a_damaged_connection_status_is_left_alone_and_logged_once(
-    quiet_app: Flask, scim: ScimClient, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The Connection status is this process's own view: the pages that show it still work,
-    and its saves leave the damaged file as it is."""
-    admin = signed_in(quiet_app)
-    scim.get("/Users")
-    path = settled(quiet_app) / "connection-status.json"
-    before = _broken(path)
-    damaged = path.read_bytes()
-
-    with caplog.at_level(logging.WARNING):
-        pages = [admin.get("/admin/settings"), admin.get("/admin/activity")]
-
-    assert [page.status_code for page in pages] == [200, 200]
-    assert path.read_bytes() == damaged
-    (line,) = problems(caplog)
-    assert line.levelname == "ERROR" and line.exc_info is None
-    _restore(path, before)
-    assert admin.get("/admin/settings").status_code == 200
-    assert path.read_bytes() != damaged
-
-
 # -- valid JSON of the wrong shape -----------------------------------------------------------
 #
 # A hand edit can leave valid JSON that the readers cannot use: it is damage like a stray
@@ -437,3 +417,163 @@ def _token(app: Flask) -> str:
     secret, _ = services.tokens.create("entra")
     services.switch.set(True)
     return secret
+
+
+# Documents as older versions wrote them: keys the readers find with .get were added later,
+# and what a reader no longer looks at stays (storage.shapes lets both pass).
+OLDER_DOCUMENTS = [
+    pytest.param(
+        "control.json",
+        {
+            "tokens": [
+                {
+                    "name": "entra",
+                    "hash": "ab" * 32,
+                    "scope": "read-write",
+                    "created": "2026-11-26T10:54:52Z",
+                    "created_by": "cli",
+                    "expires": None,
+                    "last_used": None,
+                    "revoked": None,
+                }
+            ]
+        },
+        lambda app: [token.name for token in app.extensions["proware"].tokens.list()],
+        ["entra"],
+        id="control-without-format-or-switch",
+    ),
+    pytest.param(
+        "admins.json",
+        {
+            "format": 1,
+            "admins": [
+                {
+                    "username": "ann",
+                    "password_hash": "scrypt:32768:8:1$x$y",
+                    "created": "2026-11-26T10:54:52+00:00",
+                    "password_changed": "2026-11-26T10:54:52+00:00",
+                }
+            ],
+        },
+        lambda app: [a.username for a in app.extensions["proware.admin"].accounts.list()],
+        ["ann"],
+        id="admin-without-later-keys",
+    ),
+    pytest.param(
+        "setup.json",
+        {"grants": {"cd" * 32: "2026-11-26T10:54:52+00:00"}},
+        lambda app: app.extensions["proware.admin"].setup.check("an old grant").state,
+        "unknown",
+        id="setup-with-the-grants-of-old",
+    ),
+    pytest.param(
+        "connection-status.json",
+        {
+            "format": 1,
+            "tokens": [{"name": "entra", "recent": [], "refusals": [], "last_probe": None}],
+        },
+        lambda app: app.extensions["proware.admin"].connection.synced().tokens(),
+        [],
+        id="connection-status-without-token-ids",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "use", "expected"), OLDER_DOCUMENTS)
+def test_documents_older_versions_wrote_still_load(
+    quiet_app: Flask, name: str, content: dict, use: Callable[[Flask], object], expected: object
+) -> None:
+    saves_done(quiet_app)
+    _write_by_hand(quiet_app, name, content)
+
+    assert use(quiet_app) == expected
+
+
+def test_a_newer_format_is_refused_by_its_owner_not_as_a_wrong_shape(
+    quiet_app: Flask, scim: ScimClient
+) -> None:
+    """The layout is this format's: a newer Proware's document keeps its own message."""
+    control = settled(quiet_app) / "control.json"
+    _write_by_hand(quiet_app, "control.json", {"format": 2, "tokens": {"entra": "..."}})
+
+    with pytest.raises(CorruptStore, match="format 2 is newer than this version"):
+        quiet_app.extensions["proware"].tokens.list()
+    assert json.loads(control.read_text())["format"] == 2
+
+
+def test_the_shape_is_checked_once_a_version_not_on_each_request(
+    quiet_app: Flask, scim: ScimClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SCIM request looks its token up in the control document: the check is paid
+    when the content changes, not per request."""
+    assert scim.get("/Users").status_code == 200
+    saves_done(quiet_app)
+    checks: list[str] = []
+    real = DocumentShape.problem
+
+    def counting(self: DocumentShape, value: object, where: str = "") -> str | None:
+        checks.append(where)
+        return real(self, value, where)
+
+    monkeypatch.setattr(DocumentShape, "problem", counting)
+    for _ in range(5):
+        assert scim.get("/Users").status_code == 200
+    assert checks == []
+
+    quiet_app.extensions["proware"].tokens.create("second")  # checked under the lock
+    assert scim.get("/Users").status_code == 200
+    assert len(checks) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda good: good[: len(good) // 2], id="not-json"),
+        pytest.param(lambda good: b'{"format": 1, "tokens": 5}', id="tokens-a-number"),
+        pytest.param(lambda good: b'{"format": 1, "tokens": ["entra"]}', id="token-a-string"),
+    ],
+)
+def test_a_damaged_connection_status_is_left_alone_and_logged_once_whatever_the_damage(
+    quiet_app: Flask,
+    scim: ScimClient,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[bytes], bytes],
+) -> None:
+    """The Connection status is this process's own view: the pages that show it still work,
+    and its saves leave the damaged file as it is."""
+    admin = signed_in(quiet_app)
+    scim.get("/Users")
+    path = settled(quiet_app) / "connection-status.json"
+    good = path.read_bytes()
+    path.write_bytes(damage(good))
+    damaged = path.read_bytes()
+
+    with caplog.at_level(logging.WARNING):
+        pages = [admin.get("/admin/settings"), admin.get("/admin/activity")]
+
+    assert [page.status_code for page in pages] == [200, 200]
+    assert path.read_bytes() == damaged
+    (line,) = problems(caplog)
+    assert line.levelname == "ERROR" and line.exc_info is None
+    path.write_bytes(good)
+    assert admin.get("/admin/settings").status_code == 200
+    assert path.read_bytes() != damaged
+
+
+def test_the_command_line_refuses_a_wrong_shape_saying_where_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "proware.toml"
+    config.write_text('[storage]\npath = "data"\n', encoding="utf-8")
+    control = tmp_path / "data" / "control.json"
+    control.parent.mkdir()
+    control.write_text('{"format": 1, "tokens": [{"name": "entra"}]}', encoding="utf-8")
+    damaged = control.read_bytes()
+
+    for argv in (["token", "list"], ["token", "create", "--name", "new"]):
+        code = main(["--config", str(config), *argv])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert f"{control} is valid JSON but not what Proware reads: tokens[0].hash: missing" in err
+        assert "Traceback" not in err
+    assert control.read_bytes() == damaged
