@@ -29,6 +29,7 @@ from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore
 from storage.failures import FailureLog, MemoryFailureLog
 from storage.repository import Clock
+from storage.shapes import MOMENT, TEXT, DocumentShape, Record, list_of, nullable
 
 FILE_NAME = "admins.json"
 FORMAT = 1
@@ -40,6 +41,30 @@ MIN_DISTINCT_CHARACTERS = 4
 MAX_PASSWORD_LENGTH = 1024
 
 _USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+# What the readers below rely on (checked once a version: storage.shapes); ``password_changed``
+# is only compared with a session's copy, as text.
+SHAPE = DocumentShape(
+    FORMAT,
+    optional={
+        "admins": list_of(
+            Record(
+                required={
+                    "username": TEXT,
+                    "password_hash": TEXT,
+                    "created": MOMENT,
+                    "password_changed": TEXT,
+                },
+                optional={
+                    "created_by": TEXT,
+                    "last_sign_in": nullable(MOMENT),
+                    "failures": nullable(list_of(MOMENT)),
+                    "locked_until": nullable(MOMENT),
+                },
+            )
+        )
+    },
+)
 
 
 def utcnow() -> datetime:
@@ -94,6 +119,7 @@ class AdminAccounts:
         unknown_failures: FailureLog | None = None,
     ) -> None:
         self._control = ControlFile(document) if isinstance(document, Path) else document
+        self._control.declare(SHAPE)
         self.clock = clock
         self.policy = policy
         self._hash_method = hash_method

@@ -33,6 +33,7 @@ from storage.documents import SharedDocument
 from storage.errors import CorruptStore, DamagedDocument, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave
+from storage.shapes import FLAG, TEXT, WHOLE, DocumentShape, Record, list_of, nullable
 from storage.values import UNSTORABLE
 
 log = logging.getLogger("proware.admin")
@@ -176,6 +177,50 @@ class TokenStatus:
     last_probe: RequestRecord | None = None
 
 
+_ROW = Record(
+    required={
+        "time": TEXT,
+        "client": TEXT,
+        "method": TEXT,
+        "target": TEXT,
+        "status": WHOLE,
+        "result": TEXT,
+    },
+    optional={"probe": FLAG, "count": WHOLE},
+)
+_REFUSAL = Record(
+    required={
+        "reason": TEXT,
+        "detail": TEXT,
+        "client": TEXT,
+        "status": WHOLE,
+        "first": TEXT,
+        "last": TEXT,
+    },
+    optional={"count": WHOLE},
+)
+# What _decode relies on (checked once a version: storage.shapes). Entries saved before they
+# carried the token's id have none, and are skipped.
+SHAPE = DocumentShape(
+    FORMAT,
+    optional={
+        "tokens": nullable(
+            list_of(
+                Record(
+                    required={
+                        "name": nullable(TEXT),
+                        "recent": list_of(_ROW),
+                        "refusals": list_of(_REFUSAL),
+                        "last_probe": nullable(_ROW),
+                    },
+                    optional={"token_id": nullable(TEXT)},
+                )
+            )
+        )
+    },
+)
+
+
 def is_probe(method: str, path: str, filter_text: str | None) -> bool:
     """Whether a request has the shape of Entra's Test Connection probe (Entra A1)."""
     if method != "GET" or not filter_text:
@@ -235,6 +280,8 @@ class ConnectionStatus:
         save_interval: timedelta = SAVE_INTERVAL,
     ) -> None:
         self.document = ControlFile(document) if isinstance(document, Path) else document
+        if self.document is not None:
+            self.document.declare(SHAPE)
         self.clock = clock
         self._recent = recent
         self._refusals = refusals

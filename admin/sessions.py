@@ -32,6 +32,7 @@ from admin.accounts import AdminAccount, AdminAccounts
 from admin.sso_access import Endings
 from storage.documents import SharedDocument
 from storage.repository import Clock
+from storage.shapes import MOMENT, DocumentShape, map_of, nullable
 
 log = logging.getLogger("proware.admin")
 
@@ -107,6 +108,11 @@ def configure(app: Flask, secret_key: bytes, path: str) -> None:
     )
 
 
+# Session id -> when its cookie would have expired anyway (checked once a version:
+# storage.shapes).
+SHAPE = DocumentShape(optional={"revoked": nullable(map_of(MOMENT))})
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -118,6 +124,7 @@ class RevokedSessions:
 
     def __init__(self, document: SharedDocument, clock: Clock = _utcnow) -> None:
         self.document = document
+        document.declare(SHAPE)
         self.clock = clock
 
     def revoke(self, session_id: str, useless_after: datetime) -> None:

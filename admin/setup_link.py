@@ -21,9 +21,19 @@ from typing import Literal
 
 from storage.documents import SharedDocument
 from storage.repository import Clock
+from storage.shapes import MOMENT, TEXT, DocumentShape, Record
 
 LINK_LIFETIME = timedelta(hours=1)
 FILE_NAME = "setup.json"  # the shared document
+
+# The link, or the one used on the first admin (checked once a version: storage.shapes); what
+# earlier versions kept beside them is left alone.
+SHAPE = DocumentShape(
+    optional={
+        "link": Record(required={"digest": TEXT, "expires": MOMENT}),
+        "used": Record(required={"digest": TEXT, "expires": MOMENT, "at": MOMENT}),
+    }
+)
 
 # What a link is: usable, past its expiry, spent on the first admin, or none this server made
 # (mistyped, or replaced by the link a later start printed).
@@ -50,6 +60,7 @@ class SetupLinks:
         self, document: SharedDocument, clock: Clock, lifetime: timedelta = LINK_LIFETIME
     ) -> None:
         self.document = document
+        document.declare(SHAPE)
         self.clock = clock
         self.lifetime = lifetime
 

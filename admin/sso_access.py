@@ -26,6 +26,7 @@ from scim import constants
 from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore, NotFound
 from storage.repository import Clock, Reader
+from storage.shapes import FLAG, MOMENT, TEXT, DocumentShape, Record, nullable
 
 FILE_NAME = "sso.json"
 FORMAT = 1
@@ -57,6 +58,37 @@ START_UP_KEYS = ("format", "config", "ended")
 
 # The kinds of session a policy change can end (Endings' fields).
 LOCAL, SSO, PROVIDER = "local", "sso", "provider"
+
+_ATTEMPT = Record(
+    optional={
+        "time": TEXT,
+        "outcome": TEXT,
+        "reason": nullable(TEXT),
+        "message": TEXT,
+        "user": nullable(TEXT),
+        "client": nullable(TEXT),
+    }
+)
+# What SsoState's readers rely on (checked once a version: storage.shapes). A recorded
+# ``config`` this version cannot read is no record (_config_policy), so it is any object.
+SHAPE = DocumentShape(
+    FORMAT,
+    optional={
+        "policy": Record(
+            optional={
+                "enabled": nullable(FLAG),
+                "admin_group": nullable(TEXT),
+                "local_sign_in": nullable(FLAG),
+                "changed": nullable(TEXT),
+                "changed_by": nullable(TEXT),
+            }
+        ),
+        "config": Record(),
+        "ended": Record(optional={kind: MOMENT for kind in (LOCAL, SSO, PROVIDER)}),
+        "last_attempt": _ATTEMPT,
+        "last_success": _ATTEMPT,
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -208,6 +240,7 @@ class SsoState:
 
     def __init__(self, control: SharedDocument, defaults: Policy, clock: Clock) -> None:
         self._control = control
+        control.declare(SHAPE)
         self.defaults = defaults
         self._clock = clock
 

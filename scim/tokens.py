@@ -36,6 +36,7 @@ from storage.documents import SharedDocument, Unchanged
 from storage.errors import CorruptStore, DamagedDocument, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave
+from storage.shapes import FLAG, MOMENT, TEXT, DocumentShape, Record, list_of, nullable, one_of
 
 log = logging.getLogger("proware.tokens")
 
@@ -62,6 +63,36 @@ _NAME = re.compile(r"[A-Za-z0-9._ -]{1,64}")
 # The longest expiry a token may be given, in days (ten years): the control panel's and the
 # command line's limit.
 MAX_EXPIRY_DAYS = 3650
+
+# What the readers below rely on (checked once a version: storage.shapes). A scope but
+# these two would be read as read-write.
+TOKEN_RECORD = Record(
+    required={
+        "name": TEXT,
+        "hash": TEXT,
+        "scope": one_of(READ_WRITE, READ_ONLY),
+        "created": MOMENT,
+        "created_by": TEXT,
+        "expires": nullable(MOMENT),
+        "last_used": nullable(MOMENT),
+        "revoked": nullable(MOMENT),
+    }
+)
+SHAPE = DocumentShape(
+    FORMAT,
+    optional={
+        "provisioning": nullable(
+            Record(
+                optional={
+                    "enabled": nullable(FLAG),
+                    "changed": nullable(TEXT),
+                    "changed_by": nullable(TEXT),
+                }
+            )
+        ),
+        "tokens": list_of(TOKEN_RECORD),
+    },
+)
 
 # Saving last_used on every request would rewrite the control file per request; a use
 # noted in between reaches the file at the end of the interval, with or without more traffic.
@@ -151,6 +182,7 @@ class TokenStore:
         timer: Callable[[float, Callable[[], None]], Timer] | None = None,
     ) -> None:
         self._control = control
+        control.declare(SHAPE)
         self._clock = clock
         self._timer = timer  # None: start_timer (looked up when needed)
         # token id -> last use not yet saved, when uses were last saved, and the save
@@ -375,6 +407,7 @@ class ProvisioningSwitch:
 
     def __init__(self, control: SharedDocument, clock: Clock = utcnow) -> None:
         self._control = control
+        control.declare(SHAPE)
         self._clock = clock
 
     def enabled(self) -> bool:

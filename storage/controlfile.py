@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import fcntl
 import json
-import logging
 import os
 import tempfile
 import threading
@@ -25,11 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.errors import CorruptStore, DamagedDocument, write_failure
+from storage.documents import REPAIR, DamageMemory, check_declared, wrong_shape
+from storage.errors import CorruptStore, write_failure
+from storage.shapes import DocumentShape
 
 T = TypeVar("T")
-
-log = logging.getLogger("proware.storage")
 
 # What identifies one version of a file without reading it: os.replace gives every write a
 # new inode, and the size and modification time catch the rest.
@@ -156,18 +155,14 @@ def decode_json(path: Path, raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorruptStore(
-            f"{path} is not UTF-8: invalid byte at offset {exc.start}{_REPAIR}"
+            f"{path} is not UTF-8: invalid byte at offset {exc.start}{REPAIR}"
         ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CorruptStore(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" + _REPAIR
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" + REPAIR
         ) from None
-
-
-# What to do about a file that cannot be parsed (most likely edited by hand).
-_REPAIR = "; nothing was changed: repair it by hand (it is JSON)"
 
 
 def fsync_directory(directory: Path) -> None:
@@ -189,12 +184,13 @@ class ControlFile:
     A missing file reads as ``{}``. :meth:`read` is cheap enough to call on every request:
     one ``os.stat``, and a re-read only when the file changed.
 
-    A file that cannot be parsed (edited by hand while the server runs) makes every
-    :meth:`read`, :meth:`derived` and :meth:`update` raise :class:`DamagedDocument` until it
-    is repaired; nothing is written to it meanwhile. The last good content is not used
-    instead: these files say who may do what (tokens, revocations, accounts, the
-    provisioning switch), and a stale copy would let a revoked token or a removed account in
-    again.
+    A file that cannot be parsed, or is not of the shape its owner declared (:meth:`declare`),
+    after a hand edit while the server runs, makes every :meth:`read`, :meth:`derived` and
+    :meth:`update` raise :class:`DamagedDocument` until it is repaired; nothing is written to
+    it meanwhile. The shape is checked once a version, when it is read, not on each use. The
+    last good content is not used instead: these files say who may do what (tokens,
+    revocations, accounts, the provisioning switch), and a stale copy would let a revoked
+    token or a removed account in again.
     """
 
     def __init__(self, path: Path) -> None:
@@ -204,10 +200,20 @@ class ControlFile:
         self._cache_lock = threading.Lock()
         # build function -> (stamp, what it built): see derived().
         self._derived: dict[Callable[[dict], Any], tuple[Stamp | None, Any]] = {}
-        # The damaged version last found and what is wrong with it: found again, it is
-        # refused without parsing or logging it again.
-        self._damage: tuple[Stamp, str] | None = None
-        self._damage_lock = threading.Lock()
+        # The damaged version last found: found again, it is refused without parsing or
+        # logging it again.
+        self._damage = DamageMemory(self.path, self.path.name)
+        self._shape: DocumentShape | None = None
+
+    def declare(self, shape: DocumentShape) -> None:
+        """Refuse every version not of ``shape`` from now on (:class:`SharedDocument`)."""
+        check_declared(self._shape, shape, self.path)
+        with self._cache_lock:
+            if self._shape is None:
+                self._shape = shape
+                # What was read before was not checked against it.
+                self._cache = None
+                self._derived.clear()
 
     def stamp(self) -> Stamp | None:
         """What identifies the file's current content (None if there is no file).
@@ -222,7 +228,7 @@ class ControlFile:
     def read(self) -> dict:
         """A copy of the current content, re-read from disk only if the file changed.
 
-        :raises DamagedDocument: if the file is not a JSON object.
+        :raises DamagedDocument: if the file is not a JSON object of the declared shape.
         """
         stamp = self.stamp()
         if stamp is None:
@@ -258,7 +264,8 @@ class ControlFile:
         Holds the exclusive lock from the re-read to the rename, so concurrent updates (from
         any process) apply one after the other. If ``change`` raises, nothing is written.
 
-        :raises DamagedDocument: if the file is not a JSON object (nothing is written).
+        :raises DamagedDocument: if the file is not a JSON object of the declared shape
+            (nothing is written).
         """
         with self._exclusive_lock():
             stamp_and_data = self._load()
@@ -271,43 +278,25 @@ class ControlFile:
             return copy.deepcopy(data)
 
     def _load(self) -> tuple[Stamp, dict] | None:
-        """Read the file and its stamp from one open file, so the two always agree."""
-        with self._damage_lock:
-            damage = self._damage
+        """Read the file and its stamp from one open file, so the two always agree, and
+        refuse a version that is damaged (known damaged: refused unread)."""
         try:
             with open(self.path, "rb") as file:
                 stamp = _stamp(os.fstat(file.fileno()))
-                if damage is not None and damage[0] == stamp:
-                    # Known damaged: refused unread. A new exception each time: raising one
-                    # object again would grow its traceback.
-                    raise DamagedDocument(self.path, damage[1])
+                was_damaged = self._damage.refuse_if_known(stamp)
                 raw = file.read()
         except FileNotFoundError:
             return None
         try:
             data = decode_json(self.path, raw)
-            if not isinstance(data, dict):
-                raise CorruptStore(
-                    f"{self.path} holds a JSON {type(data).__name__}, not an object{_REPAIR}"
-                )
         except CorruptStore as exc:
-            raise self._damaged(stamp, str(exc)) from None
-        if damage is not None:
-            self._repaired()
+            raise self._damage.found(stamp, str(exc)) from None
+        problem = wrong_shape(data, self._shape)
+        if problem is not None:
+            raise self._damage.found(stamp, f"{self.path}{problem}{REPAIR}")
+        if was_damaged:
+            self._damage.repaired()
         return stamp, data
-
-    def _damaged(self, stamp: Stamp, problem: str) -> DamagedDocument:
-        """Remember that version ``stamp`` is damaged; the first refusal of it says so."""
-        with self._damage_lock:
-            first = self._damage is None or self._damage[0] != stamp
-            self._damage = (stamp, problem)
-        return DamagedDocument(self.path, problem, first_report=first)
-
-    def _repaired(self) -> None:
-        with self._damage_lock:
-            damage, self._damage = self._damage, None
-        if damage is not None:
-            log.info("%s can be read again and is used again", self.path)
 
     @contextmanager
     def _exclusive_lock(self) -> Iterator[None]:

@@ -8,11 +8,21 @@ the PostgreSQL backend keeps each in a row. Both have this interface.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from storage.errors import DamagedDocument
+from storage.shapes import DocumentShape
+
 T = TypeVar("T")
+
+log = logging.getLogger("proware.storage")
+
+# What to do about a document that cannot be used (most likely edited by hand).
+REPAIR = "; nothing was changed: repair it by hand (it is JSON)"
 
 
 class Unchanged(Exception):
@@ -28,6 +38,15 @@ class SharedDocument(Protocol):
         """Where it lives, for messages (a file, or the database row's name)."""
         ...
 
+    def declare(self, shape: DocumentShape) -> None:
+        """The layout every reader of this document relies on (its owner's, declared when
+        the owner is made): from now on a version that does not have it is refused as
+        damaged, like one that is not JSON, so readers never meet a wrong shape.
+
+        :raises ValueError: another layout was declared for it already.
+        """
+        ...
+
     def stamp(self) -> object:
         """What identifies the current content (None: there is none); cheap enough for
         every request. A change made by another process shows at once for a file, within
@@ -35,7 +54,10 @@ class SharedDocument(Protocol):
         ...
 
     def read(self) -> dict:
-        """A copy of the current content."""
+        """A copy of the current content.
+
+        :raises DamagedDocument: it is not a JSON object of the declared shape.
+        """
         ...
 
     def derived(self, build: Callable[[dict], T]) -> T:
@@ -48,3 +70,63 @@ class SharedDocument(Protocol):
         writer meanwhile; if ``change`` raises (:class:`Unchanged` when it has nothing to
         change), nothing is stored. Returns a copy."""
         ...
+
+
+def wrong_shape(content: object, shape: DocumentShape | None) -> str | None:
+    """What makes ``content`` unusable, for a message after the document's name: it is not
+    an object, or not of ``shape``; None when it can be used."""
+    if not isinstance(content, dict):
+        return f" holds a JSON {type(content).__name__}, not an object"
+    found = shape.problem(content) if shape is not None else None
+    return None if found is None else f" is valid JSON but not what Proware reads: {found}"
+
+
+def check_declared(declared: DocumentShape | None, shape: DocumentShape, path: object) -> None:
+    """Refuse a second, different layout for one document (two owners disagree).
+
+    :raises ValueError: naming the document.
+    """
+    if declared is not None and declared is not shape:
+        raise ValueError(f"{path}: another layout was declared for it already")
+
+
+class DamageMemory:
+    """Which version of a document was last found damaged: found again, it is refused
+    without being read or checked again, and only its first refusal is logged.
+
+    :param name: the document's name for clients (``control.json``); the detail of a
+        :class:`DamagedDocument` names nothing more.
+    """
+
+    def __init__(self, path: Path | str, name: str) -> None:
+        self.path = path
+        self.name = name
+        self._damage: tuple[Hashable, str] | None = None
+        self._lock = threading.Lock()
+
+    def refuse_if_known(self, stamp: Hashable) -> bool:
+        """Raise if version ``stamp`` is the damaged one; else whether some damage was
+        known (then the caller calls :meth:`repaired` once it has read a good version).
+
+        :raises DamagedDocument: it is (a new exception each time: raising one object
+            again would grow its traceback).
+        """
+        with self._lock:
+            damage = self._damage
+        if damage is not None and damage[0] == stamp:
+            raise DamagedDocument(self.path, damage[1], name=self.name)
+        return damage is not None
+
+    def found(self, stamp: Hashable, problem: str) -> DamagedDocument:
+        """Remember that version ``stamp`` is damaged; the first refusal of it says so."""
+        with self._lock:
+            first = self._damage is None or self._damage[0] != stamp
+            self._damage = (stamp, problem)
+        return DamagedDocument(self.path, problem, name=self.name, first_report=first)
+
+    def repaired(self) -> None:
+        """A good version was read: forget the damage, and say so once."""
+        with self._lock:
+            damage, self._damage = self._damage, None
+        if damage is not None:
+            log.info("%s can be read again and is used again", self.path)

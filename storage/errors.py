@@ -98,23 +98,29 @@ def write_failure(path: object, exc: OSError) -> WriteFailed:
 
 
 class DamagedDocument(CorruptStore, Unavailable):
-    """A shared document of the data directory (``control.json``, ``admins.json``, ...)
-    cannot be parsed, most likely after a hand edit (HTTP 503 while the server runs).
+    """A shared document (``control.json``, ``admins.json``, ...: a file of the data
+    directory or a row of the database) cannot be parsed, or is JSON of the wrong shape
+    (:mod:`storage.shapes`), most likely after a hand edit (HTTP 503 while the server runs).
 
-    Every use of it is refused until the file is repaired, then it works again without a
-    restart; nothing is written to it meanwhile. The message (for the log) names the file and
-    the position; :attr:`detail` (for clients) only the file's name.
+    Every use of it is refused until it is repaired, then it works again without a restart;
+    nothing is written to it meanwhile. The message (for the log) names the file and where
+    the damage is; :attr:`detail` (for clients) only the document's name.
+
+    :param name: the document's name, when ``path`` is no file (a database row).
     """
 
-    def __init__(self, path: Path, problem: str, *, first_report: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, problem: str, *, name: str | None = None, first_report: bool = False
+    ) -> None:
         super().__init__(problem)
         self.path = path
         # Set on the first refusal for one damaged version of the file: who catches that
         # one logs it (report), so that the log has one line per damage, not one per request.
         self.first_report = first_report
+        what = f"control file {path.name}" if isinstance(path, Path) else f"control document {name}"
         self.detail = (
-            f"the server's control file {path.name} is damaged: repair it or restore it "
-            "(the server log says where the damage is); nothing was changed"
+            f"the server's {what} is damaged: repair it or restore it (the server log says "
+            "where the damage is); nothing was changed"
         )
 
     def report(self, log: logging.Logger) -> None:

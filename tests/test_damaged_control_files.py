@@ -4,14 +4,32 @@ them, and everything works again once the file is repaired, without a restart.""
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
+from psycopg.types.json import Jsonb
 
+from app import main
 from scim.tokens import TokenStore
-from tests.admin_support import USERNAME, AdminClient, csrf_of, data_dir_of, signed_in
+from storage.errors import CorruptStore
+from storage.postgres.documents import STAMP_TTL
+from storage.settings import POSTGRESQL, TINYDB
+from storage.shapes import DocumentShape
+from tests.admin_support import (
+    USERNAME,
+    AdminClient,
+    another_process,
+    csrf_of,
+    data_dir_of,
+    signed_in,
+)
 from tests.conftest import ScimClient
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -100,9 +118,14 @@ def test_each_new_damage_is_logged_once(
 def settled(app: Flask) -> Path:
     """The app's data directory, once the background saves (token uses, the connection
     status) are over: one would replace its file under a hand edit."""
+    saves_done(app)
+    return data_dir_of(app)
+
+
+def saves_done(app: Flask) -> None:
+    """Return once the background saves (token uses, the connection status) are over."""
     app.extensions["proware"].tokens.wait_for_save()
     app.extensions["proware.admin"].connection.wait_for_save()
-    return data_dir_of(app)
 
 
 def _broken(path: Path) -> bytes:
@@ -198,15 +221,331 @@ def test_token_uses_are_not_saved_over_a_damaged_control_file(
     assert saved.last_used is not None
 
 
-def test_a_damaged_connection_status_is_left_alone_and_logged_once(
-    quiet_app: Flask, scim: ScimClient, caplog: pytest.LogCaptureFixture
+# -- valid JSON of the wrong shape -----------------------------------------------------------
+#
+# A hand edit can leave valid JSON that the readers cannot use: it is damage like a stray
+# comma (storage.shapes), on both backends, and the message says where it is.
+
+
+def _set(key: str, value: object) -> Callable[[dict], None]:
+    return lambda content: content.__setitem__(key, value)
+
+
+def _first(key: str, change: Callable[[dict], None]) -> Callable[[dict], None]:
+    """Change the first record of the list ``key``."""
+    return lambda content: change(content[key][0])
+
+
+def _first_is(key: str, value: object) -> Callable[[dict], None]:
+    return lambda content: content[key].__setitem__(0, value)
+
+
+def _drop(key: str) -> Callable[[dict], None]:
+    return lambda record: record.pop(key)
+
+
+# (document, the hand edit, where the message says the damage is)
+WRONG_SHAPES = [
+    pytest.param("control.json", _set("tokens", 5), "tokens: not a list", id="tokens-a-number"),
+    pytest.param(
+        "control.json", _first_is("tokens", "entra"), "tokens[0]: not an object", id="token-a-str"
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", _drop("hash")),
+        "tokens[0].hash: missing",
+        id="token-without-hash",
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", lambda token: token.update(hash=7)),
+        "tokens[0].hash: not a string",
+        id="token-hash-a-number",
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", lambda token: token.update(scope="admin")),
+        "tokens[0].scope: not 'read-write' or 'read-only'",
+        id="token-scope-unknown",
+    ),
+    pytest.param(
+        "control.json",
+        _first("tokens", lambda token: token.update(expires="next week")),
+        "tokens[0].expires: not a date and time with its UTC offset (ISO 8601)",
+        id="token-expires-not-a-date",
+    ),
+    pytest.param(
+        "control.json", _set("provisioning", [True]), "provisioning: not an object", id="switch"
+    ),
+    pytest.param("admins.json", _set("admins", {"ann": {}}), "admins: not a list", id="admins"),
+    pytest.param(
+        "admins.json",
+        _first("admins", _drop("password_hash")),
+        "admins[0].password_hash: missing",
+        id="admin-without-hash",
+    ),
+    pytest.param(
+        "admins.json",
+        _first("admins", lambda admin: admin.update(failures=3)),
+        "admins[0].failures: not a list",
+        id="admin-failures-a-number",
+    ),
+    pytest.param(
+        "sessions.json", _set("revoked", ["sid"]), "revoked: not an object", id="sign-outs-a-list"
+    ),
+    pytest.param(
+        "sessions.json",
+        _set("revoked", {"sid": 5}),
+        "revoked['sid']: not a date and time",
+        id="sign-out-a-number",
+    ),
+    pytest.param(
+        "sso.json",
+        _set("policy", {"enabled": "yes"}),
+        "policy.enabled: not true or false",
+        id="sso-enabled-a-string",
+    ),
+    pytest.param(
+        "sso.json", _set("ended", {"local": 1}), "ended.local: not a date and time", id="sso-ended"
+    ),
+]
+
+
+def _content(app: Flask, name: str) -> dict:
+    return app.extensions["proware.backend"].document(name).read()
+
+
+def _write_by_hand(app: Flask, name: str, content: object) -> None:
+    """Put ``content`` in the document ``name`` as an operator's edit would: over the file,
+    or over the database row (with a new version, as any change must have to be seen)."""
+    backend = app.extensions["proware.backend"]
+    if backend.data_dir is not None:
+        (backend.data_dir / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
+        return
+    with backend.database.connection() as connection:
+        connection.execute(
+            "INSERT INTO documents (name, body, version) VALUES (%s, %s, 1) ON CONFLICT (name) "
+            "DO UPDATE SET body = excluded.body, version = documents.version + 1",
+            (name, Jsonb(content)),
+        )
+    time.sleep(STAMP_TTL)  # every process sees it by then
+
+
+def _named(app: Flask, name: str) -> str:
+    """How a damaged document ``name`` is named to clients."""
+    on_disk = app.extensions["proware.backend"].data_dir is not None
+    return f"control file {name}" if on_disk else f"control document {name}"
+
+
+@pytest.fixture
+def with_sso_state(quiet_app: Flask) -> Flask:
+    """The app with a sign-out and an SSO policy change recorded, so that sessions.json and
+    sso.json hold something to damage."""
+    admin = quiet_app.extensions["proware.admin"]
+    admin.revoked.revoke("an-old-session", datetime.now(UTC) + timedelta(hours=1))
+    admin.sso.state.change_policy("cli", admin_group="Proware Admins")
+    return quiet_app
+
+
+@pytest.mark.parametrize("backend", [TINYDB, POSTGRESQL], indirect=True)
+@pytest.mark.parametrize(("name", "edit", "where"), WRONG_SHAPES)
+def test_a_wrong_shape_is_refused_as_damage_saying_where_and_works_once_repaired(
+    with_sso_state: Flask,
+    name: str,
+    edit: Callable[[dict], None],
+    where: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a 500 with a TypeError from whichever reader met it: a 503 naming the document,
+    one log line saying where, nothing written over it; repaired, it is used again."""
+    app = with_sso_state
+    scim = ScimClient(app.test_client(), _token(app))
+    admin = signed_in(app)
+    csrf = csrf_of(admin.get("/admin/settings"))
+    saves_done(app)
+    good = _content(app, name)
+    damaged = copy.deepcopy(good)
+    edit(damaged)
+    _write_by_hand(app, name, damaged)
+
+    with caplog.at_level(logging.WARNING):
+        pages = [admin.get("/admin/settings"), admin.get("/admin/")]
+        if name == "control.json":
+            pages += [scim.get("/Users"), scim.post("/Users", {"userName": "bob"})]
+            pages.append(
+                admin.client.post(
+                    "/admin/settings/tokens", data={"csrf_token": csrf, "name": "new"}
+                )
+            )
+
+    for page in pages:
+        assert page.status_code == 503, (page.status_code, page.get_data(as_text=True))
+        assert f"{_named(app, name)} is damaged" in page.get_data(as_text=True)
+        assert "Traceback" not in page.get_data(as_text=True)
+    (line,) = problems(caplog)
+    assert line.levelname == "ERROR" and line.exc_info is None
+    assert f"is valid JSON but not what Proware reads: {where}" in line.getMessage()
+    assert name in line.getMessage()
+    assert another_process(app, name).read() == damaged  # read as stored, unchecked
+
+    _write_by_hand(app, name, good)
+    assert admin.get("/admin/settings").status_code == 200
+    if name == "control.json":
+        assert scim.get("/Users").status_code == 200
+
+
+@pytest.mark.parametrize("backend", [TINYDB, POSTGRESQL], indirect=True)
+@pytest.mark.parametrize("name", ["control.json", "admins.json", "sso.json"])
+def test_a_document_that_is_no_object_is_refused_on_both_backends(
+    quiet_app: Flask, name: str
+) -> None:
+    """A database row can hold any JSON value, as a file can: a list is damage too."""
+    admin = signed_in(quiet_app)
+    saves_done(quiet_app)
+    good = _content(quiet_app, name)
+    _write_by_hand(quiet_app, name, [good])
+
+    page = admin.get("/admin/settings")
+    assert page.status_code == 503
+    assert f"{_named(quiet_app, name)} is damaged" in page.get_data(as_text=True)
+    _write_by_hand(quiet_app, name, good)
+    assert admin.get("/admin/settings").status_code == 200
+
+
+def _token(app: Flask) -> str:
+    services = app.extensions["proware"]
+    secret, _ = services.tokens.create("entra")
+    services.switch.set(True)
+    return secret
+
+
+# Documents as older versions wrote them: keys the readers find with .get were added later,
+# and what a reader no longer looks at stays (storage.shapes lets both pass).
+OLDER_DOCUMENTS = [
+    pytest.param(
+        "control.json",
+        {
+            "tokens": [
+                {
+                    "name": "entra",
+                    "hash": "ab" * 32,
+                    "scope": "read-write",
+                    "created": "2026-11-26T10:54:52Z",
+                    "created_by": "cli",
+                    "expires": None,
+                    "last_used": None,
+                    "revoked": None,
+                }
+            ]
+        },
+        lambda app: [token.name for token in app.extensions["proware"].tokens.list()],
+        ["entra"],
+        id="control-without-format-or-switch",
+    ),
+    pytest.param(
+        "admins.json",
+        {
+            "format": 1,
+            "admins": [
+                {
+                    "username": "ann",
+                    "password_hash": "scrypt:32768:8:1$x$y",
+                    "created": "2026-11-26T10:54:52+00:00",
+                    "password_changed": "2026-11-26T10:54:52+00:00",
+                }
+            ],
+        },
+        lambda app: [a.username for a in app.extensions["proware.admin"].accounts.list()],
+        ["ann"],
+        id="admin-without-later-keys",
+    ),
+    pytest.param(
+        "setup.json",
+        {"grants": {"cd" * 32: "2026-11-26T10:54:52+00:00"}},
+        lambda app: app.extensions["proware.admin"].setup.check("an old grant").state,
+        "unknown",
+        id="setup-with-the-grants-of-old",
+    ),
+    pytest.param(
+        "connection-status.json",
+        {
+            "format": 1,
+            "tokens": [{"name": "entra", "recent": [], "refusals": [], "last_probe": None}],
+        },
+        lambda app: app.extensions["proware.admin"].connection.synced().tokens(),
+        [],
+        id="connection-status-without-token-ids",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "use", "expected"), OLDER_DOCUMENTS)
+def test_documents_older_versions_wrote_still_load(
+    quiet_app: Flask, name: str, content: dict, use: Callable[[Flask], object], expected: object
+) -> None:
+    saves_done(quiet_app)
+    _write_by_hand(quiet_app, name, content)
+
+    assert use(quiet_app) == expected
+
+
+def test_a_newer_format_is_refused_by_its_owner_not_as_a_wrong_shape(
+    quiet_app: Flask, scim: ScimClient
+) -> None:
+    """The layout is this format's: a newer Proware's document keeps its own message."""
+    control = settled(quiet_app) / "control.json"
+    _write_by_hand(quiet_app, "control.json", {"format": 2, "tokens": {"entra": "..."}})
+
+    with pytest.raises(CorruptStore, match="format 2 is newer than this version"):
+        quiet_app.extensions["proware"].tokens.list()
+    assert json.loads(control.read_text())["format"] == 2
+
+
+def test_the_shape_is_checked_once_a_version_not_on_each_request(
+    quiet_app: Flask, scim: ScimClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SCIM request looks its token up in the control document: the check is paid
+    when the content changes, not per request."""
+    assert scim.get("/Users").status_code == 200
+    saves_done(quiet_app)
+    checks: list[str] = []
+    real = DocumentShape.problem
+
+    def counting(self: DocumentShape, value: object, where: str = "") -> str | None:
+        checks.append(where)
+        return real(self, value, where)
+
+    monkeypatch.setattr(DocumentShape, "problem", counting)
+    for _ in range(5):
+        assert scim.get("/Users").status_code == 200
+    assert checks == []
+
+    quiet_app.extensions["proware"].tokens.create("second")  # checked under the lock
+    assert scim.get("/Users").status_code == 200
+    assert len(checks) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda good: good[: len(good) // 2], id="not-json"),
+        pytest.param(lambda good: b'{"format": 1, "tokens": 5}', id="tokens-a-number"),
+        pytest.param(lambda good: b'{"format": 1, "tokens": ["entra"]}', id="token-a-string"),
+    ],
+)
+def test_a_damaged_connection_status_is_left_alone_and_logged_once_whatever_the_damage(
+    quiet_app: Flask,
+    scim: ScimClient,
+    caplog: pytest.LogCaptureFixture,
+    damage: Callable[[bytes], bytes],
 ) -> None:
     """The Connection status is this process's own view: the pages that show it still work,
     and its saves leave the damaged file as it is."""
     admin = signed_in(quiet_app)
     scim.get("/Users")
     path = settled(quiet_app) / "connection-status.json"
-    before = _broken(path)
+    good = path.read_bytes()
+    path.write_bytes(damage(good))
     damaged = path.read_bytes()
 
     with caplog.at_level(logging.WARNING):
@@ -216,6 +555,25 @@ def test_a_damaged_connection_status_is_left_alone_and_logged_once(
     assert path.read_bytes() == damaged
     (line,) = problems(caplog)
     assert line.levelname == "ERROR" and line.exc_info is None
-    _restore(path, before)
+    path.write_bytes(good)
     assert admin.get("/admin/settings").status_code == 200
     assert path.read_bytes() != damaged
+
+
+def test_the_command_line_refuses_a_wrong_shape_saying_where_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "proware.toml"
+    config.write_text('[storage]\npath = "data"\n', encoding="utf-8")
+    control = tmp_path / "data" / "control.json"
+    control.parent.mkdir()
+    control.write_text('{"format": 1, "tokens": [{"name": "entra"}]}', encoding="utf-8")
+    damaged = control.read_bytes()
+
+    for argv in (["token", "list"], ["token", "create", "--name", "new"]):
+        code = main(["--config", str(config), *argv])
+        err = capsys.readouterr().err
+        assert code == 1, err
+        assert f"{control} is valid JSON but not what Proware reads: tokens[0].hash: missing" in err
+        assert "Traceback" not in err
+    assert control.read_bytes() == damaged

@@ -7,6 +7,8 @@ document compares its row's ``version``, and remembers it for :data:`STAMP_TTL` 
 a request costs a query at most four times a second per document, and a change made by
 another process (a revoked token, provisioning turned off) shows within a quarter second.
 Updates lock the row, so concurrent updates from any process apply one after the other.
+A row that is not an object of the shape its owner declared (a hand edit) is refused as
+damaged, as a file is (:class:`storage.controlfile.ControlFile`): checked once a version.
 
 :func:`shared_secret` creates a random key once and gives every process the same one.
 """
@@ -19,8 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from storage.documents import REPAIR, DamageMemory, check_declared, wrong_shape
 from storage.postgres.connection import Database, HasDatabase, database_of, jsonb
-from storage.postgres.reads import fetch
+from storage.postgres.reads import fetch, rows
+from storage.shapes import DocumentShape
 from storage.values import clone
 
 T = TypeVar("T")
@@ -36,7 +40,7 @@ READ = "SELECT version, body FROM documents WHERE name = %s"
 ENSURE = (
     "INSERT INTO documents (name, body, version) VALUES (%s, '{}', 0) ON CONFLICT (name) DO NOTHING"
 )
-LOCK = "SELECT body FROM documents WHERE name = %s FOR UPDATE"
+LOCK = "SELECT version, body FROM documents WHERE name = %s FOR UPDATE"
 WRITE = "UPDATE documents SET body = %s, version = version + 1 WHERE name = %s RETURNING version"
 INSERT_SECRET = "INSERT INTO secrets (name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING"
 READ_SECRET = "SELECT value FROM secrets WHERE name = %s"
@@ -68,6 +72,19 @@ class PostgresDocument:
         self._cache: tuple[int, dict] | None = None  # (version, content) last read
         # build function -> (version, what it built): see derived().
         self._derived: dict[Callable[[dict], Any], tuple[int | None, Any]] = {}
+        self._shape: DocumentShape | None = None
+        # The damaged version last found: refused unread, and logged once.
+        self._damage = DamageMemory(self.path, name)
+
+    def declare(self, shape: DocumentShape) -> None:
+        """Refuse every version not of ``shape`` from now on (:class:`SharedDocument`)."""
+        check_declared(self._shape, shape, self.path)
+        with self._lock:
+            if self._shape is None:
+                self._shape = shape
+                # What was read before was not checked against it.
+                self._cache = None
+                self._derived.clear()
 
     def stamp(self) -> int | None:
         """The row's version (None if there is no row), at most :data:`STAMP_TTL` old."""
@@ -82,17 +99,22 @@ class PostgresDocument:
         return version
 
     def read(self) -> dict:
-        """A copy of the content, read from the database only when its version changed."""
+        """A copy of the content, read from the database only when its version changed.
+
+        :raises DamagedDocument: it is not a JSON object of the declared shape.
+        """
         version = self.stamp()
         if version is None:
             return {}
         with self._lock:
             if self._cache is not None and self._cache[0] == version:
                 return clone(self._cache[1])
+        was_damaged = self._damage.refuse_if_known(version)
         with self.database.connection() as connection:
             row = connection.execute(READ, (self.name,)).fetchone()
         if row is None:  # deleted since the stamp (by hand: Proware never deletes one)
             return {}
+        self._refuse_damaged(row[0], row[1], was_damaged)
         self._remember(row[0], row[1])
         return clone(row[1])
 
@@ -118,17 +140,32 @@ class PostgresDocument:
 
         The row stays locked from the read to the commit, so concurrent updates (from any
         process) apply one after the other. If ``change`` raises, nothing is written.
+
+        :raises DamagedDocument: the row is not a JSON object of the declared shape (nothing
+            is written).
         """
         started = self._monotonic()
         with self.database.transaction() as connection:
             with self.database.errors():
                 connection.execute(ENSURE, (self.name,))
-                content = fetch(connection, LOCK, (self.name,))
+                ((found, content),) = rows(connection, LOCK, (self.name,))  # ENSURE made it
+            self._refuse_damaged(found, content, self._damage.refuse_if_known(found))
             change(content)
             with self.database.errors():
                 version = fetch(connection, WRITE, (jsonb(content), self.name))
         self._remember(version, content, checked_at=started)
         return clone(content)
+
+    def _refuse_damaged(self, version: int, content: object, was_damaged: bool) -> None:
+        """Raise if ``content`` (the row at ``version``) cannot be used; note a repair.
+
+        :raises DamagedDocument: it cannot.
+        """
+        problem = wrong_shape(content, self._shape)
+        if problem is not None:
+            raise self._damage.found(version, f"{self.path}{problem}{REPAIR}")
+        if was_damaged:
+            self._damage.repaired()
 
     def _remember(self, version: int, content: dict, *, checked_at: float | None = None) -> None:
         """Cache ``content`` as ``version`` unless a newer one is cached already.
