@@ -26,7 +26,6 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument, Unchanged
-from storage.errors import CorruptStore
 from storage.failures import FailureLog, MemoryFailureLog
 from storage.repository import Clock
 from storage.shapes import MOMENT, TEXT, DocumentShape, Record, list_of, nullable
@@ -332,12 +331,7 @@ class AdminAccounts:
         return stamp
 
     def _records(self, document: dict) -> builtins.list[dict]:
-        version = document.setdefault("format", FORMAT)
-        if version != FORMAT:
-            raise CorruptStore(
-                f"{self._control.path}: unknown admin accounts format {version!r} "
-                f"(this version of Proware reads format {FORMAT})"
-            )
+        document.setdefault("format", FORMAT)  # another is refused as damage (SHAPE)
         return document.setdefault("admins", [])
 
 

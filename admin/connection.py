@@ -203,6 +203,7 @@ _REFUSAL = Record(
 # carried the token's id have none, and are skipped.
 SHAPE = DocumentShape(
     FORMAT,
+    other_formats_pass=True,  # another format's history is not read, and is saved over
     optional={
         "tokens": nullable(
             list_of(

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from scim import constants
 from storage.documents import SharedDocument, Unchanged
-from storage.errors import CorruptStore, NotFound
+from storage.errors import NotFound
 from storage.repository import Clock, Reader
 from storage.shapes import FLAG, MOMENT, TEXT, DocumentShape, Record, nullable
 
@@ -332,7 +332,7 @@ class SsoState:
         record = {key: value for key, value in vars(attempt).items() if value is not None}
 
         def apply(document: dict) -> None:
-            self._check(document)
+            self._stamp_format(document)
             document["last_attempt"] = record
             if attempt.outcome == "success":
                 document["last_success"] = record
@@ -404,17 +404,12 @@ class SsoState:
         return Attempt(**{name: value for name, value in known.items() if value is not None})
 
     def _section(self, document: dict, key: str) -> dict:
-        self._check(document)
+        self._stamp_format(document)
         section = document.get(key)
         return dict(section) if isinstance(section, dict) else {}
 
-    def _check(self, document: dict) -> None:
-        version = document.setdefault("format", FORMAT)
-        if version != FORMAT:
-            raise CorruptStore(
-                f"{self._control.path}: unknown SSO state format {version!r} (this version "
-                f"of Proware reads format {FORMAT})"
-            )
+    def _stamp_format(self, document: dict) -> None:
+        document.setdefault("format", FORMAT)  # another is refused as damage (SHAPE)
 
     def _now(self) -> str:
         moment = self._clock().astimezone(UTC).replace(microsecond=0)

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from storage.documents import SharedDocument, Unchanged
-from storage.errors import CorruptStore, DamagedDocument, StorageError
+from storage.errors import DamagedDocument, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave
 from storage.shapes import FLAG, MOMENT, TEXT, DocumentShape, Record, list_of, nullable, one_of
@@ -380,7 +380,7 @@ class TokenStore:
 
     def _tokens(self, document: dict) -> builtins.list[dict]:
         """The token records of a control-file document (creating the list if missing)."""
-        _check_format(self._control, document)
+        _stamp_format(document)
         return document.setdefault("tokens", [])
 
     def _info(self, record: dict) -> TokenInfo:
@@ -419,7 +419,7 @@ class ProvisioningSwitch:
         change = {"enabled": bool(enabled), "changed": _iso(self._clock()), "changed_by": by}
 
         def apply(document: dict) -> None:
-            _check_format(self._control, document)
+            _stamp_format(document)
             document["provisioning"] = change
 
         self._control.update(apply)
@@ -429,7 +429,7 @@ class ProvisioningSwitch:
         return dict(self._control.derived(self._status))
 
     def _status(self, document: dict) -> dict:
-        _check_format(self._control, document)
+        _stamp_format(document)
         section = document.get("provisioning") or {}
         return {
             "enabled": section.get("enabled") is True,
@@ -443,17 +443,10 @@ def _token_id(record: dict) -> str:
     return str(record["hash"])[:_ID_DIGITS]
 
 
-def _check_format(control: SharedDocument, document: dict) -> None:
-    """Stamp a new document with our format; refuse one written by a newer Proware."""
-    version = document.setdefault("format", FORMAT)
-    if version != FORMAT:
-        newer = isinstance(version, int) and version > FORMAT
-        raise CorruptStore(
-            f"{control.path}: format {version} is newer than this version of Proware supports "
-            f"({FORMAT})"
-            if newer
-            else f"{control.path}: unknown control file format {version!r}"
-        )
+def _stamp_format(document: dict) -> None:
+    """Stamp a new document with our format (the control file refuses another as damage:
+    ``SHAPE``)."""
+    document.setdefault("format", FORMAT)
 
 
 def _digest(secret: str) -> str:

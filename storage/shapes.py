@@ -136,9 +136,10 @@ class Record(Shape):
 class DocumentShape(Record):
     """A shared document's layout: a :class:`Record` at the top, of format ``format``.
 
-    A document of another format is not checked: its owner refuses it with a message of its
-    own ("format 2 is newer than this version of Proware supports"). None: the document has
-    no format.
+    A document of another format (written by a newer Proware, or edited) is damage too: its
+    readers would misread it. With ``other_formats_pass``, it is not checked instead: its
+    owner reads it as empty and writes its own format over it (bookkeeping, such as the
+    connection status). None: the document has no format.
     """
 
     def __init__(
@@ -147,17 +148,24 @@ class DocumentShape(Record):
         *,
         required: Mapping[str, Shape] | None = None,
         optional: Mapping[str, Shape] | None = None,
+        other_formats_pass: bool = False,
     ) -> None:
         super().__init__(required, optional)
         self.format = format
+        self.other_formats_pass = other_formats_pass
 
     def problem(self, value: object, where: str = "") -> str | None:
-        if (
-            self.format is not None
-            and isinstance(value, dict)
-            and value.get("format", self.format) != self.format
-        ):
-            return None
+        if self.format is not None and isinstance(value, dict):
+            found = value.get("format", self.format)
+            if found != self.format:
+                if self.other_formats_pass:
+                    return None
+                if isinstance(found, int) and not isinstance(found, bool) and found > self.format:
+                    return (
+                        f"format {found} is newer than this version of Proware reads "
+                        f"({self.format}): restore a backup of this version, or upgrade"
+                    )
+                return f"format: {found!r} is no format of Proware's (it reads {self.format})"
         return super().problem(value, where)
 
 

@@ -18,7 +18,6 @@ from psycopg.types.json import Jsonb
 
 from app import main
 from scim.tokens import TokenStore
-from storage.errors import CorruptStore
 from storage.postgres.documents import STAMP_TTL
 from storage.settings import POSTGRESQL, TINYDB
 from storage.shapes import DocumentShape
@@ -308,6 +307,25 @@ WRONG_SHAPES = [
     pytest.param(
         "sso.json", _set("ended", {"local": 1}), "ended.local: not a date and time", id="sso-ended"
     ),
+    # Written by a newer Proware (a backup restored across a downgrade), or edited.
+    pytest.param(
+        "control.json",
+        _set("format", 2),
+        "format 2 is newer than this version of Proware reads (1)",
+        id="control-of-a-newer-format",
+    ),
+    pytest.param(
+        "admins.json",
+        _set("format", "1"),
+        "format: '1' is no format of Proware's (it reads 1)",
+        id="admins-of-an-unknown-format",
+    ),
+    pytest.param(
+        "sso.json",
+        _set("format", 3),
+        "format 3 is newer than this version of Proware reads (1)",
+        id="sso-of-a-newer-format",
+    ),
 ]
 
 
@@ -489,16 +507,18 @@ def test_documents_older_versions_wrote_still_load(
     assert use(quiet_app) == expected
 
 
-def test_a_newer_format_is_refused_by_its_owner_not_as_a_wrong_shape(
+def test_a_connection_status_of_another_format_is_saved_over_not_refused(
     quiet_app: Flask, scim: ScimClient
 ) -> None:
-    """The layout is this format's: a newer Proware's document keeps its own message."""
-    control = settled(quiet_app) / "control.json"
-    _write_by_hand(quiet_app, "control.json", {"format": 2, "tokens": {"entra": "..."}})
+    """Bookkeeping: a newer Proware's history is not read, and this one's replaces it."""
+    admin = signed_in(quiet_app)
+    scim.get("/Users")
+    saves_done(quiet_app)
+    _write_by_hand(quiet_app, "connection-status.json", {"format": 2, "tokens": {"x": 1}})
 
-    with pytest.raises(CorruptStore, match="format 2 is newer than this version"):
-        quiet_app.extensions["proware"].tokens.list()
-    assert json.loads(control.read_text())["format"] == 2
+    assert admin.get("/admin/settings").status_code == 200
+    saves_done(quiet_app)
+    assert _content(quiet_app, "connection-status.json")["format"] == 1
 
 
 def test_the_shape_is_checked_once_a_version_not_on_each_request(

@@ -14,7 +14,7 @@ import pytest
 
 from scim.tokens import ProvisioningSwitch, TokenCheck, TokenStore
 from storage.controlfile import ControlFile
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, DamagedDocument
 from tests.storage_contract import START, FixedClock
 
 CREATED = START.replace(microsecond=0)  # the control file keeps whole seconds
@@ -473,7 +473,7 @@ def test_saving_last_use_keeps_a_revocation_made_meanwhile(
 def test_a_newer_control_file_format_is_refused(store: TokenStore, path: Path) -> None:
     path.write_text('{"format": 2, "tokens": []}')
 
-    with pytest.raises(CorruptStore, match=r"format 2 is newer than .* supports \(1\)"):
+    with pytest.raises(DamagedDocument, match=r"format 2 is newer than .* reads \(1\)"):
         store.verify("pw_x")
     with pytest.raises(CorruptStore):
         store.create("entra")
