@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -459,6 +460,18 @@ def test_a_request_queued_behind_a_slow_one_logs_its_wait(
     else:
         # Answered while the other held its worker: it had one of its own.
         assert statuses == {"answered": 200, "held": 200}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel's receive timestamps")
+@pytest.mark.parametrize("threads", [1, 4])
+def test_packets_are_stamped_from_the_listening_sockets_start(threads: int) -> None:
+    """Not from the first accepted connection's: stamping switched on a moment after that,
+    and a request sent meanwhile lost its arrival time (the test above, 2 runs in 25)."""
+    server = httpserver.create(_app, host=HOST, port=free_port(), threads=threads)
+    try:
+        assert server.socket.getsockopt(socket.SOL_SOCKET, httpserver.SO_TIMESTAMPNS) == 1
+    finally:
+        server.close()
 
 
 def test_a_wait_counts_from_the_packets_arrival_else_from_being_queued() -> None:
