@@ -467,7 +467,12 @@ def _merge(
 ) -> list[TokenStatus]:
     """Two histories as one: each token's newest rows, its refusals seen in either (the
     larger count of a refusal both saw: each process starts from the merged one), and the
-    newer probe."""
+    newer probe.
+
+    ``second`` is the newer history (this process's, merged into the saved one): of a row,
+    refusal or probe both have with the same time (kept to the millisecond), its copy wins,
+    with the larger count. Taking the first's on a tie, a request repeated or a probe run
+    again within the saved millisecond was lost with the save."""
     merged = {status.token_id: _copy(status) for status in first}
     for status in second:
         into = merged.get(status.token_id)
@@ -477,14 +482,14 @@ def _merge(
         rows = {_row_key(row): row for row in into.recent}
         for row in status.recent:
             known = rows.get(_row_key(row))
-            if known is None or row.time > known.time:
+            if known is None or row.time >= known.time:
                 count = max(row.count, known.count) if known is not None else row.count
                 rows[_row_key(row)] = replace(row, count=count)
         into.recent = _newest_first(rows.values(), status.recent, _row_key, "time")[:recent]
         seen = {_refusal_key(r): r for r in into.refusals}
         for refusal in status.refusals:
             known_refusal = seen.get(_refusal_key(refusal))
-            if known_refusal is None or refusal.last > known_refusal.last:
+            if known_refusal is None or refusal.last >= known_refusal.last:
                 seen[_refusal_key(refusal)] = replace(
                     refusal,
                     count=max(refusal.count, known_refusal.count if known_refusal else 0),
@@ -492,7 +497,7 @@ def _merge(
         into.refusals = _newest_first(seen.values(), status.refusals, _refusal_key, "last")[
             :refusals
         ]
-        probes = [probe for probe in (into.last_probe, status.last_probe) if probe is not None]
+        probes = [probe for probe in (status.last_probe, into.last_probe) if probe is not None]
         into.last_probe = replace(max(probes, key=lambda row: row.time)) if probes else None
     return list(merged.values())
 

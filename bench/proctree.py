@@ -58,8 +58,13 @@ def all_processes() -> Iterator[ProcessStat]:
 
 
 def session_pids(session: int) -> list[int]:
-    """The processes of session ``session`` (a leader's pid), leader first."""
-    return sorted(stat.pid for stat in all_processes() if stat.session == session)
+    """The processes of session ``session`` (a leader's pid), leader first.
+
+    Not by pid alone: pids wrap (``kernel.pid_max`` is 32768 on many machines), and a child
+    forked after the wrap has a smaller pid than its leader.
+    """
+    pids = sorted(stat.pid for stat in all_processes() if stat.session == session)
+    return sorted(pids, key=lambda pid: pid != session)
 
 
 def session_cpu_seconds(session: int) -> float:

@@ -315,3 +315,37 @@ def test_a_token_entry_saved_without_its_id_is_not_given_to_a_token_of_that_name
     saved.update(lambda document: document["tokens"][0].pop("token_id"))
 
     assert [status.name for status in ConnectionStatus(path, clock=FixedClock()).tokens()] == [None]
+
+
+def test_the_newer_of_two_probes_of_one_millisecond_stays_the_last_once_saved(
+    tmp_path: Path,
+) -> None:
+    """Entra's Test Connection run twice within a millisecond (a retry): the save's merge
+    picked the probe with the later time and, on a tie, the saved one."""
+    status = ConnectionStatus(tmp_path / "connection-status.json", clock=FixedClock())
+    probe = observation(filter=f'userName eq "{GUID}"', path="/scim/v2/Users")
+    status.record(replace(probe, status=401, reason="revoked-token", detail="revoked"))
+    status.save()
+    status.record(replace(probe, matched=0))
+
+    [merged] = status.synced().tokens()
+
+    assert merged.last_probe is not None
+    assert merged.last_probe.status == 200
+    assert merged.last_probe == merged.recent[0]
+
+
+def test_a_request_repeated_within_its_millisecond_after_a_save_is_counted_once_merged(
+    tmp_path: Path,
+) -> None:
+    status = ConnectionStatus(tmp_path / "connection-status.json", clock=FixedClock())
+    refused = observation(token=None, status=401, reason="unknown-token", detail="no such token")
+    for _ in range(2):
+        status.record(observation(path="/scim/v2/Groups"))
+        status.record(refused)
+        status.save()  # the second save merges a row and a refusal of the saved millisecond
+
+    [entra, anonymous] = status.synced().tokens()
+
+    assert [(row.target, row.count) for row in entra.recent] == [("/scim/v2/Groups", 2)]
+    assert [(r.reason, r.count) for r in anonymous.refusals] == [("unknown-token", 2)]

@@ -205,9 +205,12 @@ def test_close_writes_every_count_and_then_every_refusal(
 
 
 def test_serving_writes_a_count_when_its_window_ends_without_more_traffic(
-    written: list[dict],
+    clock: Clock, written: list[dict]
 ) -> None:
-    digest = RefusalDigest(clock=lambda: datetime.now(UTC), window=timedelta(seconds=0.2))
+    """The thread sleeps until the window ends by the digest's clock. Moved by hand: on the
+    wall clock a pause of 0.2 s between the two refusals (a busy machine) ended the window
+    before the second, which then opened a window of its own instead of being counted."""
+    digest = RefusalDigest(clock=clock, window=timedelta(seconds=0.2))
     arrived = threading.Event()
 
     def write(event: dict) -> None:
@@ -218,6 +221,8 @@ def test_serving_writes_a_count_when_its_window_ends_without_more_traffic(
     digest.write_on_time()
     digest.offer(refusal(), write)
     digest.offer(refusal(), write)
+    assert [e.get("repeated") for e in written] == [None]  # the window has not ended
+    clock.advance(seconds=0.2)
 
     assert arrived.wait(timeout=30), "no count was written after the window"
     assert [e.get("repeated") for e in written] == [None, 1]

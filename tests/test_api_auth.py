@@ -272,16 +272,19 @@ def test_a_new_token_works_at_once_and_a_revoked_one_fails_at_once(
 
     before = _first_answer(lambda: client.get(f"{PREFIX}/Users", headers=headers), 200, within)
     cli.revoke("second")
-    revoked_at = time.monotonic()
     after = _first_answer(lambda: client.get(f"{PREFIX}/Users", headers=headers), 401, within)
 
     assert before.status_code == 200
     assert_refused(after, 401, "revoked")
-    assert time.monotonic() - revoked_at <= within + 0.1
 
 
 def _first_answer(send, status: int, within: float):
-    """The first response with ``status``, asking again for up to ``within`` seconds."""
+    """The first response with ``status``, asking again for up to ``within`` seconds (0:
+    once); any other status is the last answer to a request sent by then.
+
+    Whether the change showed in time is told by when the request was sent, not by when its
+    answer came: the test bounded the whole call by ``within`` + 0.1 s, which one request
+    on a loaded machine can take."""
     deadline = time.monotonic() + within
     response = send()
     while response.status_code != status and time.monotonic() < deadline:

@@ -491,6 +491,17 @@ def test_session_cpu_counts_every_process_and_each_one_that_ended() -> None:
     assert proctree.session_pids(leader.pid) == []
 
 
+def test_the_session_leader_comes_first_even_after_the_pids_wrapped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import proctree
+
+    found = [proctree.ProcessStat(pid, 1, 32700, 0.0) for pid in (32700, 32766, 310, 299)]
+    monkeypatch.setattr(proctree, "all_processes", lambda: iter(found))
+
+    assert proctree.session_pids(32700) == [32700, 299, 310, 32766]
+
+
 # -- PostgreSQL and several processes (issue 12) -----------------------------------------
 
 

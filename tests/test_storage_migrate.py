@@ -337,6 +337,43 @@ def test_a_server_that_dies_leaves_no_hold_on_the_database(tmp_path: Path, dsn: 
     pytest.fail("the dead server's share of the database was never released")
 
 
+def test_a_restore_run_as_the_last_holder_leaves_takes_the_database(
+    dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is refused, and by the time its holders are listed the last one is gone
+    (PostgreSQL just dropped a vanished server's session): the restore goes ahead instead
+    of blaming "another Proware command or server" that no longer exists."""
+    import psycopg
+
+    from storage.postgres import serving
+    from storage.postgres.connection import Database
+
+    holder = psycopg.connect(dsn, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock_shared(%s)", (serving.LOCK_KEY,))
+    connect = Database.connect
+
+    def connect_then_leave_at_the_listing(self: Database, purpose: str) -> psycopg.Connection:
+        connection = connect(self, purpose)
+        execute = connection.execute
+
+        def execute_then_leave(query, params=None):  # type: ignore[no-untyped-def]
+            if query is serving._HOLDERS:
+                holder.execute("SELECT pg_advisory_unlock_shared(%s)", (serving.LOCK_KEY,))
+            return execute(query, params)
+
+        connection.execute = execute_then_leave  # type: ignore[method-assign]
+        return connection
+
+    monkeypatch.setattr(Database, "connect", connect_then_leave_at_the_listing)
+    database = Database(dsn)
+    try:
+        with serving.sole_use(database, "restore"):
+            pass
+    finally:
+        database.close()
+        holder.close()
+
+
 _SERVE_AND_WAIT = """
 import sys, time
 from pathlib import Path

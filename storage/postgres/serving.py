@@ -240,15 +240,34 @@ def sole_use(database: Database, command: str) -> Iterator[None]:
     connection = database.connect(f"proware {command}")
     try:
         with database.errors():
-            row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-            if not row.fetchone()[0]:  # type: ignore[index]
-                holders = connection.execute(
-                    _HOLDERS, (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)
-                ).fetchall()
-                raise DatabaseInUse(_in_use(database, command, holders))
+            _take_sole_use(connection, database, command)
         yield
     finally:
         connection.close()  # the lock goes with the session
+
+
+# Tries of the lock when its holders are gone by the time they are listed.
+SOLE_USE_TRIES = 3
+
+
+def _take_sole_use(connection: psycopg.Connection, database: Database, command: str) -> None:
+    """Take the lock on ``connection``, or raise :class:`DatabaseInUse` naming its holders.
+
+    A holder gone by the time the holders are listed (PostgreSQL just dropped a vanished
+    server's session, a server just stopped) has freed the lock: it is tried again. Refused
+    instead, the command said "in use by another Proware command or server" when nothing
+    held the database any more (seen in the tests: a restore run as PostgreSQL dropped the
+    last server's session).
+    """
+    holders: list = []
+    for _ in range(SOLE_USE_TRIES):
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+        if row.fetchone()[0]:  # type: ignore[index]
+            return
+        holders = connection.execute(_HOLDERS, (LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF)).fetchall()
+        if holders:
+            break
+    raise DatabaseInUse(_in_use(database, command, holders))
 
 
 def _in_use(database: Database, command: str, holders: list[tuple[str, int, int, str, str]]) -> str:

@@ -245,7 +245,9 @@ def test_a_form_posted_without_its_csrf_token_is_refused(chromium, server: Serve
     # The same form, minus its hidden token (what a forged cross-site form would send).
     page.locator("#provisioning-switch input[name=csrf_token]").evaluate("field => field.remove()")
     page.get_by_role("button", name="Enable User Provisioning").click()
-    assert page.get_by_role("heading", name="Bad request").is_visible()
+    # The click returns once the answer's page is committed, maybe not yet parsed: wait for
+    # the heading (is_visible() would look once, at once).
+    page.get_by_role("heading", name="Bad request").wait_for()
     assert "nothing was changed" in page.content()
     page.goto("/admin/settings")
     assert page.locator("#provisioning-state").inner_text() == "Disabled"
