@@ -34,6 +34,15 @@ T = TypeVar("T")
 # new inode, and the size and modification time catch the rest.
 Stamp = tuple[int, int, int]
 
+# ...once the version is older than this. The file system's clock moves in ticks (4 ms on
+# ext4 here), and the inode numbers of files replaced in turn come back (two, alternating,
+# seen here): a file written twice within one tick can have the inode number, modification
+# time and size of the version a reader cached, with other content. A version younger than
+# this is read again at each use (as git treats "racily clean" files), for 50 ms after a
+# write, which comes at most once a minute on the request path (token uses).
+SETTLE_NS = 50_000_000
+_clock_ns = time.time_ns  # the wall clock files are stamped by (a test moves it)
+
 _TEMP_SUFFIX = ".tmp"
 
 
@@ -178,11 +187,17 @@ def _stamp(status: os.stat_result) -> Stamp:
     return (status.st_mtime_ns, status.st_size, status.st_ino)
 
 
+def _settled(stamp: Stamp) -> bool:
+    """Whether a later write must change ``stamp`` (:data:`SETTLE_NS`)."""
+    return _clock_ns() - stamp[0] > SETTLE_NS
+
+
 class ControlFile:
     """A JSON object on disk that several processes read and update safely.
 
     A missing file reads as ``{}``. :meth:`read` is cheap enough to call on every request:
-    one ``os.stat``, and a re-read only when the file changed.
+    one ``os.stat``, and a re-read only when the file changed (or was written in the last
+    :data:`SETTLE_NS`, when a change may not show in its stamp).
 
     A file that cannot be parsed, or is not of the shape its owner declared (:meth:`declare`),
     after a hand edit while the server runs, makes every :meth:`read`, :meth:`derived` and
@@ -234,7 +249,7 @@ class ControlFile:
         if stamp is None:
             return {}
         with self._cache_lock:
-            if self._cache is None or self._cache[0] != stamp:
+            if self._cache is None or self._cache[0] != stamp or not _settled(stamp):
                 loaded = self._load()
                 if loaded is None:  # deleted since the stat
                     return {}
@@ -242,7 +257,8 @@ class ControlFile:
             return copy.deepcopy(self._cache[1])
 
     def derived(self, build: Callable[[dict], T]) -> T:
-        """``build(content)``, built again only when the file changed: one ``os.stat`` a call.
+        """``build(content)``, built again only when the file changed (or is not settled:
+        :data:`SETTLE_NS`): one ``os.stat`` a call.
 
         For state read on every request (the token index, the provisioning switch), which
         :meth:`read` would deep-copy each time. ``build`` gets a copy of the content; what it
@@ -251,7 +267,7 @@ class ControlFile:
         stamp = self.stamp()
         with self._cache_lock:
             known = self._derived.get(build)
-            if known is not None and known[0] == stamp:
+            if known is not None and known[0] == stamp and (stamp is None or _settled(stamp)):
                 return known[1]
         value = build(self.read() if stamp is not None else {})
         with self._cache_lock:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,13 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(controlfile, "decode_json", counting_decode)
     return parsed
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock a second ahead: every version read is settled (controlfile.SETTLE_NS), so
+    what is counted is the cache's work alone, not the re-reads of a fresh version."""
+    monkeypatch.setattr(controlfile, "_clock_ns", lambda: time.time_ns() + 1_000_000_000)
 
 
 def increment(document: dict) -> None:
@@ -76,7 +84,9 @@ def test_read_sees_another_writers_update_at_once(path: Path) -> None:
         assert reader.read() == {"counter": expected}
 
 
-def test_read_parses_the_file_only_when_it_changed(path: Path, parses: list[Path]) -> None:
+def test_read_parses_the_file_only_when_it_changed(
+    path: Path, parses: list[Path], settled: None
+) -> None:
     control = ControlFile(path)
     control.update(increment)
     parses.clear()
@@ -99,7 +109,7 @@ def test_read_returns_a_copy(path: Path) -> None:
     assert control.read() == {"items": [1]}
 
 
-def test_derived_state_is_built_once_per_change_of_the_file(path: Path) -> None:
+def test_derived_state_is_built_once_per_change_of_the_file(path: Path, settled: None) -> None:
     """What the server derives per request (token index, switch) is rebuilt only when the
     file changed, including when another process (another ControlFile) changed it."""
     reader, writer = ControlFile(path), ControlFile(path)
@@ -115,6 +125,33 @@ def test_derived_state_is_built_once_per_change_of_the_file(path: Path) -> None:
     writer.update(increment)
     assert reader.derived(counter) == 2
     assert builds == [{}, {"counter": 1}, {"counter": 2}]
+
+
+def test_a_version_written_within_one_tick_of_the_file_clock_is_read_again_at_each_use(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writes within one tick can leave the inode number, mtime and size a reader
+    cached, with other content (the stamp alone would keep the old content in use)."""
+    reader = ControlFile(path)
+    ControlFile(path).update(lambda document: document.update(provisioning="on"))
+
+    def switch(document: dict) -> str:
+        return document["provisioning"]
+
+    first = os.stat(path)
+    monkeypatch.setattr(controlfile, "_clock_ns", lambda: first.st_mtime_ns + 1_000_000)
+    assert reader.read() == {"provisioning": "on"}
+    assert reader.derived(switch) == "on"
+
+    # The second write, as the tick left it: same inode, same size, same mtime.
+    content = path.read_bytes().replace(b'"on"', b'"no"')
+    with open(path, "r+b") as file:
+        file.write(content)
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))
+    assert controlfile._stamp(os.stat(path)) == controlfile._stamp(first)
+
+    assert reader.read() == {"provisioning": "no"}
+    assert reader.derived(switch) == "no"
 
 
 def test_a_change_that_raises_writes_nothing(path: Path) -> None:
