@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from storage.documents import REPAIR, DamageMemory, check_declared, wrong_shape
+from storage.documents import REPAIR, DocumentGuard
 from storage.errors import CorruptStore, write_failure
 from storage.shapes import DocumentShape
 
@@ -215,18 +215,12 @@ class ControlFile:
         self._cache_lock = threading.Lock()
         # build function -> (stamp, what it built): see derived().
         self._derived: dict[Callable[[dict], Any], tuple[Stamp | None, Any]] = {}
-        # The damaged version last found: found again, it is refused without parsing or
-        # logging it again.
-        self._damage = DamageMemory(self.path, self.path.name)
-        self._shape: DocumentShape | None = None
+        self._guard = DocumentGuard(self.path, self.path.name)
 
     def declare(self, shape: DocumentShape) -> None:
         """Refuse every version not of ``shape`` from now on (:class:`SharedDocument`)."""
-        check_declared(self._shape, shape, self.path)
         with self._cache_lock:
-            if self._shape is None:
-                self._shape = shape
-                # What was read before was not checked against it.
+            if self._guard.declare(shape):  # what was read before was not checked against it
                 self._cache = None
                 self._derived.clear()
 
@@ -299,19 +293,15 @@ class ControlFile:
         try:
             with open(self.path, "rb") as file:
                 stamp = _stamp(os.fstat(file.fileno()))
-                was_damaged = self._damage.refuse_if_known(stamp)
+                was_damaged = self._guard.refuse_if_known(stamp)
                 raw = file.read()
         except FileNotFoundError:
             return None
         try:
             data = decode_json(self.path, raw)
         except CorruptStore as exc:
-            raise self._damage.found(stamp, str(exc)) from None
-        problem = wrong_shape(data, self._shape)
-        if problem is not None:
-            raise self._damage.found(stamp, f"{self.path}{problem}{REPAIR}")
-        if was_damaged:
-            self._damage.repaired()
+            raise self._guard.found(stamp, str(exc)) from None
+        self._guard.check(stamp, data, was_damaged)
         return stamp, data
 
     @contextmanager

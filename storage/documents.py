@@ -72,27 +72,10 @@ class SharedDocument(Protocol):
         ...
 
 
-def wrong_shape(content: object, shape: DocumentShape | None) -> str | None:
-    """What makes ``content`` unusable, for a message after the document's name: it is not
-    an object, or not of ``shape``; None when it can be used."""
-    if not isinstance(content, dict):
-        return f" holds a JSON {type(content).__name__}, not an object"
-    found = shape.problem(content) if shape is not None else None
-    return None if found is None else f" is valid JSON but not what Proware reads: {found}"
-
-
-def check_declared(declared: DocumentShape | None, shape: DocumentShape, path: object) -> None:
-    """Refuse a second, different layout for one document (two owners disagree).
-
-    :raises ValueError: naming the document.
-    """
-    if declared is not None and declared is not shape:
-        raise ValueError(f"{path}: another layout was declared for it already")
-
-
-class DamageMemory:
-    """Which version of a document was last found damaged: found again, it is refused
-    without being read or checked again, and only its first refusal is logged.
+class DocumentGuard:
+    """What a shared document refuses to use: a version that is not an object of the shape
+    its owner declared (:meth:`declare`), and the version last found damaged, which is
+    refused again without being read or checked, and logged only the first time.
 
     :param name: the document's name for clients (``control.json``); the detail of a
         :class:`DamagedDocument` names nothing more.
@@ -101,12 +84,25 @@ class DamageMemory:
     def __init__(self, path: Path | str, name: str) -> None:
         self.path = path
         self.name = name
+        self._shape: DocumentShape | None = None
         self._damage: tuple[Hashable, str] | None = None
         self._lock = threading.Lock()
 
+    def declare(self, shape: DocumentShape) -> bool:
+        """Check every version against ``shape`` from now on (:meth:`SharedDocument.declare`).
+
+        :returns: whether it is newly declared: what was read before was not checked.
+        :raises ValueError: another layout was declared already (two owners disagree).
+        """
+        if self._shape is not None and self._shape is not shape:
+            raise ValueError(f"{self.path}: another layout was declared for it already")
+        first = self._shape is None
+        self._shape = shape
+        return first
+
     def refuse_if_known(self, stamp: Hashable) -> bool:
         """Raise if version ``stamp`` is the damaged one; else whether some damage was
-        known (then the caller calls :meth:`repaired` once it has read a good version).
+        known (the caller passes it on to :meth:`check`).
 
         :raises DamagedDocument: it is (a new exception each time: raising one object
             again would grow its traceback).
@@ -117,6 +113,21 @@ class DamageMemory:
             raise DamagedDocument(self.path, damage[1], name=self.name)
         return damage is not None
 
+    def check(self, stamp: Hashable, content: object, was_damaged: bool) -> None:
+        """Refuse version ``stamp`` unless ``content`` is an object of the declared shape;
+        a good version read after a damaged one is a repair, logged once.
+
+        :raises DamagedDocument: it is not.
+        """
+        problem = _problem(content, self._shape)
+        if problem is not None:
+            raise self.found(stamp, f"{self.path}{problem}{REPAIR}")
+        if was_damaged:
+            with self._lock:
+                damage, self._damage = self._damage, None
+            if damage is not None:
+                log.info("%s can be read again and is used again", self.path)
+
     def found(self, stamp: Hashable, problem: str) -> DamagedDocument:
         """Remember that version ``stamp`` is damaged; the first refusal of it says so."""
         with self._lock:
@@ -124,9 +135,11 @@ class DamageMemory:
             self._damage = (stamp, problem)
         return DamagedDocument(self.path, problem, name=self.name, first_report=first)
 
-    def repaired(self) -> None:
-        """A good version was read: forget the damage, and say so once."""
-        with self._lock:
-            damage, self._damage = self._damage, None
-        if damage is not None:
-            log.info("%s can be read again and is used again", self.path)
+
+def _problem(content: object, shape: DocumentShape | None) -> str | None:
+    """What makes ``content`` unusable, for a message after the document's name: it is not
+    an object, or not of ``shape``; None when it can be used."""
+    if not isinstance(content, dict):
+        return f" holds a JSON {type(content).__name__}, not an object"
+    found = shape.problem(content) if shape is not None else None
+    return None if found is None else f" is valid JSON but not what Proware reads: {found}"

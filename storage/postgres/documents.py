@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from storage.documents import REPAIR, DamageMemory, check_declared, wrong_shape
+from storage.documents import DocumentGuard
 from storage.postgres.connection import Database, HasDatabase, database_of, jsonb
 from storage.postgres.reads import fetch, rows
 from storage.shapes import DocumentShape
@@ -72,17 +72,12 @@ class PostgresDocument:
         self._cache: tuple[int, dict] | None = None  # (version, content) last read
         # build function -> (version, what it built): see derived().
         self._derived: dict[Callable[[dict], Any], tuple[int | None, Any]] = {}
-        self._shape: DocumentShape | None = None
-        # The damaged version last found: refused unread, and logged once.
-        self._damage = DamageMemory(self.path, name)
+        self._guard = DocumentGuard(self.path, name)
 
     def declare(self, shape: DocumentShape) -> None:
         """Refuse every version not of ``shape`` from now on (:class:`SharedDocument`)."""
-        check_declared(self._shape, shape, self.path)
         with self._lock:
-            if self._shape is None:
-                self._shape = shape
-                # What was read before was not checked against it.
+            if self._guard.declare(shape):  # what was read before was not checked against it
                 self._cache = None
                 self._derived.clear()
 
@@ -109,12 +104,12 @@ class PostgresDocument:
         with self._lock:
             if self._cache is not None and self._cache[0] == version:
                 return clone(self._cache[1])
-        was_damaged = self._damage.refuse_if_known(version)
+        was_damaged = self._guard.refuse_if_known(version)
         with self.database.connection() as connection:
             row = connection.execute(READ, (self.name,)).fetchone()
         if row is None:  # deleted since the stamp (by hand: Proware never deletes one)
             return {}
-        self._refuse_damaged(row[0], row[1], was_damaged)
+        self._guard.check(row[0], row[1], was_damaged)
         self._remember(row[0], row[1])
         return clone(row[1])
 
@@ -149,23 +144,12 @@ class PostgresDocument:
             with self.database.errors():
                 connection.execute(ENSURE, (self.name,))
                 ((found, content),) = rows(connection, LOCK, (self.name,))  # ENSURE made it
-            self._refuse_damaged(found, content, self._damage.refuse_if_known(found))
+            self._guard.check(found, content, self._guard.refuse_if_known(found))
             change(content)
             with self.database.errors():
                 version = fetch(connection, WRITE, (jsonb(content), self.name))
         self._remember(version, content, checked_at=started)
         return clone(content)
-
-    def _refuse_damaged(self, version: int, content: object, was_damaged: bool) -> None:
-        """Raise if ``content`` (the row at ``version``) cannot be used; note a repair.
-
-        :raises DamagedDocument: it cannot.
-        """
-        problem = wrong_shape(content, self._shape)
-        if problem is not None:
-            raise self._damage.found(version, f"{self.path}{problem}{REPAIR}")
-        if was_damaged:
-            self._damage.repaired()
 
     def _remember(self, version: int, content: dict, *, checked_at: float | None = None) -> None:
         """Cache ``content`` as ``version`` unless a newer one is cached already.
