@@ -120,12 +120,13 @@ class SetupLinks:
 
 
 def _check(document: dict, digest: str, now: datetime) -> LinkCheck:
+    # Both are records of SHAPE when there.
     link = document.get("link")
-    if isinstance(link, dict) and hmac.compare_digest(str(link.get("digest")), digest):
+    if link is not None and hmac.compare_digest(link["digest"], digest):
         expires = _parse(link["expires"])
         return LinkCheck("valid", expires) if now < expires else LinkCheck("expired", expires)
     used = document.get("used")
-    if isinstance(used, dict) and hmac.compare_digest(str(used.get("digest")), digest):
+    if used is not None and hmac.compare_digest(used["digest"], digest):
         return LinkCheck("used", _parse(used["at"]))
     return LinkCheck("unknown")
 

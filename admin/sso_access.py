@@ -405,8 +405,7 @@ class SsoState:
 
     def _section(self, document: dict, key: str) -> dict:
         self._stamp_format(document)
-        section = document.get(key)
-        return dict(section) if isinstance(section, dict) else {}
+        return dict(document.get(key) or {})  # an object when there (SHAPE)
 
     def _stamp_format(self, document: dict) -> None:
         document.setdefault("format", FORMAT)  # another is refused as damage (SHAPE)
@@ -432,13 +431,8 @@ def _effective(policy: Policy, config: Mapping[str, object]) -> Policy:
     return replace(policy, enabled=policy.enabled and config.get("configured") is True)
 
 
-def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None  # MOMENT (SHAPE)
 
 
 def utcnow() -> datetime:
