@@ -19,7 +19,6 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -29,6 +28,7 @@ import psycopg
 
 from storage.postgres.connection import Database
 from tests.external import missing
+from tests.serverproc import free_port
 
 SUPERUSER = "postgres"
 MAX_CONNECTIONS = 100
@@ -58,13 +58,6 @@ def find_bindir() -> Path | None:
         if all((bindir / program).exists() for program in ("initdb", "pg_ctl", "postgres")):
             return bindir
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PostgresServer:

@@ -12,6 +12,7 @@ Everything listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -36,11 +37,43 @@ class ServerFailed(RuntimeError):
     """The server did not come up (it exited or never answered); the message has its log."""
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux's default if unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_order() -> list[int]:
+    """Ports below the ephemeral range, from a point that differs between test runs (two runs
+    at once on one machine start apart)."""
+    low = _ephemeral_low()
+    span = range(min(10_000, low // 2), low)
+    start = os.getpid() * 7919 % len(span)
+    return [*span[start:], *span[:start]]
+
+
+_PORTS = _port_order()
+_ports = itertools.cycle(_PORTS)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on now and nothing else will take.
+
+    Not a port the kernel picks (bind to port 0): it picks from the ephemeral range, from
+    which every outgoing connection of the run (HTTP clients, database sessions) takes its
+    local port too, so one could take the port between this call and the server's bind.
+    Below that range only a listener takes a port, and each is handed out once per cycle.
+    """
+    for port in itertools.islice(_ports, len(_PORTS)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((HOST, port))
+            except OSError:  # in use, or still in TIME_WAIT
+                continue
+        return port
+    raise RuntimeError(f"no free TCP port on {HOST} below the ephemeral range")
 
 
 def wait_for_http(
