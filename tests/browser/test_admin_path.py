@@ -283,3 +283,49 @@ def test_pages_without_a_session_redirect_to_sign_in(
     assert urlsplit(page.url).path == "/admin/sign-in"
     assert page.get_by_role("heading", name="Sign in to the Control panel").is_visible()
     context.close()
+
+
+def sign_in(page) -> None:
+    """Sign in as ``admin`` on the sign-in page."""
+    page.goto("/admin/sign-in")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Control panel", exact=True).wait_for()
+
+
+def test_no_page_of_the_path_scrolls_sideways_on_a_phone(chromium, server: ServerProcess) -> None:
+    """At 390 px, wide tables scroll in their own box and a long UPN wraps in its heading.
+
+    The tokens table's visually hidden "Action" header escaped its scrolled box (absolutely
+    positioned, it is laid out against the page), which then scrolled sideways by 160 px; a
+    user's page headed by a UPN as Entra sends them ran off the screen.
+    """
+    create_admin(server, "admin")
+    token = server.create_token("entra")
+    server.enable_provisioning()
+    upn = "adele.vance-longfellow@contoso-international.onmicrosoft.com"
+    status, user = entra_request(
+        f"{base_url(server)}/scim/v2",
+        token,
+        "POST",
+        "/Users",
+        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": upn},
+    )
+    assert status == 201 and user is not None
+    phone = {"width": 390, "height": 844}  # an iPhone 12-15's CSS pixels
+    context = chromium.new_context(base_url=base_url(server), viewport=phone)
+    page = context.new_page()
+    sign_in(page)
+    for path in [
+        "/admin",
+        "/admin/settings",
+        "/admin/activity",
+        "/admin/directory/users",
+        f"/admin/directory/users/{user['id']}",
+    ]:
+        page.goto(path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide"
+    context.close()
+
