@@ -329,3 +329,17 @@ def test_no_page_of_the_path_scrolls_sideways_on_a_phone(chromium, server: Serve
         assert width <= 390, f"{path} is {width} px wide"
     context.close()
 
+
+def test_a_disabled_button_looks_disabled(chromium, server: ServerProcess) -> None:
+    """A password session's "Turn local sign-in off" is disabled, and must not look pressable."""
+    create_admin(server, "admin")
+    context, page = new_page(chromium, server)
+    sign_in(page)
+    page.goto("/admin/settings")
+    button = page.get_by_role("button", name="Turn local sign-in off")
+    assert button.is_disabled()
+    opacity, cursor = button.evaluate(
+        "b => [getComputedStyle(b).opacity, getComputedStyle(b).cursor]"
+    )
+    assert float(opacity) < 1 and cursor == "not-allowed"
+    context.close()
