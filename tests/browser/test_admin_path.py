@@ -295,7 +295,8 @@ def sign_in(page) -> None:
 
 
 def test_no_page_of_the_path_scrolls_sideways_on_a_phone(chromium, server: ServerProcess) -> None:
-    """At 390 px, wide tables scroll in their own box and a long UPN wraps in its heading.
+    """At 390 px, wide tables scroll in their own box, a long UPN wraps in its heading, and
+    an event's date is not broken at its hyphens.
 
     The tokens table's visually hidden "Action" header escaped its scrolled box (absolutely
     positioned, it is laid out against the page), which then scrolled sideways by 160 px; a
@@ -327,7 +328,35 @@ def test_no_page_of_the_path_scrolls_sideways_on_a_phone(chromium, server: Serve
         page.goto(path)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} is {width} px wide"
+
+    # An event's date stays on one line in its squeezed column ("2026-12-" / "07" before).
+    page.goto("/admin/activity")
+    for cell in page.locator("table.events tbody td:first-child").all():
+        assert _lines_of_date(cell) == 1, cell.inner_text()
     context.close()
+
+
+# The number of lines the first ten characters (YYYY-MM-DD) of a cell's text are laid out on.
+_DATE_LINES = """cell => {
+  const text = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  const tops = new Set();
+  let seen = 0;
+  for (let node = text.nextNode(); node && seen < 10; node = text.nextNode()) {
+    for (let i = 0; i < node.length && seen < 10; i++) {
+      if (!node.data[i].trim()) continue;
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      tops.add(Math.round(range.getBoundingClientRect().top));
+      seen++;
+    }
+  }
+  return tops.size;
+}"""
+
+
+def _lines_of_date(cell) -> int:
+    return cell.evaluate(_DATE_LINES)
 
 
 def test_a_disabled_button_looks_disabled(chromium, server: ServerProcess) -> None:
