@@ -215,7 +215,7 @@ class RefusalDigest:
 
     def _count_event(self, counted: _Count) -> dict:
         fields = counted.fields
-        what = "sign-ins" if fields.get("operation") == "sign-in refused" else "requests"
+        what = _what(fields, counted.repeats)
         why = str(fields.get("reason") or "refused").replace("-", " ")
         if fields.get("token"):
             why += f", token {fields['token']!r}"
@@ -237,7 +237,7 @@ class RefusalDigest:
         }
 
     def _folded_event(self, folded: _Folded) -> dict:
-        what = "sign-ins" if folded.fields.get("operation") == "sign-in refused" else "requests"
+        what = _what(folded.fields, folded.count)
         reasons = ", ".join(
             f"{reason.replace('-', ' ')} {count}" for reason, count in folded.reasons.most_common()
         )
@@ -258,6 +258,12 @@ class RefusalDigest:
                 "none of them was logged on its own"
             ),
         }
+
+
+def _what(fields: dict, count: int) -> str:
+    """What was refused, in the number ``count`` takes ("1 more request", "37 more requests")."""
+    what = "sign-in" if fields.get("operation") == "sign-in refused" else "request"
+    return what if count == 1 else what + "s"
 
 
 def _between(first: datetime, last: datetime) -> str:

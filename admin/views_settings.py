@@ -33,6 +33,8 @@ log = logging.getLogger("proware.admin")
 
 # An expired token sends Entra's job into quarantine: warn this long before.
 EXPIRY_WARNING = timedelta(days=14)
+# The first token's name, as the README and the banner's `token create --name entra` call it.
+DEFAULT_TOKEN_NAME = "entra"
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,19 @@ def _settings_page(**extra: object) -> str:
         sso=views_sso.sso_section(admin),
         reasons=REASONS,
         max_expiry_days=MAX_EXPIRY_DAYS,
-        form=extra.pop("form", {"name": "", "scope": "read-write", "days": ""}),
+        form=extra.pop("form", None) or _blank_form(tokens),
         **extra,
     )
+
+
+def _blank_form(tokens: list[TokenInfo]) -> dict[str, str]:
+    """Create bearer token as first shown: named "entra" while that name is free.
+
+    Pressing the button is then the whole step. An empty field showing "entra" as its grey
+    placeholder looked filled in, and the press got only "Please fill out this field".
+    """
+    taken = any(t.name == DEFAULT_TOKEN_NAME and t.revoked is None for t in tokens)
+    return {"name": "" if taken else DEFAULT_TOKEN_NAME, "scope": "read-write", "days": ""}
 
 
 def _row(admin: AdminContext, info: TokenInfo) -> TokenRow:

@@ -415,11 +415,18 @@ class ProvisioningSwitch:
         return self._control.derived(self._status)["enabled"]
 
     def set(self, enabled: bool, by: str = "cli") -> None:
-        """Turn provisioning on or off, recording who did it and when."""
+        """Turn provisioning on or off, recording who did it and when.
+
+        Setting the state it is already in changes nothing: "enabled since" keeps the moment
+        provisioning really started (a second ``provisioning enable``, or a stale page's
+        button, is not a new start).
+        """
         change = {"enabled": bool(enabled), "changed": _iso(self._clock()), "changed_by": by}
 
         def apply(document: dict) -> None:
             _stamp_format(document)
+            if (document.get("provisioning") or {}).get("enabled") is change["enabled"]:
+                return
             document["provisioning"] = change
 
         self._control.update(apply)

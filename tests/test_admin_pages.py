@@ -468,6 +468,23 @@ def test_the_switch_enables_and_disables_user_provisioning(app: Flask, panel: Ad
     assert not switch.enabled()
 
 
+def _token_name_field(response) -> str:
+    found = re.search(r'<input id="token-name"[^>]*value="([^"]*)"', text(response))
+    assert found, "no Name field on the page"
+    return found.group(1)
+
+
+def test_the_first_token_is_named_entra_until_that_name_is_taken(panel: AdminClient) -> None:
+    """Pressing Create bearer token is the whole step the first time; then the name is free
+    to choose again (a second "entra" would be refused)."""
+    assert _token_name_field(panel.get("/admin/settings")) == "entra"
+    created = panel.submit("/admin/settings", "/admin/settings/tokens", {"name": "entra"})
+    assert _token_name_field(created) == ""
+    assert _token_name_field(panel.get("/admin/settings")) == ""
+    panel.submit("/admin/settings", "/admin/settings/tokens/revoke", {"name": "entra"})
+    assert _token_name_field(panel.get("/admin/settings")) == "entra"
+
+
 def test_a_new_token_is_shown_once_and_works(app: Flask, panel: AdminClient, client) -> None:
     app.extensions["proware"].switch.set(True)
     secret = panel.create_token("entra")

@@ -78,6 +78,20 @@ def test_the_first_refusal_is_written_in_full_and_its_repeats_only_counted(
     assert digest.pending() == 37
 
 
+def test_a_single_repeat_is_one_more_request_not_requests(
+    digest: RefusalDigest, clock: Clock, written: list[dict]
+) -> None:
+    digest.offer(refusal(), written.append)
+    clock.advance(seconds=1)
+    digest.offer(refusal(), written.append)
+    clock.advance(minutes=15)
+
+    digest.offer(refusal(), written.append)
+
+    assert written[1]["repeated"] == 1
+    assert written[1]["detail"].startswith("1 more request refused from 203.0.113.9 ")
+
+
 def test_the_count_is_written_when_the_client_shows_up_after_its_window(
     digest: RefusalDigest, clock: Clock, written: list[dict]
 ) -> None:
@@ -145,7 +159,7 @@ def test_kinds_differ_by_reason_token_and_status(clock: Clock, written: list[dic
     assert len(written) == 5
     digest.close()
     details = [e["detail"] for e in written[5:]]
-    assert "1 more requests refused from 203.0.113.9 (revoked token, token 'old') " in details[2]
+    assert "1 more request refused from 203.0.113.9 (revoked token, token 'old') " in details[2]
 
 
 def test_an_odd_value_in_a_key_field_is_counted_by_its_text(

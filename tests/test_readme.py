@@ -141,6 +141,18 @@ def _leaf_of(words: list[str]) -> tuple[str, ...]:
     raise AssertionError(f"no command {' '.join(words)!r}")
 
 
+_SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
+
+
+@pytest.mark.parametrize("block", _SHELL_BLOCKS, ids=lambda block: block.split("\n")[0][:40])
+def test_each_shell_block_sets_the_variables_it_uses(block: str) -> None:
+    """Pasted as written, a block must not send an empty ``$TOKEN`` (curl's 401 "uses the
+    'Bearer' scheme; expected 'Bearer <token>'" was all the first screen's lines got)."""
+    used = set(re.findall(r"\$\{?([A-Za-z_]\w*)", block))
+    assigned = set(re.findall(r"^(?:export )?([A-Za-z_]\w*)=", block, re.M))
+    assert used <= assigned, f"{sorted(used - assigned)} used but never set in:\n{block}"
+
+
 @pytest.mark.parametrize("synopsis", _documented_commands())
 def test_each_documented_command_runs_as_written(synopsis: str) -> None:
     """The parser takes the table's line, every optional part given."""

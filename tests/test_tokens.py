@@ -513,6 +513,23 @@ def test_setting_the_switch_records_who_and_when_for_every_reader(
     }
 
 
+def test_setting_the_state_the_switch_is_in_keeps_when_and_by_whom(
+    path: Path, clock: FixedClock
+) -> None:
+    """A second "enable" is not a new start: the status keeps the first one's time and author."""
+    switch = ProvisioningSwitch(ControlFile(path), clock)
+    switch.set(True, by="admin:alice")
+
+    clock.advance(minutes=5)
+    switch.set(True, by="cli")
+
+    assert switch.status() == {
+        "enabled": True,
+        "changed": "2026-11-26T10:54:52Z",
+        "changed_by": "admin:alice",
+    }
+
+
 def test_the_switch_and_the_tokens_share_the_file(store: TokenStore, path: Path) -> None:
     store.create("entra")
     ProvisioningSwitch(ControlFile(path)).set(True)

@@ -283,3 +283,92 @@ def test_pages_without_a_session_redirect_to_sign_in(
     assert urlsplit(page.url).path == "/admin/sign-in"
     assert page.get_by_role("heading", name="Sign in to the Control panel").is_visible()
     context.close()
+
+
+def sign_in(page) -> None:
+    """Sign in as ``admin`` on the sign-in page."""
+    page.goto("/admin/sign-in")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Control panel", exact=True).wait_for()
+
+
+def test_no_page_of_the_path_scrolls_sideways_on_a_phone(chromium, server: ServerProcess) -> None:
+    """At 390 px, wide tables scroll in their own box, a long UPN wraps in its heading, and
+    an event's date is not broken at its hyphens.
+
+    The tokens table's visually hidden "Action" header escaped its scrolled box (absolutely
+    positioned, it is laid out against the page), which then scrolled sideways by 160 px; a
+    user's page headed by a UPN as Entra sends them ran off the screen.
+    """
+    create_admin(server, "admin")
+    token = server.create_token("entra")
+    server.enable_provisioning()
+    upn = "adele.vance-longfellow@contoso-international.onmicrosoft.com"
+    status, user = entra_request(
+        f"{base_url(server)}/scim/v2",
+        token,
+        "POST",
+        "/Users",
+        {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": upn},
+    )
+    assert status == 201 and user is not None
+    phone = {"width": 390, "height": 844}  # an iPhone 12-15's CSS pixels
+    context = chromium.new_context(base_url=base_url(server), viewport=phone)
+    page = context.new_page()
+    sign_in(page)
+    for path in [
+        "/admin",
+        "/admin/settings",
+        "/admin/activity",
+        "/admin/directory/users",
+        f"/admin/directory/users/{user['id']}",
+    ]:
+        page.goto(path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide"
+
+    # An event's date stays on one line in its squeezed column ("2026-12-" / "07" before).
+    page.goto("/admin/activity")
+    for cell in page.locator("table.events tbody td:first-child").all():
+        assert _lines_of_date(cell) == 1, cell.inner_text()
+    context.close()
+
+
+# The number of lines the first ten characters (YYYY-MM-DD) of a cell's text are laid out on.
+_DATE_LINES = """cell => {
+  const text = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  const tops = new Set();
+  let seen = 0;
+  for (let node = text.nextNode(); node && seen < 10; node = text.nextNode()) {
+    for (let i = 0; i < node.length && seen < 10; i++) {
+      if (!node.data[i].trim()) continue;
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      tops.add(Math.round(range.getBoundingClientRect().top));
+      seen++;
+    }
+  }
+  return tops.size;
+}"""
+
+
+def _lines_of_date(cell) -> int:
+    return cell.evaluate(_DATE_LINES)
+
+
+def test_a_disabled_button_looks_disabled(chromium, server: ServerProcess) -> None:
+    """A password session's "Turn local sign-in off" is disabled, and must not look pressable."""
+    create_admin(server, "admin")
+    context, page = new_page(chromium, server)
+    sign_in(page)
+    page.goto("/admin/settings")
+    button = page.get_by_role("button", name="Turn local sign-in off")
+    assert button.is_disabled()
+    opacity, cursor = button.evaluate(
+        "b => [getComputedStyle(b).opacity, getComputedStyle(b).cursor]"
+    )
+    assert float(opacity) < 1 and cursor == "not-allowed"
+    context.close()
