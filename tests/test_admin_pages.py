@@ -834,6 +834,6 @@ def test_pages_are_not_cached_framed_or_sniffed(panel: AdminClient) -> None:
 
 def test_the_stylesheet_and_script_are_public(app: Flask) -> None:
     client = app.test_client()
-    for name in ("admin.css", "copy.js"):
+    for name in ("admin.css", "copy.js", "icon.svg"):
         with client.get(f"/admin/static/{name}") as response:
             assert response.status_code == 200

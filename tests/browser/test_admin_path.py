@@ -372,3 +372,15 @@ def test_a_disabled_button_looks_disabled(chromium, server: ServerProcess) -> No
     )
     assert float(opacity) < 1 and cursor == "not-allowed"
     context.close()
+
+
+def test_a_page_loads_the_icon_it_names(chromium, server: ServerProcess) -> None:
+    """Browsers ask for /favicon.ico unless a page names its icon: a 404 in the access log."""
+    context, page = new_page(chromium, server)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(urlsplit(request.url).path))
+    page.goto("/admin/sign-in")
+    page.wait_for_load_state("networkidle")
+    context.close()
+
+    assert "/admin/static/icon.svg" in asked
