@@ -73,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     provisioning = sub.add_parser(
         "provisioning", parents=[common], help="turn User Provisioning on or off"
     )
-    provisioning.add_argument("action", choices=["enable", "disable", "status"])
+    switch = provisioning.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("enable", "let the SCIM service accept requests (Entra's Test Connection too)"),
+        ("disable", "refuse every SCIM request with 403 until enabled; data and tokens stay"),
+        ("status", "say whether it is on, since when and who turned it"),
+    ):
+        switch.add_parser(action, parents=[common], help=text)
     storage_commands.add_parsers(sub, common)
     admin_commands.add_parsers(sub, common)
     return parser

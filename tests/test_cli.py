@@ -167,6 +167,24 @@ def test_provisioning_enable_disable_status(capsys, config: Path) -> None:
     assert disabled[1].startswith("User Provisioning is disabled (since ")
 
 
+def test_provisioning_help_says_what_each_action_does(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["provisioning", "--help"])
+    out = capsys.readouterr().out
+
+    assert "enable    " in out and "accept requests" in out
+    assert "disable    " in out and "403" in out
+    assert "status    " in out and "since when" in out
+
+
+def test_provisioning_without_an_action_says_which_there_are(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["provisioning"])
+
+    assert exited.value.code == 2
+    assert "{enable,disable,status}" in capsys.readouterr().err
+
+
 # -- where the config comes from ------------------------------------------------------------
 
 
