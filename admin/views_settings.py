@@ -102,13 +102,15 @@ def create_token() -> Response | str:
     read_only = request.form.get("scope") == "read-only"
     days_text = request.form.get("expires_days", "").strip()
     form = {"name": name, "scope": "read-only" if read_only else "read-write", "days": days_text}
+    field = "days"  # the field a refusal is about, marked invalid and focused on the page
     try:
         days = _expiry_days(days_text)
+        field = "name"
         secret, info = admin.services.tokens.create(
             name, read_only=read_only, expires_in_days=days, created_by=f"admin:{g.admin}"
         )
     except ValueError as exc:
-        body = _settings_page(token_error=str(exc), form=form)
+        body = _settings_page(token_error=str(exc), token_error_field=field, form=form)
         return Response(body, status=400, mimetype="text/html")
     admin.note("create token", token=info.name)
     log.info("admin %s created %s token %r", g.admin, info.scope, info.name)

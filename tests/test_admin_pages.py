@@ -531,6 +531,26 @@ def test_a_second_active_token_with_the_same_name_is_refused(panel: AdminClient)
     assert "already exists" in text(response)
 
 
+@pytest.mark.parametrize(
+    ("form", "invalid", "valid", "says"),
+    [
+        ({"name": "entra", "expires_days": "0"}, "token-expiry", "token-name", "Expiry must be"),
+        ({"name": "a/b"}, "token-name", "token-expiry", "Token name"),
+    ],
+)
+def test_a_refused_token_marks_and_focuses_the_field_it_is_about(
+    panel: AdminClient, form: dict, invalid: str, valid: str, says: str
+) -> None:
+    page = text(panel.submit("/admin/settings", "/admin/settings/tokens", form))
+
+    assert f'<div class="notice error" role="alert" id="token-error">{says}' in page
+    field = re.search(rf'<input id="{invalid}"[^>]*>', page).group(0)
+    assert 'aria-describedby="token-error ' in field
+    assert 'aria-invalid="true" autofocus' in field
+    other = re.search(rf'<input id="{valid}"[^>]*>', page).group(0)
+    assert "token-error" not in other and "aria-invalid" not in other
+
+
 def test_the_tokens_table_warns_when_expiry_is_near(panel: AdminClient) -> None:
     panel.create_token("soon", expires_days="7")
     panel.create_token("later", expires_days="90")
