@@ -363,7 +363,7 @@ class Directory:
                     if kind == constants.USER_TYPE:
                         _renew_groups_of(tx, current, document)
             if result.member_changes:
-                members = apply_member_changes(tx, id, result.member_changes, displays)
+                members = apply_member_changes(tx, id, result.member_changes, displays, base_url)
                 operations += members.operations
                 skipped_members = members.skipped
                 if members.displays is not None:
