@@ -116,7 +116,11 @@ def _add_members(
 
 
 def apply_member_changes(
-    tx: Transaction, group_id: str, changes: list[MemberChange], displays: dict[str, str]
+    tx: Transaction,
+    group_id: str,
+    changes: list[MemberChange],
+    displays: dict[str, str],
+    base_url: str,
 ) -> MemberOutcome:
     """Apply member adds and removals in order.
 
@@ -124,6 +128,8 @@ def apply_member_changes(
     report; removing them is a no-op anyway.
 
     :param displays: the group's displays before the changes (:data:`MEMBER_DISPLAYS`).
+    :param base_url: the SCIM base of the request: a removal by filter tests each member as
+        a GET shows it, ``$ref`` included (RFC 7644 §3.5.2.2 filters on any sub-attribute).
     :raises errors.InvalidValue: when an added id is a group; nothing is applied then (the
         caller's transaction rolls back).
     """
@@ -156,7 +162,7 @@ def apply_member_changes(
             assert members_attribute is not None
             doomed = [
                 member["value"]
-                for member in member_objects(tx, tx.members(group_id), "", after)
+                for member in member_objects(tx, tx.members(group_id), base_url, after)
                 if matches_element(change.filter, member, members_attribute)
             ]
             removed += _forget(after, tx.remove_members(group_id, doomed))

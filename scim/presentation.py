@@ -204,17 +204,15 @@ def member_objects(
 ) -> list[dict]:
     """Member entries, with ``display`` as the client sent it (the group's
     :data:`MEMBER_DISPLAYS`), else each user's current name.
-
-    An empty ``base_url`` leaves out ``$ref`` (for matching members against a filter).
     """
     members = []
     for user in existing_documents(reader, constants.USER_TYPE, user_ids):
         user_id = user["id"]
         display = displays.get(user_id) or member_display(user)
-        member = {"value": user_id, "type": constants.USER_TYPE, "display": display}
-        if base_url:
-            member["$ref"] = f"{base_url}{USER_RESOURCE.endpoint}/{user_id}"
-        members.append(member)
+        ref = f"{base_url}{USER_RESOURCE.endpoint}/{user_id}"
+        members.append(
+            {"value": user_id, "type": constants.USER_TYPE, "display": display, "$ref": ref}
+        )
     return members
 
 

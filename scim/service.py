@@ -272,6 +272,7 @@ class Directory:
         base_url: str,
         *,
         if_match: str | None = None,
+        if_none_match: str | None = None,
         context: dict | None = None,
         with_members: bool = True,
     ) -> dict:
@@ -290,7 +291,7 @@ class Directory:
 
         def replace_in(tx: Transaction) -> dict:
             current = _get(tx, kind, id)
-            _check_version(tx, current, if_match)
+            _check_version(tx, current, if_match, if_none_match)
             displays = current.get(MEMBER_DISPLAYS, {}) if sent is None else member_displays(sent)
             # A new dict (with_displays), so a run that is rolled back leaves the body as sent:
             # only its top-level password is set here, and tx.replace copies what it keeps.
@@ -322,6 +323,7 @@ class Directory:
         base_url: str,
         *,
         if_match: str | None = None,
+        if_none_match: str | None = None,
         context: dict | None = None,
         with_members: bool = True,
     ) -> PatchOutcome:
@@ -341,7 +343,7 @@ class Directory:
 
         def patch_in(tx: Transaction) -> tuple[dict, list[str], list[str], list[str]]:
             current = _get(tx, kind, id)
-            _check_version(tx, current, if_match)
+            _check_version(tx, current, if_match, if_none_match)
             editable = _editable(current)
             result = apply_patch(editable, patch_operations, resource)
             operations: list[str] = []
@@ -361,7 +363,7 @@ class Directory:
                     if kind == constants.USER_TYPE:
                         _renew_groups_of(tx, current, document)
             if result.member_changes:
-                members = apply_member_changes(tx, id, result.member_changes, displays)
+                members = apply_member_changes(tx, id, result.member_changes, displays, base_url)
                 operations += members.operations
                 skipped_members = members.skipped
                 if members.displays is not None:
@@ -386,7 +388,13 @@ class Directory:
         )
 
     def delete(
-        self, kind: str, id: str, *, if_match: str | None = None, context: dict | None = None
+        self,
+        kind: str,
+        id: str,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        context: dict | None = None,
     ) -> dict:
         """Delete a resource; a user leaves every group it was in (RFC 7644 §3.6).
 
@@ -395,7 +403,7 @@ class Directory:
 
         def delete_in(tx: Transaction) -> dict:
             current = _get(tx, kind, id)
-            _check_version(tx, current, if_match)
+            _check_version(tx, current, if_match, if_none_match)
             tx.delete(kind, id)
             activity.note(tx, context, activity.DELETE, current)
             return current
@@ -531,18 +539,24 @@ def _write(method, *args, **kwargs) -> dict:
         ) from None
 
 
-def _check_version(reader: Reader, current: dict, if_match: str | None) -> None:
-    """RFC 7644 §3.14: a stale If-Match is a 412 and changes nothing."""
-    if if_match is None:
+def _check_version(
+    reader: Reader, current: dict, if_match: str | None, if_none_match: str | None = None
+) -> None:
+    """RFC 7644 §3.14: a stale If-Match is a 412 and changes nothing; so is an If-None-Match
+    that matches the current version or is ``*``, on a write (RFC 7232 §3.2)."""
+    if if_match is None and if_none_match is None:
         return
     version = version_of(reader, current)
-    candidates = [tag.strip() for tag in if_match.split(",")]
-    if "*" in candidates or version in candidates:
-        return
-    raise errors.PreconditionFailed(
-        f"If-Match {if_match} does not match the current version {version}; "
-        "read the resource again and retry"
-    )
+    if if_match is not None and not match_hit(if_match, version):
+        raise errors.PreconditionFailed(
+            f"If-Match {if_match} does not match the current version {version}; "
+            "read the resource again and retry"
+        )
+    if if_none_match is not None and none_match_hit(if_none_match, version):
+        raise errors.PreconditionFailed(
+            f"If-None-Match {if_none_match} matches the current version {version}, so the "
+            "resource is left as it is (RFC 7232 §3.2)"
+        )
 
 
 def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
@@ -563,6 +577,13 @@ def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
         group = tx.get(constants.GROUP_TYPE, group_id)
         if user_id not in group.get(MEMBER_DISPLAYS, {}):
             tx.replace(constants.GROUP_TYPE, group_id, group)
+
+
+def match_hit(if_match: str, version: str) -> bool:
+    """Whether an If-Match header lets a request on ``version`` go ahead: ``*`` or a listed tag
+    equal to it, ``W/`` included (RFC 7644 §3.14 sends the weak tag back as it came)."""
+    candidates = [tag.strip() for tag in if_match.split(",")]
+    return "*" in candidates or version in candidates
 
 
 def none_match_hit(if_none_match: str, version: str) -> bool:

@@ -158,6 +158,55 @@ def test_if_none_match_on_an_unknown_id_is_404(scim) -> None:
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize(
+    "if_none_match",
+    [
+        pytest.param("{current}", id="current"),
+        pytest.param('W/"999", {strong}', id="list-with-current-strong"),
+        pytest.param("*", id="star"),
+    ],
+)
+def test_a_matching_if_none_match_on_a_write_is_412_and_changes_nothing(
+    scim, ann, method: str, if_none_match: str
+) -> None:
+    """RFC 7232 §3.2: a write whose If-None-Match matches the current version is a 412."""
+    path = f"/Users/{ann['id']}"
+    current = scim.get(path)
+    version = current.headers["ETag"]
+    header = if_none_match.format(current=version, strong=version.removeprefix("W/"))
+
+    response = _write(scim, method, path, headers={"If-None-Match": header})
+
+    assert response.status_code == 412
+    assert response.get_json()["status"] == "412"
+    after = scim.get(path)
+    assert after.get_json() == current.get_json()
+    assert after.headers["ETag"] == version
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_an_if_none_match_naming_another_version_lets_a_write_through(
+    scim, ann, method: str
+) -> None:
+    response = _write(scim, method, f"/Users/{ann['id']}", headers={"If-None-Match": 'W/"999"'})
+
+    assert response.status_code == (204 if method == "DELETE" else 200)
+
+
+def test_a_stale_if_match_on_a_get_is_412(scim, ann) -> None:
+    """RFC 7232 §3.1: a failed If-Match is a 412 on any method, before If-None-Match."""
+    path = f"/Users/{ann['id']}"
+
+    stale = scim.get(path, headers={"If-Match": 'W/"999"', "If-None-Match": "*"})
+    current = scim.get(path, headers={"If-Match": ann["meta"]["version"]})
+
+    assert stale.status_code == 412
+    assert stale.get_json()["status"] == "412"
+    assert current.status_code == 200
+    assert current.get_json()["id"] == ann["id"]
+
+
 def test_a_group_version_changes_when_its_members_change(scim, ann) -> None:
     group = scim.create_group("Staff")
     path = f"/Groups/{group['id']}"

@@ -178,6 +178,12 @@ REMOVALS = [
         id="remove-with-filter-on-display",
     ),
     pytest.param(
+        # RFC 7644 §3.5.2.2: a filter on any sub-attribute, $ref too, as a GET shows it.
+        lambda ids: {"op": "remove", "path": f'members[$ref ew "/Users/{ids[1]}"]'},
+        "keeps-others",
+        id="remove-with-filter-on-ref",
+    ),
+    pytest.param(
         lambda ids: {"op": "remove", "path": "members"},
         "removes-all",
         id="bare-remove-removes-all",

@@ -19,7 +19,7 @@ from scim.pagination import list_response, parse_paging, parse_sort_order
 from scim.paths import parse_attr_path
 from scim.projection import parse_attribute_list, project
 from scim.schemas.search import load_search_request
-from scim.service import Query, none_match_hit, parse_query_filter, wants_members
+from scim.service import Query, match_hit, none_match_hit, parse_query_filter, wants_members
 
 log = logging.getLogger("proware.scim")
 
@@ -136,12 +136,17 @@ def resource_item(kind: str, id: str) -> Response:
         raise MethodNotAllowed(valid_methods=["POST"])
     directory = services().directory
     if_match = request.headers.get("If-Match")
+    if_none_match = request.headers.get("If-None-Match")
     # Flask routes HEAD to this view too: it is a GET whose body werkzeug drops.
     if request.method in ("GET", "HEAD"):
-        if_none_match = request.headers.get("If-None-Match")
-        if if_none_match:
+        if if_match or if_none_match:
+            # RFC 7232 §6: If-Match first (412 when it fails), then If-None-Match (304).
             version = directory.version(kind, id)
-            if none_match_hit(if_none_match, version):
+            if if_match and not match_hit(if_match, version):
+                raise errors.PreconditionFailed(
+                    f"If-Match {if_match} does not match the current version {version}"
+                )
+            if if_none_match and none_match_hit(if_none_match, version):
                 return Response(status=304, headers={"ETag": version})
         attributes, excluded = _projection(request.args)
         resource = directory.get(
@@ -156,6 +161,7 @@ def resource_item(kind: str, id: str) -> Response:
             read_json(),
             base_url(),
             if_match=if_match,
+            if_none_match=if_none_match,
             context=request_context(200),
             with_members=wants_members(kind, attributes, excluded),
         )
@@ -171,6 +177,7 @@ def resource_item(kind: str, id: str) -> Response:
             read_json(),
             base_url(),
             if_match=if_match,
+            if_none_match=if_none_match,
             context=request_context(204 if bare else 200),
             with_members=not bare and wants_members(kind, attributes, excluded),
         )
@@ -189,7 +196,9 @@ def resource_item(kind: str, id: str) -> Response:
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
     if request.method != "DELETE":
         raise MethodNotAllowed(valid_methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"])
-    directory.delete(kind, id, if_match=if_match, context=request_context(204))
+    directory.delete(
+        kind, id, if_match=if_match, if_none_match=if_none_match, context=request_context(204)
+    )
     return scim_response(None, 204)
 
 
