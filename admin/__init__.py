@@ -125,7 +125,7 @@ def register(
     register_html_errors(app, PATH, pages.error_page)
     # server.commands.serve calls these with the command prefix, e.g. "python app.py".
     app.extensions.setdefault("serve_hooks", []).append(
-        lambda command, base_url: on_serve(app, command, base_url)
+        lambda command, base_url, note="": on_serve(app, command, base_url, note=note)
     )
     return admin
 
@@ -234,15 +234,27 @@ def create_blueprint() -> Blueprint:
     return blueprint
 
 
-def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None] = print) -> None:
-    """At ``python app.py serve``: print the setup link while no admin exists; close cleanly."""
+def on_serve(
+    app: Flask,
+    command: str,
+    base_url: str,
+    out: Callable[[str], None] = print,
+    *,
+    note: str = "",
+) -> None:
+    """At ``python app.py serve``: print the setup link while no admin exists; close cleanly.
+
+    :param note: said after the link, e.g. that ``base_url`` is the server's own address
+        behind a proxy (:meth:`server.config.Settings.own_address_note`).
+    """
     admin: AdminContext = app.extensions[EXTENSION]
     atexit.register(admin.close)
     base = base_url.rstrip("/")
+    after = f"\n    {note}" if note else ""
     if admin.sso.enabled():
         out(f"  Single sign-on: {admin.sso.provider.issuer}")
     if admin.accounts.any() or not admin.sso.local_allowed():
-        out(f"  Control panel: {base}{PATH}")
+        out(f"  Control panel: {base}{PATH}{after}")
         return
     who = "No local admin (the break-glass account) yet" if admin.sso.enabled() else "No admin yet"
     try:
@@ -259,7 +271,7 @@ def on_serve(app: Flask, command: str, base_url: str, out: Callable[[str], None]
     out(
         f"  {who}. Set up the control panel (the link creates one admin, for "
         f"{admin.setup.minutes} minutes):\n"
-        f"    {setup_url(base, secret)}\n"
+        f"    {setup_url(base, secret)}{after}\n"
         f"  or run: {command} admin create USERNAME"
     )
     sys.stdout.flush()

@@ -208,6 +208,8 @@ def print_setup_link(
         f"earlier links no longer work):\n  {setup_url(base, secret)}",
         file=out,
     )
+    if note := settings.own_address_note():
+        print(f"  {note}", file=out)
     return 0
 
 

@@ -96,7 +96,11 @@ def _print_start_up(settings: Settings, app: Flask, command: str) -> None:
     print(f"  User Provisioning is {state}", end="")
     print("" if state == "enabled" else f": turn it on with {command} provisioning enable")
     for hook in app.extensions.get("serve_hooks", ()):  # e.g. the control panel's setup link
-        hook(command, settings.server.public_url or settings.local_url)
+        hook(
+            command,
+            settings.server.public_url or settings.local_url,
+            note=settings.own_address_note(),
+        )
     sys.stdout.flush()
 
 

@@ -84,6 +84,16 @@ class Settings:
         base = self.server.public_url or request_base or self.local_url
         return base.rstrip("/") + self.scim.prefix
 
+    def own_address_note(self) -> str:
+        """What to say after a link printed with :attr:`local_url` behind a trusted proxy
+        without ``public_url``: browsers reach this server only through the proxy."""
+        if self.server.trusted_proxy and not self.server.public_url:
+            return (
+                "(this server's own address: open the same path through the proxy, or set "
+                "[server] public_url to print the address browsers use)"
+            )
+        return ""
+
     @property
     def local_url(self) -> str:
         """The URL the server answers on locally."""

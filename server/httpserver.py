@@ -51,10 +51,18 @@ Some requests waitress answers itself, before the app sees them: a body over
 malformed request or chunk, headers too large. Its answer is a text/plain page; under the
 SCIM prefix :class:`ScimErrorTask` makes it an RFC 7644 §3.12 error body, so that a client
 reading SCIM errors (Entra reads only the status, A0; others read the ``detail``) gets one.
-The body is never read for that: the answer goes out and the connection is closed. Proware's
+The body is never parsed for that: the answer goes out and the connection is closed. Proware's
 app answers that error itself (``ScimErrors.app_answers``): handed the request without its
 body, marked as refused (:data:`scim.api.SERVER_REFUSAL`), it records the refusal as it
 records its own (activity log, the token's Connection status, access log) and renders it.
+
+Closing that connection at once lost the answer: the body still unread in the socket made
+the kernel send a reset, and a client still sending it (nginx forwards a whole body before
+it reads the answer) failed to write and never read the 413; nginx turned about half of
+them into its own 502. After such an answer the connection lingers instead, as nginx's and
+Apache's do (:meth:`StampedChannel.handle_close`): it stops writing (a FIN after the answer),
+reads and drops what still comes for up to :data:`LINGER_SECONDS`, and closes once the
+client has closed its side.
 """
 
 from __future__ import annotations
@@ -93,6 +101,13 @@ LONG_WAIT = 1.0  # seconds
 # ... and one such line a minute tells enough.
 WAIT_WARNING_INTERVAL = 60.0  # seconds
 
+
+# After refusing a request whose body it did not read, how long a connection goes on reading
+# and dropping what the client still sends, so that the client gets to read the answer; a
+# client sending longer than this is cut off (nginx's lingering_time is 30 s, for any body).
+LINGER_SECONDS = 5.0
+# ... and what it reads from the socket at a time meanwhile.
+LINGER_READ = 256 * 1024  # bytes
 
 # A response body up to this size leaves in one write with its header (KeepAliveTask.write).
 COALESCE_LIMIT = 64 * 1024  # bytes
@@ -220,6 +235,7 @@ class ScimErrorTask(ErrorTask):
         self.status, headers, body = answer
         self.response_headers.extend(headers)
         self.set_close_on_finish()
+        self.channel.linger_on_close = True
         self.content_length = len(body)
         self.write(body)
 
@@ -278,6 +294,10 @@ class StampedChannel(HTTPChannel):
     error_task_class = ScimErrorTask
     _stamped = False
     arrived_at: float | None = None  # time.perf_counter() when the last data read arrived
+    # Set when the answer is a refusal whose body may still be coming (ScimErrorTask); then,
+    # once the answer is sent, the time.monotonic() until which the connection drains it.
+    linger_on_close = False
+    lingering_until: float | None = None
 
     def __init__(self, server, sock, addr, adj, map=None) -> None:  # type: ignore[no-untyped-def]
         super().__init__(server, sock, addr, adj, map)
@@ -303,6 +323,36 @@ class StampedChannel(HTTPChannel):
             return b""
         self.arrived_at = _arrival(ancillary)
         return data
+
+    def handle_close(self) -> None:
+        """Close; after a refusal, first linger: stop writing and drain what still comes
+        (see the module docstring), unless the client is gone already."""
+        if self.linger_on_close and self.lingering_until is None and self.connected:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the client is gone: nothing to wait for
+            else:
+                self.will_close = self.close_when_flushed = False
+                self.lingering_until = time.monotonic() + LINGER_SECONDS
+                return
+        super().handle_close()
+
+    def readable(self) -> bool:
+        return self.lingering_until is not None or super().readable()
+
+    def handle_read(self) -> None:
+        if self.lingering_until is None:
+            super().handle_read()
+            return
+        # Lingering: the client's end of the body, dropped unread. An idle client that never
+        # closes is closed by waitress's channel_timeout, as any idle connection.
+        try:
+            data = self.socket.recv(LINGER_READ)
+        except OSError:
+            data = b""
+        if not data or time.monotonic() >= self.lingering_until:
+            super().handle_close()
 
 
 def _arrival(ancillary: list[tuple[int, int, bytes]]) -> float | None:

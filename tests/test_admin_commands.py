@@ -148,6 +148,19 @@ def test_setup_link_prints_a_new_link_the_server_accepts(config: Path) -> None:
         app.extensions["proware.backend"].close()
 
 
+def test_setup_link_behind_a_proxy_says_it_is_this_servers_own_address(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text('[server]\ntrusted_proxy = "127.0.0.1"\n', encoding="utf-8")
+    code, out, _ = run(config, "admin", "setup-link")
+    assert code == 0
+    assert re.search(
+        r"\n  http://127\.0\.0\.1:8000/admin/setup/\S+\n  \(this server's own address: open "
+        r"the same path through the proxy, or set \[server\] public_url to print the "
+        r"address browsers use\)\n$",
+        out,
+    ), out
+
+
 def test_setup_link_refuses_once_an_admin_exists(config: Path) -> None:
     run(config, "admin", "create", "alice", stdin=PASSWORD + "\n")
     code, out, err = run(config, "admin", "setup-link")

@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -536,6 +537,13 @@ def test_serve_behind_a_proxy_without_public_url_does_not_print_its_own_address(
         "  Tenant URL:   the URL clients use through the proxy + /scim/v2 (the control panel "
         "shows it; set [server] public_url to print it here)\n"
     ) in out
+    # The setup link is this server's own address too, and says so.
+    assert re.search(
+        r"\n    http://127\.0\.0\.1:8000/admin/setup/\S+\n"
+        r"    \(this server's own address: open the same path through the proxy, or set "
+        r"\[server\] public_url to print the address browsers use\)\n",
+        out,
+    ), out
 
 
 def test_serve_refuses_a_corrupt_data_file_with_exit_1(

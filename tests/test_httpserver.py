@@ -563,6 +563,54 @@ def test_waitress_refusals_under_the_scim_prefix_are_scim_errors(serve, threads:
     assert body["detail"] == "Bad Request: Invalid chunk size"
 
 
+@pytest.mark.parametrize("threads", [1, 4])
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 20000000\r\n\r\n" + b" " * 20_000_000,
+        b"Transfer-Encoding: chunked\r\n\r\n" + (b"10000\r\n" + b" " * 0x10000 + b"\r\n") * 300,
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_refused_body_sent_whole_still_gets_its_answer(serve, threads: int, framing) -> None:
+    """A proxy (nginx) or client that sends the whole body before it reads gets the 413.
+
+    Closed with the body unread in its receive buffer, the socket sent a reset, and a client
+    still sending got ConnectionResetError instead of the answer (nginx answered 502 for
+    about half of the refusals). The server now stops writing, reads and drops what is still
+    coming, and closes once the client does (bodies larger than the sockets' buffers).
+    """
+    scim_errors = httpserver.ScimErrors("/scim/v2", 2048)
+    port = serve(threads, scim_errors=scim_errors, max_request_body_size=2049)
+    head = b"POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\n"
+
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(head + framing)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = json.loads(response.read())
+
+    assert (response.status, body["status"]) == (413, "413")
+    assert response.getheader("Connection") == "close"
+
+
+def test_a_refused_connection_lingers_only_so_long(serve, monkeypatch) -> None:
+    """A client that goes on sending after the answer is cut off after LINGER_SECONDS."""
+    monkeypatch.setattr(httpserver, "LINGER_SECONDS", 0.3)
+    port = serve(1, max_request_body_size=2049)
+    piece = b" " * 65536
+
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        started = time.monotonic()
+        with pytest.raises((BrokenPipeError, ConnectionResetError)):
+            while time.monotonic() - started < 5:
+                sock.sendall(piece)
+                time.sleep(0.01)
+
+    assert time.monotonic() - started < 2
+
+
 # -- ... and recorded as the app records its own refusals -------------------------------------
 
 LIMIT = 2048

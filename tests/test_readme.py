@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tomllib
 from dataclasses import fields, is_dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,8 +20,9 @@ from admin.accounts import MIN_DISTINCT_CHARACTERS, MIN_PASSWORD_LENGTH, Lockout
 from admin.sessions import SessionPolicy
 from admin.setup_link import LINK_LIFETIME
 from scim.tokens import USE_SAVE_INTERVAL, TokenStore
+from server import httpserver
 from server.cli import build_parser
-from server.config import Settings
+from server.config import Settings, from_mapping
 from storage.controlfile import ControlFile
 from storage.failures import MAX_KEYS
 from storage.postgres.documents import STAMP_TTL
@@ -254,6 +256,11 @@ def test_every_path_the_readme_names_exists(name: str) -> None:
             id="retries",
         ),
         pytest.param("in chunks of 64 entries", lambda: CHUNK == 64, id="state-chunks"),
+        pytest.param(
+            "drops what the proxy still sends of it, for up to 5 seconds",
+            lambda: httpserver.LINGER_SECONDS == 5,
+            id="linger",
+        ),
     ],
 )
 def test_each_limit_the_readme_states_is_the_code_s(phrase: str, holds: Any) -> None:
@@ -266,3 +273,34 @@ def test_a_token_is_as_long_as_the_readme_says(tmp_path: Path) -> None:
 
     assert "Tokens are 256-bit random, URL-safe, 46 characters" in TEXT
     assert len(secret) == 46
+
+
+# -- Behind a TLS reverse proxy ------------------------------------------------------------------
+
+_PROXY = _section("Behind a TLS reverse proxy")
+
+
+def test_the_nginx_block_sends_the_forwarded_headers_proware_honours() -> None:
+    """Each header of trusted_proxy_headers' default is set, from the host and port used."""
+    nginx = re.search(r"```nginx\n(.*?)```", _PROXY, re.S).group(1)  # type: ignore[union-attr]
+    sent = dict(re.findall(r"proxy_set_header (\S+) (\S+);", nginx))
+
+    assert {name.lower() for name in sent if name.startswith("X-")} == set(
+        Settings().server.trusted_proxy_headers
+    )
+    assert sent["X-Forwarded-Host"] == sent["Host"] == "$http_host"  # $host drops the port
+
+
+def test_the_nginx_body_limit_is_above_proware_s() -> None:
+    """Else nginx refuses a body over max_body_bytes with its own HTML page, not a SCIM 413."""
+    size = re.search(r"client_max_body_size (\d+)m;", _PROXY)
+    assert size, "the nginx block sets no client_max_body_size (nginx's default is 1m)"
+    assert int(size.group(1)) * 1024 * 1024 > Settings().server.max_body_bytes
+
+
+def test_the_proxy_section_s_config_loads() -> None:
+    block = re.search(r"```toml\n(.*?)```", _PROXY, re.S).group(1)  # type: ignore[union-attr]
+    settings = from_mapping(tomllib.loads(block), source="README")
+
+    assert settings.server.trusted_proxy == "127.0.0.1"
+    assert settings.server.public_url == "https://proware.example.com"
