@@ -170,9 +170,18 @@ def migrate(
         panel's file beside an embedded store).
     :param on_step: told what is being done, a line at a time.
     :raises StorageError: a server uses the source or a PostgreSQL target, the target is
-        not empty, or the copy differs from the source (the message says where); the
-        source is never changed.
+        not empty, the target is the source itself, or the copy differs from the source
+        (the message says where); the source is never changed.
     """
+    if same_store(source, target):
+        # Else refused as "in use by 1 Proware server process(es)", naming this very command
+        # (its lock on the source), or as a target that "already holds" the install.
+        raise StorageError(
+            f"--to names the {_where(target)}, which is the store this config already uses: "
+            "storage migrate copies from the store the config names. Run it with the config "
+            "of the install to move (its [storage] still naming that store), then point "
+            "[storage] at the target (nothing was changed)"
+        )
     with ExitStack() as held:
         # Nothing may change the source while it is read, nor the target while it is
         # checked for emptiness and written (an embedded target: write_directory locks it).
@@ -206,6 +215,18 @@ def migrate(
         _check_documents(source_state, target_state, moved.documents)
         _check_directory(snapshot, read_directory(target, indexes))
     return moved
+
+
+def same_store(first: StorageSettings, second: StorageSettings) -> bool:
+    """Whether both settings name one install: one data directory, or one database of one
+    server (however the connection strings spell it, user and options aside)."""
+    if first.backend != second.backend:
+        return False
+    if first.backend == POSTGRESQL:
+        from storage.postgres.connection import same_database
+
+        return same_database(first.dsn, second.dsn)
+    return Path(first.path).resolve() == Path(second.path).resolve()
 
 
 @contextmanager

@@ -172,6 +172,52 @@ def test_migrating_a_served_embedded_install_is_refused(
     assert "is in use by another Proware server" in err and "stop it first" in err
 
 
+def test_migrating_a_database_into_itself_is_refused_saying_so(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """README order: config.toml pointed at the database first, then ``storage migrate --to``
+    the same database. Refused before as "in use by 1 Proware server process(es)", the one
+    session listed being the command's own hold on its source."""
+    config = postgres_config(tmp_path, dsn)
+    close_app(open_app(config, opened), opened)
+
+    code, _, err = run(capsys, config, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "which is the store this config already uses" in err
+    assert "Run it with the config of the install to move" in err
+    assert "in use by" not in err
+
+
+def test_migrating_a_data_directory_into_itself_is_refused_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(
+        capsys, embedded, "storage", "migrate", "--to", str(tmp_path / "embedded-data")
+    )
+
+    assert code == 1
+    assert "which is the store this config already uses" in err
+    assert "already holds" not in err
+
+
+def test_connection_strings_name_the_same_database_however_spelled() -> None:
+    from storage.postgres.connection import same_database
+
+    url = "postgresql://proware@db.example.com/proware"
+    assert same_database(url, "host=db.example.com port=5432 dbname=proware user=other")
+    assert same_database(url, "postgresql://proware:secret@db.example.com:5432/proware")
+    assert same_database("postgresql:///proware?host=/run/pg", "host=/run/pg dbname=proware")
+    assert not same_database(url, "postgresql://proware@db.example.com/proware2")
+    assert not same_database(url, "postgresql://proware@db.example.com:5433/proware")
+    assert not same_database(url, "postgresql://proware@other.example.com/proware")
+    assert not same_database(url, "no such = = string")
+
+
 def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
     tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
 ) -> None:
