@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -674,3 +676,24 @@ def test_serve_saves_token_use_when_it_stops(
     _, out, _ = run(capsys, "--config", str(config), "token", "list")
 
     assert out.splitlines()[1].count("UTC") == 2
+
+
+def test_output_piped_into_a_reader_that_left_ends_quietly(config: Path) -> None:
+    """``token list | head``: the reader closes the pipe early; the command stops without a
+    traceback (it printed one for each command with output)."""
+    assert main(["--config", str(config), "token", "create", "--name", "entra"]) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "app.py", "--config", str(config), "token", "list"],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
