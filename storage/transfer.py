@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -129,6 +130,25 @@ def _check_empty_directory(data_dir: Path) -> None:
             f"{found.seq} journal records); migrate only into an empty store (nothing was "
             "changed)"
         )
+
+
+def keep_replaced(settings: StorageSettings, indexes: list[Index], directory: Path) -> Path | None:
+    """Write the directory a restore is about to replace to a backup file in ``directory``
+    (``proware.before-restore-<UTC time>.json``), as the embedded store keeps its replaced
+    files; None when there is nothing to keep (no users, groups or journal records).
+
+    For PostgreSQL, whose restore replaces the rows in one transaction: nothing of them was
+    kept, so a restore of the wrong file lost the directory that was there.
+
+    :raises WriteFailed: the file cannot be written (the restore must not go on then).
+    """
+    snapshot = read_directory(settings, indexes)
+    if not (snapshot.documents.get("User") or snapshot.documents.get("Group") or snapshot.seq):
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    kept = Path(directory) / f"proware.before-restore-{stamp}.json"
+    write_backup(snapshot, kept)
+    return kept
 
 
 def read_backup(path: Path) -> Snapshot:

@@ -7,6 +7,7 @@ order), tokens, admin accounts and activity into an empty target and checks the 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -243,6 +244,66 @@ def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
     restored = open_app(embedded, opened)
     restored_scim = ScimClient(restored.test_client(), restored_token(restored))
     assert listing(restored_scim) == before
+
+
+def changed_since_a_backup(
+    config: Path, backup: Path, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> tuple[Path, str, dict]:
+    """An install populated, backed up to ``backup``, then changed (a user added) and
+    stopped; returns its config, its token and the directory a restore would replace."""
+    app = open_app(config, opened)
+    secret, _ = populate(app)
+    assert run(capsys, config, "backup", str(backup))[0] == 0
+    ScimClient(app.test_client(), secret).create_user("late@contoso.com")
+    replaced = listing(ScimClient(app.test_client(), secret))
+    close_app(app, opened)
+    return config, secret, replaced
+
+
+def test_a_restore_into_postgresql_keeps_the_directory_it_replaced(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """As the embedded store keeps its replaced files (README: "the replaced data is kept"):
+    a restore of the wrong backup can be undone. Nothing of the rows was kept before."""
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    config, secret, replaced = changed_since_a_backup(
+        postgres_config(tmp_path, dsn), backups / "old.json", capsys, opened
+    )
+
+    code, out, err = run(capsys, config, "restore", str(backups / "old.json"))
+
+    assert code == 0, err
+    (kept,) = backups.glob("proware.before-restore-*.json")
+    assert f"The previous directory is kept in {kept}" in out
+    code, _, err = run(capsys, config, "restore", str(kept))  # undone
+    assert code == 0, err
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == replaced
+
+
+def test_a_restore_whose_replaced_directory_cannot_be_kept_changes_nothing(
+    tmp_path: Path,
+    dsn: str,
+    capsys: pytest.CaptureFixture,
+    opened: list[Flask],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from storage import transfer
+
+    backup = tmp_path / "old.json"
+    config, secret, replaced = changed_since_a_backup(
+        postgres_config(tmp_path, dsn), backup, capsys, opened
+    )
+
+    def disk_full(snapshot: object, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(transfer, "write_backup", disk_full)
+    code, _, err = run(capsys, config, "restore", str(backup))
+
+    assert code == 1
+    assert "nothing was restored" in err and "No space left on device" in err
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == replaced
 
 
 def test_a_damaged_backup_is_refused_and_changes_nothing(
