@@ -135,7 +135,8 @@ def restore(storage: StorageSettings, source: Path) -> int:
             except (OSError, WriteFailed) as exc:  # a read-only directory, a full disk
                 print(
                     f"error: nothing was restored: the directory it would replace could not "
-                    f"be kept beside the backup: {_write_problem(exc)}",
+                    f"be kept beside the backup: {_write_problem(exc)}. Copy {source.name} "
+                    "into a directory this user can write, and restore it from there",
                     file=sys.stderr,
                 )
                 return 1
