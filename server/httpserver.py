@@ -600,6 +600,7 @@ def _stop(socket_map: dict, dispatcher: Any, poll: Callable, limit: float = 5.0)
     the wait.
     """
     dispatcher.stop_requested = True
+    deadline = time.monotonic() + limit
     try:
         for channel in list(socket_map.values()):
             if isinstance(channel, BaseWSGIServer):  # a listener (other workers may share it)
@@ -607,7 +608,6 @@ def _stop(socket_map: dict, dispatcher: Any, poll: Callable, limit: float = 5.0)
                 channel.socket.close()
             elif isinstance(channel, HTTPChannel) and _idle(channel):
                 channel.handle_close()
-        deadline = time.monotonic() + limit
         while time.monotonic() < deadline and any(
             isinstance(channel, HTTPChannel) for channel in list(socket_map.values())
         ):
@@ -616,7 +616,10 @@ def _stop(socket_map: dict, dispatcher: Any, poll: Callable, limit: float = 5.0)
                 dispatcher.run_pending(stopping=True)
     except (SystemExit, KeyboardInterrupt):
         pass
-    dispatcher.shutdown()
+    # What is left of the time (waitress gave running requests 5 s, and a worker gets
+    # SIGKILLed 10 s after the stop: server.processes.STOP_TIMEOUT), and the moment idle
+    # worker threads take to end (else counted as "still running").
+    dispatcher.shutdown(timeout=max(0.5, deadline - time.monotonic()))
     wasyncore.close_all(socket_map)
 
 
