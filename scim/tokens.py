@@ -30,12 +30,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from storage.documents import SharedDocument, Unchanged
 from storage.errors import DamagedDocument, StorageError
 from storage.repository import Clock
-from storage.saving import BackgroundSave
+from storage.saving import BackgroundSave, PacedSave, Timer
 from storage.shapes import FLAG, MOMENT, TEXT, DocumentShape, Record, list_of, nullable, one_of
 
 log = logging.getLogger("proware.tokens")
@@ -102,20 +101,15 @@ USE_SAVE_INTERVAL = timedelta(minutes=1)
 _ID_DIGITS = 16
 
 
-class Timer(Protocol):
-    """A call scheduled for later (:class:`threading.Timer`), which can still be called off."""
-
-    def cancel(self) -> None: ...
-
-
 TIMER_THREAD = "proware-token-uses-timer"
 
 
-def start_timer(delay: float, call: Callable[[], None]) -> Timer:
-    """Run ``call`` on a thread of its own after ``delay`` seconds (a daemon: it never holds
-    up the process's exit, where :meth:`TokenStore.flush` saves what is pending)."""
+def start_timer(delay: float, call: Callable[[], None], name: str = TIMER_THREAD) -> Timer:
+    """Run ``call`` on a thread of its own (named ``name``) after ``delay`` seconds (a daemon:
+    it never holds up the process's exit, where :meth:`TokenStore.flush` saves what is
+    pending, and the connection status's last save runs)."""
     timer = threading.Timer(delay, call)
-    timer.name = TIMER_THREAD
+    timer.name = name
     timer.daemon = True
     timer.start()
     return timer
@@ -185,14 +179,12 @@ class TokenStore:
         control.declare(SHAPE)
         self._clock = clock
         self._timer = timer  # None: start_timer (looked up when needed)
-        # token id -> last use not yet saved, when uses were last saved, and the save
-        # scheduled for the end of the interval (if one is).
+        # token id -> last use not yet saved.
         self._uses: dict[str, datetime] = {}
-        self._uses_saved_at: datetime | None = None
-        self._uses_due: Timer | None = None
         self._uses_lock = threading.Lock()
         # Off the request path (storage.saving): the request only asks for the save.
         self._saving = BackgroundSave(self._save_uses, "proware-token-uses")
+        self._pacing = PacedSave(self._saving, USE_SAVE_INTERVAL, self._now, self._schedule)
 
     def create(
         self,
@@ -292,28 +284,12 @@ class TokenStore:
         even when no request follows. :meth:`flush` saves at once. A failed save is logged,
         not raised.
         """
-        now = self._now()
         with self._uses_lock:
-            self._uses[token.id] = now
-            saved_at = self._uses_saved_at
-            if saved_at is not None and now - saved_at < USE_SAVE_INTERVAL:
-                if self._uses_due is None:  # else already saved when the minute is up
-                    delay = (saved_at + USE_SAVE_INTERVAL - now).total_seconds()
-                    schedule = self._timer or start_timer
-                    self._uses_due = schedule(delay, self._save_when_due)
-                return
-            self._uses_saved_at = now  # claim this save, so concurrent requests skip it
-            due, self._uses_due = self._uses_due, None
-        if due is not None:  # late: this save takes its place
-            due.cancel()
-        self._saving.request()
+            self._uses[token.id] = self._now()
+        self._pacing.request()
 
-    def _save_when_due(self) -> None:
-        """The timer's call: the minute since the last save is up."""
-        with self._uses_lock:
-            self._uses_due = None
-            self._uses_saved_at = self._now()
-        self._saving.request()
+    def _schedule(self, delay: float, call: Callable[[], None]) -> Timer:
+        return (self._timer or start_timer)(delay, call)  # looked up now: tests replace it
 
     def wait_for_save(self) -> None:
         """Return once the save :meth:`record_use` started (if any) is over."""
@@ -322,10 +298,7 @@ class TokenStore:
     def flush(self) -> None:
         """Save the uses noted since the last save into the control file (after the save
         :meth:`record_use` started, if one is going on), and call off the scheduled one."""
-        with self._uses_lock:
-            due, self._uses_due = self._uses_due, None
-        if due is not None:
-            due.cancel()
+        self._pacing.call_off()
         self._saving.wait()
         self._write_uses()
 

@@ -112,6 +112,19 @@ def _python() -> str:
 
 def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int:
     """Run one command; returns the process exit code."""
+    try:
+        code = _command(argv, create_app)
+        sys.stdout.flush()  # a reader gone (below) fails here, not in the exit's flush
+        return code
+    except BrokenPipeError:
+        # The reader of the output left early (`activity tail | head`, `token list | head`):
+        # stop quietly as other commands do; it was a traceback. What is still buffered goes
+        # nowhere, so that the exit's flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _command(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int:
     args = build_parser().parse_args(argv)
     config_arg = getattr(args, "config", None)
     try:

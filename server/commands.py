@@ -147,8 +147,8 @@ def _app_of_this_process(
     create_app: Callable[[Settings], Flask], settings: Settings
 ) -> Iterator[Flask]:
     """The app one server process serves, writing the counts of repeated refusals when their
-    window ends; on leaving, those still counted are written, its token use is saved, the
-    connection status's save in flight (a thread's) is waited for, and its backend closed
+    window ends; on leaving, those still counted are written, its token use and connection
+    status are saved (after the saves in flight, a thread's), and its backend closed
     (the store, and with PostgreSQL the pool: none may outlive it into a fork)."""
     app = create_app(settings)
     refusals = app.extensions[ADMIN_EXTENSION].refusals
@@ -163,7 +163,8 @@ def _app_of_this_process(
         except (OSError, StorageError):
             # Last-use times are bookkeeping: a full disk must not keep the store open.
             log.warning("could not save token last-use times at shutdown", exc_info=True)
-        app.extensions[ADMIN_EXTENSION].connection.wait_for_save()
+        # Saved now: a worker leaves without the atexit hooks that would (processes.py).
+        app.extensions[ADMIN_EXTENSION].connection.flush()
         app.extensions["proware.backend"].close()
 
 

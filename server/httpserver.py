@@ -155,6 +155,10 @@ class KeepAliveTask(WSGITask):
         return environ
 
     def build_response_header(self) -> bytes:
+        if getattr(self.channel.server.task_dispatcher, "stop_requested", False):
+            # The server is stopping (:func:`run`): this is the connection's last answer, and
+            # says so, so that the client sends its next request elsewhere.
+            super().set_close_on_finish()
         self._bodiless_keep_alive = (
             self.version == "1.1"
             and not self.has_body
@@ -461,13 +465,19 @@ class InlineDispatcher:
         _note_queued(task)
         self.queue.append(task)
 
-    def run_pending(self) -> None:
+    def run_pending(self, *, stopping: bool = False) -> None:
         """Run the tasks queued so far, in the order their requests arrived; those they
         queue (pipelined requests) wait for the next turn, after the loop has sent what is
-        ready."""
-        pending = sorted(self.queue, key=attrgetter("queued_at"))  # at most one per connection
+        ready.
+
+        A stop signal that arrived during a task stops the loop after it (the tasks not run
+        yet are queued again, for the stop to answer); ``stopping``: the stop is running
+        this, so none does.
+        """
+        pending = deque(sorted(self.queue, key=attrgetter("queued_at")))  # one a connection
         self.queue.clear()
-        for task in pending:
+        while pending:
+            task = pending.popleft()
             self.busy = True
             try:
                 task.service()
@@ -475,7 +485,8 @@ class InlineDispatcher:
                 log.exception("Exception when servicing %r", task)
             finally:
                 self.busy = False
-            if self.stop_requested:
+            if self.stop_requested and not stopping:
+                self.queue.extendleft(reversed(pending))
                 raise KeyboardInterrupt("stop signal received during a request")
 
     def shutdown(self, cancel_pending: bool = True, timeout: float = 5) -> bool:
@@ -505,6 +516,7 @@ class WaitWatchingDispatcher(ThreadedTaskDispatcher):
         self.monotonic = monotonic
         self._waits: list[float] = []  # long waits not yet logged
         self._logged_at: float | None = None
+        self.stop_requested = False  # set by run() on a stop: answers say Connection: close
 
     def add_task(self, task: Any) -> None:
         _note_queued(task)
@@ -593,10 +605,17 @@ def _stamp_arrivals(listener: socket.socket) -> None:
 
 
 def run(server) -> None:  # type: ignore[no-untyped-def]
-    """Serve until the server closes or a stop signal arrives (``server.run()``, inline)."""
+    """Serve until the server closes or a stop signal arrives (then :func:`_stop`)."""
     dispatcher = server.task_dispatcher
+    socket_map = server.map if isinstance(server, MultiSocketServer) else server._map
+    poll = wasyncore.poll2 if server.adj.asyncore_use_poll else wasyncore.poll
+    timeout = server.adj.asyncore_loop_timeout
     if not isinstance(dispatcher, InlineDispatcher):
-        server.run()
+        try:
+            while socket_map:  # waitress's own loop (server.run())
+                poll(timeout, socket_map)
+        except (SystemExit, KeyboardInterrupt):
+            _stop(socket_map, dispatcher, poll)
         return
     global _inline
     previous = _inline
@@ -604,31 +623,68 @@ def run(server) -> None:  # type: ignore[no-untyped-def]
     registered = threading.current_thread() is threading.main_thread()
     if registered:
         _inline = dispatcher
-    socket_map = server.map if isinstance(server, MultiSocketServer) else server._map
-    poll = wasyncore.poll2 if server.adj.asyncore_use_poll else wasyncore.poll
-    timeout = server.adj.asyncore_loop_timeout
     try:
         while socket_map:
             poll(0.0 if dispatcher.queue else timeout, socket_map)
             dispatcher.run_pending()
     except (SystemExit, KeyboardInterrupt):
-        dispatcher.shutdown()
-        _send_what_is_written(socket_map, poll)
-        wasyncore.close_all(socket_map)  # the listener and every connection
+        _stop(socket_map, dispatcher, poll)
     finally:
         if registered:
             _inline = previous
 
 
-def _send_what_is_written(socket_map: dict, poll: Callable, limit: float = 5.0) -> None:
-    """On a stop: send the responses already written (the request that a stop signal let
-    finish, above all), for at most ``limit`` seconds; nothing new is served."""
+def _stop(socket_map: dict, dispatcher: Any, poll: Callable, limit: float = 5.0) -> None:
+    """Stop serving: accept nothing more, close the idle connections, answer the requests
+    running or already sent (each answer says ``Connection: close``), for at most ``limit``
+    seconds, then close the rest.
+
+    waitress closed every connection only once the running requests were done, and read
+    nothing meanwhile: a keep-alive client of this process that sent its next request then
+    waited for them and had its connection reset, not knowing whether its request ran (it
+    had not). Seen with ``serve --processes 3`` under four clients: a worker stopped while
+    one request waited 2 s for a row lock left each of its three other clients hanging 2 s,
+    then reset. Closed at once, an idle connection shows its client a closed connection
+    before it sends, and it opens a new one (to another process); a request already on its
+    way is answered. A second stop signal (to a single process: a worker ignores it) ends
+    the wait.
+    """
+    dispatcher.stop_requested = True
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and any(
-        isinstance(channel, HTTPChannel) and channel.total_outbufs_len and channel.connected
-        for channel in list(socket_map.values())
-    ):
-        poll(0.05, socket_map)
+    try:
+        for channel in list(socket_map.values()):
+            if isinstance(channel, BaseWSGIServer):  # a listener (other workers may share it)
+                channel.del_channel()
+                channel.socket.close()
+            elif isinstance(channel, HTTPChannel) and _idle(channel):
+                channel.handle_close()
+        while time.monotonic() < deadline and any(
+            isinstance(channel, HTTPChannel) for channel in list(socket_map.values())
+        ):
+            poll(0.05, socket_map)  # answers leave; a channel closes after its last one
+            if isinstance(dispatcher, InlineDispatcher):
+                dispatcher.run_pending(stopping=True)
+    except (SystemExit, KeyboardInterrupt):
+        pass
+    # What is left of the time (waitress gave running requests 5 s, and a worker gets
+    # SIGKILLed 10 s after the stop: server.processes.STOP_TIMEOUT), and the moment idle
+    # worker threads take to end (else counted as "still running").
+    dispatcher.shutdown(timeout=max(0.5, deadline - time.monotonic()))
+    wasyncore.close_all(socket_map)
+
+
+def _idle(channel: HTTPChannel) -> bool:
+    """Whether ``channel`` is between requests: nothing running, being read, to send, or
+    sent by the client and not yet read."""
+    with channel.requests_lock:
+        if channel.requests or channel.request is not None or channel.total_outbufs_len:
+            return False
+    try:
+        return not channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing sent
+    except OSError:
+        return True  # reset: nothing to answer
 
 
 def serve(app, **options) -> None:  # type: ignore[no-untyped-def]

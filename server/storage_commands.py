@@ -123,15 +123,28 @@ def _backup_target_problem(target: Path) -> str | None:
 
 
 def restore(storage: StorageSettings, source: Path) -> int:
-    """Install a snapshot into a stopped install (the embedded store keeps the previous
-    data aside; PostgreSQL replaces it in one transaction)."""
+    """Install a snapshot into a stopped install, keeping the directory it replaces: the
+    embedded store its files, PostgreSQL a backup file beside ``source`` (then it replaces
+    the rows in one transaction)."""
     if storage.backend == POSTGRESQL:
         snapshot = transfer.read_backup(source)
         # Refused while any server, on any machine, serves the database.
         with transfer.in_sole_use(storage, "restore"):
+            try:
+                previous = transfer.keep_replaced(storage, INDEXES, Path(source).parent)
+            except (OSError, WriteFailed) as exc:  # a read-only directory, a full disk
+                print(
+                    f"error: nothing was restored: the directory it would replace could not "
+                    f"be kept beside the backup: {_write_problem(exc)}. Copy {source.name} "
+                    "into a directory this user can write, and restore it from there",
+                    file=sys.stderr,
+                )
+                return 1
             transfer.write_directory(snapshot, storage, INDEXES, replace=True)
         users, groups = len(snapshot.documents["User"]), len(snapshot.documents["Group"])
         print(f"Restored {users} users and {groups} groups from {source}.")
+        if previous is not None:
+            print(f"The previous directory is kept in {previous} (restore it the same way).")
         return 0
     summary = embedded_backup.restore(source, Path(storage.path), INDEXES)
     print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")

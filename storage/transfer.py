@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -131,6 +132,25 @@ def _check_empty_directory(data_dir: Path) -> None:
         )
 
 
+def keep_replaced(settings: StorageSettings, indexes: list[Index], directory: Path) -> Path | None:
+    """Write the directory a restore is about to replace to a backup file in ``directory``
+    (``proware.before-restore-<UTC time>.json``), as the embedded store keeps its replaced
+    files; None when there is nothing to keep (no users, groups or journal records).
+
+    For PostgreSQL, whose restore replaces the rows in one transaction: nothing of them was
+    kept, so a restore of the wrong file lost the directory that was there.
+
+    :raises WriteFailed: the file cannot be written (the restore must not go on then).
+    """
+    snapshot = read_directory(settings, indexes)
+    if not (snapshot.documents.get("User") or snapshot.documents.get("Group") or snapshot.seq):
+        return None
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    kept = Path(directory) / f"proware.before-restore-{stamp}.json"
+    write_backup(snapshot, kept)
+    return kept
+
+
 def read_backup(path: Path) -> Snapshot:
     """A backup file, decoded and checked.
 
@@ -170,9 +190,18 @@ def migrate(
         panel's file beside an embedded store).
     :param on_step: told what is being done, a line at a time.
     :raises StorageError: a server uses the source or a PostgreSQL target, the target is
-        not empty, or the copy differs from the source (the message says where); the
-        source is never changed.
+        not empty, the target is the source itself, or the copy differs from the source
+        (the message says where); the source is never changed.
     """
+    if same_store(source, target):
+        # Else refused as "in use by 1 Proware server process(es)", naming this very command
+        # (its lock on the source), or as a target that "already holds" the install.
+        raise StorageError(
+            f"--to names the {_where(target)}, which is the store this config already uses: "
+            "storage migrate copies from the store the config names. Run it with the config "
+            "of the install to move (its [storage] still naming that store), then point "
+            "[storage] at the target (nothing was changed)"
+        )
     with ExitStack() as held:
         # Nothing may change the source while it is read, nor the target while it is
         # checked for emptiness and written (an embedded target: write_directory locks it).
@@ -206,6 +235,18 @@ def migrate(
         _check_documents(source_state, target_state, moved.documents)
         _check_directory(snapshot, read_directory(target, indexes))
     return moved
+
+
+def same_store(first: StorageSettings, second: StorageSettings) -> bool:
+    """Whether both settings name one install: one data directory, or one database of one
+    server (however the connection strings spell it, user and options aside)."""
+    if first.backend != second.backend:
+        return False
+    if first.backend == POSTGRESQL:
+        from storage.postgres.connection import same_database
+
+        return same_database(first.dsn, second.dsn)
+    return Path(first.path).resolve() == Path(second.path).resolve()
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from admin.connection import TIMER_THREAD as CONNECTION_TIMER_THREAD
 from app import create_app
 from scim.tokens import TIMER_THREAD
 from server.config import Settings, StorageSettings
@@ -20,6 +21,8 @@ from tests.journal_support import Stores
 from tests.pgserver import clean_database
 
 PREFIX = "/scim/v2"
+# The timers of bookkeeping saves (token uses, the connection status): see below.
+TIMER_THREADS = (TIMER_THREAD, CONNECTION_TIMER_THREAD)
 SCIM_JSON = "application/scim+json"
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 
@@ -44,7 +47,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(autouse=True)
 def _token_use_timers_end_with_their_test() -> Iterator[None]:
-    """Call off the token-use saves still scheduled when a test ends.
+    """Call off the token-use (and connection status) saves still scheduled when a test ends.
 
     Many tests make an app of their own and drop it without flushing it (the ``app``
     fixture flushes). Each token use schedules a save a minute later (scim.tokens): in a
@@ -54,7 +57,7 @@ def _token_use_timers_end_with_their_test() -> Iterator[None]:
     """
     yield
     for thread in threading.enumerate():
-        if isinstance(thread, threading.Timer) and thread.name == TIMER_THREAD:
+        if isinstance(thread, threading.Timer) and thread.name in TIMER_THREADS:
             thread.cancel()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -241,6 +242,59 @@ def test_saving_happens_at_most_once_a_minute(tmp_path: Path) -> None:
     status.record(observation(status=500, detail="y"))
     status.wait_for_save()
     assert path.read_bytes() != saved
+
+
+class ManualTimers:
+    """Timers that fire when the test says so (the status's save timer's fake)."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[float, Callable[[], None]]] = []
+
+    def start(self, delay: float, call: Callable[[], None]) -> ManualTimers:
+        self.scheduled.append((delay, call))
+        return self
+
+    def cancel(self) -> None:
+        self.scheduled.clear()
+
+
+def test_a_request_in_the_minute_after_a_save_is_saved_when_it_is_up(tmp_path: Path) -> None:
+    """With no request after it: Entra's Test Connection, answered by one server process,
+    showed on the page another process served only after the first one's next request a
+    minute later (Entra's next cycle may come 40 minutes later)."""
+    clock = FixedClock()
+    path = tmp_path / "connection-status.json"
+    timers = ManualTimers()
+    answering = ConnectionStatus(path, clock=clock, timer=timers.start)
+    showing = ConnectionStatus(path, clock=FixedClock())
+    answering.record(observation(path="/scim/v2/Users/1"))  # saved at once
+    answering.wait_for_save()
+    answering.record(observation(filter=f'userName eq "{GUID}"', matched=0))  # Test Connection
+    answering.wait_for_save()
+    assert showing.synced().tokens()[0].last_probe is None
+    ((delay, save),) = timers.scheduled
+
+    clock.advance(minutes=1)
+    save()
+    answering.wait_for_save()
+
+    assert delay == 60.0
+    assert showing.synced().tokens()[0].last_probe is not None
+
+
+def test_what_is_not_saved_yet_is_saved_when_the_server_process_stops(tmp_path: Path) -> None:
+    """A worker of ``serve --processes`` leaves without atexit hooks: its stop saves."""
+    path = tmp_path / "connection-status.json"
+    timers = ManualTimers()
+    status = ConnectionStatus(path, clock=FixedClock(), timer=timers.start)
+    status.record(observation(path="/scim/v2/Users/1"))
+    status.record(observation(path="/scim/v2/Users/2"))  # due in a minute
+
+    status.flush()
+
+    assert timers.scheduled == []
+    saved = ConnectionStatus(path, clock=FixedClock()).tokens()[0].recent
+    assert [row.target for row in saved] == ["/scim/v2/Users/2", "/scim/v2/Users/1"]
 
 
 def test_an_unreadable_status_file_starts_afresh(tmp_path: Path) -> None:

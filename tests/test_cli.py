@@ -9,6 +9,8 @@ import logging
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from flask import Flask
 import scim.tokens as tokens_module
 from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
+from scim.tokens import utcnow
 from server import commands, httpserver
 from server.config import CONFIG_ENV, load_settings
 from storage import controlfile
@@ -682,3 +685,44 @@ def test_serve_saves_token_use_when_it_stops(
     _, out, _ = run(capsys, "--config", str(config), "token", "list")
 
     assert out.splitlines()[1].count("UTC") == 2
+
+
+def test_output_piped_into_a_reader_that_left_ends_quietly(config: Path) -> None:
+    """``token list | head``: the reader closes the pipe early; the command stops without a
+    traceback (it printed one for each command with output)."""
+    assert main(["--config", str(config), "token", "create", "--name", "entra"]) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "app.py", "--config", str(config), "token", "list"],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
+def test_a_server_process_saves_its_connection_status_when_it_stops(config: Path) -> None:
+    """A worker of ``serve --processes`` leaves with ``os._exit``, without the atexit hook
+    that saved: the requests since its last save (at most a minute's) were lost."""
+    from admin.connection import FILE_NAME as CONNECTION_FILE
+    from admin.connection import ConnectionStatus
+
+    with commands._app_of_this_process(create_app, load_settings(config)) as app:
+        secret, _ = app.extensions["proware"].tokens.create("entra")
+        app.extensions["proware"].switch.set(True)
+        client = app.test_client()
+        for path in ("/Users/1", "/Users/2"):  # the first is saved at once, the second later
+            client.get(PREFIX + path, headers={"Authorization": f"Bearer {secret}"})
+
+    saved = ConnectionStatus(config.parent / "data" / CONNECTION_FILE, clock=utcnow)
+    assert [row.target for row in saved.tokens()[0].recent] == [
+        f"{PREFIX}/Users/2",
+        f"{PREFIX}/Users/1",
+    ]

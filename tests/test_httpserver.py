@@ -224,6 +224,21 @@ def test_pipelined_requests_are_answered_in_order(serve: Callable[..., int], thr
     ]
 
 
+def run_until_stopped(server: Any, client: Callable[[], None]) -> None:
+    """Serve on this (the main) thread, with the stop signals handled as ``serve`` handles
+    them, while ``client`` runs on another and sends the signal; returns once both are done."""
+    thread = threading.Thread(target=client)
+    thread.start()
+    previous = httpserver.stop_on_signals()
+    try:
+        httpserver.run(server)  # returns once the signal stops it
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.close()
+    thread.join(15)
+
+
 def test_a_stop_signal_lets_the_request_on_the_main_loop_finish() -> None:
     """SIGTERM arriving mid-request: the response is sent whole, then the loop stops (a store
     closed under a running transaction would be the alternative)."""
@@ -242,21 +257,89 @@ def test_a_stop_signal_lets_the_request_on_the_main_loop_finish() -> None:
         started.wait(10)
         connection = http.client.HTTPConnection(HOST, server.effective_port, timeout=10)
         connection.request("GET", "/")
-        answers.append(connection.getresponse().read())
+        response = connection.getresponse()
+        answers.append((response.getheader("Connection"), response.read()))
         connection.close()
 
-    thread = threading.Thread(target=client)
-    thread.start()
-    previous = httpserver.stop_on_signals()
-    try:
-        started.set()
-        httpserver.run(server)  # returns once the signal stops it
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        server.close()
-    thread.join(10)
-    assert answers == [b"done"]
+    started.set()
+    run_until_stopped(server, client)
+    assert answers == [("close", b"done")]  # the connection's last answer says so
+
+
+def held_app(running: threading.Event, release: threading.Event) -> Callable:
+    """An app answering "ok"; ``/slow`` sets ``running``, then waits for ``release``."""
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            running.set()
+            release.wait(10)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    return app
+
+
+def test_a_stop_closes_idle_connections_at_once_while_the_running_request_finishes() -> None:
+    """With worker threads (PostgreSQL's default): a keep-alive client between requests sees
+    its connection closed when the stop signal arrives, not once the running request is
+    done (its next request then waited, unread, and was reset; ``serve --processes``)."""
+    running, release = threading.Event(), threading.Event()
+    server = httpserver.create(held_app(running, release), host=HOST, port=free_port(), threads=4)
+    seen: dict[str, object] = {}
+
+    def clients() -> None:
+        idle = socket.create_connection((HOST, server.effective_port), timeout=10)
+        idle.sendall(b"GET /fast HTTP/1.1\r\nHost: test\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\nok"):
+            answer += idle.recv(4096)
+        busy = http.client.HTTPConnection(HOST, server.effective_port, timeout=10)
+        busy.request("GET", "/slow")
+        running.wait(10)
+        os.kill(os.getpid(), signal.SIGTERM)
+        idle.settimeout(2)
+        try:
+            seen["idle"] = idle.recv(4096)  # b"": closed by the server
+        except TimeoutError:
+            seen["idle"] = "still open"
+        seen["running"] = not release.is_set()
+        release.set()
+        response = busy.getresponse()
+        seen["busy"] = (response.status, response.getheader("Connection"), response.read())
+        idle.close()
+        busy.close()
+
+    run_until_stopped(server, clients)
+    assert seen == {"idle": b"", "running": True, "busy": (200, "close", b"ok")}
+
+
+def test_a_request_sent_before_the_stop_is_answered_not_reset() -> None:
+    """On the main loop (one thread), a keep-alive client's request that arrived while the
+    loop ran another is read and answered by the stop, with ``Connection: close``; it was
+    left unread and the connection reset."""
+    running, release = threading.Event(), threading.Event()
+    server = httpserver.create(held_app(running, release), host=HOST, port=free_port(), threads=1)
+    seen: list[tuple[int, str | None, bytes]] = []
+
+    def clients() -> None:
+        waiting = http.client.HTTPConnection(HOST, server.effective_port, timeout=10)
+        waiting.request("GET", "/fast")
+        waiting.getresponse().read()  # a keep-alive connection, between requests
+        busy = http.client.HTTPConnection(HOST, server.effective_port, timeout=10)
+        busy.request("GET", "/slow")
+        running.wait(10)
+        waiting.request("GET", "/fast")  # unread: the loop is running /slow
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        release.set()
+        for connection in (busy, waiting):
+            response = connection.getresponse()
+            seen.append((response.status, response.getheader("Connection"), response.read()))
+            connection.close()
+
+    run_until_stopped(server, clients)
+    assert seen == [(200, "close", b"ok"), (200, "close", b"ok")]
 
 
 # -- worker threads: the log tells of requests that waited for one -------------------------

@@ -7,6 +7,7 @@ order), tokens, admin accounts and activity into an empty target and checks the 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -172,6 +173,52 @@ def test_migrating_a_served_embedded_install_is_refused(
     assert "is in use by another Proware server" in err and "stop it first" in err
 
 
+def test_migrating_a_database_into_itself_is_refused_saying_so(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """README order: config.toml pointed at the database first, then ``storage migrate --to``
+    the same database. Refused before as "in use by 1 Proware server process(es)", the one
+    session listed being the command's own hold on its source."""
+    config = postgres_config(tmp_path, dsn)
+    close_app(open_app(config, opened), opened)
+
+    code, _, err = run(capsys, config, "storage", "migrate", "--to", dsn)
+
+    assert code == 1
+    assert "which is the store this config already uses" in err
+    assert "Run it with the config of the install to move" in err
+    assert "in use by" not in err
+
+
+def test_migrating_a_data_directory_into_itself_is_refused_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    embedded = embedded_config(tmp_path)
+    populate(open_app(embedded, opened))
+    close_app(opened[-1], opened)
+
+    code, _, err = run(
+        capsys, embedded, "storage", "migrate", "--to", str(tmp_path / "embedded-data")
+    )
+
+    assert code == 1
+    assert "which is the store this config already uses" in err
+    assert "already holds" not in err
+
+
+def test_connection_strings_name_the_same_database_however_spelled() -> None:
+    from storage.postgres.connection import same_database
+
+    url = "postgresql://proware@db.example.com/proware"
+    assert same_database(url, "host=db.example.com port=5432 dbname=proware user=other")
+    assert same_database(url, "postgresql://proware:secret@db.example.com:5432/proware")
+    assert same_database("postgresql:///proware?host=/run/pg", "host=/run/pg dbname=proware")
+    assert not same_database(url, "postgresql://proware@db.example.com/proware2")
+    assert not same_database(url, "postgresql://proware@db.example.com:5433/proware")
+    assert not same_database(url, "postgresql://proware@other.example.com/proware")
+    assert not same_database(url, "no such = = string")
+
+
 def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
     tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
 ) -> None:
@@ -197,6 +244,66 @@ def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
     restored = open_app(embedded, opened)
     restored_scim = ScimClient(restored.test_client(), restored_token(restored))
     assert listing(restored_scim) == before
+
+
+def changed_since_a_backup(
+    config: Path, backup: Path, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> tuple[Path, str, dict]:
+    """An install populated, backed up to ``backup``, then changed (a user added) and
+    stopped; returns its config, its token and the directory a restore would replace."""
+    app = open_app(config, opened)
+    secret, _ = populate(app)
+    assert run(capsys, config, "backup", str(backup))[0] == 0
+    ScimClient(app.test_client(), secret).create_user("late@contoso.com")
+    replaced = listing(ScimClient(app.test_client(), secret))
+    close_app(app, opened)
+    return config, secret, replaced
+
+
+def test_a_restore_into_postgresql_keeps_the_directory_it_replaced(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture, opened: list[Flask]
+) -> None:
+    """As the embedded store keeps its replaced files (README: "the replaced data is kept"):
+    a restore of the wrong backup can be undone. Nothing of the rows was kept before."""
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    config, secret, replaced = changed_since_a_backup(
+        postgres_config(tmp_path, dsn), backups / "old.json", capsys, opened
+    )
+
+    code, out, err = run(capsys, config, "restore", str(backups / "old.json"))
+
+    assert code == 0, err
+    (kept,) = backups.glob("proware.before-restore-*.json")
+    assert f"The previous directory is kept in {kept}" in out
+    code, _, err = run(capsys, config, "restore", str(kept))  # undone
+    assert code == 0, err
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == replaced
+
+
+def test_a_restore_whose_replaced_directory_cannot_be_kept_changes_nothing(
+    tmp_path: Path,
+    dsn: str,
+    capsys: pytest.CaptureFixture,
+    opened: list[Flask],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from storage import transfer
+
+    backup = tmp_path / "old.json"
+    config, secret, replaced = changed_since_a_backup(
+        postgres_config(tmp_path, dsn), backup, capsys, opened
+    )
+
+    def disk_full(snapshot: object, path: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(transfer, "write_backup", disk_full)
+    code, _, err = run(capsys, config, "restore", str(backup))
+
+    assert code == 1
+    assert "nothing was restored" in err and "No space left on device" in err
+    assert listing(ScimClient(open_app(config, opened).test_client(), secret)) == replaced
 
 
 def test_a_damaged_backup_is_refused_and_changes_nothing(

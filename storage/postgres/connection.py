@@ -82,6 +82,29 @@ def redact_dsn(dsn: str) -> str:
     return make_conninfo("", **shown)
 
 
+# The connection options that say which database a connection string names; libpq's
+# defaults stand in for those left out (the database is named after the user).
+_WHERE_OPTIONS = ("host", "hostaddr", "port", "dbname")
+_DEFAULT_PORT = "5432"
+
+
+def same_database(first: str, second: str) -> bool:
+    """Whether two connection strings (``key=value`` or URIs) name one database of one
+    server; a string that cannot be parsed names none."""
+    try:
+        one, other = conninfo_to_dict(first), conninfo_to_dict(second)
+    except psycopg.Error:
+        return False
+    return _where_to(one) == _where_to(other)
+
+
+def _where_to(options: dict) -> tuple:
+    found = {key: str(options[key]) if options.get(key) else None for key in _WHERE_OPTIONS}
+    found["port"] = found["port"] or _DEFAULT_PORT
+    found["dbname"] = found["dbname"] or (str(options["user"]) if options.get("user") else None)
+    return tuple(found.values())
+
+
 def _secrets(dsn: str) -> list[str]:
     try:
         options = conninfo_to_dict(dsn)
