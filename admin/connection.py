@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote_plus
 
-from scim.tokens import Timer, start_timer
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
 from storage.errors import CorruptStore, DamagedDocument, StorageError
 from storage.repository import Clock
-from storage.saving import BackgroundSave, PacedSave
+from storage.saving import BackgroundSave, PacedSave, Timer, start_timer
 from storage.shapes import FLAG, TEXT, WHOLE, DocumentShape, Record, list_of, nullable
 from storage.values import UNSTORABLE
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from storage import saving
 from storage.documents import SharedDocument, Unchanged
 from storage.errors import DamagedDocument, StorageError
 from storage.repository import Clock
@@ -104,15 +105,10 @@ _ID_DIGITS = 16
 TIMER_THREAD = "proware-token-uses-timer"
 
 
-def start_timer(delay: float, call: Callable[[], None], name: str = TIMER_THREAD) -> Timer:
-    """Run ``call`` on a thread of its own (named ``name``) after ``delay`` seconds (a daemon:
-    it never holds up the process's exit, where :meth:`TokenStore.flush` saves what is
-    pending, and the connection status's last save runs)."""
-    timer = threading.Timer(delay, call)
-    timer.name = name
-    timer.daemon = True
-    timer.start()
-    return timer
+def start_timer(delay: float, call: Callable[[], None]) -> Timer:
+    """Run ``call`` after ``delay`` seconds on a timer thread of the token uses' own name
+    (:func:`storage.saving.start_timer`; tests replace this)."""
+    return saving.start_timer(delay, call, TIMER_THREAD)
 
 
 def utcnow() -> datetime:

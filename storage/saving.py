@@ -71,6 +71,16 @@ class Timer(Protocol):
     def cancel(self) -> None: ...
 
 
+def start_timer(delay: float, call: Callable[[], None], name: str) -> Timer:
+    """Run ``call`` on a thread of its own, named ``name``, after ``delay`` seconds: a daemon,
+    so it never holds up the process's exit, where the owner's flush saves what is pending."""
+    timer = threading.Timer(delay, call)
+    timer.name = name
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 class PacedSave:
     """Asks ``saving`` to run at most once an ``interval``: at once when the last save is that
     old, else when the interval is up (a timer), whether or not more asks follow.
@@ -80,7 +90,8 @@ class PacedSave:
     others indefinitely (a token's last use, Entra's Test Connection in the connection
     status).
 
-    :param schedule: starts a timer (:func:`scim.tokens.start_timer`; a fake in tests).
+    :param schedule: starts a timer (:func:`start_timer`, under the owner's thread name; a
+        fake in tests).
     """
 
     def __init__(
