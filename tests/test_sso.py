@@ -808,6 +808,26 @@ def test_entra_deprovisioning_ends_the_session_on_its_next_request(
     )
 
 
+def test_a_user_renamed_in_entra_is_named_by_the_new_user_name_from_their_next_request(
+    sso_app: Flask, entra: Entra
+) -> None:
+    """Entra renames the UPN (same id): the session goes on, and the page and the activity
+    log name the user as the directory does now, not by the name they signed in with."""
+    browser = _sso_panel(sso_app)
+    renamed = entra.patch_ops(
+        f"/Users/{entra.ids['ann']}",
+        {"op": "Replace", "path": "userName", "value": "ann.new@contoso.example"},
+    )
+    assert renamed.status_code == 200
+
+    page = text(browser.client.get("/admin/settings"))
+    assert "Signed in as <strong>ann.new@contoso.example</strong>" in page
+    browser.submit(
+        "/admin/settings", "/admin/settings/sso", {"action": "admin-group", "admin_group": GROUP}
+    )
+    assert events(sso_app)[0]["admin"] == "ann.new@contoso.example"
+
+
 # -- local sign-in beside single sign-on ----------------------------------------------------
 
 
