@@ -213,6 +213,21 @@ def test_a_control_character_in_next_lands_on_the_home_page(sso_app: Flask, entr
     assert signed_in_page(browser)
 
 
+@pytest.mark.parametrize("next", ["/admin/sso/callback", "/admin/sso/start"])
+def test_a_next_into_the_sign_in_flow_itself_lands_on_the_home_page(
+    sso_app: Flask, entra: Entra, next: str
+) -> None:
+    """A link whose next is the callback would land the new session on a "did not sign you
+    in" page, recorded as the last attempt over the sign-in that worked."""
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, "ann", next=next)
+
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    attempt = sso_app.extensions["proware.admin"].sso.state.last_attempt()
+    assert attempt is not None and attempt.outcome == "success"
+
+
 @pytest.mark.parametrize(
     ("login", "reason", "words"),
     [
