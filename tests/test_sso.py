@@ -420,6 +420,26 @@ def test_a_code_the_token_endpoint_refuses_signs_no_one_in(
     assert not signed_in_page(browser)
 
 
+def test_a_wrong_or_expired_client_secret_is_named_with_the_provider_s_words(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """The token endpoint says invalid_client: the page says the secret is wrong or expired,
+    with the provider's description (Entra's tells AADSTS7000222, expired, from
+    AADSTS7000215, a Secret ID pasted for the Value)."""
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_text("not-the-secret\n")
+    app = make_app(client_secret_file=str(wrong))
+    browser = app.test_client()
+
+    response = sign_in_as(browser, "ann")
+
+    assert response.status_code == 400
+    page = text(response)
+    assert "invalid_client (client authentication failed)" in page
+    assert "The client secret is wrong or has expired" in page
+    assert events(app)[0]["reason"] == "code-refused"
+
+
 def test_a_used_code_is_refused_by_the_provider(sso_app: Flask, entra: Entra) -> None:
     """A code replayed under a fresh state: the real provider refuses a code used before."""
     browser = sso_app.test_client()
