@@ -1164,7 +1164,9 @@ def test_the_settings_section_shows_what_entra_needs(
     )
     assert 'data-copy="sso-redirect-uri"' in page
     assert idp.issuer in page and idp.client_id in page
-    assert f'value="{GROUP}"' in page and "has 2 members" in page
+    assert f'value="{GROUP}"' in page
+    # How many members, and who they are: the group's page in the directory lists them.
+    assert f'has <a href="/admin/directory/groups/{entra.ids["group"]}">2 members</a>' in page
     assert idp.client_secret not in page
 
 
