@@ -1260,6 +1260,28 @@ def test_the_cli_turns_local_sign_in_back_on_in_the_running_server(
         app.extensions["proware"].repository.close()
 
 
+def test_the_cli_s_policy_changes_are_in_the_activity_log(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """Turning local sign-in off from the command line ends every password session: it is
+    recorded, as the same change made in the control panel or in config.toml is."""
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        for action in (["local-sign-in", "off"], ["local-sign-in", "on"], ["reset-policy"]):
+            assert main(["--config", str(config), "sso", *action]) == 0
+
+        recorded = [(e["operation"], e["source"]) for e in events(app)[:3]]
+        assert recorded == [
+            ("reset single sign-on", "cli"),
+            ("enable local sign-in", "cli"),
+            ("disable local sign-in", "cli"),
+        ]
+        assert "sso local-sign-in off" in events(app)[2]["detail"]
+    finally:
+        app.extensions["proware"].repository.close()
+
+
 def test_an_admin_group_change_that_would_sign_you_out_is_refused(
     sso_app: Flask, entra: Entra
 ) -> None:
