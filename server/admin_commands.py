@@ -233,7 +233,8 @@ def sso_status(
     policy = sso.policy()
     state = "enabled" if sso.enabled() else "disabled"
     changed = (
-        f" (changed in the control panel {policy.changed} by {policy.changed_by})"
+        f" (overridden: {policy.overridden_names}, {policy.changed} by {policy.changed_by}; "
+        "sso reset-policy returns to config.toml)"
         if policy.overridden
         else ""
     )

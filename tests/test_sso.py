@@ -1282,6 +1282,27 @@ def test_the_cli_s_policy_changes_are_in_the_activity_log(
         app.extensions["proware"].repository.close()
 
 
+def test_an_override_names_the_settings_it_changed(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    """Only local sign-in was overridden: the page and sso status say so, not a bare "changed
+    in the control panel" beside "Single sign-on is enabled", which reads as if that was."""
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        assert main(["--config", str(config), "sso", "local-sign-in", "on"]) == 0
+        capsys.readouterr()
+
+        assert main(["--config", str(config), "sso", "status"]) == 0
+        out = capsys.readouterr().out
+        assert "Single sign-on is enabled (overridden: local sign-in, " in out
+        assert "by cli; sso reset-policy returns to config.toml)" in out
+        page = text(signed_in(app).get("/admin/settings"))
+        assert "(overridden: local sign-in, " in page
+    finally:
+        app.extensions["proware"].repository.close()
+
+
 def test_an_admin_group_change_that_would_sign_you_out_is_refused(
     sso_app: Flask, entra: Entra
 ) -> None:
