@@ -16,7 +16,7 @@ from admin.refusals import RefusalDigest
 from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
-from admin.sso_access import Policy, SsoState, access_by_id, local_allowed
+from admin.sso_access import Access, Policy, SsoState, access_by_id, local_allowed
 from scim.api.context import Services
 from storage.repository import Clock
 
@@ -99,8 +99,8 @@ class AdminContext:
             group = self.sso.policy().admin_group
             repository = self.services.repository
 
-            def check(user_id: str) -> str | None:
-                return access_by_id(repository, user_id, group).reason
+            def check(user_id: str) -> Access:
+                return access_by_id(repository, user_id, group)
 
         return sessions.current_admin(
             self.accounts,

@@ -29,7 +29,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from admin import csrf
 from admin.accounts import AdminAccount, AdminAccounts
-from admin.sso_access import Endings
+from admin.sso_access import Access, Endings
 from storage.documents import SharedDocument
 from storage.repository import Clock
 from storage.shapes import MOMENT, DocumentShape, map_of, nullable
@@ -72,8 +72,8 @@ ENDED = {
 # Reasons that come from the directory: provisioning ended a single sign-on session.
 DEPROVISIONED = frozenset({"not-provisioned", "disabled", "not-in-admin-group", "no-admin-group"})
 
-# Checks a single sign-on session's directory user: None while it may stay, else why not.
-SsoCheck = Callable[[str], str | None]
+# Checks a single sign-on session's directory user: may it stay, and its userName now.
+SsoCheck = Callable[[str], Access]
 
 
 class _AdminSessionInterface(SecureCookieSessionInterface):
@@ -201,7 +201,9 @@ def current_admin(
 ) -> tuple[str | None, str | None]:
     """``(username, None)`` for a live session, else ``(None, why it ended or None)``.
 
-    A live session's last-use time moves to ``now``.
+    A live session's last-use time moves to ``now``; a single sign-on session takes the
+    ``userName`` its directory user has now (Entra renamed them: same id, new UPN), so that
+    the page and the activity log name them as the directory does.
 
     :param sso: checks a single sign-on session's user; None while single sign-on is off
         (its sessions then end).
@@ -218,7 +220,7 @@ def current_admin(
         session.clear()
         return None, reason
     session["seen"] = now.timestamp()
-    return username, None
+    return str(session["admin"]), None
 
 
 def ended_message(reason: str, policy: SessionPolicy) -> str:
@@ -255,7 +257,10 @@ def _ended(
             return "sso-was-off"
         if endings.provider is not None and started <= endings.provider.timestamp():
             return "provider-changed"
-        return sso(str(user_id))
+        access = sso(str(user_id))
+        if access.allowed and access.user_name:
+            session["admin"] = access.user_name
+        return access.reason
     if not local_allowed:
         return "local-off"
     if endings.local is not None and started <= endings.local.timestamp():

@@ -299,13 +299,7 @@ class RelyingParty:
                 code_verifier=flow.get("code_verifier"),
             )
         except OAuthError as exc:
-            raise SignInFailed(
-                CODE_REFUSED,
-                "The identity provider refused the sign-in code"
-                + (f": {exc.error}" if getattr(exc, "error", None) else "")
-                + ". Start again; if it keeps failing, check [sso] client_id and the client "
-                "secret, and that the redirect URI is registered.",
-            ) from None
+            raise SignInFailed(CODE_REFUSED, _code_refused(exc)) from None
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
@@ -476,6 +470,28 @@ def _jwk_set_problem(document: object) -> str | None:
     if isinstance(error, str):
         return f"it answered {error[:_ERROR_LENGTH]!r} instead of a JWK Set"
     return 'the answer has no "keys" list'
+
+
+def _code_refused(exc: OAuthError) -> str:
+    """What the token endpoint's refusal means, with its own words: Entra's description
+    names the cause (AADSTS7000222: the secret expired; AADSTS7000215: a wrong secret, often
+    the Secret ID pasted for the Value). It comes from the configured issuer's token
+    endpoint, not from the browser."""
+    error = str(exc.error or "")[:_ERROR_LENGTH]
+    description = str(exc.description or "")[:_ERROR_LENGTH]
+    said = f": {error}" + (f" ({description})" if description else "") if error else ""
+    if error == "invalid_client":  # RFC 6749 §5.2: client authentication failed
+        return (
+            f"The identity provider refused Proware's client credentials{said}. The client "
+            "secret is wrong or has expired, or [sso] client_id is not the app's Application "
+            "(client) ID: create a new client secret (Certificates & secrets), put its Value "
+            "in [sso] client_secret_file, and restart."
+        )
+    return (
+        f"The identity provider refused the sign-in code{said}. Start again; if it keeps "
+        "failing, check [sso] client_id and the client secret, and that the redirect URI is "
+        "registered."
+    )
 
 
 def _unreadable_token() -> SignInFailed:

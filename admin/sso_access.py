@@ -39,6 +39,12 @@ NO_GROUP = "no-admin-group"
 
 # The policy settings the control panel may change; the rest of [sso] is config.toml's.
 POLICY_KEYS = ("enabled", "admin_group", "local_sign_in")
+# How the page and ``sso status`` name them.
+POLICY_NAMES = {
+    "enabled": "single sign-on",
+    "admin_group": "admin group",
+    "local_sign_in": "local sign-in",
+}
 # What of config.toml's [sso] decides who may sign in: the policy, and the identity provider
 # ("configured": issuer, client id and secret are all set, so that single sign-on can be on).
 CONFIG_KEYS = (*POLICY_KEYS, "issuer", "client_id", "configured")
@@ -105,6 +111,12 @@ class Policy:
     overridden: frozenset[str] = frozenset()
     changed: str | None = None
     changed_by: str | None = None
+
+    @property
+    def overridden_names(self) -> str:
+        """The overridden settings as a person names them ("admin group, local sign-in"): a
+        bare "changed" beside "Single sign-on is enabled" reads as if that one was."""
+        return ", ".join(POLICY_NAMES[key] for key in POLICY_KEYS if key in self.overridden)
 
 
 @dataclass(frozen=True)

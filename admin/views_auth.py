@@ -201,13 +201,15 @@ def _setup_refused(found: LinkCheck) -> Response:
 def safe_next(target: str | None) -> str:
     """Where to go after sign-in: only a control panel path of this site (no open redirect),
     without control or invisible characters (a decoded ``%0A`` cannot go in a Location
-    header, and a path a person cannot read is no place to send them)."""
+    header, and a path a person cannot read is no place to send them), and not back into
+    signing in: the sign-in pages, or single sign-on's start and callback (landing a new
+    session on the callback refuses it as a bad state and records that over the sign-in)."""
     if (
         target
         and (target == PATH or target.startswith(PATH + "/"))
         and "\\" not in target
         and target.isprintable()
-        and not target.startswith(f"{PATH}/sign-")
+        and not target.startswith((f"{PATH}/sign-", f"{PATH}/sso/"))
     ):
         return target
     return url_for("admin.home")

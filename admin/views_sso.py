@@ -48,7 +48,7 @@ class SsoSection:
     policy: Policy
     enabled: bool
     redirect_uri: str
-    group_exists: bool
+    group_id: str | None  # the provisioned admin group's id (its page lists the members)
     group_members: int
     last_attempt: Attempt | None
     last_success: Attempt | None
@@ -137,7 +137,7 @@ def sso_section(admin: AdminContext) -> SsoSection:
         policy=policy,
         enabled=sso.enabled(),
         redirect_uri=redirect_uri(),
-        group_exists=bool(group_ids),
+        group_id=group_ids[0] if group_ids else None,
         group_members=members,
         last_attempt=sso.state.last_attempt(),
         last_success=sso.state.last_success(),

@@ -147,7 +147,9 @@ def _run(
     if args.command == "sso":
         if args.action == "status":
             return sso_status(settings, state.document(SSO_FILE), check=args.check, out=out)
-        return sso_policy(settings, state.document(SSO_FILE), args, out=out, err=err)
+        return sso_policy(
+            settings, state.document(SSO_FILE), args, audit.activity_log(state), out=out, err=err
+        )
     accounts = AdminAccounts(state.document(ACCOUNTS_FILE))
     if args.action == "setup-link":
         return print_setup_link(settings, accounts, state.document(SETUP_FILE), out=out, err=err)
@@ -231,7 +233,8 @@ def sso_status(
     policy = sso.policy()
     state = "enabled" if sso.enabled() else "disabled"
     changed = (
-        f" (changed in the control panel {policy.changed} by {policy.changed_by})"
+        f" (overridden: {policy.overridden_names}, {policy.changed} by {policy.changed_by}; "
+        "sso reset-policy returns to config.toml)"
         if policy.overridden
         else ""
     )
@@ -305,13 +308,18 @@ def sso_policy(
     settings: Settings,
     document: SharedDocument,
     args: argparse.Namespace,
+    log: Any,
     *,
     out: IO[str],
     err: IO[str],
 ) -> int:
     """``sso local-sign-in on|off`` and ``sso reset-policy``: the operator's way to change
     what the control panel changed (it refuses to turn local sign-in off from a password
-    session; a local account locked out by an override is let back in from here)."""
+    session; a local account locked out by an override is let back in from here).
+
+    :param log: the activity log (:func:`admin.audit.activity_log`), which records the
+        change as it records the control panel's: it can end every password session.
+    """
     from admin import single_sign_on  # imports the Flask integration: only for this command
 
     state = single_sign_on(settings.sso, None, document, utcnow).state
@@ -325,6 +333,25 @@ def sso_policy(
     except StorageError as exc:
         print(f"error: {exc}", file=err)
         return 1
+    command = "sso " + " ".join(filter(None, (args.action, getattr(args, "state", None))))
+    operation = (
+        "reset single sign-on"
+        if args.action == "reset-policy"
+        else f"{'enable' if args.state == 'on' else 'disable'} local sign-in"
+    )
+    log.append(
+        {
+            "time": utcnow().isoformat(),
+            "request_id": None,
+            "client": None,
+            "admin": None,
+            "source": "cli",
+            "operation": operation,
+            "status": 200,
+            "local_sign_in": policy.local_sign_in,
+            "detail": f"From the command line: python app.py {command}.",
+        }
+    )
     sso = "enabled" if policy.enabled else "disabled"
     if policy.local_sign_in:
         print("Local sign-in is on: local accounts may sign in with their passwords.", file=out)

@@ -230,6 +230,11 @@ def test_every_path_the_readme_names_exists(name: str) -> None:
             id="session-idle",
         ),
         pytest.param(
+            "or 12 hours after sign-in, whichever comes first",
+            lambda: SessionPolicy().max_age == timedelta(hours=12),
+            id="session-max-age",
+        ),
+        pytest.param(
             "five failed sign-ins lock an account for 15 minutes",
             lambda: (
                 (LockoutPolicy().max_failures, LockoutPolicy().duration)

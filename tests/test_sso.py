@@ -213,6 +213,21 @@ def test_a_control_character_in_next_lands_on_the_home_page(sso_app: Flask, entr
     assert signed_in_page(browser)
 
 
+@pytest.mark.parametrize("next", ["/admin/sso/callback", "/admin/sso/start"])
+def test_a_next_into_the_sign_in_flow_itself_lands_on_the_home_page(
+    sso_app: Flask, entra: Entra, next: str
+) -> None:
+    """A link whose next is the callback would land the new session on a "did not sign you
+    in" page, recorded as the last attempt over the sign-in that worked."""
+    browser = sso_app.test_client()
+
+    response = sign_in_as(browser, "ann", next=next)
+
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
+    attempt = sso_app.extensions["proware.admin"].sso.state.last_attempt()
+    assert attempt is not None and attempt.outcome == "success"
+
+
 @pytest.mark.parametrize(
     ("login", "reason", "words"),
     [
@@ -403,6 +418,26 @@ def test_a_code_the_token_endpoint_refuses_signs_no_one_in(
     assert "refused the sign-in code: invalid_grant" in text(response)
     assert events(sso_app)[0]["reason"] == "code-refused"
     assert not signed_in_page(browser)
+
+
+def test_a_wrong_or_expired_client_secret_is_named_with_the_provider_s_words(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    """The token endpoint says invalid_client: the page says the secret is wrong or expired,
+    with the provider's description (Entra's tells AADSTS7000222, expired, from
+    AADSTS7000215, a Secret ID pasted for the Value)."""
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_text("not-the-secret\n")
+    app = make_app(client_secret_file=str(wrong))
+    browser = app.test_client()
+
+    response = sign_in_as(browser, "ann")
+
+    assert response.status_code == 400
+    page = text(response)
+    assert "invalid_client (client authentication failed)" in page
+    assert "The client secret is wrong or has expired" in page
+    assert events(app)[0]["reason"] == "code-refused"
 
 
 def test_a_used_code_is_refused_by_the_provider(sso_app: Flask, entra: Entra) -> None:
@@ -808,6 +843,26 @@ def test_entra_deprovisioning_ends_the_session_on_its_next_request(
     )
 
 
+def test_a_user_renamed_in_entra_is_named_by_the_new_user_name_from_their_next_request(
+    sso_app: Flask, entra: Entra
+) -> None:
+    """Entra renames the UPN (same id): the session goes on, and the page and the activity
+    log name the user as the directory does now, not by the name they signed in with."""
+    browser = _sso_panel(sso_app)
+    renamed = entra.patch_ops(
+        f"/Users/{entra.ids['ann']}",
+        {"op": "Replace", "path": "userName", "value": "ann.new@contoso.example"},
+    )
+    assert renamed.status_code == 200
+
+    page = text(browser.client.get("/admin/settings"))
+    assert "Signed in as <strong>ann.new@contoso.example</strong>" in page
+    browser.submit(
+        "/admin/settings", "/admin/settings/sso", {"action": "admin-group", "admin_group": GROUP}
+    )
+    assert events(sso_app)[0]["admin"] == "ann.new@contoso.example"
+
+
 # -- local sign-in beside single sign-on ----------------------------------------------------
 
 
@@ -1109,7 +1164,9 @@ def test_the_settings_section_shows_what_entra_needs(
     )
     assert 'data-copy="sso-redirect-uri"' in page
     assert idp.issuer in page and idp.client_id in page
-    assert f'value="{GROUP}"' in page and "has 2 members" in page
+    assert f'value="{GROUP}"' in page
+    # How many members, and who they are: the group's page in the directory lists them.
+    assert f'has <a href="/admin/directory/groups/{entra.ids["group"]}">2 members</a>' in page
     assert idp.client_secret not in page
 
 
@@ -1199,6 +1256,49 @@ def test_the_cli_turns_local_sign_in_back_on_in_the_running_server(
         assert "config.toml's [sso] applies again" in capsys.readouterr().out
         assert not app.extensions["proware.admin"].sso.policy().overridden
         assert _password_sign_in(app) == 302
+    finally:
+        app.extensions["proware"].repository.close()
+
+
+def test_the_cli_s_policy_changes_are_in_the_activity_log(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """Turning local sign-in off from the command line ends every password session: it is
+    recorded, as the same change made in the control panel or in config.toml is."""
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        for action in (["local-sign-in", "off"], ["local-sign-in", "on"], ["reset-policy"]):
+            assert main(["--config", str(config), "sso", *action]) == 0
+
+        recorded = [(e["operation"], e["source"]) for e in events(app)[:3]]
+        assert recorded == [
+            ("reset single sign-on", "cli"),
+            ("enable local sign-in", "cli"),
+            ("disable local sign-in", "cli"),
+        ]
+        assert "sso local-sign-in off" in events(app)[2]["detail"]
+    finally:
+        app.extensions["proware"].repository.close()
+
+
+def test_an_override_names_the_settings_it_changed(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    """Only local sign-in was overridden: the page and sso status say so, not a bare "changed
+    in the control panel" beside "Single sign-on is enabled", which reads as if that was."""
+    config = _config_file(tmp_path, idp)
+    app = create_app(load_settings(config))
+    try:
+        assert main(["--config", str(config), "sso", "local-sign-in", "on"]) == 0
+        capsys.readouterr()
+
+        assert main(["--config", str(config), "sso", "status"]) == 0
+        out = capsys.readouterr().out
+        assert "Single sign-on is enabled (overridden: local sign-in, " in out
+        assert "by cli; sso reset-policy returns to config.toml)" in out
+        page = text(signed_in(app).get("/admin/settings"))
+        assert "(overridden: local sign-in, " in page
     finally:
         app.extensions["proware"].repository.close()
 
