@@ -48,7 +48,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     restore = sub.add_parser(
         "restore", parents=[common], help="restore a snapshot into a stopped instance"
     )
-    restore.add_argument("path", metavar="PATH", help="a snapshot written by 'backup'")
+    restore.add_argument(
+        "path",
+        metavar="PATH",
+        help="a snapshot written by 'backup', or the proware.before-restore-*.bak/ a restore kept",
+    )
     storage = sub.add_parser("storage", parents=[common], help="move an install between stores")
     storage_sub = storage.add_subparsers(dest="action", required=True)
     migrate = storage_sub.add_parser(
@@ -149,7 +153,7 @@ def restore(storage: StorageSettings, source: Path) -> int:
     summary = embedded_backup.restore(source, Path(storage.path), INDEXES)
     print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")
     if summary.previous:
-        print(f"The previous data is kept in {summary.previous}.")
+        print(f"The previous data is kept in {summary.previous} (restore it the same way).")
     return 0
 
 

@@ -391,6 +391,35 @@ def test_backup_while_serving_then_restore_into_the_stopped_instance(
     assert names == ["kept@contoso.com"]
 
 
+def test_the_data_a_restore_replaced_is_put_back_by_restoring_its_kept_directory(
+    capsys, config: Path, tmp_path: Path
+) -> None:
+    """README: the replaced data is kept in proware.before-restore-*.bak/ in the data
+    directory; restoring that directory puts it back, changes only in its journal included."""
+    app = create_app(load_settings(config))
+    secret = create_token(capsys, config)
+    run(capsys, "--config", str(config), "provisioning", "enable")
+    _create_user(app, secret, "kept@contoso.com")
+    snapshot = tmp_path / "snapshot.json"
+    run(capsys, "--config", str(config), "backup", str(snapshot))
+    _create_user(app, secret, "after-backup@contoso.com")  # in the journal only
+    app.extensions["proware"].repository.close()
+    code, out, _ = run(capsys, "--config", str(config), "restore", str(snapshot))
+    assert code == 0
+    kept = out.split("The previous data is kept in ")[1].split(" (restore it the same way)")[0]
+
+    code, out, err = run(capsys, "--config", str(config), "restore", kept)
+
+    assert (code, err) == (0, "")
+    assert f"Restored 2 users and 0 groups from {kept}." in out
+    app = create_app(load_settings(config))
+    try:
+        names = [user["userName"] for user in app.extensions["proware"].repository.all("User")]
+    finally:
+        app.extensions["proware"].repository.close()
+    assert names == ["kept@contoso.com", "after-backup@contoso.com"]
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [
