@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.documents import REPAIR, DocumentGuard
-from storage.errors import CorruptStore, write_failure
+from storage.errors import CorruptStore, PermissionDenied, write_failure
 from storage.shapes import DocumentShape
 
 T = TypeVar("T")
@@ -302,6 +302,8 @@ class ControlFile:
                 raw = file.read()
         except FileNotFoundError:
             return None
+        except PermissionError as exc:  # written by a command run as root: was a 500
+            raise PermissionDenied(self.path, exc) from None
         try:
             data = decode_json(self.path, raw)
         except CorruptStore as exc:

@@ -592,6 +592,54 @@ def test_serve_refuses_a_corrupt_data_file_with_exit_1(
     assert served == []
 
 
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [("serve", DATA_FILE), ("serve", "proware.lock"), ("restore", "proware.lock")],
+)
+def test_a_data_file_root_left_is_a_one_line_error_naming_its_owner(
+    capsys,
+    config: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    served,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    name: str,
+) -> None:
+    """README (systemd): operator commands run as the service's user; one run as root (no
+    `sudo -u proware`) leaves files the service's user may not open. Was a traceback."""
+    snapshot = tmp_path / "snapshot.json"
+    create_app(load_settings(config)).extensions["proware"].repository.close()
+    assert run(capsys, "--config", str(config), "backup", str(snapshot))[0] == 0
+    denied = data_dir / name
+    real_read, real_open = Path.read_bytes, os.open
+
+    def read_bytes(path: Path) -> bytes:
+        if path == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    def open_file(path: object, *args: object, **kwargs: object) -> int:
+        if Path(str(path)) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", open_file)
+    before = sorted(data_dir.iterdir())
+
+    arguments = [str(snapshot)] if command == "restore" else []
+    code, _, err = run(capsys, "--config", str(config), command, *arguments)
+
+    assert (code, err) == (
+        1,
+        f"error: cannot open {denied}: Permission denied; run Proware and its commands as the "
+        f"user that owns {data_dir} (and give the file back to that user)\n",
+    )
+    assert sorted(data_dir.iterdir()) == before
+    assert served == []
+
+
 def test_serve_refuses_a_damaged_session_key_with_exit_1_saying_what_to_do(
     capsys, config: Path, data_dir: Path, served
 ) -> None:
