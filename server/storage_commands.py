@@ -184,7 +184,16 @@ def migrate(source: StorageSettings, target: StorageSettings) -> int:
 
 
 def target_settings(target: str) -> StorageSettings:
-    """``--to``: a PostgreSQL URL or ``key=value`` string, else a data directory."""
+    """``--to``: a PostgreSQL URL or ``key=value`` string, else a data directory.
+
+    :raises StorageError: for a URL of another scheme (``mysql://``, a misspelt
+        ``postgresq://``), which was taken for a directory and migrated into ``./mysql:/…``.
+    """
     if target.startswith(("postgresql://", "postgres://")) or "=" in target:
         return StorageSettings(backend=POSTGRESQL, dsn=target, pool_size=1)
+    if "://" in target:
+        raise StorageError(
+            f"--to {target} is a URL but not a PostgreSQL one (postgresql://user@host/db), "
+            "nor a data directory (nothing was changed)"
+        )
     return StorageSettings(path=Path(target).resolve())
