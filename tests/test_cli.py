@@ -640,6 +640,25 @@ def test_a_data_file_root_left_is_a_one_line_error_naming_its_owner(
     assert served == []
 
 
+def test_any_file_a_command_may_not_open_is_a_one_line_error(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """session.key, a journal segment, activity.jsonl left root's: each was a traceback."""
+    denied = data_dir / "session.key"
+
+    def refuse(*args: object) -> int:
+        raise PermissionError(13, "Permission denied", str(denied))
+
+    monkeypatch.setattr("server.commands.serve", refuse)
+    code, out, err = run(capsys, "--config", str(config), "serve")
+
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: cannot open {denied}: Permission denied; run Proware and its commands as the "
+        f"user that owns {data_dir} (and give the file back to that user)\n"
+    )
+
+
 def test_serve_refuses_a_damaged_session_key_with_exit_1_saying_what_to_do(
     capsys, config: Path, data_dir: Path, served
 ) -> None:
