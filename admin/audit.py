@@ -31,7 +31,7 @@ from typing import Any
 
 from storage.backend import SharedState
 from storage.controlfile import delete_gradually, fsync_directory
-from storage.errors import DiskFull, write_failure
+from storage.errors import DiskFull, PermissionDenied, StorageError, write_failure
 from storage.jsontext import utf8_json
 
 log = logging.getLogger("proware.audit")
@@ -83,7 +83,7 @@ class AuditLog:
         self._tail_checked = False  # whether the file was seen to end with a whole line
         # Appends that failed (disk full, permissions); shown on the activity page.
         self.failures = 0
-        self._full = False  # the last append failed for want of space (logged once)
+        self._failing = False  # the last append failed, and that was logged
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -101,19 +101,23 @@ class AuditLog:
                 self.failures += 1
                 self._log_failure(exc)
             else:
-                self._full = False
+                self._failing = False
 
     def _log_failure(self, exc: OSError) -> None:
-        """A full disk is said in one line, once until an append succeeds again: every
-        request refused with a 507 records an event or two, and a traceback each came to
-        85,000 lines for 4,000 refused creates. Any other failure keeps its traceback."""
-        failure = write_failure(self.path, exc)
-        if not isinstance(failure, DiskFull):
+        """A full disk, or a file this user may not open (left root's by a command run
+        without ``sudo -u``), is said in one line, once until an append succeeds again:
+        every request records an event or two, and a traceback each came to 85,000 lines
+        for 4,000 creates refused on a full disk. Any other failure keeps its traceback."""
+        if isinstance(exc, PermissionError):
+            failure: StorageError = PermissionDenied(self.path, exc)
+        else:
+            failure = write_failure(self.path, exc)
+        if not isinstance(failure, DiskFull | PermissionDenied):
             log.exception("could not append to the audit log %s", self.path)
-        elif not self._full:
-            self._full = True
+        elif not self._failing:
+            self._failing = True
             log.error(
-                "could not append to the audit log: %s; until it has room, events are "
+                "could not append to the audit log: %s; until that is fixed, events are "
                 "dropped and counted on the activity page",
                 failure,
             )
