@@ -31,6 +31,7 @@ from typing import Any
 
 from storage.backend import SharedState
 from storage.controlfile import delete_gradually, fsync_directory
+from storage.errors import DiskFull, PermissionDenied, StorageError, write_failure
 from storage.jsontext import utf8_json
 
 log = logging.getLogger("proware.audit")
@@ -82,6 +83,7 @@ class AuditLog:
         self._tail_checked = False  # whether the file was seen to end with a whole line
         # Appends that failed (disk full, permissions); shown on the activity page.
         self.failures = 0
+        self._failing = False  # the last append failed, and that was logged
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -95,9 +97,30 @@ class AuditLog:
         with self._lock:
             try:
                 self._append(line)
-            except OSError:
+            except OSError as exc:
                 self.failures += 1
-                log.exception("could not append to the audit log %s", self.path)
+                self._log_failure(exc)
+            else:
+                self._failing = False
+
+    def _log_failure(self, exc: OSError) -> None:
+        """A full disk, or a file this user may not open (left root's by a command run
+        without ``sudo -u``), is said in one line, once until an append succeeds again:
+        every request records an event or two, and a traceback each came to 85,000 lines
+        for 4,000 creates refused on a full disk. Any other failure keeps its traceback."""
+        if isinstance(exc, PermissionError):
+            failure: StorageError = PermissionDenied(self.path, exc)
+        else:
+            failure = write_failure(self.path, exc)
+        if not isinstance(failure, DiskFull | PermissionDenied):
+            log.exception("could not append to the audit log %s", self.path)
+        elif not self._failing:
+            self._failing = True
+            log.error(
+                "could not append to the audit log: %s; until that is fixed, events are "
+                "dropped and counted on the activity page",
+                failure,
+            )
 
     def sync(self) -> None:
         """Make every appended event durable (fsync); the repository's compaction hook."""

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from flask import Flask
 
@@ -26,7 +27,7 @@ from server.config import (
     with_processes,
 )
 from storage.backend import open_state
-from storage.errors import StorageError
+from storage.errors import PermissionDenied, StorageError
 
 DESCRIPTION = "Proware provisioning: the SCIM service, its control panel and its operator commands."
 
@@ -116,6 +117,13 @@ def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int
         code = _command(argv, create_app)
         sys.stdout.flush()  # a reader gone (below) fails here, not in the exit's flush
         return code
+    except PermissionError as exc:
+        if exc.filename is None:
+            raise
+        # A file of the data directory that a command run as root left behind (README,
+        # "Running as a systemd service"): one line naming it and what to do, not a traceback.
+        print(f"error: {PermissionDenied(Path(exc.filename), exc)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader of the output left early (`activity tail | head`, `token list | head`):
         # stop quietly as other commands do; it was a traceback. What is still buffered goes

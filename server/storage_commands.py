@@ -48,7 +48,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     restore = sub.add_parser(
         "restore", parents=[common], help="restore a snapshot into a stopped instance"
     )
-    restore.add_argument("path", metavar="PATH", help="a snapshot written by 'backup'")
+    restore.add_argument(
+        "path",
+        metavar="PATH",
+        help="a snapshot written by 'backup', or the proware.before-restore-*.bak/ a restore kept",
+    )
     storage = sub.add_parser("storage", parents=[common], help="move an install between stores")
     storage_sub = storage.add_subparsers(dest="action", required=True)
     migrate = storage_sub.add_parser(
@@ -149,7 +153,7 @@ def restore(storage: StorageSettings, source: Path) -> int:
     summary = embedded_backup.restore(source, Path(storage.path), INDEXES)
     print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")
     if summary.previous:
-        print(f"The previous data is kept in {summary.previous}.")
+        print(f"The previous data is kept in {summary.previous} (restore it the same way).")
     return 0
 
 
@@ -180,7 +184,16 @@ def migrate(source: StorageSettings, target: StorageSettings) -> int:
 
 
 def target_settings(target: str) -> StorageSettings:
-    """``--to``: a PostgreSQL URL or ``key=value`` string, else a data directory."""
+    """``--to``: a PostgreSQL URL or ``key=value`` string, else a data directory.
+
+    :raises StorageError: for a URL of another scheme (``mysql://``, a misspelt
+        ``postgresq://``), which was taken for a directory and migrated into ``./mysql:/…``.
+    """
     if target.startswith(("postgresql://", "postgres://")) or "=" in target:
         return StorageSettings(backend=POSTGRESQL, dsn=target, pool_size=1)
+    if "://" in target:
+        raise StorageError(
+            f"--to {target} is a URL but not a PostgreSQL one (postgresql://user@host/db), "
+            "nor a data directory (nothing was changed)"
+        )
     return StorageSettings(path=Path(target).resolve())

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from storage.documents import REPAIR, DocumentGuard
-from storage.errors import CorruptStore, write_failure
+from storage.errors import CorruptStore, PermissionDenied, write_failure
 from storage.shapes import DocumentShape
 
 T = TypeVar("T")
@@ -101,10 +101,15 @@ def delete_gradually(path: Path, step: int = 1 << 20, pause: float = 0.001) -> N
     one filesystem transaction; on ext4 mounted with ``discard`` that stalled every fsync
     running meanwhile by 4-9 ms (measured: a 35 MB data file and a 17 MB journal segment,
     beside member adds that wait for their journal fsync). A missing file is fine.
+
+    A file with another name (a hard link: ``restore`` keeps the replaced data file in its
+    ``.bak`` directory that way, and so may an admin's own snapshot) is only unlinked: its
+    blocks stay in use, and truncating would cut the other name's copy short.
     """
     try:
         with open(path, "r+b") as file:
-            size = os.fstat(file.fileno()).st_size
+            status = os.fstat(file.fileno())
+            size = status.st_size if status.st_nlink == 1 else 0
             while size > step:
                 size -= step
                 file.truncate(size)
@@ -297,6 +302,8 @@ class ControlFile:
                 raw = file.read()
         except FileNotFoundError:
             return None
+        except PermissionError as exc:  # written by a command run as root: was a 500
+            raise PermissionDenied(self.path, exc) from None
         try:
             data = decode_json(self.path, raw)
         except CorruptStore as exc:

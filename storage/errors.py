@@ -84,6 +84,23 @@ class DiskFull(WriteFailed):
     )
 
 
+class PermissionDenied(Unavailable):
+    """This process may not open a file of the data directory: most likely one an operator
+    command wrote while run as another user (root, without ``sudo -u proware``). A server
+    refuses what needs it (HTTP 503) until the file is given back to its user, then works
+    again without a restart; at start-up, and for a command, it is a one-line error."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(
+            f"cannot open {path}: {exc.strerror}; run Proware and its commands as the user "
+            f"that owns {path.parent} (and give the file back to that user)"
+        )
+        self.detail = (
+            f"the server may not read its file {path.name}; nothing was changed (the server "
+            "log says why)"
+        )
+
+
 # errno values that mean "no room left", whatever else the write would have needed.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 

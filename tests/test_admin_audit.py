@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -182,6 +183,60 @@ def test_an_append_cut_short_by_a_full_disk_leaves_nothing_to_spoil_the_next_lin
 
     assert log.failures == 1
     assert lines(path) == [{"n": 1}, {"n": 3}]
+
+
+def test_a_full_disk_is_logged_in_one_line_until_an_append_succeeds_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every write refused with a 507 records an event: a traceback each flooded the log."""
+    path = tmp_path / "activity.jsonl"
+    log = AuditLog(path)
+    with caplog.at_level(logging.ERROR, logger="proware.audit"):
+        _disk_fills_up(monkeypatch, after_bytes=0)
+        for n in range(3):
+            log.append({"n": n})
+        monkeypatch.undo()
+        log.append({"n": 3})  # room again
+        _disk_fills_up(monkeypatch, after_bytes=0)
+        log.append({"n": 4})
+
+    assert log.failures == 4
+    expected = (
+        f"could not append to the audit log: {path}: no space left to write (No space left "
+        "on device); free space on its disk; until that is fixed, events are dropped and "
+        "counted on the activity page"
+    )
+    assert [(record.getMessage(), record.exc_info) for record in caplog.records] == [
+        (expected, None),
+        (expected, None),
+    ]
+
+
+def test_an_audit_log_this_user_may_not_open_is_logged_in_one_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """activity.jsonl left root's by a command run without `sudo -u proware`."""
+    path = tmp_path / "activity.jsonl"
+    log = AuditLog(path)
+
+    def denied(*args: object) -> int:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(audit.os, "open", denied)
+    with caplog.at_level(logging.ERROR, logger="proware.audit"):
+        for n in range(3):
+            log.append({"n": n})
+
+    assert log.failures == 3
+    assert [(record.getMessage(), record.exc_info) for record in caplog.records] == [
+        (
+            f"could not append to the audit log: cannot open {path}: Permission denied; run "
+            f"Proware and its commands as the user that owns {tmp_path} (and give the file "
+            "back to that user); until that is fixed, events are dropped and counted on the "
+            "activity page",
+            None,
+        )
+    ]
 
 
 def test_an_append_failing_right_after_a_rotation_leaves_the_new_file_empty(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,25 @@ def test_restore_keeps_the_previous_files_and_replaces_data_and_journal(
     reopened.close()
     again = stores.open(crashed, prefix="a-")
     assert [u["userName"] for u in again.all("User")] == ["ann", "bob", "cid", "after"]
+
+
+def test_restore_keeps_a_large_data_file_whole(
+    stores: Stores, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept data file is a hard link to the one replaced, which a large replace frees
+    a megabyte at a time: that must not cut the kept copy short (a 1.6 MB file was left at
+    0.8 MB, invalid JSON, before this was fixed)."""
+    crashed = changed_since_backup(stores, data_dir, tmp_path)
+    previous = files(crashed)
+    # Every data file counts as large: freed in steps of 64 bytes.
+    monkeypatch.setattr(
+        controlfile, "delete_gradually", partial(controlfile.delete_gradually, step=64)
+    )
+
+    summary = restore(tmp_path / "backup.json", crashed, INDEXES)
+
+    assert summary.previous is not None
+    assert files(summary.previous) == previous
 
 
 def test_restore_accepts_a_format_1_file(stores: Stores, tmp_path: Path) -> None:

@@ -391,6 +391,35 @@ def test_backup_while_serving_then_restore_into_the_stopped_instance(
     assert names == ["kept@contoso.com"]
 
 
+def test_the_data_a_restore_replaced_is_put_back_by_restoring_its_kept_directory(
+    capsys, config: Path, tmp_path: Path
+) -> None:
+    """README: the replaced data is kept in proware.before-restore-*.bak/ in the data
+    directory; restoring that directory puts it back, changes only in its journal included."""
+    app = create_app(load_settings(config))
+    secret = create_token(capsys, config)
+    run(capsys, "--config", str(config), "provisioning", "enable")
+    _create_user(app, secret, "kept@contoso.com")
+    snapshot = tmp_path / "snapshot.json"
+    run(capsys, "--config", str(config), "backup", str(snapshot))
+    _create_user(app, secret, "after-backup@contoso.com")  # in the journal only
+    app.extensions["proware"].repository.close()
+    code, out, _ = run(capsys, "--config", str(config), "restore", str(snapshot))
+    assert code == 0
+    kept = out.split("The previous data is kept in ")[1].split(" (restore it the same way)")[0]
+
+    code, out, err = run(capsys, "--config", str(config), "restore", kept)
+
+    assert (code, err) == (0, "")
+    assert f"Restored 2 users and 0 groups from {kept}." in out
+    app = create_app(load_settings(config))
+    try:
+        names = [user["userName"] for user in app.extensions["proware"].repository.all("User")]
+    finally:
+        app.extensions["proware"].repository.close()
+    assert names == ["kept@contoso.com", "after-backup@contoso.com"]
+
+
 @pytest.mark.parametrize(
     ("target", "message"),
     [
@@ -561,6 +590,73 @@ def test_serve_refuses_a_corrupt_data_file_with_exit_1(
     assert err.startswith("error: ") and DATA_FILE in err
     assert "nothing was changed: repair the file, or restore the last backup with" in err
     assert served == []
+
+
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [("serve", DATA_FILE), ("serve", "proware.lock"), ("restore", "proware.lock")],
+)
+def test_a_data_file_root_left_is_a_one_line_error_naming_its_owner(
+    capsys,
+    config: Path,
+    data_dir: Path,
+    tmp_path: Path,
+    served,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    name: str,
+) -> None:
+    """README (systemd): operator commands run as the service's user; one run as root (no
+    `sudo -u proware`) leaves files the service's user may not open. Was a traceback."""
+    snapshot = tmp_path / "snapshot.json"
+    create_app(load_settings(config)).extensions["proware"].repository.close()
+    assert run(capsys, "--config", str(config), "backup", str(snapshot))[0] == 0
+    denied = data_dir / name
+    real_read, real_open = Path.read_bytes, os.open
+
+    def read_bytes(path: Path) -> bytes:
+        if path == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    def open_file(path: object, *args: object, **kwargs: object) -> int:
+        if Path(str(path)) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", open_file)
+    before = sorted(data_dir.iterdir())
+
+    arguments = [str(snapshot)] if command == "restore" else []
+    code, _, err = run(capsys, "--config", str(config), command, *arguments)
+
+    assert (code, err) == (
+        1,
+        f"error: cannot open {denied}: Permission denied; run Proware and its commands as the "
+        f"user that owns {data_dir} (and give the file back to that user)\n",
+    )
+    assert sorted(data_dir.iterdir()) == before
+    assert served == []
+
+
+def test_any_file_a_command_may_not_open_is_a_one_line_error(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """session.key, a journal segment, activity.jsonl left root's: each was a traceback."""
+    denied = data_dir / "session.key"
+
+    def refuse(*args: object) -> int:
+        raise PermissionError(13, "Permission denied", str(denied))
+
+    monkeypatch.setattr("server.commands.serve", refuse)
+    code, out, err = run(capsys, "--config", str(config), "serve")
+
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: cannot open {denied}: Permission denied; run Proware and its commands as the "
+        f"user that owns {data_dir} (and give the file back to that user)\n"
+    )
 
 
 def test_serve_refuses_a_damaged_session_key_with_exit_1_saying_what_to_do(

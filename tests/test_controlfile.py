@@ -338,6 +338,19 @@ def test_delete_gradually_truncates_in_steps_then_removes_the_file(
     controlfile.delete_gradually(big)  # already gone: nothing to do
 
 
+def test_delete_gradually_leaves_a_file_with_another_name_whole(tmp_path: Path) -> None:
+    """A hard-linked copy (restore's ``.bak``) shares the blocks: only the name goes."""
+    big = tmp_path / "segment"
+    big.write_bytes(b"x" * 10_500)
+    kept = tmp_path / "kept"
+    os.link(big, kept)
+
+    controlfile.delete_gradually(big, step=1000)
+
+    assert not big.exists()
+    assert kept.read_bytes() == b"x" * 10_500
+
+
 def test_a_large_replace_frees_the_old_file_gradually_and_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -599,3 +599,39 @@ def test_the_command_line_refuses_a_wrong_shape_saying_where_and_writes_nothing(
         assert f"{control} is valid JSON but not what Proware reads: tokens[0].hash: missing" in err
         assert "Traceback" not in err
     assert control.read_bytes() == damaged
+
+
+def test_a_control_file_the_server_may_not_read_is_a_503_until_given_back(
+    quiet_app: Flask,
+    scim: ScimClient,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`token create` run as root rather than `sudo -u proware` leaves control.json root's
+    (mode 0600), which the server's user may not read: was a 500 with a traceback."""
+    control = settled(quiet_app) / "control.json"
+    real_open = open
+
+    def denied(file: object, *args: object, **kwargs: object) -> object:
+        if Path(str(file)) == control:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(controlfile, "open", denied, raising=False)
+    control.write_bytes(control.read_bytes())  # rewritten by root: read again
+    with caplog.at_level(logging.WARNING):
+        response = scim.get("/Users")
+
+    assert response.status_code == 503
+    assert response.get_json()["detail"] == (
+        "the server may not read its file control.json; nothing was changed (the server log "
+        "says why)"
+    )
+    (line,) = problems(caplog)
+    assert line.exc_info is None
+    assert line.getMessage().endswith(
+        f"cannot open {control}: Permission denied; run Proware and its commands as the user "
+        f"that owns {control.parent} (and give the file back to that user)"
+    )
+    monkeypatch.undo()  # given back to the server's user: served again, without a restart
+    assert scim.get("/Users").status_code == 200

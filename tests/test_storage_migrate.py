@@ -22,7 +22,7 @@ import pytest
 from flask import Flask
 
 from app import create_app, main
-from server.config import StorageSettings
+from server.config import StorageSettings, load_settings
 from storage.settings import POSTGRESQL
 from tests.admin_support import create_admin, signed_in
 from tests.conftest import ScimClient
@@ -340,6 +340,27 @@ def test_the_target_names_a_database_or_a_directory() -> None:
     assert target_settings("postgresql://proware@db/proware").backend == POSTGRESQL
     assert target_settings("host=db dbname=proware").backend == POSTGRESQL
     assert target_settings("/srv/proware/data") == StorageSettings(path=Path("/srv/proware/data"))
+
+
+@pytest.mark.parametrize("target", ["mysql://proware@db/proware", "postgresq://db/proware"])
+def test_a_url_naming_no_postgresql_database_is_refused_not_taken_for_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """It was migrated into ./mysql:/proware@db/proware, and said so as a success."""
+    config = embedded_config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    create_app(load_settings(config)).extensions["proware"].repository.close()
+    before = sorted(tmp_path.rglob("*"))
+
+    code = main(["--config", str(config), "storage", "migrate", "--to", target])
+
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (1, "")
+    assert captured.err == (
+        f"error: --to {target} is a URL but not a PostgreSQL one (postgresql://user@host/db), "
+        "nor a data directory (nothing was changed)\n"
+    )
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 # -- servers and commands on one PostgreSQL database ------------------------------------------

@@ -90,13 +90,14 @@ def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
     """Install the backup file ``source`` as the data of the stopped instance in ``data_dir``.
 
     The previous data file and journal are kept (hard links) in
-    ``proware.before-restore-<time>.bak/`` inside ``data_dir``.
+    ``proware.before-restore-<time>.bak/`` inside ``data_dir``; ``source`` may be such a
+    directory (any data directory), which puts the kept data back.
 
     :param indexes: the indexes the service uses: the backup must not break their
         uniqueness.
     :raises StoreLocked: if a server (or another restore) holds ``data_dir``.
-    :raises CorruptStore: if ``source`` is not a valid Proware data file (format 1 or 2);
-        nothing is changed then.
+    :raises CorruptStore: if ``source`` is not a valid Proware data file (format 1 or 2),
+        or a data directory whose files are damaged; nothing is changed then.
     :raises WriteFailed: if the disk is full (:class:`DiskFull`) or refuses the writes;
         nothing is changed then either.
     """
@@ -104,11 +105,7 @@ def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = DataDirLock(data_dir, purpose="restore")
     try:
-        try:
-            raw = source.read_bytes()
-        except OSError as exc:
-            raise StorageError(f"cannot read the backup {source}: {exc.strerror}") from None
-        snapshot = decode_snapshot(source, raw)
+        snapshot = _read_source(source)
         state = State.build(indexes, snapshot.documents, snapshot.members, snapshot.groups)
         for index, folded, ids in state.duplicates():
             raise CorruptStore(
@@ -137,6 +134,22 @@ def restore(source: Path, data_dir: Path, indexes: list[Index]) -> Summary:
         return _summary(data_path, snapshot, previous)
     finally:
         lock.release()
+
+
+def _read_source(source: Path) -> Snapshot:
+    """What ``source`` holds: a backup file, or a data directory with its journal replayed
+    (the ``proware.before-restore-*.bak/`` a restore kept, so that it is put back the same
+    way as any backup).
+
+    :raises StorageError: if it cannot be read, or holds no Proware data.
+    """
+    if source.is_dir():
+        return read_live(source)
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise StorageError(f"cannot read the backup {source}: {exc.strerror}") from None
+    return decode_snapshot(source, raw)
 
 
 def _keep_previous(data_dir: Path, paths: list[Path]) -> Path | None:

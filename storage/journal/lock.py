@@ -14,7 +14,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from storage.errors import StoreLocked
+from storage.errors import PermissionDenied, StoreLocked
 
 LOCK_FILE = "proware.lock"
 
@@ -23,12 +23,16 @@ class DataDirLock:
     """The exclusive hold on one data directory, released by :meth:`release` or process exit.
 
     :raises StoreLocked: if another process (or another store in this one) holds it.
+    :raises PermissionDenied: if this user may not open the lock file.
     """
 
     def __init__(self, data_dir: Path, *, purpose: str = "server") -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / LOCK_FILE
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError as exc:  # a lock file root left (`restore` without `sudo -u`)
+            raise PermissionDenied(self.path, exc) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

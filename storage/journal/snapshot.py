@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from storage.controlfile import write_atomically
-from storage.errors import CorruptStore
+from storage.errors import CorruptStore, PermissionDenied
 from storage.journal import pacing
 from storage.journal.format import encode_json
 from storage.state import joined_order
@@ -82,12 +82,16 @@ def read_snapshot(path: Path) -> Snapshot | None:
     """The data file at ``path`` decoded (format 1 or 2), or None if there is none.
 
     :raises CorruptStore: naming the file and what is wrong; the file is never changed.
+    :raises PermissionDenied: if this user may not read it (root wrote it: was a
+        traceback).
     """
     try:
         # The bytes are a temporary: freed once parsed, before the state is built from them.
         data = _parse(path, path.read_bytes(), remedy=_REPAIR_DATA_FILE)
     except FileNotFoundError:
         return None
+    except PermissionError as exc:
+        raise PermissionDenied(path, exc) from None
     return _Decoder(path).snapshot(data)
 
 
