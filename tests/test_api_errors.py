@@ -351,6 +351,33 @@ def test_unknown_routes_are_404(scim, method: str, path: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/Users?filter=userName+eq+%22x%22", id="bare-host-as-ngrok-prints-it"),
+        pytest.param("/scim/Users?filter=userName+eq+%22x%22", id="scim-without-v2"),
+        pytest.param("/Groups/abc", id="resource-by-id"),
+    ],
+)
+def test_a_scim_endpoint_outside_the_prefix_says_where_the_tenant_url_must_point(
+    client, token: str, path: str
+) -> None:
+    """A Tenant URL pasted without /scim/v2 (Entra A0) fails Test Connection with a 404: the
+    detail says what to change in Entra, not only which path failed."""
+    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    assert_scim_error(
+        response, 404, None, "no such endpoint", "the Tenant URL in Entra must end in /scim/v2"
+    )
+
+
+@pytest.mark.parametrize("path", ["/nothing", "/scim/v2/Foo"])
+def test_other_unknown_paths_get_no_tenant_url_hint(client, token: str, path: str) -> None:
+    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    assert "Tenant URL" not in assert_scim_error(response, 404, None, path)["detail"]
+
+
+@pytest.mark.parametrize(
     ("method", "path"),
     [("GET", "/Me"), ("GET", "/me"), ("PATCH", "/Me"), ("POST", "/Me"), ("GET", "/Me/x")],
 )

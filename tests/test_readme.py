@@ -309,3 +309,18 @@ def test_the_proxy_section_s_config_loads() -> None:
 
     assert settings.server.trusted_proxy == "127.0.0.1"
     assert settings.server.public_url == "https://proware.example.com"
+
+
+# -- Test Connection through ngrok ---------------------------------------------------------------
+
+_NGROK = _section("Test Connection through ngrok")
+
+
+def test_the_ngrok_section_s_config_trusts_the_agent_as_well_as_setting_public_url() -> None:
+    """Without trusted_proxy every request (Test Connection included) shows 127.0.0.1 in the
+    access log, the Connection status and the activity, and the session cookie is not Secure."""
+    block = re.search(r"```toml\n(.*?)```", _NGROK, re.S).group(1)  # type: ignore[union-attr]
+    settings = from_mapping(tomllib.loads(block), source="README")
+
+    assert settings.server.trusted_proxy == "127.0.0.1"
+    assert settings.server.public_url == "https://<your-subdomain>.ngrok-free.app"

@@ -199,6 +199,26 @@ def test_trusted_proxy_forwarded_headers_make_the_location_public(
     assert (user["meta"]["location"], user["location"]) == (expected, expected)
 
 
+def test_ngrok_s_forwarding_with_trusted_proxy_gives_public_urls_and_the_client_address(
+    start_server: Callable[..., Running],
+) -> None:
+    """ngrok's agent (README, "Test Connection through ngrok") keeps the public Host and adds
+    only X-Forwarded-For and X-Forwarded-Proto, no X-Forwarded-Host: URLs still use the public
+    host over https, and Provisioning activity names Entra's address, not the agent's 127.0.0.1."""
+    running = start_server(trusted_proxy=HOST)
+    ngrok = {
+        "Host": "abcd-203-0-113-9.ngrok-free.app",
+        "X-Forwarded-For": "40.126.25.32",
+        "X-Forwarded-Proto": "https",
+    }
+    user = _create(running, "/Users", _user("through.ngrok@contoso.com"), ngrok)
+    expected = f"https://abcd-203-0-113-9.ngrok-free.app/scim/v2/Users/{user['id']}"
+    assert (user["meta"]["location"], user["location"]) == (expected, expected)
+    activity = running.server.cli("activity", "tail", "-n", "1")
+    assert "create  User through.ngrok@contoso.com" in activity
+    assert "client=40.126.25.32" in activity, activity
+
+
 def test_public_url_overrides_forwarded_headers_and_the_request(
     start_server: Callable[..., Running],
 ) -> None:

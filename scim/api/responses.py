@@ -97,7 +97,7 @@ def http_error(exc: HTTPException) -> errors.ScimError:
     """A routing or protocol error from werkzeug as a SCIM error with a useful detail."""
     status = exc.code or 500
     if status == 404:
-        detail = f"no such endpoint: {request.method} {request.path}"
+        detail = f"no such endpoint: {request.method} {request.path}" + _tenant_url_hint()
     elif status == 405:
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
         detail = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
@@ -106,6 +106,29 @@ def http_error(exc: HTTPException) -> errors.ScimError:
     else:
         detail = exc.description or exc.name
     return errors.http_status_error(status, detail)
+
+
+def _tenant_url_hint() -> str:
+    """For a SCIM endpoint asked for outside the SCIM prefix, where the prefix is.
+
+    That is what Entra sends when its Tenant URL lacks the prefix (the bare address ngrok or
+    a proxy prints, ``https://host/Users``, or ``/scim/Users``): the detail says what to fix
+    instead of only the path that failed.
+    """
+    blueprint = current_app.blueprints.get("scim")
+    prefix = (blueprint.url_prefix or "") if blueprint else ""
+    path = request.path
+    if not prefix or path == prefix or path.startswith(prefix + "/"):
+        return ""
+    routes = current_app.url_map.bind("localhost")
+    segments = [segment for segment in path.split("/") if segment]
+    for start in range(len(segments)):
+        if routes.test(f"{prefix}/{'/'.join(segments[start:])}", request.method):
+            return (
+                f"; the SCIM API is under {prefix}: the Tenant URL in Entra must end in "
+                f"{prefix} (https://<your host>{prefix})"
+            )
+    return ""
 
 
 # What a 503 asks clients to wait before retrying (RFC 9110 §10.2.3), in seconds.
