@@ -356,6 +356,7 @@ def test_unknown_routes_are_404(scim, method: str, path: str) -> None:
         pytest.param("/Users?filter=userName+eq+%22x%22", id="bare-host-as-ngrok-prints-it"),
         pytest.param("/scim/Users?filter=userName+eq+%22x%22", id="scim-without-v2"),
         pytest.param("/Groups/abc", id="resource-by-id"),
+        pytest.param("/a" * 5000 + "/Users/abc", id="deep-path-tail"),
     ],
 )
 def test_a_scim_endpoint_outside_the_prefix_says_where_the_tenant_url_must_point(

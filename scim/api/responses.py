@@ -108,6 +108,10 @@ def http_error(exc: HTTPException) -> errors.ScimError:
     return errors.http_status_error(status, detail)
 
 
+# The most segments a SCIM route has under the prefix (/Users/{id}, /Schemas/{id}).
+_ROUTE_DEPTH = 3
+
+
 def _tenant_url_hint() -> str:
     """For a SCIM endpoint asked for outside the SCIM prefix, where the prefix is.
 
@@ -122,7 +126,9 @@ def _tenant_url_hint() -> str:
         return ""
     routes = current_app.url_map.bind("localhost")
     segments = [segment for segment in path.split("/") if segment]
-    for start in range(len(segments)):
+    # Only the last few: a SCIM route is at most /Type/id/... deep, and a client-made path
+    # of thousands of segments must not cost a route test each.
+    for start in range(max(0, len(segments) - _ROUTE_DEPTH), len(segments)):
         if routes.test(f"{prefix}/{'/'.join(segments[start:])}", request.method):
             return (
                 f"; the SCIM API is under {prefix}: the Tenant URL in Entra must end in "
