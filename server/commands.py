@@ -76,7 +76,7 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
-    except StorageError as exc:
+    except (StorageError, httpserver.CannotListen) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -554,6 +555,21 @@ def test_serve_passes_proxy_settings_to_waitress(capsys, tmp_path: Path, served)
     assert options["clear_untrusted_proxy_headers"] is True
     assert logging.getLogger("proware.access").disabled
     assert logging.getLogger("proware").level == logging.WARNING
+
+
+def test_an_address_in_use_stops_serve_with_a_message_and_exit_1(
+    capsys, tmp_path: Path, restore_logging
+) -> None:
+    """As ``serve --processes N`` says it: a single process ended in waitress's traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = tmp_path / "taken.toml"
+        config.write_text(f"[server]\nport = {port}\n", encoding="utf-8")
+
+        code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert code == 1
+    assert err == f"error: cannot listen on 127.0.0.1 port {port}: Address already in use\n"
 
 
 @pytest.mark.parametrize("level", ["WARNING", "ERROR"])
