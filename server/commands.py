@@ -39,7 +39,11 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log.level.upper())
     root.propagate = False
-    logging.getLogger("proware.access").disabled = not settings.log.access_log
+    access = logging.getLogger("proware.access")
+    access.disabled = not settings.log.access_log
+    # access_log alone decides the request lines: they are INFO, and a quieter [log] level
+    # (chosen to drop the storage's INFO lines) would otherwise drop them too.
+    access.setLevel(logging.INFO)
 
 
 def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: str) -> int:
@@ -72,7 +76,7 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
             finally:
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
-    except StorageError as exc:
+    except (StorageError, httpserver.CannotListen) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except ConfigError as exc:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from waitress.adjustments import KNOWN_PROXY_HEADERS
+
 from admin.settings import ClientSecret, SsoSettings
 from scim.settings import ScimSettings
 from storage.settings import BACKENDS, POSTGRESQL, TINYDB, StorageSettings
@@ -229,6 +231,7 @@ def _check(settings: Settings) -> Settings:
             f"{where}: [server] threads must be 0 (chosen for the store) or more, "
             f"not {server.threads}"
         )
+    _check_proxy(server, where)
     if server.max_body_bytes < 1024:
         raise ConfigError(f"{where}: [server] max_body_bytes must be at least 1024")
     if server.public_url:
@@ -255,6 +258,23 @@ def _check(settings: Settings) -> Settings:
     n = server.processes
     _check_processes(settings, n, "[server] processes", f"[server] processes = {n}")
     return settings
+
+
+def _check_proxy(server: ServerSettings, where: str) -> None:
+    """The forwarded-header settings waitress would otherwise refuse with a traceback at
+    start-up (an unknown header), or take in a way nobody means (a count of 0 slices the
+    whole X-Forwarded-For list, so the client's own leftmost entry would be believed)."""
+    if server.trusted_proxy_count < 1:
+        raise ConfigError(
+            f"{where}: [server] trusted_proxy_count must be at least 1, "
+            f"not {server.trusted_proxy_count}"
+        )
+    for header in server.trusted_proxy_headers:
+        if header.lower() not in KNOWN_PROXY_HEADERS:
+            raise ConfigError(
+                f"{where}: [server] trusted_proxy_headers: unknown header {header!r} "
+                f"(known: {', '.join(sorted(KNOWN_PROXY_HEADERS))})"
+            )
 
 
 def with_processes(settings: Settings, processes: int) -> Settings:

@@ -687,10 +687,26 @@ def _idle(channel: HTTPChannel) -> bool:
         return True  # reset: nothing to answer
 
 
+class CannotListen(Exception):
+    """The server's address cannot be bound: in use, not this machine's, or not resolvable."""
+
+    def __init__(self, host: str, port: int, cause: OSError | ValueError) -> None:
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+        super().__init__(f"cannot listen on {host} port {port}: {reason}")
+
+
 def serve(app, **options) -> None:  # type: ignore[no-untyped-def]
-    """What ``waitress.serve(app, **options)`` does, with this module's server."""
+    """What ``waitress.serve(app, **options)`` does, with this module's server.
+
+    :raises CannotListen: rather than waitress's traceback, as ``serve --processes`` says it.
+    """
     logging.basicConfig()  # as waitress.serve does; idempotent once logging is configured
-    server = create(app, **options)
+    socket_map: dict = {}  # ours, so that a failed bind's socket and trigger can be closed
+    try:
+        server = create(app, map=socket_map, **options)
+    except (OSError, ValueError) as exc:  # ValueError: waitress cannot resolve the host
+        wasyncore.close_all(socket_map)
+        raise CannotListen(options.get("host", ""), options.get("port", 0), exc) from None
     server.print_listen("Serving on http://{}:{}")
     run(server)
 

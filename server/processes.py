@@ -112,8 +112,7 @@ def serve(
     try:
         listeners = listen(host, port)
     except (OSError, ValueError) as exc:  # ValueError: waitress cannot resolve the host
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        _print_error(f"cannot listen on {host} port {port}: {reason}")
+        _print_error(str(httpserver.CannotListen(host, port, exc)))
         return 1
     try:
         bound = listeners[0].getsockname()[1]

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -481,9 +482,10 @@ def restore_logging() -> Iterator[None]:
     """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
     root = logging.getLogger("proware")
     access = logging.getLogger("proware.access")
-    saved = (root.handlers[:], root.level, root.propagate, access.disabled)
+    saved = (root.handlers[:], root.level, root.propagate, access.disabled, access.level)
     yield
-    root.handlers[:], root.level, root.propagate, access.disabled = saved
+    root.handlers[:], root.level, root.propagate, access.disabled, level = saved
+    access.setLevel(level)
 
 
 @pytest.fixture
@@ -553,6 +555,39 @@ def test_serve_passes_proxy_settings_to_waitress(capsys, tmp_path: Path, served)
     assert options["clear_untrusted_proxy_headers"] is True
     assert logging.getLogger("proware.access").disabled
     assert logging.getLogger("proware").level == logging.WARNING
+
+
+def test_an_address_in_use_stops_serve_with_a_message_and_exit_1(
+    capsys, tmp_path: Path, restore_logging
+) -> None:
+    """As ``serve --processes N`` says it: a single process ended in waitress's traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        config = tmp_path / "taken.toml"
+        config.write_text(f"[server]\nport = {port}\n", encoding="utf-8")
+
+        code, _, err = run(capsys, "--config", str(config), "serve")
+
+    assert code == 1
+    assert err == f"error: cannot listen on 127.0.0.1 port {port}: Address already in use\n"
+
+
+@pytest.mark.parametrize("level", ["WARNING", "ERROR"])
+def test_access_log_true_logs_each_request_whatever_the_level(
+    capsys, tmp_path: Path, served, level: str
+) -> None:
+    """[log] access_log alone decides the request lines: a quieter level (to drop the
+    storage's INFO lines) used to drop them too, since they are logged at INFO."""
+    config = tmp_path / "quiet.toml"
+    config.write_text(f'[log]\nlevel = "{level}"\naccess_log = true\n', encoding="utf-8")
+    run(capsys, "--config", str(config), "serve")
+    [(app, _)] = served
+
+    app.test_client().get("/scim/v2/Users")
+
+    out = capsys.readouterr().out
+    assert ' INFO proware.access 127.0.0.1 "GET /scim/v2/Users" 401 ' in out
+    assert logging.getLogger("proware").level == logging.getLevelName(level)
 
 
 def test_serve_behind_a_proxy_without_public_url_does_not_print_its_own_address(

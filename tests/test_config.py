@@ -192,6 +192,16 @@ BAD = [
         "[server] trusted_proxy_headers must be a list of strings",
         id="headers-not-strings",
     ),
+    pytest.param(
+        '[server]\ntrusted_proxy_headers = ["x-forwarded-bogus"]\n',
+        "[server] trusted_proxy_headers: unknown header 'x-forwarded-bogus' (known: forwarded,",
+        id="headers-unknown",
+    ),
+    pytest.param(
+        "[server]\ntrusted_proxy_count = 0\n",
+        "[server] trusted_proxy_count must be at least 1, not 0",
+        id="proxy-count",
+    ),
     pytest.param('[scim]\nprefix = "scim"\n', "[scim] prefix", id="prefix-no-slash"),
     pytest.param('[scim]\nprefix = "/scim/"\n', "[scim] prefix", id="prefix-trailing-slash"),
     pytest.param("[scim]\nmax_results = 0\n", "[scim] max_results", id="max-results"),

@@ -135,9 +135,10 @@ def restore_logging() -> Iterator[None]:
     """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
     root = logging.getLogger("proware")
     access = logging.getLogger("proware.access")
-    saved = (root.handlers[:], root.level, root.propagate, access.disabled)
+    saved = (root.handlers[:], root.level, root.propagate, access.disabled, access.level)
     yield
-    root.handlers[:], root.level, root.propagate, access.disabled = saved
+    root.handlers[:], root.level, root.propagate, access.disabled, level = saved
+    access.setLevel(level)
 
 
 def test_serve_with_several_processes_runs_the_supervisor_with_the_start_up_lines(
