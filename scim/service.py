@@ -141,6 +141,22 @@ class Directory:
             raise _not_found(kind, id) from None
         return version_of(self.repository, document, groups)
 
+    def unchanged_version(
+        self, kind: str, id: str, *, if_match: str | None, if_none_match: str | None
+    ) -> str | None:
+        """A read's preconditions (RFC 7232 §6): If-Match first, then If-None-Match. Returns
+        the current version when If-None-Match matches it (the answer is then 304 Not
+        Modified), else None.
+
+        :raises errors.PreconditionFailed: If-Match does not match (RFC 7232 §3.1).
+        :raises errors.NotFound:
+        """
+        version = self.version(kind, id)
+        _require_match(if_match, version)
+        if if_none_match is not None and none_match_hit(if_none_match, version):
+            return version
+        return None
+
     def query(self, kind: str, query: Query, base_url: str) -> QueryResult:
         """Filter, sort and page the resources of ``kind`` (RFC 7644 §3.4.2).
 
@@ -547,11 +563,7 @@ def _check_version(
     if if_match is None and if_none_match is None:
         return
     version = version_of(reader, current)
-    if if_match is not None and not match_hit(if_match, version):
-        raise errors.PreconditionFailed(
-            f"If-Match {if_match} does not match the current version {version}; "
-            "read the resource again and retry"
-        )
+    _require_match(if_match, version)
     if if_none_match is not None and none_match_hit(if_none_match, version):
         raise errors.PreconditionFailed(
             f"If-None-Match {if_none_match} matches the current version {version}, so the "
@@ -577,6 +589,19 @@ def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
         group = tx.get(constants.GROUP_TYPE, group_id)
         if user_id not in group.get(MEMBER_DISPLAYS, {}):
             tx.replace(constants.GROUP_TYPE, group_id, group)
+
+
+def _require_match(if_match: str | None, version: str) -> None:
+    """RFC 7644 §3.14, RFC 7232 §3.1: a request whose If-Match names none of the current
+    version (nor ``*``) is refused, on any method.
+
+    :raises errors.PreconditionFailed:
+    """
+    if if_match is not None and not match_hit(if_match, version):
+        raise errors.PreconditionFailed(
+            f"If-Match {if_match} does not match the current version {version}; "
+            "read the resource again and retry"
+        )
 
 
 def match_hit(if_match: str, version: str) -> bool:

@@ -19,7 +19,7 @@ from scim.pagination import list_response, parse_paging, parse_sort_order
 from scim.paths import parse_attr_path
 from scim.projection import parse_attribute_list, project
 from scim.schemas.search import load_search_request
-from scim.service import Query, match_hit, none_match_hit, parse_query_filter, wants_members
+from scim.service import Query, parse_query_filter, wants_members
 
 log = logging.getLogger("proware.scim")
 
@@ -140,14 +140,11 @@ def resource_item(kind: str, id: str) -> Response:
     # Flask routes HEAD to this view too: it is a GET whose body werkzeug drops.
     if request.method in ("GET", "HEAD"):
         if if_match or if_none_match:
-            # RFC 7232 §6: If-Match first (412 when it fails), then If-None-Match (304).
-            version = directory.version(kind, id)
-            if if_match and not match_hit(if_match, version):
-                raise errors.PreconditionFailed(
-                    f"If-Match {if_match} does not match the current version {version}"
-                )
-            if if_none_match and none_match_hit(if_none_match, version):
-                return Response(status=304, headers={"ETag": version})
+            unchanged = directory.unchanged_version(
+                kind, id, if_match=if_match or None, if_none_match=if_none_match or None
+            )
+            if unchanged is not None:
+                return Response(status=304, headers={"ETag": unchanged})
         attributes, excluded = _projection(request.args)
         resource = directory.get(
             kind, id, base_url(), with_members=wants_members(kind, attributes, excluded)
