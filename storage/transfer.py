@@ -18,13 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from storage.backend import SharedState, open_state
 from storage.errors import CorruptStore, StorageError
-from storage.journal.backup import read_live
+from storage.journal.backup import kept_name, read_live
 from storage.journal.lock import DataDirLock
 from storage.journal.recovery import read_store
 from storage.journal.snapshot import (
@@ -145,8 +144,7 @@ def keep_replaced(settings: StorageSettings, indexes: list[Index], directory: Pa
     snapshot = read_directory(settings, indexes)
     if not (snapshot.documents.get("User") or snapshot.documents.get("Group") or snapshot.seq):
         return None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    kept = Path(directory) / f"proware.before-restore-{stamp}.json"
+    kept = Path(directory) / kept_name(".json")
     write_backup(snapshot, kept)
     return kept
 

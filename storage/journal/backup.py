@@ -152,13 +152,19 @@ def _read_source(source: Path) -> Snapshot:
     return decode_snapshot(source, raw)
 
 
+def kept_name(suffix: str) -> str:
+    """The name of what a restore keeps of the data it replaces, made now:
+    ``proware.before-restore-<UTC time><suffix>`` (a ``.bak`` directory of the embedded
+    store's files, or a ``.json`` backup of a database's directory)."""
+    return f"proware.before-restore-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}{suffix}"
+
+
 def _keep_previous(data_dir: Path, paths: list[Path]) -> Path | None:
     """Link the current files into a fresh ``.bak`` directory; None if there are none."""
     existing = [path for path in paths if path.exists()]
     if not existing:
         return None
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    kept = data_dir / f"proware.before-restore-{stamp}.bak"
+    kept = data_dir / kept_name(".bak")
     try:
         kept.mkdir(mode=0o700)
         for path in existing:
