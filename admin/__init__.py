@@ -38,7 +38,7 @@ from admin import (
 )
 from admin.accounts import FILE_NAME as ACCOUNTS_FILE
 from admin.accounts import AdminAccounts
-from admin.activity import printable
+from admin.activity import admin_event, printable
 from admin.audit import activity_log
 from admin.connection import FILE_NAME as CONNECTION_FILE
 from admin.connection import ConnectionStatus, Observation
@@ -185,18 +185,14 @@ def note_config_change(admin: AdminContext, settings: SsoSettings) -> None:
         detail += f" The control panel's change of {', '.join(overridden)} still applies."
     detail += f" Ended: {', '.join(ended)}." if ended else " No session ended."
     admin.audit.append(
-        {
-            "time": admin.clock().isoformat(),
-            "request_id": None,
-            "client": None,
-            "admin": None,
-            "source": "config.toml",
-            "operation": "single sign-on changed in config.toml",
-            "status": 200,
-            "changed": change.changed,
-            "ended": list(change.ended),
-            "detail": detail,
-        }
+        admin_event(
+            admin.clock(),
+            "config.toml",
+            "single sign-on changed in config.toml",
+            changed=change.changed,
+            ended=list(change.ended),
+            detail=detail,
+        )
     )
     log.warning("%s", printable(detail))
 

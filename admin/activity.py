@@ -71,6 +71,21 @@ def requests_of(event: dict) -> int:
     return 1
 
 
+def admin_event(time: datetime, source: str, operation: str, **fields: object) -> dict:
+    """An admin event made outside any request (config.toml read at start, the command
+    line): no request id, client or signed-in admin; ``source`` says where it came from."""
+    return {
+        "time": time.isoformat(),
+        "request_id": None,
+        "client": None,
+        "admin": None,
+        "source": source,
+        "operation": operation,
+        "status": 200,
+        **fields,
+    }
+
+
 def from_control_panel(event: dict) -> bool:
     """Whether the event is the control panel's (a sign-in, a setting), not a SCIM request's."""
     return "source" in event  # admin.context.AdminContext.note sets it; SCIM events have none

@@ -340,17 +340,13 @@ def sso_policy(
         else f"{'enable' if args.state == 'on' else 'disable'} local sign-in"
     )
     log.append(
-        {
-            "time": utcnow().isoformat(),
-            "request_id": None,
-            "client": None,
-            "admin": None,
-            "source": "cli",
-            "operation": operation,
-            "status": 200,
-            "local_sign_in": policy.local_sign_in,
-            "detail": f"From the command line: python app.py {command}.",
-        }
+        activity.admin_event(
+            utcnow(),
+            "cli",
+            operation,
+            local_sign_in=policy.local_sign_in,
+            detail=f"From the command line: python app.py {command}.",
+        )
     )
     sso = "enabled" if policy.enabled else "disabled"
     if policy.local_sign_in:
