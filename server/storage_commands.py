@@ -85,7 +85,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def backup(storage: StorageSettings, target: Path) -> int:
     """Write a consistent snapshot of the directory, even while servers run."""
     # Checked before reading anything: a database's snapshot can take a while.
-    problem = _backup_target_problem(target)
+    problem = _backup_target_problem(storage, target)
     if problem is None:
         try:
             users, groups = _write_backup(storage, target)
@@ -117,12 +117,22 @@ def _write_backup(storage: StorageSettings, target: Path) -> tuple[int, int]:
     return summary.users, summary.groups
 
 
-def _backup_target_problem(target: Path) -> str | None:
-    """Why ``target`` cannot be the backup file, or None."""
+def _backup_target_problem(storage: StorageSettings, target: Path) -> str | None:
+    """Why ``target`` cannot be the backup file, or None.
+
+    The embedded store's own directory is refused: a backup named like one of its files
+    (``proware.json``, a journal segment) would replace the live store under its server, and
+    any other would be lost with the disk it is meant to outlive.
+    """
     if target.is_dir():
         return "it is a directory: name the file to write in it"
     if not target.parent.is_dir():
         return f"there is no directory {target.parent}: create it first"
+    if storage.backend != POSTGRESQL and target.parent.resolve() == Path(storage.path).resolve():
+        return (
+            "it is in the data directory, among the files it copies: write it to another "
+            "directory, ideally on another disk"
+        )
     return None
 
 

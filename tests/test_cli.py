@@ -426,6 +426,9 @@ def test_the_data_a_restore_replaced_is_put_back_by_restoring_its_kept_directory
     [
         pytest.param("missing/backup.json", "there is no directory", id="no-directory"),
         pytest.param(".", "it is a directory", id="a-directory"),
+        # The live data file itself, or anything beside it, is no backup.
+        pytest.param("data/proware.json", "it is in the data directory", id="the-data-file"),
+        pytest.param("data/../data/b.json", "it is in the data directory", id="in-data-dir"),
     ],
 )
 def test_backup_to_a_path_it_cannot_write_says_why(
