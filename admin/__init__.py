@@ -64,6 +64,7 @@ from admin.sso_access import LOCAL, PROVIDER, SSO, Policy, SsoState
 from scim.api.auth import Refused
 from scim.api.context import Services
 from scim.api.responses import register_html_errors
+from scim.tokens import propagation
 from storage.backend import Backend
 from storage.documents import SharedDocument
 from storage.errors import WriteFailed
@@ -103,6 +104,7 @@ def register(
         sso=single_sign_on(sso, sso_secret, backend.document(SSO_FILE), clock),
         clock=clock,
         refusals=RefusalDigest(clock=clock),
+        propagation=propagation(backend.name),
     )
     # Change events arrive after their commit (the store made them durable with the change);
     # refusals and failures as the SCIM blueprint answers them, those for want of a valid

@@ -91,6 +91,8 @@ class AdminContext:
     clock: Clock
     # Counts repeated refusals (SCIM requests without a valid token, sign-ins) for the log.
     refusals: RefusalDigest
+    # When a token or switch change made here applies (scim.tokens.propagation).
+    propagation: str
 
     def current_admin(self) -> tuple[str | None, str | None]:
         """The signed-in admin of this request, or why the session ended (see sessions)."""

@@ -27,7 +27,7 @@ from admin import views_sso
 from admin.connection import REASONS, TokenStatus
 from admin.context import AdminContext, context
 from scim.api.context import base_url
-from scim.tokens import MAX_EXPIRY_DAYS, PROPAGATION, TokenInfo
+from scim.tokens import MAX_EXPIRY_DAYS, TokenInfo
 
 log = logging.getLogger("proware.admin")
 
@@ -87,11 +87,14 @@ def set_provisioning() -> Response:
     if enable:
         flash(
             "User Provisioning is enabled: SCIM requests with a valid token are served, "
-            f"{PROPAGATION}.",
+            f"{admin.propagation}.",
             "success",
         )
     else:
-        flash(f"User Provisioning is disabled: every SCIM request gets 403, {PROPAGATION}.", "info")
+        flash(
+            f"User Provisioning is disabled: every SCIM request gets 403, {admin.propagation}.",
+            "info",
+        )
     return redirect(url_for("admin.settings", _anchor="user-provisioning"))  # type: ignore[return-value]
 
 
@@ -119,7 +122,7 @@ def create_token() -> Response | str:
 
 def revoke_token() -> Response | str:
     """GET: ask for confirmation. POST: revoke; requests with the token get 401 (at once on
-    this server process, within a quarter of a second on the others)."""
+    this server process, within a quarter of a second on the others on PostgreSQL)."""
     admin = context()
     name = request.values.get("name", "")
     if request.method != "POST":  # GET, and HEAD (Flask routes it here too)
@@ -127,7 +130,7 @@ def revoke_token() -> Response | str:
         if not active:
             flash(f"There is no active token named {name!r}.", "error")
             return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
-        return render_template("admin/revoke.html", token=active[0], propagation=PROPAGATION)
+        return render_template("admin/revoke.html", token=active[0], propagation=admin.propagation)
     try:
         admin.services.tokens.revoke(name)
     except KeyError:
@@ -135,7 +138,7 @@ def revoke_token() -> Response | str:
         return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
     admin.note("revoke token", token=name)
     log.info("admin %s revoked token %r", g.admin, name)
-    flash(f"Token {name!r} revoked: requests with it get 401, {PROPAGATION}.", "success")
+    flash(f"Token {name!r} revoked: requests with it get 401, {admin.propagation}.", "success")
     return redirect(url_for("admin.settings", _anchor="tokens"))  # type: ignore[return-value]
 
 

@@ -7,7 +7,7 @@ hash would only cost time on every request. The server and the command line shar
 control document (:class:`storage.documents.SharedDocument`: ``control.json`` in the data
 directory, or the database's), so a token created or revoked by the CLI, or by another server
 process, takes effect on the server's next request: at once on the process that made the
-change, within a quarter of a second on the others (:data:`PROPAGATION`).
+change, within a quarter of a second on the others on PostgreSQL (:func:`propagation`).
 
 Control file layout, format 1::
 
@@ -36,6 +36,7 @@ from storage.documents import SharedDocument, Unchanged
 from storage.errors import DamagedDocument, StorageError
 from storage.repository import Clock
 from storage.saving import BackgroundSave, PacedSave, Timer
+from storage.settings import POSTGRESQL
 from storage.shapes import FLAG, MOMENT, TEXT, DocumentShape, Record, list_of, nullable, one_of
 
 log = logging.getLogger("proware.tokens")
@@ -49,6 +50,17 @@ FORMAT = 1
 # at most storage.postgres.documents.STAMP_TTL (0.25 s). What the panel and the CLI say.
 PROPAGATION = "at once on this server process, within a quarter of a second on the others"
 CLI_PROPAGATION = "within a quarter of a second on every server process"
+# The embedded store has one server, which stats the control file on every request.
+ONE_SERVER_PROPAGATION = "from the next request on"
+
+
+def propagation(backend: str, *, from_cli: bool = False) -> str:
+    """When a token or switch change applies, as the panel (``from_cli`` False: said by a
+    server process) or the command line says it, for the ``[storage] backend`` named."""
+    if backend != POSTGRESQL:
+        return ONE_SERVER_PROPAGATION
+    return CLI_PROPAGATION if from_cli else PROPAGATION
+
 
 READ_WRITE = "read-write"
 READ_ONLY = "read-only"

@@ -159,7 +159,7 @@ def _command(argv: list[str] | None, create_app: Callable[[Settings], Flask]) ->
     try:
         control = state.document(TOKENS_FILE)
         if args.command == "token":
-            return commands.token(args, control)
+            return commands.token(args, control, state.name)
         return commands.provisioning(args.action, control)
     except StorageError as exc:  # e.g. the disk is full: nothing was changed
         print(f"error: {exc}", file=sys.stderr)

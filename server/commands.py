@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask
 
 from admin.context import EXTENSION as ADMIN_EXTENSION
-from scim.tokens import CLI_PROPAGATION, ProvisioningSwitch, TokenStore
+from scim.tokens import ProvisioningSwitch, TokenStore, propagation
 from server import httpserver, processes
 from server.config import ConfigError, Settings, request_threads
 from storage.documents import SharedDocument
@@ -200,8 +200,8 @@ def _collect_garbage_rarely() -> None:
     gc.set_threshold(*_GC_THRESHOLDS)
 
 
-def token(args: argparse.Namespace, control: SharedDocument) -> int:
-    """token create | list | revoke, on the control document."""
+def token(args: argparse.Namespace, control: SharedDocument, backend: str) -> int:
+    """token create | list | revoke, on the control document of the ``backend`` named."""
     store = TokenStore(control)
     if args.action == "create":
         try:
@@ -246,7 +246,8 @@ def token(args: argparse.Namespace, control: SharedDocument) -> int:
     except KeyError:
         print(f"error: no active token named {args.name!r}", file=sys.stderr)
         return 1
-    print(f"Revoked token {info.name!r}; requests with it get 401, {CLI_PROPAGATION}.")
+    applies = propagation(backend, from_cli=True)
+    print(f"Revoked token {info.name!r}; requests with it get 401, {applies}.")
     return 0
 
 
