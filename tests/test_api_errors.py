@@ -338,7 +338,6 @@ def test_a_deeply_nested_filter_is_400_not_a_crash(
 UNKNOWN_ROUTES = [
     pytest.param("GET", "/Foo", id="unknown-endpoint"),
     pytest.param("GET", "/Users/abc/def", id="below-a-resource"),
-    pytest.param("POST", "/Bulk", id="bulk-not-supported"),
     pytest.param("GET", "", id="the-prefix-itself"),
 ]
 
@@ -387,6 +386,22 @@ def test_me_is_501_not_implemented(scim, method: str, path: str) -> None:
     response = scim.request(method, path, {} if method in ("PATCH", "POST") else None)
 
     assert_scim_error(response, 501, None, "/Me is an alias", "/Users/{id}")
+
+
+def test_bulk_is_501_not_implemented(scim) -> None:
+    """RFC 7644 §3.7 and §3.12: bulk.supported is false, so POST /Bulk is an operation the
+    provider does not implement, not an unknown endpoint."""
+    body = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": []}
+    response = scim.request("POST", "/Bulk", body)
+
+    assert_scim_error(response, 501, None, "/Bulk is not supported", "bulk.supported is false")
+    assert scim.get("/ServiceProviderConfig").get_json()["bulk"]["supported"] is False
+
+
+def test_bulk_without_a_token_is_401_first(client) -> None:
+    response = client.post("/scim/v2/Bulk", json={})
+
+    assert_scim_error(response, 401, None)
 
 
 def test_me_without_a_token_is_401_first(client) -> None:

@@ -28,6 +28,8 @@ ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
 # RFC 7644 §3.11's alias for the authenticated subject. A bearer token here stands for an
 # Entra provisioning job, not for a user, so there is no subject to alias.
 ME_ENDPOINT = "Me"
+# RFC 7644 §3.7; ServiceProviderConfig says bulk.supported false, and Entra never sends one.
+BULK_ENDPOINT = "Bulk"
 
 
 def register(blueprint: Blueprint) -> None:
@@ -35,6 +37,7 @@ def register(blueprint: Blueprint) -> None:
     blueprint.add_url_rule("/.search", "search_all", search_everything, methods=["POST"])
     for rule in (f"/{ME_ENDPOINT}", f"/{ME_ENDPOINT}/<path:rest>"):
         blueprint.add_url_rule(rule, "me", me_alias, methods=_ME_METHODS)
+    blueprint.add_url_rule(f"/{BULK_ENDPOINT}", "bulk", bulk, methods=["POST"])
     for endpoint, kind in ENDPOINTS.items():
         defaults = {"kind": kind}
         blueprint.add_url_rule(
@@ -68,6 +71,16 @@ def me_alias(rest: str = "") -> Response:
         f"{request.path} is not supported: /Me is an alias for the authenticated user "
         "(RFC 7644 §3.11), and a bearer token here is a provisioning client, not a user; "
         "use /Users/{id}"
+    )
+
+
+def bulk() -> Response:
+    """POST /Bulk: 501, which RFC 7644 §3.12 gives an operation the provider does not
+    support; a 404 would read as a wrong Tenant URL."""
+    raise errors.NotImplementedHere(
+        f"{request.path} is not supported: this service provider does no bulk operations "
+        "(ServiceProviderConfig bulk.supported is false); send each operation as its own "
+        "request"
     )
 
 
