@@ -24,7 +24,7 @@ from scim.tokens import ProvisioningSwitch, TokenStore, propagation
 from server import httpserver, processes
 from server.config import ConfigError, Settings, request_threads
 from storage.documents import SharedDocument
-from storage.errors import StorageError
+from storage.errors import StorageError, log_background_failure
 
 log = logging.getLogger("proware")
 
@@ -164,9 +164,9 @@ def _app_of_this_process(
         refusals.close()  # the counts of repeated refusals reach the log before the store closes
         try:
             app.extensions["proware"].tokens.flush()
-        except (OSError, StorageError):
+        except (OSError, StorageError) as exc:
             # Last-use times are bookkeeping: a full disk must not keep the store open.
-            log.warning("could not save token last-use times at shutdown", exc_info=True)
+            log_background_failure(log, "could not save token last-use times at shutdown", exc)
         # Saved now: a worker leaves without the atexit hooks that would (processes.py).
         app.extensions[ADMIN_EXTENSION].connection.flush()
         app.extensions["proware.backend"].close()

@@ -114,6 +114,20 @@ def write_failure(path: object, exc: OSError) -> WriteFailed:
     return WriteFailed(f"{path}: the write failed ({reason})")
 
 
+def log_background_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a failure of work no request waits for (a periodic save, a save at shutdown):
+    one line when it says what the operator is to do (a file left root's, a full disk),
+    else with its traceback, which is then the only clue.
+
+    A file of the data directory that a command run as root left behind gave a traceback
+    on every control-panel view and every save, and at shutdown, until it was given back.
+    """
+    if isinstance(exc, PermissionDenied | DiskFull):
+        log.warning("%s: %s", what, exc)
+    else:
+        log.warning(what, exc_info=exc)
+
+
 class DamagedDocument(CorruptStore, Unavailable):
     """A shared document (``control.json``, ``admins.json``, ...: a file of the data
     directory or a row of the database) cannot be parsed, or is JSON of the wrong shape
