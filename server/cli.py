@@ -28,6 +28,8 @@ from server.config import (
 )
 from storage.backend import open_state
 from storage.errors import PermissionDenied, StorageError
+from storage.ownership import root_refusal
+from storage.settings import POSTGRESQL
 
 DESCRIPTION = "Proware provisioning: the SCIM service, its control panel and its operator commands."
 
@@ -143,6 +145,12 @@ def _command(argv: list[str] | None, create_app: Callable[[Settings], Flask]) ->
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command != "backup" and settings.storage.backend != POSTGRESQL:
+        # backup only reads the directory (a root cron job may write it where root likes).
+        refusal = root_refusal(Path(settings.storage.path))
+        if refusal is not None:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 1
     command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
     if args.command == "serve":
         return commands.serve(settings, create_app, command_hint)

@@ -6,6 +6,8 @@ import errno
 import logging
 from pathlib import Path
 
+from storage.ownership import give_back
+
 
 class StorageError(Exception):
     """Base class for everything the storage layer raises on purpose."""
@@ -91,10 +93,11 @@ class PermissionDenied(Unavailable):
     again without a restart; at start-up, and for a command, it is a one-line error."""
 
     def __init__(self, path: Path, exc: OSError) -> None:
-        super().__init__(
-            f"cannot open {path}: {exc.strerror}; run Proware and its commands as the user "
-            f"that owns {path.parent} (and give the file back to that user)"
+        remedy = give_back(path) or (
+            f"run Proware and its commands as the user that owns {path.parent} (and give the "
+            "file back to that user)"
         )
+        super().__init__(f"cannot open {path}: {exc.strerror}; {remedy}")
         self.detail = (
             f"the server may not read its file {path.name}; nothing was changed (the server "
             "log says why)"

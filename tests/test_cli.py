@@ -25,7 +25,7 @@ from scim.tokens import FILE_NAME as CONTROL_FILE
 from scim.tokens import utcnow
 from server import commands, httpserver
 from server.config import CONFIG_ENV, load_settings
-from storage import controlfile
+from storage import controlfile, ownership
 from storage.journal.lock import DataDirLock
 from storage.journal.snapshot import DATA_FILE
 
@@ -771,6 +771,82 @@ def test_a_data_directory_this_user_cannot_write_in_is_named_with_exit_1(
         "user that runs Proware, or set [storage] path\n"
     )
     assert list(data_dir.iterdir()) == []
+
+
+SERVICE_UID = 54321  # the service's user (``proware``); no such user need exist here
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["token", "create", "--name", "entra"],
+        ["provisioning", "enable"],
+        ["admin", "setup-link"],
+        ["restore", "snapshot.json"],
+        ["storage", "migrate", "--to", "elsewhere"],
+    ],
+    ids=lambda command: "-".join(command[:2]),
+)
+def test_root_is_refused_on_a_data_directory_another_user_owns_and_nothing_is_written(
+    capsys,
+    config: Path,
+    data_dir: Path,
+    served,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    """README (systemd): a command run as root, not `sudo -u proware`, wrote control.json
+    (or a journal, the snapshot, ...) as root's: the server then refused every SCIM request
+    with a 503 until someone found the file. Refused before anything is written instead.
+    (Whether tests run as root or not: the process's and the directory's owners are faked.)"""
+    data_dir.mkdir()
+    monkeypatch.setattr(ownership.os, "geteuid", lambda: 0)
+    real_owner_of = ownership.owner_of
+    monkeypatch.setattr(
+        ownership,
+        "owner_of",
+        lambda path: SERVICE_UID if path == data_dir else real_owner_of(path),
+    )
+    if command[0] == "restore":  # a backup there is: root's refusal comes first
+        command = [command[0], str(config.parent / command[1])]
+
+    code, out, err = run(capsys, "--config", str(config), *command)
+
+    name = ownership.user_name(SERVICE_UID)
+    assert (code, out, served) == (1, "", [])
+    assert err == (
+        f"error: the data directory {data_dir} belongs to {name}: run this as {name} "
+        f"(sudo -u {name} ...), not as root, whose files {name}'s server may not open\n"
+    )
+    assert list(data_dir.iterdir()) == []
+
+
+def test_root_may_back_up_a_data_directory_another_user_owns_and_leaves_nothing_there(
+    capsys, config: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup only reads the directory (while its server runs): a root cron job may write
+    it where only root may."""
+    create_app(load_settings(config)).extensions["proware"].repository.close()
+    before = {path: path.stat().st_mtime_ns for path in data_dir.iterdir()}
+    monkeypatch.setattr(ownership.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ownership, "owner_of", lambda path: SERVICE_UID)
+
+    code, out, _ = run(capsys, "--config", str(config), "backup", str(tmp_path / "b.json"))
+
+    assert (code, out.startswith("Wrote ")) == (0, True)
+    assert {path: path.stat().st_mtime_ns for path in data_dir.iterdir()} == before
+
+
+def test_root_may_use_a_data_directory_root_owns(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run as root throughout (no service user): nothing to protect."""
+    data_dir.mkdir()
+    monkeypatch.setattr(ownership.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ownership, "owner_of", lambda path: 0)
+
+    assert run(capsys, "--config", str(config), "provisioning", "enable")[0] == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
