@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import pwd
 import re
 import signal
 import socket
@@ -23,7 +24,7 @@ import scim.tokens as tokens_module
 from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from scim.tokens import utcnow
-from server import commands, httpserver
+from server import cli, commands, httpserver
 from server.config import CONFIG_ENV, load_settings
 from storage import controlfile, ownership
 from storage.journal.lock import DataDirLock
@@ -771,6 +772,63 @@ def test_a_data_directory_this_user_cannot_write_in_is_named_with_exit_1(
         "user that runs Proware, or set [storage] path\n"
     )
     assert list(data_dir.iterdir()) == []
+
+
+def account(name: str, uid: int, shell: str) -> pwd.struct_passwd:
+    return pwd.struct_passwd((name, "x", uid, uid, "", f"/var/lib/{name}", shell))
+
+
+APP_PY = Path(cli.__file__).resolve().parent.parent / "app.py"
+SERVICE = account("proware", 999, "/usr/sbin/nologin")
+
+
+def test_the_start_up_lines_of_a_service_give_commands_to_paste_from_anywhere_as_its_user() -> None:
+    """journalctl is read from another directory, as root: ".venv/bin/python app.py ..."
+    ran from /opt/proware only, and pasted as root it left control.json root's (a 503 for
+    every SCIM request)."""
+    command = cli.operator_command(
+        Path("/etc/proware/config.toml"), at_terminal=False, account=SERVICE
+    )
+
+    assert command == (
+        f"sudo -u proware {sys.executable} {APP_PY} --config /etc/proware/config.toml"
+    )
+
+
+@pytest.mark.parametrize(
+    "user",
+    [account("root", 0, "/usr/sbin/nologin"), account("ann", 1000, "/bin/bash")],
+    ids=["root", "login-user"],
+)
+def test_a_user_who_can_log_in_is_given_the_command_without_sudo(
+    user: pwd.struct_passwd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    command = cli.operator_command(Path("proware.toml"), at_terminal=False, account=user)
+
+    assert command == f"{sys.executable} {APP_PY} --config {tmp_path / 'proware.toml'}"
+
+
+def test_without_a_config_file_the_command_runs_from_the_servers_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built-in defaults keep the data in ./data: another directory is another install."""
+    monkeypatch.chdir(tmp_path)
+
+    command = cli.operator_command(None, at_terminal=False, account=SERVICE)
+
+    assert command == f"cd {tmp_path} && sudo -u proware {sys.executable} {APP_PY}"
+
+
+def test_at_a_terminal_the_command_is_relative_to_where_make_run_was_typed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(APP_PY.parent)
+
+    command = cli.operator_command(Path("config.toml"), at_terminal=True, account=SERVICE)
+
+    assert command.endswith(" app.py --config config.toml")
+    assert not command.startswith("sudo")
 
 
 SERVICE_UID = 54321  # the service's user (``proware``); no such user need exist here
