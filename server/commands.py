@@ -64,11 +64,11 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
                 announce=partial(_print_start_up, command=command),
             )
         with open_app(settings) as app:
-            _print_start_up(settings, app, command)
             previous = httpserver.stop_on_signals()
             try:
                 httpserver.serve(
                     app,
+                    announce=partial(_print_start_up, settings, app, command),
                     host=settings.server.host,
                     port=settings.server.port,
                     **_waitress_options(settings),

@@ -494,10 +494,34 @@ def restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch, restore_logging) -> list[tuple[Flask, dict]]:
-    """Stand-in for httpserver.serve: records the app and options instead of listening."""
+    """Stand-in for httpserver.serve: records the app and options instead of listening
+    (and prints the start-up lines, as a server that could listen does)."""
     calls: list[tuple[Flask, dict]] = []
-    monkeypatch.setattr(commands.httpserver, "serve", lambda app, **kw: calls.append((app, kw)))
+
+    def serve(app: Flask, *, announce: Callable[[], None] | None = None, **options) -> None:
+        calls.append((app, options))
+        if announce is not None:
+            announce()
+
+    monkeypatch.setattr(commands.httpserver, "serve", serve)
     return calls
+
+
+def test_a_server_that_cannot_listen_prints_only_why(capsys, config: Path, restore_logging) -> None:
+    """Not its Tenant URL, setup link and next steps first, on every start that
+    Restart=on-failure tries (a port in use, below 1024 for the service's user)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(
+            f'[storage]\npath = "data"\n\n[server]\nport = {port}\n', encoding="utf-8"
+        )
+
+        code, out, err = run(capsys, "--config", str(config), "serve")
+
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: cannot listen on 127.0.0.1 port {port}: ")
 
 
 def test_serve_makes_full_garbage_collections_rare(capsys, config: Path, served) -> None:
