@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Optional dependencies: the tests and the development tools. A service needs neither:
+# `make install EXTRAS=` (README, "Running as a systemd service").
+EXTRAS ?= test,dev
 # The real OpenID provider the single sign-on tests run (npm; skipped without Node).
 OIDC   := tests/oidc_provider
 OIDC_STAMP := $(OIDC)/node_modules/.installed
@@ -12,7 +15,7 @@ OIDC_STAMP := $(OIDC)/node_modules/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.$(if $(EXTRAS),[$(EXTRAS)])'
 	touch $(STAMP)
 
 $(OIDC_STAMP): $(OIDC)/package.json $(OIDC)/package-lock.json

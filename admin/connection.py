@@ -32,7 +32,7 @@ from urllib.parse import unquote_plus
 
 from storage.controlfile import ControlFile
 from storage.documents import SharedDocument
-from storage.errors import CorruptStore, DamagedDocument, StorageError
+from storage.errors import CorruptStore, DamagedDocument, StorageError, log_background_failure
 from storage.repository import Clock
 from storage.saving import BackgroundSave, PacedSave, Timer, start_timer
 from storage.shapes import FLAG, TEXT, WHOLE, DocumentShape, Record, list_of, nullable
@@ -347,8 +347,8 @@ class ConnectionStatus:
             self.save(force=True)
         except DamagedDocument as exc:
             exc.report(log)
-        except (OSError, StorageError):
-            log.warning("could not merge the connection status", exc_info=True)
+        except (OSError, StorageError) as exc:
+            log_background_failure(log, "could not merge the connection status", exc)
         return self
 
     def save(self, *, force: bool = False) -> None:
@@ -413,9 +413,9 @@ class ConnectionStatus:
             self.save()
         except DamagedDocument as exc:  # saved once it is repaired
             exc.report(log)
-        except (OSError, StorageError):
+        except (OSError, StorageError) as exc:
             # Never a request's failure: it was answered already (the status is a view).
-            log.warning("could not save the connection status", exc_info=True)
+            log_background_failure(log, "could not save the connection status", exc)
 
     def _load(self) -> None:
         assert self.document is not None

@@ -18,6 +18,7 @@ from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
 from admin.sso_access import Access, Policy, SsoState, access_by_id, local_allowed
 from scim.api.context import Services
+from storage.errors import StorageError, log_background_failure
 from storage.repository import Clock
 
 log = logging.getLogger("proware.admin")
@@ -147,9 +148,11 @@ class AdminContext:
         try:
             self.refusals.close()
             self.audit.close()
-            self.connection.save()
-        except OSError:
-            log.warning("could not save the control panel's files at shutdown", exc_info=True)
+        except (OSError, StorageError) as exc:
+            log_background_failure(log, "could not save the control panel's files at shutdown", exc)
+        # Logs its own failure: a connection-status.json left root's (or a full disk) was
+        # "Exception ignored in atexit callback" and the whole context's repr on stderr.
+        self.connection.flush()
 
 
 def context() -> AdminContext:

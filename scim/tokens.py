@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from storage import saving
 from storage.documents import SharedDocument, Unchanged
-from storage.errors import DamagedDocument, StorageError
+from storage.errors import DamagedDocument, StorageError, log_background_failure
 from storage.repository import Clock
 from storage.saving import BackgroundSave, PacedSave, Timer
 from storage.settings import POSTGRESQL
@@ -315,9 +315,9 @@ class TokenStore:
             self._write_uses()
         except DamagedDocument as exc:  # the uses stay pending until it is repaired
             exc.report(log)
-        except (OSError, StorageError):
+        except (OSError, StorageError) as exc:
             # Bookkeeping must not fail anything; the uses stay pending for the next save.
-            log.warning("could not save token last-use times", exc_info=True)
+            log_background_failure(log, "could not save token last-use times", exc)
 
     def _write_uses(self) -> None:
         # The uses stay pending (and shown by list()) until they are written; one noted again

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,8 @@ from server.config import (
 )
 from storage.backend import open_state
 from storage.errors import PermissionDenied, StorageError
+from storage.ownership import root_refusal
+from storage.settings import POSTGRESQL
 
 DESCRIPTION = "Proware provisioning: the SCIM service, its control panel and its operator commands."
 
@@ -105,10 +109,33 @@ def _one_or_more(unit: str = "", maximum: int | None = None) -> Callable[[str], 
     return parse
 
 
-def _python() -> str:
-    """How to run this interpreter from here: ".venv/bin/python" under `make run`."""
-    relative = os.path.relpath(sys.executable)
-    return "python" if relative.startswith("..") else relative
+# Login shells that are none: a system account, which an operator cannot log in as.
+_NO_LOGIN = frozenset({"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
+
+
+def operator_command(
+    config_path: Path | None, *, at_terminal: bool, account: pwd.struct_passwd
+) -> str:
+    """How to run this install's commands, as the start-up lines print it.
+
+    At a terminal (`make run`): ".venv/bin/python app.py", for the person in this directory.
+    Otherwise the lines go to a log (the journal of a systemd service) read from anywhere,
+    so absolute paths; and when this process's user has no login shell (the service's
+    ``proware``), ``sudo -u proware`` first: pasted from the journal as root, a command wrote
+    files that user's server could not open (README, "Running as a systemd service").
+    """
+    app_py = Path(__file__).resolve().parent.parent / "app.py"
+    if at_terminal:
+        relative = os.path.relpath(sys.executable)
+        python = "python" if relative.startswith("..") else relative
+        command = f"{python} {os.path.relpath(app_py)}"
+        return command + (f" --config {shlex.quote(str(config_path))}" if config_path else "")
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(app_py))}"
+    if account.pw_uid != 0 and account.pw_shell in _NO_LOGIN:
+        command = f"sudo -u {account.pw_name} {command}"
+    if config_path is None:  # the built-in defaults: data under ./data, from this directory
+        return f"cd {shlex.quote(os.getcwd())} && {command}"
+    return f"{command} --config {shlex.quote(str(config_path.absolute()))}"
 
 
 def main(argv: list[str] | None, create_app: Callable[[Settings], Flask]) -> int:
@@ -143,7 +170,15 @@ def _command(argv: list[str] | None, create_app: Callable[[Settings], Flask]) ->
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    command_hint = f"{_python()} app.py" + (f" --config {config_path}" if config_path else "")
+    if args.command != "backup" and settings.storage.backend != POSTGRESQL:
+        # backup only reads the directory (a root cron job may write it where root likes).
+        refusal = root_refusal(Path(settings.storage.path))
+        if refusal is not None:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 1
+    command_hint = operator_command(
+        config_path, at_terminal=sys.stdout.isatty(), account=pwd.getpwuid(os.geteuid())
+    )
     if args.command == "serve":
         return commands.serve(settings, create_app, command_hint)
     if args.command in ("admin", "activity", "sso"):

@@ -24,7 +24,7 @@ from scim.tokens import ProvisioningSwitch, TokenStore, propagation
 from server import httpserver, processes
 from server.config import ConfigError, Settings, request_threads
 from storage.documents import SharedDocument
-from storage.errors import StorageError
+from storage.errors import StorageError, log_background_failure
 
 log = logging.getLogger("proware")
 
@@ -64,11 +64,11 @@ def serve(settings: Settings, create_app: Callable[[Settings], Flask], command: 
                 announce=partial(_print_start_up, command=command),
             )
         with open_app(settings) as app:
-            _print_start_up(settings, app, command)
             previous = httpserver.stop_on_signals()
             try:
                 httpserver.serve(
                     app,
+                    announce=partial(_print_start_up, settings, app, command),
                     host=settings.server.host,
                     port=settings.server.port,
                     **_waitress_options(settings),
@@ -164,9 +164,9 @@ def _app_of_this_process(
         refusals.close()  # the counts of repeated refusals reach the log before the store closes
         try:
             app.extensions["proware"].tokens.flush()
-        except (OSError, StorageError):
+        except (OSError, StorageError) as exc:
             # Last-use times are bookkeeping: a full disk must not keep the store open.
-            log.warning("could not save token last-use times at shutdown", exc_info=True)
+            log_background_failure(log, "could not save token last-use times at shutdown", exc)
         # Saved now: a worker leaves without the atexit hooks that would (processes.py).
         app.extensions[ADMIN_EXTENSION].connection.flush()
         app.extensions["proware.backend"].close()

@@ -695,9 +695,12 @@ class CannotListen(Exception):
         super().__init__(f"cannot listen on {host} port {port}: {reason}")
 
 
-def serve(app, **options) -> None:  # type: ignore[no-untyped-def]
+def serve(app, *, announce: Callable[[], None] | None = None, **options) -> None:  # type: ignore[no-untyped-def]
     """What ``waitress.serve(app, **options)`` does, with this module's server.
 
+    :param announce: prints the start-up lines, once the address is bound: before, a
+        server that could not listen (a port in use, below 1024 for a service's user)
+        printed its Tenant URL and setup link on every start, then the error.
     :raises CannotListen: rather than waitress's traceback, as ``serve --processes`` says it.
     """
     logging.basicConfig()  # as waitress.serve does; idempotent once logging is configured
@@ -707,6 +710,12 @@ def serve(app, **options) -> None:  # type: ignore[no-untyped-def]
     except (OSError, ValueError) as exc:  # ValueError: waitress cannot resolve the host
         wasyncore.close_all(socket_map)
         raise CannotListen(options.get("host", ""), options.get("port", 0), exc) from None
+    if announce is not None:
+        try:
+            announce()
+        except BaseException:
+            wasyncore.close_all(socket_map)
+            raise
     server.print_listen("Serving on http://{}:{}")
     run(server)
 

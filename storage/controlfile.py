@@ -318,6 +318,8 @@ class ControlFile:
         # it would let a waiter lock a file nobody else can see any more.
         try:
             descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except PermissionError as exc:  # left root's: "the write failed", and a traceback
+            raise PermissionDenied(self.lock_path, exc) from None
         except OSError as exc:  # a read-only remount refuses even an existing file
             raise write_failure(self.lock_path, exc) from exc
         try:

@@ -6,6 +6,8 @@ import errno
 import logging
 from pathlib import Path
 
+from storage.ownership import give_back
+
 
 class StorageError(Exception):
     """Base class for everything the storage layer raises on purpose."""
@@ -91,10 +93,11 @@ class PermissionDenied(Unavailable):
     again without a restart; at start-up, and for a command, it is a one-line error."""
 
     def __init__(self, path: Path, exc: OSError) -> None:
-        super().__init__(
-            f"cannot open {path}: {exc.strerror}; run Proware and its commands as the user "
-            f"that owns {path.parent} (and give the file back to that user)"
+        remedy = give_back(path) or (
+            f"run Proware and its commands as the user that owns {path.parent} (and give the "
+            "file back to that user)"
         )
+        super().__init__(f"cannot open {path}: {exc.strerror}; {remedy}")
         self.detail = (
             f"the server may not read its file {path.name}; nothing was changed (the server "
             "log says why)"
@@ -112,6 +115,20 @@ def write_failure(path: object, exc: OSError) -> WriteFailed:
     if exc.errno in _NO_SPACE:
         return DiskFull(f"{path}: no space left to write ({reason}); free space on its disk")
     return WriteFailed(f"{path}: the write failed ({reason})")
+
+
+def log_background_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a failure of work no request waits for (a periodic save, a save at shutdown):
+    one line when it says what the operator is to do (a file left root's, a full disk),
+    else with its traceback, which is then the only clue.
+
+    A file of the data directory that a command run as root left behind gave a traceback
+    on every control-panel view and every save, and at shutdown, until it was given back.
+    """
+    if isinstance(exc, PermissionDenied | DiskFull):
+        log.warning("%s: %s", what, exc)
+    else:
+        log.warning(what, exc_info=exc)
 
 
 class DamagedDocument(CorruptStore, Unavailable):

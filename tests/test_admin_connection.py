@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from admin.connection import REASONS, ConnectionStatus, Observation, is_probe
 from storage.controlfile import ControlFile
+from storage.errors import PermissionDenied
 from tests.admin_support import data_dir_of
 from tests.conftest import ScimClient
 from tests.storage_contract import FixedClock
@@ -403,3 +404,56 @@ def test_a_request_repeated_within_its_millisecond_after_a_save_is_counted_once_
 
     assert [(row.target, row.count) for row in entra.recent] == [("/scim/v2/Groups", 2)]
     assert [(r.reason, r.count) for r in anonymous.refusals] == [("unknown-token", 2)]
+
+
+def _left_roots(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Every ControlFile named ``name`` may not be opened: as one a command run as root
+    (without ``sudo -u proware``) wrote, for the service's user (the tests run as root)."""
+    real_load = ControlFile._load
+
+    def load(self: ControlFile):
+        if self.path.name == name:
+            raise PermissionDenied(self.path, PermissionError(13, "Permission denied"))
+        return real_load(self)
+
+    monkeypatch.setattr(ControlFile, "_load", load)
+
+
+def test_a_connection_status_file_left_roots_is_one_log_line_per_failure_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each view of the settings page and each save logged a traceback (README, "Running as
+    a systemd service": one line naming the file)."""
+    path = tmp_path / "connection-status.json"
+    status = ConnectionStatus(path, clock=FixedClock())
+    _left_roots(monkeypatch, path.name)
+    status.record(observation())
+    status.wait_for_save()
+
+    status.synced()
+    status.flush()
+
+    failures = [r for r in caplog.records if "connection status" in r.getMessage()]
+    assert [r.getMessage().split(":")[0] for r in failures] == [
+        "could not save the connection status",
+        "could not merge the connection status",
+        "could not save the connection status",
+    ]
+    assert all(r.exc_info is None and str(path) in r.getMessage() for r in failures)
+    assert status.tokens()[0].recent  # the server's own view is still shown
+
+
+def test_closing_the_control_panel_with_its_connection_status_left_roots_logs_and_returns(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At interpreter exit: the error escaped, and Python printed "Exception ignored in
+    atexit callback" with the whole context's repr and a traceback to the journal."""
+    context = app.extensions["proware.admin"]
+    _left_roots(monkeypatch, "connection-status.json")
+    context.connection.record(observation())
+    context.connection.wait_for_save()
+
+    context.close()
+
+    [line] = {r.getMessage() for r in caplog.records if "connection status" in r.getMessage()}
+    assert line.startswith("could not save the connection status: cannot open ")

@@ -7,6 +7,7 @@ import gc
 import json
 import logging
 import os
+import pwd
 import re
 import signal
 import socket
@@ -23,9 +24,9 @@ import scim.tokens as tokens_module
 from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from scim.tokens import utcnow
-from server import commands, httpserver
+from server import cli, commands, httpserver
 from server.config import CONFIG_ENV, load_settings
-from storage import controlfile
+from storage import controlfile, ownership
 from storage.journal.lock import DataDirLock
 from storage.journal.snapshot import DATA_FILE
 
@@ -493,10 +494,34 @@ def restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch, restore_logging) -> list[tuple[Flask, dict]]:
-    """Stand-in for httpserver.serve: records the app and options instead of listening."""
+    """Stand-in for httpserver.serve: records the app and options instead of listening
+    (and prints the start-up lines, as a server that could listen does)."""
     calls: list[tuple[Flask, dict]] = []
-    monkeypatch.setattr(commands.httpserver, "serve", lambda app, **kw: calls.append((app, kw)))
+
+    def serve(app: Flask, *, announce: Callable[[], None] | None = None, **options) -> None:
+        calls.append((app, options))
+        if announce is not None:
+            announce()
+
+    monkeypatch.setattr(commands.httpserver, "serve", serve)
     return calls
+
+
+def test_a_server_that_cannot_listen_prints_only_why(capsys, config: Path, restore_logging) -> None:
+    """Not its Tenant URL, setup link and next steps first, on every start that
+    Restart=on-failure tries (a port in use, below 1024 for the service's user)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config.write_text(
+            f'[storage]\npath = "data"\n\n[server]\nport = {port}\n', encoding="utf-8"
+        )
+
+        code, out, err = run(capsys, "--config", str(config), "serve")
+
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: cannot listen on 127.0.0.1 port {port}: ")
 
 
 def test_serve_makes_full_garbage_collections_rare(capsys, config: Path, served) -> None:
@@ -771,6 +796,139 @@ def test_a_data_directory_this_user_cannot_write_in_is_named_with_exit_1(
         "user that runs Proware, or set [storage] path\n"
     )
     assert list(data_dir.iterdir()) == []
+
+
+def account(name: str, uid: int, shell: str) -> pwd.struct_passwd:
+    return pwd.struct_passwd((name, "x", uid, uid, "", f"/var/lib/{name}", shell))
+
+
+APP_PY = Path(cli.__file__).resolve().parent.parent / "app.py"
+SERVICE = account("proware", 999, "/usr/sbin/nologin")
+
+
+def test_the_start_up_lines_of_a_service_give_commands_to_paste_from_anywhere_as_its_user() -> None:
+    """journalctl is read from another directory, as root: ".venv/bin/python app.py ..."
+    ran from /opt/proware only, and pasted as root it left control.json root's (a 503 for
+    every SCIM request)."""
+    command = cli.operator_command(
+        Path("/etc/proware/config.toml"), at_terminal=False, account=SERVICE
+    )
+
+    assert command == (
+        f"sudo -u proware {sys.executable} {APP_PY} --config /etc/proware/config.toml"
+    )
+
+
+@pytest.mark.parametrize(
+    "user",
+    [account("root", 0, "/usr/sbin/nologin"), account("ann", 1000, "/bin/bash")],
+    ids=["root", "login-user"],
+)
+def test_a_user_who_can_log_in_is_given_the_command_without_sudo(
+    user: pwd.struct_passwd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    command = cli.operator_command(Path("proware.toml"), at_terminal=False, account=user)
+
+    assert command == f"{sys.executable} {APP_PY} --config {tmp_path / 'proware.toml'}"
+
+
+def test_without_a_config_file_the_command_runs_from_the_servers_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The built-in defaults keep the data in ./data: another directory is another install."""
+    monkeypatch.chdir(tmp_path)
+
+    command = cli.operator_command(None, at_terminal=False, account=SERVICE)
+
+    assert command == f"cd {tmp_path} && sudo -u proware {sys.executable} {APP_PY}"
+
+
+def test_at_a_terminal_the_command_is_relative_to_where_make_run_was_typed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(APP_PY.parent)
+
+    command = cli.operator_command(Path("config.toml"), at_terminal=True, account=SERVICE)
+
+    assert command.endswith(" app.py --config config.toml")
+    assert not command.startswith("sudo")
+
+
+SERVICE_UID = 54321  # the service's user (``proware``); no such user need exist here
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["token", "create", "--name", "entra"],
+        ["provisioning", "enable"],
+        ["admin", "setup-link"],
+        ["restore", "snapshot.json"],
+        ["storage", "migrate", "--to", "elsewhere"],
+    ],
+    ids=lambda command: "-".join(command[:2]),
+)
+def test_root_is_refused_on_a_data_directory_another_user_owns_and_nothing_is_written(
+    capsys,
+    config: Path,
+    data_dir: Path,
+    served,
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    """README (systemd): a command run as root, not `sudo -u proware`, wrote control.json
+    (or a journal, the snapshot, ...) as root's: the server then refused every SCIM request
+    with a 503 until someone found the file. Refused before anything is written instead.
+    (Whether tests run as root or not: the process's and the directory's owners are faked.)"""
+    data_dir.mkdir()
+    monkeypatch.setattr(ownership.os, "geteuid", lambda: 0)
+    real_owner_of = ownership.owner_of
+    monkeypatch.setattr(
+        ownership,
+        "owner_of",
+        lambda path: SERVICE_UID if path == data_dir else real_owner_of(path),
+    )
+    if command[0] == "restore":  # a backup there is: root's refusal comes first
+        command = [command[0], str(config.parent / command[1])]
+
+    code, out, err = run(capsys, "--config", str(config), *command)
+
+    name = ownership.user_name(SERVICE_UID)
+    assert (code, out, served) == (1, "", [])
+    assert err == (
+        f"error: the data directory {data_dir} belongs to {name}: run this as {name} "
+        f"(sudo -u {name} ...), not as root, whose files {name}'s server may not open\n"
+    )
+    assert list(data_dir.iterdir()) == []
+
+
+def test_root_may_back_up_a_data_directory_another_user_owns_and_leaves_nothing_there(
+    capsys, config: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup only reads the directory (while its server runs): a root cron job may write
+    it where only root may."""
+    create_app(load_settings(config)).extensions["proware"].repository.close()
+    before = {path: path.stat().st_mtime_ns for path in data_dir.iterdir()}
+    monkeypatch.setattr(ownership.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ownership, "owner_of", lambda path: SERVICE_UID)
+
+    code, out, _ = run(capsys, "--config", str(config), "backup", str(tmp_path / "b.json"))
+
+    assert (code, out.startswith("Wrote ")) == (0, True)
+    assert {path: path.stat().st_mtime_ns for path in data_dir.iterdir()} == before
+
+
+def test_root_may_use_a_data_directory_root_owns(
+    capsys, config: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run as root throughout (no service user): nothing to protect."""
+    data_dir.mkdir()
+    monkeypatch.setattr(ownership.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ownership, "owner_of", lambda path: 0)
+
+    assert run(capsys, "--config", str(config), "provisioning", "enable")[0] == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

@@ -16,7 +16,7 @@ import pytest
 
 from storage import controlfile
 from storage.controlfile import ControlFile, write_atomically
-from storage.errors import CorruptStore, DamagedDocument, DiskFull
+from storage.errors import CorruptStore, DamagedDocument, DiskFull, PermissionDenied
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 
@@ -254,6 +254,31 @@ def test_a_damage_is_reported_in_one_error_line_however_often_it_is_refused(
     assert line.levelname == "ERROR" and line.exc_info is None
     assert line.getMessage().startswith(f"{path} is not valid JSON: ")
     assert "once repaired it is used again, without a restart" in line.getMessage()
+
+
+def test_a_lock_file_this_user_may_not_open_is_named_with_its_remedy(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """control.json.lock left root's (README, "Running as a systemd service"): `token
+    create` said "the write failed (Permission denied)", the server a 503 "could not write
+    to its disk" and a traceback per save, none saying whose the file is or what to do."""
+    ControlFile(path).update(lambda data: data.update(a=1))
+    lock_path = path.with_name("control.json.lock")
+    real_open = os.open
+
+    def open_file(name: object, *args: object, **kwargs: object) -> int:
+        if Path(str(name)) == lock_path:
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(controlfile.os, "open", open_file)
+
+    with pytest.raises(PermissionDenied) as refused:
+        ControlFile(path).update(lambda data: data.update(a=2))
+
+    assert str(refused.value).startswith(f"cannot open {lock_path}: Permission denied; ")
+    monkeypatch.undo()
+    assert ControlFile(path).read() == {"a": 1}
 
 
 def test_update_removes_temp_files_left_by_a_dead_writer(path: Path) -> None:

@@ -324,3 +324,36 @@ def test_the_ngrok_section_s_config_trusts_the_agent_as_well_as_setting_public_u
 
     assert settings.server.trusted_proxy == "127.0.0.1"
     assert settings.server.public_url == "https://<your-subdomain>.ngrok-free.app"
+
+
+# -- Running as a systemd service ----------------------------------------------------------------
+
+
+def _unit() -> dict[str, dict[str, str]]:
+    """The README's proware.service, section -> key -> value (comments left out)."""
+    block = re.search(r"```ini\n(.*?)```", _section("Running as a systemd service"), re.S)
+    assert block is not None
+    unit: dict[str, dict[str, str]] = {}
+    for line in block.group(1).splitlines():
+        if line.startswith("["):
+            section = unit.setdefault(line.strip("[]"), {})
+        elif "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            section[key] = value
+    return unit
+
+
+def test_the_unit_waits_for_the_network_it_orders_itself_after() -> None:
+    """After= alone orders, it does not pull network-online.target in (systemd.special)."""
+    unit = _unit()["Unit"]
+
+    assert unit["After"] == unit["Wants"] == "network-online.target"
+
+
+def test_the_unit_restarts_slowly_enough_not_to_hit_systemds_start_limit() -> None:
+    """systemd's defaults (RestartSec=100ms, 5 starts in 10 s) gave up on a server whose
+    start failed in 0.5 s (PostgreSQL not up yet: connection refused)."""
+    service = _unit()["Service"]
+
+    assert service["Restart"] == "on-failure"
+    assert float(service["RestartSec"]) * 5 > 10
