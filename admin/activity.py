@@ -42,6 +42,23 @@ class ActivityFilter:
                 return False
         return True
 
+    def containing(self) -> tuple[str, ...]:
+        """Text the JSON line of every matching event holds as it is (the operation's and
+        the token's quoted values): the log's pre-selection (``AuditLog.newest_first``)."""
+        return tuple(
+            literal
+            for value in (self.operation, self.token)
+            if value and (literal := json_literal(value)) is not None
+        )
+
+
+def json_literal(value: str) -> str | None:
+    """``value`` as a JSON string, if every writer of the log writes it so (printable ASCII
+    with no quote or backslash: nothing to escape); None if not."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return None
+
 
 @dataclass(frozen=True)
 class ActivityPage:

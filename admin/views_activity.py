@@ -67,7 +67,9 @@ def activity_page() -> str:
     )
     number = args.get("page", "1")
     page = activity.page_of(
-        admin.audit.newest_first(), wanted, int(number) if number.isdigit() else 1
+        admin.audit.newest_first(wanted.containing()),
+        wanted,
+        int(number) if number.isdigit() else 1,
     )
     filters = {
         key: value
@@ -134,5 +136,7 @@ def summary(admin: AdminContext) -> Summary:
 
 def events_about(admin: AdminContext, resource_id: str, limit: int = 20) -> list[dict]:
     """The newest events that name a resource (the directory's detail pages)."""
-    matching = (event for event in admin.audit.newest_first() if event.get("id") == resource_id)
+    literal = activity.json_literal(resource_id)
+    candidates = admin.audit.newest_first((literal,) if literal else ())
+    matching = (event for event in candidates if event.get("id") == resource_id)
     return list(islice(matching, limit))

@@ -403,3 +403,29 @@ def test_the_audit_log_syncs_in_the_stores_compaction_hook_and_catches_up_at_sta
 
     again = create_app(settings, repository=repository)  # a restart: nothing new to catch up
     assert len(list(again.extensions["proware.admin"].audit.newest_first())) == 1
+
+
+def test_reading_only_events_containing_a_text_skips_the_others_newest_first(
+    tmp_path: Path,
+) -> None:
+    """A detail page's events, or a filter's, are picked out of the lines before decoding:
+    the kept ones, across rotated files, newest first; every string given must be there."""
+    log = AuditLog(tmp_path / "activity.jsonl", max_bytes=1024, backups=3)
+    for number in range(40):
+        log.append({"n": number, "id": f"user-{number % 3}", "operation": "update"})
+    log.append({"n": 40, "id": "user-1", "operation": "delete"})
+    log.close()
+    assert len(audit.log_files(tmp_path / "activity.jsonl", 3)) > 1
+    one = [event["n"] for event in log.newest_first(['"user-1"'])]
+    assert one == [40, *range(37, 0, -3)]
+    both = [event["n"] for event in log.newest_first(['"update"', '"user-1"'])]
+    assert both == list(range(37, 0, -3))
+    assert list(log.newest_first(['"user-7"'])) == []
+
+
+def test_a_line_the_standard_library_reads_and_orjson_refuses_is_still_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "activity.jsonl"
+    path.write_bytes(b'{"n":1,"name":"\\ud800"}\n{"n":2}\n')
+    assert [event["n"] for event in audit.read_newest_first(path)] == [2, 1]
