@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 
 from admin import accounts as accounts_module
+from admin import views_directory
 from app import create_app
 from server.config import ServerSettings, Settings
 from tests.admin_support import (
@@ -798,6 +799,22 @@ def test_a_group_page_lists_its_members(panel: AdminClient, scim: ScimClient) ->
     assert "Members (1)" in page and "Ann Smith" in page
     groups = text(panel.get("/admin/directory/groups"))
     assert "Sales" in groups and '<td class="num">1</td>' in groups
+
+
+def test_a_big_groups_page_lists_its_members_a_page_at_a_time_by_name(
+    panel: AdminClient, scim: ScimClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All 10,000 members of a big group made one page of 950 KB (0.8 s to build)."""
+    monkeypatch.setattr(views_directory, "MEMBERS_PAGE_SIZE", 3)
+    ids = [scim.create_user(f"u{n}", displayName=f"Name {'edbca'[n]}")["id"] for n in range(5)]
+    group = scim.create_group("Sales", ids)
+    first = text(panel.get(f"/admin/directory/groups/{group['id']}"))
+    assert "Members (5)" in first and "1–3 of 5" in first
+    assert re.findall(r">Name (\w)</a>", first) == ["a", "b", "c"]
+    assert f'href="/admin/directory/groups/{group["id"]}?page=2#members">Next' in first
+    second = text(panel.get(f"/admin/directory/groups/{group['id']}?page=2"))
+    assert re.findall(r">Name (\w)</a>", second) == ["d", "e"]
+    assert "4–5 of 5" in second and ">Next<" not in second
 
 
 def test_the_directory_offers_no_way_to_change_anything(
