@@ -115,7 +115,9 @@ def summary(admin: AdminContext) -> Summary:
                 last_token = status.name
                 break
     recent = activity.since(admin.audit.newest_first(), admin.clock() - timedelta(hours=24))
-    errors = refusals = 0
+    # Repeats still being counted are refusals of the last 10 minutes too: a client refused
+    # 50 times in a row showed as 1 until its count was written.
+    errors, refusals = admin.refusals.pending_apart()
     for event in recent:
         if activity.from_control_panel(event):
             if event.get("operation") == "sign-in refused":
