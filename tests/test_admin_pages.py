@@ -817,6 +817,31 @@ def test_a_big_groups_page_lists_its_members_a_page_at_a_time_by_name(
     assert "4–5 of 5" in second and ">Next<" not in second
 
 
+def test_an_empty_directory_list_says_why_and_what_to_do(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    """The lists said only "Nothing found", for a search that matched nothing and for a
+    directory Entra had not filled yet alike."""
+    fresh = text(panel.get("/admin/directory/users"))
+    assert "No users yet. Entra creates them here once User Provisioning is" in fresh
+    scim.create_group("Sales")
+    searched = text(panel.get("/admin/directory/groups?q=nomatch"))
+    assert "No groups match “nomatch”." in searched
+    assert "Nothing found" not in fresh + searched
+
+
+def test_a_page_past_the_end_of_a_list_says_so_and_links_to_the_last(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    """Page 9 of 2 users read "201–200 of 2"."""
+    scim.create_user("ann")
+    scim.create_user("bob")
+    page = text(panel.get("/admin/directory/users?page=9&q=a"))
+    assert "Page 9 is past the end of the list, which has 1 in\n1 page." in page
+    assert 'href="/admin/directory/users?page=1&amp;q=a">Go to the last page' in page
+    assert "201–200" not in page
+
+
 def test_the_directory_offers_no_way_to_change_anything(
     panel: AdminClient, scim: ScimClient
 ) -> None:
