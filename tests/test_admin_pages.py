@@ -842,6 +842,16 @@ def test_a_page_past_the_end_of_a_list_says_so_and_links_to_the_last(
     assert "201–200" not in page
 
 
+def test_an_activity_page_past_the_last_event_does_not_say_there_is_no_activity(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    scim.create_user("ann")
+    page = text(panel.get("/admin/activity?page=7&operation=create"))
+    assert "No provisioning activity yet" not in page
+    assert "Page 7 is past the last event that matches these filters." in page
+    assert 'href="/admin/activity?operation=create">Go to the first page' in page
+
+
 def test_the_directory_offers_no_way_to_change_anything(
     panel: AdminClient, scim: ScimClient
 ) -> None:
