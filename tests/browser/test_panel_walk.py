@@ -155,3 +155,50 @@ def test_the_settings_page_fits_a_320_px_screen(chromium, server: ServerProcess)
     page.goto("/admin/settings")
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
     context.close()
+
+
+# The focused element's outline colour against what lies just outside it, as [ratio, what].
+_RING_CONTRAST = """() => {
+  const focused = document.activeElement;
+  if (!focused || focused === document.body) return [21, "the browser's own controls"];
+  const style = getComputedStyle(focused);
+  if (style.outlineStyle === "none" || parseFloat(style.outlineWidth) === 0) return [0, "none"];
+  const rgb = text => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = v => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    const [R, G, B] = [r, g, b].map(linear);
+    return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+  };
+  const box = focused.getBoundingClientRect();
+  const gap = parseFloat(style.outlineOffset) + parseFloat(style.outlineWidth) + 2;
+  const x = Math.max(0, box.left - gap), y = box.top + box.height / 2;
+  const outside = e => !focused.contains(e) && !e.contains(focused);
+  const around = document.elementsFromPoint(x, y).find(outside) || focused.parentElement;
+  let background = null;
+  for (let e = around; e && !background; e = e.parentElement) {
+    const colour = rgb(getComputedStyle(e).backgroundColor);
+    if (colour.length < 4 || colour[3] > 0) background = colour;
+  }
+  background = background || [255, 255, 255];
+  const [a, b] = [luminance(rgb(style.outlineColor)), luminance(background)].sort((p, q) => q - p);
+  return [(a + 0.05) / (b + 0.05), focused.tagName + " " + focused.textContent.trim().slice(0, 30)];
+}"""
+
+
+def test_every_focus_ring_stands_out_three_to_one(chromium, server: ServerProcess) -> None:
+    """WCAG 1.4.11: the light blue ring (1.8:1 on white) was drawn on the page as in the
+    dark header, so a keyboard user could hardly see which link or button had the focus."""
+    server.cli("token", "create", "--name", "soon", "--expires", "2")  # a warning, a Revoke
+    context = chromium.new_context(base_url=base_url(server))
+    page = context.new_page()
+    sign_in(page)
+    weak = []
+    for path in ("/admin/settings", "/admin/activity", "/admin/directory/users"):
+        page.goto(path)
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            ratio, what = page.evaluate(_RING_CONTRAST)
+            if ratio < 3:
+                weak.append(f"{path}: {what} {ratio:.2f}")
+    assert weak == []
+    context.close()
