@@ -16,7 +16,7 @@ from admin.views_activity import events_about
 from scim import constants, errors
 from scim.api.context import base_url
 from scim.pagination import Page
-from scim.paths import parse_attr_path
+from scim.paths import AttrPath, parse_attr_path
 from scim.service import Query, QueryResult, parse_query_filter
 
 PAGE_SIZE = 25
@@ -52,10 +52,21 @@ def users() -> str:
 
 
 def groups() -> str:
-    """Groups: search and paging."""
-    text, number, result = _search(constants.GROUP_TYPE)
+    """Groups: search and paging, each with its number of members.
+
+    The members themselves are not read (a group of 10,000 took 0.1 s to list as member
+    objects with their display names, per group on the page): only their ids are counted.
+    """
+    text, number, result = _search(constants.GROUP_TYPE, excluded=[parse_attr_path("members")])
+    repository = context().services.repository
+    counts = {group["id"]: len(repository.members(group["id"])) for group in result.resources}
     return render_template(
-        "admin/groups.html", q=text, number=number, result=result, size=PAGE_SIZE
+        "admin/groups.html",
+        q=text,
+        number=number,
+        result=result,
+        size=PAGE_SIZE,
+        member_counts=counts,
     )
 
 
@@ -120,7 +131,7 @@ def attribute_rows(resource: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _search(kind: str) -> tuple[str, int, QueryResult]:
+def _search(kind: str, excluded: list[AttrPath] | None = None) -> tuple[str, int, QueryResult]:
     text = request.args.get("q", "").strip()[:200]
     number = _page_number()
     settings = context().services.scim
@@ -132,6 +143,7 @@ def _search(kind: str) -> tuple[str, int, QueryResult]:
         filter=expression,
         sort_by=parse_attr_path(_SORTED_BY[kind]),
         page=Page(start_index=(number - 1) * PAGE_SIZE + 1, count=PAGE_SIZE),
+        excluded=excluded,
     )
     return text, number, context().services.directory.query(kind, query, base_url())
 
