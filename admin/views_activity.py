@@ -67,7 +67,7 @@ def activity_page() -> str:
     )
     number = args.get("page", "1")
     page = activity.page_of(
-        admin.audit.newest_first(wanted.containing()),
+        admin.audit.newest_first(wanted.containing(), wanted.preselect()),
         wanted,
         int(number) if number.isdigit() else 1,
     )
@@ -114,7 +114,10 @@ def summary(admin: AdminContext) -> Summary:
             if status.recent and status.recent[0].time == last.time:
                 last_token = status.name
                 break
-    recent = activity.since(admin.audit.newest_first(), admin.clock() - timedelta(hours=24))
+    # Only the lines that may count are read: the successes of a busy day are most of them
+    # (28,000 events decoded on every visit to this page).
+    counted = admin.audit.newest_first(preselect=activity.refusals_and_failures)
+    recent = activity.since(counted, admin.clock() - timedelta(hours=24))
     # Repeats still being counted are refusals of the last 10 minutes too: a client refused
     # 50 times in a row showed as 1 until its count was written.
     errors, refusals = admin.refusals.pending_apart()

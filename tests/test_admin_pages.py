@@ -733,6 +733,28 @@ def test_activity_filters(
     assert re.findall(r"<td>(create|disable|refused|failed)</td>", page) == expected
 
 
+@pytest.mark.parametrize(
+    ("name", "query"),
+    [
+        pytest.param("Bob.Smith@contoso.example", "bob.SMITH", id="other-case"),
+        pytest.param("\u212aate@contoso.example", "kate", id="kelvin-sign-folds-to-k"),
+        pytest.param("Ste\u017fan@contoso.example", "STESAN", id="long-s-folds-to-s"),
+        pytest.param("bob@contoso.example", "SMITH bob", id="across-fields-not-found"),
+    ],
+)
+def test_the_text_filter_finds_a_name_in_any_case(
+    app: Flask, panel: AdminClient, name: str, query: str
+) -> None:
+    """The log is searched in its text before events are decoded: what only Python's case
+    folding matches (a line with other characters than ASCII) must still be found."""
+    log = app.extensions["proware.admin"].audit
+    log.append({"time": "2026-11-26T10:00:00Z", "operation": "create", "name": "someone else"})
+    log.append({"time": "2026-11-26T10:00:01Z", "operation": "create", "name": name})
+    page = text(panel.get("/admin/activity", query_string={"q": query}))
+    found = re.findall(r"<td>create</td>", page)
+    assert len(found) == (0 if " " in query else 1)
+
+
 def test_activity_is_paged(app: Flask, panel: AdminClient) -> None:
     log = app.extensions["proware.admin"].audit
     for number in range(60):

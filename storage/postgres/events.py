@@ -103,11 +103,17 @@ class PostgresEventLog:
                 self.failures += 1
             log.exception("could not append to the activity log in %s", self.database.shown)
 
-    def newest_first(self, containing: Sequence[str] = ()) -> Iterator[dict]:
+    def newest_first(
+        self,
+        containing: Sequence[str] = (),
+        preselect: Callable[[bytes], set[int]] | None = None,
+    ) -> Iterator[dict]:
         """Every event still kept, newest first, each with its ``seq``, read in batches.
 
         :param containing: only events whose JSON text holds each of these strings as it is
             (as ``admin.audit.AuditLog.newest_first``), selected by the database.
+        :param preselect: the file log's line finder, accepted for its sake: the rows are
+            not lines, and the caller tests every event anyway.
         """
         below = 1 << 62
         statement = NEWEST
