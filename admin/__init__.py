@@ -24,6 +24,7 @@ from collections.abc import Callable
 from functools import partial
 
 from flask import Blueprint, Flask, Response, g, request, session
+from flask.blueprints import BlueprintSetupState
 
 from admin import (
     activity,
@@ -211,6 +212,12 @@ def _shown(value: object) -> str:
     return repr(value) if isinstance(value, str) else str(value).lower()
 
 
+def _finalize_shown_values(state: BlueprintSetupState) -> None:
+    """Pass every value the app's templates show through :func:`admin.pages.shown` (the
+    control panel's are the app's only templates)."""
+    state.app.jinja_env.finalize = pages.shown
+
+
 def create_blueprint() -> Blueprint:
     """The control panel's pages and static files, every page but sign-in behind a session."""
     blueprint = Blueprint(
@@ -224,6 +231,7 @@ def create_blueprint() -> Blueprint:
     blueprint.before_request(_guard)
     blueprint.after_request(_security_headers)
     blueprint.app_template_global("csrf_token")(csrf.token)
+    blueprint.record_once(_finalize_shown_values)
     blueprint.app_template_filter("when")(pages.when)
     blueprint.app_template_filter("date")(pages.date)
     blueprint.app_template_global("outcome_of")(activity.outcome)

@@ -25,9 +25,11 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from storage.backend import SharedState
 from storage.controlfile import delete_gradually, fsync_directory
@@ -40,6 +42,10 @@ FILE_NAME = "activity.jsonl"
 MAX_BYTES = 5 * 1024 * 1024  # per file
 BACKUPS = 5  # rotated files kept besides the current one
 SYNC_EVERY = 256 * 1024  # appended bytes between two fdatasyncs
+
+# Given the text of a log file, where the lines that may hold wanted events start
+# (AuditLog.newest_first): found in the whole text, no line is looked at one by one.
+LineFinder = Callable[[bytes], set[int]]
 
 # Read-write only so that the last byte can be checked (pread) before the first append.
 _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT
@@ -223,9 +229,21 @@ class AuditLog:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def newest_first(self) -> Iterator[dict]:
-        """Every event still kept, newest first (the current file, then .1, .2, ...)."""
-        yield from read_newest_first(self.path, self.backups)
+    def newest_first(
+        self, containing: Sequence[str] = (), preselect: LineFinder | None = None
+    ) -> Iterator[dict]:
+        """Every event still kept, newest first (the current file, then .1, .2, ...).
+
+        Both parameters pre-select, sparing the decoding of the other lines, for a caller
+        that still tests each event: a detail page looking for one user's events read all
+        84,000 lines kept at the default rotation.
+
+        :param containing: only events whose JSON text holds each of these strings as it is
+            (a user's id, ``"delete"`` with its quotes).
+        :param preselect: only events on the lines it finds in a file's text (compact JSON
+            in UTF-8, as :func:`encode` writes it); it must find every event wanted.
+        """
+        yield from read_newest_first(self.path, self.backups, containing, preselect)
 
 
 def activity_log(state: SharedState) -> Any:
@@ -255,32 +273,85 @@ def log_files(path: Path, backups: int = BACKUPS) -> list[Path]:
     return [candidate for candidate in candidates if candidate.exists()]
 
 
-def read_newest_first(path: Path, backups: int = BACKUPS) -> Iterator[dict]:
+def read_newest_first(
+    path: Path,
+    backups: int = BACKUPS,
+    containing: Sequence[str] = (),
+    preselect: LineFinder | None = None,
+) -> Iterator[dict]:
     """The events in a log's files, newest first; unreadable lines are skipped."""
-    yield from read_files_newest_first(log_files(path, backups))
+    yield from read_files_newest_first(log_files(path, backups), containing, preselect)
 
 
-def read_files_newest_first(files: list[Path]) -> Iterator[dict]:
-    """The events in ``files`` (given newest first), newest first."""
+def read_files_newest_first(
+    files: list[Path], containing: Sequence[str] = (), preselect: LineFinder | None = None
+) -> Iterator[dict]:
+    """The events in ``files`` (given newest first), newest first; pre-selected with
+    ``containing`` and ``preselect`` (see :meth:`AuditLog.newest_first`)."""
+    wanted = [text.encode("utf-8") for text in containing if text]
     for file in files:
         try:
-            lines = file.read_bytes().splitlines()
+            data = file.read_bytes()
         except FileNotFoundError:  # rotated away meanwhile
             continue
-        for line in reversed(lines):
+        if preselect is not None:
+            lines = _lines_at(data, preselect(data), wanted)
+        elif wanted:
+            lines = _lines_holding(data, wanted)
+        else:
+            lines = reversed(data.splitlines())
+        for line in lines:
             event = decode(line)
             if event is not None:
                 yield event
 
 
+def _lines_at(data: bytes, starts: set[int], wanted: list[bytes]) -> Iterator[bytes]:
+    """The lines of ``data`` that start at ``starts`` and hold every one of ``wanted``, last
+    first."""
+    for start in sorted(starts, reverse=True):
+        end = data.find(b"\n", start)
+        line = data[start : len(data) if end == -1 else end]
+        if all(text in line for text in wanted):
+            yield line
+
+
+def line_start(data: bytes, offset: int) -> int:
+    """Where the line of ``data`` holding ``offset`` starts."""
+    return data.rfind(b"\n", 0, offset) + 1
+
+
+def _lines_holding(data: bytes, wanted: list[bytes]) -> Iterator[bytes]:
+    """The lines of ``data`` that hold every one of ``wanted``, last first: the first string
+    is searched for in the whole text (no line is looked at unless it holds it)."""
+    first, rest = wanted[0], wanted[1:]
+    found = data.rfind(first)
+    while found != -1:
+        start = line_start(data, found)
+        end = data.find(b"\n", found)
+        line = data[start : len(data) if end == -1 else end]
+        if all(text in line for text in rest):
+            yield line
+        found = data.rfind(first, 0, start)
+
+
 def decode(line: bytes) -> dict | None:
-    """One line as an event, or None for a blank, cut or foreign line."""
+    """One line as an event, or None for a blank, cut or foreign line.
+
+    orjson reads a line about five times faster than the standard library, and a filter on
+    the activity page that matches little reads every kept line (84,000 at the default
+    rotation: 1.8 s with ``json.loads``, 0.35 s with orjson). What orjson refuses and the
+    standard library reads (a lone surrogate escape) is read by the standard library.
+    """
     if not line.strip():
         return None
     try:
-        event = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            event = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
     return event if isinstance(event, dict) else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Response, render_template
+from markupsafe import Markup
 
 # Status lines for people (the SCIM API answers the same statuses in JSON).
 _TITLES = {
@@ -15,6 +16,25 @@ _TITLES = {
     413: "Request too large",
     500: "Something went wrong",
 }
+
+
+# Bidirectional embeddings, overrides and isolates (not the marks, U+200E/F): each reorders
+# the text after it up to the end of its paragraph, not only the value that carries it.
+_REORDERING = {code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def shown(value: object) -> object:
+    """Every value a page shows (Jinja's ``finalize``), with the bidirectional controls
+    that reorder text written out visibly, as ``activity tail`` writes them (``\\u202e``).
+
+    Names come from the SCIM client: a userName "rtl\\u202egnp.exe" read "rtlexe.png" on
+    its page, and the user's "active" badge after it was pulled into the reversed text.
+    """
+    if not isinstance(value, str) or value.isascii():
+        return value
+    text = value.translate(_REORDERING)
+    # A macro's or a filter's HTML stays HTML: the escapes written in are plain text.
+    return Markup(text) if isinstance(value, Markup) else text
 
 
 def when(value: datetime | str | None) -> str:

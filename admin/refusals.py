@@ -117,6 +117,16 @@ class RefusalDigest:
                 f.count for f in self._folded.values()
             )
 
+    def pending_apart(self) -> tuple[int, int]:
+        """How many refusals are counted and not written yet: (SCIM requests, control panel
+        sign-ins), for the activity page's summary strip."""
+        with self._lock:
+            held = [(c.fields, c.repeats) for c in self._counts.values()]
+            held += [(f.fields, f.count) for f in self._folded.values()]
+        # The control panel's refusals carry a source (admin.activity.from_control_panel).
+        panel = sum(count for fields, count in held if "source" in fields)
+        return sum(count for _, count in held) - panel, panel
+
     def write_on_time(self) -> None:
         """From now on, write each count when its window ends, on a thread of its own (a
         serving process; the thread runs while something is counted)."""

@@ -67,7 +67,9 @@ def activity_page() -> str:
     )
     number = args.get("page", "1")
     page = activity.page_of(
-        admin.audit.newest_first(), wanted, int(number) if number.isdigit() else 1
+        admin.audit.newest_first(wanted.containing(), wanted.preselect()),
+        wanted,
+        int(number) if number.isdigit() else 1,
     )
     filters = {
         key: value
@@ -112,8 +114,13 @@ def summary(admin: AdminContext) -> Summary:
             if status.recent and status.recent[0].time == last.time:
                 last_token = status.name
                 break
-    recent = activity.since(admin.audit.newest_first(), admin.clock() - timedelta(hours=24))
-    errors = refusals = 0
+    # Only the lines that may count are read: the successes of a busy day are most of them
+    # (28,000 events decoded on every visit to this page).
+    counted = admin.audit.newest_first(preselect=activity.refusals_and_failures)
+    recent = activity.since(counted, admin.clock() - timedelta(hours=24))
+    # Repeats still being counted are refusals of the last 10 minutes too: a client refused
+    # 50 times in a row showed as 1 until its count was written.
+    errors, refusals = admin.refusals.pending_apart()
     for event in recent:
         if activity.from_control_panel(event):
             if event.get("operation") == "sign-in refused":
@@ -134,5 +141,7 @@ def summary(admin: AdminContext) -> Summary:
 
 def events_about(admin: AdminContext, resource_id: str, limit: int = 20) -> list[dict]:
     """The newest events that name a resource (the directory's detail pages)."""
-    matching = (event for event in admin.audit.newest_first() if event.get("id") == resource_id)
+    literal = activity.json_literal(resource_id)
+    candidates = admin.audit.newest_first((literal,) if literal else ())
+    matching = (event for event in candidates if event.get("id") == resource_id)
     return list(islice(matching, limit))

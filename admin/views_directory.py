@@ -16,10 +16,11 @@ from admin.views_activity import events_about
 from scim import constants, errors
 from scim.api.context import base_url
 from scim.pagination import Page
-from scim.paths import parse_attr_path
+from scim.paths import AttrPath, parse_attr_path
 from scim.service import Query, QueryResult, parse_query_filter
 
 PAGE_SIZE = 25
+MEMBERS_PAGE_SIZE = 100  # a group's members listed on its page at a time
 _ENTERPRISE_LABEL = "enterprise"
 
 # What the search box looks in, per resource type.
@@ -51,10 +52,21 @@ def users() -> str:
 
 
 def groups() -> str:
-    """Groups: search and paging."""
-    text, number, result = _search(constants.GROUP_TYPE)
+    """Groups: search and paging, each with its number of members.
+
+    The members themselves are not read (a group of 10,000 took 0.1 s to list as member
+    objects with their display names, per group on the page): only their ids are counted.
+    """
+    text, number, result = _search(constants.GROUP_TYPE, excluded=[parse_attr_path("members")])
+    repository = context().services.repository
+    counts = {group["id"]: len(repository.members(group["id"])) for group in result.resources}
     return render_template(
-        "admin/groups.html", q=text, number=number, result=result, size=PAGE_SIZE
+        "admin/groups.html",
+        q=text,
+        number=number,
+        result=result,
+        size=PAGE_SIZE,
+        member_counts=counts,
     )
 
 
@@ -70,13 +82,28 @@ def user(id: str) -> str:
 
 
 def group(id: str) -> str:
-    """One group: attributes, members, created, last modified, recent events."""
+    """One group: attributes, members a page at a time, created, last modified, recent events.
+
+    A page of members, by name: all 10,000 of a big group made a page of 950 KB that took
+    0.8 s to build.
+    """
     resource = _get(constants.GROUP_TYPE, id)
+    members = sorted(
+        resource.get("members") or [],
+        key=lambda member: str(member.get("display") or member.get("value") or "").casefold(),
+    )
+    number = _page_number()
+    start = (number - 1) * MEMBERS_PAGE_SIZE
     return render_template(
         "admin/group.html",
         resource=resource,
         rows=attribute_rows(resource),
         events=events_about(context(), id),
+        members=QueryResult(
+            members[start : start + MEMBERS_PAGE_SIZE], len(members), start_index=start + 1
+        ),
+        number=number,
+        size=MEMBERS_PAGE_SIZE,
     )
 
 
@@ -104,10 +131,9 @@ def attribute_rows(resource: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _search(kind: str) -> tuple[str, int, QueryResult]:
+def _search(kind: str, excluded: list[AttrPath] | None = None) -> tuple[str, int, QueryResult]:
     text = request.args.get("q", "").strip()[:200]
-    number_text = request.args.get("page", "1")
-    number = int(number_text) if number_text.isdigit() and int(number_text) > 0 else 1
+    number = _page_number()
     settings = context().services.scim
     try:
         expression = parse_query_filter(search_filter(kind, text), settings.max_filter_length)
@@ -117,8 +143,15 @@ def _search(kind: str) -> tuple[str, int, QueryResult]:
         filter=expression,
         sort_by=parse_attr_path(_SORTED_BY[kind]),
         page=Page(start_index=(number - 1) * PAGE_SIZE + 1, count=PAGE_SIZE),
+        excluded=excluded,
     )
     return text, number, context().services.directory.query(kind, query, base_url())
+
+
+def _page_number() -> int:
+    """The ``page`` asked for (1-based); 1 when missing or not a positive number."""
+    text = request.args.get("page", "1")
+    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 def _get(kind: str, id: str) -> dict:

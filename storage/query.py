@@ -189,36 +189,75 @@ def answer_in_python(documents: Iterable[dict], query: Query) -> Found:
 def holds(condition: Condition, document: dict) -> bool:
     """Whether ``document`` satisfies ``condition``: the language's meaning, in Python.
 
-    The reference a store's own translation (SQL) is tested against; the embedded stores
-    answer queries with the caller's ``matches`` instead.
+    The reference a store's own translation (SQL) is tested against. To test many documents,
+    build the test once with :func:`predicate`.
+    """
+    return predicate(condition)(document)
+
+
+def predicate(condition: Condition) -> Callable[[dict], bool]:
+    """``condition`` as a test of one document, built once (the meaning :func:`holds` has).
+
+    The embedded stores test every stored document with it: walking the condition for each
+    document cost 16 µs a user for the control panel's six-attribute search, 0.8 s at
+    50,000 users; built once, the walk is paid once.
     """
     if isinstance(condition, All):
-        return all(holds(term, document) for term in condition.terms)
+        every = [predicate(term) for term in condition.terms]
+        return lambda document: all(test(document) for test in every)
     if isinstance(condition, Any_):
-        return any(holds(term, document) for term in condition.terms)
+        some = [predicate(term) for term in condition.terms]
+        return lambda document: any(test(document) for test in some)
     if isinstance(condition, Not):
-        return not holds(condition.term, document)
+        term = predicate(condition.term)
+        return lambda document: not term(document)
+    path = condition.path
     if isinstance(condition, Element):
-        return any(
-            holds(condition.where, element)
-            for element in values_at(document, condition.path)
-            if isinstance(element, dict)
+        inner = predicate(condition.where)
+        return lambda document: any(
+            inner(element) for element in values_at(document, path) if isinstance(element, dict)
         )
-    found = values_at(document, condition.path)
+    values = _reader(path, condition.single)
     if isinstance(condition, Present):
-        return any(_present(value) for value in found)
+        return lambda document: any(_present(value) for value in values(document))
     if isinstance(condition, Truth):
-        truths = [_truth(value) for value in found]
-        if condition.op == "ne":
-            return not found or any(truth is (not condition.value) for truth in truths)
-        return any(truth is condition.value for truth in truths)
+        wanted, negated = condition.value, condition.op == "ne"
+
+        def truth(document: dict) -> bool:
+            found = values(document)
+            if negated:
+                return not found or any(_truth(value) is (not wanted) for value in found)
+            return any(_truth(value) is wanted for value in found)
+
+        return truth
     fold = str.casefold if condition.fold else _same
     expected = fold(condition.value)
     test = _TESTS[condition.op]
-    strings = [fold(value) for value in found if isinstance(value, str)]
     if condition.op == "ne":
-        return not found or any(test(value, expected) for value in strings)
-    return any(test(value, expected) for value in strings)
+        return lambda document: (
+            not (found := values(document))
+            or any(test(fold(value), expected) for value in found if isinstance(value, str))
+        )
+    return lambda document: any(
+        test(fold(value), expected) for value in values(document) if isinstance(value, str)
+    )
+
+
+def _reader(path: Path, single: bool) -> Callable[[dict], list]:
+    """The values at ``path``: :func:`values_at`, or where no list lies on the path (``single``)
+    the one value read directly, as the condition language allows."""
+    if not single:
+        return lambda document: values_at(document, path)
+
+    def read(document: dict) -> list:
+        node: object = document
+        for key in path:
+            if not isinstance(node, dict):
+                return []
+            node = node.get(key)
+        return [] if node is None else [node]
+
+    return read
 
 
 def values_at(node: object, path: Path) -> list:

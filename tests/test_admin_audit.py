@@ -6,12 +6,16 @@ import errno
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from admin import audit
+from admin import activity, audit
+from admin.activity import ActivityFilter
 from admin.audit import AuditLog
 from app import create_app
 from scim.service import INDEXES
@@ -403,3 +407,100 @@ def test_the_audit_log_syncs_in_the_stores_compaction_hook_and_catches_up_at_sta
 
     again = create_app(settings, repository=repository)  # a restart: nothing new to catch up
     assert len(list(again.extensions["proware.admin"].audit.newest_first())) == 1
+
+
+def test_reading_only_events_containing_a_text_skips_the_others_newest_first(
+    tmp_path: Path,
+) -> None:
+    """A detail page's events, or a filter's, are picked out of the lines before decoding:
+    the kept ones, across rotated files, newest first; every string given must be there."""
+    log = AuditLog(tmp_path / "activity.jsonl", max_bytes=1024, backups=3)
+    for number in range(40):
+        log.append({"n": number, "id": f"user-{number % 3}", "operation": "update"})
+    log.append({"n": 40, "id": "user-1", "operation": "delete"})
+    log.close()
+    assert len(audit.log_files(tmp_path / "activity.jsonl", 3)) > 1
+    one = [event["n"] for event in log.newest_first(['"user-1"'])]
+    assert one == [40, *range(37, 0, -3)]
+    both = [event["n"] for event in log.newest_first(['"update"', '"user-1"'])]
+    assert both == list(range(37, 0, -3))
+    assert list(log.newest_first(['"user-7"'])) == []
+
+
+def test_a_line_the_standard_library_reads_and_orjson_refuses_is_still_read(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "activity.jsonl"
+    path.write_bytes(b'{"n":1,"name":"\\ud800"}\n{"n":2}\n')
+    assert [event["n"] for event in audit.read_newest_first(path)] == [2, 1]
+
+
+def test_reading_events_pre_selected_by_a_test_of_their_lines(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "activity.jsonl")
+    for number in range(6):
+        log.append({"n": number, "name": "odd" if number % 2 else "even"})
+
+    def odd_lines(data: bytes) -> set[int]:
+        return {audit.line_start(data, at.start()) for at in re.finditer(b"odd", data)}
+
+    picked = [event["n"] for event in log.newest_first(preselect=odd_lines)]
+    assert picked == [5, 3, 1]
+    both = log.newest_first(['"n":3'], preselect=odd_lines)
+    assert [event["n"] for event in both] == [3]
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 100_000),
+    st.sampled_from([399, 400, 401, 403, 500, 999, 1000, 65536, 400.0, 1e3, "500", "failed"]),
+    st.floats(0, 2_000, allow_nan=False),
+    st.sampled_from(["", "401", "refused", "failed", "Ann", "ANN", "\u212aate", "ſtraße", "a b"]),
+    st.text(max_size=8),
+)
+_events = st.fixed_dictionaries(
+    {},
+    optional={
+        key: _values for key in ("status", "reason", "operation", "name", "detail", "id", "client")
+    },
+)
+
+
+@given(event=_events, outcome=st.sampled_from(["refused", "failed"]))
+@settings(max_examples=500, deadline=None, database=None)
+def test_an_outcomes_pre_selection_passes_every_event_of_that_outcome(
+    event: dict, outcome: str
+) -> None:
+    """The activity page skips lines its filter's pre-selection rejects without decoding
+    them: it may let through more than the filter matches, never less."""
+    _assert_pre_selected(event, ActivityFilter(outcome=outcome))
+
+
+@given(event=_events, text=st.sampled_from(["ann", "KATE", "strasse", "40", "a b", "fail", 'x"y']))
+@settings(max_examples=500, deadline=None, database=None)
+def test_a_texts_pre_selection_passes_every_event_it_matches(event: dict, text: str) -> None:
+    _assert_pre_selected(event, ActivityFilter(text=text))
+
+
+def _assert_pre_selected(event: dict, wanted: ActivityFilter) -> None:
+    preselect = wanted.preselect()
+    if wanted.matches(event) and preselect is not None:
+        text = b'{"other":1}\n' + audit.encode(event) + b'{"other":2}\n'
+        assert preselect(text) == {len(b'{"other":1}\n')}
+
+
+@given(event=_events, operation=st.sampled_from([None, "sign-in refused", "sign in", "create"]))
+@settings(max_examples=500, deadline=None, database=None)
+def test_the_summarys_pre_selection_passes_every_event_it_counts(
+    event: dict, operation: str | None
+) -> None:
+    if operation is not None:
+        event = {**event, "operation": operation, "source": "password"}
+    counted = (
+        event.get("operation") == "sign-in refused"
+        if activity.from_control_panel(event)
+        else activity.outcome(event) != "success"
+    )
+    text = b'{"other":1}\n' + audit.encode(event)
+    if counted:
+        assert activity.refusals_and_failures(text) == {len(b'{"other":1}\n')}

@@ -317,6 +317,29 @@ def test_the_activity_summary_counts_every_refused_request(app: Flask, client: F
     assert summary.errors_24h == 50
 
 
+def test_the_summary_counts_the_refusals_still_being_counted(
+    app: Flask, client: FlaskClient
+) -> None:
+    """A client refused 50 times showed as 1 in the strip until its count was written, up
+    to 10 minutes later; sign-ins refused meanwhile stay apart."""
+    admin = app.extensions["proware.admin"]
+    create_admin(app)
+    for _ in range(50):
+        client.get(f"{PREFIX}/Users", environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    csrf = csrf_of(client.get("/admin/sign-in"))
+    for _ in range(3):
+        client.post(
+            "/admin/sign-in",
+            data={"username": "mallory", "password": "wrong password!", "csrf_token": csrf},
+        )
+
+    with app.test_request_context():
+        summary = views_activity.summary(admin)
+
+    assert len(_log(app)) == 2  # the first of each; the repeats are still counted
+    assert (summary.errors_24h, summary.sign_in_refusals_24h) == (50, 3)
+
+
 def test_repeated_failed_sign_ins_are_counted_and_the_strip_adds_them_up(
     app: Flask, client: FlaskClient
 ) -> None:

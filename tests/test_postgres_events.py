@@ -75,6 +75,21 @@ def test_newest_first_reads_every_event_in_batches(
     assert [event["number"] for event in log.newest_first()] == list(range(9, -1, -1))
 
 
+def test_newest_first_can_read_only_the_events_containing_some_texts(
+    log: PostgresEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control panel's pre-selection (admin.audit.AuditLog.newest_first), in SQL."""
+    monkeypatch.setattr(events, "BATCH", 2)
+    for number in range(10):
+        log.append({"operation": "delete" if number % 2 else "create", "id": f"u{number % 3}"})
+        log.append({"operation": "refused", "number": number})
+
+    picked = [(event["operation"], event["id"]) for event in log.newest_first(['"u1"'])]
+    assert picked == [("delete", "u1"), ("create", "u1"), ("delete", "u1")]  # 7, 4, 1
+    both = list(log.newest_first(['"delete"', '"u1"']))
+    assert [event["operation"] for event in both] == ["delete", "delete"]
+
+
 def test_the_log_keeps_the_newest_events_and_prunes_the_rest_now_and_then(
     repository: PostgresRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:

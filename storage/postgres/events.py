@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 from psycopg.types.json import Jsonb
@@ -103,12 +103,26 @@ class PostgresEventLog:
                 self.failures += 1
             log.exception("could not append to the activity log in %s", self.database.shown)
 
-    def newest_first(self) -> Iterator[dict]:
-        """Every event still kept, newest first, each with its ``seq``, read in batches."""
+    def newest_first(
+        self,
+        containing: Sequence[str] = (),
+        preselect: Callable[[bytes], set[int]] | None = None,
+    ) -> Iterator[dict]:
+        """Every event still kept, newest first, each with its ``seq``, read in batches.
+
+        :param containing: only events whose JSON text holds each of these strings as it is
+            (as ``admin.audit.AuditLog.newest_first``), selected by the database.
+        :param preselect: the file log's line finder, accepted for its sake: the rows are
+            not lines, and the caller tests every event anyway.
+        """
         below = 1 << 62
+        statement = NEWEST
+        if containing:
+            found = " AND ".join("strpos(event::text, %s) > 0" for _ in containing)
+            statement = NEWEST.replace("WHERE seq < %s", f"WHERE seq < %s AND {found}")
         while True:
             with self.database.connection() as connection:
-                rows = connection.execute(NEWEST, (below, BATCH)).fetchall()
+                rows = connection.execute(statement, (below, *containing, BATCH)).fetchall()
             for seq, event in rows:
                 yield event | {"seq": seq}
             if len(rows) < BATCH:
