@@ -248,6 +248,28 @@ def test_head_reads_a_resource_and_changes_nothing(
 # -- what needs a token ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("path", "authorized"),
+    [
+        pytest.param("/Users", True, id="list"),
+        pytest.param("/ServiceProviderConfig", True, id="discovery"),
+        pytest.param("/Users/nope", True, id="not-found"),
+        pytest.param("/Nothing", True, id="no-route"),
+        pytest.param("/Users", False, id="refused"),
+    ],
+)
+def test_scim_answers_are_never_stored_or_sniffed(
+    client: FlaskClient, token: str, path: str, authorized: bool
+) -> None:
+    """Directory data, and details that repeat a client's input (OWASP REST Security)."""
+    headers = {"Authorization": f"Bearer {token}"} if authorized else {}
+
+    response = client.get(f"{PREFIX}{path}", headers=headers)
+
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_healthz_needs_no_token(client: FlaskClient) -> None:
     response = client.get("/healthz")
 
