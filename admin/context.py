@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flask import current_app, g, request
@@ -17,6 +17,7 @@ from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
 from admin.sso_access import Access, Policy, SsoState, access_by_id, local_allowed
+from admin.throttle import PasswordChecks
 from scim.api.context import Services
 from storage.repository import Clock
 
@@ -91,6 +92,8 @@ class AdminContext:
     clock: Clock
     # Counts repeated refusals (SCIM requests without a valid token, sign-ins) for the log.
     refusals: RefusalDigest
+    # The password checks this process may still make (the sign-in form's brake).
+    password_checks: PasswordChecks = field(default_factory=PasswordChecks)
 
     def current_admin(self) -> tuple[str | None, str | None]:
         """The signed-in admin of this request, or why the session ended (see sessions)."""
