@@ -734,3 +734,16 @@ def test_many_operations_on_few_values_still_apply() -> None:
     result = apply_patch(bjensen(), operations, USER_RESOURCE)
 
     assert result.document["emails"][0]["value"] == "4999@x"
+
+
+def test_one_operation_may_write_many_values_and_duplicates_are_still_skipped() -> None:
+    """What a PUT may state, one PATCH operation may too: its duplicates are found in one
+    pass, so 5,000 values cost 10,000 comparisons, not 25 million."""
+    values = [{"value": f"{i}@x", "type": "work"} for i in range(5000)]
+    doubled = values + [{"type": "work", "value": f"{i}@x"} for i in range(0, 5000, 2)]
+
+    replaced = apply_patch(bjensen(), [Operation("replace", "emails", doubled)], USER_RESOURCE)
+    added = apply_patch(bjensen(), [Operation("add", "emails", doubled)], USER_RESOURCE)
+
+    assert replaced.document["emails"] == values
+    assert added.document["emails"] == bjensen()["emails"] + values

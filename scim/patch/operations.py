@@ -26,6 +26,7 @@ from scim.patch.values import (
     covered,
     dict_at,
     element_matches,
+    frozen,
     json_kind,
     list_at,
     merge,
@@ -238,11 +239,14 @@ class _Patcher:
             # RFC 7644 §3.5.2.1: add appends, skipping values already there; replace swaps
             # the whole list (§3.5.2.3).
             elements = [] if op == "replace" else list_at(container, attribute.name)
-            # Each new value is compared with those already there, and with those before it.
-            self._compare(len(new_elements) * (len(elements) + len(new_elements)), attribute.name)
+            # Duplicates are found in one pass over the values there and the new ones.
+            self._compare(len(elements) + len(new_elements), attribute.name)
+            present = {frozen(element) for element in elements}
             added = []
             for element in new_elements:
-                if element not in (None, {}) and element not in elements:
+                key = frozen(element)
+                if element not in (None, {}) and key not in present:
+                    present.add(key)
                     elements.append(element)
                     added.append(element)
             container[attribute.name] = elements
