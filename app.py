@@ -165,10 +165,6 @@ def _log_request(response: Response, *, slow: float) -> Response:
     return response
 
 
-# Query parameters whose values are secrets (the single sign-on callback's code and state).
-_SECRET_PARAMETERS = frozenset({"code", "state", "id_token", "access_token", "session_state"})
-
-
 def _loggable_path() -> str:
     """The request's path and query, with secret path segments and the values of secret
     parameters left out, and characters that are not printable (a decoded %0A, an escape
@@ -179,10 +175,10 @@ def _loggable_path() -> str:
             path = prefix + "[redacted]"
     if not request.query_string:
         return printable(path)
-    if not any(name in request.args for name in _SECRET_PARAMETERS):
+    if not any(name in request.args for name in admin.SECRET_PARAMETERS):
         return printable(path + request.full_path[len(request.path) :])
     shown = [
-        f"{name}=[redacted]" if name in _SECRET_PARAMETERS else f"{name}={quote(value)}"
+        f"{name}={admin.REDACTED}" if name in admin.SECRET_PARAMETERS else f"{name}={quote(value)}"
         for name, value in request.args.items(multi=True)
     ]
     return printable(f"{path}?{'&'.join(shown)}")

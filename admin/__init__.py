@@ -22,9 +22,11 @@ import logging
 import sys
 from collections.abc import Callable
 from functools import partial
+from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, Response, g, request, session
 from flask.blueprints import BlueprintSetupState
+from werkzeug.datastructures import MultiDict
 
 from admin import (
     activity,
@@ -286,6 +288,26 @@ def on_serve(
 # Paths whose last segment is a secret (the setup link): the access log leaves it out.
 SECRET_PATHS = (SETUP_PATH,)
 
+# Query parameters whose values are secrets: the single sign-on callback's code and state,
+# and a bearer token sent as RFC 6750's ``access_token`` (refused, but a real token). The
+# access log and the Connection status show them as REDACTED.
+SECRET_PARAMETERS = frozenset({"code", "state", "id_token", "access_token", "session_state"})
+REDACTED = "[redacted]"
+
+
+def query_without_secrets(query: str, args: MultiDict[str, str]) -> str:
+    """The raw ``query`` string, or, when it holds a secret parameter, the same parameters
+    (``args``, parsed from it) encoded again with the secrets' values REDACTED."""
+    if not any(name in args for name in SECRET_PARAMETERS):
+        return query
+    return urlencode(
+        [
+            (name, REDACTED if name in SECRET_PARAMETERS else value)
+            for name, value in args.items(multi=True)
+        ]
+    )
+
+
 # Pages anyone may open: signing in, first-run setup, the stylesheet and script.
 _PUBLIC = frozenset(
     {
@@ -361,7 +383,11 @@ def _connection_observer(
                 token=token.name if token is not None else None,
                 method=current.method,
                 path=path,
-                query=current.query_string.decode("utf-8", "replace") if raw_query else "",
+                query=query_without_secrets(
+                    current.query_string.decode("utf-8", "replace"), current.args
+                )
+                if raw_query
+                else "",
                 filter=current.args.get("filter") if "filter" in raw_query else None,
                 status=status,
                 reason=error.reason if isinstance(error, Refused) else None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flask import current_app, g, request
@@ -17,6 +17,7 @@ from admin.sessions import RevokedSessions, SessionPolicy
 from admin.setup_link import SetupLinks
 from admin.sso import RelyingParty
 from admin.sso_access import Access, Policy, SsoState, access_by_id, local_allowed
+from admin.throttle import PasswordChecks
 from scim.api.context import Services
 from storage.errors import StorageError, log_background_failure
 from storage.repository import Clock
@@ -94,6 +95,8 @@ class AdminContext:
     refusals: RefusalDigest
     # When a token or switch change made here applies (scim.tokens.propagation).
     propagation: str
+    # The password checks this process may still make (the sign-in form's brake).
+    password_checks: PasswordChecks = field(default_factory=PasswordChecks)
 
     def current_admin(self) -> tuple[str | None, str | None]:
         """The signed-in admin of this request, or why the session ended (see sessions)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 
@@ -72,7 +73,23 @@ def sign_in() -> Response | str:
             "type it again.",
             status=400,
         )
+    if not admin.password_checks.admit():
+        # Not checked, so not counted against the name: a flood of attempts gets this
+        # instead of taking the CPU that SCIM requests need (admin.throttle).
+        log.warning(
+            "sign-in refused from %s: more attempts than this server checks", request.remote_addr
+        )
+        admin.note_refused_sign_in(status=429, name=username[:64], reason="busy", source="password")
+        return sign_in_page(
+            next=target,
+            error="This server is receiving more sign-in attempts than it checks: wait a few "
+            "seconds and sign in again.",
+            username=username,
+            status=429,
+        )
+    cpu = time.thread_time()
     verdict = admin.accounts.sign_in(username, password)
+    admin.password_checks.spent(time.thread_time() - cpu)
     if verdict.outcome == "ok" and verdict.account is not None:
         sessions.start(verdict.account, admin.clock())
         log.info("admin %s signed in from %s", verdict.account.username, request.remote_addr)

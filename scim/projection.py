@@ -18,21 +18,32 @@ from storage.values import clone
 
 _CORE = ""  # the selection key of the core schema, whose attributes sit at the top level
 
+# The most distinct names one attributes or excludedAttributes list may hold. Each is resolved
+# again for every resource of the answer, so the list's length times the page's size was the
+# cost: 50,000 names on a page of 1,000 users held the server for 37 s. A User has 76
+# attributes and sub-attributes, each nameable with or without its URN.
+MAX_ATTRIBUTE_NAMES = 200
+
 
 def parse_attribute_list(text: str | None, parameter: str = "attributes") -> list[AttrPath]:
     """Parse a comma-separated attribute list such as ``userName,name.givenName``.
 
     Empty items ("userName,") are ignored. ``parameter`` names the query parameter in errors.
 
-    :raises InvalidValue: an item is a filtered path, which these parameters do not take.
+    :raises InvalidValue: an item is a filtered path, which these parameters do not take, or
+        the list names more than MAX_ATTRIBUTE_NAMES (a name repeated counts once).
     :raises InvalidPath: an item is not an attribute path.
     """
     if not text:
         return []
+    items = dict.fromkeys(item for item in text.split(",") if item.strip())
+    if len(items) > MAX_ATTRIBUTE_NAMES:
+        raise InvalidValue(
+            f"{parameter}: {len(items)} names; at most {MAX_ATTRIBUTE_NAMES} different "
+            "ones are accepted"
+        )
     paths: list[AttrPath] = []
-    for item in text.split(","):
-        if not item.strip():
-            continue
+    for item in items:
         if "[" in item or "]" in item:
             raise InvalidValue(
                 f"{parameter}: {item.strip()!r} holds a filter; list attribute names only"

@@ -82,6 +82,19 @@ def test_a_refused_probe_says_so(app: Flask, client: FlaskClient) -> None:
     assert status.recent[0].result == "Test Connection probe refused: No Authorization header"
 
 
+def test_a_token_in_the_query_string_is_not_kept(
+    app: Flask, client: FlaskClient, token: str
+) -> None:
+    """A client that sends its token as RFC 6750's ``access_token`` parameter is refused (no
+    header), and the real token it sent is neither kept nor shown: the Connection status
+    lists the request with the value redacted, as the access log does."""
+    client.get(f"/scim/v2/Users?access_token={token}&count=2")
+
+    [row] = status_of(app, None).recent
+    assert row.target == "/scim/v2/Users?access_token=[redacted]&count=2"
+    assert token not in repr(app.extensions["proware.admin"].connection.tokens())
+
+
 def test_ordinary_requests_are_listed_newest_first_with_their_result(
     app: Flask, scim: ScimClient
 ) -> None:

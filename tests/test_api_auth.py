@@ -89,6 +89,29 @@ def test_bad_credentials_are_401_saying_which(
     assert_refused(response, 401, fragment)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("{token}", id="token-alone"),
+        pytest.param("{token} {token}", id="token-twice"),
+        pytest.param("Token {token}", id="token-scheme"),
+        pytest.param("Bearer: {token}", id="bearer-colon"),
+    ],
+)
+def test_a_token_sent_without_bearer_is_not_repeated(
+    app: Flask, client: FlaskClient, token: str, events: list[dict], header: str
+) -> None:
+    """The refusal names the header's scheme only when it is a scheme's name: here the first
+    word may be the secret, and the detail goes into the response, the activity log and the
+    Connection status."""
+    response = client.get(f"{PREFIX}/Users", headers={"Authorization": header.format(token=token)})
+
+    assert_refused(response, 401, "expected 'Bearer <token>'")
+    assert token not in response.get_data(as_text=True)
+    assert token not in json.dumps(events)
+    assert token not in repr(app.extensions["proware.admin"].connection.tokens())
+
+
 def test_a_revoked_token_is_401_naming_it(app: Flask, client: FlaskClient, token: str) -> None:
     app.extensions["proware"].tokens.revoke("entra")
 
@@ -223,6 +246,28 @@ def test_head_reads_a_resource_and_changes_nothing(
 
 
 # -- what needs a token ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "authorized"),
+    [
+        pytest.param("/Users", True, id="list"),
+        pytest.param("/ServiceProviderConfig", True, id="discovery"),
+        pytest.param("/Users/nope", True, id="not-found"),
+        pytest.param("/Nothing", True, id="no-route"),
+        pytest.param("/Users", False, id="refused"),
+    ],
+)
+def test_scim_answers_are_never_stored_or_sniffed(
+    client: FlaskClient, token: str, path: str, authorized: bool
+) -> None:
+    """Directory data, and details that repeat a client's input (OWASP REST Security)."""
+    headers = {"Authorization": f"Bearer {token}"} if authorized else {}
+
+    response = client.get(f"{PREFIX}{path}", headers=headers)
+
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_healthz_needs_no_token(client: FlaskClient) -> None:

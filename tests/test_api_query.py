@@ -283,6 +283,18 @@ def test_post_search_with_a_string_count_is_400(scim) -> None:
     assert "count" in response.get_json()["detail"]
 
 
+def test_post_search_with_too_many_attribute_names_is_400(scim) -> None:
+    """A bounded list: each name was resolved for every resource of the page."""
+    names = [f"a{i}" for i in range(50_000)]
+    body = {"schemas": [constants.SEARCH_REQUEST], "attributes": names, "count": 1000}
+
+    response = scim.post("/Users/.search", body)
+
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    assert "at most 200" in response.get_json()["detail"]
+
+
 def test_groups_list_and_search(scim, seven) -> None:
     scim.create_group("Staff", [seven[0]["id"]])
     scim.create_group("Admins")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import re
+import time
 
 import pytest
 
 from scim import constants
 from scim.definitions import GROUP_RESOURCE, USER_RESOURCE
-from scim.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget
+from scim.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget, TooMany
 from scim.filter import parse_filter
 from scim.patch import MemberChange, Operation, apply_patch
 from scim.schemas.patch import load_patch_request
@@ -670,3 +671,79 @@ def test_removing_members_by_filter_that_names_no_single_id() -> None:
     """members[value eq 7] is not a plain id, so the service evaluates the filter itself."""
     result = patch(group(), ops({"op": "remove", "path": "members[value eq 7]"}), GROUP_RESOURCE)
     assert result.member_changes[0].action == "remove_matching"
+
+
+# -- bounded work: operations times the values each scans ---------------------------------
+
+
+def _many_emails(count: int) -> dict:
+    user = bjensen()
+    user["emails"] = [{"value": f"{i}@example.com", "type": f"t{i}"} for i in range(count)]
+    return user
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        pytest.param(
+            [Operation("add", f'emails[type eq "t{i}"].value', "x") for i in range(2000)],
+            id="value-filter-writes",
+        ),
+        pytest.param(
+            [Operation("add", f'emails[type eq "n{i}"].value', "x") for i in range(2000)],
+            id="value-filter-writes-creating",
+        ),
+        pytest.param(
+            [Operation("remove", f'emails[type eq "t{i}"]') for i in range(2000)],
+            id="value-filter-removes",
+        ),
+        pytest.param(
+            [Operation("add", "emails", [{"value": f"new{i}@x"}]) for i in range(2000)],
+            id="adds-one-by-one",
+        ),
+        pytest.param(
+            [Operation("remove", "emails", [{"value": f"{i}@example.com"} for i in range(2000)])],
+            id="remove-by-values",
+        ),
+    ],
+)
+def test_a_patch_scanning_too_many_values_is_refused_in_bounded_time(
+    operations: list[Operation],
+) -> None:
+    """Each of these took 30 s or more (the server's only thread, with the embedded store):
+    2,000 operations each scanning a user's 2,000 emails. Refused as tooMany, in a fraction
+    of a second, before the scans; the caller's document is untouched."""
+    user = _many_emails(2000)
+    before = copy.deepcopy(user)
+
+    started = time.perf_counter()
+    with pytest.raises(TooMany, match="compares more than 100,000 values") as refused:
+        apply_patch(user, operations, USER_RESOURCE)
+
+    assert time.perf_counter() - started < 2.0
+    assert refused.value.status == 400 and refused.value.scim_type == "tooMany"
+    assert user == before
+
+
+def test_many_operations_on_few_values_still_apply() -> None:
+    """The limit counts comparisons, not operations: Entra-sized values take any number."""
+    operations = [
+        Operation("replace", 'emails[type eq "work"].value', f"{i}@x") for i in range(5000)
+    ]
+
+    result = apply_patch(bjensen(), operations, USER_RESOURCE)
+
+    assert result.document["emails"][0]["value"] == "4999@x"
+
+
+def test_one_operation_may_write_many_values_and_duplicates_are_still_skipped() -> None:
+    """What a PUT may state, one PATCH operation may too: its duplicates are found in one
+    pass, so 5,000 values cost 10,000 comparisons, not 25 million."""
+    values = [{"value": f"{i}@x", "type": "work"} for i in range(5000)]
+    doubled = values + [{"type": "work", "value": f"{i}@x"} for i in range(0, 5000, 2)]
+
+    replaced = apply_patch(bjensen(), [Operation("replace", "emails", doubled)], USER_RESOURCE)
+    added = apply_patch(bjensen(), [Operation("add", "emails", doubled)], USER_RESOURCE)
+
+    assert replaced.document["emails"] == values
+    assert added.document["emails"] == bjensen()["emails"] + values

@@ -15,6 +15,19 @@ _JWT = re.compile(r"^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+# Authentication schemes a refusal names back (IANA's HTTP Authentication Scheme Registry,
+# and the common unregistered "Token" and "ApiKey"). Any other first word of the header is
+# not repeated: "Authorization: pw_..." (the token without "Bearer ") would put the secret in
+# the detail, which the response, the Connection status and the activity log all keep.
+_NAMED_SCHEMES = {
+    scheme.lower(): scheme
+    for scheme in (
+        "Basic", "Bearer", "Concealed", "Digest", "DPoP", "GNAP", "HOBA", "Mutual",
+        "Negotiate", "NTLM", "OAuth", "PrivateToken", "SCRAM-SHA-1", "SCRAM-SHA-256",
+        "vapid", "Token", "ApiKey",
+    )
+}  # fmt: skip
+
 # Why a request was refused, for the activity log and Connection status (machine-readable).
 REASON_NO_HEADER = "no-header"
 REASON_NOT_BEARER = "not-bearer"
@@ -52,11 +65,7 @@ def authenticate() -> None:
     scheme, _, secret = header.strip().partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
-        raise Refused(
-            401,
-            REASON_NOT_BEARER,
-            f"Authorization header uses the {scheme!r} scheme; expected 'Bearer <token>'",
-        )
+        raise Refused(401, REASON_NOT_BEARER, _not_bearer_detail(scheme))
     if _JWT.match(secret):
         raise Refused(
             401,
@@ -109,6 +118,18 @@ def authenticate() -> None:
             f"the bearer token {check.token.name!r} is read-only and may only read; "
             "use a read-write token to change data",
         )
+
+
+def _not_bearer_detail(scheme: str) -> str:
+    """Why a header that is not ``Bearer <token>`` was refused, naming its scheme only when it
+    is a known scheme's name (what else stands first may be the secret itself)."""
+    named = _NAMED_SCHEMES.get(scheme.lower())
+    if named is not None:
+        return f"Authorization header uses the {named!r} scheme; expected 'Bearer <token>'"
+    return (
+        "Authorization header does not start with a known scheme; expected 'Bearer <token>' "
+        "(is 'Bearer ' missing before the token?)"
+    )
 
 
 def server_refusal(status: int, detail: str) -> errors.ScimError:

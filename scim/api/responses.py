@@ -26,6 +26,10 @@ def scim_response(
         response.mimetype = constants.SCIM_MEDIA_TYPE
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    # Directory data, and errors that repeat what a client sent: never stored by a browser
+    # or a proxy, never sniffed as a page (what the control panel's pages send too).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

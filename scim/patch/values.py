@@ -98,6 +98,17 @@ def element_matches(value_filter: Filter, element: object, attribute: AttributeD
     return isinstance(element, dict) and matches_element(value_filter, element, attribute)
 
 
+def frozen(value: object) -> object:
+    """A hashable stand-in for a JSON value, equal to another's exactly when the values are
+    equal (``==``: objects as sets of members, arrays in order, ``1 == 1.0 == True``), so
+    that duplicates among many values are found with a set instead of a scan each."""
+    if isinstance(value, dict):
+        return frozenset((key, frozen(item)) for key, item in value.items())
+    if isinstance(value, list):
+        return tuple(frozen(item) for item in value)
+    return value
+
+
 def is_among(element: object, elements: list) -> bool:
     """Identity membership: equal-looking elements may differ in whether they matched."""
     return any(element is other for other in elements)
