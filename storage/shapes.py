@@ -161,9 +161,11 @@ class DocumentShape(Record):
                 if self.other_formats_pass:
                     return None
                 if isinstance(found, int) and not isinstance(found, bool) and found > self.format:
+                    # Not "restore a backup": a backup holds users and groups, none of these.
                     return (
                         f"format {found} is newer than this version of Proware reads "
-                        f"({self.format}): restore a backup of this version, or upgrade"
+                        f"({self.format}): run the newer Proware, or put back this document "
+                        "as this version wrote it (a backup does not hold it)"
                     )
                 return f"format: {found!r} is no format of Proware's (it reads {self.format})"
         return super().problem(value, where)

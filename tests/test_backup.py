@@ -178,6 +178,25 @@ def test_restore_keeps_a_large_data_file_whole(
     assert files(summary.previous) == previous
 
 
+def test_restore_takes_back_a_directory_a_newer_proware_wrote(
+    stores: Stores, data_dir: Path, tmp_path: Path
+) -> None:
+    """The way back a newer data file's refusal names: restore sets the file aside."""
+    sample(stores, data_dir)
+    backup(data_dir, tmp_path / "backup.json")
+    stores.close_all()
+    newer = '{"_meta": {"1": {"format": 3}}, "users": {}}'
+    (data_dir / "proware.json").write_text(newer)
+    with pytest.raises(CorruptStore, match="restore a backup with it"):
+        stores.open(data_dir)
+
+    summary = restore(tmp_path / "backup.json", data_dir, INDEXES)
+
+    assert summary.previous is not None
+    assert (summary.previous / "proware.json").read_text() == newer
+    assert [u["userName"] for u in stores.open(data_dir).all("User")] == ["ann", "bob", "cid"]
+
+
 def test_restore_accepts_a_format_1_file(stores: Stores, tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
     old = TinyDBRepository(tmp_path / "old" / "proware.json", INDEXES, FixedClock(), CounterIds())

@@ -334,6 +334,15 @@ def _content(app: Flask, name: str) -> dict:
     return app.extensions["proware.backend"].document(name).read()
 
 
+def test_a_newer_format_names_no_backup_to_restore() -> None:
+    """A backup holds users and groups: restoring one would not bring this document back."""
+    problem = DocumentShape(1).problem({"format": 2})
+
+    assert problem is not None
+    assert "restore a backup" not in problem
+    assert "run the newer Proware, or put back this document" in problem
+
+
 def _write_by_hand(app: Flask, name: str, content: object) -> None:
     """Put ``content`` in the document ``name`` as an operator's edit would: over the file,
     or over the database row (with a new version, as any change must have to be seen)."""

@@ -365,7 +365,9 @@ def test_a_newer_format_is_refused_and_left_untouched(data_dir: Path) -> None:
 
     assert str(raised.value) == (
         f"{data_dir / 'proware.json'}: format 3 is newer than this version of Proware supports "
-        "(2); upgrade Proware to open it (the file was left unchanged)"
+        "(2); run the newer Proware to open it, or, to come back to this version, restore a "
+        "backup with it (python app.py restore FILE keeps this file aside); the file was left "
+        "unchanged"
     )
     assert files(data_dir) == before
 

@@ -112,3 +112,18 @@ def test_a_database_newer_than_the_code_is_refused_and_left_unchanged(dsn: str) 
     assert f"schema is at version {NEXT.number}" in message
     assert f"knows versions up to {LATEST}" in message
     assert recorded(dsn)[-1] == (NEXT.number, NEXT.name)
+
+
+def test_a_newer_database_names_a_way_back_this_version_can_take(dsn: str) -> None:
+    """Not a restore into it, which this version refuses too, but a copy out and into a new
+    database."""
+    with connect(dsn) as connection:
+        apply_migrations(connection, [*MIGRATIONS, NEXT])
+
+    with pytest.raises(CorruptStore) as raised:
+        Database(dsn)
+
+    message = str(raised.value)
+    assert "restore" not in message.replace("restore into it", "")
+    assert "storage migrate --to DIRECTORY" in message
+    assert "into a new, empty database with this one" in message

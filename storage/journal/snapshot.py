@@ -182,7 +182,9 @@ class _Decoder:
         if version > FORMAT:
             raise CorruptStore(
                 f"{self.path}: format {version} is newer than this version of Proware supports "
-                f"({FORMAT}); upgrade Proware to open it (the file was left unchanged)"
+                f"({FORMAT}); run the newer Proware to open it, or, to come back to this "
+                "version, restore a backup with it (python app.py restore FILE keeps this "
+                "file aside); the file was left unchanged"
             )
         return records[0]
 

@@ -168,11 +168,19 @@ def apply_migrations(
         }
         unknown = sorted(applied - known)
         if unknown:
+            # Not "restore a backup": this version's restore opens the database first, and so
+            # is refused the same way. The way named was walked back from schema 3 to a
+            # Proware of schema 1 (25d1100): every user, group, token, admin, single sign-on
+            # setting and activity event came back.
             raise CorruptStore(
                 f"the PostgreSQL database's schema is at version {max(applied)}, but this "
                 f"version of Proware knows versions up to {max(known, default=0)} "
-                f"(unknown: {', '.join(map(str, unknown))}); upgrade Proware, or restore a "
-                "backup made for this version; the database was left unchanged"
+                f"(unknown: {', '.join(map(str, unknown))}): a newer Proware upgraded it, and "
+                "this version can neither use it nor restore into it. Run the newer version; "
+                "or, to come back to this one, copy the install out with the newer version "
+                "(python app.py storage migrate --to DIRECTORY), then into a new, empty "
+                "database with this one (storage migrate --to DSN, its config naming "
+                "DIRECTORY); the database was left unchanged"
             )
         done = []
         for migration in sorted(migrations):
