@@ -73,7 +73,8 @@ REASONS: dict[str, Reason] = {
     "not-bearer": Reason(
         "Not a bearer token",
         "The client must send 'Authorization: Bearer <token>'. In Entra, put the token in "
-        "the Secret Token field, with nothing before it.",
+        "the Secret Token field, with nothing before it. In Okta, choose the Authentication "
+        "Mode 'HTTP Header' (not Basic Auth) and paste the token as its Bearer value.",
     ),
     "jwt": Reason(
         "Entra's own JWT: the Secret Token field is empty",

@@ -298,6 +298,11 @@ class Directory:
         without ``password`` keeps the stored one; a group's PUT without ``members`` keeps
         its members and their displays.
 
+        Okta sends a PUT of the whole resource where Entra sends a PATCH, so a PUT is
+        recorded as the PATCH doing the same would be: a deactivation as ``disable``, member
+        changes as ``add member``/``remove member``; and one that changes nothing (the
+        stored resource sent back) writes nothing: no new version, no event.
+
         :param with_members: as for :meth:`create`.
         """
         resource = RESOURCE_TYPES[kind]
@@ -318,14 +323,20 @@ class Directory:
                 _hash_password(stored, previous=current.get(PASSWORD))
             if kind == constants.GROUP_TYPE:
                 check_members(tx, members)
-            _write(tx.replace, kind, id, stored, if_version=current["meta"]["version"])
-            if kind == constants.USER_TYPE:
-                _renew_groups_of(tx, current, stored)
+            operations = activity.describe_change(_editable(current), _editable(stored))
+            if not operations and displays != current.get(MEMBER_DISPLAYS, {}):
+                operations = [activity.UPDATE]  # only the members' displays changed
+            if operations:
+                _write(tx.replace, kind, id, stored, if_version=current["meta"]["version"])
+                if kind == constants.USER_TYPE:
+                    _renew_groups_of(tx, current, stored)
             if kind == constants.GROUP_TYPE and members is not None:
-                tx.clear_members(id)
-                tx.add_members(id, members)
+                operations += _replace_members(tx, id, members)
+            if not operations:
+                return current
             stored = tx.get(kind, id)
-            activity.note(tx, context, activity.UPDATE, stored)
+            for operation in operations:
+                activity.note(tx, context, operation, stored)
             return stored
 
         stored = run_transaction(self.repository, replace_in)
@@ -625,6 +636,21 @@ def none_match_hit(if_none_match: str, version: str) -> bool:
 def _opaque_tag(tag: str) -> str:
     """An entity tag without its weakness indicator (RFC 9110 §8.8.3)."""
     return tag[2:] if tag.startswith("W/") else tag
+
+
+def _replace_members(tx: Transaction, group_id: str, user_ids: list[str]) -> list[str]:
+    """Make a group's members ``user_ids``; the activity operations that took (none when they
+    were those already: members are unordered, RFC 7643 §2.4, so a PUT listing them in
+    another order changes nothing)."""
+    before = tx.members(group_id)
+    kept = set(user_ids)
+    added = bool(kept.difference(before))
+    removed = any(uid not in kept for uid in before)
+    if not added and not removed:
+        return []
+    tx.clear_members(group_id)
+    tx.add_members(group_id, list(dict.fromkeys(user_ids)))
+    return ([activity.ADD_MEMBER] if added else []) + ([activity.REMOVE_MEMBER] if removed else [])
 
 
 def _editable(document: dict) -> dict:

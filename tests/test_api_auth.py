@@ -71,6 +71,12 @@ HEADERS = [
     pytest.param(None, "no Authorization header", id="missing"),
     pytest.param("   ", "no Authorization header", id="blank"),
     pytest.param("Basic YWRtaW46YWRtaW4=", "'Basic' scheme", id="basic-scheme"),
+    pytest.param(
+        "Basic b2t0YTpzZWNyZXQ=",
+        "Proware does not accept; expected 'Bearer <token>' with a token created in Proware's "
+        "control panel (in Okta: Authentication Mode 'HTTP Header')",
+        id="okta-basic-auth-mode-says-which-mode-to-choose",
+    ),
     pytest.param("Bearer", "expected 'Bearer <token>'", id="bearer-without-token"),
     pytest.param("pw_just-the-token", "expected 'Bearer <token>'", id="no-scheme"),
     pytest.param("Bearer pw_not-a-real-token", "not known to this Proware server", id="unknown"),

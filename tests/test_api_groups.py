@@ -841,3 +841,22 @@ def test_group_changes_emit_one_event_per_operation(scim, users, events: list[di
     ]
     assert {e["id"] for e in events} == {group["id"]}
     assert [e["status"] for e in events] == [201, 204, 204, 204, 204, 204]
+
+
+def test_a_put_names_the_member_changes_it_made(scim, users, events: list[dict]) -> None:
+    """A PUT of the whole group (Okta's group push) is recorded as the PATCH doing the same
+    would be: members added or removed, a rename as an update, and nothing when the group
+    was resent as it is."""
+    ann, bob = users[0]["id"], users[1]["id"]
+    group = scim.create_group("Staff", [ann])
+    path = f"/Groups/{group['id']}"
+    events.clear()
+
+    scim.put(path, {"displayName": "Staff", "members": [{"value": ann}, {"value": bob}]})
+    scim.put(path, {"displayName": "Staff", "members": [{"value": bob}]})
+    scim.put(path, {"displayName": "Team", "members": [{"value": bob}]})
+    version = _read(scim, group)["meta"]["version"]
+    resent = scim.put(path, {"displayName": "Team", "members": [{"value": bob}]})
+
+    assert [e["operation"] for e in events] == ["add member", "remove member", "update"]
+    assert resent.get_json()["meta"]["version"] == version

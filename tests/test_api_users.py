@@ -767,6 +767,42 @@ def test_a_patch_that_disables_and_renames_emits_both_operations(scim, events: l
     assert [e["operation"] for e in events] == ["disable", "update"]
 
 
+def test_a_put_that_disables_or_enables_emits_that_operation(scim, events: list[dict]) -> None:
+    """Okta's PUT-based deactivation (and scripts') shows as a disable, as Entra's PATCH does:
+    the activity log's operation filter must find it."""
+    ann = scim.create_user("ann")
+    path = f"/Users/{ann['id']}"
+
+    scim.put(path, {"userName": "ann", "active": False})
+    scim.put(path, {"userName": "ann", "active": True, "title": "Boss"})
+
+    assert [e["operation"] for e in events] == ["create", "disable", "enable", "update"]
+
+
+def test_a_put_that_changes_nothing_writes_nothing(scim, events: list[dict]) -> None:
+    """Okta PUTs the whole user on every profile push; resending what is stored (read-only
+    ``id``, ``meta`` and ``groups`` included) is no change: no new version or lastModified,
+    no event."""
+    body = {
+        "schemas": [constants.USER],
+        "userName": "ann",
+        "name": {"givenName": "Ann", "familyName": "Lee"},
+        "emails": [{"value": "ann@example.com", "type": "work", "primary": True}],
+        "active": True,
+    }
+    created = scim.post("/Users", {**body, "password": "s3cret"}).get_json()
+    path = f"/Users/{created['id']}"
+    events.clear()
+
+    for resent in (body, {**created, "groups": []}):
+        response = scim.put(path, resent)
+        assert response.status_code == 200
+        assert response.get_json()["meta"] == created["meta"]
+        assert response.headers["ETag"] == created["meta"]["version"]
+
+    assert events == []
+
+
 def test_a_failing_activity_listener_never_fails_the_request(
     app: Flask, scim, events: list[dict], caplog: pytest.LogCaptureFixture
 ) -> None:

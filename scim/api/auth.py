@@ -124,6 +124,14 @@ def _not_bearer_detail(scheme: str) -> str:
     """Why a header that is not ``Bearer <token>`` was refused, naming its scheme only when it
     is a known scheme's name (what else stands first may be the secret itself)."""
     named = _NAMED_SCHEMES.get(scheme.lower())
+    if named == "Basic":
+        # Okta offers Basic Auth first among its authentication modes; its admin needs the
+        # mode that sends a bearer token, not only the header this server wanted.
+        return (
+            "Authorization header uses the 'Basic' scheme (a username and password), which "
+            "Proware does not accept; expected 'Bearer <token>' with a token created in "
+            "Proware's control panel (in Okta: Authentication Mode 'HTTP Header')"
+        )
     if named is not None:
         return f"Authorization header uses the {named!r} scheme; expected 'Bearer <token>'"
     return (

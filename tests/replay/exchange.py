@@ -24,8 +24,9 @@ _OPTIONAL = {
     "response_headers",
     "capture",
 }
-# Catalogue ids of entra-provisioning.md: A0-A20 (sub-entries like A5.4) and Q1-Q26.
-_REF = re.compile(r"^(A\d+(\.\d+)?|Q\d+)$")
+# Catalogue ids of entra-provisioning.md: A0-A20 (sub-entries like A5.4) and Q1-Q26; an
+# Okta exchange (tests/exchanges-okta) names the part of Okta's documented behaviour it shows.
+_REF = re.compile(r"^(A\d+(\.\d+)?|Q\d+|okta:[a-z][a-z-]*)$")
 
 
 class ExchangeFormatError(ValueError):
@@ -80,7 +81,9 @@ def load_exchange(path: Path, index: int = 0) -> Exchange:
         raise ExchangeFormatError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     refs = data["refs"]
     if not isinstance(refs, list) or not refs or not all(_REF.match(str(r)) for r in refs):
-        raise ExchangeFormatError(f"{path}: refs must be a non-empty list like ['A6', 'Q2']")
+        raise ExchangeFormatError(
+            f"{path}: refs must be a non-empty list like ['A6', 'Q2'] or ['okta:group-push']"
+        )
     if not isinstance(data["status"], int):
         raise ExchangeFormatError(f"{path}: status must be an integer")
     for key in ("response_absent", "response_present"):
