@@ -230,6 +230,65 @@ def test_bad_patches_are_400_naming_the_problem_and_change_nothing(
     assert scim.get(f"/Users/{ann['id']}").get_json() == ann
 
 
+# The same problem reads the same in a PATCH body as in a POST body ("userName: required",
+# "active: expected a boolean, got 'maybe'"), not in marshmallow's own words ("Missing data
+# for required field.", "Not a valid string.").
+PATCH_BODY_DETAILS = [
+    pytest.param({"schemas": [PATCH_OP]}, "invalidSyntax", "Operations: required", id="none"),
+    pytest.param(
+        {"Operations": "add"},
+        "invalidSyntax",
+        "Operations: expected a list, got 'add'",
+        id="operations-a-string",
+    ),
+    pytest.param(
+        {"schemas": PATCH_OP, "Operations": []},
+        "invalidSyntax",
+        f"schemas: expected a list, got '{PATCH_OP[:40]}...'",
+        id="schemas-a-string",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}, {"path": "title"}]},
+        "invalidValue",
+        "Operations[1].op: required",
+        id="no-op",
+    ),
+    pytest.param(
+        {"Operations": [{"op": 5, "path": "title", "value": "x"}]},
+        "invalidValue",
+        "Operations[0].op: expected a string, got 5",
+        id="op-a-number",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "x" * 500, "path": "title", "value": "x"}]},
+        "invalidValue",
+        f"Operations[0].op: '{'x' * 40}...' is not one of add, replace, remove",
+        id="long-op-shortened",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": ["title"], "value": "x"}]},
+        "invalidValue",
+        "Operations[0].path: expected a string, got a list",
+        id="path-a-list",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}, "remove"]},
+        "invalidSyntax",
+        "Operations[1]: expected an object, got 'remove'",
+        id="operation-a-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "scim_type", "detail"), PATCH_BODY_DETAILS)
+def test_a_malformed_patch_body_reads_like_a_malformed_post_body(
+    scim, ann, body: dict, scim_type: str, detail: str
+) -> None:
+    response = scim.patch(f"/Users/{ann['id']}", body)
+
+    assert assert_scim_error(response, 400, scim_type)["detail"] == detail
+
+
 def test_an_add_without_a_value_is_400_and_clears_nothing(scim) -> None:
     ann = scim.create_user("ann", title="Engineer")
 
