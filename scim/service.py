@@ -32,7 +32,7 @@ from scim.membership import (
     with_displays,
 )
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
-from scim.patch import apply_patch
+from scim.patch import apply_patch, blame_operation
 from scim.paths import AttrPath
 from scim.presentation import (
     GROUPS,
@@ -369,7 +369,10 @@ class Directory:
             # validation, and writes nothing but the memberships.
             displays = current.get(MEMBER_DISPLAYS, {})
             if result.document != editable:
-                document = load_resource(resource, result.document, previous=editable)
+                try:
+                    document = load_resource(resource, result.document, previous=editable)
+                except errors.ScimError as error:
+                    raise _InvalidResult(editable, error) from None
                 _hash_password(document, previous=current.get(PASSWORD))
                 operations = activity.describe_change(editable, document)
                 if operations:
@@ -394,7 +397,21 @@ class Directory:
                 activity.note(tx, context, operation, stored)
             return stored, result.skipped, skipped_members, operations
 
-        stored, skipped, skipped_members, operations = run_transaction(self.repository, patch_in)
+        try:
+            stored, skipped, skipped_members, operations = run_transaction(
+                self.repository, patch_in
+            )
+        except _InvalidResult as invalid:
+            # Which operation to blame is found outside the transaction: it re-applies the
+            # operations several times, and holds no lock while it does.
+            started_from, error = invalid.document, invalid.error
+
+            def validate(patched: dict) -> dict:
+                return load_resource(resource, patched, previous=started_from)
+
+            raise blame_operation(
+                started_from, patch_operations, resource, validate, error
+            ) from None
         return PatchOutcome(
             resource=present(self.repository, stored, base_url, with_members=with_members),
             skipped=skipped,
@@ -525,6 +542,15 @@ class _Pinned:
 
     documents: list[dict]
     groups: dict[str, list[dict]] | None = None
+
+
+class _InvalidResult(Exception):
+    """A PATCH whose result the schema refused: the document it started from and the error."""
+
+    def __init__(self, document: dict, error: errors.ScimError) -> None:
+        super().__init__(error.detail)
+        self.document = document
+        self.error = error
 
 
 def _get(reader: Reader, kind: str, id: str) -> dict:

@@ -289,6 +289,69 @@ def test_a_malformed_patch_body_reads_like_a_malformed_post_body(
     assert assert_scim_error(response, 400, scim_type)["detail"] == detail
 
 
+# The schema checks the patched resource as a whole; its detail alone names an attribute but
+# not which of a PATCH's operations put the bad value there.
+BLAMED_OPERATIONS = [
+    pytest.param(
+        [
+            {"op": "add", "path": "title", "value": "Boss"},
+            {"op": "add", "path": "nickName", "value": "Babs"},
+            {"op": "replace", "path": "active", "value": "maybe"},
+            {"op": "add", "path": "displayName", "value": "Ann"},
+        ],
+        "Operations[2]: active: expected a boolean, got 'maybe'",
+        id="third-of-four",
+    ),
+    pytest.param(
+        [{"op": "add", "path": "title", "value": "x"}, {"op": "replace", "value": {"active": 1}}],
+        "Operations[1]: active: expected a boolean, got 1",
+        id="path-less",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": "nickName"}, {"op": "remove", "path": "userName"}],
+        "Operations[1]: userName: required",
+        id="required-removed",
+    ),
+    pytest.param(
+        [
+            {"op": "replace", "path": "active", "value": "maybe"},
+            {"op": "replace", "path": "active", "value": True},
+            {"op": "replace", "path": "title", "value": 7},
+        ],
+        "Operations[2]: title: expected a string, got 7",
+        id="earlier-problem-repaired",  # the problem left is the one reported
+    ),
+    pytest.param(
+        [{"op": "add", "path": "title", "value": f"t{n}"} for n in range(60)]
+        + [{"op": "add", "path": "name.givenName", "value": 7}]
+        + [{"op": "add", "path": "nickName", "value": f"n{n}"} for n in range(60)],
+        "Operations[60]: name.givenName: expected a string, got 7",
+        id="61st-of-121",
+    ),
+]
+
+
+@pytest.mark.parametrize(("operations", "detail"), BLAMED_OPERATIONS)
+def test_a_patch_leaving_an_invalid_value_names_the_operation(
+    scim, ann, operations: list[dict], detail: str
+) -> None:
+    response = scim.patch_ops(f"/Users/{ann['id']}", *operations)
+
+    assert assert_scim_error(response, 400, "invalidValue")["detail"] == detail
+    assert scim.get(f"/Users/{ann['id']}").get_json() == ann
+
+
+def test_a_group_patch_leaving_an_invalid_value_names_the_operation(scim, staff) -> None:
+    response = scim.patch_ops(
+        f"/Groups/{staff['id']}",
+        {"op": "remove", "path": 'members[value eq "nobody"]'},
+        {"op": "replace", "path": "displayName", "value": 5},
+    )
+
+    body = assert_scim_error(response, 400, "invalidValue")
+    assert body["detail"] == "Operations[1]: displayName: expected a string, got 5"
+
+
 def test_an_add_without_a_value_is_400_and_clears_nothing(scim) -> None:
     ann = scim.create_user("ann", title="Engineer")
 
