@@ -74,7 +74,7 @@ def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
             continue
         if reader.exists(constants.GROUP_TYPE, user_id):
             raise _group_as_member(user_id)
-        raise errors.InvalidValue(f"members: no user has id {user_id!r}")
+        raise errors.InvalidValue(f"members: no user has id {errors.quoted(user_id)}")
 
 
 @dataclass

@@ -562,7 +562,7 @@ def _get(reader: Reader, kind: str, id: str) -> dict:
 
 
 def _not_found(kind: str, id: str) -> errors.NotFound:
-    return errors.NotFound(f"{kind} {id!r} not found")
+    return errors.NotFound(f"{kind} {errors.quoted(id)} not found")
 
 
 def _write(method, *args, **kwargs) -> dict:
@@ -572,12 +572,12 @@ def _write(method, *args, **kwargs) -> dict:
     except storage_errors.Conflict as exc:
         noun = "user" if exc.kind == constants.USER_TYPE else "group"
         raise errors.Uniqueness(
-            f"{exc.field} {exc.value!r} is already used by another {noun} (id {exc.holder}); "
-            f"{exc.field} is unique, compared case-insensitively"
+            f"{exc.field} {errors.quoted(exc.value)} is already used by another {noun} "
+            f"(id {exc.holder}); {exc.field} is unique, compared case-insensitively"
         ) from None
     except storage_errors.VersionMismatch as exc:
         raise errors.PreconditionFailed(
-            f"{exc.kind} {exc.id!r} changed meanwhile: it is at version {exc.current}"
+            f"{exc.kind} {errors.quoted(exc.id)} changed meanwhile: it is at version {exc.current}"
         ) from None
 
 
@@ -592,8 +592,8 @@ def _check_version(
     _require_match(if_match, version)
     if if_none_match is not None and none_match_hit(if_none_match, version):
         raise errors.PreconditionFailed(
-            f"If-None-Match {if_none_match} matches the current version {version}, so the "
-            "resource is left as it is (RFC 7232 §3.2)"
+            f"If-None-Match {errors.shortened(if_none_match)} matches the current version "
+            f"{version}, so the resource is left as it is (RFC 7232 §3.2)"
         )
 
 
@@ -625,7 +625,7 @@ def _require_match(if_match: str | None, version: str) -> None:
     """
     if if_match is not None and not match_hit(if_match, version):
         raise errors.PreconditionFailed(
-            f"If-Match {if_match} does not match the current version {version}; "
+            f"If-Match {errors.shortened(if_match)} does not match the current version {version}; "
             "read the resource again and retry"
         )
 

@@ -425,6 +425,130 @@ def test_bad_query_parameters_are_400_naming_the_problem(
     assert_scim_error(response, 400, scim_type, *fragments)
 
 
+# A path that is no attribute path, in a query parameter, is named by the parameter: it was
+# "path: ..." for sortBy, and "attributes: ..." for excludedAttributes.
+MISNAMED_PARAMETERS = [
+    pytest.param(
+        {"sortBy": "name..givenName"},
+        "invalidPath",
+        "sortBy: expected a sub-attribute name, found '.' at position 6 in 'name..givenName'",
+        id="sortBy",
+    ),
+    pytest.param(
+        {"excludedAttributes": 'emails[type eq "work"]'},
+        "invalidValue",
+        "excludedAttributes: 'emails[type eq \"work\"]' holds a filter; list attribute names only",
+        id="excludedAttributes-filter",
+    ),
+    pytest.param(
+        {"excludedAttributes": "userName,a..b"},
+        "invalidPath",
+        "excludedAttributes: expected a sub-attribute name, found '.' at position 3 in 'a..b'",
+        id="excludedAttributes-path",
+    ),
+    pytest.param(
+        {"excludedAttributes": ",".join(f"a{n}" for n in range(300))},
+        "invalidValue",
+        "excludedAttributes: 300 names; at most 200 different ones are accepted",
+        id="excludedAttributes-too-many",
+    ),
+    pytest.param(
+        {"attributes": "a..b"},
+        "invalidPath",
+        "attributes: expected a sub-attribute name, found '.' at position 3 in 'a..b'",
+        id="attributes-path",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "scim_type", "detail"), MISNAMED_PARAMETERS)
+def test_a_bad_query_parameter_is_named_in_the_detail(
+    scim, query: dict, scim_type: str, detail: str
+) -> None:
+    response = scim.get("/Users", query_string=query)
+
+    assert assert_scim_error(response, 400, scim_type)["detail"] == detail
+
+
+def test_excluded_attributes_of_a_search_body_are_named_as_sent(scim) -> None:
+    response = scim.post("/Users/.search", {"excludedAttributes": ["a..b"]})
+
+    assert assert_scim_error(response, 400, "invalidPath")["detail"].startswith(
+        "excludedAttributes: "
+    )
+
+
+LONG = "x" * 3000
+
+# Every detail that repeats a value the client sent repeats at most its first 64 characters:
+# each was repeated whole (a 3,000-character id made a 3,017-character detail), and a detail
+# is also logged, kept in the activity log and shown in the control panel.
+ECHOED_VALUES = [
+    pytest.param("GET", f"/Users?sortOrder={LONG}", None, {}, 400, id="sortOrder"),
+    pytest.param("GET", f"/Users?count={LONG}", None, {}, 400, id="count"),
+    pytest.param("GET", f"/Users?attributes=emails[{LONG}", None, {}, 400, id="attributes"),
+    pytest.param("GET", f"/Users?sortBy=a.b.{LONG}", None, {}, 400, id="sortBy"),
+    pytest.param("GET", f"/Users?filter=userName zz{LONG}", None, {}, 400, id="filter-operator"),
+    pytest.param("GET", f'/Users?filter=userName eq "a" {LONG}', None, {}, 400, id="filter-rest"),
+    pytest.param("GET", f"/Users/{LONG}", None, {}, 404, id="user-id"),
+    pytest.param("DELETE", f"/Groups/{LONG}", None, {}, 404, id="group-id"),
+    pytest.param("GET", f"/Schemas/{LONG}", None, {}, 404, id="schema-id"),
+    pytest.param("GET", f"/ResourceTypes/{LONG}", None, {}, 404, id="resource-type"),
+    pytest.param("POST", "/Users", f'{{"{LONG}": 1, "{LONG}": 2}}', {}, 400, id="repeated-key"),
+    pytest.param(
+        "POST",
+        "/Groups",
+        {"displayName": "Staff", "members": [{"value": "x" * 1000}]},
+        {},
+        400,
+        id="member-id",
+    ),
+    pytest.param(
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "add", "path": "a" * 3000 + "!", "value": "x"}]},
+        {},
+        400,
+        id="patch-path",
+    ),
+    pytest.param(
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}]},
+        {"If-Match": LONG},
+        412,
+        id="if-match",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status"), ECHOED_VALUES)
+def test_a_long_value_is_shortened_in_the_detail(
+    scim, ann, method: str, path: str, body, headers: dict, status: int
+) -> None:
+    response = scim.request(method, path.format(id=ann["id"]), body, headers=headers)
+
+    detail = assert_scim_error(response, status, response.get_json().get("scimType"))["detail"]
+    assert len(detail) < 300, detail
+    assert "..." in detail, detail
+
+
+def test_a_taken_user_name_is_shortened_in_the_409(scim) -> None:
+    scim.create_user("x" * 1000)
+
+    response = scim.post("/Users", {"userName": "X" * 1000})
+
+    body = assert_scim_error(response, 409, "uniqueness")
+    assert body["detail"].startswith(f"userName '{'X' * 64}...' is already used by another user")
+
+
+def test_an_unknown_long_path_is_shortened_in_the_404(scim) -> None:
+    response = scim.get(f"/Bogus{LONG}")
+
+    detail = assert_scim_error(response, 404, None)["detail"]
+    assert detail == "no such endpoint: GET " + ("/scim/v2/Bogus" + LONG)[:128] + "..."
+
+
 @pytest.fixture
 def deep_settings(tmp_path: Path) -> Settings:
     """A filter limit high enough that the nesting check, not the length check, answers."""
