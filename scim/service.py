@@ -268,7 +268,7 @@ class Directory:
         _hash_password(document, previous=None)
 
         def create_in(tx: Transaction) -> dict:
-            check_members(tx, members)
+            check_members(tx, sent)
             stored = _write(tx.insert, kind, document)
             if members:
                 tx.add_members(stored["id"], members)
@@ -317,7 +317,7 @@ class Directory:
             else:
                 _hash_password(stored, previous=current.get(PASSWORD))
             if kind == constants.GROUP_TYPE:
-                check_members(tx, members)
+                check_members(tx, sent)
             _write(tx.replace, kind, id, stored, if_version=current["meta"]["version"])
             if kind == constants.USER_TYPE:
                 _renew_groups_of(tx, current, stored)

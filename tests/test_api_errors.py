@@ -153,6 +153,45 @@ def test_bad_group_bodies_are_400_naming_the_problem(
     assert_scim_error(scim.post("/Groups", body), 400, "invalidValue", *fragments)
 
 
+NESTED = "is a group; nested groups are not supported; members must be users"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_member_that_is_no_user_is_named_by_its_place_in_the_body(
+    scim, ann, staff, method: str
+) -> None:
+    """The same words as a member sent with "type": "Group" (members[1]: nested groups are
+    not supported; ...), and the member's index, not only "members"."""
+    path = "/Groups" if method == "POST" else f"/Groups/{staff['id']}"
+    name = "Other" if method == "POST" else "Staff"
+    sent = [{"value": ann["id"]}, {"value": ann["id"]}, {"value": "nobody"}]
+
+    unknown = scim.request(method, path, {"displayName": name, "members": sent})
+    sent[2] = {"value": staff["id"]}
+    group = scim.request(method, path, {"displayName": name, "members": sent})
+
+    body = assert_scim_error(unknown, 400, "invalidValue")
+    assert body["detail"] == "members[2].value: no user has id 'nobody'"
+    body = assert_scim_error(group, 400, "invalidValue")
+    assert body["detail"] == f"members[2].value: '{staff['id']}' {NESTED}"
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_a_group_added_as_a_member_by_patch_names_the_operation(scim, ann, op: str) -> None:
+    staff = scim.create_group("Staff", [ann["id"]])
+    other = scim.create_group("Other")
+
+    response = scim.patch_ops(
+        f"/Groups/{staff['id']}",
+        {"op": "replace", "path": "displayName", "value": "Staff"},
+        {"op": op, "path": "members", "value": [{"value": other["id"]}]},
+    )
+
+    body = assert_scim_error(response, 400, "invalidValue")
+    assert body["detail"] == f"Operations[1]: members: '{other['id']}' {NESTED}"
+    assert scim.get(f"/Groups/{staff['id']}").get_json() == staff
+
+
 def test_bad_bodies_on_put_are_400_and_change_nothing(scim, ann) -> None:
     response = scim.put(f"/Users/{ann['id']}", {"userName": "ann", "active": []})
 

@@ -77,10 +77,15 @@ def apply_patch(
     """
     patcher = _Patcher(clone(document), resource)
     for index, operation in enumerate(operations):
+        changes = len(patcher.member_changes)
         try:
             patcher.apply(operation)
         except ScimError as error:
             raise type(error)(f"Operations[{index}]: {error.detail}") from error
+        patcher.member_changes[changes:] = [
+            replace(change, place=f"Operations[{index}]: members")
+            for change in patcher.member_changes[changes:]
+        ]
     return PatchResult(patcher.document, patcher.member_changes, patcher.skipped)
 
 
