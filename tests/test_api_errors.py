@@ -391,6 +391,19 @@ def test_a_group_patch_leaving_an_invalid_value_names_the_operation(scim, staff)
     assert body["detail"] == "Operations[1]: displayName: expected a string, got 5"
 
 
+def test_a_filtered_write_naming_no_sub_attribute_says_so(scim, ann) -> None:
+    """It said "only 'eq' terms joined by 'and' describe an element to create" of a filter
+    that was one eq term: what was wrong was the name."""
+    path = 'emails[type eq "work" and kind eq "x"].value'
+
+    response = scim.patch_ops(f"/Users/{ann['id']}", {"op": "add", "path": path, "value": "a@x"})
+
+    assert assert_scim_error(response, 400, "noTarget")["detail"] == (
+        f"Operations[0]: {path}: no element matches the filter, and 'kind' is not a "
+        "sub-attribute of emails, so it cannot describe an element to create"
+    )
+
+
 def test_an_add_without_a_value_is_400_and_clears_nothing(scim) -> None:
     ann = scim.create_user("ann", title="Engineer")
 
