@@ -19,6 +19,22 @@ def error_document(status: int, detail: str, scim_type: str | None = None) -> di
     return body
 
 
+# How much of a value the client sent a detail repeats: a GUID or an Entra object id whole, a
+# 5,000-character id or query parameter not (each was repeated whole, and a detail is also
+# logged and kept in the activity log).
+SHOWN_CHARACTERS = 64
+
+
+def shortened(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` marking the cut."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def quoted(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """A value the client sent as a detail shows it: quoted, escaped (``'a\\x00b'``), cut."""
+    return repr(shortened(text, limit))
+
+
 def too_large_detail(limit: int | None) -> str:
     """The detail of a 413 for a body over ``[server] max_body_bytes``."""
     return f"request body too large: the limit is {limit} bytes ([server] max_body_bytes)"

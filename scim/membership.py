@@ -18,7 +18,6 @@ as a member is refused either way: nested groups are not supported.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from scim import constants, errors
@@ -62,19 +61,24 @@ def existing_displays(reader: Reader, displays: dict[str, str]) -> dict[str, str
     return {user_id: display for user_id, display in displays.items() if user_id in users}
 
 
-def check_members(reader: Reader, user_ids: Iterable[str] | None) -> None:
-    """Refuse unknown ids and groups as members of a POST or PUT, naming the id.
+def check_members(reader: Reader, members: list[dict] | None) -> None:
+    """Refuse unknown ids and groups as members of a POST or PUT, naming the member as sent
+    (``members[3].value``) and its id.
 
+    :param members: the validated ``members`` of the body.
     :raises errors.InvalidValue:
     """
-    wanted = list(user_ids or ())
+    wanted = member_ids(members) or []
     users = set(reader.existing(constants.USER_TYPE, wanted)) if wanted else set()
-    for user_id in wanted:
+    for index, member in enumerate(members or ()):
+        user_id = member["value"]
         if user_id in users:
             continue
         if reader.exists(constants.GROUP_TYPE, user_id):
-            raise _group_as_member(user_id)
-        raise errors.InvalidValue(f"members: no user has id {user_id!r}")
+            raise _group_as_member(user_id, f"members[{index}].value")
+        raise errors.InvalidValue(
+            f"members[{index}].value: no user has id {errors.quoted(user_id)}"
+        )
 
 
 @dataclass
@@ -89,7 +93,7 @@ class MemberOutcome:
 
 
 def _add_members(
-    tx: Transaction, group_id: str, user_ids: list[str], skipped: list[str]
+    tx: Transaction, group_id: str, user_ids: list[str], skipped: list[str], place: str
 ) -> list[str]:
     """Add the users; returns those added. An id neither added nor a member already names
     no user: a group is refused, anything else is appended to ``skipped``.
@@ -109,7 +113,7 @@ def _add_members(
             if user_id in users:
                 continue  # a member already
             if tx.exists(constants.GROUP_TYPE, user_id):
-                raise _group_as_member(user_id)
+                raise _group_as_member(user_id, place)
             if user_id not in skipped:
                 skipped.append(user_id)
     return added
@@ -139,7 +143,7 @@ def apply_member_changes(
     after = dict(displays)
     for change in changes:
         if change.action == "add":
-            added_now = _add_members(tx, group_id, list(change.ids), skipped)
+            added_now = _add_members(tx, group_id, list(change.ids), skipped, change.place)
             added += added_now
             if change.displays:  # never for Entra's adds, which send ids only
                 sent = dict(change.displays)
@@ -152,7 +156,7 @@ def apply_member_changes(
             wanted = list(dict.fromkeys(change.ids))
             doomed = [uid for uid in tx.members(group_id) if uid not in wanted]
             removed += _forget(after, tx.remove_members(group_id, doomed))
-            added += _add_members(tx, group_id, wanted, skipped)
+            added += _add_members(tx, group_id, wanted, skipped, change.place)
             # A replace states every member whole: its display is the one sent, or none.
             _forget(after, wanted)
             after.update((uid, d) for uid, d in change.displays if uid not in skipped)
@@ -178,7 +182,9 @@ def _forget(displays: dict[str, str], user_ids: list[str]) -> list[str]:
     return user_ids
 
 
-def _group_as_member(group_id: str) -> errors.InvalidValue:
+def _group_as_member(group_id: str, place: str) -> errors.InvalidValue:
+    # The words of a member sent with "type": "Group" (scim.schemas.tolerance.member_is_user).
     return errors.InvalidValue(
-        f"members: {group_id!r} is a group; nested groups are not supported, members must be users"
+        f"{place}: {errors.quoted(group_id)} is a group; nested groups are not supported; "
+        "members must be users"
     )

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from scim import constants, definitions
 from scim.definitions import AttributeDef, ResourceTypeDef
-from scim.errors import InvalidValue
+from scim.errors import InvalidValue, quoted
 from scim.paths import AttrPath, lookup, resolve
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -55,7 +55,8 @@ def _integer(parameter: str, value: str | int | None) -> int | None:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     if not isinstance(value, str) or _INTEGER.fullmatch(value.strip()) is None:
-        raise InvalidValue(f"{parameter}: expected an integer, got {value!r}")
+        shown = quoted(value) if isinstance(value, str) else repr(value)
+        raise InvalidValue(f"{parameter}: expected an integer, got {shown}")
     if len(value.strip().lstrip("+-")) > constants.MAX_INTEGER_DIGITS:
         raise InvalidValue(f"{parameter}: more than {constants.MAX_INTEGER_DIGITS} digits")
     return int(value)
@@ -71,7 +72,7 @@ def parse_sort_order(text: str | None) -> bool:
     folded = text.strip().casefold()
     if folded in ("ascending", "descending"):
         return folded == "ascending"
-    raise InvalidValue(f"sortOrder: expected 'ascending' or 'descending', got {text!r}")
+    raise InvalidValue(f"sortOrder: expected 'ascending' or 'descending', got {quoted(text)}")
 
 
 def check_sort_by(sort_by: AttrPath, resource: ResourceTypeDef) -> None:

@@ -24,7 +24,7 @@ from scim.definitions import (
     SchemaDef,
     common_attribute,
 )
-from scim.errors import InvalidPath
+from scim.errors import InvalidPath, quoted
 
 # RFC 7644 §3.10: ATTRNAME = ALPHA *(nameChar), nameChar = "-" / "_" / DIGIT / ALPHA; RFC 7643
 # §2.1 adds "$ref" for reference sub-attributes.
@@ -84,10 +84,10 @@ def scan_attr_path(text: str) -> AttrPath:
     sub_attribute: str | None = None
     if end < len(text):
         if text[end] != ".":
-            raise PathSyntaxError(f"unexpected {text[end]!r} after {attribute!r}", end)
+            raise PathSyntaxError(f"unexpected {text[end]!r} after {quoted(attribute)}", end)
         sub_attribute, end = _scan_name(text, end + 1, "a sub-attribute name")
         if end < len(text):
-            raise PathSyntaxError(f"unexpected {text[end]!r} after {sub_attribute!r}", end)
+            raise PathSyntaxError(f"unexpected {text[end]!r} after {quoted(sub_attribute)}", end)
     return AttrPath(schema, attribute, sub_attribute)
 
 
@@ -100,22 +100,24 @@ def _scan_name(text: str, start: int, what: str) -> tuple[str, int]:
     return match.group(), match.end()
 
 
-def parse_attr_path(text: str) -> AttrPath:
+def parse_attr_path(text: str, where: str = "path") -> AttrPath:
     """Parse an attribute path such as ``name.givenName`` or ``urn:...:User:manager.value``.
 
     Surrounding spaces are ignored so that ``attributes=userName, emails`` still works.
 
+    :param where: what ``text`` is, to begin an error's detail: ``path`` in a PATCH, the
+        query parameter (``sortBy``, ``excludedAttributes``) elsewhere.
     :raises InvalidPath: with what was wrong and the 1-based position in ``text``.
     """
     stripped = text.strip(" \t")
     lead = len(text) - len(text.lstrip(" \t"))
     if not stripped:
-        raise InvalidPath("path: the attribute path is empty")
+        raise InvalidPath(f"{where}: the attribute path is empty")
     try:
         return scan_attr_path(stripped)
     except PathSyntaxError as error:
         raise InvalidPath(
-            f"path: {error.reason} at position {lead + error.position + 1} in {text!r}"
+            f"{where}: {error.reason} at position {lead + error.position + 1} in {quoted(text)}"
         ) from None
 
 

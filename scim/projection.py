@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from scim import definitions
 from scim.definitions import AttributeDef, ResourceTypeDef, SchemaDef
-from scim.errors import InvalidValue
+from scim.errors import InvalidValue, quoted
 from scim.paths import AttrPath, parse_attr_path, resolve
 from storage.values import clone
 
@@ -46,9 +46,9 @@ def parse_attribute_list(text: str | None, parameter: str = "attributes") -> lis
     for item in items:
         if "[" in item or "]" in item:
             raise InvalidValue(
-                f"{parameter}: {item.strip()!r} holds a filter; list attribute names only"
+                f"{parameter}: {quoted(item.strip())} holds a filter; list attribute names only"
             )
-        paths.append(parse_attr_path(item))
+        paths.append(parse_attr_path(item, parameter))
     return paths
 
 

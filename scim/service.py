@@ -32,7 +32,7 @@ from scim.membership import (
     with_displays,
 )
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
-from scim.patch import apply_patch
+from scim.patch import apply_patch, blame_operation
 from scim.paths import AttrPath
 from scim.presentation import (
     GROUPS,
@@ -268,7 +268,7 @@ class Directory:
         _hash_password(document, previous=None)
 
         def create_in(tx: Transaction) -> dict:
-            check_members(tx, members)
+            check_members(tx, sent)
             stored = _write(tx.insert, kind, document)
             if members:
                 tx.add_members(stored["id"], members)
@@ -322,7 +322,7 @@ class Directory:
             else:
                 _hash_password(stored, previous=current.get(PASSWORD))
             if kind == constants.GROUP_TYPE:
-                check_members(tx, members)
+                check_members(tx, sent)
             operations = activity.describe_change(_editable(current), _editable(stored))
             if not operations and displays != current.get(MEMBER_DISPLAYS, {}):
                 operations = [activity.UPDATE]  # only the members' displays changed
@@ -380,7 +380,10 @@ class Directory:
             # validation, and writes nothing but the memberships.
             displays = current.get(MEMBER_DISPLAYS, {})
             if result.document != editable:
-                document = load_resource(resource, result.document, previous=editable)
+                try:
+                    document = load_resource(resource, result.document, previous=editable)
+                except errors.ScimError as error:
+                    raise _InvalidResult(editable, error) from None
                 _hash_password(document, previous=current.get(PASSWORD))
                 operations = activity.describe_change(editable, document)
                 if operations:
@@ -405,7 +408,21 @@ class Directory:
                 activity.note(tx, context, operation, stored)
             return stored, result.skipped, skipped_members, operations
 
-        stored, skipped, skipped_members, operations = run_transaction(self.repository, patch_in)
+        try:
+            stored, skipped, skipped_members, operations = run_transaction(
+                self.repository, patch_in
+            )
+        except _InvalidResult as invalid:
+            # Which operation to blame is found outside the transaction: it re-applies the
+            # operations several times, and holds no lock while it does.
+            started_from, error = invalid.document, invalid.error
+
+            def validate(patched: dict) -> dict:
+                return load_resource(resource, patched, previous=started_from)
+
+            raise blame_operation(
+                started_from, patch_operations, resource, validate, error
+            ) from None
         return PatchOutcome(
             resource=present(self.repository, stored, base_url, with_members=with_members),
             skipped=skipped,
@@ -538,6 +555,15 @@ class _Pinned:
     groups: dict[str, list[dict]] | None = None
 
 
+class _InvalidResult(Exception):
+    """A PATCH whose result the schema refused: the document it started from and the error."""
+
+    def __init__(self, document: dict, error: errors.ScimError) -> None:
+        super().__init__(error.detail)
+        self.document = document
+        self.error = error
+
+
 def _get(reader: Reader, kind: str, id: str) -> dict:
     """The stored document, or a SCIM 404 naming it."""
     try:
@@ -547,7 +573,7 @@ def _get(reader: Reader, kind: str, id: str) -> dict:
 
 
 def _not_found(kind: str, id: str) -> errors.NotFound:
-    return errors.NotFound(f"{kind} {id!r} not found")
+    return errors.NotFound(f"{kind} {errors.quoted(id)} not found")
 
 
 def _write(method, *args, **kwargs) -> dict:
@@ -557,12 +583,12 @@ def _write(method, *args, **kwargs) -> dict:
     except storage_errors.Conflict as exc:
         noun = "user" if exc.kind == constants.USER_TYPE else "group"
         raise errors.Uniqueness(
-            f"{exc.field} {exc.value!r} is already used by another {noun} (id {exc.holder}); "
-            f"{exc.field} is unique, compared case-insensitively"
+            f"{exc.field} {errors.quoted(exc.value)} is already used by another {noun} "
+            f"(id {exc.holder}); {exc.field} is unique, compared case-insensitively"
         ) from None
     except storage_errors.VersionMismatch as exc:
         raise errors.PreconditionFailed(
-            f"{exc.kind} {exc.id!r} changed meanwhile: it is at version {exc.current}"
+            f"{exc.kind} {errors.quoted(exc.id)} changed meanwhile: it is at version {exc.current}"
         ) from None
 
 
@@ -577,8 +603,8 @@ def _check_version(
     _require_match(if_match, version)
     if if_none_match is not None and none_match_hit(if_none_match, version):
         raise errors.PreconditionFailed(
-            f"If-None-Match {if_none_match} matches the current version {version}, so the "
-            "resource is left as it is (RFC 7232 §3.2)"
+            f"If-None-Match {errors.shortened(if_none_match)} matches the current version "
+            f"{version}, so the resource is left as it is (RFC 7232 §3.2)"
         )
 
 
@@ -610,7 +636,7 @@ def _require_match(if_match: str | None, version: str) -> None:
     """
     if if_match is not None and not match_hit(if_match, version):
         raise errors.PreconditionFailed(
-            f"If-Match {if_match} does not match the current version {version}; "
+            f"If-Match {errors.shortened(if_match)} does not match the current version {version}; "
             "read the resource again and retry"
         )
 

@@ -84,9 +84,10 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError, split_uri
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
-from waitress.utilities import RequestEntityTooLarge
+from waitress.utilities import RequestEntityTooLarge, RequestHeaderFieldsTooLarge
 from waitress.wasyncore import _DISCONNECTED
 
 from scim import constants, errors
@@ -200,6 +201,12 @@ class ScimErrors:
         """The ``detail`` for one of waitress's errors (``waitress.utilities.Error``)."""
         if isinstance(error, RequestEntityTooLarge):
             return errors.too_large_detail(self.max_body_bytes)
+        if isinstance(error, RequestHeaderFieldsTooLarge):
+            # Most likely a long filter in the URL: say where a filter of any length can go.
+            return (
+                f"request line and headers too large ({error.body} bytes); send a long "
+                "filter in the body of a POST to /.search instead (RFC 7644 §3.4.3)"
+            )
         return f"{error.reason}: {error.body}"
 
     def body(self, error: Any) -> bytes:
@@ -210,6 +217,44 @@ class ScimErrors:
 
 # A response: its status line, headers and body.
 Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+class PathKeepingParser(HTTPRequestParser):
+    """waitress's request parser, remembering the path of the request line as it arrives.
+
+    A header section over ``max_request_header_size`` (a very long URL, such as a filter of
+    thousands of terms, or headers) is refused with a 431 on a request waitress replaces by
+    ``GET /``: without the path sent, the refusal could not be told to be under the SCIM
+    prefix and went out as waitress's text/plain page.
+    """
+
+    requested_path = ""  # "" until the request line has been read, or if it cannot be split
+    _line_read = False
+
+    def received(self, data: bytes) -> int:
+        # Looked at in the first data (a request line too long for the limit has its path
+        # there, before the "?") and in the data that ends the line: one copy at most.
+        if not self._line_read and self.body_rcv is None:
+            if not self.header_plus or b"\n" in data:
+                self._note_path(self.header_plus + data)
+        return super().received(data)
+
+    def _note_path(self, head: bytes) -> None:
+        line, newline, _ = head.lstrip(b"\r\n").partition(b"\n")
+        self._line_read = bool(newline)
+        parts = line.split(b" ", 2)
+        if len(parts) < 2:
+            return
+        target = parts[1]
+        if not (newline or len(parts) == 3):
+            target, query, _ = target.partition(b"?")
+            if not query:
+                return  # the path itself may go on in the next data
+        self._line_read = True
+        try:
+            self.requested_path = split_uri(target)[2]
+        except ParsingError:
+            pass
 
 
 class ScimErrorTask(ErrorTask):
@@ -223,13 +268,15 @@ class ScimErrorTask(ErrorTask):
     def execute(self) -> None:
         scim_errors: ScimErrors | None = getattr(self.channel.server, "scim_errors", None)
         path = getattr(self.request, "path", "") or ""
+        if isinstance(self.request.error, RequestHeaderFieldsTooLarge):
+            path = getattr(self.request, "requested_path", "") or path
         if scim_errors is None or not scim_errors.covers(path):
             super().execute()
             return
         error = self.request.error
         answer = None
         if scim_errors.app_answers:
-            answer = self._apps_answer(error.code, scim_errors.detail(error))
+            answer = self._apps_answer(error.code, scim_errors.detail(error), path)
         if answer is None:
             answer = (
                 f"{error.code} {error.reason}",
@@ -243,12 +290,17 @@ class ScimErrorTask(ErrorTask):
         self.content_length = len(body)
         self.write(body)
 
-    def _apps_answer(self, status: int, detail: str) -> Answer | None:
+    def _apps_answer(self, status: int, detail: str, path: str) -> Answer | None:
         """The app's answer to the refused request, handed over without its body and marked
         (:data:`scim.api.SERVER_REFUSAL`); None if it is not the refusal (a failure, logged)."""
         environ = KeepAliveTask(self.channel, self.request).get_environment()
         environ.update(
-            {"wsgi.input": io.BytesIO(), "CONTENT_LENGTH": "0", SERVER_REFUSAL: (status, detail)}
+            {
+                "wsgi.input": io.BytesIO(),
+                "CONTENT_LENGTH": "0",
+                "PATH_INFO": path,  # the one sent, where waitress put "/" (PathKeepingParser)
+                SERVER_REFUSAL: (status, detail),
+            }
         )
         started: list[tuple[str, list[tuple[str, str]]]] = []
 
@@ -296,6 +348,7 @@ class StampedChannel(HTTPChannel):
     """
 
     error_task_class = ScimErrorTask
+    parser_class = PathKeepingParser
     _stamped = False
     arrived_at: float | None = None  # time.perf_counter() when the last data read arrived
     # Set when the answer is a refusal whose body may still be coming (ScimErrorTask); then,

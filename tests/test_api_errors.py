@@ -153,6 +153,45 @@ def test_bad_group_bodies_are_400_naming_the_problem(
     assert_scim_error(scim.post("/Groups", body), 400, "invalidValue", *fragments)
 
 
+NESTED = "is a group; nested groups are not supported; members must be users"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+def test_a_member_that_is_no_user_is_named_by_its_place_in_the_body(
+    scim, ann, staff, method: str
+) -> None:
+    """The same words as a member sent with "type": "Group" (members[1]: nested groups are
+    not supported; ...), and the member's index, not only "members"."""
+    path = "/Groups" if method == "POST" else f"/Groups/{staff['id']}"
+    name = "Other" if method == "POST" else "Staff"
+    sent = [{"value": ann["id"]}, {"value": ann["id"]}, {"value": "nobody"}]
+
+    unknown = scim.request(method, path, {"displayName": name, "members": sent})
+    sent[2] = {"value": staff["id"]}
+    group = scim.request(method, path, {"displayName": name, "members": sent})
+
+    body = assert_scim_error(unknown, 400, "invalidValue")
+    assert body["detail"] == "members[2].value: no user has id 'nobody'"
+    body = assert_scim_error(group, 400, "invalidValue")
+    assert body["detail"] == f"members[2].value: '{staff['id']}' {NESTED}"
+
+
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_a_group_added_as_a_member_by_patch_names_the_operation(scim, ann, op: str) -> None:
+    staff = scim.create_group("Staff", [ann["id"]])
+    other = scim.create_group("Other")
+
+    response = scim.patch_ops(
+        f"/Groups/{staff['id']}",
+        {"op": "replace", "path": "displayName", "value": "Staff"},
+        {"op": op, "path": "members", "value": [{"value": other["id"]}]},
+    )
+
+    body = assert_scim_error(response, 400, "invalidValue")
+    assert body["detail"] == f"Operations[1]: members: '{other['id']}' {NESTED}"
+    assert scim.get(f"/Groups/{staff['id']}").get_json() == staff
+
+
 def test_bad_bodies_on_put_are_400_and_change_nothing(scim, ann) -> None:
     response = scim.put(f"/Users/{ann['id']}", {"userName": "ann", "active": []})
 
@@ -230,6 +269,141 @@ def test_bad_patches_are_400_naming_the_problem_and_change_nothing(
     assert scim.get(f"/Users/{ann['id']}").get_json() == ann
 
 
+# The same problem reads the same in a PATCH body as in a POST body ("userName: required",
+# "active: expected a boolean, got 'maybe'"), not in marshmallow's own words ("Missing data
+# for required field.", "Not a valid string.").
+PATCH_BODY_DETAILS = [
+    pytest.param({"schemas": [PATCH_OP]}, "invalidSyntax", "Operations: required", id="none"),
+    pytest.param(
+        {"Operations": "add"},
+        "invalidSyntax",
+        "Operations: expected a list, got 'add'",
+        id="operations-a-string",
+    ),
+    pytest.param(
+        {"schemas": PATCH_OP, "Operations": []},
+        "invalidSyntax",
+        f"schemas: expected a list, got '{PATCH_OP[:40]}...'",
+        id="schemas-a-string",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}, {"path": "title"}]},
+        "invalidValue",
+        "Operations[1].op: required",
+        id="no-op",
+    ),
+    pytest.param(
+        {"Operations": [{"op": 5, "path": "title", "value": "x"}]},
+        "invalidValue",
+        "Operations[0].op: expected a string, got 5",
+        id="op-a-number",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "x" * 500, "path": "title", "value": "x"}]},
+        "invalidValue",
+        f"Operations[0].op: '{'x' * 40}...' is not one of add, replace, remove",
+        id="long-op-shortened",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": ["title"], "value": "x"}]},
+        "invalidValue",
+        "Operations[0].path: expected a string, got a list",
+        id="path-a-list",
+    ),
+    pytest.param(
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}, "remove"]},
+        "invalidSyntax",
+        "Operations[1]: expected an object, got 'remove'",
+        id="operation-a-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "scim_type", "detail"), PATCH_BODY_DETAILS)
+def test_a_malformed_patch_body_reads_like_a_malformed_post_body(
+    scim, ann, body: dict, scim_type: str, detail: str
+) -> None:
+    response = scim.patch(f"/Users/{ann['id']}", body)
+
+    assert assert_scim_error(response, 400, scim_type)["detail"] == detail
+
+
+# The schema checks the patched resource as a whole; its detail alone names an attribute but
+# not which of a PATCH's operations put the bad value there.
+BLAMED_OPERATIONS = [
+    pytest.param(
+        [
+            {"op": "add", "path": "title", "value": "Boss"},
+            {"op": "add", "path": "nickName", "value": "Babs"},
+            {"op": "replace", "path": "active", "value": "maybe"},
+            {"op": "add", "path": "displayName", "value": "Ann"},
+        ],
+        "Operations[2]: active: expected a boolean, got 'maybe'",
+        id="third-of-four",
+    ),
+    pytest.param(
+        [{"op": "add", "path": "title", "value": "x"}, {"op": "replace", "value": {"active": 1}}],
+        "Operations[1]: active: expected a boolean, got 1",
+        id="path-less",
+    ),
+    pytest.param(
+        [{"op": "remove", "path": "nickName"}, {"op": "remove", "path": "userName"}],
+        "Operations[1]: userName: required",
+        id="required-removed",
+    ),
+    pytest.param(
+        [
+            {"op": "replace", "path": "active", "value": "maybe"},
+            {"op": "replace", "path": "active", "value": True},
+            {"op": "replace", "path": "title", "value": 7},
+        ],
+        "Operations[2]: title: expected a string, got 7",
+        id="earlier-problem-repaired",  # the problem left is the one reported
+    ),
+    pytest.param(
+        [{"op": "add", "path": "title", "value": f"t{n}"} for n in range(60)]
+        + [{"op": "add", "path": "name.givenName", "value": 7}]
+        + [{"op": "add", "path": "nickName", "value": f"n{n}"} for n in range(60)],
+        "Operations[60]: name.givenName: expected a string, got 7",
+        id="61st-of-121",
+    ),
+]
+
+
+@pytest.mark.parametrize(("operations", "detail"), BLAMED_OPERATIONS)
+def test_a_patch_leaving_an_invalid_value_names_the_operation(
+    scim, ann, operations: list[dict], detail: str
+) -> None:
+    response = scim.patch_ops(f"/Users/{ann['id']}", *operations)
+
+    assert assert_scim_error(response, 400, "invalidValue")["detail"] == detail
+    assert scim.get(f"/Users/{ann['id']}").get_json() == ann
+
+
+def test_a_group_patch_leaving_an_invalid_value_names_the_operation(scim, staff) -> None:
+    response = scim.patch_ops(
+        f"/Groups/{staff['id']}",
+        {"op": "remove", "path": 'members[value eq "nobody"]'},
+        {"op": "replace", "path": "displayName", "value": 5},
+    )
+
+    body = assert_scim_error(response, 400, "invalidValue")
+    assert body["detail"] == "Operations[1]: displayName: expected a string, got 5"
+
+
+def test_a_filtered_write_naming_no_sub_attribute_says_so(scim, ann) -> None:
+    """It said "only 'eq' terms joined by 'and' describe an element to create" of a filter
+    that was one eq term: what was wrong was the name."""
+    path = 'emails[type eq "work" and kind eq "x"].value'
+
+    response = scim.patch_ops(f"/Users/{ann['id']}", {"op": "add", "path": path, "value": "a@x"})
+
+    assert assert_scim_error(response, 400, "noTarget")["detail"] == (
+        f"Operations[0]: {path}: no element matches the filter, and 'kind' is not a "
+        "sub-attribute of emails, so it cannot describe an element to create"
+    )
+
+
 def test_an_add_without_a_value_is_400_and_clears_nothing(scim) -> None:
     ann = scim.create_user("ann", title="Engineer")
 
@@ -301,6 +475,130 @@ def test_bad_query_parameters_are_400_naming_the_problem(
     response = scim.get("/Users", query_string=query)
 
     assert_scim_error(response, 400, scim_type, *fragments)
+
+
+# A path that is no attribute path, in a query parameter, is named by the parameter: it was
+# "path: ..." for sortBy, and "attributes: ..." for excludedAttributes.
+MISNAMED_PARAMETERS = [
+    pytest.param(
+        {"sortBy": "name..givenName"},
+        "invalidPath",
+        "sortBy: expected a sub-attribute name, found '.' at position 6 in 'name..givenName'",
+        id="sortBy",
+    ),
+    pytest.param(
+        {"excludedAttributes": 'emails[type eq "work"]'},
+        "invalidValue",
+        "excludedAttributes: 'emails[type eq \"work\"]' holds a filter; list attribute names only",
+        id="excludedAttributes-filter",
+    ),
+    pytest.param(
+        {"excludedAttributes": "userName,a..b"},
+        "invalidPath",
+        "excludedAttributes: expected a sub-attribute name, found '.' at position 3 in 'a..b'",
+        id="excludedAttributes-path",
+    ),
+    pytest.param(
+        {"excludedAttributes": ",".join(f"a{n}" for n in range(300))},
+        "invalidValue",
+        "excludedAttributes: 300 names; at most 200 different ones are accepted",
+        id="excludedAttributes-too-many",
+    ),
+    pytest.param(
+        {"attributes": "a..b"},
+        "invalidPath",
+        "attributes: expected a sub-attribute name, found '.' at position 3 in 'a..b'",
+        id="attributes-path",
+    ),
+]
+
+
+@pytest.mark.parametrize(("query", "scim_type", "detail"), MISNAMED_PARAMETERS)
+def test_a_bad_query_parameter_is_named_in_the_detail(
+    scim, query: dict, scim_type: str, detail: str
+) -> None:
+    response = scim.get("/Users", query_string=query)
+
+    assert assert_scim_error(response, 400, scim_type)["detail"] == detail
+
+
+def test_excluded_attributes_of_a_search_body_are_named_as_sent(scim) -> None:
+    response = scim.post("/Users/.search", {"excludedAttributes": ["a..b"]})
+
+    assert assert_scim_error(response, 400, "invalidPath")["detail"].startswith(
+        "excludedAttributes: "
+    )
+
+
+LONG = "x" * 3000
+
+# Every detail that repeats a value the client sent repeats at most its first 64 characters:
+# each was repeated whole (a 3,000-character id made a 3,017-character detail), and a detail
+# is also logged, kept in the activity log and shown in the control panel.
+ECHOED_VALUES = [
+    pytest.param("GET", f"/Users?sortOrder={LONG}", None, {}, 400, id="sortOrder"),
+    pytest.param("GET", f"/Users?count={LONG}", None, {}, 400, id="count"),
+    pytest.param("GET", f"/Users?attributes=emails[{LONG}", None, {}, 400, id="attributes"),
+    pytest.param("GET", f"/Users?sortBy=a.b.{LONG}", None, {}, 400, id="sortBy"),
+    pytest.param("GET", f"/Users?filter=userName zz{LONG}", None, {}, 400, id="filter-operator"),
+    pytest.param("GET", f'/Users?filter=userName eq "a" {LONG}', None, {}, 400, id="filter-rest"),
+    pytest.param("GET", f"/Users/{LONG}", None, {}, 404, id="user-id"),
+    pytest.param("DELETE", f"/Groups/{LONG}", None, {}, 404, id="group-id"),
+    pytest.param("GET", f"/Schemas/{LONG}", None, {}, 404, id="schema-id"),
+    pytest.param("GET", f"/ResourceTypes/{LONG}", None, {}, 404, id="resource-type"),
+    pytest.param("POST", "/Users", f'{{"{LONG}": 1, "{LONG}": 2}}', {}, 400, id="repeated-key"),
+    pytest.param(
+        "POST",
+        "/Groups",
+        {"displayName": "Staff", "members": [{"value": "x" * 1000}]},
+        {},
+        400,
+        id="member-id",
+    ),
+    pytest.param(
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "add", "path": "a" * 3000 + "!", "value": "x"}]},
+        {},
+        400,
+        id="patch-path",
+    ),
+    pytest.param(
+        "PATCH",
+        "/Users/{id}",
+        {"Operations": [{"op": "add", "path": "title", "value": "x"}]},
+        {"If-Match": LONG},
+        412,
+        id="if-match",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "headers", "status"), ECHOED_VALUES)
+def test_a_long_value_is_shortened_in_the_detail(
+    scim, ann, method: str, path: str, body, headers: dict, status: int
+) -> None:
+    response = scim.request(method, path.format(id=ann["id"]), body, headers=headers)
+
+    detail = assert_scim_error(response, status, response.get_json().get("scimType"))["detail"]
+    assert len(detail) < 300, detail
+    assert "..." in detail, detail
+
+
+def test_a_taken_user_name_is_shortened_in_the_409(scim) -> None:
+    scim.create_user("x" * 1000)
+
+    response = scim.post("/Users", {"userName": "X" * 1000})
+
+    body = assert_scim_error(response, 409, "uniqueness")
+    assert body["detail"].startswith(f"userName '{'X' * 64}...' is already used by another user")
+
+
+def test_an_unknown_long_path_is_shortened_in_the_404(scim) -> None:
+    response = scim.get(f"/Bogus{LONG}")
+
+    detail = assert_scim_error(response, 404, None)["detail"]
+    assert detail == "no such endpoint: GET " + ("/scim/v2/Bogus" + LONG)[:128] + "..."
 
 
 @pytest.fixture

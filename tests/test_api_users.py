@@ -317,14 +317,17 @@ TWO_PRIMARY_EMAILS = [
 ]
 
 
-def _refuses_two_primaries(response, name: str = "emails", marked: str = "[0], [1]") -> None:
-    """A 400 invalidValue naming the attribute and the values marked primary."""
+def _refuses_two_primaries(
+    response, name: str = "emails", marked: str = "[0], [1]", where: str = ""
+) -> None:
+    """A 400 invalidValue naming the attribute and the values marked primary (and, for a
+    PATCH, the operation: ``where``)."""
     assert response.status_code == 400
     body = response.get_json()
     assert body["scimType"] == "invalidValue"
     first, second = marked.split(", ")
     assert body["detail"].startswith(
-        f"{name}: primary is true on more than one value ({name}{first}, {name}{second})"
+        f"{where}{name}: primary is true on more than one value ({name}{first}, {name}{second})"
     )
 
 
@@ -359,7 +362,7 @@ def test_a_patch_writing_a_list_with_two_primary_values_is_400(scim, op: str, ma
         f"/Users/{created['id']}", {"op": op, "path": "emails", "value": TWO_PRIMARY_EMAILS}
     )
 
-    _refuses_two_primaries(response, marked=marked)
+    _refuses_two_primaries(response, marked=marked, where="Operations[0]: ")
     assert scim.get(f"/Users/{created['id']}").get_json() == created
 
 

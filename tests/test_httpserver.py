@@ -646,6 +646,52 @@ def test_waitress_refusals_under_the_scim_prefix_are_scim_errors(serve, threads:
     assert body["detail"] == "Bad Request: Invalid chunk size"
 
 
+HEADER_LIMIT = 4096
+LONG_URL = b"GET /scim/v2/Users?filter=" + b"a" * 2 * HEADER_LIMIT + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+LONG_HEADER = b"GET /scim/v2/Groups HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 2 * HEADER_LIMIT
+
+
+@pytest.mark.parametrize("app_answers", [False, True], ids=["server", "app"])
+@pytest.mark.parametrize(("head", "path"), [(LONG_URL, "/Users"), (LONG_HEADER, "/Groups")])
+def test_headers_too_large_under_the_scim_prefix_are_a_scim_error(
+    serve, app, token: str, events: list[dict], app_answers: bool, head: bytes, path: str
+) -> None:
+    """waitress answers a header section over its limit as a request for "/", so the 431 was
+    its text/plain page even under the SCIM prefix; the path as sent decides now, and the app
+    records the refusal under that path."""
+    scim_errors = httpserver.ScimErrors("/scim/v2", 2048, app_answers=app_answers)
+    port = serve(1, app, scim_errors=scim_errors, max_request_header_size=HEADER_LIMIT)
+
+    status, headers, body = _refused(port, head)
+
+    assert (status, headers["content-type"], body["status"]) == (
+        431,
+        "application/scim+json",
+        "431",
+    )
+    assert body["detail"] == (
+        f"request line and headers too large (exceeds max_header of {HEADER_LIMIT} bytes); "
+        "send a long filter in the body of a POST to /.search instead (RFC 7644 §3.4.3)"
+    )
+    if app_answers:
+        [event] = events
+        assert (event["path"], event["status"]) == ("/scim/v2" + path, 431)
+
+
+def test_headers_too_large_elsewhere_stay_waitress_own_page(serve) -> None:
+    port = serve(
+        1, scim_errors=httpserver.ScimErrors("/scim/v2", 2048), max_request_header_size=HEADER_LIMIT
+    )
+
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(b"GET /admin?" + b"a" * 2 * HEADER_LIMIT + b" HTTP/1.1\r\n\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+
+    assert response.status == 431
+    assert response.getheader("Content-Type").startswith("text/plain")
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 @pytest.mark.parametrize(
     "framing",

@@ -85,7 +85,7 @@ def get_schema(schema_id: str) -> Response:
     for known in SCHEMAS:
         if known.casefold() == schema_id.casefold():
             return scim_response(_schema(known))
-    raise errors.NotFound(f"no schema {schema_id!r}; known: {', '.join(SCHEMAS)}")
+    raise errors.NotFound(f"no schema {errors.quoted(schema_id)}; known: {', '.join(SCHEMAS)}")
 
 
 def list_resource_types() -> Response:
@@ -101,7 +101,9 @@ def get_resource_type(name: str) -> Response:
     for known in RESOURCE_TYPES:
         if known.casefold() == name.casefold():
             return scim_response(_resource_type(known))
-    raise errors.NotFound(f"no resource type {name!r}; known: {', '.join(RESOURCE_TYPES)}")
+    raise errors.NotFound(
+        f"no resource type {errors.quoted(name)}; known: {', '.join(RESOURCE_TYPES)}"
+    )
 
 
 def _schema(schema_id: str) -> dict:

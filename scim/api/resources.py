@@ -28,6 +28,8 @@ ENDPOINTS = {"Users": constants.USER_TYPE, "Groups": constants.GROUP_TYPE}
 # RFC 7644 §3.11's alias for the authenticated subject. A bearer token here stands for an
 # Entra provisioning job, not for a user, so there is no subject to alias.
 ME_ENDPOINT = "Me"
+# The query parameter (and .search member), named by its errors as by the RFC (§3.4.2.5).
+EXCLUDED = "excludedAttributes"
 # RFC 7644 §3.7; ServiceProviderConfig says bulk.supported false, and Entra never sends one.
 BULK_ENDPOINT = "Bulk"
 
@@ -94,7 +96,7 @@ def list_resources(kind: str) -> Response:
         start_index=args.get("startIndex"),
         count=args.get("count"),
         attributes=args.get("attributes"),
-        excluded=args.get("excludedAttributes"),
+        excluded=args.get(EXCLUDED),
     )
     return _list(kind, query)
 
@@ -121,7 +123,7 @@ def _search_query() -> Query:
         start_index=search.get("startIndex"),
         count=search.get("count"),
         attributes=",".join(search.get("attributes") or []) or None,
-        excluded=",".join(search.get("excludedAttributes") or []) or None,
+        excluded=",".join(search.get(EXCLUDED) or []) or None,
     )
 
 
@@ -225,11 +227,11 @@ def _query(
     settings = services().scim
     return Query(
         filter=parse_query_filter(filter_text, settings.max_filter_length),
-        sort_by=parse_attr_path(sort_by) if sort_by else None,
+        sort_by=parse_attr_path(sort_by, "sortBy") if sort_by else None,
         ascending=parse_sort_order(sort_order),
         page=parse_paging(start_index, count, max_results=settings.max_results),  # type: ignore[arg-type]
         attributes=parse_attribute_list(attributes) if attributes else None,
-        excluded=parse_attribute_list(excluded) if excluded else None,
+        excluded=parse_attribute_list(excluded, EXCLUDED) if excluded else None,
     )
 
 
@@ -241,10 +243,10 @@ def _list(kind: str, query: Query) -> Response:
 
 def _projection(args) -> tuple[list | None, list | None]:
     attributes = args.get("attributes")
-    excluded = args.get("excludedAttributes")
+    excluded = args.get(EXCLUDED)
     return (
         parse_attribute_list(attributes) if attributes else None,
-        parse_attribute_list(excluded) if excluded else None,
+        parse_attribute_list(excluded, EXCLUDED) if excluded else None,
     )
 
 

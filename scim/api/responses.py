@@ -83,7 +83,7 @@ def _object_without_repeats(pairs: list[tuple[str, object]]) -> dict:
         for key, _ in pairs:
             if key in seen:
                 raise errors.InvalidSyntax(
-                    f"request body: {key!r} is given more than once in one object"
+                    f"request body: {errors.quoted(key)} is given more than once in one object"
                 )
             seen.add(key)
     return found
@@ -101,15 +101,21 @@ def http_error(exc: HTTPException) -> errors.ScimError:
     """A routing or protocol error from werkzeug as a SCIM error with a useful detail."""
     status = exc.code or 500
     if status == 404:
-        detail = f"no such endpoint: {request.method} {request.path}" + _tenant_url_hint()
+        detail = f"no such endpoint: {request.method} {_shown_path()}" + _tenant_url_hint()
     elif status == 405:
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
-        detail = f"{request.method} is not allowed on {request.path} (allowed: {allowed})"
+        detail = f"{request.method} is not allowed on {_shown_path()} (allowed: {allowed})"
     elif status == 413:
         detail = errors.too_large_detail(request.max_content_length)
     else:
         detail = exc.description or exc.name
     return errors.http_status_error(status, detail)
+
+
+def _shown_path() -> str:
+    # A path is the client's too: cut like any value it sent (errors.SHOWN_CHARACTERS), but
+    # long enough for the prefix, the endpoint and an id.
+    return errors.shortened(request.path, 2 * errors.SHOWN_CHARACTERS)
 
 
 # The most segments a SCIM route has under the prefix (/Users/{id}, /Schemas/{id}).

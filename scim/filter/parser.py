@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from json import JSONDecodeError, JSONDecoder
 
 from scim.constants import MAX_INTEGER_DIGITS
-from scim.errors import InvalidFilter
+from scim.errors import InvalidFilter, quoted
 from scim.filter.tree import (
     And,
     Compare,
@@ -93,7 +93,7 @@ def _error(reason: str, offset: int) -> InvalidFilter:
 
 def _describe(token: _Token) -> str:
     """How to name ``token`` in an error message."""
-    return "the end of the filter" if token.kind == _END else repr(token.text)
+    return "the end of the filter" if token.kind == _END else quoted(token.text)
 
 
 class _Parser:

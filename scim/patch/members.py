@@ -10,7 +10,7 @@ group to show (Q23).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scim import constants
 from scim.definitions import ResourceTypeDef
@@ -36,6 +36,9 @@ class MemberChange:
     # For "add" and "replace": the display sent with a member, by id (Entra Q23); a member
     # sent without one (Entra's own adds) is not in it.
     displays: tuple[tuple[str, str], ...] = ()
+    # Where the change was asked for, to begin an error's detail (``Operations[2]: members``);
+    # not part of what the change is.
+    place: str = field(default="members", compare=False)
 
 
 def is_members(resource: ResourceTypeDef, resolved: Resolved) -> bool:

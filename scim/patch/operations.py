@@ -13,6 +13,7 @@ operations on ``members`` and :mod:`scim.patch.values` holds the rules for the v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from scim import definitions
@@ -76,11 +77,53 @@ def apply_patch(
     """
     patcher = _Patcher(clone(document), resource)
     for index, operation in enumerate(operations):
+        changes = len(patcher.member_changes)
         try:
             patcher.apply(operation)
         except ScimError as error:
             raise type(error)(f"Operations[{index}]: {error.detail}") from error
+        patcher.member_changes[changes:] = [
+            replace(change, place=f"Operations[{index}]: members")
+            for change in patcher.member_changes[changes:]
+        ]
     return PatchResult(patcher.document, patcher.member_changes, patcher.skipped)
+
+
+def blame_operation(
+    document: dict,
+    operations: list[Operation],
+    resource: ResourceTypeDef,
+    validate: Callable[[dict], object],
+    error: ScimError,
+) -> ScimError:
+    """``error``, raised by ``validate`` on the whole patched ``document``, as the error of the
+    operation that caused it: ``Operations[2]: active: expected a boolean, got 'maybe'``.
+
+    The schema checks the patched resource, not each operation, so its detail alone names an
+    attribute but not which of Entra's tens of operations to look at. Prefixes of the
+    operations are re-applied and validated, halving the range each time, for the shortest
+    one refused with the same (first) problem: the operation that ends it is the one to fix.
+    An earlier problem that a later operation repaired is not the one reported. Only a
+    refused PATCH pays for this: a logarithmic number of re-applications.
+    """
+    problem = _first_problem(error)
+    shorter, refused = 0, len(operations)  # prefix lengths; 0: the resource as stored
+    found = error
+    while refused - shorter > 1:
+        middle = (shorter + refused) // 2
+        try:
+            validate(apply_patch(document, operations[:middle], resource).document)
+        except ScimError as prefix_error:
+            if _first_problem(prefix_error) == problem:
+                refused, found = middle, prefix_error
+                continue
+        shorter = middle
+    return type(found)(f"Operations[{refused - 1}]: {found.detail}")
+
+
+def _first_problem(error: ScimError) -> str:
+    # invalid_value joins the problems it found with "; ", in the order of the schema.
+    return error.detail.split("; ", 1)[0]
 
 
 class _Patcher:

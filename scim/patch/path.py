@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scim.errors import InvalidPath
+from scim.errors import InvalidPath, quoted
 from scim.filter import Filter, parse_value_filter
 from scim.paths import ATTRNAME, AttrPath, parse_attr_path
 
@@ -43,12 +43,12 @@ def parse_patch_path(text: str) -> PatchPath:
             raise InvalidPath(f"path: ']' without '[' at position {text.index(']') + 1}")
         return PatchPath(parse_attr_path(text))
     if not text[:open_at].strip(" \t"):
-        raise InvalidPath(f"path: expected an attribute name before '[' in {text!r}")
+        raise InvalidPath(f"path: expected an attribute name before '[' in {quoted(text)}")
     attr = parse_attr_path(text[:open_at])
     if attr.sub_attribute is not None:
         raise InvalidPath(
             f"path: a value filter applies to a multi-valued attribute, not to the "
-            f"sub-attribute {str(attr)!r}; write {attr.attribute}[...].{attr.sub_attribute}"
+            f"sub-attribute {quoted(str(attr))}; write {attr.attribute}[...].{attr.sub_attribute}"
         )
     close_at = _find_outside_strings(text, "]", open_at + 1)
     if close_at < 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from scim import definitions
 from scim.definitions import AttributeDef
-from scim.errors import InvalidValue, NoTarget
+from scim.errors import InvalidValue, NoTarget, quoted
 from scim.filter import And, Compare, Filter, matches_element
 from scim.paths import AttrPath
 
@@ -161,6 +161,12 @@ def seed(value_filter: Filter, attribute: AttributeDef, label: str) -> dict:
                 # Entra writes roles[primary eq "True"]: a path literal, not a stored value (Q15).
                 literal = {"true": True, "false": False}.get(literal.casefold(), literal)
             return {sub.name: literal}
+        if sub is None:
+            # Not "only eq terms" (it is one): the name is what is wrong.
+            raise NoTarget(
+                f"{label}: no element matches the filter, and {quoted(str(path))} is not a "
+                f"sub-attribute of {attribute.name}, so it cannot describe an element to create"
+            )
     raise NoTarget(
         f"{label}: no element matches the filter, and only 'eq' terms joined by 'and' "
         "describe an element to create"

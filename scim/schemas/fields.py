@@ -19,7 +19,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, types
 
-from scim.errors import InvalidValue
+from scim.errors import InvalidValue, quoted
 from storage.values import UNSTORABLE
 
 # Messages marshmallow raises itself (RFC 7643 §2.2 "required").
@@ -44,7 +44,7 @@ def describe(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:40] + "...")
+        return quoted(value, 40)
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, list | tuple):

@@ -23,6 +23,7 @@ from marshmallow import (
 
 from scim.errors import InvalidSyntax, InvalidValue
 from scim.patch import OPS, Operation
+from scim.schemas.fields import ScimList, ScimString, describe
 
 __all__ = ["Operation", "PatchOperationSchema", "PatchRequestSchema", "load_patch_request"]
 
@@ -35,13 +36,11 @@ class _CaseInsensitiveKeys(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    error_messages = {"type": "expected a JSON object"}
-
     @pre_load
     def canonical_keys(self, data: object, **_: Any) -> object:
-        """Rename keys to the declared casing; leave non-objects for marshmallow to reject."""
+        """Rename keys to the declared casing; refuse a non-object as a POST's fields do."""
         if not isinstance(data, dict):
-            return data
+            raise ValidationError(f"expected an object, got {describe(data)}")
         names = self._names
         return {
             names.get(key.casefold(), key) if isinstance(key, str) else key: value
@@ -56,14 +55,14 @@ class _CaseInsensitiveKeys(Schema):
         }
 
 
-class _Op(fields.String):
+class _Op(ScimString):
     """``op`` compared case-insensitively and loaded lowercase (Entra Q1)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         folded = text.casefold()
         if folded not in OPS:
-            raise ValidationError(f"{text!r} is not one of {', '.join(OPS)}")
+            raise ValidationError(f"{describe(text)} is not one of {', '.join(OPS)}")
         return folded
 
 
@@ -71,7 +70,9 @@ class PatchOperationSchema(_CaseInsensitiveKeys):
     """One operation: ``op``, an optional ``path`` and an optional ``value`` of any JSON type."""
 
     op = _Op(required=True)
-    path = fields.String(load_default=None, allow_none=True)
+    # The field types of a resource's attributes, so that a wrong type reads the same in a
+    # PATCH as in a POST ("expected a string, got 5", "required"), not marshmallow's own words.
+    path = ScimString(load_default=None, allow_none=True)
     # No default: an absent value and an explicit null differ. add and replace need a value
     # (RFC 7644 §3.5.2.1, §3.5.2.3); a null one clears (Entra Q13).
     value = fields.Raw(allow_none=True)
@@ -92,11 +93,9 @@ class PatchOperationSchema(_CaseInsensitiveKeys):
 class PatchRequestSchema(_CaseInsensitiveKeys):
     """The PatchOp message: ``schemas`` (not checked against a closed list) and ``Operations``."""
 
-    schemas = fields.List(fields.String(), load_default=list)
+    schemas = ScimList(ScimString(), load_default=list)
     # RFC 7644 asks for at least one operation; the Microsoft validator sends none (Entra Q21).
-    operations = fields.List(
-        fields.Nested(PatchOperationSchema), required=True, data_key="Operations"
-    )
+    operations = ScimList(fields.Nested(PatchOperationSchema), required=True, data_key="Operations")
 
 
 # Reused: building a schema deep-copies its fields; loading keeps no state on it.
