@@ -141,7 +141,4 @@ def summary(admin: AdminContext) -> Summary:
 
 def events_about(admin: AdminContext, resource_id: str, limit: int = 20) -> list[dict]:
     """The newest events that name a resource (the directory's detail pages)."""
-    literal = activity.json_literal(resource_id)
-    candidates = admin.audit.newest_first((literal,) if literal else ())
-    matching = (event for event in candidates if event.get("id") == resource_id)
-    return list(islice(matching, limit))
+    return list(islice(admin.audit.newest_first(about=resource_id), limit))
