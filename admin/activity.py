@@ -188,11 +188,19 @@ def from_control_panel(event: dict) -> bool:
 
 
 def page_of(
-    events: Iterable[dict], wanted: ActivityFilter, number: int, size: int = PAGE_SIZE
+    events: Iterable[dict],
+    wanted: ActivityFilter,
+    number: int,
+    size: int = PAGE_SIZE,
+    skipped: int = 0,
 ) -> ActivityPage:
-    """Page ``number`` (1-based) of the events that match, reading no more than needed."""
+    """Page ``number`` (1-based) of the events that match, reading no more than needed.
+
+    :param skipped: how many of the newest matching events ``events`` already leaves out
+        (:func:`skippable`).
+    """
     number = max(number, 1)
-    skip = (number - 1) * size
+    skip = max((number - 1) * size - skipped, 0)
     found: list[dict] = []
     for event in events:
         if not wanted.matches(event):
@@ -204,6 +212,12 @@ def page_of(
         if len(found) > size:
             break
     return ActivityPage(events=found[:size], number=number, has_next=len(found) > size)
+
+
+def skippable(wanted: ActivityFilter, number: int, size: int = PAGE_SIZE) -> int:
+    """How many events the log may leave out unread before page ``number``: those of the
+    pages before it when nothing is filtered (every event matches), else none."""
+    return (max(number, 1) - 1) * size if wanted == ActivityFilter() else 0
 
 
 def since(events: Iterable[dict], moment: datetime) -> Iterator[dict]:

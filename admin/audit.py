@@ -21,6 +21,7 @@ Rotation renames files; a line, once written, is never changed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -235,6 +236,7 @@ class AuditLog:
         preselect: LineFinder | None = None,
         *,
         about: str | None = None,
+        skip: int = 0,
     ) -> Iterator[dict]:
         """Every event still kept, newest first (the current file, then .1, .2, ...).
 
@@ -248,7 +250,16 @@ class AuditLog:
             in UTF-8, as :func:`encode` writes it); it must find every event wanted.
         :param about: only events whose ``id`` is this (a detail page's), as the PostgreSQL
             log selects them on an index.
+        :param skip: leave out this many of the newest events selected (the PostgreSQL log
+            does not read them; here they are still decoded, unreadable lines being no
+            events).
         """
+        selected = self._selected(containing, preselect, about)
+        yield from itertools.islice(selected, min(skip, 1 << 62), None)  # a page is any size
+
+    def _selected(
+        self, containing: Sequence[str], preselect: LineFinder | None, about: str | None
+    ) -> Iterator[dict]:
         if about is None:
             yield from read_newest_first(self.path, self.backups, containing, preselect)
             return

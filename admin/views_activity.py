@@ -65,11 +65,13 @@ def activity_page() -> str:
         token=args.get("token", ""),
         text=args.get("q", "").strip()[:200],
     )
-    number = args.get("page", "1")
+    number = int(args["page"]) if args.get("page", "").isdigit() else 1
+    skip = activity.skippable(wanted, number)
     page = activity.page_of(
-        admin.audit.newest_first(wanted.containing(), wanted.preselect()),
+        admin.audit.newest_first(wanted.containing(), wanted.preselect(), skip=skip),
         wanted,
-        int(number) if number.isdigit() else 1,
+        number,
+        skipped=skip,
     )
     filters = {
         key: value

@@ -222,3 +222,17 @@ def test_the_events_about_one_resource_newest_first(log: PostgresEventLog) -> No
 
     assert about == [10, 7, 4, 1]
     assert list(log.newest_first(about="nobody")) == []
+
+
+def test_the_newest_events_can_be_left_out_unread(
+    log: PostgresEventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unfiltered page far down (or past the end) decoded every event before it."""
+    monkeypatch.setattr(events, "BATCH", 4)
+    for number in range(10):
+        log.append({"operation": "delete" if number % 2 else "create", "number": number})
+
+    assert [event["number"] for event in log.newest_first(skip=3)] == [6, 5, 4, 3, 2, 1, 0]
+    assert [event["number"] for event in log.newest_first(['"delete"'], skip=2)] == [5, 3, 1]
+    assert list(log.newest_first(skip=10)) == []
+    assert list(log.newest_first(skip=10**30)) == []

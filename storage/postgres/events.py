@@ -45,7 +45,7 @@ def encode_event(event: dict) -> Jsonb:
 
 
 INSERT = "INSERT INTO activity (event) VALUES (%s) RETURNING seq"
-NEWEST = "SELECT seq, event FROM activity WHERE seq < %s ORDER BY seq DESC LIMIT %s"
+NEWEST = "SELECT seq, event FROM activity WHERE seq < %s ORDER BY seq DESC LIMIT %s OFFSET %s"
 # An event that may not be a success (admin.activity.outcome): with a reason, an operation
 # "failed", a status written as a string, or one of 400 and more (in jsonb's order, numbers
 # below booleans, arrays and objects, which may pass: the caller tests every event).
@@ -155,6 +155,7 @@ class PostgresEventLog:
         preselect: Callable[[bytes], set[int]] | None = None,
         *,
         about: str | None = None,
+        skip: int = 0,
     ) -> Iterator[dict]:
         """Every event still kept, newest first, each with its ``seq``, read in batches.
 
@@ -165,8 +166,11 @@ class PostgresEventLog:
             caller tests every event anyway.
         :param about: only events whose ``id`` is this (found on an index: a detail page's
             events, looked for in the text of every event, took 0.15-0.25 s).
+        :param skip: leave out this many of the newest events selected, unread (an
+            unfiltered page past the end decoded all 100,000 events: 0.9 s).
         """
         below = 1 << 62
+        skip = min(skip, below)  # OFFSET is a bigint; a page number is any size
         conditions = ["strpos(event::text, %s) > 0" for _ in containing]
         values: list[object] = list(containing)
         if about is not None:
@@ -188,12 +192,12 @@ class PostgresEventLog:
             statement = NEWEST.replace("WHERE seq < %s", f"WHERE seq < %s AND {found}")
         while True:
             with self.database.connection() as connection:
-                rows = connection.execute(statement, (below, *values, BATCH)).fetchall()
+                rows = connection.execute(statement, (below, *values, BATCH, skip)).fetchall()
             for seq, event in rows:
                 yield event | {"seq": seq}
             if len(rows) < BATCH:
                 return
-            below = rows[-1][0]
+            below, skip = rows[-1][0], 0
 
     def last_seq(self) -> int:
         """The ``seq`` of the newest event (0 if there is none)."""
