@@ -55,25 +55,50 @@ class ActivityFilter:
             if value and (literal := json_literal(value)) is not None
         )
 
-    def preselect(self) -> Callable[[bytes], set[int]] | None:
+    def preselect(self) -> Preselect | None:
         """Where, in the text of a log file, the lines start whose events this filter may
         match (``admin.audit.AuditLog.newest_first``), found in the whole text at once;
         None when that would be nearly every line. Finding the failures among 84,000 events,
-        or a name, decoded every one of them (0.25-0.35 s).
+        or a name, decoded every one of them (0.25-0.35 s). The PostgreSQL log selects the
+        same rows in SQL.
 
         Written for the lines ``admin.audit.encode`` writes: compact JSON in UTF-8.
         """
-        finders: list[Callable[[bytes], set[int]]] = []
-        if self.outcome in ("refused", "failed"):
-            finders.append(_lines_not_succeeding)
         text = self.text
         # Not with a quote or a backslash (escaped in JSON), nor a space (the haystack joins
         # two fields with one).
-        if text and text.isascii() and text.isprintable() and not {'"', "\\", " "} & set(text):
-            finders.append(partial(_lines_mentioning, text.lower().encode("ascii")))
-        if not finders:
+        if not (
+            text and text.isascii() and text.isprintable() and not {'"', "\\", " "} & set(text)
+        ):
+            text = ""
+        if self.outcome not in ("refused", "failed") and not text:
             return None
-        return lambda data: set.intersection(*(find(data) for find in finders))
+        return Preselect(
+            not_succeeding=self.outcome in ("refused", "failed"), mentioning=text.lower()
+        )
+
+
+@dataclass(frozen=True)
+class Preselect:
+    """A line finder for ``admin.audit.AuditLog.newest_first``: where the lines start that
+    may hold a wanted event, in a file's text; what it looks for is also said in its fields,
+    which ``storage.postgres.events.PostgresEventLog`` selects in SQL (a
+    ``storage.postgres.events.Preselection``)."""
+
+    not_succeeding: bool = False  # a refused or failed request (see outcome())
+    sign_in_refused: bool = False  # with not_succeeding: or a refused sign-in
+    mentioning: str = ""  # lowercase printable ASCII, found in any case
+
+    def __call__(self, data: bytes) -> set[int]:
+        finders: list[Callable[[bytes], set[int]]] = []
+        if self.not_succeeding:
+            pattern = _COUNTED_IN_SUMMARY if self.sign_in_refused else _NOT_SUCCESS
+            finders.append(partial(_lines_matching, pattern))
+        if self.mentioning:
+            finders.append(partial(_lines_mentioning, self.mentioning.encode("ascii")))
+        if not finders:  # every line
+            return {0, *(found.end() for found in re.finditer(rb"\n", data))}
+        return set.intersection(*(find(data) for find in finders))
 
 
 # What a line needs to hold for its event not to be a success (see outcome()): a reason, an
@@ -83,16 +108,13 @@ _NOT_SUCCESS = re.compile(rb'"reason":|"operation":"failed"|"status":(?:"|[4-9]\
 _COUNTED_IN_SUMMARY = re.compile(_NOT_SUCCESS.pattern + rb'|"operation":"sign-in refused"')
 _NOT_ASCII = re.compile(rb"[\x80-\xff]")
 
-
-def refusals_and_failures(data: bytes) -> set[int]:
-    """Where the lines start that may hold a refused or failed request or a refused
-    sign-in: what the activity page's summary strip counts (a line finder for
-    ``admin.audit.AuditLog.newest_first``)."""
-    return {line_start(data, found.start()) for found in _COUNTED_IN_SUMMARY.finditer(data)}
+# What the activity page's summary strip counts: refused or failed requests and refused
+# sign-ins.
+refusals_and_failures = Preselect(not_succeeding=True, sign_in_refused=True)
 
 
-def _lines_not_succeeding(data: bytes) -> set[int]:
-    return {line_start(data, found.start()) for found in _NOT_SUCCESS.finditer(data)}
+def _lines_matching(pattern: re.Pattern[bytes], data: bytes) -> set[int]:
+    return {line_start(data, found.start()) for found in pattern.finditer(data)}
 
 
 def _lines_mentioning(needle: bytes, data: bytes) -> set[int]:
@@ -166,11 +188,19 @@ def from_control_panel(event: dict) -> bool:
 
 
 def page_of(
-    events: Iterable[dict], wanted: ActivityFilter, number: int, size: int = PAGE_SIZE
+    events: Iterable[dict],
+    wanted: ActivityFilter,
+    number: int,
+    size: int = PAGE_SIZE,
+    skipped: int = 0,
 ) -> ActivityPage:
-    """Page ``number`` (1-based) of the events that match, reading no more than needed."""
+    """Page ``number`` (1-based) of the events that match, reading no more than needed.
+
+    :param skipped: how many of the newest matching events ``events`` already leaves out
+        (:func:`skippable`).
+    """
     number = max(number, 1)
-    skip = (number - 1) * size
+    skip = max((number - 1) * size - skipped, 0)
     found: list[dict] = []
     for event in events:
         if not wanted.matches(event):
@@ -182,6 +212,12 @@ def page_of(
         if len(found) > size:
             break
     return ActivityPage(events=found[:size], number=number, has_next=len(found) > size)
+
+
+def skippable(wanted: ActivityFilter, number: int, size: int = PAGE_SIZE) -> int:
+    """How many events the log may leave out unread before page ``number``: those of the
+    pages before it when nothing is filtered (every event matches), else none."""
+    return (max(number, 1) - 1) * size if wanted == ActivityFilter() else 0
 
 
 def since(events: Iterable[dict], moment: datetime) -> Iterator[dict]:

@@ -21,6 +21,7 @@ Rotation renames files; a line, once written, is never changed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -230,7 +231,12 @@ class AuditLog:
     # -- reading ---------------------------------------------------------------------------
 
     def newest_first(
-        self, containing: Sequence[str] = (), preselect: LineFinder | None = None
+        self,
+        containing: Sequence[str] = (),
+        preselect: LineFinder | None = None,
+        *,
+        about: str | None = None,
+        skip: int = 0,
     ) -> Iterator[dict]:
         """Every event still kept, newest first (the current file, then .1, .2, ...).
 
@@ -242,8 +248,26 @@ class AuditLog:
             (a user's id, ``"delete"`` with its quotes).
         :param preselect: only events on the lines it finds in a file's text (compact JSON
             in UTF-8, as :func:`encode` writes it); it must find every event wanted.
+        :param about: only events whose ``id`` is this (a detail page's), as the PostgreSQL
+            log selects them on an index.
+        :param skip: leave out this many of the newest events selected (the PostgreSQL log
+            does not read them; here they are still decoded, unreadable lines being no
+            events).
         """
-        yield from read_newest_first(self.path, self.backups, containing, preselect)
+        selected = self._selected(containing, preselect, about)
+        yield from itertools.islice(selected, min(skip, 1 << 62), None)  # a page is any size
+
+    def _selected(
+        self, containing: Sequence[str], preselect: LineFinder | None, about: str | None
+    ) -> Iterator[dict]:
+        if about is None:
+            yield from read_newest_first(self.path, self.backups, containing, preselect)
+            return
+        if about.isascii() and about.isprintable():
+            # As encode() writes the id (compact JSON), to pick the lines out of the text.
+            containing = (*containing, '"id":' + utf8_json(about).decode("ascii"))
+        candidates = read_newest_first(self.path, self.backups, containing, preselect)
+        yield from (event for event in candidates if event.get("id") == about)
 
 
 def activity_log(state: SharedState) -> Any:

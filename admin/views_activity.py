@@ -65,11 +65,13 @@ def activity_page() -> str:
         token=args.get("token", ""),
         text=args.get("q", "").strip()[:200],
     )
-    number = args.get("page", "1")
+    number = int(args["page"]) if args.get("page", "").isdigit() else 1
+    skip = activity.skippable(wanted, number)
     page = activity.page_of(
-        admin.audit.newest_first(wanted.containing(), wanted.preselect()),
+        admin.audit.newest_first(wanted.containing(), wanted.preselect(), skip=skip),
         wanted,
-        int(number) if number.isdigit() else 1,
+        number,
+        skipped=skip,
     )
     filters = {
         key: value
@@ -141,7 +143,4 @@ def summary(admin: AdminContext) -> Summary:
 
 def events_about(admin: AdminContext, resource_id: str, limit: int = 20) -> list[dict]:
     """The newest events that name a resource (the directory's detail pages)."""
-    literal = activity.json_literal(resource_id)
-    candidates = admin.audit.newest_first((literal,) if literal else ())
-    matching = (event for event in candidates if event.get("id") == resource_id)
-    return list(islice(matching, limit))
+    return list(islice(admin.audit.newest_first(about=resource_id), limit))

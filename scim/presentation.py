@@ -206,7 +206,8 @@ def member_objects(
     :data:`MEMBER_DISPLAYS`), else each user's current name.
     """
     members = []
-    for user in existing_documents(reader, constants.USER_TYPE, user_ids):
+    # Only what member_display() reads of each user.
+    for user in reader.get_many_of(constants.USER_TYPE, user_ids, ["displayName", "userName"]):
         user_id = user["id"]
         display = displays.get(user_id) or member_display(user)
         ref = f"{base_url}{USER_RESOURCE.endpoint}/{user_id}"

