@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from admin.audit import line_start
+from admin.audit import json_literal, line_start
 
 OUTCOMES = ("success", "refused", "failed")
 
@@ -65,11 +65,9 @@ class ActivityFilter:
         Written for the lines ``admin.audit.encode`` writes: compact JSON in UTF-8.
         """
         text = self.text
-        # Not with a quote or a backslash (escaped in JSON), nor a space (the haystack joins
+        # As every writer writes it (json_literal), and without a space (the haystack joins
         # two fields with one).
-        if not (
-            text and text.isascii() and text.isprintable() and not {'"', "\\", " "} & set(text)
-        ):
+        if json_literal(text) is None or " " in text:
             text = ""
         if self.outcome not in ("refused", "failed") and not text:
             return None
@@ -129,14 +127,6 @@ def _lines_mentioning(needle: bytes, data: bytes) -> set[int]:
     if not data.isascii():
         starts.update(line_start(data, found.start()) for found in _NOT_ASCII.finditer(data))
     return starts
-
-
-def json_literal(value: str) -> str | None:
-    """``value`` as a JSON string, if every writer of the log writes it so (printable ASCII
-    with no quote or backslash: nothing to escape); None if not."""
-    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
-        return f'"{value}"'
-    return None
 
 
 @dataclass(frozen=True)

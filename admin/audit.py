@@ -263,9 +263,9 @@ class AuditLog:
         if about is None:
             yield from read_newest_first(self.path, self.backups, containing, preselect)
             return
-        if about.isascii() and about.isprintable():
-            # As encode() writes the id (compact JSON), to pick the lines out of the text.
-            containing = (*containing, '"id":' + utf8_json(about).decode("ascii"))
+        literal = json_literal(about)
+        if literal is not None:  # to pick the lines out of the text
+            containing = (*containing, '"id":' + literal)
         candidates = read_newest_first(self.path, self.backups, containing, preselect)
         yield from (event for event in candidates if event.get("id") == about)
 
@@ -338,6 +338,14 @@ def _lines_at(data: bytes, starts: set[int], wanted: list[bytes]) -> Iterator[by
         line = data[start : len(data) if end == -1 else end]
         if all(text in line for text in wanted):
             yield line
+
+
+def json_literal(value: str) -> str | None:
+    """``value`` as a JSON string, if every writer of the log writes it so (printable ASCII
+    with no quote or backslash: nothing to escape); None if not."""
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return None
 
 
 def line_start(data: bytes, offset: int) -> int:
