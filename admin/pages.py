@@ -37,6 +37,15 @@ def shown(value: object) -> object:
     return Markup(text) if isinstance(value, Markup) else text
 
 
+def page_number(text: str | None) -> int:
+    """A ``page`` query parameter as a 1-based page number: 1 when missing or not a positive
+    whole number. Digits are ASCII ones: "²" is a digit to ``str.isdigit`` that ``int``
+    refuses (the activity page answered ``?page=²`` with a 500)."""
+    if text and text.isascii() and text.isdigit():
+        return max(int(text), 1)
+    return 1
+
+
 def when(value: datetime | str | None) -> str:
     """A moment as "2026-11-26 10:54:52 UTC" ("" for None, the text itself if unparseable)."""
     moment = _moment(value)

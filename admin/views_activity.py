@@ -8,7 +8,7 @@ from itertools import islice
 
 from flask import Blueprint, render_template, request
 
-from admin import activity
+from admin import activity, pages
 from admin.connection import RequestRecord
 from admin.context import AdminContext, context
 from scim import constants
@@ -65,7 +65,7 @@ def activity_page() -> str:
         token=args.get("token", ""),
         text=args.get("q", "").strip()[:200],
     )
-    number = int(args["page"]) if args.get("page", "").isdigit() else 1
+    number = pages.page_number(args.get("page"))
     skip = activity.skippable(wanted, number)
     page = activity.page_of(
         admin.audit.newest_first(wanted.containing(), wanted.preselect(), skip=skip),

@@ -11,6 +11,7 @@ import json
 
 from flask import Blueprint, abort, render_template, request
 
+from admin import pages
 from admin.context import context
 from admin.views_activity import events_about
 from scim import constants, errors
@@ -92,7 +93,7 @@ def group(id: str) -> str:
         resource.get("members") or [],
         key=lambda member: str(member.get("display") or member.get("value") or "").casefold(),
     )
-    number = _page_number()
+    number = pages.page_number(request.args.get("page"))
     start = (number - 1) * MEMBERS_PAGE_SIZE
     return render_template(
         "admin/group.html",
@@ -133,7 +134,7 @@ def attribute_rows(resource: dict) -> list[tuple[str, str]]:
 
 def _search(kind: str, excluded: list[AttrPath] | None = None) -> tuple[str, int, QueryResult]:
     text = request.args.get("q", "").strip()[:200]
-    number = _page_number()
+    number = pages.page_number(request.args.get("page"))
     settings = context().services.scim
     try:
         expression = parse_query_filter(search_filter(kind, text), settings.max_filter_length)
@@ -146,12 +147,6 @@ def _search(kind: str, excluded: list[AttrPath] | None = None) -> tuple[str, int
         excluded=excluded,
     )
     return text, number, context().services.directory.query(kind, query, base_url())
-
-
-def _page_number() -> int:
-    """The ``page`` asked for (1-based); 1 when missing or not a positive number."""
-    text = request.args.get("page", "1")
-    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 def _get(kind: str, id: str) -> dict:

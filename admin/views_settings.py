@@ -205,7 +205,7 @@ def _connection_sections(admin: AdminContext, tokens: list[TokenInfo]) -> list[C
 def _expiry_days(text: str) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_EXPIRY_DAYS:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_EXPIRY_DAYS:
         raise ValueError(
             f"expiry must be a whole number of days from 1 to {MAX_EXPIRY_DAYS}, or empty for "
             "a token that does not expire"

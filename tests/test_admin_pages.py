@@ -516,6 +516,8 @@ def test_the_new_token_page_warns_it_will_not_be_shown_again(panel: AdminClient)
         pytest.param({"name": ""}, "is not allowed", id="no-name"),
         pytest.param({"name": "entra", "expires_days": "0"}, "from 1 to 3650", id="zero-days"),
         pytest.param({"name": "entra", "expires_days": "soon"}, "whole number", id="text-days"),
+        # A digit to str.isdigit that int() refuses: the same sentence, not int()'s.
+        pytest.param({"name": "entra", "expires_days": "²"}, "whole number", id="superscript"),
     ],
 )
 def test_token_form_errors_are_shown_and_create_nothing(
@@ -525,6 +527,20 @@ def test_token_form_errors_are_shown_and_create_nothing(
     assert response.status_code == 400
     assert message in text(response)
     assert app.extensions["proware"].tokens.list() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/activity", "/admin/directory/users", "/admin/directory/groups"]
+)
+@pytest.mark.parametrize("number", ["²", "0", "-3", "x"])
+def test_a_page_number_that_is_none_shows_the_first_page(
+    panel: AdminClient, path: str, number: str
+) -> None:
+    """A superscript "²" is a digit to str.isdigit that int() refuses: the activity page
+    answered 500."""
+    first = text(panel.get(path))
+
+    assert text(panel.get(path, query_string={"page": number})) == first
 
 
 def test_a_second_active_token_with_the_same_name_is_refused(panel: AdminClient) -> None:
