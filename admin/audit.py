@@ -240,7 +240,8 @@ class AuditLog:
     ) -> Iterator[dict]:
         """Every event still kept, newest first (the current file, then .1, .2, ...).
 
-        Both parameters pre-select, sparing the decoding of the other lines, for a caller
+        ``containing``, ``preselect`` and ``about`` pre-select, sparing the decoding of the
+        other lines, for a caller
         that still tests each event: a detail page looking for one user's events read all
         84,000 lines kept at the default rotation.
 
