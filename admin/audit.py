@@ -241,9 +241,8 @@ class AuditLog:
         """Every event still kept, newest first (the current file, then .1, .2, ...).
 
         ``containing``, ``preselect`` and ``about`` pre-select, sparing the decoding of the
-        other lines, for a caller
-        that still tests each event: a detail page looking for one user's events read all
-        84,000 lines kept at the default rotation.
+        other lines, for a caller that still tests each event: a detail page looking for one
+        user's events read all 84,000 lines kept at the default rotation.
 
         :param containing: only events whose JSON text holds each of these strings as it is
             (a user's id, ``"delete"`` with its quotes).
