@@ -32,7 +32,7 @@ from scim.membership import (
     with_displays,
 )
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
-from scim.patch import apply_patch, blame_operation
+from scim.patch import apply_patch, blame_change, blame_operation
 from scim.paths import AttrPath
 from scim.presentation import (
     GROUPS,
@@ -389,7 +389,10 @@ class Directory:
                 if operations:
                     version = current["meta"]["version"]
                     document = with_displays(document, displays)
-                    _write(tx.replace, kind, id, document, if_version=version)
+                    try:
+                        _write(tx.replace, kind, id, document, if_version=version)
+                    except errors.Uniqueness as error:
+                        raise _InvalidResult(editable, error) from None
                     if kind == constants.USER_TYPE:
                         _renew_groups_of(tx, current, document)
             if result.member_changes:
@@ -416,6 +419,10 @@ class Directory:
             # Which operation to blame is found outside the transaction: it re-applies the
             # operations several times, and holds no lock while it does.
             started_from, error = invalid.document, invalid.error
+            if isinstance(error, errors.Uniqueness) and error.attribute is not None:
+                raise blame_change(
+                    started_from, patch_operations, resource, error.attribute, error
+                ) from None
 
             def validate(patched: dict) -> dict:
                 return load_resource(resource, patched, previous=started_from)
@@ -556,7 +563,8 @@ class _Pinned:
 
 
 class _InvalidResult(Exception):
-    """A PATCH whose result the schema refused: the document it started from and the error."""
+    """A PATCH whose result was refused, by the schema or for a unique value another resource
+    holds (409): the document it started from and the error."""
 
     def __init__(self, document: dict, error: errors.ScimError) -> None:
         super().__init__(error.detail)
@@ -584,7 +592,8 @@ def _write(method, *args, **kwargs) -> dict:
         noun = "user" if exc.kind == constants.USER_TYPE else "group"
         raise errors.Uniqueness(
             f"{exc.field} {errors.quoted(exc.value)} is already used by another {noun} "
-            f"(id {exc.holder}); {exc.field} is unique, compared case-insensitively"
+            f"(id {exc.holder}); {exc.field} is unique, compared case-insensitively",
+            attribute=exc.field,
         ) from None
     except storage_errors.VersionMismatch as exc:
         raise errors.PreconditionFailed(

@@ -594,6 +594,65 @@ def test_a_taken_user_name_is_shortened_in_the_409(scim) -> None:
     assert body["detail"].startswith(f"userName '{'X' * 64}...' is already used by another user")
 
 
+TAKEN_BY_PATCH = [
+    pytest.param(
+        "/Users",
+        [
+            {"op": "replace", "path": "title", "value": "Boss"},
+            {"op": "replace", "path": "userName", "value": "BOB"},
+        ],
+        "Operations[1]: userName 'BOB' is already used by another user",
+        id="user-path",
+    ),
+    pytest.param(
+        "/Users",
+        [
+            {"op": "replace", "value": {"USERNAME": "Bob", "title": "Boss"}},
+            {"op": "add", "path": "displayName", "value": "Ann"},
+        ],
+        "Operations[0]: userName 'Bob' is already used by another user",
+        id="user-pathless-any-case",
+    ),
+    pytest.param(
+        "/Users",
+        [
+            {"op": "replace", "path": "userName", "value": "bob"},
+            {"op": "replace", "path": "userName", "value": "carl"},
+            {"op": "replace", "path": "userName", "value": "Bob"},
+            {"op": "replace", "path": "title", "value": "Boss"},
+        ],
+        "Operations[2]: userName 'Bob' is already used by another user",
+        id="user-last-to-set-it",
+    ),
+    pytest.param(
+        "/Groups",
+        [
+            {"op": "add", "path": "members", "value": [{"value": "nobody"}]},
+            {"op": "Replace", "path": "displayName", "value": "admins"},
+        ],
+        "Operations[1]: displayName 'admins' is already used by another group",
+        id="group",
+    ),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "operations", "start"), TAKEN_BY_PATCH)
+def test_a_patch_taking_a_unique_value_names_the_operation_in_the_409(
+    scim, endpoint: str, operations: list[dict], start: str
+) -> None:
+    """A 409 says which operation set the value, as a schema refusal names its operation."""
+    scim.create_user("bob")
+    scim.create_group("Admins")
+    target = scim.create_user("ann") if endpoint == "/Users" else scim.create_group("Staff")
+    path = f"{endpoint}/{target['id']}"
+
+    response = scim.patch_ops(path, *operations)
+
+    body = assert_scim_error(response, 409, "uniqueness")
+    assert body["detail"].startswith(start), body["detail"]
+    assert scim.get(path).get_json() == target
+
+
 def test_an_unknown_long_path_is_shortened_in_the_404(scim) -> None:
     response = scim.get(f"/Bogus{LONG}")
 
