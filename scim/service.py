@@ -254,6 +254,11 @@ class Directory:
     ) -> dict:
         """Create a resource from a POST body (RFC 7644 §3.3).
 
+        A user sent without ``active`` is stored without it: RFC 7643 §4.1.1 gives it no
+        default, Entra and Okta always send it, and single sign-on (``admin.sso_access``)
+        lets in only ``active: true``, so a default of true would let in a user no client
+        said is active, and one of false would answer with a value the client never sent.
+
         :param context: request facts (time, token, client, request id) for the activity
             event committed with the change.
         :param with_members: build a group's member list for the result (not when the client
