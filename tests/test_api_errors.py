@@ -141,7 +141,8 @@ BAD_GROUP_BODIES = [
     pytest.param(
         {"displayName": "ok", "externalId": "x\x01"}, ["externalId"], id="control-in-externalId"
     ),
-    pytest.param({"displayName": "ok", "members": "x"}, ["members"], id="members-string"),
+    # A bare string is a member id (Entra Q23): one naming nothing is skipped, not refused.
+    pytest.param({"displayName": "ok", "members": 5}, ["members[0]"], id="members-number"),
     pytest.param({"displayName": "ok", "members": [{"display": "x"}]}, ["members"], id="no-value"),
 ]
 
@@ -157,21 +158,17 @@ NESTED = "is a group; nested groups are not supported; members must be users"
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
-def test_a_member_that_is_no_user_is_named_by_its_place_in_the_body(
+def test_a_group_as_a_member_is_named_by_its_place_in_the_body(
     scim, ann, staff, method: str
 ) -> None:
     """The same words as a member sent with "type": "Group" (members[1]: nested groups are
     not supported; ...), and the member's index, not only "members"."""
     path = "/Groups" if method == "POST" else f"/Groups/{staff['id']}"
     name = "Other" if method == "POST" else "Staff"
-    sent = [{"value": ann["id"]}, {"value": ann["id"]}, {"value": "nobody"}]
+    sent = [{"value": ann["id"]}, {"value": "nobody"}, {"value": staff["id"]}]
 
-    unknown = scim.request(method, path, {"displayName": name, "members": sent})
-    sent[2] = {"value": staff["id"]}
     group = scim.request(method, path, {"displayName": name, "members": sent})
 
-    body = assert_scim_error(unknown, 400, "invalidValue")
-    assert body["detail"] == "members[2].value: no user has id 'nobody'"
     body = assert_scim_error(group, 400, "invalidValue")
     assert body["detail"] == f"members[2].value: '{staff['id']}' {NESTED}"
 
@@ -547,14 +544,6 @@ ECHOED_VALUES = [
     pytest.param("GET", f"/Schemas/{LONG}", None, {}, 404, id="schema-id"),
     pytest.param("GET", f"/ResourceTypes/{LONG}", None, {}, 404, id="resource-type"),
     pytest.param("POST", "/Users", f'{{"{LONG}": 1, "{LONG}": 2}}', {}, 400, id="repeated-key"),
-    pytest.param(
-        "POST",
-        "/Groups",
-        {"displayName": "Staff", "members": [{"value": "x" * 1000}]},
-        {},
-        400,
-        id="member-id",
-    ),
     pytest.param(
         "PATCH",
         "/Users/{id}",
