@@ -294,6 +294,34 @@ def test_patch_with_no_operations_is_a_no_op(scim, events: list[dict]) -> None:
     assert events == []
 
 
+@pytest.mark.parametrize("path", ["", " "])
+def test_a_patch_with_an_empty_path_is_one_without_a_path(scim, path: str) -> None:
+    """A serializer that writes an unset optional string sends "path": ""; it means the
+    resource itself, as an omitted path does (RFC 7644 §3.5.2), for add and replace, and a
+    remove without a target is 400 noTarget (§3.5.2.2) either way."""
+    created = scim.create_user("ann")
+    user_path = f"/Users/{created['id']}"
+
+    replaced = scim.patch_ops(
+        user_path,
+        {"op": "replace", "path": path, "value": {"title": "Boss", "name.givenName": "Ann"}},
+    )
+    added = scim.patch_ops(user_path, {"op": "add", "path": path, "value": {"nickName": "Annie"}})
+    removed = scim.patch_ops(user_path, {"op": "remove", "path": path})
+
+    assert replaced.status_code == 200 and added.status_code == 200
+    after = added.get_json()
+    assert (after["title"], after["name"]["givenName"], after["nickName"]) == (
+        "Boss",
+        "Ann",
+        "Annie",
+    )
+    assert removed.status_code == 400
+    assert removed.get_json()["scimType"] == "noTarget"
+    assert removed.get_json()["detail"].startswith("Operations[0]: remove needs a path")
+    assert scim.get(user_path).get_json() == after
+
+
 def test_patch_skips_unknown_attributes_and_applies_the_rest(scim) -> None:
     """entra-provisioning.md Q22: one unmapped attribute must not fail the batch."""
     created = scim.create_user("ann")
