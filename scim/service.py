@@ -321,6 +321,15 @@ class Directory:
         changes as ``add member``/``remove member``; and one that changes nothing (the
         stored resource sent back) writes nothing: no new version, no event.
 
+        A PUT carrying ``password`` always changes the user, even when it is the password
+        already set: a new salted hash is stored, with a new version and an ``update``
+        event. Only the hash is kept, so telling the password unchanged would take one more
+        scrypt (as long as hashing it, about 0.1 s of CPU) whenever it did change; and a
+        version that stayed put for the right password would tell any read-write token
+        whether a guess is the user's current one (Okta's password push sends the real
+        one), leaving no event. RFC 7644 §3.5.1: a writeOnly value sent replaces the one
+        held. A PUT without ``password`` keeps the stored hash and can change nothing.
+
         :param with_members: as for :meth:`create`.
         """
         resource = RESOURCE_TYPES[kind]

@@ -621,6 +621,26 @@ def test_put_without_password_keeps_the_stored_hash(scim, app: Flask) -> None:
     assert repository.get("User", created["id"])["password"] == stored_hash
 
 
+def test_a_put_resending_the_same_password_is_recorded_as_a_change(
+    scim, app: Flask, events: list[dict]
+) -> None:
+    """Only a salted hash is stored: telling the password unchanged would cost another slow
+    hash and would tell a read-write token whether a guess is the current password (a
+    version that stays put). So it is set again: a new hash, a new version, an event."""
+    repository = app.extensions["proware"].repository
+    body = {"userName": "ann", "active": True, "password": "Secret-1"}
+    created = scim.post("/Users", body).get_json()
+    first_hash = repository.get("User", created["id"])["password"]
+    events.clear()
+
+    response = scim.put(f"/Users/{created['id']}", body)
+
+    assert response.status_code == 200
+    assert response.get_json()["meta"]["version"] != created["meta"]["version"]
+    assert repository.get("User", created["id"])["password"] != first_hash
+    assert [event["operation"] for event in events] == ["update"]
+
+
 # -- text fidelity, content types, URLs --------------------------------------------------------
 
 NON_ASCII = [
