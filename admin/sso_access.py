@@ -194,16 +194,13 @@ def access_by_id(reader: Reader, user_id: str, admin_group: str) -> Access:
     # is not active: the control panel shows it so, and SCIM returns no active.
     if user.get("active") is not True:
         said = (
-            "the provisioning client never sent active = true"
+            "is not active in Proware's directory (the provisioning client never sent "
+            "active = true)"
             if user.get("active") is None
-            else "Entra set active to false"
+            else "is disabled in Proware's directory (Entra set active to false)"
         )
         return Access(
-            False,
-            user_id=user_id,
-            user_name=name,
-            reason=DISABLED,
-            message=f"{name!r} is not active in Proware's directory ({said}).",
+            False, user_id=user_id, user_name=name, reason=DISABLED, message=f"{name!r} {said}."
         )
     group_ids = reader.find(constants.GROUP_TYPE, "displayName", admin_group)
     if not group_ids:
