@@ -189,14 +189,18 @@ def access_by_id(reader: Reader, user_id: str, admin_group: str) -> Access:
             message="This account is no longer provisioned: Entra removed it from Proware.",
         )
     name = user.get("userName")
+    # Only provisioning's "active": true lets a user in. RFC 7643 §4.1.1 gives active no
+    # default and Entra always sends it, so a user created without it (by another client)
+    # is not active: the control panel shows it so, and SCIM returns no active.
     if user.get("active") is not True:
+        said = (
+            "is not active in Proware's directory (the provisioning client never sent "
+            "active = true)"
+            if user.get("active") is None
+            else "is disabled in Proware's directory (Entra set active to false)"
+        )
         return Access(
-            False,
-            user_id=user_id,
-            user_name=name,
-            reason=DISABLED,
-            message=f"{name!r} is disabled in Proware's directory (Entra set active to false, "
-            "or never sent active = true).",
+            False, user_id=user_id, user_name=name, reason=DISABLED, message=f"{name!r} {said}."
         )
     group_ids = reader.find(constants.GROUP_TYPE, "displayName", admin_group)
     if not group_ids:

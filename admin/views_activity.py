@@ -39,8 +39,9 @@ class Summary:
     """The strip above the events."""
 
     users: int
-    active: int
-    disabled: int
+    active: int  # active = true: may sign in (sso_access)
+    disabled: int  # active = false
+    without_status: int  # no active sent (a client other than Entra or Okta): not active
     groups: int
     last_request: RequestRecord | None
     last_request_token: str | None
@@ -102,12 +103,15 @@ def summary(admin: AdminContext) -> Summary:
     directory = admin.services.directory
     repository = admin.services.repository
     users = repository.count(constants.USER_TYPE)
-    # RFC 7643 §4.1.1: "active" absent means no statement; Entra always sends it.
-    disabled = directory.query(
-        constants.USER_TYPE,
-        Query(filter=parse_query_filter("active eq false", 64), page=Page(1, 0)),
-        "",
-    ).total
+
+    def count(filter_text: str) -> int:
+        query = Query(filter=parse_query_filter(filter_text, 64), page=Page(1, 0))
+        return directory.query(constants.USER_TYPE, query, "").total
+
+    # RFC 7643 §4.1.1 gives "active" no default, and Entra and Okta always send it; a user
+    # created without it is counted apart, as single sign-on refuses it (sso_access).
+    active = count("active eq true")
+    disabled = count("active eq false")
     connection = admin.connection.synced()  # with the other server processes' requests
     last = connection.last_request()
     last_token = None
@@ -131,8 +135,9 @@ def summary(admin: AdminContext) -> Summary:
             errors += activity.requests_of(event)
     return Summary(
         users=users,
-        active=users - disabled,
+        active=active,
         disabled=disabled,
+        without_status=users - active - disabled,
         groups=repository.count(constants.GROUP_TYPE),
         last_request=last,
         last_request_token=last_token,

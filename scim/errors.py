@@ -64,10 +64,18 @@ class TooMany(ScimError):
 
 
 class Uniqueness(ScimError):
-    """A value that must be unique is already taken (409)."""
+    """A value that must be unique is already taken (409).
+
+    :param attribute: the top-level attribute whose value is taken (``userName``), for a
+        PATCH to name the operation that set it.
+    """
 
     status = 409
     scim_type = "uniqueness"
+
+    def __init__(self, detail: str, attribute: str | None = None) -> None:
+        super().__init__(detail)
+        self.attribute = attribute
 
 
 class Mutability(ScimError):

@@ -9,11 +9,14 @@ A display a client sent with a member (Entra Q23) is kept in the group document
 one shows the user's current name. Adding a user who is a member already changes nothing, its
 display included; a replace states each member's display anew.
 
-A POST or PUT states the whole group, so an id that names no user refuses it. A PATCH adds
-to a group Entra keeps in step: an id that names nothing at all (a user deleted on Proware's
-side, Q20, or the reference suite's ``"string id 1"``, Q23) is skipped and reported, and the
-rest applied, so one stale id never sticks the group (the principle of Q22). A group given
-as a member is refused either way: nested groups are not supported.
+An id that names nothing at all (a user deleted on Proware's side, Q20, or restored away
+with an older backup; the reference suite's ``"string id 1"``, Q23) is skipped and reported,
+and the rest applied, by every method that writes members: a PATCH add or replace, a POST, a
+PUT. An identity provider pushes the same member list again on every cycle, so refusing it
+would stick the group for good (the principle of Q22); and a PUT states the members as
+Okta's PATCH ``replace`` of ``members`` does (its group push sends both), so the two must not
+answer differently. The answer's ``members`` shows who was kept. A group given as a member is
+refused by every method: nested groups are not supported.
 """
 
 from __future__ import annotations
@@ -61,24 +64,38 @@ def existing_displays(reader: Reader, displays: dict[str, str]) -> dict[str, str
     return {user_id: display for user_id, display in displays.items() if user_id in users}
 
 
-def check_members(reader: Reader, members: list[dict] | None) -> None:
-    """Refuse unknown ids and groups as members of a POST or PUT, naming the member as sent
-    (``members[3].value``) and its id.
+def unknown_members(reader: Reader, members: list[dict] | None) -> list[str]:
+    """The distinct ids of a POST's or PUT's members that name nothing, in order: the caller
+    skips and reports them. A group given as a member is refused, naming the member as sent
+    (``members[3].value``).
 
     :param members: the validated ``members`` of the body.
-    :raises errors.InvalidValue:
+    :raises errors.InvalidValue: for a group given as a member.
     """
     wanted = member_ids(members) or []
     users = set(reader.existing(constants.USER_TYPE, wanted)) if wanted else set()
+    unknown: list[str] = []
     for index, member in enumerate(members or ()):
         user_id = member["value"]
-        if user_id in users:
+        if user_id in users or user_id in unknown:
             continue
         if reader.exists(constants.GROUP_TYPE, user_id):
             raise _group_as_member(user_id, f"members[{index}].value")
-        raise errors.InvalidValue(
-            f"members[{index}].value: no user has id {errors.quoted(user_id)}"
-        )
+        unknown.append(user_id)
+    return unknown
+
+
+def without(
+    members: list[str], displays: dict[str, str], skipped: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """``members`` and their ``displays`` without the ``skipped`` ids."""
+    if not skipped:
+        return members, displays
+    gone = set(skipped)
+    return (
+        [uid for uid in members if uid not in gone],
+        {uid: display for uid, display in displays.items() if uid not in gone},
+    )
 
 
 @dataclass

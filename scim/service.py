@@ -25,14 +25,15 @@ from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE, Reso
 from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_paths
 from scim.membership import (
     apply_member_changes,
-    check_members,
     existing_displays,
     member_displays,
     member_ids,
+    unknown_members,
     with_displays,
+    without,
 )
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
-from scim.patch import apply_patch, blame_operation
+from scim.patch import apply_patch, blame_change, blame_operation
 from scim.paths import AttrPath
 from scim.presentation import (
     GROUPS,
@@ -87,6 +88,15 @@ class QueryResult:
     resources: list[dict]
     total: int
     start_index: int
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """The resource a POST or PUT left, and the member ids it skipped because they name no
+    user (:mod:`scim.membership`), for the caller to report."""
+
+    resource: dict
+    skipped_members: list[str]
 
 
 @dataclass(frozen=True)
@@ -251,8 +261,13 @@ class Directory:
         *,
         context: dict | None = None,
         with_members: bool = True,
-    ) -> dict:
+    ) -> WriteOutcome:
         """Create a resource from a POST body (RFC 7644 §3.3).
+
+        A user sent without ``active`` is stored without it: RFC 7643 §4.1.1 gives it no
+        default, Entra and Okta always send it, and single sign-on (``admin.sso_access``)
+        lets in only ``active: true``, so a default of true would let in a user no client
+        said is active, and one of false would answer with a value the client never sent.
 
         :param context: request facts (time, token, client, request id) for the activity
             event committed with the change.
@@ -263,22 +278,24 @@ class Directory:
         resource = RESOURCE_TYPES[kind]
         document = load_resource(resource, payload)
         sent = document.pop("members", None)
-        members = member_ids(sent)
-        document = with_displays(document, member_displays(sent))
         _hash_password(document, previous=None)
 
-        def create_in(tx: Transaction) -> dict:
-            check_members(tx, sent)
-            stored = _write(tx.insert, kind, document)
+        def create_in(tx: Transaction) -> tuple[dict, list[str]]:
+            skipped = unknown_members(tx, sent)
+            members, displays = without(member_ids(sent) or [], member_displays(sent), skipped)
+            stored = _write(tx.insert, kind, with_displays(document, displays))
             if members:
                 tx.add_members(stored["id"], members)
             stored = tx.get(kind, stored["id"])
             activity.note(tx, context, activity.CREATE, stored)
-            return stored
+            return stored, skipped
 
-        stored = run_transaction(self.repository, create_in)
+        stored, skipped = run_transaction(self.repository, create_in)
         # A new user is in no group yet (groups is read-only; Entra adds it to them later).
-        return present(self.repository, stored, base_url, with_members=with_members, groups=[])
+        return WriteOutcome(
+            present(self.repository, stored, base_url, with_members=with_members, groups=[]),
+            skipped,
+        )
 
     def replace(
         self,
@@ -291,29 +308,41 @@ class Directory:
         if_none_match: str | None = None,
         context: dict | None = None,
         with_members: bool = True,
-    ) -> dict:
+    ) -> WriteOutcome:
         """Replace a resource with a PUT body (RFC 7644 §3.5.1).
 
         Read-only attributes in the body are ignored and the id comes from the URL. A PUT
         without ``password`` keeps the stored one; a group's PUT without ``members`` keeps
-        its members and their displays.
+        its members and their displays, and one with ``members`` skips (and returns) the ids
+        that name nothing, as a PATCH ``replace`` of members does (:mod:`scim.membership`).
 
         Okta sends a PUT of the whole resource where Entra sends a PATCH, so a PUT is
         recorded as the PATCH doing the same would be: a deactivation as ``disable``, member
         changes as ``add member``/``remove member``; and one that changes nothing (the
         stored resource sent back) writes nothing: no new version, no event.
 
+        A PUT carrying ``password`` always changes the user, even when it is the password
+        already set: a new salted hash is stored, with a new version and an ``update``
+        event. Only the hash is kept, so telling the password unchanged would take one more
+        scrypt (as long as hashing it, about 0.1 s of CPU) whenever it did change; and a
+        version that stayed put for the right password would tell any read-write token
+        whether a guess is the user's current one (Okta's password push sends the real
+        one), leaving no event. RFC 7644 §3.5.1: a writeOnly value sent replaces the one
+        held. A PUT without ``password`` keeps the stored hash and can change nothing.
+
         :param with_members: as for :meth:`create`.
         """
         resource = RESOURCE_TYPES[kind]
         document = load_resource(resource, payload)
         sent = document.pop("members", None)
-        members = member_ids(sent)
 
-        def replace_in(tx: Transaction) -> dict:
+        def replace_in(tx: Transaction) -> tuple[dict, list[str]]:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match, if_none_match)
-            displays = current.get(MEMBER_DISPLAYS, {}) if sent is None else member_displays(sent)
+            skipped = unknown_members(tx, sent)
+            members, displays = without(member_ids(sent) or [], member_displays(sent), skipped)
+            if sent is None:
+                displays = current.get(MEMBER_DISPLAYS, {})
             # A new dict (with_displays), so a run that is rolled back leaves the body as sent:
             # only its top-level password is set here, and tx.replace copies what it keeps.
             stored = with_displays(document, displays)
@@ -321,8 +350,6 @@ class Directory:
                 stored[PASSWORD] = current[PASSWORD]
             else:
                 _hash_password(stored, previous=current.get(PASSWORD))
-            if kind == constants.GROUP_TYPE:
-                check_members(tx, sent)
             operations = activity.describe_change(_editable(current), _editable(stored))
             if not operations and displays != current.get(MEMBER_DISPLAYS, {}):
                 operations = [activity.UPDATE]  # only the members' displays changed
@@ -330,17 +357,19 @@ class Directory:
                 _write(tx.replace, kind, id, stored, if_version=current["meta"]["version"])
                 if kind == constants.USER_TYPE:
                     _renew_groups_of(tx, current, stored)
-            if kind == constants.GROUP_TYPE and members is not None:
+            if kind == constants.GROUP_TYPE and sent is not None:
                 operations += _replace_members(tx, id, members)
             if not operations:
-                return current
+                return current, skipped
             stored = tx.get(kind, id)
             for operation in operations:
                 activity.note(tx, context, operation, stored)
-            return stored
+            return stored, skipped
 
-        stored = run_transaction(self.repository, replace_in)
-        return present(self.repository, stored, base_url, with_members=with_members)
+        stored, skipped = run_transaction(self.repository, replace_in)
+        return WriteOutcome(
+            present(self.repository, stored, base_url, with_members=with_members), skipped
+        )
 
     def patch(
         self,
@@ -389,7 +418,10 @@ class Directory:
                 if operations:
                     version = current["meta"]["version"]
                     document = with_displays(document, displays)
-                    _write(tx.replace, kind, id, document, if_version=version)
+                    try:
+                        _write(tx.replace, kind, id, document, if_version=version)
+                    except errors.Uniqueness as error:
+                        raise _InvalidResult(editable, error) from None
                     if kind == constants.USER_TYPE:
                         _renew_groups_of(tx, current, document)
             if result.member_changes:
@@ -416,6 +448,10 @@ class Directory:
             # Which operation to blame is found outside the transaction: it re-applies the
             # operations several times, and holds no lock while it does.
             started_from, error = invalid.document, invalid.error
+            if isinstance(error, errors.Uniqueness) and error.attribute is not None:
+                raise blame_change(
+                    started_from, patch_operations, resource, error.attribute, error
+                ) from None
 
             def validate(patched: dict) -> dict:
                 return load_resource(resource, patched, previous=started_from)
@@ -556,7 +592,8 @@ class _Pinned:
 
 
 class _InvalidResult(Exception):
-    """A PATCH whose result the schema refused: the document it started from and the error."""
+    """A PATCH whose result was refused, by the schema or for a unique value another resource
+    holds (409): the document it started from and the error."""
 
     def __init__(self, document: dict, error: errors.ScimError) -> None:
         super().__init__(error.detail)
@@ -584,7 +621,8 @@ def _write(method, *args, **kwargs) -> dict:
         noun = "user" if exc.kind == constants.USER_TYPE else "group"
         raise errors.Uniqueness(
             f"{exc.field} {errors.quoted(exc.value)} is already used by another {noun} "
-            f"(id {exc.holder}); {exc.field} is unique, compared case-insensitively"
+            f"(id {exc.holder}); {exc.field} is unique, compared case-insensitively",
+            attribute=exc.field,
         ) from None
     except storage_errors.VersionMismatch as exc:
         raise errors.PreconditionFailed(

@@ -695,8 +695,8 @@ def test_a_new_token_with_a_revoked_ones_name_starts_with_no_use_history(
 def test_activity_lists_events_newest_first_with_a_summary(
     app: Flask, panel: AdminClient, scim: ScimClient, client
 ) -> None:
-    ann = scim.create_user("ann")
-    scim.create_user("bob")
+    ann = scim.create_user("ann", active=True)
+    scim.create_user("bob", active=True)
     scim.patch_ops(f"/Users/{ann['id']}", {"op": "replace", "path": "active", "value": False})
     scim.create_group("Sales", [ann["id"]])
     client.get("/scim/v2/Users", headers={"Authorization": "Bearer pw_nope"})
@@ -713,6 +713,28 @@ def test_activity_lists_events_newest_first_with_a_summary(
     assert "Last provisioning request" in page
     operations = re.findall(r"<td>(create|disable|refused)</td>", page)
     assert operations == ["refused", "create", "disable", "create", "create"]
+
+
+def test_a_user_created_without_active_is_not_shown_as_active(
+    panel: AdminClient, scim: ScimClient
+) -> None:
+    """RFC 7643 §4.1.1 gives active no default: a user no client said is active is shown and
+    counted as single sign-on treats it (refused), not as active."""
+    plain = scim.create_user("plain")
+    scim.create_user("ann", active=True)
+
+    summary_page = text(panel.get("/admin/activity"))
+    summary = dict(re.findall(r"<dt>([^<]+)</dt><dd>(\d+)</dd>", summary_page))
+    user_page = text(panel.get(f"/admin/directory/users/{plain['id']}"))
+    list_page = text(panel.get("/admin/directory/users"))
+
+    assert "active" not in scim.get(f"/Users/{plain['id']}").get_json()
+    assert (summary["Users"], summary["Active"], summary["Disabled"]) == ("2", "1", "0")
+    assert summary["Not active (no status sent)"] == "1"
+    assert "not active (no status sent)" in user_page
+    assert 'class="badge on">active' not in user_page
+    assert list_page.count("not active (no status sent)") == 1
+    assert list_page.count('class="badge on">active') == 1
 
 
 def test_the_summary_counts_refused_sign_ins_apart_from_provisioning_errors(

@@ -451,7 +451,7 @@ def test_deleting_a_user_removes_it_from_every_group(scim, users) -> None:
     assert found.get_json()["totalResults"] == 0
 
 
-# -- bad members: a group is refused, an id naming nothing is skipped by a PATCH ----------
+# -- bad members: a group is refused, an id naming nothing is skipped ----------------------
 
 
 def test_a_group_as_member_is_400_with_a_clear_error(scim, users) -> None:
@@ -515,6 +515,30 @@ def test_a_patch_skips_member_ids_that_name_nothing_and_applies_the_rest(
     assert group["id"] in line and "'no-such-user'" in line
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_long_skipped_member_id_is_shortened_where_it_is_reported(
+    scim, users, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log and the token's Connection status repeat a skipped id as an error's detail
+    does: its first 64 characters (a 1,000-character id was written whole)."""
+    caplog.set_level("INFO", logger="proware.scim")
+    group = scim.create_group("Staff")
+    long_id = "x" * 1000
+
+    if method == "POST":
+        response = scim.post("/Groups", {"displayName": "New", "members": [{"value": long_id}]})
+    else:
+        response = scim.patch_ops(
+            f"/Groups/{group['id']}", {"op": "add", "path": "members", "value": long_id}
+        )
+
+    assert response.status_code in (201, 204)
+    [line] = [
+        r.getMessage() for r in caplog.records if "member ids that name no user" in r.getMessage()
+    ]
+    assert f"['{'x' * 64}...']" in line and len(line) < 300
+
+
 def test_the_reference_suites_string_id_1_add_is_204_and_changes_nothing(scim, users) -> None:
     """Entra Q23: {"op":"add","path":"members","value":"string id 1"} expects 204."""
     group = scim.create_group("Staff", [users[0]["id"]])
@@ -557,21 +581,36 @@ def test_a_patch_with_a_projection_still_answers_200_when_it_skips_a_member(scim
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
-def test_an_unknown_member_id_in_a_full_body_is_400(scim, users, method: str) -> None:
-    """A POST or PUT states the whole group: naming a member that does not exist is the
-    client's error (Entra itself creates groups with no members, A8, then PATCHes)."""
+def test_a_full_body_skips_member_ids_that_name_nothing_as_a_patch_does(
+    app, scim, users, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PUT states the members as a PATCH replace of members does (Okta's group push sends
+    both): an id that names nothing (a user deleted here, or restored away) is skipped and
+    reported by both, never a 400 that the next push would repeat."""
+    caplog.set_level("INFO", logger="proware.scim")
     group = scim.create_group("Staff", [users[0]["id"]])
-    body = {"displayName": "New", "members": [{"value": "ghost"}]}
+    sent = [
+        {"value": "ghost", "display": "Gone"},
+        {"value": users[1]["id"], "display": "Bo"},
+        {"value": "ghost"},
+    ]
+    body = {"displayName": "New", "members": sent}
 
     if method == "POST":
         response = scim.post("/Groups", body)
     else:
         response = scim.put(f"/Groups/{group['id']}", body)
 
-    assert response.status_code == 400
-    assert "'ghost'" in response.get_json()["detail"]
-    assert _read(scim, group) == group
-    assert scim.get("/Groups").get_json()["totalResults"] == 1
+    assert response.status_code == (201 if method == "POST" else 200)
+    written = response.get_json()
+    assert [(m["value"], m["display"]) for m in written["members"]] == [(users[1]["id"], "Bo")]
+    assert _read(scim, written) == written
+    stored = app.extensions["proware"].repository.get("Group", written["id"])
+    assert stored["_memberDisplays"] == {users[1]["id"]: "Bo"}
+    [line] = [
+        r.getMessage() for r in caplog.records if "member ids that name no user" in r.getMessage()
+    ]
+    assert line.startswith(method) and written["id"] in line and "['ghost']" in line
 
 
 # -- uniqueness ----------------------------------------------------------------------------

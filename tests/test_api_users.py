@@ -294,6 +294,34 @@ def test_patch_with_no_operations_is_a_no_op(scim, events: list[dict]) -> None:
     assert events == []
 
 
+@pytest.mark.parametrize("path", ["", " "])
+def test_a_patch_with_an_empty_path_is_one_without_a_path(scim, path: str) -> None:
+    """A serializer that writes an unset optional string sends "path": ""; it means the
+    resource itself, as an omitted path does (RFC 7644 §3.5.2), for add and replace, and a
+    remove without a target is 400 noTarget (§3.5.2.2) either way."""
+    created = scim.create_user("ann")
+    user_path = f"/Users/{created['id']}"
+
+    replaced = scim.patch_ops(
+        user_path,
+        {"op": "replace", "path": path, "value": {"title": "Boss", "name.givenName": "Ann"}},
+    )
+    added = scim.patch_ops(user_path, {"op": "add", "path": path, "value": {"nickName": "Annie"}})
+    removed = scim.patch_ops(user_path, {"op": "remove", "path": path})
+
+    assert replaced.status_code == 200 and added.status_code == 200
+    after = added.get_json()
+    assert (after["title"], after["name"]["givenName"], after["nickName"]) == (
+        "Boss",
+        "Ann",
+        "Annie",
+    )
+    assert removed.status_code == 400
+    assert removed.get_json()["scimType"] == "noTarget"
+    assert removed.get_json()["detail"].startswith("Operations[0]: remove needs a path")
+    assert scim.get(user_path).get_json() == after
+
+
 def test_patch_skips_unknown_attributes_and_applies_the_rest(scim) -> None:
     """entra-provisioning.md Q22: one unmapped attribute must not fail the batch."""
     created = scim.create_user("ann")
@@ -591,6 +619,26 @@ def test_put_without_password_keeps_the_stored_hash(scim, app: Flask) -> None:
 
     assert stored_hash.startswith("scrypt:")
     assert repository.get("User", created["id"])["password"] == stored_hash
+
+
+def test_a_put_resending_the_same_password_is_recorded_as_a_change(
+    scim, app: Flask, events: list[dict]
+) -> None:
+    """Only a salted hash is stored: telling the password unchanged would cost another slow
+    hash and would tell a read-write token whether a guess is the current password (a
+    version that stays put). So it is set again: a new hash, a new version, an event."""
+    repository = app.extensions["proware"].repository
+    body = {"userName": "ann", "active": True, "password": "Secret-1"}
+    created = scim.post("/Users", body).get_json()
+    first_hash = repository.get("User", created["id"])["password"]
+    events.clear()
+
+    response = scim.put(f"/Users/{created['id']}", body)
+
+    assert response.status_code == 200
+    assert response.get_json()["meta"]["version"] != created["meta"]["version"]
+    assert repository.get("User", created["id"])["password"] != first_hash
+    assert [event["operation"] for event in events] == ["update"]
 
 
 # -- text fidelity, content types, URLs --------------------------------------------------------

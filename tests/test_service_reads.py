@@ -108,7 +108,7 @@ def _group_with_members(directory: Directory) -> str:
         constants.GROUP_TYPE,
         {"displayName": "Sales", "members": [{"value": id} for id in ids]},
         BASE,
-    )
+    ).resource
     return group["id"]
 
 
@@ -176,7 +176,7 @@ def test_a_member_add_answered_204_never_reads_the_member_list(
     directory: Directory, repository: CountingRepository
 ) -> None:
     group_id = _group_with_members(directory)
-    newcomer = directory.create(constants.USER_TYPE, {"userName": "new@contoso.com"}, BASE)
+    newcomer = directory.create(constants.USER_TYPE, {"userName": "new@contoso.com"}, BASE).resource
     repository.calls.clear()
 
     directory.patch(
@@ -211,12 +211,12 @@ def test_entras_member_adds_write_no_group_document_and_check_no_ids(
     """Entra adds members in chunks of 10, value only: keeping the displays other clients
     send (Q23) costs its adds nothing, in a group with or without such displays."""
     ids = [user["id"] for user in directory.repository.all(constants.USER_TYPE)]
-    plain = directory.create(constants.GROUP_TYPE, {"displayName": "Plain"}, BASE)["id"]
+    plain = directory.create(constants.GROUP_TYPE, {"displayName": "Plain"}, BASE).resource["id"]
     shown = directory.create(
         constants.GROUP_TYPE,
         {"displayName": "Shown", "members": [{"value": ids[19], "display": "VP"}]},
         BASE,
-    )["id"]
+    ).resource["id"]
     repository.calls.clear()
 
     _add_members(directory, plain, op, [{"value": id} for id in ids[:10]])
@@ -235,7 +235,7 @@ def test_a_member_add_with_a_display_writes_the_group_document_once(
 ) -> None:
     """The converse, so the counters above can fail."""
     ids = [user["id"] for user in directory.repository.all(constants.USER_TYPE)]
-    group_id = directory.create(constants.GROUP_TYPE, {"displayName": "Plain"}, BASE)["id"]
+    group_id = directory.create(constants.GROUP_TYPE, {"displayName": "Plain"}, BASE).resource["id"]
     repository.calls.clear()
 
     _add_members(directory, group_id, "add", [{"value": ids[0], "displayName": "new User"}])

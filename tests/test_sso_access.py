@@ -86,8 +86,8 @@ def test_the_username_and_the_group_name_match_case_insensitively(
     ("user", "reason", "words"),
     [
         ("nobody@contoso.example", NOT_PROVISIONED, "not a provisioned user"),
-        ("cy@contoso.example", DISABLED, "disabled"),
-        ("dee@contoso.example", DISABLED, "disabled"),
+        ("cy@contoso.example", DISABLED, "is disabled in Proware's directory (Entra set"),
+        ("dee@contoso.example", DISABLED, "is not active in Proware's directory (the provis"),
         ("bob@contoso.example", NOT_IN_GROUP, "not a member of the admin group"),
     ],
 )

@@ -132,15 +132,16 @@ def create_resource(kind: str) -> Response:
     ``attributes``/``excludedAttributes`` (§3.9)."""
     # Parsed first: a bad parameter is a 400 that creates nothing.
     attributes, excluded = _projection(request.args)
-    resource = services().directory.create(
+    outcome = services().directory.create(
         kind,
         read_json(),
         base_url(),
         context=request_context(201),
         with_members=wants_members(kind, attributes, excluded),
     )
+    _report_skipped(kind, outcome.resource["id"], [], outcome.skipped_members)
     return _resource_response(
-        resource, kind, status=201, location=True, attributes=attributes, excluded=excluded
+        outcome.resource, kind, status=201, location=True, attributes=attributes, excluded=excluded
     )
 
 
@@ -167,7 +168,7 @@ def resource_item(kind: str, id: str) -> Response:
         return _resource_response(resource, kind, attributes=attributes, excluded=excluded)
     if request.method == "PUT":
         attributes, excluded = _projection(request.args)
-        resource = directory.replace(
+        replaced = directory.replace(
             kind,
             id,
             read_json(),
@@ -177,7 +178,8 @@ def resource_item(kind: str, id: str) -> Response:
             context=request_context(200),
             with_members=wants_members(kind, attributes, excluded),
         )
-        return _resource_response(resource, kind, attributes=attributes, excluded=excluded)
+        _report_skipped(kind, id, [], replaced.skipped_members)
+        return _resource_response(replaced.resource, kind, attributes=attributes, excluded=excluded)
     if request.method == "PATCH":
         attributes, excluded = _projection(request.args)
         # Entra's documented answers: a user PATCH returns the resource (A5), a group PATCH
@@ -193,16 +195,7 @@ def resource_item(kind: str, id: str) -> Response:
             context=request_context(204 if bare else 200),
             with_members=not bare and wants_members(kind, attributes, excluded),
         )
-        if outcome.skipped or outcome.skipped_members:
-            # In the server log and in the token's Connection status on the control panel.
-            log.info(
-                "PATCH %s %s skipped unknown attributes %s and member ids that name no user %s",
-                kind,
-                id,
-                outcome.skipped,
-                outcome.skipped_members,
-            )
-            g.scim_event = {"skipped": outcome.skipped, "skipped_members": outcome.skipped_members}
+        _report_skipped(kind, id, outcome.skipped, outcome.skipped_members)
         if bare:
             return scim_response(None, 204, {"ETag": outcome.resource["meta"]["version"]})
         return _resource_response(outcome.resource, kind, attributes=attributes, excluded=excluded)
@@ -212,6 +205,25 @@ def resource_item(kind: str, id: str) -> Response:
         kind, id, if_match=if_match, if_none_match=if_none_match, context=request_context(204)
     )
     return scim_response(None, 204)
+
+
+def _report_skipped(kind: str, id: str, skipped: list[str], skipped_members: list[str]) -> None:
+    """Put what a write skipped (unknown attributes, Entra Q22; member ids that name no user,
+    Q20, Q23) in the server log and in the token's Connection status on the control panel,
+    each cut as an error's detail cuts what it repeats (a member id may be 5,000 characters)."""
+    if not skipped and not skipped_members:
+        return
+    skipped = [errors.shortened(name) for name in skipped]
+    skipped_members = [errors.shortened(member_id) for member_id in skipped_members]
+    log.info(
+        "%s %s %s skipped unknown attributes %s and member ids that name no user %s",
+        request.method,
+        kind,
+        id,
+        skipped,
+        skipped_members,
+    )
+    g.scim_event = {"skipped": skipped, "skipped_members": skipped_members}
 
 
 def _query(

@@ -13,7 +13,14 @@ of the service, the API or storage (beyond copying values). Callers import from 
 """
 
 from scim.patch.members import MemberChange
-from scim.patch.operations import OPS, Operation, PatchResult, apply_patch, blame_operation
+from scim.patch.operations import (
+    OPS,
+    Operation,
+    PatchResult,
+    apply_patch,
+    blame_change,
+    blame_operation,
+)
 from scim.patch.path import PatchPath, parse_patch_path
 
 __all__ = [
@@ -23,6 +30,7 @@ __all__ = [
     "PatchPath",
     "PatchResult",
     "apply_patch",
+    "blame_change",
     "blame_operation",
     "parse_patch_path",
 ]

@@ -121,6 +121,35 @@ def blame_operation(
     return type(found)(f"Operations[{refused - 1}]: {found.detail}")
 
 
+def blame_change(
+    document: dict,
+    operations: list[Operation],
+    resource: ResourceTypeDef,
+    attribute: str,
+    error: ScimError,
+) -> ScimError:
+    """``error``, about the value the patched ``document`` ends with in its top-level
+    ``attribute``, as the error of the operation that last changed that value:
+    ``Operations[1]: userName 'bob' is already used by another user ...`` (a 409).
+
+    Storage finds a unique value taken only when the whole result is written, so the error
+    alone does not say which of the operations set it: a path-less replace, a ``userName``
+    path, or one of several that each set it. The operations are applied once more, one
+    after another on one copy; the error comes back as it was if none changed the value.
+    """
+    patcher = _Patcher(clone(document), resource)
+    value = patcher.document.get(attribute)
+    blamed = None
+    for index, operation in enumerate(operations):
+        patcher.apply(operation)
+        now = patcher.document.get(attribute)
+        if now != value:
+            blamed, value = index, now
+    if blamed is None:
+        return error
+    return type(error)(f"Operations[{blamed}]: {error.detail}")
+
+
 def _first_problem(error: ScimError) -> str:
     # invalid_value joins the problems it found with "; ", in the order of the schema.
     return error.detail.split("; ", 1)[0]

@@ -85,7 +85,17 @@ class PatchOperationSchema(_CaseInsensitiveKeys):
 
     @post_load
     def make_operation(self, data: dict, **_: Any) -> Operation:
-        """An :class:`Operation`; a blank path counts as no path."""
+        """An :class:`Operation`; an empty (or blank) path counts as no path.
+
+        RFC 7644's grammar has no empty PATH, but it says an omitted path targets the
+        resource itself (§3.5.2), and a client whose serializer writes an unset optional
+        string sends ``"path": ""`` for exactly that (Go structs without ``omitempty``;
+        elimity-com/scim cannot tell the two apart, scim2-models reads ``""`` as the
+        resource, scim2-server 0.1 tests ``if not path``). So an add or replace with it
+        writes the value's keys (Entra Q3's rules), and a remove is 400 ``noTarget``
+        (§3.5.2.2), as without a path; Entra omits ``path`` and never sends it empty. A
+        path that is not blank is parsed, surrounding spaces ignored.
+        """
         path = data["path"]
         return Operation(data["op"], path if path and path.strip() else None, data.get("value"))
 
