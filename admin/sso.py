@@ -103,12 +103,15 @@ class SignInFailed(Exception):
 
     :param reason: one of the constants above.
     :param message: what happened and what to do, for the admin on the sign-in page.
+    :param informative: False when the response belongs to no sign-in pending in this
+        browser: it says nothing of the attempts that are (see ``SsoState.record``).
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, informative: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.informative = informative
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ class RelyingParty:
                 BAD_STATE,
                 "This sign-in response does not belong to a sign-in started in this browser "
                 "(its state is missing, expired or already used). Start again.",
+                informative=False,
             )
         error = params.get("error")
         if error:

@@ -95,7 +95,7 @@ def callback() -> Response | str:
     try:
         identity = relying_party.finish(request.args)
     except SignInFailed as failure:
-        return _refused(admin, failure.reason, failure.message)
+        return _refused(admin, failure.reason, failure.message, informative=failure.informative)
     claim = admin.sso.provider.username_claim
     user_name = identity.claims.get(claim)
     if not isinstance(user_name, str) or not user_name.strip():
@@ -287,9 +287,18 @@ def _refusal(admin: AdminContext, proposed: Policy, *, turns_local_off: bool) ->
 
 
 def _refused(
-    admin: AdminContext, reason: str, message: str, status: int | None = None, **fields: object
+    admin: AdminContext,
+    reason: str,
+    message: str,
+    status: int | None = None,
+    *,
+    informative: bool = True,
+    **fields: object,
 ) -> Response:
-    """The sign-in page saying why, with the attempt recorded; no session is started."""
+    """The sign-in page saying why, with the attempt recorded; no session is started.
+
+    :param informative: see :meth:`admin.sso_access.SsoState.record`.
+    """
     client = request.remote_addr
     user = fields.get("user")
     admin.sso.state.record(
@@ -300,7 +309,8 @@ def _refused(
             message=message,
             user=str(user) if user else None,
             client=client,
-        )
+        ),
+        informative=informative,
     )
     admin.note_refused_sign_in(
         status=status or _STATUS.get(reason, 403),

@@ -255,6 +255,25 @@ def test_people_provisioning_does_not_make_admins_are_refused(
     )
 
 
+@pytest.mark.parametrize("login", ["bob@contoso.example", "ann"], ids=["refused", "signed-in"])
+def test_reloading_the_callback_keeps_the_attempt_the_admin_needs(
+    sso_app: Flask, entra: Entra, login: str
+) -> None:
+    """The reload is refused as a bad state (and logged as one), but the settings page still
+    shows why bob was refused, or that ann signed in."""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), login)
+    callback(browser, redirect)
+    attempt = sso_app.extensions["proware.admin"].sso.state.last_attempt()
+
+    reload = callback(browser, redirect)
+
+    assert reload.status_code == 400
+    assert events(sso_app)[0]["reason"] == "bad-state"
+    assert attempt is not None and attempt.reason != "bad-state"
+    assert sso_app.extensions["proware.admin"].sso.state.last_attempt() == attempt
+
+
 def test_an_admin_group_that_is_not_provisioned_yet_is_named(
     make_app: Callable[..., Flask], scim_for: Callable[[Flask], ScimClient]
 ) -> None:
