@@ -70,6 +70,10 @@ DEFAULT_ALGORITHMS = ("RS256",)
 # once when a token names a key they lack).
 DISCOVERY_LIFETIME = 24 * 3600
 
+# The code `sso status --check` asks the token endpoint to redeem (check_client_secret): no
+# provider issued it, and its name says where it came from in the provider's sign-in logs.
+CHECK_CODE = "proware-client-secret-check"
+
 # Why a sign-in failed (machine-readable; in activity events and the last-attempt record).
 IDP_UNREACHABLE = "idp-unreachable"
 DISCOVERY_UNREADABLE = "discovery-unreadable"
@@ -209,6 +213,31 @@ class RelyingParty:
             'no other "use" than sig and no other "alg"). Check [sso] issuer.',
         )
 
+    def check_client_secret(self, redirect_uri: str) -> str:
+        """Ask the token endpoint to redeem a made-up code with Proware's client credentials,
+        authenticated as a sign-in is: a wrong or expired secret is refused as
+        ``invalid_client`` (RFC 6749 §5.2; Entra: AADSTS7000215 wrong, AADSTS7000222
+        expired), a right one gets the code refused (``invalid_grant``). Only the refusal is
+        conclusive: a provider may look at the code before it authenticates the client.
+
+        :returns: what the answer says of the secret, for a person (it was not refused).
+        :raises SignInFailed: the credentials were refused (:data:`CODE_REFUSED`), the
+            provider cannot be reached, or its answer is no OAuth 2.0 error or token.
+        """
+        try:
+            self._redeem(redirect_uri=redirect_uri, code=CHECK_CODE)
+        except OAuthError as exc:
+            if exc.error == "invalid_client":
+                raise SignInFailed(CODE_REFUSED, _code_refused(exc)) from None
+            answer = str(exc.error or "an error")[:_ERROR_LENGTH]
+        else:
+            answer = "a token"  # a provider that takes any code
+        return (
+            f"not refused: the token endpoint answered {answer} to a made-up sign-in code, not "
+            "invalid_client (a provider that looks at the code first would refuse a wrong "
+            "secret only at sign-in)"
+        )
+
     def _checked_discovery(self, document: object) -> dict:
         """What is kept of a discovery document, once it is found usable.
 
@@ -295,26 +324,14 @@ class RelyingParty:
         code = params.get("code")
         if not code:
             raise SignInFailed(BAD_STATE, "The identity provider's response has no code.")
-        self.check_discovery()  # the token endpoint comes from a checked document only
         try:
-            token = self._app.fetch_access_token(
+            token = self._redeem(
                 redirect_uri=flow["redirect_uri"],
                 code=code,
                 code_verifier=flow.get("code_verifier"),
             )
         except OAuthError as exc:
             raise SignInFailed(CODE_REFUSED, _code_refused(exc)) from None
-        except requests.RequestException as exc:
-            raise SignInFailed(
-                IDP_UNREACHABLE,
-                f"Proware could not reach the identity provider's token endpoint "
-                f"({_network_error(exc)}).",
-            ) from None
-        except (ValueError, TypeError):
-            # Authlib raises ValueError for a 200 that is not a JSON object, and its
-            # OAuth2Token int()s expires_in/expires_at (ValueError or TypeError when they are
-            # not numbers): what the provider sent, not a fault of ours.
-            raise _unreadable_token() from None
         if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
             raise _unreadable_token()  # RFC 6749 §5.1: access_token is a string
         id_token = token.get("id_token")
@@ -328,6 +345,28 @@ class RelyingParty:
         return Identity(claims=claims, next=flow.get("next") or "")
 
     # -- internals ------------------------------------------------------------------------
+
+    def _redeem(self, **params: Any) -> object:
+        """The token endpoint's answer to redeeming a code (``params``: ``redirect_uri``,
+        ``code``, ``code_verifier``).
+
+        :raises OAuthError: the provider refused (RFC 6749 §5.2).
+        :raises SignInFailed: it cannot be reached, or answered with no token or error.
+        """
+        self.check_discovery()  # the token endpoint comes from a checked document only
+        try:
+            return self._app.fetch_access_token(**params)
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                f"Proware could not reach the identity provider's token endpoint "
+                f"({_network_error(exc)}).",
+            ) from None
+        except (ValueError, TypeError):
+            # Authlib raises ValueError for a 200 that is not a JSON object, and its
+            # OAuth2Token int()s expires_in/expires_at (ValueError or TypeError when they are
+            # not numbers): what the provider sent, not a fault of ours.
+            raise _unreadable_token() from None
 
     def _verify(self, id_token: str, *, nonce: object, access_token: object) -> dict:
         """The ID token's claims, once its signature and claims are checked."""

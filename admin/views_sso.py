@@ -185,20 +185,21 @@ def set_policy() -> Response:
 
 
 def check() -> Response:
-    """Read the identity provider's discovery document and signing keys now, and say what
-    came of it."""
+    """Read the identity provider's discovery document and signing keys now, ask whether its
+    token endpoint refuses the client secret, and say what came of it."""
     relying_party = context().sso.relying_party
     if relying_party is None:
         return _back("Single sign-on is not configured: set [sso] in config.toml first.")
     try:
         metadata = relying_party.check_discovery()
         algorithms = relying_party.check_signing_keys()
+        secret = relying_party.check_client_secret(redirect_uri())
     except SignInFailed as failure:
         return _back(failure.message)
     flash(
         f"The identity provider answers: {relying_party.discovery_url} names the issuer "
         f"{metadata['issuer']} and its sign-in page {metadata['authorization_endpoint']}; "
-        f"its signing keys verify {', '.join(algorithms)}.",
+        f"its signing keys verify {', '.join(algorithms)}. Client secret: {secret}.",
         "success",
     )
     return redirect(url_for("admin.settings", _anchor="single-sign-on"))  # type: ignore[return-value]

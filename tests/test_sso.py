@@ -1374,6 +1374,7 @@ def test_check_the_identity_provider_reads_its_discovery_document(
     page = text(browser.get(done.headers["Location"]))
     assert f"names the issuer {idp.issuer}" in page
     assert "its signing keys verify RS256" in page
+    assert "Client secret: not refused: the token endpoint answered invalid_grant" in page
 
 
 # -- python app.py sso status --------------------------------------------------------------
@@ -1412,8 +1413,45 @@ def test_sso_status_prints_the_settings_and_checks_the_provider(
     assert f"Admin group:    {GROUP}" in out
     assert "Discovery:      ok, sign-in page" in out
     assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
+    assert "Secret check:   not refused: the token endpoint answered invalid_grant" in out
     assert "Last attempt:   none" in out
     assert idp.client_secret not in out
+
+
+def test_sso_status_check_names_a_client_secret_the_provider_refuses(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    """The made-up code goes to the token endpoint with the client authentication a sign-in
+    uses (HTTP Basic here); the provider's invalid_client is the answer, the secret is not."""
+    config = _config_file(tmp_path, idp)
+    (tmp_path / "sso-secret").write_text("the-secret-id-not-its-value\n")
+
+    code = main(["--config", str(config), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (
+        "Secret check:   The identity provider refused Proware's client credentials: "
+        "invalid_client (client authentication failed)"
+    ) in out
+    assert "the-secret-id-not-its-value" not in out
+    (exchange,) = _token_requests(idp.proxy)
+    assert exchange.headers.get("authorization", "").startswith("Basic ")
+    assert parse_qs(exchange.body.decode())["code"] == ["proware-client-secret-check"]
+
+
+def test_the_check_button_names_a_client_secret_the_provider_refuses(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_text("not-the-secret\n")
+    browser = signed_in(make_app(client_secret_file=str(wrong)))
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+
+    page = text(browser.get(done.headers["Location"]))
+    assert "refused Proware's client credentials: invalid_client" in page
+    assert "not-the-secret" not in page
 
 
 def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
