@@ -340,6 +340,19 @@ class SsoState:
             return None
         return recorded[0] if recorded else None
 
+    def recorded_config(self) -> Mapping[str, object] | None:
+        """The ``[sso]`` (:data:`CONFIG_KEYS`) the last server start recorded; None when no
+        start did (none yet, or only starts without ``[sso]``)."""
+        section = self._section(self._control.read(), "config")
+        return section if _config_policy(section) is not None else None
+
+    def started_with(self, config: Mapping[str, object]) -> list[str]:
+        """The :data:`CONFIG_KEYS` in which the ``[sso]`` the last server start recorded
+        differs from ``config``: another process started since with another config.toml, or
+        config.toml changed since the last start."""
+        recorded = self.recorded_config() or UNSET_CONFIG
+        return ConfigChange(recorded, config, ()).changed
+
     def endings(self) -> Endings:
         """When a policy change last ended local or single sign-on sessions."""
         return self._control.derived(self._endings)

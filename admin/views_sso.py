@@ -53,6 +53,7 @@ class SsoSection:
     last_attempt: Attempt | None
     last_success: Attempt | None
     signed_in_with_sso: bool
+    started_elsewhere: list[str]  # [sso] keys a process started since sees otherwise
 
 
 def register(blueprint: Blueprint) -> None:
@@ -142,6 +143,7 @@ def sso_section(admin: AdminContext) -> SsoSection:
         last_attempt=sso.state.last_attempt(),
         last_success=sso.state.last_success(),
         signed_in_with_sso=sessions.is_sso(),
+        started_elsewhere=sso.started_elsewhere(),
     )
 
 

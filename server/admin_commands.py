@@ -268,6 +268,15 @@ def sso_status(
         rows.append(
             ("Discovery", "not checked: [sso] issuer, client_id and a client secret are needed")
         )
+    if differs := sso.started_elsewhere():  # here: from the config.toml just read
+        started = (
+            f"the last one started with another [sso] (it differs in {', '.join(differs)})"
+            if sso.state.recorded_config() is not None
+            else "none has started with this [sso] yet"
+        )
+        rows.append(
+            ("Servers", f"{started}: restart every server process, all with this config.toml")
+        )
     for label, attempt in (
         ("Last attempt", sso.state.last_attempt()),
         ("Last success", sso.state.last_success()),

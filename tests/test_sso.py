@@ -28,6 +28,7 @@ from admin.sessions import COOKIE_NAME
 from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
+from storage.postgres.documents import STAMP_TTL
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
 from tests.oidc_browser import abort_sign_in, sign_in
@@ -1163,6 +1164,30 @@ def test_server_processes_sharing_postgresql_record_a_config_change_once(
         _stop(again)
 
 
+def test_a_process_started_later_with_another_sso_config_is_named_on_the_settings_page(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """Two processes sharing PostgreSQL, the second started with another admin group: the
+    first one's page says they disagree; the second one's has nothing to say."""
+    storage = StorageSettings(backend="postgresql", dsn=clean_database(), path=tmp_path / "data")
+
+    def start(**sso: object) -> Flask:
+        return create_app(replace(sso_settings(tmp_path, idp, **sso), storage=storage))
+
+    first = start()
+    second = start(admin_group="Other Admins")
+    time.sleep(STAMP_TTL)  # every process sees the second start's record by then
+    try:
+        create_admin(first)
+        pages = [text(signed_in(app).get("/admin/settings")) for app in (first, second)]
+    finally:
+        _stop(first)
+        _stop(second)
+    assert 'id="sso-started-elsewhere"' in pages[0]
+    assert "(it differs in admin_group)" in pages[0]
+    assert 'id="sso-started-elsewhere"' not in pages[1]
+
+
 # -- the settings section ------------------------------------------------------------------
 
 
@@ -1452,6 +1477,26 @@ def test_the_check_button_names_a_client_secret_the_provider_refuses(
     page = text(browser.get(done.headers["Location"]))
     assert "refused Proware's client credentials: invalid_client" in page
     assert "not-the-secret" not in page
+
+
+def test_sso_status_says_when_the_servers_started_with_another_sso_config(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+    main(["--config", str(config), "sso", "status"])
+    assert "Servers:        none has started with this [sso] yet" in capsys.readouterr().out
+    _stop(create_app(load_settings(config)))
+    main(["--config", str(config), "sso", "status"])
+    assert "Servers:" not in capsys.readouterr().out
+
+    config.write_text(config.read_text().replace(GROUP, "Other Admins"))
+    main(["--config", str(config), "sso", "status"])
+
+    out = capsys.readouterr().out
+    assert (
+        "Servers:        the last one started with another [sso] (it differs in admin_group): "
+        "restart every server process, all with this config.toml"
+    ) in out
 
 
 def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(
