@@ -23,6 +23,7 @@ Who may then use the control panel is decided from the directory (:mod:`admin.ss
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any
 import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App
+from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.core import CodeIDToken
 from flask import session
 from joserfc import jwt
@@ -50,7 +52,10 @@ log = logging.getLogger("proware.sso")
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Seconds of clock difference tolerated on exp, iat and nbf (OpenID Connect Core §3.1.3.7).
 CLOCK_SKEW = 60
-# Seconds to wait for the identity provider on each request.
+# Seconds a request to the identity provider may take in all: requests' own timeout bounds
+# each connection attempt and each read, so a host name with several addresses that all drop
+# packets (login.microsoftonline.com has several) took that long per address (40 s for four,
+# measured), and an answer trickling in never ended (_BoundedSession).
 TIMEOUT = 10
 # Sign-ins started and not finished whose flow the session keeps (tabs, or the button pressed
 # again): each adds about 130 bytes to the cookie, which browsers drop past 4 KB.
@@ -187,8 +192,7 @@ class RelyingParty:
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
-                f"Proware could not reach the identity provider at {self.discovery_url} "
-                f"({_network_error(exc)}).",
+                _unreachable(f"the identity provider at {self.discovery_url}", exc),
             ) from None
 
     def check_signing_keys(self) -> list[str]:
@@ -359,8 +363,7 @@ class RelyingParty:
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
-                f"Proware could not reach the identity provider's token endpoint "
-                f"({_network_error(exc)}).",
+                _unreachable("the identity provider's token endpoint", exc),
             ) from None
         except (ValueError, TypeError):
             # Authlib raises ValueError for a 200 that is not a JSON object, and its
@@ -420,8 +423,7 @@ class RelyingParty:
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
-                f"Proware could not read the identity provider's signing keys at {where} "
-                f"({_network_error(exc)}).",
+                _unreachable(f"the identity provider's signing keys at {where}", exc),
             ) from None
         else:
             problem = _jwk_set_problem(document)
@@ -455,6 +457,30 @@ class RelyingParty:
         self._app.server_metadata.pop("_loaded_at", None)
 
 
+class _BoundedSession(OAuth2Session):
+    """Authlib's requests session, each of whose requests ends within ``default_timeout``
+    seconds in all: the request runs in a thread of its own, left to requests' timeouts to
+    end when it is given up on (it changes nothing here then)."""
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        outcome: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                outcome["response"] = OAuth2Session.request(self, *args, **kwargs)
+            except BaseException as exc:  # handed to the waiting thread as it is
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=send, name="proware-sso-request", daemon=True)
+        worker.start()
+        worker.join(self.default_timeout)
+        if worker.is_alive():
+            raise requests.Timeout(f"no complete answer within {self.default_timeout} seconds")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]
+
+
 class _AuthlibClient(FlaskOAuth2App):
     """Authlib's Flask client, given of the discovery document only what ``check`` keeps.
 
@@ -465,6 +491,8 @@ class _AuthlibClient(FlaskOAuth2App):
 
     :param check: turns the parsed document into what is kept, or raises.
     """
+
+    client_cls = _BoundedSession
 
     def __init__(self, check: Callable[[object], dict], *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -546,12 +574,24 @@ def _unreadable_token() -> SignInFailed:
     )
 
 
+def _unreachable(what: str, exc: requests.RequestException) -> str:
+    """What failed in reaching ``what``, and what to do, for the person signing in and the
+    admin (the last attempt, ``sso status``): nothing of the answer but its status."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        failed = f"Proware reached {what}, and it failed (HTTP {exc.response.status_code})"
+    else:
+        failed = f"Proware could not reach {what} ({_network_error(exc)})"
+    return (
+        f"{failed}. Try again in a few minutes. If it keeps failing, an administrator can "
+        "check that this server reaches the identity provider: python app.py sso status "
+        "--check."
+    )
+
+
 def _network_error(exc: requests.RequestException) -> str:
     """A short, secret-free description of why a request to the provider failed."""
     if isinstance(exc, requests.Timeout):
         return f"no answer within {TIMEOUT} seconds"
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return f"HTTP {exc.response.status_code}"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return type(exc).__name__

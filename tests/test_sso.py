@@ -13,6 +13,8 @@ import html
 import json
 import logging
 import re
+import socketserver
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,6 +27,7 @@ from flask.testing import FlaskClient
 from joserfc.jwk import ECKey
 
 from admin.sessions import COOKIE_NAME
+from admin.sso import RelyingParty, SignInFailed
 from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
@@ -578,7 +581,9 @@ def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
 
     assert response.status_code == 502
     page = text(response)
+    assert re.search(r'role="alert" id="sso-error">\s*<p><strong>Single sign-on did not', page)
     assert "could not reach the identity provider" in page
+    assert "Try again in a few minutes. If it keeps failing, an administrator can" in page
     assert 'id="local-sign-in"' in page
     assert events(sso_app)[0]["reason"] == "idp-unreachable"
     create_admin(sso_app)
@@ -589,7 +594,7 @@ def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
     ("break_it", "words"),
     [
         (lambda proxy: proxy.garble_discovery(), "is not valid JSON"),
-        (lambda proxy: proxy.fail_discovery(500), "(HTTP 500)"),
+        (lambda proxy: proxy.fail_discovery(500), "and it failed (HTTP 500)"),
         (
             lambda proxy: proxy.replace_response(
                 "/.well-known/openid-configuration",
@@ -615,6 +620,51 @@ def test_an_unusable_discovery_document_is_named(
     assert response.status_code == 502
     assert words in text(response)
     assert events(sso_app)[0]["reason"] in ("discovery-unreadable", "idp-unreachable")
+
+
+class _Trickle(socketserver.BaseRequestHandler):
+    """An HTTP server that sends its discovery document a header line at a time, each in
+    less than the timeout, so that only a limit on the whole answer can end the wait."""
+
+    document = b""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        head = ["HTTP/1.1 200 OK", "Content-Type: application/json"]
+        head += [f"X-Slow-{n}: {n}" for n in range(20)]
+        head += [f"Content-Length: {len(self.document)}", "Connection: close"]
+        try:
+            for line in head:
+                self.request.sendall(line.encode() + b"\r\n")
+                time.sleep(0.1)
+            self.request.sendall(b"\r\n" + self.document)
+        except OSError:
+            pass
+
+
+def test_an_answer_that_trickles_in_is_given_up_after_the_timeout() -> None:
+    """Each read is quicker than the timeout; the answer as a whole is not (it would come
+    complete and usable two seconds later)."""
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Trickle) as server:
+        issuer = f"http://127.0.0.1:{server.server_address[1]}"
+        _Trickle.document = json.dumps(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/auth",
+                "token_endpoint": f"{issuer}/token",
+                "jwks_uri": f"{issuer}/jwks",
+            }
+        ).encode()
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        relying_party = RelyingParty(
+            issuer=issuer, client_id="proware", client_secret="s", scopes="openid", timeout=0.5
+        )
+        try:
+            with pytest.raises(SignInFailed, match="could not reach the identity provider"):
+                relying_party.check_discovery()
+        finally:
+            server.shutdown()
 
 
 def _discovery(proxy: TamperingProxy, body: bytes) -> None:
