@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -57,6 +58,11 @@ CLOCK_SKEW = 60
 # packets (login.microsoftonline.com has several) took that long per address (40 s for four,
 # measured), and an answer trickling in never ended (_BoundedSession).
 TIMEOUT = 10
+# Seconds Proware asks the identity provider nothing after it did not answer in time: with the
+# embedded store requests run on one thread, and a sign-in waiting on a silent provider held
+# Entra's SCIM requests as long (9.6 s measured); people pressing the button again during an
+# outage would hold them again and again (_Quiet).
+QUIET = 60
 # Sign-ins started and not finished whose flow the session keeps (tabs, or the button pressed
 # again): each adds about 130 bytes to the cookie, which browsers drop past 4 KB.
 PENDING_FLOWS = 5
@@ -155,6 +161,7 @@ class RelyingParty:
         self._clock = clock
         self._app = _AuthlibClient(
             self._checked_discovery,
+            _Quiet(clock),
             FlaskIntegration("sso"),
             name="sso",
             client_id=client_id,
@@ -457,12 +464,50 @@ class RelyingParty:
         self._app.server_metadata.pop("_loaded_at", None)
 
 
+class QuietTimeout(requests.Timeout):
+    """A request not sent: the identity provider did not answer in time a moment ago."""
+
+
+class _Quiet:
+    """When the identity provider last failed to answer in time, and until when it is
+    therefore not asked (:data:`QUIET`)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._since: float | None = None
+
+    def check(self) -> None:
+        """:raises QuietTimeout: within :data:`QUIET` seconds of the last timeout."""
+        since = self._since
+        if since is not None and self._clock() < since + QUIET:
+            raise QuietTimeout(
+                f"no answer within {TIMEOUT} seconds at {_hms(since)} UTC; Proware asks it "
+                f"again from {_hms(since + QUIET)} UTC"
+            )
+
+    def timed_out(self) -> None:
+        self._since = self._clock()
+
+
 class _BoundedSession(OAuth2Session):
     """Authlib's requests session, each of whose requests ends within ``default_timeout``
     seconds in all: the request runs in a thread of its own, left to requests' timeouts to
-    end when it is given up on (it changes nothing here then)."""
+    end when it is given up on (it changes nothing here then). After a timeout, none is
+    sent for :data:`QUIET` seconds (``quiet``, set by :class:`_AuthlibClient`)."""
+
+    quiet: _Quiet | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        if self.quiet is not None:
+            self.quiet.check()
+        try:
+            return self._bounded_request(*args, **kwargs)
+        except requests.Timeout:
+            if self.quiet is not None:
+                self.quiet.timed_out()
+            raise
+
+    def _bounded_request(self, *args: Any, **kwargs: Any) -> requests.Response:
         outcome: dict[str, Any] = {}
 
         def send() -> None:
@@ -494,9 +539,22 @@ class _AuthlibClient(FlaskOAuth2App):
 
     client_cls = _BoundedSession
 
-    def __init__(self, check: Callable[[object], dict], *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, check: Callable[[object], dict], quiet: _Quiet, *args: Any, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._check = check
+        self._quiet = quiet
+
+    def _get_session(self) -> _BoundedSession:
+        session = super()._get_session()
+        session.quiet = self._quiet
+        return session
+
+    def _get_oauth_client(self, **metadata: Any) -> _BoundedSession:
+        session = super()._get_oauth_client(**metadata)
+        session.quiet = self._quiet
+        return session
 
     def load_server_metadata(self) -> dict:
         if "_loaded_at" not in self.server_metadata:
@@ -590,8 +648,14 @@ def _unreachable(what: str, exc: requests.RequestException) -> str:
 
 def _network_error(exc: requests.RequestException) -> str:
     """A short, secret-free description of why a request to the provider failed."""
+    if isinstance(exc, QuietTimeout):
+        return str(exc)
     if isinstance(exc, requests.Timeout):
         return f"no answer within {TIMEOUT} seconds"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return type(exc).__name__
+
+
+def _hms(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%H:%M:%S")

@@ -9,10 +9,12 @@ in CI.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
 import re
+import socket
 import socketserver
 import threading
 import time
@@ -27,7 +29,7 @@ from flask.testing import FlaskClient
 from joserfc.jwk import ECKey
 
 from admin.sessions import COOKIE_NAME
-from admin.sso import RelyingParty, SignInFailed
+from admin.sso import QUIET, RelyingParty, SignInFailed
 from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
@@ -665,6 +667,41 @@ def test_an_answer_that_trickles_in_is_given_up_after_the_timeout() -> None:
                 relying_party.check_discovery()
         finally:
             server.shutdown()
+
+
+def test_a_provider_that_did_not_answer_is_not_asked_again_for_a_minute() -> None:
+    """With the embedded store one thread serves every request: a sign-in waiting on a
+    silent provider holds Entra's SCIM requests, so the next ones do not wait again."""
+    connections: list[socket.socket] = []
+    silent = socket.create_server(("127.0.0.1", 0))
+    now = [1_800_000_000.0]
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connections.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    relying_party = RelyingParty(
+        issuer=f"http://127.0.0.1:{silent.getsockname()[1]}",
+        client_id="proware",
+        client_secret="s",
+        scopes="openid",
+        clock=lambda: now[0],
+        timeout=0.2,
+    )
+    try:
+        with pytest.raises(SignInFailed, match=r"\(no answer within"):
+            relying_party.check_discovery()
+        with pytest.raises(SignInFailed, match="Proware asks it again from 08:01:00 UTC"):
+            relying_party.check_discovery()
+        asked = len(connections)
+        now[0] += QUIET
+        with pytest.raises(SignInFailed, match=r"\(no answer within"):
+            relying_party.check_discovery()
+    finally:
+        silent.close()
+    assert asked == 1 and len(connections) == 2
 
 
 def _discovery(proxy: TamperingProxy, body: bytes) -> None:
