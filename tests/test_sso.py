@@ -1562,6 +1562,7 @@ def test_the_check_button_names_a_client_secret_the_provider_refuses(
     done = browser.submit("/admin/settings", "/admin/settings/sso/check")
 
     page = text(browser.get(done.headers["Location"]))
+    assert re.search(r'<div class="notice error" role="alert">The identity provider refused', page)
     assert "refused Proware's client credentials: invalid_client" in page
     assert "not-the-secret" not in page
 
