@@ -290,13 +290,20 @@ class RelyingParty:
             )
         return {key: document[key] for key in DISCOVERY_KEYS if key in document}
 
-    def authorization_url(self, redirect_uri: str, next: str) -> str:
+    def authorization_url(
+        self, redirect_uri: str, next: str, *, another_account: bool = False
+    ) -> str:
         """Where to send the browser to sign in; remembers the flow in the session.
 
+        :param another_account: ask the provider to let the person sign in anew
+            (``prompt=login``, OpenID Connect Core §3.1.2.1), not with the account it
+            remembers: after a refusal of that account, it would only be refused again.
+            Entra takes ``select_account`` too, which other providers may refuse.
         :raises SignInFailed: the provider cannot be reached or its discovery document read.
         """
         self.check_discovery()
-        flow = self._app.create_authorization_url(redirect_uri)
+        extra = {"prompt": "login"} if another_account else {}
+        flow = self._app.create_authorization_url(redirect_uri, **extra)
         # url, state, nonce and code_verifier, under the state; kept until the callback.
         self._app.save_authorize_data(redirect_uri=redirect_uri, next=next, **flow)
         self._forget_older_flows()

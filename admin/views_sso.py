@@ -20,7 +20,15 @@ from admin import sessions, views_auth
 from admin.activity import printable
 from admin.context import AdminContext, Provider, context
 from admin.sso import NO_CLAIM, SignInFailed
-from admin.sso_access import Attempt, Policy, access_by_id, access_by_name
+from admin.sso_access import (
+    DISABLED,
+    NOT_IN_GROUP,
+    NOT_PROVISIONED,
+    Attempt,
+    Policy,
+    access_by_id,
+    access_by_name,
+)
 from scim import constants
 
 log = logging.getLogger("proware.sso")
@@ -37,6 +45,10 @@ _STATUS = {
     "code-refused": 400,
     "bad-token": 400,
 }
+
+# Refusals of the account the provider signed in: the provider would sign the same one in
+# again, without asking, so the page offers to sign in with another.
+_ACCOUNT_REFUSALS = frozenset({NOT_PROVISIONED, DISABLED, NOT_IN_GROUP, NO_CLAIM})
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,9 @@ def start() -> Response | str:
         flash("Single sign-on is not enabled on this server.", "info")
         return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
     target = views_auth.safe_next(request.args.get("next"))
+    another = request.args.get("account") == "another"
     try:
-        url = relying_party.authorization_url(redirect_uri(), target)
+        url = relying_party.authorization_url(redirect_uri(), target, another_account=another)
     except SignInFailed as failure:
         return _refused(admin, failure.reason, failure.message)
     return redirect(url)  # type: ignore[return-value]
@@ -324,7 +337,11 @@ def _refused(
     )
     # The message can carry the provider's or the user's text: escaped, it forges no line.
     log.warning("single sign-on refused (%s) from %s: %s", reason, client, printable(message))
-    return views_auth.sign_in_page(sso_error=message, status=status or _STATUS.get(reason, 403))
+    return views_auth.sign_in_page(
+        sso_error=message,
+        sso_another_account=reason in _ACCOUNT_REFUSALS,
+        status=status or _STATUS.get(reason, 403),
+    )
 
 
 def _back(message: str) -> Response:

@@ -261,6 +261,24 @@ def test_people_provisioning_does_not_make_admins_are_refused(
     )
 
 
+def test_a_refused_account_is_offered_a_sign_in_with_another(sso_app: Flask, entra: Entra) -> None:
+    """The provider remembers bob and would sign him in again without asking: the refusal
+    page's button asks it to let the person sign in anew (prompt=login)."""
+    browser = sso_app.test_client()
+    assert "prompt" not in parse_qs(urlsplit(start_flow(browser)).query)
+
+    refused = text(sign_in_as(browser, "bob@contoso.example"))
+
+    link = re.search(
+        r'id="sso-start" href="([^"]+)">Sign in with another Microsoft account', refused
+    )
+    assert link is not None
+    again = browser.get(link.group(1))
+    assert parse_qs(urlsplit(again.headers["Location"]).query)["prompt"] == ["login"]
+    assert callback(browser, sign_in(again.headers["Location"], "ann")).status_code == 302
+    assert signed_in_page(browser)
+
+
 @pytest.mark.parametrize("login", ["bob@contoso.example", "ann"], ids=["refused", "signed-in"])
 def test_reloading_the_callback_keeps_the_attempt_the_admin_needs(
     sso_app: Flask, entra: Entra, login: str
