@@ -268,7 +268,10 @@ def sso_status(
         rows.append(
             ("Discovery", "not checked: [sso] issuer, client_id and a client secret are needed")
         )
-    if differs := sso.started_elsewhere():  # here: from the config.toml just read
+    differs = sso.started_elsewhere()  # here: from the config.toml just read
+    if problem is not None:  # the secret is unreadable here, not necessarily to the server
+        differs = [key for key in differs if key != "configured"]
+    if differs:
         started = (
             f"the last one started with another [sso] (it differs in {', '.join(differs)})"
             if sso.state.recorded_config() is not None

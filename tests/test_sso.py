@@ -1595,6 +1595,11 @@ def test_sso_status_says_when_the_servers_started_with_another_sso_config(
     main(["--config", str(config), "sso", "status"])
     assert "Servers:" not in capsys.readouterr().out
 
+    (tmp_path / "sso-secret").rename(tmp_path / "elsewhere")  # as for a user who cannot read it
+    main(["--config", str(config), "sso", "status"])
+    assert "Servers:" not in capsys.readouterr().out
+    (tmp_path / "elsewhere").rename(tmp_path / "sso-secret")
+
     config.write_text(config.read_text().replace(GROUP, "Other Admins"))
     main(["--config", str(config), "sso", "status"])
 
