@@ -123,7 +123,7 @@ def register(
     recent_events = getattr(services.repository, "recent_events", None)
     if callable(recent_events):
         admin.audit.catch_up(recent_events)
-    note_config_change(admin, sso)
+    note_config_change(admin)
     app.extensions[EXTENSION] = admin
     app.register_blueprint(create_blueprint())
     app.after_request(_connection_observer(services.scim.prefix, admin.connection))
@@ -159,24 +159,23 @@ def single_sign_on(
         admin_group=settings.admin_group,
         local_sign_in=settings.local_sign_in,
     )
-    return SingleSignOn(provider, relying_party, SsoState(state, defaults, clock))
+    config = {
+        "enabled": settings.enabled,
+        "admin_group": settings.admin_group,
+        "local_sign_in": settings.local_sign_in,
+        "issuer": settings.issuer,
+        "client_id": settings.client_id,
+        "configured": relying_party is not None,
+    }
+    return SingleSignOn(provider, relying_party, SsoState(state, defaults, clock), config)
 
 
-def note_config_change(admin: AdminContext, settings: SsoSettings) -> None:
+def note_config_change(admin: AdminContext) -> None:
     """At start-up: a change of config.toml's ``[sso]`` since the last start ends the sessions
     the new policy would not allow, as a control panel change does, and is recorded in the
     activity log, once, by whichever process of the start records it first."""
     sso = admin.sso
-    change = sso.state.note_config(
-        {
-            "enabled": settings.enabled,
-            "admin_group": settings.admin_group,
-            "local_sign_in": settings.local_sign_in,
-            "issuer": settings.issuer,
-            "client_id": settings.client_id,
-            "configured": sso.relying_party is not None,
-        }
-    )
+    change = sso.state.note_config(sso.config)
     if change is None:
         return
     changes = "; ".join(

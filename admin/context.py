@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -64,6 +65,8 @@ class SingleSignOn:
     provider: Provider
     relying_party: RelyingParty | None
     state: SsoState
+    # This process's config.toml [sso] as a start records it (sso_access.CONFIG_KEYS).
+    config: Mapping[str, object]
 
     def policy(self) -> Policy:
         """The access policy in force now."""
@@ -76,6 +79,11 @@ class SingleSignOn:
     def local_allowed(self) -> bool:
         """Whether local password accounts may sign in: always while SSO is off."""
         return self.relying_party is None or local_allowed(self.policy())
+
+    def started_elsewhere(self) -> list[str]:
+        """The ``[sso]`` keys in which a server process started after this one differs from
+        it (processes sharing a PostgreSQL database): they then disagree on who may sign in."""
+        return self.state.started_with(self.config)
 
 
 @dataclass

@@ -23,14 +23,17 @@ Who may then use the control panel is decided from the directory (:mod:`admin.ss
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import FlaskIntegration, FlaskOAuth2App
+from authlib.integrations.requests_client import OAuth2Session
 from authlib.oidc.core import CodeIDToken
 from flask import session
 from joserfc import jwt
@@ -50,8 +53,16 @@ log = logging.getLogger("proware.sso")
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 # Seconds of clock difference tolerated on exp, iat and nbf (OpenID Connect Core §3.1.3.7).
 CLOCK_SKEW = 60
-# Seconds to wait for the identity provider on each request.
+# Seconds a request to the identity provider may take in all: requests' own timeout bounds
+# each connection attempt and each read, so a host name with several addresses that all drop
+# packets (login.microsoftonline.com has several) took that long per address (40 s for four,
+# measured), and an answer trickling in never ended (_BoundedSession).
 TIMEOUT = 10
+# Seconds Proware asks the identity provider nothing after it did not answer in time: with the
+# embedded store requests run on one thread, and a sign-in waiting on a silent provider held
+# Entra's SCIM requests as long (9.6 s measured); people pressing the button again during an
+# outage would hold them again and again (_Quiet).
+QUIET = 60
 # Sign-ins started and not finished whose flow the session keeps (tabs, or the button pressed
 # again): each adds about 130 bytes to the cookie, which browsers drop past 4 KB.
 PENDING_FLOWS = 5
@@ -69,6 +80,10 @@ DEFAULT_ALGORITHMS = ("RS256",)
 # Seconds a discovery document is reused before it is read again (its keys are read again at
 # once when a token names a key they lack).
 DISCOVERY_LIFETIME = 24 * 3600
+
+# The code `sso status --check` asks the token endpoint to redeem (check_client_secret): no
+# provider issued it, and its name says where it came from in the provider's sign-in logs.
+CHECK_CODE = "proware-client-secret-check"
 
 # Why a sign-in failed (machine-readable; in activity events and the last-attempt record).
 IDP_UNREACHABLE = "idp-unreachable"
@@ -103,12 +118,15 @@ class SignInFailed(Exception):
 
     :param reason: one of the constants above.
     :param message: what happened and what to do, for the admin on the sign-in page.
+    :param informative: False when the response belongs to no sign-in pending in this
+        browser: it says nothing of the attempts that are (see ``SsoState.record``).
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, informative: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.informative = informative
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,7 @@ class RelyingParty:
         self._clock = clock
         self._app = _AuthlibClient(
             self._checked_discovery,
+            _Quiet(clock),
             FlaskIntegration("sso"),
             name="sso",
             client_id=client_id,
@@ -180,8 +199,7 @@ class RelyingParty:
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
-                f"Proware could not reach the identity provider at {self.discovery_url} "
-                f"({_network_error(exc)}).",
+                _unreachable(f"the identity provider at {self.discovery_url}", exc),
             ) from None
 
     def check_signing_keys(self) -> list[str]:
@@ -204,6 +222,31 @@ class RelyingParty:
             f"({count}) hold none that verifies {' or '.join(algorithms)}, the ID token "
             "algorithms its discovery document announces (a key of the matching type, with "
             'no other "use" than sig and no other "alg"). Check [sso] issuer.',
+        )
+
+    def check_client_secret(self, redirect_uri: str) -> str:
+        """Ask the token endpoint to redeem a made-up code with Proware's client credentials,
+        authenticated as a sign-in is: a wrong or expired secret is refused as
+        ``invalid_client`` (RFC 6749 §5.2; Entra: AADSTS7000215 wrong, AADSTS7000222
+        expired), a right one gets the code refused (``invalid_grant``). Only the refusal is
+        conclusive: a provider may look at the code before it authenticates the client.
+
+        :returns: what the answer says of the secret, for a person (it was not refused).
+        :raises SignInFailed: the credentials were refused (:data:`CODE_REFUSED`), the
+            provider cannot be reached, or its answer is no OAuth 2.0 error or token.
+        """
+        try:
+            self._redeem(redirect_uri=redirect_uri, code=CHECK_CODE)
+        except OAuthError as exc:
+            if exc.error == "invalid_client":
+                raise SignInFailed(CODE_REFUSED, _code_refused(exc)) from None
+            answer = str(exc.error or "an error")[:_ERROR_LENGTH]
+        else:
+            answer = "a token"  # a provider that takes any code
+        return (
+            f"not refused: the token endpoint answered {answer} to a made-up sign-in code, not "
+            "invalid_client (a provider that looks at the code first would refuse a wrong "
+            "secret only at sign-in)"
         )
 
     def _checked_discovery(self, document: object) -> dict:
@@ -247,13 +290,20 @@ class RelyingParty:
             )
         return {key: document[key] for key in DISCOVERY_KEYS if key in document}
 
-    def authorization_url(self, redirect_uri: str, next: str) -> str:
+    def authorization_url(
+        self, redirect_uri: str, next: str, *, another_account: bool = False
+    ) -> str:
         """Where to send the browser to sign in; remembers the flow in the session.
 
+        :param another_account: ask the provider to let the person sign in anew
+            (``prompt=login``, OpenID Connect Core §3.1.2.1), not with the account it
+            remembers: after a refusal of that account, it would only be refused again.
+            Entra takes ``select_account`` too, which other providers may refuse.
         :raises SignInFailed: the provider cannot be reached or its discovery document read.
         """
         self.check_discovery()
-        flow = self._app.create_authorization_url(redirect_uri)
+        extra = {"prompt": "login"} if another_account else {}
+        flow = self._app.create_authorization_url(redirect_uri, **extra)
         # url, state, nonce and code_verifier, under the state; kept until the callback.
         self._app.save_authorize_data(redirect_uri=redirect_uri, next=next, **flow)
         self._forget_older_flows()
@@ -278,6 +328,7 @@ class RelyingParty:
                 BAD_STATE,
                 "This sign-in response does not belong to a sign-in started in this browser "
                 "(its state is missing, expired or already used). Start again.",
+                informative=False,
             )
         error = params.get("error")
         if error:
@@ -291,26 +342,14 @@ class RelyingParty:
         code = params.get("code")
         if not code:
             raise SignInFailed(BAD_STATE, "The identity provider's response has no code.")
-        self.check_discovery()  # the token endpoint comes from a checked document only
         try:
-            token = self._app.fetch_access_token(
+            token = self._redeem(
                 redirect_uri=flow["redirect_uri"],
                 code=code,
                 code_verifier=flow.get("code_verifier"),
             )
         except OAuthError as exc:
             raise SignInFailed(CODE_REFUSED, _code_refused(exc)) from None
-        except requests.RequestException as exc:
-            raise SignInFailed(
-                IDP_UNREACHABLE,
-                f"Proware could not reach the identity provider's token endpoint "
-                f"({_network_error(exc)}).",
-            ) from None
-        except (ValueError, TypeError):
-            # Authlib raises ValueError for a 200 that is not a JSON object, and its
-            # OAuth2Token int()s expires_in/expires_at (ValueError or TypeError when they are
-            # not numbers): what the provider sent, not a fault of ours.
-            raise _unreadable_token() from None
         if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
             raise _unreadable_token()  # RFC 6749 §5.1: access_token is a string
         id_token = token.get("id_token")
@@ -324,6 +363,27 @@ class RelyingParty:
         return Identity(claims=claims, next=flow.get("next") or "")
 
     # -- internals ------------------------------------------------------------------------
+
+    def _redeem(self, **params: Any) -> object:
+        """The token endpoint's answer to redeeming a code (``params``: ``redirect_uri``,
+        ``code``, ``code_verifier``).
+
+        :raises OAuthError: the provider refused (RFC 6749 §5.2).
+        :raises SignInFailed: it cannot be reached, or answered with no token or error.
+        """
+        self.check_discovery()  # the token endpoint comes from a checked document only
+        try:
+            return self._app.fetch_access_token(**params)
+        except requests.RequestException as exc:
+            raise SignInFailed(
+                IDP_UNREACHABLE,
+                _unreachable("the identity provider's token endpoint", exc),
+            ) from None
+        except (ValueError, TypeError):
+            # Authlib raises ValueError for a 200 that is not a JSON object, and its
+            # OAuth2Token int()s expires_in/expires_at (ValueError or TypeError when they are
+            # not numbers): what the provider sent, not a fault of ours.
+            raise _unreadable_token() from None
 
     def _verify(self, id_token: str, *, nonce: object, access_token: object) -> dict:
         """The ID token's claims, once its signature and claims are checked."""
@@ -377,8 +437,7 @@ class RelyingParty:
         except requests.RequestException as exc:
             raise SignInFailed(
                 IDP_UNREACHABLE,
-                f"Proware could not read the identity provider's signing keys at {where} "
-                f"({_network_error(exc)}).",
+                _unreachable(f"the identity provider's signing keys at {where}", exc),
             ) from None
         else:
             problem = _jwk_set_problem(document)
@@ -412,6 +471,68 @@ class RelyingParty:
         self._app.server_metadata.pop("_loaded_at", None)
 
 
+class QuietTimeout(requests.Timeout):
+    """A request not sent: the identity provider did not answer in time a moment ago."""
+
+
+class _Quiet:
+    """When the identity provider last failed to answer in time, and until when it is
+    therefore not asked (:data:`QUIET`)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._since: float | None = None
+
+    def check(self) -> None:
+        """:raises QuietTimeout: within :data:`QUIET` seconds of the last timeout."""
+        since = self._since
+        if since is not None and self._clock() < since + QUIET:
+            raise QuietTimeout(
+                f"no answer within {TIMEOUT} seconds at {_hms(since)} UTC; Proware asks it "
+                f"again from {_hms(since + QUIET)} UTC"
+            )
+
+    def timed_out(self) -> None:
+        self._since = self._clock()
+
+
+class _BoundedSession(OAuth2Session):
+    """Authlib's requests session, each of whose requests ends within ``default_timeout``
+    seconds in all: the request runs in a thread of its own, left to requests' timeouts to
+    end when it is given up on (it changes nothing here then). After a timeout, none is
+    sent for :data:`QUIET` seconds (``quiet``, set by :class:`_AuthlibClient`)."""
+
+    quiet: _Quiet | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        if self.quiet is not None:
+            self.quiet.check()
+        try:
+            return self._bounded_request(*args, **kwargs)
+        except requests.Timeout:
+            if self.quiet is not None:
+                self.quiet.timed_out()
+            raise
+
+    def _bounded_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        outcome: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                outcome["response"] = OAuth2Session.request(self, *args, **kwargs)
+            except BaseException as exc:  # handed to the waiting thread as it is
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=send, name="proware-sso-request", daemon=True)
+        worker.start()
+        worker.join(self.default_timeout)
+        if worker.is_alive():
+            raise requests.Timeout(f"no complete answer within {self.default_timeout} seconds")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["response"]
+
+
 class _AuthlibClient(FlaskOAuth2App):
     """Authlib's Flask client, given of the discovery document only what ``check`` keeps.
 
@@ -423,9 +544,24 @@ class _AuthlibClient(FlaskOAuth2App):
     :param check: turns the parsed document into what is kept, or raises.
     """
 
-    def __init__(self, check: Callable[[object], dict], *args: Any, **kwargs: Any) -> None:
+    client_cls = _BoundedSession
+
+    def __init__(
+        self, check: Callable[[object], dict], quiet: _Quiet, *args: Any, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._check = check
+        self._quiet = quiet
+
+    def _get_session(self) -> _BoundedSession:
+        session = super()._get_session()
+        session.quiet = self._quiet
+        return session
+
+    def _get_oauth_client(self, **metadata: Any) -> _BoundedSession:
+        session = super()._get_oauth_client(**metadata)
+        session.quiet = self._quiet
+        return session
 
     def load_server_metadata(self) -> dict:
         if "_loaded_at" not in self.server_metadata:
@@ -503,12 +639,30 @@ def _unreadable_token() -> SignInFailed:
     )
 
 
+def _unreachable(what: str, exc: requests.RequestException) -> str:
+    """What failed in reaching ``what``, and what to do, for the person signing in and the
+    admin (the last attempt, ``sso status``): nothing of the answer but its status."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        failed = f"Proware reached {what}, and it failed (HTTP {exc.response.status_code})"
+    else:
+        failed = f"Proware could not reach {what} ({_network_error(exc)})"
+    return (
+        f"{failed}. Try again in a few minutes. If it keeps failing, an administrator can "
+        "check that this server reaches the identity provider: python app.py sso status "
+        "--check."
+    )
+
+
 def _network_error(exc: requests.RequestException) -> str:
     """A short, secret-free description of why a request to the provider failed."""
+    if isinstance(exc, QuietTimeout):
+        return str(exc)
     if isinstance(exc, requests.Timeout):
         return f"no answer within {TIMEOUT} seconds"
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        return f"HTTP {exc.response.status_code}"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return type(exc).__name__
+
+
+def _hms(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%H:%M:%S")

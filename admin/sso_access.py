@@ -58,6 +58,10 @@ UNSET_CONFIG = {
     "client_id": "",
     "configured": False,
 }
+# Seconds an attempt stays the last one against a sign-in response with a bad state: a
+# pending sign-in lives this long (Authlib keeps its state an hour), so a bad state sooner
+# is most likely the same browser going back to or reloading the callback.
+BAD_STATE_GRACE = 3600
 # What a server's start writes in the document without its being used (a fresh install is
 # still a target for `storage migrate`).
 START_UP_KEYS = ("format", "config", "ended")
@@ -73,6 +77,7 @@ _ATTEMPT = Record(
         "message": TEXT,
         "user": nullable(TEXT),
         "client": nullable(TEXT),
+        "informative": nullable(FLAG),
     }
 )
 # What SsoState's readers rely on (checked once a version: storage.shapes). A recorded
@@ -339,21 +344,47 @@ class SsoState:
             return None
         return recorded[0] if recorded else None
 
+    def recorded_config(self) -> Mapping[str, object] | None:
+        """The ``[sso]`` (:data:`CONFIG_KEYS`) the last server start recorded; None when no
+        start did (none yet, or only starts without ``[sso]``)."""
+        section = self._section(self._control.read(), "config")
+        return section if _config_policy(section) is not None else None
+
+    def started_with(self, config: Mapping[str, object]) -> list[str]:
+        """The :data:`CONFIG_KEYS` in which the ``[sso]`` the last server start recorded
+        differs from ``config``: another process started since with another config.toml, or
+        config.toml changed since the last start."""
+        recorded = self.recorded_config() or UNSET_CONFIG
+        return ConfigChange(recorded, config, ()).changed
+
     def endings(self) -> Endings:
         """When a policy change last ended local or single sign-on sessions."""
         return self._control.derived(self._endings)
 
-    def record(self, attempt: Attempt) -> None:
-        """Keep ``attempt`` as the last one (and as the last success, if it is one)."""
+    def record(self, attempt: Attempt, *, informative: bool = True) -> None:
+        """Keep ``attempt`` as the last one (and as the last success, if it is one).
+
+        :param informative: False for a response that belongs to no pending sign-in (a bad
+            state: a reload, the back button, an old tab, or anyone's URL). It replaces only
+            an attempt of its kind, or one older than :data:`BAD_STATE_GRACE`, so the admin
+            still sees the refusal (or the success) that the person met just before.
+        """
         record = {key: value for key, value in vars(attempt).items() if value is not None}
+        if not informative:
+            record["informative"] = False
 
         def apply(document: dict) -> None:
             self._stamp_format(document)
+            if not informative and not _replaceable(document.get("last_attempt"), attempt.time):
+                raise Unchanged
             document["last_attempt"] = record
             if attempt.outcome == "success":
                 document["last_success"] = record
 
-        self._control.update(apply)
+        try:
+            self._control.update(apply)
+        except Unchanged:
+            pass
 
     def last_attempt(self) -> Attempt | None:
         """The newest sign-in attempt through SSO, if there was one."""
@@ -429,6 +460,17 @@ class SsoState:
     def _now(self) -> str:
         moment = self._clock().astimezone(UTC).replace(microsecond=0)
         return moment.isoformat().replace("+00:00", "Z")
+
+
+def _replaceable(last: object, now: str) -> bool:
+    """Whether an uninformative attempt at ``now`` may replace the recorded ``last`` one."""
+    if not isinstance(last, dict) or last.get("informative") is False:
+        return True
+    try:
+        age = datetime.fromisoformat(now) - datetime.fromisoformat(str(last.get("time")))
+    except ValueError:
+        return True
+    return age.total_seconds() >= BAD_STATE_GRACE
 
 
 def _config_policy(config: Mapping[str, object]) -> Policy | None:

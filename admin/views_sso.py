@@ -20,7 +20,15 @@ from admin import sessions, views_auth
 from admin.activity import printable
 from admin.context import AdminContext, Provider, context
 from admin.sso import NO_CLAIM, SignInFailed
-from admin.sso_access import Attempt, Policy, access_by_id, access_by_name
+from admin.sso_access import (
+    DISABLED,
+    NOT_IN_GROUP,
+    NOT_PROVISIONED,
+    Attempt,
+    Policy,
+    access_by_id,
+    access_by_name,
+)
 from scim import constants
 
 log = logging.getLogger("proware.sso")
@@ -38,6 +46,10 @@ _STATUS = {
     "bad-token": 400,
 }
 
+# Refusals of the account the provider signed in: the provider would sign the same one in
+# again, without asking, so the page offers to sign in with another.
+_ACCOUNT_REFUSALS = frozenset({NOT_PROVISIONED, DISABLED, NOT_IN_GROUP, NO_CLAIM})
+
 
 @dataclass(frozen=True)
 class SsoSection:
@@ -53,6 +65,7 @@ class SsoSection:
     last_attempt: Attempt | None
     last_success: Attempt | None
     signed_in_with_sso: bool
+    started_elsewhere: list[str]  # [sso] keys a process started since sees otherwise
 
 
 def register(blueprint: Blueprint) -> None:
@@ -79,8 +92,9 @@ def start() -> Response | str:
         flash("Single sign-on is not enabled on this server.", "info")
         return redirect(url_for("admin.sign_in"))  # type: ignore[return-value]
     target = views_auth.safe_next(request.args.get("next"))
+    another = request.args.get("account") == "another"
     try:
-        url = relying_party.authorization_url(redirect_uri(), target)
+        url = relying_party.authorization_url(redirect_uri(), target, another_account=another)
     except SignInFailed as failure:
         return _refused(admin, failure.reason, failure.message)
     return redirect(url)  # type: ignore[return-value]
@@ -95,7 +109,7 @@ def callback() -> Response | str:
     try:
         identity = relying_party.finish(request.args)
     except SignInFailed as failure:
-        return _refused(admin, failure.reason, failure.message)
+        return _refused(admin, failure.reason, failure.message, informative=failure.informative)
     claim = admin.sso.provider.username_claim
     user_name = identity.claims.get(claim)
     if not isinstance(user_name, str) or not user_name.strip():
@@ -142,6 +156,7 @@ def sso_section(admin: AdminContext) -> SsoSection:
         last_attempt=sso.state.last_attempt(),
         last_success=sso.state.last_success(),
         signed_in_with_sso=sessions.is_sso(),
+        started_elsewhere=sso.started_elsewhere(),
     )
 
 
@@ -185,20 +200,21 @@ def set_policy() -> Response:
 
 
 def check() -> Response:
-    """Read the identity provider's discovery document and signing keys now, and say what
-    came of it."""
+    """Read the identity provider's discovery document and signing keys now, ask whether its
+    token endpoint refuses the client secret, and say what came of it."""
     relying_party = context().sso.relying_party
     if relying_party is None:
         return _back("Single sign-on is not configured: set [sso] in config.toml first.")
     try:
         metadata = relying_party.check_discovery()
         algorithms = relying_party.check_signing_keys()
+        secret = relying_party.check_client_secret(redirect_uri())
     except SignInFailed as failure:
         return _back(failure.message)
     flash(
         f"The identity provider answers: {relying_party.discovery_url} names the issuer "
         f"{metadata['issuer']} and its sign-in page {metadata['authorization_endpoint']}; "
-        f"its signing keys verify {', '.join(algorithms)}.",
+        f"its signing keys verify {', '.join(algorithms)}. Client secret: {secret}.",
         "success",
     )
     return redirect(url_for("admin.settings", _anchor="single-sign-on"))  # type: ignore[return-value]
@@ -287,9 +303,18 @@ def _refusal(admin: AdminContext, proposed: Policy, *, turns_local_off: bool) ->
 
 
 def _refused(
-    admin: AdminContext, reason: str, message: str, status: int | None = None, **fields: object
+    admin: AdminContext,
+    reason: str,
+    message: str,
+    status: int | None = None,
+    *,
+    informative: bool = True,
+    **fields: object,
 ) -> Response:
-    """The sign-in page saying why, with the attempt recorded; no session is started."""
+    """The sign-in page saying why, with the attempt recorded; no session is started.
+
+    :param informative: see :meth:`admin.sso_access.SsoState.record`.
+    """
     client = request.remote_addr
     user = fields.get("user")
     admin.sso.state.record(
@@ -300,7 +325,8 @@ def _refused(
             message=message,
             user=str(user) if user else None,
             client=client,
-        )
+        ),
+        informative=informative,
     )
     admin.note_refused_sign_in(
         status=status or _STATUS.get(reason, 403),
@@ -311,7 +337,11 @@ def _refused(
     )
     # The message can carry the provider's or the user's text: escaped, it forges no line.
     log.warning("single sign-on refused (%s) from %s: %s", reason, client, printable(message))
-    return views_auth.sign_in_page(sso_error=message, status=status or _STATUS.get(reason, 403))
+    return views_auth.sign_in_page(
+        sso_error=message,
+        sso_another_account=reason in _ACCOUNT_REFUSALS,
+        status=status or _STATUS.get(reason, 403),
+    )
 
 
 def _back(message: str) -> Response:

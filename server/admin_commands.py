@@ -240,7 +240,8 @@ def sso_status(
     )
     provider = sso.provider
     public_url = settings.server.public_url
-    redirect = (public_url or settings.local_url).rstrip("/") + "/admin/sso/callback"
+    callback_url = (public_url or settings.local_url).rstrip("/") + "/admin/sso/callback"
+    redirect = callback_url
     if not public_url:
         redirect += "  (this server's own address: set [server] public_url to the one browsers use)"
     local = "allowed" if sso.local_allowed() else "off"
@@ -260,12 +261,24 @@ def sso_status(
     ]
     healthy = sso.relying_party is not None and problem is None
     if check and sso.relying_party is not None:
-        checked, answers = _check_provider(sso.relying_party)
+        checked, answers = _check_provider(sso.relying_party, callback_url)
         rows += checked
         healthy = healthy and answers
     elif check:  # exit 1 says something is wrong: say what was not checked, and why
         rows.append(
             ("Discovery", "not checked: [sso] issuer, client_id and a client secret are needed")
+        )
+    differs = sso.started_elsewhere()  # here: from the config.toml just read
+    if problem is not None:  # the secret is unreadable here, not necessarily to the server
+        differs = [key for key in differs if key != "configured"]
+    if differs:
+        started = (
+            f"the last one started with another [sso] (it differs in {', '.join(differs)})"
+            if sso.state.recorded_config() is not None
+            else "none has started with this [sso] yet"
+        )
+        rows.append(
+            ("Servers", f"{started}: restart every server process, all with this config.toml")
         )
     for label, attempt in (
         ("Last attempt", sso.state.last_attempt()),
@@ -288,9 +301,12 @@ def sso_status(
     return 0 if healthy else 1
 
 
-def _check_provider(relying_party: RelyingParty) -> tuple[list[tuple[str, str]], bool]:
+def _check_provider(
+    relying_party: RelyingParty, redirect_uri: str
+) -> tuple[list[tuple[str, str]], bool]:
     """``sso status --check``: the rows saying what the provider answered, and whether all
-    of it is usable (the discovery document, then the signing keys it points to)."""
+    of it is usable (the discovery document, the signing keys it points to, and whether the
+    token endpoint refuses the client id and secret)."""
     try:
         metadata = relying_party.check_discovery()
     except SignInFailed as failure:
@@ -300,8 +316,12 @@ def _check_provider(relying_party: RelyingParty) -> tuple[list[tuple[str, str]],
         algorithms = relying_party.check_signing_keys()
     except SignInFailed as failure:
         return [*rows, ("Signing keys", failure.message)], False
-    keys = f"ok, {metadata['jwks_uri']} verifies {', '.join(algorithms)}"
-    return [*rows, ("Signing keys", keys)], True
+    rows.append(("Signing keys", f"ok, {metadata['jwks_uri']} verifies {', '.join(algorithms)}"))
+    try:
+        secret = relying_party.check_client_secret(redirect_uri)
+    except SignInFailed as failure:
+        return [*rows, ("Secret check", failure.message)], False
+    return [*rows, ("Secret check", secret)], True
 
 
 def sso_policy(

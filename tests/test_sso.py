@@ -9,10 +9,14 @@ in CI.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
 import re
+import socket
+import socketserver
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,9 +29,11 @@ from flask.testing import FlaskClient
 from joserfc.jwk import ECKey
 
 from admin.sessions import COOKIE_NAME
+from admin.sso import QUIET, RelyingParty, SignInFailed
 from admin.sso_access import Attempt
 from app import create_app, main
 from server.config import ServerSettings, Settings, SsoSettings, StorageSettings, load_settings
+from storage.postgres.documents import STAMP_TTL
 from tests.admin_support import PASSWORD, USERNAME, AdminClient, create_admin, csrf_of, signed_in
 from tests.conftest import ScimClient
 from tests.oidc_browser import abort_sign_in, sign_in
@@ -253,6 +259,43 @@ def test_people_provisioning_does_not_make_admins_are_refused(
         reason,
         login,
     )
+
+
+def test_a_refused_account_is_offered_a_sign_in_with_another(sso_app: Flask, entra: Entra) -> None:
+    """The provider remembers bob and would sign him in again without asking: the refusal
+    page's button asks it to let the person sign in anew (prompt=login)."""
+    browser = sso_app.test_client()
+    assert "prompt" not in parse_qs(urlsplit(start_flow(browser)).query)
+
+    refused = text(sign_in_as(browser, "bob@contoso.example"))
+
+    link = re.search(
+        r'id="sso-start" href="([^"]+)">Sign in with another Microsoft account', refused
+    )
+    assert link is not None
+    again = browser.get(link.group(1))
+    assert parse_qs(urlsplit(again.headers["Location"]).query)["prompt"] == ["login"]
+    assert callback(browser, sign_in(again.headers["Location"], "ann")).status_code == 302
+    assert signed_in_page(browser)
+
+
+@pytest.mark.parametrize("login", ["bob@contoso.example", "ann"], ids=["refused", "signed-in"])
+def test_reloading_the_callback_keeps_the_attempt_the_admin_needs(
+    sso_app: Flask, entra: Entra, login: str
+) -> None:
+    """The reload is refused as a bad state (and logged as one), but the settings page still
+    shows why bob was refused, or that ann signed in."""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), login)
+    callback(browser, redirect)
+    attempt = sso_app.extensions["proware.admin"].sso.state.last_attempt()
+
+    reload = callback(browser, redirect)
+
+    assert reload.status_code == 400
+    assert events(sso_app)[0]["reason"] == "bad-state"
+    assert attempt is not None and attempt.reason != "bad-state"
+    assert sso_app.extensions["proware.admin"].sso.state.last_attempt() == attempt
 
 
 def test_an_admin_group_that_is_not_provisioned_yet_is_named(
@@ -558,7 +601,9 @@ def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
 
     assert response.status_code == 502
     page = text(response)
+    assert re.search(r'role="alert" id="sso-error">\s*<p><strong>Single sign-on did not', page)
     assert "could not reach the identity provider" in page
+    assert "Try again in a few minutes. If it keeps failing, an administrator can" in page
     assert 'id="local-sign-in"' in page
     assert events(sso_app)[0]["reason"] == "idp-unreachable"
     create_admin(sso_app)
@@ -569,7 +614,7 @@ def test_an_unreachable_provider_leaves_local_sign_in_on_offer(
     ("break_it", "words"),
     [
         (lambda proxy: proxy.garble_discovery(), "is not valid JSON"),
-        (lambda proxy: proxy.fail_discovery(500), "(HTTP 500)"),
+        (lambda proxy: proxy.fail_discovery(500), "and it failed (HTTP 500)"),
         (
             lambda proxy: proxy.replace_response(
                 "/.well-known/openid-configuration",
@@ -595,6 +640,86 @@ def test_an_unusable_discovery_document_is_named(
     assert response.status_code == 502
     assert words in text(response)
     assert events(sso_app)[0]["reason"] in ("discovery-unreadable", "idp-unreachable")
+
+
+class _Trickle(socketserver.BaseRequestHandler):
+    """An HTTP server that sends its discovery document a header line at a time, each in
+    less than the timeout, so that only a limit on the whole answer can end the wait."""
+
+    document = b""
+
+    def handle(self) -> None:
+        self.request.recv(65536)
+        head = ["HTTP/1.1 200 OK", "Content-Type: application/json"]
+        head += [f"X-Slow-{n}: {n}" for n in range(20)]
+        head += [f"Content-Length: {len(self.document)}", "Connection: close"]
+        try:
+            for line in head:
+                self.request.sendall(line.encode() + b"\r\n")
+                time.sleep(0.1)
+            self.request.sendall(b"\r\n" + self.document)
+        except OSError:
+            pass
+
+
+def test_an_answer_that_trickles_in_is_given_up_after_the_timeout() -> None:
+    """Each read is quicker than the timeout; the answer as a whole is not (it would come
+    complete and usable two seconds later)."""
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Trickle) as server:
+        issuer = f"http://127.0.0.1:{server.server_address[1]}"
+        _Trickle.document = json.dumps(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/auth",
+                "token_endpoint": f"{issuer}/token",
+                "jwks_uri": f"{issuer}/jwks",
+            }
+        ).encode()
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        relying_party = RelyingParty(
+            issuer=issuer, client_id="proware", client_secret="s", scopes="openid", timeout=0.5
+        )
+        try:
+            with pytest.raises(SignInFailed, match="could not reach the identity provider"):
+                relying_party.check_discovery()
+        finally:
+            server.shutdown()
+
+
+def test_a_provider_that_did_not_answer_is_not_asked_again_for_a_minute() -> None:
+    """With the embedded store one thread serves every request: a sign-in waiting on a
+    silent provider holds Entra's SCIM requests, so the next ones do not wait again."""
+    connections: list[socket.socket] = []
+    silent = socket.create_server(("127.0.0.1", 0))
+    now = [1_800_000_000.0]
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connections.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    relying_party = RelyingParty(
+        issuer=f"http://127.0.0.1:{silent.getsockname()[1]}",
+        client_id="proware",
+        client_secret="s",
+        scopes="openid",
+        clock=lambda: now[0],
+        timeout=0.2,
+    )
+    try:
+        with pytest.raises(SignInFailed, match=r"\(no answer within"):
+            relying_party.check_discovery()
+        with pytest.raises(SignInFailed, match="Proware asks it again from 08:01:00 UTC"):
+            relying_party.check_discovery()
+        asked = len(connections)
+        now[0] += QUIET
+        with pytest.raises(SignInFailed, match=r"\(no answer within"):
+            relying_party.check_discovery()
+    finally:
+        silent.close()
+    assert asked == 1 and len(connections) == 2
 
 
 def _discovery(proxy: TamperingProxy, body: bytes) -> None:
@@ -1144,6 +1269,30 @@ def test_server_processes_sharing_postgresql_record_a_config_change_once(
         _stop(again)
 
 
+def test_a_process_started_later_with_another_sso_config_is_named_on_the_settings_page(
+    tmp_path: Path, idp: OidcProvider
+) -> None:
+    """Two processes sharing PostgreSQL, the second started with another admin group: the
+    first one's page says they disagree; the second one's has nothing to say."""
+    storage = StorageSettings(backend="postgresql", dsn=clean_database(), path=tmp_path / "data")
+
+    def start(**sso: object) -> Flask:
+        return create_app(replace(sso_settings(tmp_path, idp, **sso), storage=storage))
+
+    first = start()
+    second = start(admin_group="Other Admins")
+    time.sleep(STAMP_TTL)  # every process sees the second start's record by then
+    try:
+        create_admin(first)
+        pages = [text(signed_in(app).get("/admin/settings")) for app in (first, second)]
+    finally:
+        _stop(first)
+        _stop(second)
+    assert 'id="sso-started-elsewhere"' in pages[0]
+    assert "(it differs in admin_group)" in pages[0]
+    assert 'id="sso-started-elsewhere"' not in pages[1]
+
+
 # -- the settings section ------------------------------------------------------------------
 
 
@@ -1355,6 +1504,7 @@ def test_check_the_identity_provider_reads_its_discovery_document(
     page = text(browser.get(done.headers["Location"]))
     assert f"names the issuer {idp.issuer}" in page
     assert "its signing keys verify RS256" in page
+    assert "Client secret: not refused: the token endpoint answered invalid_grant" in page
 
 
 # -- python app.py sso status --------------------------------------------------------------
@@ -1393,8 +1543,71 @@ def test_sso_status_prints_the_settings_and_checks_the_provider(
     assert f"Admin group:    {GROUP}" in out
     assert "Discovery:      ok, sign-in page" in out
     assert f"Signing keys:   ok, {idp.issuer}{JWKS_PATH} verifies RS256\n" in out
+    assert "Secret check:   not refused: the token endpoint answered invalid_grant" in out
     assert "Last attempt:   none" in out
     assert idp.client_secret not in out
+
+
+def test_sso_status_check_names_a_client_secret_the_provider_refuses(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    """The made-up code goes to the token endpoint with the client authentication a sign-in
+    uses (HTTP Basic here); the provider's invalid_client is the answer, the secret is not."""
+    config = _config_file(tmp_path, idp)
+    (tmp_path / "sso-secret").write_text("the-secret-id-not-its-value\n")
+
+    code = main(["--config", str(config), "sso", "status", "--check"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert (
+        "Secret check:   The identity provider refused Proware's client credentials: "
+        "invalid_client (client authentication failed)"
+    ) in out
+    assert "the-secret-id-not-its-value" not in out
+    (exchange,) = _token_requests(idp.proxy)
+    assert exchange.headers.get("authorization", "").startswith("Basic ")
+    assert parse_qs(exchange.body.decode())["code"] == ["proware-client-secret-check"]
+
+
+def test_the_check_button_names_a_client_secret_the_provider_refuses(
+    make_app: Callable[..., Flask], tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong-secret"
+    wrong.write_text("not-the-secret\n")
+    browser = signed_in(make_app(client_secret_file=str(wrong)))
+
+    done = browser.submit("/admin/settings", "/admin/settings/sso/check")
+
+    page = text(browser.get(done.headers["Location"]))
+    assert re.search(r'<div class="notice error" role="alert">The identity provider refused', page)
+    assert "refused Proware's client credentials: invalid_client" in page
+    assert "not-the-secret" not in page
+
+
+def test_sso_status_says_when_the_servers_started_with_another_sso_config(
+    tmp_path: Path, idp: OidcProvider, capsys: pytest.CaptureFixture
+) -> None:
+    config = _config_file(tmp_path, idp)
+    main(["--config", str(config), "sso", "status"])
+    assert "Servers:        none has started with this [sso] yet" in capsys.readouterr().out
+    _stop(create_app(load_settings(config)))
+    main(["--config", str(config), "sso", "status"])
+    assert "Servers:" not in capsys.readouterr().out
+
+    (tmp_path / "sso-secret").rename(tmp_path / "elsewhere")  # as for a user who cannot read it
+    main(["--config", str(config), "sso", "status"])
+    assert "Servers:" not in capsys.readouterr().out
+    (tmp_path / "elsewhere").rename(tmp_path / "sso-secret")
+
+    config.write_text(config.read_text().replace(GROUP, "Other Admins"))
+    main(["--config", str(config), "sso", "status"])
+
+    out = capsys.readouterr().out
+    assert (
+        "Servers:        the last one started with another [sso] (it differs in admin_group): "
+        "restart every server process, all with this config.toml"
+    ) in out
 
 
 def test_sso_status_shows_the_last_refusal_and_fails_when_the_provider_is_down(

@@ -177,6 +177,31 @@ def test_the_last_attempt_and_the_last_success_are_kept_apart(state: SsoState) -
     assert state.last_success() == Attempt("2026-12-04T11:00:00Z", "success", user="ann")
 
 
+def test_a_bad_state_does_not_replace_the_attempt_just_before_it(state: SsoState) -> None:
+    """The refusal the admin needs (here: not in the admin group) stays the last attempt when
+    the browser then reloads the callback; bad states replace one another."""
+    refused = Attempt("2026-12-04T11:30:00Z", "refused", reason=NOT_IN_GROUP, message="no")
+    state.record(refused)
+
+    state.record(Attempt("2026-12-04T11:30:05Z", "refused", reason="bad-state"), informative=False)
+
+    assert state.last_attempt() == refused
+
+
+def test_a_bad_state_replaces_an_attempt_older_than_a_pending_sign_in_lives(
+    state: SsoState,
+) -> None:
+    state.record(Attempt("2026-12-04T10:00:00Z", "success", user="ann"))
+    first = Attempt("2026-12-04T11:00:00Z", "refused", reason="bad-state", message="1")
+    second = Attempt("2026-12-04T11:00:01Z", "refused", reason="bad-state", message="2")
+
+    state.record(first, informative=False)
+    assert state.last_attempt() == first
+    state.record(second, informative=False)
+    assert state.last_attempt() == second
+    assert state.last_success() == Attempt("2026-12-04T10:00:00Z", "success", user="ann")
+
+
 def test_a_change_that_ends_a_kind_of_session_is_remembered_after_it_is_undone(
     state: SsoState,
 ) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.browser.conftest import base_url, new_page
+from tests.browser.test_panel_walk import _RING_CONTRAST
 from tests.oidc_support import OidcProvider, require_provider
 from tests.serverproc import ServerProcess, free_port
 
@@ -103,5 +104,91 @@ def test_sign_in_with_microsoft_then_entra_disables_the_user(
     page.goto("/admin/activity")
     assert urlsplit(page.url).path == "/admin/sign-in"
     page.screenshot(path=str(tmp_path / "sso-signed-out.png"), full_page=True)
+    entra.close()
+    context.close()
+
+
+# Facts a screen-reader or keyboard user depends on, for the page as it stands.
+_PAGE_FACTS = """() => ({
+  h1: document.querySelectorAll('h1').length,
+  alerts: [...document.querySelectorAll('[role=alert]')].map(e => e.id),
+  unlabelled: [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+    .map(e => e.name || e.id),
+})"""
+
+
+def _weak_focus_rings(page, tabs: int = 25) -> list[str]:
+    """Tab through the page: the focused elements whose ring is under 3:1 (WCAG 1.4.11)."""
+    weak = []
+    for _ in range(tabs):
+        page.keyboard.press("Tab")
+        ratio, what = page.evaluate(_RING_CONTRAST)
+        if ratio < 3:
+            weak.append(f"{urlsplit(page.url).path}: {what} {ratio:.2f}")
+    return weak
+
+
+def _tab_to(page, element_id: str, tabs: int = 15) -> None:
+    for _ in range(tabs):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == element_id:
+            return
+    raise AssertionError(f"#{element_id} is not reached with the Tab key")
+
+
+def _keyboard_sign_in(page, login: str) -> None:
+    """From the sign-in page to the provider's form and back, with the keyboard alone."""
+    _tab_to(page, "sso-start")
+    page.keyboard.press("Enter")
+    page.locator("input[name=login]").wait_for()
+    page.locator("input[name=login]").focus()  # the provider's page, not Proware's
+    page.keyboard.type(login)
+    page.keyboard.press("Tab")
+    page.keyboard.type("any password")
+    with page.expect_navigation(url=lambda url: "/admin/" in url):
+        page.keyboard.press("Enter")
+
+
+def test_single_sign_on_by_keyboard_alone_and_its_pages_for_assistive_technology(
+    chromium, server: ServerProcess, provider: OidcProvider
+) -> None:
+    """Sign in with Microsoft and sign out without a mouse; the sign-in page, the refusal and
+    the Single sign-on section each have one h1, labelled fields, focus rings of 3:1, and
+    the refusal is an alert. The UPN is typed in capitals: the directory's userName is not."""
+    server.enable_provisioning()
+    entra = server.connect(server.create_token("entra"))
+    ann = entra.post("/Users", {"userName": UPN, "active": True}).body
+    entra.post("/Groups", {"displayName": GROUP, "members": [{"value": ann["id"]}]})
+    context, page = new_page(chromium, server)
+    page.goto("/admin/sign-in")
+    assert page.evaluate(_PAGE_FACTS) == {"h1": 1, "alerts": [], "unlabelled": []}
+    assert _weak_focus_rings(page) == []
+
+    page.goto("/admin/sign-in")
+    _keyboard_sign_in(page, "zed@contoso.example")  # not provisioned: refused
+
+    assert page.evaluate(_PAGE_FACTS) == {"h1": 1, "alerts": ["sso-error"], "unlabelled": []}
+    assert "is not a provisioned user" in page.locator("#sso-error").inner_text()
+    assert _weak_focus_rings(page) == []
+
+    # The provider remembers zed: only "another account" lets the person sign in anew.
+    _keyboard_sign_in(page, UPN.upper())
+
+    page.get_by_role("heading", name="Control panel", exact=True).wait_for()
+    assert f"Signed in as {UPN}" in page.locator("form.signout").inner_text()
+    page.goto("/admin/settings")
+    assert page.evaluate(_PAGE_FACTS) == {"h1": 1, "alerts": [], "unlabelled": []}
+    page.locator("#single-sign-on").scroll_into_view_if_needed()
+    page.locator("#sso-redirect-uri").focus()
+    assert _weak_focus_rings(page) == []
+
+    page.locator("form.signout button").focus()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert urlsplit(page.url).path == "/admin/sign-in"
+    assert page.get_by_text("You have signed out.").is_visible()
+    page.goto("/admin/settings")
+    assert urlsplit(page.url).path == "/admin/sign-in"
     entra.close()
     context.close()
