@@ -161,7 +161,7 @@ def admin_event(time: datetime, source: str, operation: str, **fields: object) -
     """An admin event made outside any request (config.toml read at start, the command
     line): no request id, client or signed-in admin; ``source`` says where it came from."""
     return {
-        "time": time.isoformat(),
+        "time": time.isoformat(timespec="milliseconds"),  # as every request event
         "request_id": None,
         "client": None,
         "admin": None,

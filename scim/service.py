@@ -351,6 +351,8 @@ class Directory:
             else:
                 _hash_password(stored, previous=current.get(PASSWORD))
             operations = activity.describe_change(_editable(current), _editable(stored))
+            if operations and _as_shown(current, resource) == _as_shown(stored, resource):
+                operations = []  # only empty values differ, which no answer shows
             if not operations and displays != current.get(MEMBER_DISPLAYS, {}):
                 operations = [activity.UPDATE]  # only the members' displays changed
             if operations:
@@ -725,6 +727,18 @@ def _editable(document: dict) -> dict:
         for k, v in document.items()
         if k not in ("id", "meta", "groups", "members", MEMBER_DISPLAYS)
     }
+
+
+def _as_shown(document: dict, resource: ResourceTypeDef) -> tuple[dict, object]:
+    """What a GET shows of a stored document's editable part, and its password hash.
+
+    A PUT compares these to tell whether it changes anything: an empty list or object (Entra
+    creates users with ``"roles": []``) is never shown, so a client sending back the GET it
+    read, without it, must not get a new version (RFC 7643 §2.5: empty is unassigned). The
+    password is never shown, yet a PUT may set it.
+    """
+    editable = _editable(document)
+    return project(editable, resource), editable.get(PASSWORD)
 
 
 def _hash_password(document: dict, previous: str | None) -> None:

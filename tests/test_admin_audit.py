@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -325,6 +326,22 @@ def test_every_acknowledged_change_has_an_event_with_its_request_id(
         logged = {event["operation"] for event in events if event.get("request_id") == request_id}
         assert logged == operations, request_id
     assert all(event["token"] == "entra" for event in events)
+
+
+def test_an_event_from_the_command_line_is_timed_like_a_request_s(
+    app: Flask, scim: ScimClient
+) -> None:
+    """``sso local-sign-in`` and a config.toml change write :func:`activity.admin_event`s
+    beside the requests' events: one form of time for both in ``activity.jsonl`` and
+    ``activity tail`` (milliseconds, as every request event has), not microseconds for some."""
+    scim.post("/Users", {"userName": "ann"})
+    moment = datetime(2026, 12, 8, 3, 57, 16, 272562, tzinfo=UTC)
+
+    by_request = lines(audit_path(app))[-1]["time"]
+    by_cli = activity.admin_event(moment, "cli", "enable local sign-in")["time"]
+
+    assert by_cli == "2026-12-08T03:57:16.272+00:00"
+    assert len(by_cli) == len(by_request)
 
 
 def test_refused_and_failed_requests_become_events_with_their_reason(

@@ -854,6 +854,29 @@ def test_a_put_that_changes_nothing_writes_nothing(scim, events: list[dict]) -> 
     assert events == []
 
 
+def test_a_put_of_what_a_get_showed_writes_nothing_after_entras_create(
+    scim, events: list[dict]
+) -> None:
+    """Entra's create carries ``"roles": []`` (entra-provisioning.md A3), which is stored but,
+    being empty, never shown (RFC 7643 §2.5: unassigned). A client that PUTs back the GET it
+    read must not get a new version, lastModified and "update" event for it, and a PUT adding
+    an empty list changes nothing either."""
+    created = scim.post(
+        "/Users",
+        {"userName": "ann", "roles": [], "emails": [], "meta": {"resourceType": "User"}},
+    ).get_json()
+    path = f"/Users/{created['id']}"
+    shown = scim.get(path).get_json()
+    events.clear()
+
+    for resent in (shown, {**shown, "roles": [], "x509Certificates": []}):
+        response = scim.put(path, resent)
+        assert response.status_code == 200
+        assert response.get_json()["meta"] == created["meta"]
+    assert events == []
+    assert scim.put(path, {**shown, "title": "Boss"}).get_json()["title"] == "Boss"
+
+
 def test_a_failing_activity_listener_never_fails_the_request(
     app: Flask, scim, events: list[dict], caplog: pytest.LogCaptureFixture
 ) -> None:
