@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 
 import psycopg
@@ -23,6 +22,7 @@ from server.config import Settings
 from storage.retry import ATTEMPTS
 from storage.settings import POSTGRESQL
 from tests.conftest import ScimClient
+from tests.pgserver import wait_until_blocked_by
 
 
 @pytest.fixture
@@ -40,20 +40,6 @@ def other(dsn: str) -> Iterator[psycopg.Connection]:
     """A second session on the app's database, as another server process would have."""
     with psycopg.connect(dsn) as connection:
         yield connection
-
-
-def wait_until_blocked_by(monitor: psycopg.Connection, pid: int) -> None:
-    """Return once some session waits for a lock that ``pid`` holds (a bounded wait)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        row = monitor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-            (pid,),
-        ).fetchone()
-        if row is not None and row[0]:
-            return
-        time.sleep(0.01)
-    pytest.fail(f"no session ever waited for backend {pid}")
 
 
 def activity_count(dsn: str) -> int:
