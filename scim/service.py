@@ -663,7 +663,12 @@ def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
     # In id order, as a user's deletion locks them: two renames (or a rename and a deletion)
     # of users sharing groups then take turns instead of deadlocking on PostgreSQL.
     for group_id in sorted(tx.groups_of(user_id)):
-        group = tx.get(constants.GROUP_TYPE, group_id)
+        try:
+            group = tx.get(constants.GROUP_TYPE, group_id)
+        except storage_errors.NotFound:
+            # Listed, then deleted by another process before its lock was granted (on
+            # PostgreSQL): it shows no member now, so it needs no new version.
+            continue
         if user_id not in group.get(MEMBER_DISPLAYS, {}):
             tx.replace(constants.GROUP_TYPE, group_id, group)
 

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -277,3 +278,17 @@ def fresh_database() -> str:
 def empty_database() -> str:
     """The DSN of a new database without even Proware's schema, on the session's server."""
     return session_server().create()
+
+
+def wait_until_blocked_by(monitor: psycopg.Connection, pid: int) -> None:
+    """Return once some session waits for a lock that ``pid`` holds (a bounded wait)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = monitor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+            (pid,),
+        ).fetchone()
+        if row is not None and row[0]:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no session ever waited for backend {pid}")

@@ -289,6 +289,49 @@ def test_a_user_deleted_while_one_of_its_groups_is_deleted_is_deleted(
     assert second.find("Group", "displayName", "gone") == []
 
 
+def test_a_user_deleted_while_a_group_it_just_joined_is_deleted_is_deleted(
+    dsn: str,
+    processes: tuple[PostgresRepository, PostgresRepository],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A group the user joined after its deletion listed its groups, on the deletion's last
+    attempt (here its first), is locked only after the user: one deleted by a third process
+    by then is passed over, not a NotFound (a 500) for the user's DELETE."""
+    monkeypatch.setattr("storage.postgres.transaction._LEAVING_ATTEMPTS", 1)
+    first, second = processes
+    user_id = insert(first, "User", user("leaving"))["id"]
+    group_id = insert(first, "Group", group("Doomed"))["id"]
+    group_delete_holds_the_group = threading.Event()
+    commit_group_delete = threading.Event()
+
+    with psycopg.connect(dsn) as third:
+        holder = third.info.backend_pid
+
+        def delete_group() -> None:
+            third.execute("DELETE FROM resources WHERE kind = 'Group' AND id = %s", (group_id,))
+            group_delete_holds_the_group.set()
+            commit_group_delete.wait(30)
+            third.commit()
+
+        with second.transaction() as join:
+            join.add_members(group_id, [user_id])  # holds the group and the user's key
+            join_group_delete = in_background(delete_group)
+            wait_until_blocked(dsn)  # the group's deletion waits for the join
+            join_delete = in_background(delete_user(first, user_id))
+            wait_until_blocked(dsn, 2)  # the user's deletion waits for the join's key lock
+        # The join commits: the group's deletion takes the group, the user's the user, and
+        # the user's deletion finds the group joined and waits for it.
+        assert group_delete_holds_the_group.wait(30)
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            pgserver.wait_until_blocked_by(watcher, holder)
+        commit_group_delete.set()
+        join_group_delete()
+        join_delete()
+
+    assert second.find("User", "userName", "leaving") == []
+    assert second.find("Group", "displayName", "doomed") == []
+
+
 # -- behaviour a database store adds ------------------------------------------------------
 
 

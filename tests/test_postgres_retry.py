@@ -1,5 +1,7 @@
 """A request's transaction that PostgreSQL rolls back for a deadlock or a serialization
 failure runs again (storage.retry); one that keeps failing is a 503 that changed nothing.
+And a request that waited for a row another process then deleted is answered as if the
+deletion came first, not with a 500.
 
 The deadlock is a real one, between a SCIM request and a second connection that takes the
 same two rows in the other order. The lasting failure is a real serialization failure
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 
 import psycopg
@@ -21,6 +22,7 @@ from server.config import Settings
 from storage.retry import ATTEMPTS
 from storage.settings import POSTGRESQL
 from tests.conftest import ScimClient
+from tests.pgserver import wait_until_blocked_by
 
 
 @pytest.fixture
@@ -38,20 +40,6 @@ def other(dsn: str) -> Iterator[psycopg.Connection]:
     """A second session on the app's database, as another server process would have."""
     with psycopg.connect(dsn) as connection:
         yield connection
-
-
-def wait_until_blocked_by(monitor: psycopg.Connection, pid: int) -> None:
-    """Return once some session waits for a lock that ``pid`` holds (a bounded wait)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        row = monitor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-            (pid,),
-        ).fetchone()
-        if row is not None and row[0]:
-            return
-        time.sleep(0.01)
-    pytest.fail(f"no session ever waited for backend {pid}")
 
 
 def activity_count(dsn: str) -> int:
@@ -166,3 +154,46 @@ def test_a_lasting_serialization_failure_is_a_503_that_changed_nothing(
     assert after["meta"]["version"] == group["meta"]["version"]
     # No change event of any run: only the failed request, as every refused one is.
     assert [status for _, status in operations_since(dsn, before)] == [503]
+
+
+def rename(scim: ScimClient, user: dict, method: str, new_name: str):
+    """Entra's rename (a PATCH of ``userName``, entra-provisioning.md A5.2), or Okta's PUT."""
+    if method == "PATCH":
+        operation = {"op": "Replace", "path": "userName", "value": new_name}
+        return scim.patch_ops(f"/Users/{user['id']}", operation)
+    return scim.put(f"/Users/{user['id']}", {"userName": new_name})
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_a_user_renamed_while_another_process_deletes_one_of_its_groups_is_renamed(
+    app: Flask, scim: ScimClient, dsn: str, other: psycopg.Connection, method: str
+) -> None:
+    """A rename gives each of the user's groups a new version (their members show its name).
+    It lists the groups, then locks each: one deleted by another process in between is gone
+    by the time the lock is granted, and is passed over (the deletion first, then the
+    rename), not a 500."""
+    ann = scim.create_user("ann@contoso.com")
+    kept = scim.create_group("Sales", [ann["id"]])
+    deleted = scim.create_group("Support", [ann["id"]])
+    other.execute("DELETE FROM resources WHERE kind = 'Group' AND id = %s", (deleted["id"],))
+    holder = other.info.backend_pid
+    answers: list = []
+    request = threading.Thread(
+        target=lambda: answers.append(rename(scim, ann, method, "ann.new@contoso.com"))
+    )
+    request.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as monitor:
+            wait_until_blocked_by(monitor, holder)  # the rename waits for the deleted group
+    finally:
+        other.commit()
+        request.join(60)
+
+    assert [answer.status_code for answer in answers] == [200], answers[0].get_json()
+    renamed = scim.get(f"/Users/{ann['id']}").get_json()
+    assert renamed["userName"] == "ann.new@contoso.com"
+    assert [group["value"] for group in renamed["groups"]] == [kept["id"]]
+    group = scim.get(f"/Groups/{kept['id']}").get_json()
+    assert [member["display"] for member in group["members"]] == ["ann.new@contoso.com"]
+    assert group["meta"]["version"] != kept["meta"]["version"]
+    assert scim.get(f"/Groups/{deleted['id']}").status_code == 404

@@ -235,7 +235,13 @@ class PostgresTransaction(Reads):
         _check_version(kind, id, current, if_version)
         # Each group it leaves gets a new version; its rows go with the user (cascade).
         for group_id in leaving:
-            self.remove_members(group_id, [id])
+            try:
+                self.remove_members(group_id, [id])
+            except NotFound:
+                # Joined after the groups were locked (_lock_for_leaving's last attempt),
+                # then deleted by another transaction before its lock was granted: its
+                # memberships went with it.
+                continue
         with self._database.errors():
             # A group's memberships and every document's index keys go by cascade.
             self._connection.execute(DELETE, (kind, id))
