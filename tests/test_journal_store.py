@@ -15,6 +15,7 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,37 @@ def test_compaction_starts_by_itself_while_commits_go_on(
     reopened = stores.open(crash_copy(data_dir, tmp_path / "crash", store), prefix="c-")
     assert contents(reopened) == contents(store)
     assert len(reopened.members("id-1")) == 150
+
+
+def test_a_rotation_makes_the_records_still_waiting_for_their_fsync_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction starts a new segment while commits written to the old one may still wait
+    for their fsync; theirs would then go to the new file, so the rotation syncs the old one
+    first, or those commits are acknowledged with their records never synced."""
+    synced: list[tuple[int, int]] = []  # (inode, size) of each file as an fsync of it began
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def recording(real: Callable[[int], None]) -> Callable[[int], None]:
+        def sync(descriptor: int) -> None:
+            status = os.fstat(descriptor)
+            synced.append((status.st_ino, status.st_size))
+            real(descriptor)
+
+        return sync
+
+    journal = journal_file.JournalFile(tmp_path, 1)
+    try:
+        journal.append(b'{"seq": 1}\n', 1)  # written; its commit has not reached sync yet
+        old = journal.path.stat()
+        monkeypatch.setattr(journal_file.os, "fsync", recording(real_fsync))
+        monkeypatch.setattr(journal_file.os, "fdatasync", recording(real_fdatasync))
+        journal.rotate(2)
+        journal.sync(1)
+    finally:
+        journal.close()
+
+    assert (old.st_ino, old.st_size) in synced
 
 
 def test_close_compacts_and_releases_the_directory(stores: Stores, data_dir: Path) -> None:
