@@ -863,6 +863,35 @@ def test_a_group_page_lists_its_members(panel: AdminClient, scim: ScimClient) ->
     assert "Sales" in groups and '<td class="num">1</td>' in groups
 
 
+MARKUP = '<img src=x onerror="alert(1)">'
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["users", "user", "groups", "group", "activity"],
+)
+def test_directory_values_written_over_scim_are_shown_as_text_not_markup(
+    panel: AdminClient, scim: ScimClient, page: str
+) -> None:
+    """Any client holding a token writes what the panel shows an admin: a name carrying
+    markup must reach the admin's browser escaped (stored XSS otherwise), on each page that
+    shows it."""
+    ann = scim.create_user(f"ann{MARKUP}", displayName=f"Ann {MARKUP}", title=MARKUP)
+    group = scim.create_group(f"Sales {MARKUP}", [ann["id"]])
+    path = {
+        "users": "/admin/directory/users",
+        "user": f"/admin/directory/users/{ann['id']}",
+        "groups": "/admin/directory/groups",
+        "group": f"/admin/directory/groups/{group['id']}",
+        "activity": "/admin/activity",
+    }[page]
+
+    shown = text(panel.get(path))
+
+    assert "<img" not in shown
+    assert "&lt;img src=x onerror=" in shown
+
+
 def test_a_big_groups_page_lists_its_members_a_page_at_a_time_by_name(
     panel: AdminClient, scim: ScimClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
 from scim import constants
-from server.config import ScimSettings, Settings, StorageSettings
+from server.config import ScimSettings, Settings
 
 MAX_RESULTS = 5
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """A small maximum page, so that clamping and enforcement are visible."""
-    return Settings(
-        scim=ScimSettings(max_results=MAX_RESULTS),
-        storage=StorageSettings(path=tmp_path / "data"),
-        source="test",
-    )
+def settings(settings: Settings) -> Settings:
+    """A small maximum page, so that clamping and enforcement are visible; on the backend
+    of the test (conftest's ``settings``: this module runs on both, as the API does)."""
+    return replace(settings, scim=ScimSettings(max_results=MAX_RESULTS))
 
 
 @pytest.fixture
@@ -66,6 +63,15 @@ def test_filter_on_external_id_returns_every_match(scim, seven) -> None:
 
     assert body["totalResults"] == 3
     assert _names(body) == ["u2", "u4", "u6"]
+
+
+def test_filter_on_external_id_is_case_exact(scim, seven) -> None:
+    """Unlike userName (Q10), externalId is caseExact (RFC 7643 §3.1, entra-provisioning.md
+    Q11): Entra matching on an id from its side must not take another object's "EXT-0"
+    for its "ext-0"."""
+    body = scim.get('/Users?filter=externalId eq "EXT-0"').get_json()
+
+    assert (body["totalResults"], _names(body)) == (0, [])
 
 
 def test_filter_on_id_finds_the_user(scim, seven) -> None:

@@ -290,6 +290,33 @@ def test_update_removes_temp_files_left_by_a_dead_writer(path: Path) -> None:
     assert sorted(os.listdir(path.parent)) == ["control.json", "control.json.lock"]
 
 
+def test_an_atomic_write_is_on_disk_before_the_rename_and_the_rename_after_it(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What makes the replace survive a power cut: the new file's fsync before the rename
+    (else the rename can reach the disk before the data, leaving an empty file where the
+    tokens or the switch were), and the directory's fsync after it (else the rename itself,
+    already reported done, can be lost)."""
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        directory = stat.S_ISDIR(os.fstat(descriptor).st_mode)
+        steps.append("fsync directory" if directory else "fsync file")
+        real_fsync(descriptor)
+
+    def replace(source: str, target: Path) -> None:
+        steps.append("rename")
+        real_replace(source, target)
+
+    monkeypatch.setattr(controlfile.os, "fsync", fsync)
+    monkeypatch.setattr(controlfile.os, "replace", replace)
+    write_atomically(path, b'{"enabled": true}')
+
+    assert steps == ["fsync file", "rename", "fsync directory"]
+    assert json.loads(path.read_bytes()) == {"enabled": True}
+
+
 def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temp(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,73 @@ def test_other_readers_see_a_commit_only_once_it_is_durable(
     assert store.get("User", "id-1")["userName"] == "ann"
 
 
+def test_a_commit_written_during_another_commits_fsync_waits_for_an_fsync_of_its_own(
+    stores: Stores, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits share fsyncs, but an fsync covers only what was written before it began. A
+    record appended while one runs (its commit holds no lock by then) is acknowledged only
+    after the next: counted as covered by the running one, its 2xx would go out for a change
+    a power cut can still lose."""
+    store = stores.open(data_dir)
+    insert(store, "User", user("ann"))  # the segment is created and synced before the test
+    covered: list[int] = []  # the segment's size as each fsync began: what it can cover
+    in_sync, release, second_written = threading.Event(), threading.Event(), threading.Event()
+    real_sync, real_append = os.fdatasync, journal_file.JournalFile.append
+
+    def slow_first_sync(descriptor: int) -> None:
+        covered.append(os.fstat(descriptor).st_size)
+        if len(covered) == 1:
+            in_sync.set()
+            release.wait(5)
+        real_sync(descriptor)
+
+    def noting_append(journal: journal_file.JournalFile, data: bytes, seq: int) -> None:
+        real_append(journal, data, seq)
+        if in_sync.is_set():
+            second_written.set()
+
+    monkeypatch.setattr(journal_file.os, "fdatasync", slow_first_sync)
+    monkeypatch.setattr(journal_file.JournalFile, "append", noting_append)
+    first = threading.Thread(target=insert, args=(store, "User", user("bob")))
+    first.start()
+    assert in_sync.wait(5)
+    second = threading.Thread(target=insert, args=(store, "User", user("cid")))
+    second.start()
+    assert second_written.wait(5)
+    release.set()
+    first.join()
+    second.join()
+
+    assert len(covered) == 2
+    assert covered[-1] == newest_segment(data_dir).stat().st_size
+
+
+def test_each_new_segments_name_is_made_durable_before_a_record_in_it_is_acknowledged(
+    stores: Stores, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record fsync'd into a file whose directory entry is not yet on disk is lost with
+    the file on a power cut: the directory is fsync'd when a segment is created (the first,
+    and each one a compaction starts)."""
+    durable: set[str] = set()  # the segment names each directory fsync made durable
+    real_fsync_directory = journal_file.fsync_directory
+
+    def recording(directory: Path) -> None:
+        real_fsync_directory(directory)
+        durable.update(path.name for path in list_segments(directory).values())
+
+    monkeypatch.setattr(journal_file, "fsync_directory", recording)
+    store = stores.open(data_dir)
+    acknowledged = []
+    insert(store, "User", user("ann"))
+    acknowledged.append(newest_segment(data_dir).name)
+    store.compact()
+    insert(store, "User", user("bob"))
+    acknowledged.append(newest_segment(data_dir).name)
+
+    assert acknowledged[0] != acknowledged[1]
+    assert set(acknowledged) <= durable
+
+
 def test_after_a_failed_fsync_nothing_unsynced_shows_and_writes_are_refused(
     stores: Stores, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -244,6 +312,37 @@ def test_compaction_starts_by_itself_while_commits_go_on(
     reopened = stores.open(crash_copy(data_dir, tmp_path / "crash", store), prefix="c-")
     assert contents(reopened) == contents(store)
     assert len(reopened.members("id-1")) == 150
+
+
+def test_a_rotation_makes_the_records_still_waiting_for_their_fsync_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compaction starts a new segment while commits written to the old one may still wait
+    for their fsync; theirs would then go to the new file, so the rotation syncs the old one
+    first, or those commits are acknowledged with their records never synced."""
+    synced: list[tuple[int, int]] = []  # (inode, size) of each file as an fsync of it began
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+
+    def recording(real: Callable[[int], None]) -> Callable[[int], None]:
+        def sync(descriptor: int) -> None:
+            status = os.fstat(descriptor)
+            synced.append((status.st_ino, status.st_size))
+            real(descriptor)
+
+        return sync
+
+    journal = journal_file.JournalFile(tmp_path, 1)
+    try:
+        journal.append(b'{"seq": 1}\n', 1)  # written; its commit has not reached sync yet
+        old = journal.path.stat()
+        monkeypatch.setattr(journal_file.os, "fsync", recording(real_fsync))
+        monkeypatch.setattr(journal_file.os, "fdatasync", recording(real_fdatasync))
+        journal.rotate(2)
+        journal.sync(1)
+    finally:
+        journal.close()
+
+    assert (old.st_ino, old.st_size) in synced
 
 
 def test_close_compacts_and_releases_the_directory(stores: Stores, data_dir: Path) -> None:

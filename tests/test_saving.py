@@ -71,4 +71,13 @@ def test_a_failing_save_is_logged_and_the_next_request_runs_again(
 
 
 def test_wait_without_a_save_returns_at_once() -> None:
-    BackgroundSave(lambda: None, "test-save").wait()
+    """And saves nothing: waiting (at shutdown, say) is not asking for a save."""
+    calls: list[str] = []
+    saving = BackgroundSave(lambda: calls.append("save"), "test-save")
+    waiter = threading.Thread(target=saving.wait, daemon=True)
+
+    waiter.start()
+    waiter.join(10)  # a hang fails the test rather than stalling the run
+
+    assert not waiter.is_alive()
+    assert calls == []

@@ -436,6 +436,25 @@ def test_a_replayed_callback_is_refused(sso_app: Flask, entra: Entra) -> None:
     assert not signed_in_page(browser)
 
 
+def test_a_state_is_used_up_by_a_failed_callback_too(sso_app: Flask, entra: Entra) -> None:
+    """The flow's record goes before anything is checked: after an error response under a
+    state, the provider's real response under it is refused too. (A successful sign-in
+    clears the whole session anyway, so the replay above cannot tell.)"""
+    browser = sso_app.test_client()
+    redirect = sign_in(start_flow(browser), "ann")
+    state = parse_qs(urlsplit(redirect).query)["state"][0]
+    refused = browser.get(
+        "/admin/sso/callback", query_string={"state": state, "error": "access_denied"}
+    )
+    assert refused.status_code == 403
+
+    response = callback(browser, redirect)
+
+    assert response.status_code == 400
+    assert "already used" in text(response)
+    assert not signed_in_page(browser)
+
+
 def test_a_callback_in_another_browser_is_refused(sso_app: Flask, entra: Entra) -> None:
     """Login CSRF: an attacker's own code and state, delivered to a victim's browser."""
     attacker = sso_app.test_client()
