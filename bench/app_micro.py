@@ -363,14 +363,19 @@ def run_filters(client: InProcessClient, users: int, samples: int, filter_sample
 
 def serve_rounds(client: InProcessClient, args: argparse.Namespace) -> None:
     """A side of ``--compare``: fill, then for each "round" line on stdin time every search
-    and answer one line of JSON, {label: [ms, ...]}; protocol lines start with "@@"."""
+    and answer one line of JSON, {label: {"ms": [latency, ...], "cpu_s": CPU seconds}};
+    protocol lines start with "@@"."""
     create_users(client, args.users, emails=True)
     cases = filter_requests(args.users, args.samples, args.filter_samples)
     print("@@ready", flush=True)
     for line in sys.stdin:
         if line.strip() != "round":
             break
-        figures = {label: send(client, requests) for label, requests in cases}
+        figures = {}
+        for label, requests in cases:
+            cpu = time.process_time()
+            latencies = send(client, requests)
+            figures[label] = {"ms": latencies, "cpu_s": time.process_time() - cpu}
         print("@@" + json.dumps(figures), flush=True)
 
 

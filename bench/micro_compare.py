@@ -47,7 +47,8 @@ class Side:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.samples: dict[str, list[float]] = {}
+        self.samples: dict[str, list[float]] = {}  # latencies, ms
+        self.cpu: dict[str, float] = {}  # seconds in all
 
     def read(self) -> str:
         """The next protocol line (the app may print other lines)."""
@@ -62,8 +63,13 @@ class Side:
         assert self.process.stdin is not None
         self.process.stdin.write("round\n")
         self.process.stdin.flush()
-        for label, latencies in json.loads(self.read()).items():
-            self.samples.setdefault(label, []).extend(latencies)
+        for label, figures in json.loads(self.read()).items():
+            self.samples.setdefault(label, []).extend(figures["ms"])
+            self.cpu[label] = self.cpu.get(label, 0.0) + figures["cpu_s"]
+
+    def cpu_ms(self, label: str) -> float:
+        """The process's CPU per request of ``label``, in ms."""
+        return self.cpu[label] / len(self.samples[label]) * 1000
 
     def close(self) -> None:
         """End the worker: no more rounds (it stops at the end of its input)."""
@@ -78,8 +84,8 @@ class Side:
 
 
 def compare(revision_name: str, args: argparse.Namespace) -> None:
-    """Print, per search, the median and 90th percentile before (``revision_name``) and
-    after (this tree), and the change of the median."""
+    """Print, per search, the median and 90th percentile latency and the CPU per request
+    before (``revision_name``) and after (this tree), and their changes."""
     sides: list[Side] = []
     try:
         with checkout.worktree(revision_name) as revision:
@@ -103,14 +109,20 @@ def compare(revision_name: str, args: argparse.Namespace) -> None:
     )
     print(
         f"   {args.rounds} rounds, alternating; per round {args.samples} lookups and "
-        f"{args.filter_samples} of each search; ms per request, p50 / p90"
+        f"{args.filter_samples} of each search; latency p50 / p90 and CPU per request, ms "
+        "(CPU is the steadier figure on a busy machine)"
     )
-    print(f"  {'':<36}{'before':>18}{'after':>18}{'p50 change':>12}")
+    print(
+        f"  {'':<36}{'before':>16}{'after':>16}{'change':>8}"
+        f"{'CPU before':>12}{'after':>9}{'change':>8}"
+    )
     for label, old in before.samples.items():
         new = after.samples[label]
         print(
-            f"  {label:<36}{_cell(old):>18}{_cell(new):>18}"
-            f"{statistics.median(new) / statistics.median(old):>11.2f}x"
+            f"  {label:<36}{_cell(old):>16}{_cell(new):>16}"
+            f"{statistics.median(new) / statistics.median(old):>7.2f}x"
+            f"{before.cpu_ms(label):>12.2f}{after.cpu_ms(label):>9.2f}"
+            f"{after.cpu_ms(label) / before.cpu_ms(label):>7.2f}x"
         )
 
 

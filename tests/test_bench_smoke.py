@@ -265,7 +265,9 @@ def test_the_search_comparison_takes_turns_and_leaves_no_worktree_behind(
     assert "before: HEAD (" in output and "2 rounds, alternating" in output
     for label in [app_micro.LOOKUP, *(label for label, _ in app_micro.FILTERS)]:
         (line,) = [row for row in output.splitlines() if row.strip().startswith(f"{label}  ")]
-        assert len(line.split("/")) == 3 and line.rstrip().endswith("x")  # p50 / p90 twice
+        figures = line.strip()[len(label) :].split()
+        # p50 / p90 before and after, their change, CPU before and after, its change
+        assert len(figures) == 10 and figures[6].endswith("x") and figures[9].endswith("x")
     assert not _bench_worktrees()
 
 
