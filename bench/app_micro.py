@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.app_micro [--users 10000] [--samples 1000] [--profile]
                                         [--backend postgresql]
+    .venv/bin/python -m bench.app_micro --filters [--filter-samples 10]
+    .venv/bin/python -m bench.app_micro --compare REV [--rounds 5]
 
 Between ``bench.store_micro`` (the store alone) and ``bench.run`` (waitress, sockets, a
 client process), this calls the WSGI app directly with Entra's requests, one at a time, on a
@@ -12,6 +14,12 @@ group, a page of a plain listing and creates: p50/p99/max of each, CPU per reque
 system time included), and the garbage collector's pauses meanwhile. ``--profile`` adds, per
 request kind, where the CPU goes (:mod:`bench.cpu_split`): Flask/werkzeug, auth, marshmallow,
 the service, projection, JSON, the store, the audit log.
+
+``--filters`` times searches instead (:data:`FILTERS`): or-ed comparisons, a value path and
+a sub-attribute, each once as the store can answer it itself and once with a term it cannot
+(so the SCIM matcher tests every user), beside Entra's matching lookup. ``--compare REV``
+times the same searches on revision ``REV`` and on this tree, in two processes taking turns
+(:mod:`bench.micro_compare`).
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from urllib.parse import quote_plus
 
 from app import create_app
 from bench import cpu_split, entra, unloaded
@@ -148,11 +157,46 @@ def main(argv: list[str] | None = None) -> None:
         help="the store (postgresql: a throwaway server, as make bench starts; CPU is then "
         "profiled as process time, so waiting on the database does not count)",
     )
+    parser.add_argument(
+        "--filters", action="store_true", help="time searches (FILTERS) instead of Entra's cycle"
+    )
+    parser.add_argument(
+        "--filter-samples",
+        type=int,
+        default=10,
+        help="requests per search (--filters, --compare); the lookups take --samples",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="time the searches on revision REV and on this tree, taking turns",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="turns each side takes (--compare)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.compare:
+        # Imported here: a revision's tree runs this file as --worker, without this module.
+        from bench import micro_compare
+
+        micro_compare.compare(args.compare, args)
+        return
+    with serving(args.backend) as (client, timer):
+        if args.worker:
+            serve_rounds(client, args)
+        elif args.filters:
+            run_filters(client, args.users, args.samples, args.filter_samples)
+        else:
+            run(client, args.users, args.samples, profile=args.profile, timer=timer)
+
+
+@contextmanager
+def serving(backend: str) -> Iterator[tuple[InProcessClient, Callable[[], float] | None]]:
+    """A fresh app on a temporary data directory (and on PostgreSQL a throwaway database),
+    a client holding a token for it, and the timer to profile CPU with."""
     with tempfile.TemporaryDirectory(prefix="proware-app-") as directory, ExitStack() as stack:
         storage = StorageSettings(path=Path(directory) / "data")
         timer = None
-        if args.backend == "postgresql":
+        if backend == "postgresql":
             from bench.database import BenchDatabase  # needs the test helpers' server
 
             database = stack.enter_context(BenchDatabase())
@@ -164,13 +208,26 @@ def main(argv: list[str] | None = None) -> None:
         services = app.extensions["proware"]
         secret, _ = services.tokens.create("bench")
         services.switch.set(True)
-        client = InProcessClient(app.wsgi_app, secret)
         try:
-            run(client, args.users, args.samples, profile=args.profile, timer=timer)
+            yield InProcessClient(app.wsgi_app, secret), timer
         finally:
             # A tree from before the PostgreSQL store has no backend, only its repository.
-            backend = app.extensions.get("proware.backend", services.repository)
-            backend.close()
+            backend_object = app.extensions.get("proware.backend", services.repository)
+            backend_object.close()
+
+
+def create_users(client: InProcessClient, users: int, *, emails: bool = False) -> list[str]:
+    """Create Entra's users 0..users-1 (with a work email each if ``emails``); their ids."""
+    ids = []
+    for index in range(users):
+        body = entra.user_body(index)
+        if emails:
+            body["emails"] = [{"value": body["userName"], "type": "work", "primary": True}]
+        status, payload = client.call("POST", f"{PREFIX}/Users", body)
+        if status != 201:
+            raise SystemExit(f"create {index}: {status} {payload[:300]!r}")
+        ids.append(json.loads(payload)["id"])
+    return ids
 
 
 def run(
@@ -182,12 +239,7 @@ def run(
     timer: Callable[[], float] | None = None,
 ) -> None:
     started = time.perf_counter()
-    ids = []
-    for index in range(users):
-        status, payload = client.call("POST", f"{PREFIX}/Users", entra.user_body(index))
-        if status != 201:
-            raise SystemExit(f"create {index}: {status} {payload[:300]!r}")
-        ids.append(json.loads(payload)["id"])
+    ids = create_users(client, users)
     _, payload = client.call("POST", f"{PREFIX}/Groups", entra.group_body(0))
     group = f"{PREFIX}/Groups/{json.loads(payload)['id']}"
     members = ids[: min(users, 10_000)]
@@ -254,6 +306,77 @@ def run(
             ]
         seconds = cpu_split.profile(functools.partial(send, client, requests), timer)
         print(cpu_split.row(label, cpu_ms, seconds))
+
+
+# -- searches ------------------------------------------------------------------------------
+
+# A dateTime finer than the stored milliseconds: the store cannot compare it as text
+# (scim.queries), so an or with this term leaves the whole filter to the SCIM matcher, which
+# then tests every user, on either store. A client sending Python's isoformat() does this.
+PYTHON_ONLY = 'meta.lastModified lt "2000-01-01T00:00:00.000001Z"'
+
+
+def _titles(count: int) -> str:
+    return " or ".join(f'title co "zz{k}"' for k in range(count))
+
+
+# (label, filter): none matches a bench user, so the time is the search, not the page.
+FILTERS: list[tuple[str, str]] = [
+    ("8 x title co, or", _titles(8)),
+    ("8 x title co, or; matcher", f"{_titles(7)} or {PYTHON_ONLY}"),
+    ("32 x title co, or", _titles(32)),
+    ("32 x title co, or; matcher", f"{_titles(31)} or {PYTHON_ONLY}"),
+    ("emails[type and value ew]", 'emails[type eq "work" and value ew "@example.com"]'),
+    (
+        "emails[type and value ew]; matcher",
+        f'emails[type eq "work" and value ew "@example.com"] or {PYTHON_ONLY}',
+    ),
+    ("name.familyName sw", 'name.familyName sw "A"'),
+    ("name.familyName sw; matcher", f'name.familyName sw "A" or {PYTHON_ONLY}'),
+]
+LOOKUP = "matching lookup (userName eq)"
+
+
+def filter_requests(users: int, samples: int, filter_samples: int) -> list[tuple[str, list]]:
+    """Entra's matching lookup (``samples`` users, exact and indexed), then each of
+    :data:`FILTERS` ``filter_samples`` times."""
+    lookups = [
+        ("GET", entra.user_filter_target(entra.user_name(index * 7919 % users)), None, 200)
+        for index in range(samples)
+    ]
+    return [(LOOKUP, lookups)] + [
+        (label, [("GET", f"{PREFIX}/Users?filter={quote_plus(text)}", None, 200)] * filter_samples)
+        for label, text in FILTERS
+    ]
+
+
+def run_filters(client: InProcessClient, users: int, samples: int, filter_samples: int) -> None:
+    started = time.perf_counter()
+    create_users(client, users, emails=True)
+    print(
+        f"== {users:,} users with an email each (filled in {time.perf_counter() - started:.1f} s)"
+    )
+    for label, requests in filter_requests(users, samples, filter_samples):
+        figures, _ = timed(client, requests)
+        print(f"  {label:<36}{figures}")
+
+
+def serve_rounds(client: InProcessClient, args: argparse.Namespace) -> None:
+    """A side of ``--compare``: fill, then for each "round" line on stdin time every search
+    and answer one line of JSON, {label: {"ms": [latency, ...], "cpu_s": CPU seconds}};
+    protocol lines start with "@@"."""
+    create_users(client, args.users, emails=True)
+    cases = filter_requests(args.users, args.samples, args.filter_samples)
+    print("@@ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "round":
+            break
+        figures = {}
+        for label, requests in cases:
+            cpu = time.process_time()
+            latencies = send(client, requests)
+            figures[label] = {"ms": latencies, "cpu_s": time.process_time() - cpu}
+        print("@@" + json.dumps(figures), flush=True)
 
 
 if __name__ == "__main__":

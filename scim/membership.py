@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from scim import constants, errors
 from scim.activity import ADD_MEMBER, REMOVE_MEMBER
 from scim.definitions import GROUP_RESOURCE
-from scim.filter import matches_element
+from scim.filter import element_matcher
 from scim.patch import MemberChange
 from scim.presentation import MEMBER_DISPLAYS, member_objects
 from storage.repository import Reader, Transaction
@@ -181,11 +181,11 @@ def apply_member_changes(
             assert change.filter is not None
             members_attribute = GROUP_RESOURCE.schema.attribute("members")
             assert members_attribute is not None
-            doomed = [
-                member["value"]
-                for member in member_objects(tx, tx.members(group_id), base_url, after)
-                if matches_element(change.filter, member, members_attribute)
-            ]
+            members = member_objects(tx, tx.members(group_id), base_url, after)
+            doomed = []
+            if members:  # the filter is checked where there is a member to test, as ever
+                matches = element_matcher(change.filter, members_attribute)
+                doomed = [member["value"] for member in members if matches(member)]
             removed += _forget(after, tx.remove_members(group_id, doomed))
     operations = ([ADD_MEMBER] if added else []) + ([REMOVE_MEMBER] if removed else [])
     return MemberOutcome(operations, skipped, after if after != displays else None)

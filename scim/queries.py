@@ -26,7 +26,7 @@ from datetime import datetime
 from scim import definitions
 from scim.definitions import AttributeDef, ResourceTypeDef
 from scim.filter import And, Compare, Filter, Not, Or, Present, ValuePathFilter
-from scim.filter.evaluate import as_boolean
+from scim.filter.compare import as_boolean
 from scim.filter.tree import operands, render_value
 from scim.paths import AttrPath, Resolved, resolve
 from storage import query as store

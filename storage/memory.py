@@ -15,11 +15,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from itertools import islice
 
 from storage.errors import Conflict, NotFound, VersionMismatch
-from storage.query import Found, Query, answer_in_python, predicate
+from storage.query import Found, Query, answer_in_python
 from storage.repository import Clock, CommitListener, CompactionHook, IdFactory, Index
 from storage.state import Key, MemberList, State, append, discard
 from storage.values import clone, new_hex_id, timestamp, utcnow, version_number, version_tag
@@ -388,13 +387,9 @@ class MemoryRepository(_Reads):
                 return Found([], len(table))  # islice refuses offsets past sys.maxsize
             end = None if query.limit is None else query.offset + query.limit
             return Found(list(islice(table.values(), query.offset, end)), len(table))
-        if query.where is not None and query.exact:
-            # An exact condition accepts exactly what ``matches`` accepts (the property
-            # tests/test_queries.py checks), and is tested several times faster than the
-            # SCIM matcher, which resolves each path against the schema for every document:
-            # the control panel's search of 50,000 users took 2.1 s, its count of the
-            # disabled ones 0.3 s.
-            query = replace(query, matches=predicate(query.where))
+        # ``matches`` rather than ``where``, even where that is exact: the service's is the
+        # SCIM filter compiled once (scim.filter.matcher), which tested 10,000 users 1.1-1.7x
+        # faster than ``where`` compiled by storage.query.predicate.
         return answer_in_python(table.values(), query)
 
     def close(self) -> None:

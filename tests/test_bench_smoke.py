@@ -237,6 +237,40 @@ def test_the_profile_mode_splits_each_request_kind_by_layer(
     assert int(lookup.split("ms", 1)[1].split()[flask].rstrip("%")) > 0
 
 
+def test_the_search_mode_times_each_filter_beside_the_matching_lookup(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``app_micro --filters``: a row per search, every one answered 200."""
+    from bench import app_micro
+
+    app_micro.main(["--filters", "--users", "30", "--samples", "5", "--filter-samples", "2"])
+
+    output = capsys.readouterr().out
+    assert "== 30 users with an email each" in output
+    for label in [app_micro.LOOKUP, *(label for label, _ in app_micro.FILTERS)]:
+        (line,) = [row for row in output.splitlines() if row.strip().startswith(f"{label}  ")]
+        assert "p50" in line and "CPU" in line
+
+
+def test_the_search_comparison_takes_turns_and_leaves_no_worktree_behind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``app_micro --compare HEAD``: HEAD's app and this tree's, each with a row per search."""
+    from bench import app_micro
+
+    argv = ["--compare", "HEAD", "--users", "30", "--samples", "4", "--filter-samples", "1"]
+    app_micro.main([*argv, "--rounds", "2"])
+
+    output = capsys.readouterr().out
+    assert "before: HEAD (" in output and "2 rounds, alternating" in output
+    for label in [app_micro.LOOKUP, *(label for label, _ in app_micro.FILTERS)]:
+        (line,) = [row for row in output.splitlines() if row.strip().startswith(f"{label}  ")]
+        figures = line.strip()[len(label) :].split()
+        # p50 / p90 before and after, their change, CPU before and after, its change
+        assert len(figures) == 10 and figures[6].endswith("x") and figures[9].endswith("x")
+    assert not _bench_worktrees()
+
+
 def test_cpu_split_charges_builtins_and_shared_helpers_to_their_callers() -> None:
     """An fsync called through the control file from the journal counts for the store; one
     called through it from the token check counts for auth."""
@@ -371,13 +405,18 @@ def test_compare_judges_startup_and_memory_against_before(compare_run: tuple[str
 
 
 def test_compare_leaves_no_worktree_behind(compare_run: tuple[str, dict]) -> None:
+    assert not _bench_worktrees()
+
+
+def _bench_worktrees() -> list[str]:
+    """The revisions' checkouts git still lists (bench.checkout adds and removes them)."""
     listed = subprocess.run(
         ["git", "-C", str(REPO), "worktree", "list", "--porcelain"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    assert "proware-bench-rev-" not in listed
+    return [line for line in listed.splitlines() if "proware-bench-rev-" in line]
 
 
 def test_a_worktree_is_removed_when_the_block_ends() -> None:

@@ -29,6 +29,7 @@ from scim.filter import (
     Or,
     Present,
     ValuePathFilter,
+    element_matcher,
     equality_terms,
     matcher,
     matches,
@@ -710,7 +711,7 @@ def test_number_and_binary_misuse_is_invalid_filter(text: str, detail: str) -> N
         validate(parse_filter(text), _measured_resource())
 
 
-# -- matches_element ---------------------------------------------------------------------------
+# -- matches_element, element_matcher --------------------------------------------------------------
 
 EMAILS = USER_SCHEMA.attribute("emails")
 WORK_EMAIL = {"value": "Ann@Example.com", "type": "work", "primary": True}
@@ -746,6 +747,16 @@ def test_matches_element_refuses_what_the_sub_attribute_type_does_not_allow() ->
     assert EMAILS is not None
     with pytest.raises(InvalidFilter, match="a boolean compares with eq or ne only"):
         matches_element(parse_filter("primary gt true"), {}, EMAILS)
+
+
+def test_element_matcher_checks_the_filter_once_before_any_element() -> None:
+    """The test a PATCH or a member removal builds once for all the elements it scans."""
+    assert EMAILS is not None
+    with pytest.raises(InvalidFilter, match="a boolean compares with eq or ne only"):
+        element_matcher(parse_filter("primary gt true"), EMAILS)
+    work = element_matcher(parse_filter('type eq "work" and value ew "@example.com"'), EMAILS)
+    home = {"value": "ann@example.com", "type": "home"}
+    assert [work(element) for element in (WORK_EMAIL, home, {})] == [True, False, False]
 
 
 # -- equality_terms ----------------------------------------------------------------------------

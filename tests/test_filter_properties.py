@@ -1,4 +1,5 @@
-"""Property tests: parsers raise only SCIM errors; rendering round-trips and keeps meaning."""
+"""Property tests: parsers raise only SCIM errors; rendering round-trips and keeps meaning;
+a compiled matcher composes as the grammar says."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from scim.filter import (
     Or,
     Present,
     ValuePathFilter,
+    element_matcher,
+    matcher,
     matches,
+    matches_element,
     parse_filter,
 )
 from scim.patch.path import PatchPath, parse_patch_path
-from scim.paths import AttrPath, parse_attr_path, split_urn
+from scim.paths import AttrPath, parse_attr_path, resolve, split_urn, values_reader
 
 # Modest example counts keep the suite fast; no example database is written into the tree.
 PROPERTY = settings(max_examples=300, deadline=None, database=None)
@@ -207,3 +211,79 @@ def _outcome(tree: Filter, user: dict) -> bool | str:
 def test_rendering_keeps_the_meaning(tree: Filter, user: dict) -> None:
     """Precedence and grouping survive render+parse: both trees agree on every document."""
     assert _outcome(parse_filter(str(tree)), user) == _outcome(tree, user)
+
+
+# -- the compiled matcher composes as the grammar says -----------------------------------------
+
+# Documents a client never sends but a matcher must still answer for: keys in another case,
+# lists and objects where a single string belongs, numbers and Entra's "True" strings.
+odd_values = st.recursive(
+    st.one_of(words, st.booleans(), st.none(), st.integers(-2, 2), st.just("True")),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["value", "VALUE", "type", "primary"]), inner, max_size=3),
+    ),
+    max_leaves=5,
+)
+odd_users = st.dictionaries(
+    st.sampled_from(["userName", "USERNAME", "title", "emails", "Emails", "name", "active"]),
+    odd_values,
+    max_size=5,
+)
+documents = st.one_of(users, odd_users)
+EMAILS = AttrPath(None, "emails")
+email_leaves = st.one_of(
+    st.builds(Present, st.sampled_from(["value", "type", "primary"]).map(parse_attr_path)),
+    st.builds(
+        Compare,
+        st.sampled_from(["value", "type", "primary", "display"]).map(parse_attr_path),
+        st.sampled_from(sorted(COMPARE_OPERATORS)),
+        st.one_of(words, st.booleans(), st.none(), st.just(1)),
+    ),
+)
+
+
+@PROPERTY
+@given(_trees(user_leaves), _trees(user_leaves), documents)
+def test_a_compiled_matcher_composes_as_the_connectives_say(
+    left: Filter, right: Filter, user: dict
+) -> None:
+    """``and``, ``or`` and ``not`` of two filters answer as Python's of each one's answer."""
+    first, second = _outcome(left, user), _outcome(right, user)
+    if "invalid" in (first, second):
+        return
+    assert _outcome(And(left, right), user) == (first and second)
+    assert _outcome(Or(left, right), user) == (first or second)
+    assert _outcome(Not(left), user) == (not first)
+
+
+@PROPERTY
+@given(_trees(email_leaves), documents)
+def test_a_value_path_matches_when_some_element_does(expr: Filter, user: dict) -> None:
+    """``emails[expr]`` holds when ``expr`` holds for one of the objects among the emails."""
+    resolved = resolve(EMAILS, USER_RESOURCE)
+    assert resolved is not None
+    try:
+        element_test = element_matcher(expr, resolved.attribute)
+    except InvalidFilter:
+        return
+    elements = [e for e in values_reader(resolved)(user) if isinstance(e, dict)]
+    expected = any(element_test(element) for element in elements)
+    assert matcher(ValuePathFilter(EMAILS, expr), USER_RESOURCE)(user) is expected
+    assert all(
+        matches_element(expr, element, resolved.attribute) is element_test(element)
+        for element in elements
+    )
+
+
+@PROPERTY
+@given(_trees(user_leaves), st.lists(documents, min_size=2, max_size=5))
+def test_a_matcher_built_once_answers_each_document_as_a_fresh_one(
+    tree: Filter, batch: list[dict]
+) -> None:
+    """Nothing read from one document is kept for the next (the service tests thousands)."""
+    try:
+        test = matcher(tree, USER_RESOURCE)
+    except InvalidFilter:
+        return
+    assert [test(user) for user in batch] == [matches(tree, user, USER_RESOURCE) for user in batch]

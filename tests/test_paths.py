@@ -18,10 +18,10 @@ from scim.filter import And, Compare
 from scim.patch.path import PatchPath, parse_patch_path
 from scim.paths import (
     AttrPath,
-    get_values,
     parse_attr_path,
     resolve,
     split_urn,
+    values_reader,
 )
 
 ENTERPRISE = constants.ENTERPRISE_USER
@@ -310,13 +310,13 @@ def test_split_urn_prefers_the_longest_schema_urn() -> None:
     assert split_urn("urn:example:Thing:extra", resource) == ("urn:example:Thing", "extra")
 
 
-# -- get_values --------------------------------------------------------------------------------
+# -- values_reader -----------------------------------------------------------------------------
 
 
 def _values(document: dict, text: str) -> list:
     resolved = resolve(parse_attr_path(text), USER_RESOURCE)
     assert resolved is not None
-    return get_values(document, resolved)
+    return values_reader(resolved)(document)
 
 
 @pytest.mark.parametrize(
@@ -337,31 +337,33 @@ def _values(document: dict, text: str) -> list:
         pytest.param("meta.lastModified", ["2011-05-13T04:42:34Z"], id="common-meta"),
     ],
 )
-def test_get_values_flattens_every_value_at_the_path(user: dict, text: str, expected: list) -> None:
+def test_values_reader_flattens_every_value_at_the_path(
+    user: dict, text: str, expected: list
+) -> None:
     assert _values(user, text) == expected
 
 
-def test_get_values_of_multi_valued_complex_gives_the_elements(user: dict) -> None:
+def test_values_reader_of_multi_valued_complex_gives_the_elements(user: dict) -> None:
     assert _values(user, "emails") == user["emails"]
 
 
-def test_get_values_without_the_extension_object_is_empty(user: dict) -> None:
+def test_values_reader_without_the_extension_object_is_empty(user: dict) -> None:
     del user[ENTERPRISE]
     assert _values(user, f"{ENTERPRISE}:department") == []
 
 
-def test_get_values_reads_keys_in_any_case() -> None:
+def test_values_reader_reads_keys_in_any_case() -> None:
     """Documents are canonical, but one written with other casing still reads (RFC 7643 §2.1)."""
     document = {"Name": {"GivenName": "Ann"}, ENTERPRISE.upper(): {"Department": "Ops"}}
     assert _values(document, "name.givenName") == ["Ann"]
     assert _values(document, f"{ENTERPRISE}:department") == ["Ops"]
 
 
-def test_get_values_accepts_a_single_object_for_a_multi_valued_attribute() -> None:
+def test_values_reader_accepts_a_single_object_for_a_multi_valued_attribute() -> None:
     assert _values({"emails": {"value": "a@x"}}, "emails.value") == ["a@x"]
 
 
-def test_get_values_skips_malformed_elements_and_flattens_lists() -> None:
+def test_values_reader_skips_malformed_elements_and_flattens_lists() -> None:
     document = {"emails": ["a@x", None, {"value": ["b@x", None]}, {"value": "c@x"}]}
     assert _values(document, "emails.value") == ["b@x", "c@x"]
     assert _values(document, "emails") == ["a@x", {"value": ["b@x", None]}, {"value": "c@x"}]

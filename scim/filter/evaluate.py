@@ -1,82 +1,58 @@
 """Evaluating SCIM filters (RFC 7644 §3.4.2.2) against documents.
 
-Test documents with :func:`matches` (or a :func:`matcher` built once) a tree from
-:func:`scim.filter.parser.parse_filter`. Attribute paths are
-resolved by :mod:`scim.paths`; a path naming no attribute matches nothing and is not an error.
-Comparisons follow the attribute's definition: strings fold with ``str.casefold`` unless
-caseExact, dateTimes compare chronologically, booleans only with eq/ne.
+:func:`matcher` compiles a tree from :func:`scim.filter.parser.parse_filter` into one test of
+a document, built of closures: each path is resolved (by :mod:`scim.paths`) and each
+comparison typed (by :mod:`scim.filter.compare`) once, when the filter is compiled, and
+only the values are read per document, as :func:`storage.query.predicate` does for the
+store's conditions. A path naming no attribute matches nothing and is not an error.
 """
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from scim.definitions import (
-    BINARY,
-    BOOLEAN,
     COMPLEX,
-    DATETIME,
-    DECIMAL,
-    INTEGER,
     NEVER,
     STRING,
     AttributeDef,
     ResourceTypeDef,
 )
 from scim.errors import InvalidFilter
+from scim.filter.compare import comparison, is_present
 from scim.filter.tree import (
     And,
     Compare,
-    CompareValue,
     Filter,
     Not,
     Or,
     Present,
     ValuePathFilter,
     operands,
-    render_value,
 )
-from scim.paths import AttrPath, Resolved, get_values, lookup, resolve
+from scim.paths import AttrPath, Resolved, lookup, resolve, values_reader
 
 # The top-level single-valued strings the service can look up by index (entra-provisioning.md
 # A1, A2, A10: Entra matches on userName, externalId, group displayName; GET by id).
 INDEXABLE_ATTRIBUTES = frozenset({"id", "externalId", "userName", "displayName"})
 
-_EQUALITY: dict[str, Callable[[Any, Any], bool]] = {"eq": operator.eq, "ne": operator.ne}
-_ORDERING: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": operator.gt,
-    "ge": operator.ge,
-    "lt": operator.lt,
-    "le": operator.le,
-}
-_SUBSTRING: dict[str, Callable[[str, str], bool]] = {
-    "co": lambda actual, expected: expected in actual,
-    "sw": str.startswith,
-    "ew": str.endswith,
-}
-_STRING_OPERATORS: dict[str, Callable] = {**_EQUALITY, **_ORDERING, **_SUBSTRING}
-
-ValueTest = Callable[[list], bool]
+DocumentTest = Callable[[dict], bool]
 
 
 class _Scope(Protocol):
-    """Where paths are resolved: a whole document, or one element inside ``attr[...]``."""
+    """Where paths are resolved: a resource's documents, or the elements inside ``attr[...]``."""
 
     def definition(self, path: AttrPath) -> AttributeDef | None: ...  # None: names nothing
     def never_returned(self, path: AttrPath) -> bool: ...  # returned "never" (RFC 7643 §7)
-    def values(self, path: AttrPath) -> list: ...  # flattened, nulls left out
+    def reader(self, path: AttrPath) -> Callable[[dict], list]: ...  # flattened, nulls left out
     def value_path_attribute(self, path: AttrPath) -> AttributeDef | None: ...  # for path[...]
-    def elements(self, path: AttrPath) -> list: ...  # the element dicts of that attribute
 
 
 class _DocumentScope:
     """Paths relative to a resource document (RFC 7644 §3.4.2.2)."""
 
-    def __init__(self, document: dict, resource: ResourceTypeDef) -> None:
-        self.document = document
+    def __init__(self, resource: ResourceTypeDef) -> None:
         self.resource = resource
         self._resolved: dict[AttrPath, Resolved | None] = {}
 
@@ -93,9 +69,10 @@ class _DocumentScope:
         resolved = self.resolve(path)
         return resolved is not None and resolved.never_returned
 
-    def values(self, path: AttrPath) -> list:
+    def reader(self, path: AttrPath) -> Callable[[dict], list]:
         resolved = self.resolve(path)
-        return [] if resolved is None else get_values(self.document, resolved)
+        assert resolved is not None, "read only what resolves"
+        return values_reader(resolved)
 
     def value_path_attribute(self, path: AttrPath) -> AttributeDef | None:
         resolved = self.resolve(path)
@@ -107,15 +84,11 @@ class _DocumentScope:
             )
         return resolved.definition
 
-    def elements(self, path: AttrPath) -> list:
-        return [element for element in self.values(path) if isinstance(element, dict)]
-
 
 class _ElementScope:
     """Paths relative to one element of a multi-valued complex attribute (``type``, ``value``)."""
 
-    def __init__(self, element: dict, attribute: AttributeDef) -> None:
-        self.element = element
+    def __init__(self, attribute: AttributeDef) -> None:
         self.attribute = attribute
 
     def definition(self, path: AttrPath) -> AttributeDef | None:
@@ -127,67 +100,81 @@ class _ElementScope:
         definition = self.definition(path)
         return definition is not None and definition.returned == NEVER
 
-    def values(self, path: AttrPath) -> list:
+    def reader(self, path: AttrPath) -> Callable[[dict], list]:
         definition = self.definition(path)
-        value = None if definition is None else lookup(self.element, definition.name)
-        if isinstance(value, list):
-            return [item for item in value if item is not None]
-        return [] if value is None else [value]
+        assert definition is not None, "read only what resolves"
+        name = definition.name
+
+        def values(element: dict) -> list:
+            value = lookup(element, name)
+            if isinstance(value, list):
+                return [item for item in value if item is not None]
+            return [] if value is None else [value]
+
+        return values
 
     def value_path_attribute(self, path: AttrPath) -> AttributeDef | None:
         return None  # the grammar has no value path inside a value path
-
-    def elements(self, path: AttrPath) -> list:
-        return []
 
 
 def matches(expr: Filter, document: dict, resource: ResourceTypeDef) -> bool:
     """Whether ``document``, a resource of type ``resource``, satisfies ``expr``.
 
+    To test many documents, build the test once with :func:`matcher`.
+
     :raises InvalidFilter: the filter compares in a way the attribute's type does not allow
         (e.g. ``active gt true``), or a dateTime value does not parse; raised whatever the
         document holds, see :func:`validate`.
     """
-    scope = _DocumentScope(document, resource)
-    _check(expr, scope)
-    return _evaluate(expr, scope)
+    return matcher(expr, resource)(document)
 
 
-def matcher(expr: Filter, resource: ResourceTypeDef) -> Callable[[dict], bool]:
-    """A predicate for ``expr`` over documents of ``resource``, type-checked once, here.
+def matcher(expr: Filter, resource: ResourceTypeDef) -> DocumentTest:
+    """A predicate for ``expr`` over documents of ``resource``, checked and built once, here.
 
-    For filtering many documents: :func:`matches` checks the whole filter again for every
-    document, which at 50,000 users is 50,000 identical checks.
+    Paths are resolved, operands converted and comparisons chosen now, not for every
+    document: walking the tree per document cost 2.4 s for 32 or-ed comparisons over
+    10,000 users.
 
     :raises InvalidFilter: as :func:`validate`, before any document is looked at.
     """
-    validate(expr, resource)
-    return lambda document: _evaluate(expr, _DocumentScope(document, resource))
+    scope = _DocumentScope(resource)
+    _check(expr, scope)
+    return _compile(expr, scope)
 
 
 def matches_element(expr: Filter, element: dict, attribute: AttributeDef) -> bool:
     """Whether one element of the multi-valued complex ``attribute`` satisfies ``expr``.
 
     Paths in ``expr`` are relative to the element (``type eq "work"``), as inside
-    ``emails[...]`` in a filter or a PATCH path (RFC 7644 §3.5.2).
+    ``emails[...]`` in a filter or a PATCH path (RFC 7644 §3.5.2). To test many elements,
+    build the test once with :func:`element_matcher`.
 
     :raises InvalidFilter: as :func:`matches`.
     """
-    scope = _ElementScope(element, attribute)
+    return element_matcher(expr, attribute)(element)
+
+
+def element_matcher(expr: Filter, attribute: AttributeDef) -> DocumentTest:
+    """A predicate for ``expr`` over the elements of ``attribute``, as :func:`matcher`.
+
+    :raises InvalidFilter: as :func:`matches`.
+    """
+    scope = _ElementScope(attribute)
     _check(expr, scope)
-    return _evaluate(expr, scope)
+    return _compile(expr, scope)
 
 
 def validate(expr: Filter, resource: ResourceTypeDef) -> None:
     """Raise InvalidFilter if ``expr`` cannot be evaluated for ``resource``, whatever the data.
 
-    :func:`matches` calls this itself; call it once up front so that a filter such as
+    :func:`matcher` calls this itself; call it once up front so that a filter such as
     ``active gt true`` is refused even when no document is there to test.
 
     :raises InvalidFilter: a comparison the attribute's type does not allow, or an attribute
         that is never returned.
     """
-    _check(expr, _DocumentScope({}, resource))
+    _check(expr, _DocumentScope(resource))
 
 
 def _check(expr: Filter, scope: _Scope) -> None:
@@ -212,151 +199,63 @@ def _check(expr: Filter, scope: _Scope) -> None:
         if isinstance(node, ValuePathFilter):
             attribute = current.value_path_attribute(node.path)
             if attribute is not None:
-                stack.append((node.expr, _ElementScope({}, attribute)))
+                stack.append((node.expr, _ElementScope(attribute)))
         elif isinstance(node, Compare):
             definition = current.definition(node.path)
             if definition is not None:
-                _comparison(node, definition)
+                comparison(node, definition)
 
 
-def _evaluate(expr: Filter, scope: _Scope) -> bool:
-    """Evaluate a checked ``expr`` in ``scope``; and/or chains are walked without recursion."""
+def _compile(expr: Filter, scope: _Scope) -> DocumentTest:
+    """A test of one document (or element) for a checked ``expr``. An and/or chain becomes
+    one loop over its terms; nesting recurses as deep as the parser's balanced trees go."""
     if isinstance(expr, And | Or):
-        terms = operands(expr)
-        if isinstance(expr, And):
-            return all(_evaluate(term, scope) for term in terms)
-        return any(_evaluate(term, scope) for term in terms)
+        terms = [_compile(term, scope) for term in operands(expr)]
+        return _every(terms) if isinstance(expr, And) else _some(terms)
     if isinstance(expr, Not):
-        return not _evaluate(expr.expr, scope)
+        negated = _compile(expr.expr, scope)
+        return lambda document: not negated(document)
     if isinstance(expr, ValuePathFilter):
         attribute = scope.value_path_attribute(expr.path)
         if attribute is None:
-            return False
-        return any(
-            _evaluate(expr.expr, _ElementScope(element, attribute))
-            for element in scope.elements(expr.path)
+            return _nothing
+        elements = scope.reader(expr.path)
+        inner = _compile(expr.expr, _ElementScope(attribute))
+        return lambda document: any(
+            inner(element) for element in elements(document) if isinstance(element, dict)
         )
     definition = scope.definition(expr.path)
     if definition is None:
-        return False  # an unknown attribute matches nothing, even with pr or ne
+        return _nothing  # an unknown attribute matches nothing, even with pr or ne
+    values = scope.reader(expr.path)
     if isinstance(expr, Present):
-        return any(_is_present(value) for value in scope.values(expr.path))
-    return _comparison(expr, definition)(scope.values(expr.path))
+        return lambda document: any(is_present(value) for value in values(document))
+    test = comparison(expr, definition)
+    return lambda document: test(values(document))
 
 
-def _is_present(value: object) -> bool:
-    """RFC 7644 §3.4.2.2 ``pr``: a value that is not null, "", [] or an all-empty object."""
-    if isinstance(value, dict):
-        return any(item not in (None, "", [], {}) for item in value.values())
-    return value not in (None, "", [])
+def _every(terms: list[DocumentTest]) -> DocumentTest:
+    def every(document: dict) -> bool:
+        for term in terms:
+            if not term(document):
+                return False
+        return True
+
+    return every
 
 
-def _comparison(node: Compare, definition: AttributeDef) -> ValueTest:
-    """A test over the values at ``node.path``, typed by ``definition``.
+def _some(terms: list[DocumentTest]) -> DocumentTest:
+    def some(document: dict) -> bool:
+        for term in terms:
+            if term(document):
+                return True
+        return False
 
-    Multi-valued attributes match if any value matches (RFC 7644 §3.4.2.2). ``ne`` also
-    matches when there is no value, since nothing is then equal to the operand; ``eq null``
-    means "no value" and ``ne null`` "some value" (null is unassigned, RFC 7643 §2.5).
-
-    :raises InvalidFilter: the operator or operand does not fit the attribute's type.
-    """
-    op, where = node.op, f"'{node.path} {node.op}'"
-    if definition.type == COMPLEX:
-        # `emails co "@x"` compares each element's "value" (RFC 7644 §3.4.2.2 Figure 2).
-        value_definition = definition.sub_attribute("value")
-        if value_definition is None or op in _ORDERING:
-            names = ", ".join(f"'{node.path}.{sub.name}'" for sub in definition.sub_attributes[:2])
-            raise InvalidFilter(
-                f"filter: {where} compares the complex attribute '{node.path}'; "
-                f"compare one of its sub-attributes instead, e.g. {names}"
-            )
-        inner = _comparison(node, value_definition)
-        return lambda values: inner(
-            [
-                value
-                for element in values
-                if isinstance(element, dict) and (value := lookup(element, "value")) is not None
-            ]
-        )
-    if node.value is None:
-        if op not in _EQUALITY:
-            raise InvalidFilter(f"filter: {where} null: null compares with eq or ne only")
-        wanted = op == "ne"
-        return lambda values: any(_is_present(value) for value in values) == wanted
-    test = _value_test(op, node.value, definition, where)
-    if op == "ne":
-        return lambda values: not values or any(test(value) for value in values)
-    return lambda values: any(test(value) for value in values)
+    return some
 
 
-def _value_test(
-    op: str, operand: CompareValue, definition: AttributeDef, where: str
-) -> Callable[[object], bool]:
-    """A test of one stored value against ``operand``, for the attribute's type."""
-    kind = definition.type
-    if kind == BOOLEAN:
-        if op not in _EQUALITY:
-            raise InvalidFilter(f"filter: {where}: a boolean compares with eq or ne only")
-        expected = as_boolean(operand)
-        if expected is None:
-            raise InvalidFilter(f"filter: {where} {render_value(operand)}: expected true or false")
-        same = _EQUALITY[op]
-        return lambda value: (actual := as_boolean(value)) is not None and same(actual, expected)
-    if kind in (INTEGER, DECIMAL):
-        if op in _SUBSTRING or not _is_number(operand):
-            raise InvalidFilter(f"filter: {where} {render_value(operand)}: expected a number")
-        numeric = {**_EQUALITY, **_ORDERING}[op]
-        return lambda value: _is_number(value) and numeric(value, operand)
-    if kind == DATETIME and op not in _SUBSTRING:
-        moment = _as_datetime(operand)
-        if moment is None:
-            raise InvalidFilter(
-                f"filter: {where} {render_value(operand)}: expected an RFC 3339 dateTime "
-                f'such as "2011-05-13T04:42:34Z"'
-            )
-        chronological = {**_EQUALITY, **_ORDERING}[op]
-        return lambda value: (
-            (actual := _as_datetime(value)) is not None and chronological(actual, moment)
-        )
-    if kind == BINARY and op in _ORDERING:
-        raise InvalidFilter(f"filter: {where}: binary values cannot be ordered")
-    # Strings and references; also dateTimes under co/sw/ew, compared as text.
-    fold = _identity if definition.case_exact and kind != DATETIME else str.casefold
-    # A number or boolean operand compares as its JSON text (a bare `employeeNumber eq 42`).
-    expected_text = fold(operand if isinstance(operand, str) else render_value(operand))
-    textual = _STRING_OPERATORS[op]
-    return lambda value: isinstance(value, str) and textual(fold(value), expected_text)
-
-
-def _identity(text: str) -> str:
-    return text
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def as_boolean(value: object) -> bool | None:
-    """A boolean, or the strings "true"/"false" in any case (Entra Q2, Q15); else None."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.casefold() in ("true", "false"):
-        return value.casefold() == "true"
-    return None
-
-
-def _as_datetime(value: object) -> datetime | None:
-    """An aware datetime from ISO 8601 text ("Z" or an offset; none means UTC), else None."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def _nothing(document: dict) -> bool:
+    return False
 
 
 def equality_terms(expr: Filter, resource: ResourceTypeDef) -> list[tuple[str, str]]:

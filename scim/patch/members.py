@@ -27,7 +27,7 @@ class MemberChange:
     """A change to a group's members, for the service to apply to the membership relation.
 
     ``action`` is "add", "remove", "replace" (with ``ids``), "clear", or "remove_matching"
-    (with ``filter``, evaluated with :func:`scim.filter.matches_element` over member dicts).
+    (with ``filter``, evaluated with :func:`scim.filter.element_matcher` over member dicts).
     """
 
     action: str

@@ -26,7 +26,7 @@ from scim.patch.values import (
     complex_value,
     covered,
     dict_at,
-    element_matches,
+    element_test,
     frozen,
     json_kind,
     list_at,
@@ -277,7 +277,8 @@ class _Patcher:
         if value_filter is not None:
             elements = list_at(container, attribute.name)
             self._compare(len(elements), attribute.name)
-            matched = [e for e in elements if element_matches(value_filter, e, attribute)]
+            matches = element_test(value_filter, attribute)
+            matched = [e for e in elements if matches(e)]
             if not matched:
                 # Entra Q4: a filtered write with no match creates the element, so several
                 # ops with the same filter land in one element.
@@ -346,11 +347,8 @@ class _Patcher:
         if value_filter is not None or (sub is not None and attribute.multi_valued):
             elements = current if isinstance(current, list) else []
             self._compare(len(elements), attribute.name)
-            targets = [
-                e
-                for e in elements
-                if value_filter is None or element_matches(value_filter, e, attribute)
-            ]
+            matches = None if value_filter is None else element_test(value_filter, attribute)
+            targets = [e for e in elements if matches is None or matches(e)]
             if sub is not None:
                 for element in targets:
                     if isinstance(element, dict):
