@@ -430,6 +430,13 @@ def settle(connection: psycopg.Connection) -> None:
 
     A statement whose result was not read (an UPDATE) keeps its own error until here, or
     until ``COMMIT``. Outside :meth:`Database.transaction` this does nothing.
+
+    Not bounded: a freeze between sending a statement and the Sync that follows (the query
+    goes out at ``execute``, the Sync here), or between sending a write and the next read or
+    ``COMMIT``. Stopping a server at random moments of Entra-like PATCHes, about a fifth of
+    the stops that caught a transaction holding locks were there. Closing them needs the
+    Sync sent with each statement, which psycopg offers no public way to do, or PostgreSQL
+    17's ``transaction_timeout``.
     """
     pipeline = _pipelines.get(connection)
     if pipeline is not None:
