@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -459,3 +460,48 @@ def test_the_sessions_compile_no_statement_just_in_time(dsn: str) -> None:
             assert connection.execute("SHOW jit").fetchone() == ("off",)
     finally:
         database.close()
+
+
+# -- a frozen process -----------------------------------------------------------------------
+
+
+def wait_until_unlocked(dsn: str, id: str) -> None:
+    """Return once nobody holds a lock on the document's row (a bounded wait)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(dsn, autocommit=True) as monitor:
+        while time.monotonic() < deadline:
+            try:
+                with monitor.transaction():
+                    monitor.execute("SELECT FROM resources WHERE id = %s FOR UPDATE NOWAIT", (id,))
+                return
+            except psycopg.errors.LockNotAvailable:
+                time.sleep(0.05)
+    raise AssertionError(f"the row of {id!r} stayed locked")
+
+
+def test_a_transaction_whose_process_froze_lets_go_of_its_locks_after_the_idle_timeout(
+    dsn: str,
+) -> None:
+    """A process frozen mid-transaction (SIGSTOP, a paused VM) no longer blocks every other
+    process's writes to the rows it locked for as long as it stays frozen: once the server
+    has waited ``idle_timeout`` for it, the session ends and the locks go. The frozen
+    transaction commits nothing, and its process carries on with a new connection."""
+    frozen = PostgresRepository(Database(dsn, idle_timeout=1), INDEXES)
+    other = PostgresRepository(Database(dsn, lock_timeout=1), INDEXES)
+    try:
+        ann = insert(other, "User", user("ann"))
+        with pytest.raises(Unavailable), frozen.transaction() as tx:
+            tx.replace("User", ann["id"], user("ann", displayName="frozen"))
+            tx.insert("User", user("bob"))  # a read: the replace was sent before it
+            # Frozen from here on: the transaction waits for this process alone.
+            wait_until_unlocked(dsn, ann["id"])
+            with other.transaction() as tx2:
+                tx2.replace("User", ann["id"], user("ann", displayName="other"))
+
+        assert [document.get("displayName") for document in other.all("User")] == ["other"]
+        assert other.find("User", "userName", "bob") == []
+        with frozen.transaction() as tx:
+            assert tx.get("User", ann["id"])["meta"]["version"] == 'W/"2"'
+    finally:
+        frozen.close()
+        other.close()

@@ -6,6 +6,7 @@ option or a number that drifted is a wrong instruction.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import tomllib
@@ -25,6 +26,7 @@ from server.cli import build_parser
 from server.config import Settings, from_mapping
 from storage.controlfile import ControlFile
 from storage.failures import MAX_KEYS
+from storage.postgres.connection import Database
 from storage.postgres.documents import STAMP_TTL
 from storage.retry import ATTEMPTS, BACKOFF
 from storage.state import CHUNK
@@ -198,6 +200,11 @@ def _named_paths() -> list[str]:
     return sorted(named)
 
 
+def _default(function: Any, name: str) -> Any:
+    """The default value of ``function``'s parameter ``name``."""
+    return inspect.signature(function).parameters[name].default
+
+
 @pytest.mark.parametrize("name", _named_paths())
 def test_every_path_the_readme_names_exists(name: str) -> None:
     assert list(ROOT.glob(name.rstrip("/"))), f"README names {name}, which is not there"
@@ -261,6 +268,15 @@ def test_every_path_the_readme_names_exists(name: str) -> None:
             id="retries",
         ),
         pytest.param("in chunks of 64 entries", lambda: CHUNK == 64, id="state-chunks"),
+        pytest.param(
+            "ends its session after 30 s idle in its transaction "
+            "(`idle_in_transaction_session_timeout`, set on each pooled session): until then "
+            "other processes' writes to those users or groups answer `503` after 10 s each",
+            lambda: (
+                (_default(Database, "idle_timeout"), _default(Database, "lock_timeout")) == (30, 10)
+            ),
+            id="frozen-process",
+        ),
         pytest.param(
             "drops what the proxy still sends of it, for up to 5 seconds",
             lambda: httpserver.LINGER_SECONDS == 5,

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import partial
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -61,6 +62,9 @@ _SECRET_OPTIONS = frozenset({"password", "sslpassword"})
 # Compact JSON for the wire; ASCII escapes, so a lone surrogate reaches the server as text
 # it refuses (a DataError, hence Unstorable) rather than failing inside the client.
 dumps = partial(json.dumps, separators=(",", ":"))
+
+# The pipeline of each connection inside Database.transaction, for settle().
+_pipelines: WeakKeyDictionary[psycopg.Connection, psycopg.Pipeline] = WeakKeyDictionary()
 
 
 def jsonb(value: Any) -> Jsonb:
@@ -196,6 +200,11 @@ class Database:
         (:func:`~storage.postgres.sessions.database_silence_options`); each option the
         DSN sets itself is kept.
     :param lock_timeout: seconds a statement waits for a row lock before :class:`Unavailable`.
+    :param idle_timeout: seconds a transaction may wait for this process, between its
+        statements, before the server ends the session and lets go of its row locks
+        (PostgreSQL's ``idle_in_transaction_session_timeout``): a request's transaction waits
+        for nothing but the process's own work, so only a frozen process gets there
+        (:func:`settle`).
     :param reconnect_timeout: seconds the pool retries a lost connection (after 1, 2, 4 ...
         seconds) before it gives up and tries afresh on the next request. The retries back
         off, so this bounds how long requests still fail once the database is back.
@@ -211,6 +220,7 @@ class Database:
         checkout_timeout: float = 5.0,
         timeout: int = 5,
         lock_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
         reconnect_timeout: float = 10.0,
     ) -> None:
         self.shown = redact_dsn(dsn)
@@ -221,6 +231,7 @@ class Database:
         # succeeds: see unavailable_just_now.
         self._unavailable_at: float | None = None
         self._lock_timeout_ms = round(lock_timeout * 1000)
+        self._idle_timeout_ms = round(idle_timeout * 1000)
         try:
             options = conninfo_to_dict(dsn)
         except psycopg.Error:
@@ -313,19 +324,24 @@ class Database:
         statement whose result was not read surfaces at the next read or at the end, and
         rolls the transaction back all the same. What this adds is the translation of the
         end, where ``COMMIT`` may leave the outcome unknown.
+
+        A read whose locks must not outlive a frozen process is waited for with
+        :func:`settle`, not a flush.
         """
         with self.connection() as connection:
             try:
                 with (
                     self.errors(committing=True),
-                    connection.pipeline(),
+                    connection.pipeline() as pipeline,
                     psycopg.Transaction(connection),
                 ):
+                    _pipelines[connection] = pipeline
                     yield connection
                     committing = clocks()
                 # What the block did not read, then COMMIT: waited for in the exits above.
                 add_wait(committing)
             finally:
+                _pipelines.pop(connection, None)
                 # Anything but success leaves the transaction open (or failed) once the
                 # pipeline has ended; a broken connection the pool throws away.
                 if connection.info.transaction_status != IDLE and not connection.broken:
@@ -366,6 +382,13 @@ class Database:
         # SubPlan per row for emails.value) passed jit_optimize_above_cost, and compiling
         # took 250 ms of the control panel's 485 ms search, to save nothing on rows this few.
         connection.execute("SET jit = off")
+        # A transaction whose process froze (SIGSTOP, a paused VM, swapping) ends, and its
+        # row locks go, once it has been idle this long; only after a settle() (which see).
+        connection.execute(
+            sql.SQL("SET idle_in_transaction_session_timeout = {}").format(
+                sql.Literal(self._idle_timeout_ms)
+            )
+        )
 
     def _describe(self, error: psycopg.Error, committing: bool) -> str:
         if isinstance(error, PoolTimeout):
@@ -390,6 +413,34 @@ class Database:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         return text
+
+
+def settle(connection: psycopg.Connection) -> None:
+    """Wait for every statement sent in the transaction's pipeline with a Sync, so that the
+    server reports the transaction idle while this process works on what it read.
+
+    A flush (what psycopg sends to fetch a result in a pipeline) leaves the server inside
+    the extended-query protocol: ``pg_stat_activity`` shows the session ``active``, waiting
+    for its client, and no timeout applies. A frozen process then held its row locks for as
+    long as it stayed frozen, and every other process's write to those rows failed after
+    ``lock_timeout``. After a Sync the server answers ReadyForQuery and the session is
+    ``idle in transaction``, which ``idle_in_transaction_session_timeout`` bounds
+    (:class:`Database`). Sent with the statement just queued, the Sync costs no round trip of
+    its own: the result was to be waited for anyway.
+
+    A statement whose result was not read (an UPDATE) keeps its own error until here, or
+    until ``COMMIT``. Outside :meth:`Database.transaction` this does nothing.
+
+    Not bounded: a freeze between sending a statement and the Sync that follows (the query
+    goes out at ``execute``, the Sync here), or between sending a write and the next read or
+    ``COMMIT``. Stopping a server at random moments of Entra-like PATCHes, about a fifth of
+    the stops that caught a transaction holding locks were there. Closing them needs the
+    Sync sent with each statement, which psycopg offers no public way to do, or PostgreSQL
+    17's ``transaction_timeout``.
+    """
+    pipeline = _pipelines.get(connection)
+    if pipeline is not None:
+        pipeline.sync()
 
 
 class HasDatabase(Protocol):

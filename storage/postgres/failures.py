@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from storage.failures import MAX_KEYS, MAX_MOMENTS, Change
 from storage.postgres.connection import Database, HasDatabase, database_of
 from storage.postgres.documents import shared_secret
+from storage.postgres.reads import first_row
 
 SECRET_NAME = "failures.key"
 
@@ -60,7 +61,7 @@ class PostgresFailureLog:
         digest = self._digest(key)
         with self.database.transaction() as connection, self.database.errors():
             connection.execute(ENSURE, (digest, now))
-            row = connection.execute(LOCK, (digest,)).fetchone()
+            row = first_row(connection, LOCK, (digest,))
             moments, expires = row if row is not None else ([], now)
             recorded = change(list(moments) if expires > now else [])[-MAX_MOMENTS:]
             keep_until = max(recorded, default=now) + keep_for

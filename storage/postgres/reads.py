@@ -19,6 +19,7 @@ from psycopg.abc import Params
 
 from storage.errors import NotFound, Unstorable
 from storage.postgres.conditions import storable
+from storage.postgres.connection import settle
 from storage.repository import Index
 
 USER = "User"
@@ -216,18 +217,31 @@ class Reads:
 
 def fetch(connection: psycopg.Connection, query: Statement, params: Params) -> Any:
     """The first column of the first row of ``query`` (None if there is no row)."""
-    row = reading_cursor(connection).execute(query, params).fetchone()
+    row = _run(connection, query, params).fetchone()
     return None if row is None else row[0]
+
+
+def first_row(connection: psycopg.Connection, query: Statement, params: Params) -> tuple | None:
+    """The first row of ``query`` (None if there is no row)."""
+    return _run(connection, query, params).fetchone()
 
 
 def column(connection: psycopg.Connection, query: Statement, params: Params) -> list:
     """The first column of every row of ``query``."""
-    return [row[0] for row in reading_cursor(connection).execute(query, params).fetchall()]
+    return [row[0] for row in _run(connection, query, params).fetchall()]
 
 
 def rows(connection: psycopg.Connection, query: Statement, params: Params) -> list[tuple]:
     """Every row of ``query``."""
-    return reading_cursor(connection).execute(query, params).fetchall()
+    return _run(connection, query, params).fetchall()
+
+
+def _run(connection: psycopg.Connection, query: Statement, params: Params) -> psycopg.Cursor:
+    """``query`` run, its rows ready; in a transaction, settled (what this process does
+    with them next is bounded by the idle timeout, :func:`settle`)."""
+    cursor = reading_cursor(connection).execute(query, params)
+    settle(connection)
+    return cursor
 
 
 _cursors: WeakKeyDictionary[psycopg.Connection, psycopg.Cursor] = WeakKeyDictionary()

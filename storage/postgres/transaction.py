@@ -13,7 +13,10 @@ are the memory store's (:mod:`storage.memory`); what keeps them true between pro
   NOTHING``) and takes its row out again; a replace that changes a key runs in a savepoint.
 - The connection is in pipeline mode (:meth:`Database.transaction`): writes whose result
   is not needed at once go with the next statement, so a create or a PATCH costs about
-  two round trips, ``BEGIN`` and ``COMMIT`` included.
+  two round trips, ``BEGIN`` and ``COMMIT`` included. Each read ends with a Sync
+  (:func:`~storage.postgres.connection.settle`, no round trip of its own): while the process
+  works on what it read, the server sees the transaction idle, and should the process freeze
+  there, ends it after ``idle_timeout`` and lets go of its locks.
 - A membership change locks the group row and inserts or deletes membership rows only:
   adding one member costs the same in a group of 10 or of 10,000.
 - Locks are taken group first, then user, by every writer: adding a member locks the group,
@@ -56,6 +59,7 @@ from storage.postgres.reads import (
     Reads,
     column,
     fetch,
+    first_row,
     fold,
     index_keys,
     rows,
@@ -281,8 +285,7 @@ class PostgresTransaction(Reads):
         """Remove every member of the group; returns the ids removed, in member order."""
         self._check_open()
         group = self._lock(GROUP, group_id)
-        with self._database.errors():
-            rows = self._connection.execute(CLEAR_MEMBERS, (group_id,)).fetchall()
+        rows = self._rows(CLEAR_MEMBERS, group_id)
         if rows:
             self._bump(group_id, group)
         return [user_id for user_id, _ in sorted(rows, key=lambda row: row[1])]
@@ -408,7 +411,7 @@ class PostgresTransaction(Reads):
         # could be that long is written in a savepoint, so a refusal ends only the write.
         risky = any(len(key) > SAFE_KEY_LENGTH for key in values)
         with self._database.errors(), self._savepoint() if risky else nullcontext():
-            inserted, indexed = self._connection.execute(INSERT, params).fetchone() or (0, [])
+            inserted, indexed = first_row(self._connection, INSERT, params) or (0, [])
             if not inserted:
                 raise RuntimeError(f"the id factory returned {id!r}, which {kind} already uses")
             if len(indexed) == len(keys):
