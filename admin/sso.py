@@ -48,6 +48,8 @@ from joserfc.errors import (
 from joserfc.jwk import Key, KeySet
 from joserfc.jws import JWSRegistry
 
+from storage.wording import counted
+
 log = logging.getLogger("proware.sso")
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -215,7 +217,7 @@ class RelyingParty:
         if usable:
             return usable
         self._app.server_metadata.pop("jwks", None)
-        count = f"{len(keys.keys)} key" + ("" if len(keys.keys) == 1 else "s")
+        count = counted(len(keys.keys), "key")
         raise SignInFailed(
             KEYS_UNREADABLE,
             f"The identity provider's signing keys at {self._app.server_metadata['jwks_uri']} "

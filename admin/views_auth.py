@@ -17,6 +17,7 @@ from admin.accounts import (
 from admin.activity import printable
 from admin.context import PATH, context
 from admin.setup_link import LinkCheck
+from storage.wording import counted
 
 log = logging.getLogger("proware.admin")
 
@@ -101,8 +102,8 @@ def sign_in() -> Response | str:
         log.warning("sign-in refused for locked account %r from %s", username, request.remote_addr)
         error = (
             f"Too many failed sign-ins: this account is locked until "
-            f"{verdict.locked_until:%H:%M} UTC (about {minutes} minutes). Try again then, "
-            f"or reset the password on the server: python app.py admin reset-password NAME"
+            f"{verdict.locked_until:%H:%M} UTC (about {counted(minutes, 'minute')}). Try again "
+            f"then, or reset the password on the server: python app.py admin reset-password NAME"
         )
         status = 429
     else:

@@ -382,9 +382,9 @@ def test_backup_while_serving_then_restore_into_the_stopped_instance(
     app.extensions["proware"].repository.close()
     restored = run(capsys, "--config", str(config), "restore", str(snapshot))
 
-    assert backed_up[0] == 0 and "1 users" in backed_up[1]
+    assert backed_up[0] == 0 and f"Wrote {snapshot}: 1 user, 0 groups." in backed_up[1]
     assert refused[0] == 1 and "in use by another Proware server" in refused[2]
-    assert restored[0] == 0 and "Restored 1 users" in restored[1]
+    assert restored[0] == 0 and f"Restored 1 user and 0 groups from {snapshot}." in restored[1]
     app = create_app(load_settings(config))
     try:
         names = [user["userName"] for user in app.extensions["proware"].repository.all("User")]

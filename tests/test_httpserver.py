@@ -409,7 +409,7 @@ def test_a_request_that_waited_long_for_a_worker_is_logged(
     assert done == ["first", "second"]
     # (Servers of earlier tests may still log, as "waitress": only the queue's lines count.)
     [line] = [record.getMessage() for record in caplog.records if record.name == "waitress.queue"]
-    assert line.startswith("1 request(s) waited 0.2 s or more for a free worker thread")
+    assert line.startswith("1 request waited 0.2 s or more for a free worker thread")
 
 
 def test_long_waits_are_logged_once_an_interval_with_their_count() -> None:
@@ -432,8 +432,8 @@ def test_long_waits_are_logged_once_an_interval_with_their_count() -> None:
     finally:
         httpserver.queue_log.removeHandler(handler)
     assert [line.split(":")[0] for line in logged] == [
-        "1 request(s) waited 1 s or more for a free worker thread (the longest 2.0 s)",
-        "3 request(s) waited 1 s or more for a free worker thread (the longest 5.0 s)",
+        "1 request waited 1 s or more for a free worker thread (the longest 2.0 s)",
+        "3 requests waited 1 s or more for a free worker thread (the longest 5.0 s)",
     ]
 
 
