@@ -122,6 +122,10 @@ class SignInFailed(Exception):
     :param message: what happened and what to do, for the admin on the sign-in page.
     :param informative: False when the response belongs to no sign-in pending in this
         browser: it says nothing of the attempts that are (see ``SsoState.record``).
+
+    ``next`` is where the failed sign-in was headed, once its flow is known: the refusal
+    page keeps it, so that signing in from there (another account, the password form)
+    still lands where the person was going.
     """
 
     def __init__(self, reason: str, message: str, *, informative: bool = True) -> None:
@@ -129,6 +133,7 @@ class SignInFailed(Exception):
         self.reason = reason
         self.message = message
         self.informative = informative
+        self.next = ""
 
 
 @dataclass(frozen=True)
@@ -332,6 +337,14 @@ class RelyingParty:
                 "(its state is missing, expired or already used). Start again.",
                 informative=False,
             )
+        try:
+            return self._complete(flow, params)
+        except SignInFailed as failure:
+            failure.next = flow.get("next") or ""
+            raise
+
+    def _complete(self, flow: dict, params: Mapping[str, str]) -> Identity:
+        """:meth:`finish` once the callback's state has found its flow."""
         error = params.get("error")
         if error:
             description = params.get("error_description")
