@@ -121,7 +121,11 @@ def sign_in() -> Response | str:
 
 def sign_in_page(*, status: int = 200, next: str | None = None, **fields: object) -> Response:
     """The sign-in page: "Sign in with Microsoft" when single sign-on is on, the password form
-    while local sign-in is allowed; ``fields`` fill in errors and the typed username."""
+    while local sign-in is allowed; ``fields`` fill in errors and the typed username.
+
+    With no local account, the page says how to make the first one: as the first step
+    while single sign-on is off, and as a note for the server's administrator while it is
+    on (there no local account is usual, and everyone signing out would read it)."""
     admin = context()
     target = next if next is not None else safe_next(request.values.get("next"))
     body = render_template(

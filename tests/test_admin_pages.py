@@ -237,6 +237,13 @@ def test_the_sign_in_page_explains_the_first_run(app: Flask) -> None:
     assert "admin create USERNAME" in page
 
 
+def test_the_first_run_note_goes_once_an_admin_exists(app: Flask) -> None:
+    create_admin(app)
+    page = text(app.test_client().get("/admin/sign-in"))
+    assert "No admin account exists yet" not in page
+    assert 'id="no-local-account"' not in page
+
+
 # -- first-run setup ---------------------------------------------------------------------------
 
 

@@ -181,6 +181,27 @@ def test_the_sign_in_page_offers_microsoft_and_the_local_form(sso_app: Flask) ->
     assert 'id="local-sign-in"' in page
 
 
+def test_an_sso_admin_who_signs_out_is_not_shown_the_first_run_setup(
+    sso_app: Flask, entra: Entra
+) -> None:
+    """With single sign-on on, no local account is the usual state: the page after signing
+    out does not tell the person that no admin exists and to open a setup link, only notes
+    for the server's administrator how to add a local way in."""
+    browser = sso_app.test_client()
+    sign_in_as(browser, "ann")
+
+    signed_out = browser.post(
+        "/admin/sign-out", data={"csrf_token": csrf_of(browser.get("/admin/settings"))}
+    )
+    page = text(browser.get(signed_out.headers["Location"]))
+
+    assert "You have signed out." in page
+    assert "No admin account exists yet" not in page
+    assert 'id="no-local-account"' in page and "admin create USERNAME" in page
+    create_admin(sso_app)
+    assert 'id="no-local-account"' not in text(browser.get("/admin/sign-in"))
+
+
 def test_an_active_admin_group_member_signs_in_and_lands_where_they_were_going(
     sso_app: Flask, entra: Entra, idp: OidcProvider
 ) -> None:
