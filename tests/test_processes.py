@@ -130,17 +130,6 @@ def test_serve_refuses_a_process_count_below_one(capsys: pytest.CaptureFixture, 
 # -- serve hands the supervisor one process's app and start-up lines -----------------------
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
-    root = logging.getLogger("proware")
-    access = logging.getLogger("proware.access")
-    saved = (root.handlers[:], root.level, root.propagate, access.disabled, access.level)
-    yield
-    root.handlers[:], root.level, root.propagate, access.disabled, level = saved
-    access.setLevel(level)
-
-
 def test_serve_with_several_processes_runs_the_supervisor_with_the_start_up_lines(
     capsys: pytest.CaptureFixture,
     tmp_path: Path,
