@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,16 @@ def _token_use_timers_end_with_their_test() -> Iterator[None]:
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer) and thread.name in TIMER_THREADS:
             thread.cancel()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Return once ``condition()`` holds; fail after ``timeout`` seconds. What a test waits
+    for instead of sleeping a guess, which a loaded machine outlasts."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
 
 
 @pytest.fixture

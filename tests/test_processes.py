@@ -41,6 +41,7 @@ from server.config import (
     with_processes,
 )
 from storage.settings import StorageSettings
+from tests.conftest import wait_for
 from tests.serverproc import HOST, REPO
 
 
@@ -275,14 +276,6 @@ def run_supervisor(count: int) -> int:
 def _append_pid(path: Path) -> None:
     with path.open("a", encoding="ascii") as file:
         file.write(f"{os.getpid()}\n")
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def process_state(pid: int) -> str | None:
