@@ -48,6 +48,8 @@ from joserfc.errors import (
 from joserfc.jwk import Key, KeySet
 from joserfc.jws import JWSRegistry
 
+from storage.wording import counted
+
 log = logging.getLogger("proware.sso")
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -120,6 +122,10 @@ class SignInFailed(Exception):
     :param message: what happened and what to do, for the admin on the sign-in page.
     :param informative: False when the response belongs to no sign-in pending in this
         browser: it says nothing of the attempts that are (see ``SsoState.record``).
+
+    ``next`` is where the failed sign-in was headed, once its flow is known: the refusal
+    page keeps it, so that signing in from there (another account, the password form)
+    still lands where the person was going.
     """
 
     def __init__(self, reason: str, message: str, *, informative: bool = True) -> None:
@@ -127,6 +133,7 @@ class SignInFailed(Exception):
         self.reason = reason
         self.message = message
         self.informative = informative
+        self.next = ""
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,7 @@ class RelyingParty:
         if usable:
             return usable
         self._app.server_metadata.pop("jwks", None)
-        count = f"{len(keys.keys)} key" + ("" if len(keys.keys) == 1 else "s")
+        count = counted(len(keys.keys), "key")
         raise SignInFailed(
             KEYS_UNREADABLE,
             f"The identity provider's signing keys at {self._app.server_metadata['jwks_uri']} "
@@ -330,6 +337,14 @@ class RelyingParty:
                 "(its state is missing, expired or already used). Start again.",
                 informative=False,
             )
+        try:
+            return self._complete(flow, params)
+        except SignInFailed as failure:
+            failure.next = flow.get("next") or ""
+            raise
+
+    def _complete(self, flow: dict, params: Mapping[str, str]) -> Identity:
+        """:meth:`finish` once the callback's state has found its flow."""
         error = params.get("error")
         if error:
             description = params.get("error_description")

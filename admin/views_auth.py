@@ -17,6 +17,7 @@ from admin.accounts import (
 from admin.activity import printable
 from admin.context import PATH, context
 from admin.setup_link import LinkCheck
+from storage.wording import counted
 
 log = logging.getLogger("proware.admin")
 
@@ -101,8 +102,8 @@ def sign_in() -> Response | str:
         log.warning("sign-in refused for locked account %r from %s", username, request.remote_addr)
         error = (
             f"Too many failed sign-ins: this account is locked until "
-            f"{verdict.locked_until:%H:%M} UTC (about {minutes} minutes). Try again then, "
-            f"or reset the password on the server: python app.py admin reset-password NAME"
+            f"{verdict.locked_until:%H:%M} UTC (about {counted(minutes, 'minute')}). Try again "
+            f"then, or reset the password on the server: python app.py admin reset-password NAME"
         )
         status = 429
     else:
@@ -120,7 +121,11 @@ def sign_in() -> Response | str:
 
 def sign_in_page(*, status: int = 200, next: str | None = None, **fields: object) -> Response:
     """The sign-in page: "Sign in with Microsoft" when single sign-on is on, the password form
-    while local sign-in is allowed; ``fields`` fill in errors and the typed username."""
+    while local sign-in is allowed; ``fields`` fill in errors and the typed username.
+
+    With no local account, the page says how to make the first one: as the first step
+    while single sign-on is off, and as a note for the server's administrator while it is
+    on (there no local account is usual, and everyone signing out would read it)."""
     admin = context()
     target = next if next is not None else safe_next(request.values.get("next"))
     body = render_template(

@@ -109,7 +109,13 @@ def callback() -> Response | str:
     try:
         identity = relying_party.finish(request.args)
     except SignInFailed as failure:
-        return _refused(admin, failure.reason, failure.message, informative=failure.informative)
+        return _refused(
+            admin,
+            failure.reason,
+            failure.message,
+            informative=failure.informative,
+            next=failure.next,
+        )
     claim = admin.sso.provider.username_claim
     user_name = identity.claims.get(claim)
     if not isinstance(user_name, str) or not user_name.strip():
@@ -120,10 +126,18 @@ def callback() -> Response | str:
             "username_claim to a claim Entra sends (preferred_username holds the UPN), or add "
             "the claim to the app's token configuration in Entra.",
             403,
+            next=identity.next,
         )
     access = access_by_name(admin.services.repository, user_name, admin.sso.policy().admin_group)
     if not access.allowed or access.user_id is None:
-        return _refused(admin, access.reason or "refused", access.message, 403, user=user_name)
+        return _refused(
+            admin,
+            access.reason or "refused",
+            access.message,
+            403,
+            user=user_name,
+            next=identity.next,
+        )
     name = access.user_name or user_name
     sessions.start_sso(name, access.user_id, admin.clock())
     admin.sso.state.record(
@@ -309,11 +323,15 @@ def _refused(
     status: int | None = None,
     *,
     informative: bool = True,
+    next: str | None = None,
     **fields: object,
 ) -> Response:
     """The sign-in page saying why, with the attempt recorded; no session is started.
 
     :param informative: see :meth:`admin.sso_access.SsoState.record`.
+    :param next: where the refused sign-in was headed (its flow's ``next``), kept on the page
+        so that signing in from it goes there; None on a request that carries ``next``
+        itself (the start), where the page reads it.
     """
     client = request.remote_addr
     user = fields.get("user")
@@ -338,6 +356,7 @@ def _refused(
     # The message can carry the provider's or the user's text: escaped, it forges no line.
     log.warning("single sign-on refused (%s) from %s: %s", reason, client, printable(message))
     return views_auth.sign_in_page(
+        next=None if next is None else views_auth.safe_next(next),
         sso_error=message,
         sso_another_account=reason in _ACCOUNT_REFUSALS,
         status=status or _STATUS.get(reason, 403),

@@ -29,16 +29,28 @@ from storage.errors import StorageError, log_background_failure
 log = logging.getLogger("proware")
 
 
+# Libraries whose warnings reach the output among Proware's lines: the PostgreSQL driver and
+# its pool, and waitress. Left to the root logger, they came out in Python's default format
+# ("WARNING:psycopg:error ignored ..."), which a reader or a log parser takes for another
+# program's.
+LIBRARY_LOGGERS = ("psycopg", "waitress")
+
+
 def configure_logging(settings: Settings) -> None:
     """Log lines, access log included, to standard output; with the pid when several
-    processes serve, so that their lines can be told apart."""
+    processes serve, so that their lines can be told apart. The libraries' lines take the
+    same format, from WARNING up whatever the [log] level: below it they are per-connection
+    chatter (psycopg's pool logs each checkout at INFO)."""
     pid = " [%(process)d]" if settings.server.processes > 1 else ""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter(f"%(asctime)s{pid} %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger("proware")
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log.level.upper())
-    root.propagate = False
+    level = logging.getLevelName(settings.log.level.upper())
+    levels = {"proware": level} | {name: max(level, logging.WARNING) for name in LIBRARY_LOGGERS}
+    for name, at_least in levels.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(at_least)
+        logger.propagate = False
     access = logging.getLogger("proware.access")
     access.disabled = not settings.log.access_log
     # access_log alone decides the request lines: they are INFO, and a quieter [log] level

@@ -93,6 +93,7 @@ from waitress.wasyncore import _DISCONNECTED
 from scim import constants, errors
 from scim.api import SERVER_REFUSAL, collapse_slashes
 from server.requestcost import QUEUED_AT
+from storage.wording import counted
 
 log = logging.getLogger("waitress")
 queue_log = logging.getLogger("waitress.queue")
@@ -588,9 +589,9 @@ class WaitWatchingDispatcher(ThreadedTaskDispatcher):
                 return
             waits, self._waits, self._logged_at = self._waits, [], now
         queue_log.warning(
-            "%d request(s) waited %g s or more for a free worker thread (the longest %.1f s): "
+            "%s waited %g s or more for a free worker thread (the longest %.1f s): "
             "more [server] threads, or more processes, may be needed",
-            len(waits),
+            counted(len(waits), "request"),
             self.long_wait,
             max(waits),
         )

@@ -28,6 +28,7 @@ from storage import transfer
 from storage.errors import StorageError, WriteFailed
 from storage.journal import backup as embedded_backup
 from storage.settings import POSTGRESQL, StorageSettings
+from storage.wording import counted
 
 # The shared documents an install moves with: tokens and the User Provisioning switch,
 # control-panel accounts, single sign-on settings, the connection status. Sessions, sign-outs
@@ -94,7 +95,7 @@ def backup(storage: StorageSettings, target: Path) -> int:
     if problem is not None:
         print(f"error: no backup written to {target}: {problem}", file=sys.stderr)
         return 1
-    print(f"Wrote {target}: {users} users, {groups} groups.")
+    print(f"Wrote {target}: {counted(users, 'user')}, {counted(groups, 'group')}.")
     return 0
 
 
@@ -156,15 +157,20 @@ def restore(storage: StorageSettings, source: Path) -> int:
                 return 1
             transfer.write_directory(snapshot, storage, INDEXES, replace=True)
         users, groups = len(snapshot.documents["User"]), len(snapshot.documents["Group"])
-        print(f"Restored {users} users and {groups} groups from {source}.")
+        print(f"Restored {_users_and_groups(users, groups)} from {source}.")
         if previous is not None:
             print(f"The previous directory is kept in {previous} (restore it the same way).")
         return 0
     summary = embedded_backup.restore(source, Path(storage.path), INDEXES)
-    print(f"Restored {summary.users} users and {summary.groups} groups from {source}.")
+    print(f"Restored {_users_and_groups(summary.users, summary.groups)} from {source}.")
     if summary.previous:
         print(f"The previous data is kept in {summary.previous} (restore it the same way).")
     return 0
+
+
+def _users_and_groups(users: int, groups: int) -> str:
+    """What a restore installed: "1 user and 2 groups"."""
+    return f"{counted(users, 'user')} and {counted(groups, 'group')}"
 
 
 def migrate(source: StorageSettings, target: StorageSettings) -> int:
@@ -179,9 +185,10 @@ def migrate(source: StorageSettings, target: StorageSettings) -> int:
         start_up_keys=START_UP_KEYS,
     )
     print(
-        f"Migrated {moved.users} users, {moved.groups} groups, {moved.memberships} memberships, "
-        f"{len(moved.documents)} shared documents and {moved.events} activity events; the copy "
-        "matches the source."
+        f"Migrated {counted(moved.users, 'user')}, {counted(moved.groups, 'group')}, "
+        f"{counted(moved.memberships, 'membership')}, "
+        f"{counted(len(moved.documents), 'shared document')} and "
+        f"{counted(moved.events, 'activity event')}; the copy matches the source."
     )
     if target.backend == POSTGRESQL:
         print(

@@ -36,6 +36,7 @@ from storage.journal.snapshot import (
 from storage.repository import Index
 from storage.settings import POSTGRESQL, StorageSettings
 from storage.state import State, joined_order
+from storage.wording import counted
 
 KINDS = ("User", "Group")
 
@@ -125,9 +126,9 @@ def _check_empty_directory(data_dir: Path) -> None:
     users, groups = len(found.documents.get("User", {})), len(found.documents.get("Group", {}))
     if users or groups or found.seq:
         raise StorageError(
-            f"{data_dir} already holds a Proware directory ({users} users, {groups} groups, "
-            f"{found.seq} journal records); migrate only into an empty store (nothing was "
-            "changed)"
+            f"{data_dir} already holds a Proware directory ({counted(users, 'user')}, "
+            f"{counted(groups, 'group')}, {counted(found.seq, 'journal record')}); migrate "
+            "only into an empty store (nothing was changed)"
         )
 
 
@@ -217,8 +218,8 @@ def migrate(
         target_state = held.enter_context(closing(open_state(target, indexes)))
         _check_unused(target, target_state, documents, event_log(target_state), start_up_keys or {})
         on_step(
-            f"writing {moved.users} users, {moved.groups} groups and {moved.memberships} "
-            f"memberships to {_where(target)}"
+            f"writing {counted(moved.users, 'user')}, {counted(moved.groups, 'group')} and "
+            f"{counted(moved.memberships, 'membership')} to {_where(target)}"
         )
         write_directory(snapshot, target, indexes, replace=False)
         for name in documents:
@@ -327,7 +328,8 @@ def _check_directory(expected: Snapshot, found: Snapshot) -> None:
         mine, theirs = expected.documents.get(kind, {}), found.documents.get(kind, {})
         if mine.keys() != theirs.keys():
             raise StorageError(
-                f"the copy holds {len(theirs)} {kind} documents where the source holds {len(mine)}"
+                f"the copy holds {counted(len(theirs), kind + ' document')} where the source "
+                f"holds {len(mine)}"
             )
         for id, document in mine.items():
             if theirs[id] != document:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from flask.testing import FlaskClient
 from admin.connection import TIMER_THREAD as CONNECTION_TIMER_THREAD
 from app import create_app
 from scim.tokens import TIMER_THREAD
+from server.commands import LIBRARY_LOGGERS
 from server.config import Settings, StorageSettings
 from storage.settings import POSTGRESQL, TINYDB
 from tests.journal_support import Stores
@@ -59,6 +62,33 @@ def _token_use_timers_end_with_their_test() -> Iterator[None]:
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer) and thread.name in TIMER_THREADS:
             thread.cancel()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Return once ``condition()`` holds; fail after ``timeout`` seconds. What a test waits
+    for instead of sleeping a guess, which a loaded machine outlasts."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`serve` configures the "proware" loggers and the libraries' for stdout (server.commands
+    .configure_logging); put them back afterwards, so that later tests' caplog sees them."""
+    loggers = [logging.getLogger(name) for name in ("proware", *LIBRARY_LOGGERS)]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    access = logging.getLogger("proware.access")
+    access_saved = (access.disabled, access.level)
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+    access.disabled, level = access_saved
+    access.setLevel(level)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import logging
 import re
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -183,6 +184,22 @@ def test_repeated_failures_lock_the_account_and_the_page_says_until_when(app: Fl
     assert client.get("/admin/settings").status_code == 302
 
 
+def test_a_lock_with_under_a_minute_left_says_about_1_minute(app: Flask) -> None:
+    """The count agrees with its noun: "about 1 minute", not "about 1 minutes"."""
+    create_admin(app)
+    client = AdminClient(app.test_client())
+    for n in range(5):
+        client.sign_in(password=f"guess {n}")
+    admin = app.extensions["proware.admin"]
+    started = admin.clock()
+    # The page's clock 14 min 20 s on (the accounts' own clock still holds the lock).
+    admin.clock = lambda: started + timedelta(minutes=14, seconds=20)
+
+    page = text(client.sign_in())
+
+    assert re.search(r"locked until \d\d:\d\d UTC \(about 1 minute\)\. Try again then", page)
+
+
 def test_an_account_and_an_unknown_name_cost_the_same_hashing_locked_or_not(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -218,6 +235,13 @@ def test_the_sign_in_page_explains_the_first_run(app: Flask) -> None:
     page = text(app.test_client().get("/admin/sign-in"))
     assert "No admin account exists yet" in page
     assert "admin create USERNAME" in page
+
+
+def test_the_first_run_note_goes_once_an_admin_exists(app: Flask) -> None:
+    create_admin(app)
+    page = text(app.test_client().get("/admin/sign-in"))
+    assert "No admin account exists yet" not in page
+    assert 'id="no-local-account"' not in page
 
 
 # -- first-run setup ---------------------------------------------------------------------------

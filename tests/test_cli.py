@@ -25,7 +25,7 @@ from app import create_app, main
 from scim.tokens import FILE_NAME as CONTROL_FILE
 from scim.tokens import utcnow
 from server import cli, commands, httpserver
-from server.config import CONFIG_ENV, load_settings
+from server.config import CONFIG_ENV, LogSettings, ServerSettings, Settings, load_settings
 from storage import controlfile, ownership
 from storage.journal.lock import DataDirLock
 from storage.journal.snapshot import DATA_FILE
@@ -382,9 +382,9 @@ def test_backup_while_serving_then_restore_into_the_stopped_instance(
     app.extensions["proware"].repository.close()
     restored = run(capsys, "--config", str(config), "restore", str(snapshot))
 
-    assert backed_up[0] == 0 and "1 users" in backed_up[1]
+    assert backed_up[0] == 0 and f"Wrote {snapshot}: 1 user, 0 groups." in backed_up[1]
     assert refused[0] == 1 and "in use by another Proware server" in refused[2]
-    assert restored[0] == 0 and "Restored 1 users" in restored[1]
+    assert restored[0] == 0 and f"Restored 1 user and 0 groups from {snapshot}." in restored[1]
     app = create_app(load_settings(config))
     try:
         names = [user["userName"] for user in app.extensions["proware"].repository.all("User")]
@@ -481,15 +481,33 @@ def test_restore_refuses_a_file_that_is_not_a_snapshot(
 # -- serve -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
-    root = logging.getLogger("proware")
-    access = logging.getLogger("proware.access")
-    saved = (root.handlers[:], root.level, root.propagate, access.disabled, access.level)
-    yield
-    root.handlers[:], root.level, root.propagate, access.disabled, level = saved
-    access.setLevel(level)
+@pytest.mark.parametrize("processes", [1, 3])
+def test_the_libraries_warnings_are_written_like_proware_s_own_lines(
+    capsys, restore_logging, processes: int
+) -> None:
+    """psycopg's, its pool's and waitress's lines went to the root logger, in Python's
+    default format ("WARNING:psycopg:..."); their INFO chatter stays out."""
+    settings = Settings(
+        server=ServerSettings(processes=processes),
+        log=LogSettings(level="INFO", access_log=False),
+        source="test",
+    )
+    commands.configure_logging(settings)
+
+    for name in ("proware.storage", "psycopg", "psycopg.pool", "waitress.queue"):
+        logging.getLogger(name).warning("a warning of %s", name)
+    logging.getLogger("psycopg.pool").info("connection given by 'pool-1'")
+
+    pid = rf" \[{os.getpid()}\]" if processes > 1 else ""
+    lines = capsys.readouterr().out.splitlines()
+    assert [
+        re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}" + pid, "TIME", line) for line in lines
+    ] == [
+        "TIME WARNING proware.storage a warning of proware.storage",
+        "TIME WARNING psycopg a warning of psycopg",
+        "TIME WARNING psycopg.pool a warning of psycopg.pool",
+        "TIME WARNING waitress.queue a warning of waitress.queue",
+    ]
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from psycopg.types.json import Jsonb
 from app import main
 from scim.tokens import TokenStore
 from storage import controlfile
-from storage.postgres.documents import STAMP_TTL
 from storage.settings import POSTGRESQL, TINYDB
 from storage.shapes import DocumentShape
 from tests.admin_support import (
@@ -30,7 +29,7 @@ from tests.admin_support import (
     data_dir_of,
     signed_in,
 )
-from tests.conftest import ScimClient
+from tests.conftest import ScimClient, wait_for
 
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
@@ -351,12 +350,15 @@ def _write_by_hand(app: Flask, name: str, content: object) -> None:
         (backend.data_dir / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
         return
     with backend.database.connection() as connection:
-        connection.execute(
+        (version,) = connection.execute(
             "INSERT INTO documents (name, body, version) VALUES (%s, %s, 1) ON CONFLICT (name) "
-            "DO UPDATE SET body = excluded.body, version = documents.version + 1",
+            "DO UPDATE SET body = excluded.body, version = documents.version + 1 "
+            "RETURNING version",
             (name, Jsonb(content)),
-        )
-    time.sleep(STAMP_TTL)  # every process sees it by then
+        ).fetchone()
+    # The app's one object for the document trusts the version it saw for STAMP_TTL.
+    document = backend.document(name)
+    wait_for(lambda: document.stamp() == version, what=f"the app to see {name} changed")
 
 
 def _named(app: Flask, name: str) -> str:

@@ -30,6 +30,7 @@ from server import httpserver
 from server.config import LogSettings, Settings
 from server.httpserver import ProwareChannel
 from server.requestcost import LINE
+from tests.conftest import wait_for
 from tests.serverproc import HOST, free_port
 
 BIG = 5 * 1024 * 1024
@@ -224,6 +225,24 @@ def test_pipelined_requests_are_answered_in_order(serve: Callable[..., int], thr
     ]
 
 
+def stop_requested() -> bool:
+    """Whether the stop signal's handler has run while a request was busy on the main loop."""
+    inline = httpserver._inline
+    return inline is not None and inline.stop_requested
+
+
+def unread_requests(server: Any) -> int:
+    """How many of the server's connections hold bytes it has not read yet."""
+    count = 0
+    for channel in list(server._map.values()):
+        if isinstance(channel, HTTPChannel):
+            try:
+                count += bool(channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                pass
+    return count
+
+
 def run_until_stopped(server: Any, client: Callable[[], None]) -> None:
     """Serve on this (the main) thread, with the stop signals handled as ``serve`` handles
     them, while ``client`` runs on another and sends the signal; returns once both are done."""
@@ -246,7 +265,8 @@ def test_a_stop_signal_lets_the_request_on_the_main_loop_finish() -> None:
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)  # the handler has run by now
+        # The handler runs on this (the main) thread between two bytecodes of this loop.
+        wait_for(stop_requested, what="the SIGTERM handler")
         start_response("200 OK", [("Content-Length", "4")])
         return [b"done"]
 
@@ -329,9 +349,10 @@ def test_a_request_sent_before_the_stop_is_answered_not_reset() -> None:
         busy.request("GET", "/slow")
         running.wait(10)
         waiting.request("GET", "/fast")  # unread: the loop is running /slow
-        time.sleep(0.1)
+        wait_for(lambda: unread_requests(server) == 1, what="the request at the server")
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.1)
+        # Delivered, it is handled on the main thread as /slow wakes there, still running.
+        wait_for(lambda: signal.SIGTERM not in signal.sigpending(), what="SIGTERM delivered")
         release.set()
         for connection in (busy, waiting):
             response = connection.getresponse()
@@ -409,7 +430,7 @@ def test_a_request_that_waited_long_for_a_worker_is_logged(
     assert done == ["first", "second"]
     # (Servers of earlier tests may still log, as "waitress": only the queue's lines count.)
     [line] = [record.getMessage() for record in caplog.records if record.name == "waitress.queue"]
-    assert line.startswith("1 request(s) waited 0.2 s or more for a free worker thread")
+    assert line.startswith("1 request waited 0.2 s or more for a free worker thread")
 
 
 def test_long_waits_are_logged_once_an_interval_with_their_count() -> None:
@@ -432,8 +453,8 @@ def test_long_waits_are_logged_once_an_interval_with_their_count() -> None:
     finally:
         httpserver.queue_log.removeHandler(handler)
     assert [line.split(":")[0] for line in logged] == [
-        "1 request(s) waited 1 s or more for a free worker thread (the longest 2.0 s)",
-        "3 request(s) waited 1 s or more for a free worker thread (the longest 5.0 s)",
+        "1 request waited 1 s or more for a free worker thread (the longest 2.0 s)",
+        "3 requests waited 1 s or more for a free worker thread (the longest 5.0 s)",
     ]
 
 

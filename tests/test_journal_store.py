@@ -684,4 +684,4 @@ def test_each_compaction_is_logged_with_its_cost(
         lines[0],
     )
     # The new user's bytes come from its journal record: nothing to encode.
-    assert re.search(r"record 2 in .*: 1 records written anew, 0 of them encoded$", lines[1])
+    assert re.search(r"record 2 in .*: 1 record written anew, 0 of them encoded$", lines[1])

@@ -11,18 +11,22 @@ same two rows in the other order. The lasting failure is a real serialization fa
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from flask import Flask
 
+from scim import constants
 from server.config import Settings
 from storage.retry import ATTEMPTS
 from storage.settings import POSTGRESQL
 from tests.conftest import ScimClient
-from tests.pgserver import wait_until_blocked_by
+from tests.pgserver import empty_database, wait_until_blocked_by
+from tests.serverproc import ServerProcess
 
 
 @pytest.fixture
@@ -104,6 +108,60 @@ def test_a_request_that_a_real_deadlock_rolled_back_runs_again_and_succeeds(
     assert [member["value"] for member in members] == [user["id"]]
     # The rolled-back run's activity event went with it: one "add member", not two.
     assert [operation for operation, _ in operations_since(dsn, before)] == ["add member"]
+
+
+def test_a_deadlock_retried_by_a_server_process_writes_no_line_of_another_format(
+    tmp_path: Path,
+) -> None:
+    """psycopg warned "error ignored terminating <psycopg.Pipeline [INERROR]>: pipeline
+    aborted" as the rolled-back run left its pipeline, in Python's default format among
+    Proware's lines, from a worker of ``serve --processes`` too. The retry that follows is
+    the news; that warning only repeats it."""
+    dsn = empty_database()
+    server = ServerProcess(tmp_path / "server", dsn=dsn, processes=2)
+    token = server.create_token()
+    server.enable_provisioning()
+    server.start()
+    answers: list[int] = []
+    try:
+        scim = server.connect(token)
+        user = scim.post("/Users", {"schemas": [constants.USER], "userName": "ann@contoso.com"})
+        group = scim.post("/Groups", {"schemas": [constants.GROUP], "displayName": "Sales"})
+        add = {"op": "add", "path": "members", "value": [{"value": user.body["id"]}]}
+        patch = {"schemas": [constants.PATCH_OP], "Operations": [add]}
+        with psycopg.connect(dsn) as other:
+            # As in the test above: the request waits for the user while holding the group.
+            other.execute("SET deadlock_timeout = '60s'")
+            other.execute(
+                "SELECT FROM resources WHERE kind = 'User' AND id = %s FOR UPDATE",
+                (user.body["id"],),
+            )
+            request = threading.Thread(
+                target=lambda: answers.append(
+                    scim.patch(f"/Groups/{group.body['id']}", patch).status
+                )
+            )
+            request.start()
+            try:
+                with psycopg.connect(dsn, autocommit=True) as monitor:
+                    wait_until_blocked_by(monitor, other.info.backend_pid)
+                other.execute(
+                    "SELECT FROM resources WHERE kind = 'Group' AND id = %s FOR UPDATE",
+                    (group.body["id"],),
+                )
+            finally:
+                other.commit()
+                request.join(60)
+        scim.close()
+    finally:
+        server.stop()
+    output = server.log_path.read_text(encoding="utf-8")
+
+    assert answers == [204], output
+    assert "pipeline aborted" not in output, output
+    # Python's default format ("WARNING:psycopg:...") or waitress's ("WARNING [pid] name: ...").
+    foreign = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]", re.MULTILINE)
+    assert foreign.search(output) is None, output
 
 
 def test_a_lasting_serialization_failure_is_a_503_that_changed_nothing(

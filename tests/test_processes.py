@@ -41,6 +41,7 @@ from server.config import (
     with_processes,
 )
 from storage.settings import StorageSettings
+from tests.conftest import wait_for
 from tests.serverproc import HOST, REPO
 
 
@@ -128,17 +129,6 @@ def test_serve_refuses_a_process_count_below_one(capsys: pytest.CaptureFixture, 
 
 
 # -- serve hands the supervisor one process's app and start-up lines -----------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`serve` configures the "proware" loggers for stdout; put them back afterwards."""
-    root = logging.getLogger("proware")
-    access = logging.getLogger("proware.access")
-    saved = (root.handlers[:], root.level, root.propagate, access.disabled, access.level)
-    yield
-    root.handlers[:], root.level, root.propagate, access.disabled, level = saved
-    access.setLevel(level)
 
 
 def test_serve_with_several_processes_runs_the_supervisor_with_the_start_up_lines(
@@ -286,14 +276,6 @@ def run_supervisor(count: int) -> int:
 def _append_pid(path: Path) -> None:
     with path.open("a", encoding="ascii") as file:
         file.write(f"{os.getpid()}\n")
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def process_state(pid: int) -> str | None:

@@ -181,6 +181,27 @@ def test_the_sign_in_page_offers_microsoft_and_the_local_form(sso_app: Flask) ->
     assert 'id="local-sign-in"' in page
 
 
+def test_an_sso_admin_who_signs_out_is_not_shown_the_first_run_setup(
+    sso_app: Flask, entra: Entra
+) -> None:
+    """With single sign-on on, no local account is the usual state: the page after signing
+    out does not tell the person that no admin exists and to open a setup link, only notes
+    for the server's administrator how to add a local way in."""
+    browser = sso_app.test_client()
+    sign_in_as(browser, "ann")
+
+    signed_out = browser.post(
+        "/admin/sign-out", data={"csrf_token": csrf_of(browser.get("/admin/settings"))}
+    )
+    page = text(browser.get(signed_out.headers["Location"]))
+
+    assert "You have signed out." in page
+    assert "No admin account exists yet" not in page
+    assert 'id="no-local-account"' in page and "admin create USERNAME" in page
+    create_admin(sso_app)
+    assert 'id="no-local-account"' not in text(browser.get("/admin/sign-in"))
+
+
 def test_an_active_admin_group_member_signs_in_and_lands_where_they_were_going(
     sso_app: Flask, entra: Entra, idp: OidcProvider
 ) -> None:
@@ -277,6 +298,48 @@ def test_a_refused_account_is_offered_a_sign_in_with_another(sso_app: Flask, ent
     assert parse_qs(urlsplit(again.headers["Location"]).query)["prompt"] == ["login"]
     assert callback(browser, sign_in(again.headers["Location"], "ann")).status_code == 302
     assert signed_in_page(browser)
+
+
+def test_signing_in_after_a_refusal_still_lands_where_the_person_was_going(
+    sso_app: Flask, entra: Entra
+) -> None:
+    """The refusal page is the callback, which carries no next: the flow's next is kept on
+    it, in the other-account button and the password form, not lost for the home page."""
+    browser = sso_app.test_client()
+
+    refused = text(sign_in_as(browser, "bob@contoso.example", next="/admin/activity"))
+
+    assert '<input type="hidden" name="next" value="/admin/activity">' in refused
+    link = re.search(
+        r'id="sso-start" href="([^"]+)">Sign in with another Microsoft account', refused
+    )
+    assert link is not None
+    again = browser.get(link.group(1))
+    landed = callback(browser, sign_in(again.headers["Location"], "ann"))
+    assert (landed.status_code, landed.headers["Location"]) == (302, "/admin/activity")
+
+
+def test_a_provider_refusal_keeps_where_the_person_was_going(sso_app: Flask, entra: Entra) -> None:
+    """A refusal inside the flow (here the person cancelled) keeps its next as well."""
+    browser = sso_app.test_client()
+
+    refused = text(callback(browser, abort_sign_in(start_flow(browser, next="/admin/users"))))
+
+    assert "did not sign you in: access_denied" in refused
+    assert '<input type="hidden" name="next" value="/admin/users">' in refused
+
+
+def test_a_callback_of_no_pending_sign_in_offers_no_next_of_its_own(
+    sso_app: Flask, entra: Entra
+) -> None:
+    """Without a flow there is no next to keep; one added to the callback's URL is checked
+    like any other (no open redirect)."""
+    browser = sso_app.test_client()
+
+    refused = browser.get("/admin/sso/callback?state=forged&code=x&next=https://evil.example/")
+
+    assert refused.status_code == 400
+    assert '<input type="hidden" name="next" value="/admin/">' in text(refused)
 
 
 @pytest.mark.parametrize("login", ["bob@contoso.example", "ann"], ids=["refused", "signed-in"])

@@ -119,7 +119,7 @@ def test_an_embedded_install_moves_to_postgresql_and_back_whole(
     code, out, err = run(capsys, embedded, "storage", "migrate", "--to", dsn)
 
     assert code == 0, err
-    assert "Migrated 5 users, 1 groups, 4 memberships" in out
+    assert "Migrated 5 users, 1 group, 4 memberships" in out
     assert "the copy matches the source" in out
     moved = open_app(postgres_config(tmp_path, dsn), opened)
     scim = ScimClient(moved.test_client(), secret)  # the same token works
@@ -229,7 +229,7 @@ def test_a_postgresql_backup_restores_into_postgresql_and_the_embedded_store(
 
     code, out, err = run(capsys, config, "backup", str(backup))
     assert code == 0, err
-    assert "5 users, 1 groups" in out
+    assert f"Wrote {backup}: 5 users, 1 group." in out
 
     scim = ScimClient(app.test_client(), secret)
     scim.create_user("late@contoso.com")  # after the backup: the restore takes it away

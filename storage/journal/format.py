@@ -29,6 +29,7 @@ from pathlib import Path
 
 from storage.errors import CorruptStore
 from storage.jsontext import ascii_json
+from storage.wording import counted
 
 SEGMENT_PREFIX = "proware.journal."
 _SEGMENT_NAME = re.compile(re.escape(SEGMENT_PREFIX) + r"(\d{8,})")
@@ -155,7 +156,8 @@ def _decode_line(data: bytes, offset: int, end: int) -> tuple[dict | None, str]:
         return None, "no '<length> <crc32> ' header"
     body = data[header.end() : end]
     if int(header.group(1)) != len(body):
-        return None, f"length {int(header.group(1))} does not match the {len(body)} bytes present"
+        present = counted(len(body), "byte")
+        return None, f"length {int(header.group(1))} does not match the {present} present"
     if zlib.crc32(body) != int(header.group(2), 16):
         return None, "checksum mismatch"
     try:

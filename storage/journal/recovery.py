@@ -37,6 +37,7 @@ from storage.journal.snapshot import (
 )
 from storage.repository import Index
 from storage.state import State
+from storage.wording import counted
 
 log = logging.getLogger("proware.storage")
 
@@ -256,7 +257,9 @@ def _cut_tail(data_dir: Path, last: Segment) -> None:
     with open(last.path, "r+b") as file:
         file.seek(last.valid_end)
         cut = file.read()
-        where = f"{len(cut)} bytes after its last complete record (offset {last.valid_end})"
+        where = (
+            f"{counted(len(cut), 'byte')} after its last complete record (offset {last.valid_end})"
+        )
         if cut.strip(b"\0"):
             kept = _keep_cut(data_dir, last.path, cut, where)
             log.warning(

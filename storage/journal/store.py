@@ -58,6 +58,7 @@ from storage.repository import Clock, CompactionHook, IdFactory, Index
 from storage.state import State
 from storage.values import clone, new_hex_id, utcnow
 from storage.waits import add_wait, clocks
+from storage.wording import counted
 
 log = logging.getLogger("proware.storage")
 
@@ -392,13 +393,13 @@ class JournalRepository(MemoryRepository):
             self._compact_at = self._threshold()
         self._forget_events_through(job.seq)
         log.info(
-            "%s: compacted through record %d in %.0f ms (%.0f ms of CPU): %d records "
+            "%s: compacted through record %d in %.0f ms (%.0f ms of CPU): %s "
             "written anew, %d of them encoded",
             self,
             job.seq,
             (time.perf_counter() - started) * 1000,
             (time.thread_time() - cpu_started) * 1000,
-            self._encoder.rewritten_records,
+            counted(self._encoder.rewritten_records, "record"),
             self._encoder.encoded_records,
         )
         # Documents created since start-up are long-lived too: keep full collections from

@@ -28,6 +28,7 @@ the :class:`Unavailable` raised then says so.
 from __future__ import annotations
 
 import json
+import logging
 import select
 import time
 from collections.abc import Iterator
@@ -65,6 +66,37 @@ dumps = partial(json.dumps, separators=(",", ":"))
 
 # The pipeline of each connection inside Database.transaction, for settle().
 _pipelines: WeakKeyDictionary[psycopg.Connection, psycopg.Pipeline] = WeakKeyDictionary()
+
+
+class AbortedPipelineNote(logging.Filter):
+    """Turns psycopg's warning that a pipeline could not end, after its block raised, into a
+    DEBUG line (shown only where psycopg's logger is set to DEBUG).
+
+    A statement that fails in a pipeline (a deadlock rolled back, a unique key taken) raises
+    inside the block; leaving the pipeline then syncs, and psycopg warns "error ignored
+    terminating <Pipeline [INERROR]>: pipeline aborted" while it lets the block's error
+    through. That error is the one translated here, retried (:mod:`storage.retry`) and
+    logged; the warning only repeats that it happened. Other errors at the pipeline's end
+    (a lost connection) stay warnings.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.msg == "error ignored terminating %r: %s"
+            and isinstance(args, tuple)
+            and len(args) == 2
+            and isinstance(args[0], psycopg.Pipeline)
+            and isinstance(args[1], pg_errors.PipelineAborted)
+        ):
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+# On the logger psycopg's pipelines write to (itself, not a child: a logger's filters see
+# only its own records), once, when this module is first imported.
+logging.getLogger("psycopg").addFilter(AbortedPipelineNote())
 
 
 def jsonb(value: Any) -> Jsonb:
