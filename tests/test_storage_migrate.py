@@ -502,6 +502,30 @@ def test_a_restore_run_as_the_last_holder_leaves_takes_the_database(
         holder.close()
 
 
+def test_the_database_is_free_the_moment_a_restore_is_done(dsn: str) -> None:
+    """A server started right after ``restore`` (a script, a unit's ExecStartPre) takes its
+    share of the lock at once: closing the command's session alone freed the lock only when
+    PostgreSQL's backend had exited, and an immediate try was refused 164 times in 200."""
+    import psycopg
+
+    from storage.postgres import serving
+    from storage.postgres.connection import Database
+
+    database = Database(dsn)
+    try:
+        with psycopg.connect(dsn, autocommit=True) as server:
+            for _ in range(20):
+                with serving.sole_use(database, "restore"):
+                    pass
+                taken = server.execute(
+                    "SELECT pg_try_advisory_lock_shared(%s)", (serving.LOCK_KEY,)
+                ).fetchone()
+                assert taken == (True,)
+                server.execute("SELECT pg_advisory_unlock_shared(%s)", (serving.LOCK_KEY,))
+    finally:
+        database.close()
+
+
 _SERVE_AND_WAIT = """
 import sys, time
 from pathlib import Path
