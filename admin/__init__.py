@@ -265,7 +265,7 @@ def on_serve(
         return
     who = "No local admin (the break-glass account) yet" if admin.sso.enabled() else "No admin yet"
     try:
-        secret = admin.setup.issue()
+        secret = admin.setup.issue(keep_earlier=True)  # another process's link stays
     except WriteFailed as exc:
         # A full or read-only disk: the directory still serves what it holds, so say what
         # is missing rather than refuse to start.
