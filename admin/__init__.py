@@ -72,6 +72,7 @@ from storage.backend import Backend
 from storage.documents import SharedDocument
 from storage.errors import WriteFailed
 from storage.repository import Clock
+from storage.settings import POSTGRESQL
 
 log = logging.getLogger("proware.sso")
 
@@ -108,6 +109,7 @@ def register(
         clock=clock,
         refusals=RefusalDigest(clock=clock),
         propagation=propagation(backend.name),
+        shared_storage=backend.name == POSTGRESQL,
     )
     # Change events arrive after their commit (the store made them durable with the change);
     # refusals and failures as the SCIM blueprint answers them, those for want of a valid
