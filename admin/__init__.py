@@ -72,6 +72,7 @@ from storage.backend import Backend
 from storage.documents import SharedDocument
 from storage.errors import WriteFailed
 from storage.repository import Clock
+from storage.settings import POSTGRESQL
 
 log = logging.getLogger("proware.sso")
 
@@ -108,6 +109,7 @@ def register(
         clock=clock,
         refusals=RefusalDigest(clock=clock),
         propagation=propagation(backend.name),
+        shared_storage=backend.name == POSTGRESQL,
     )
     # Change events arrive after their commit (the store made them durable with the change);
     # refusals and failures as the SCIM blueprint answers them, those for want of a valid
@@ -265,7 +267,7 @@ def on_serve(
         return
     who = "No local admin (the break-glass account) yet" if admin.sso.enabled() else "No admin yet"
     try:
-        secret = admin.setup.issue()
+        secret = admin.setup.issue(keep_earlier=True)  # another process's link stays
     except WriteFailed as exc:
         # A full or read-only disk: the directory still serves what it holds, so say what
         # is missing rather than refuse to start.

@@ -15,7 +15,9 @@ Kept in memory and saved to a shared document (``connection-status.json`` in the
 directory, or the database's) at most once a minute and when the server stops, so a restart
 does not blank the page; several server processes merge their histories there. A request
 recorded within the minute after a save is saved when that minute is up (a timer), with or
-without more requests: the page another process serves shows it a minute later at most.
+without more requests: the page another process serves shows it a minute later at most. A
+Test Connection probe is saved within a second: the person who pressed it in Entra looks at
+this page next, and may be served by another process.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ FORMAT = 1
 RECENT = 15  # requests kept per token
 REFUSALS = 20  # distinct refusals kept per token
 SAVE_INTERVAL = timedelta(minutes=1)
+# A Test Connection probe is saved this soon (a client sending probes in a loop gets one save
+# a second per server process, not one per request).
+PROBE_SAVE_INTERVAL = timedelta(seconds=1)
 
 # Test Connection's query: the matching attribute equals a fresh GUID (Entra A1). Groups are
 # probed the same way by displayName when group provisioning is on.
@@ -297,6 +302,12 @@ class ConnectionStatus:
         # Off the request path (storage.saving): the request only asks for the save.
         self._saving = BackgroundSave(self._save_logged, "proware-connection-status")
         self._pacing = PacedSave(self._saving, save_interval, clock, timer or _start_save_timer)
+        # Measured with two server processes behind nginx: a probe answered by one was missing
+        # from the page the other served for 60 s, which then said "no probe seen yet: press
+        # Test Connection in Entra" while Entra reported success.
+        self._probe_pacing = PacedSave(
+            self._saving, PROBE_SAVE_INTERVAL, clock, timer or _start_save_timer
+        )
         if self.document is not None:
             self._load()
 
@@ -328,6 +339,8 @@ class ConnectionStatus:
             if observation.reason:
                 _push_refusal(status.refusals, observation, self._refusals)
             self._dirty = True
+        if probe and self.document is not None:
+            self._probe_pacing.request()
         self._save_now_and_then()
 
     def tokens(self) -> list[TokenStatus]:
@@ -406,6 +419,7 @@ class ConnectionStatus:
         :meth:`record` started, if one is going on; call off the scheduled one. A failure
         is logged, not raised."""
         self._pacing.call_off()
+        self._probe_pacing.call_off()
         self._saving.wait()
         self._save_logged()
 

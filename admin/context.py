@@ -103,6 +103,9 @@ class AdminContext:
     refusals: RefusalDigest
     # When a token or switch change made here applies (scim.tokens.propagation).
     propagation: str
+    # Whether other server processes may serve this install (PostgreSQL): the connection
+    # status then shows their requests only once they save them.
+    shared_storage: bool = False
     # The password checks this process may still make (the sign-in form's brake).
     password_checks: PasswordChecks = field(default_factory=PasswordChecks)
 

@@ -8,6 +8,12 @@ Opening the link only shows the form: chat apps, mail scanners (Safe Links) and 
 prefetch open links before the person does, so a GET checks the link and changes nothing.
 The form's POST spends it, atomically, before the admin is created: of two POSTs at once,
 one gets the link, the other is told it was used.
+
+Each server start prints a link of its own and leaves the ones before it working (until
+they expire, or one is used): with several server processes on one database (PostgreSQL),
+a start that replaced the link made the one another process printed earlier a dead link
+("This setup link is not valid"), and so did any restart. ``python app.py admin setup-link``
+still replaces every earlier link: it is the way to kill one that leaked.
 """
 
 from __future__ import annotations
@@ -21,16 +27,21 @@ from typing import Literal
 
 from storage.documents import SharedDocument
 from storage.repository import Clock
-from storage.shapes import MOMENT, TEXT, DocumentShape, Record
+from storage.shapes import MOMENT, TEXT, DocumentShape, Record, list_of
 
 LINK_LIFETIME = timedelta(hours=1)
 FILE_NAME = "setup.json"  # the shared document
+# Links that server starts printed before the newest, kept working beside it at most.
+EARLIER_KEPT = 8
 
-# The link, or the one used on the first admin (checked once a version: storage.shapes); what
-# earlier versions kept beside them is left alone.
+_LINK = Record(required={"digest": TEXT, "expires": MOMENT})
+# The newest link and those printed before it still working, or the one used on the first
+# admin (checked once a version: storage.shapes); what earlier versions kept beside them is
+# left alone. An earlier version reads only "link": the newest works there.
 SHAPE = DocumentShape(
     optional={
-        "link": Record(required={"digest": TEXT, "expires": MOMENT}),
+        "link": _LINK,
+        "earlier": list_of(_LINK),
         "used": Record(required={"digest": TEXT, "expires": MOMENT, "at": MOMENT}),
     }
 )
@@ -69,16 +80,22 @@ class SetupLinks:
         """How long a link lasts, in whole minutes (what the pages and commands say)."""
         return int(self.lifetime.total_seconds() // 60)
 
-    def issue(self) -> str:
-        """A new link secret; any earlier one stops working."""
+    def issue(self, *, keep_earlier: bool = False) -> str:
+        """A new link secret; any earlier one stops working, unless ``keep_earlier`` (a
+        server's start: another process's link, printed before, must not die with it)."""
         secret = secrets.token_urlsafe(24)
-        expiry = _iso(self.clock() + self.lifetime)
+        now = self.clock()
+        expiry = _iso(now + self.lifetime)
 
         def store(document: dict) -> None:
-            # A new link replaces the old, used or not (and what earlier versions traded a
-            # link for): issued while no admin exists, so none was set up with a used one.
+            working = _links(document) if keep_earlier else []
+            working = [link for link in working if now < _parse(link["expires"])]
+            # A new link replaces the used one (and what earlier versions traded a link for):
+            # issued while no admin exists, so none was set up with a used one.
             document.clear()
             document["link"] = {"digest": _digest(secret), "expires": expiry}
+            if working:
+                document["earlier"] = working[:EARLIER_KEPT]
 
         self.document.update(store)
         return secret
@@ -98,7 +115,10 @@ class SetupLinks:
             found = _check(document, digest, now)
             verdict.append(found)
             if found.state == "valid":
-                link = document.pop("link")
+                link = next(link for link in _links(document) if link["digest"] == digest)
+                # One first admin: every other link is spent with this one.
+                document.pop("link", None)
+                document.pop("earlier", None)
                 document["used"] = {**link, "at": _iso(now)}
 
         self.document.update(spend)
@@ -106,7 +126,7 @@ class SetupLinks:
 
     def give_back(self, secret: str) -> None:
         """Make a link spent by :meth:`use` valid again (creating the admin failed), unless
-        a newer link has been issued since."""
+        a newer link has been issued since (the links spent with it stay spent)."""
         digest = _digest(secret)
 
         def restore(document: dict) -> None:
@@ -119,12 +139,19 @@ class SetupLinks:
         self.document.update(restore)
 
 
+def _links(document: dict) -> list[dict]:
+    """The links not used yet, newest first (records of SHAPE when there)."""
+    newest = document.get("link")
+    return ([newest] if newest is not None else []) + list(document.get("earlier") or [])
+
+
 def _check(document: dict, digest: str, now: datetime) -> LinkCheck:
-    # Both are records of SHAPE when there.
-    link = document.get("link")
-    if link is not None and hmac.compare_digest(link["digest"], digest):
-        expires = _parse(link["expires"])
-        return LinkCheck("valid", expires) if now < expires else LinkCheck("expired", expires)
+    for link in _links(document):
+        if hmac.compare_digest(link["digest"], digest):
+            expires = _parse(link["expires"])
+            if now < expires:
+                return LinkCheck("valid", expires)
+            return LinkCheck("expired", expires)
     used = document.get("used")
     if used is not None and hmac.compare_digest(used["digest"], digest):
         return LinkCheck("used", _parse(used["at"]))

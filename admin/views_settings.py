@@ -152,6 +152,7 @@ def _settings_page(**extra: object) -> str:
         tokens=[_row(admin, info) for info in tokens],
         tenant_url=base_url(),  # the rule meta.location uses: [server] public_url, else request
         connection=_connection_sections(admin, tokens),
+        shared_storage=admin.shared_storage,
         sso=views_sso.sso_section(admin),
         reasons=REASONS,
         max_expiry_days=MAX_EXPIRY_DAYS,

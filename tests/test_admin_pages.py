@@ -13,7 +13,7 @@ import pytest
 from flask import Flask
 
 from admin import accounts as accounts_module
-from admin import views_directory
+from admin import on_serve, views_directory
 from app import create_app
 from server.config import ServerSettings, Settings
 from tests.admin_support import (
@@ -309,6 +309,22 @@ def test_a_used_setup_link_says_so_and_creates_nothing_more(app: Flask) -> None:
     assert "admin reset-password USERNAME" in text(page)
     again = late.client.post(link, data={"csrf_token": token, **FIRST_ADMIN, "username": "mallory"})
     assert again.status_code == 410 and "This setup link has been used" in text(again)
+    assert admin_names(app) == ["root"]
+
+
+def test_a_start_leaves_the_link_an_earlier_start_printed_working(app: Flask) -> None:
+    """Two server processes on PostgreSQL each print a link at start: the second start made
+    the first one's link "not valid" (measured with two `serve` behind nginx), and so did
+    any restart. Either link now creates the one admin, and uses up the other."""
+    printed: list[str] = []
+    for _ in range(2):  # another process's start, or a restart
+        on_serve(app, "python app.py", "http://127.0.0.1:8000", out=printed.append)
+    first, second = [re.search(r"8000(/admin/setup/\S+)", line).group(1) for line in printed]
+
+    assert [app.test_client().get(link).status_code for link in (first, second)] == [200, 200]
+    assert AdminClient(app.test_client()).submit(first, first, FIRST_ADMIN).status_code == 302
+    page = app.test_client().get(second)
+    assert page.status_code == 410 and "This setup link has been used" in text(page)
     assert admin_names(app) == ["root"]
 
 

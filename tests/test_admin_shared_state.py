@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from admin.sessions import RevokedSessions
-from admin.setup_link import LINK_LIFETIME, LinkCheck, SetupLinks
+from admin.setup_link import EARLIER_KEPT, LINK_LIFETIME, LinkCheck, SetupLinks
 from storage.controlfile import ControlFile
 from tests.storage_contract import FixedClock
 
@@ -30,6 +30,45 @@ def test_a_setup_link_issued_by_one_process_is_used_once_by_any(tmp_path: Path) 
 
     assert third.use(secret) == LinkCheck("used", NOW)  # spent everywhere
     assert printing.check(secret).state == "used"
+
+
+def test_links_printed_by_several_starts_work_until_one_is_used(tmp_path: Path) -> None:
+    clock = FixedClock(NOW)
+    one = SetupLinks(ControlFile(tmp_path / "setup.json"), clock)
+    other = SetupLinks(ControlFile(tmp_path / "setup.json"), clock)
+    first = one.issue(keep_earlier=True)
+    clock.advance(minutes=10)
+    second = other.issue(keep_earlier=True)
+
+    assert one.check(first) == LinkCheck("valid", NOW + LINK_LIFETIME)
+    assert one.use(second).state == "valid"
+    assert other.use(first).state == "unknown"  # spent with the other: one first admin
+
+
+def test_setup_link_command_ends_the_links_starts_printed(tmp_path: Path) -> None:
+    """``python app.py admin setup-link``: the way to end a link that leaked."""
+    links = SetupLinks(ControlFile(tmp_path / "setup.json"), FixedClock(NOW))
+    leaked = links.issue(keep_earlier=True)
+    links.issue(keep_earlier=True)
+    newest = links.issue()
+    assert links.check(leaked).state == "unknown"
+    assert links.check(newest).state == "valid"
+
+
+def test_starts_keep_only_unexpired_links_and_a_few(tmp_path: Path) -> None:
+    clock = FixedClock(NOW)
+    document = ControlFile(tmp_path / "setup.json")
+    links = SetupLinks(document, clock)
+    oldest = links.issue(keep_earlier=True)
+    clock.advance(minutes=50)
+    kept = [links.issue(keep_earlier=True) for _ in range(EARLIER_KEPT + 3)]
+    clock.advance(minutes=15)  # the oldest has expired
+    links.issue(keep_earlier=True)
+
+    assert len(document.read()["earlier"]) == EARLIER_KEPT
+    assert links.check(oldest).state == "unknown"
+    assert links.check(kept[-1]).state == "valid"
+    assert links.check(kept[0]).state == "unknown"  # beyond the few kept
 
 
 def test_of_setup_posts_racing_in_several_threads_one_gets_the_link(tmp_path: Path) -> None:

@@ -1375,6 +1375,38 @@ def test_a_process_started_later_with_another_sso_config_is_named_on_the_setting
     assert 'id="sso-started-elsewhere"' not in pages[1]
 
 
+def test_a_sign_in_started_on_one_process_finishes_on_another_and_ends_on_both(
+    tmp_path: Path, idp: OidcProvider, scim_for: Callable[[Flask], ScimClient]
+) -> None:
+    """Behind a load balancer without sticky sessions, the provider's redirect back lands on
+    any server process: the state, nonce and PKCE verifier travel in the cookie. Entra's
+    change through one process ends the session on the others at their next page."""
+    storage = StorageSettings(backend="postgresql", dsn=clean_database(), path=tmp_path / "data")
+    one, other = (create_app(replace(sso_settings(tmp_path, idp), storage=storage)) for _ in "12")
+    try:
+        entra = scim_for(one)
+        ann = entra.create_user("ann@contoso.example", active=True)
+        entra.create_group(GROUP, [ann["id"]])
+        starting = one.test_client()
+        redirect = sign_in(start_flow(starting), "ann")
+        pending = starting.get_cookie(COOKIE_NAME, path="/admin")
+        assert pending is not None
+        finishing = _presenting(other, pending.value)
+        assert callback(finishing, redirect).status_code == 302
+        session = finishing.get_cookie(COOKIE_NAME, path="/admin")
+        assert session is not None
+        assert signed_in_page(_presenting(one, session.value)) and signed_in_page(finishing)
+
+        disable = {"op": "Replace", "path": "active", "value": "False"}
+        assert entra.patch_ops(f"/Users/{ann['id']}", disable).status_code == 200
+
+        assert "Entra disabled your account" in _ended_because(_presenting(other, session.value))
+        assert "Entra disabled your account" in _ended_because(_presenting(one, session.value))
+    finally:
+        _stop(one)
+        _stop(other)
+
+
 # -- the settings section ------------------------------------------------------------------
 
 
