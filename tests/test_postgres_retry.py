@@ -330,3 +330,46 @@ def test_a_rename_waits_for_a_member_add_in_flight_and_renews_that_group(
     group = scim.get(f"/Groups/{support['id']}").get_json()
     assert [member["display"] for member in group["members"]] == ["ann.new@contoso.com"]
     assert group["meta"]["version"] != support["meta"]["version"]
+
+
+def test_an_if_match_waiting_for_the_user_is_checked_against_its_groups_names_then(
+    app: Flask, scim: ScimClient, token: str, dsn: str, other: psycopg.Connection
+) -> None:
+    """The mirror case: a user's version covers its groups' names. A PATCH with If-Match that
+    waits for the user's row while another process renames one of its groups compares the
+    version as it is once the row is its own, not as it was sent: a 412, nothing written."""
+    ann = scim.create_user("ann@contoso.com")
+    sales = scim.create_group("Sales", [ann["id"]])
+    etag = scim.get(f"/Users/{ann['id']}").headers["ETag"]
+    other.execute(
+        "SELECT FROM resources WHERE kind = 'User' AND id = %s FOR NO KEY UPDATE", (ann["id"],)
+    )
+    holder = other.info.backend_pid
+    patcher = ScimClient(app.test_client(), token)
+    answers: list = []
+    request = threading.Thread(
+        target=lambda: answers.append(
+            patcher.patch_ops(
+                f"/Users/{ann['id']}",
+                {"op": "replace", "path": "displayName", "value": "Ann"},
+                headers={"If-Match": etag},
+            )
+        )
+    )
+    request.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as monitor:
+            wait_until_blocked_by(monitor, holder)
+        renamed = scim.patch_ops(
+            f"/Groups/{sales['id']}", {"op": "replace", "path": "displayName", "value": "Sales EU"}
+        )
+        assert renamed.status_code in (200, 204), renamed.get_json()
+    finally:
+        other.commit()
+        request.join(60)
+
+    assert [answer.status_code for answer in answers] == [412], answers[0].get_json()
+    after = scim.get(f"/Users/{ann['id']}")
+    assert "displayName" not in after.get_json()
+    assert [group["display"] for group in after.get_json()["groups"]] == ["Sales EU"]
+    assert after.headers["ETag"] != etag
