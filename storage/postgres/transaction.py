@@ -20,22 +20,22 @@ are the memory store's (:mod:`storage.memory`); what keeps them true between pro
 - A membership change locks the group row and inserts or deletes membership rows only:
   adding one member costs the same in a group of 10 or of 10,000.
 - Locks are taken group first, then user, by every writer: adding a member locks the group,
-  then the user (``FOR KEY SHARE``, as the foreign key check would); deleting a user locks
-  its groups, in id order, and only then the user (``FOR UPDATE``). So a member add racing
-  the deletion of that member, or two deletions sharing groups, take turns instead of
-  deadlocking (which PostgreSQL found only after ``deadlock_timeout``, 1 s, and answered
-  with a 503).
+  then the user (``FOR KEY SHARE``, as the foreign key check would); deleting or renaming a
+  user locks its groups, in id order, and only then the user (``FOR UPDATE``). So a member
+  add racing the deletion or the rename of that member, or two of those sharing groups, take
+  turns instead of deadlocking (which PostgreSQL found only after ``deadlock_timeout``, 1 s,
+  and answered with a 503). Both already hold the user ``FOR NO KEY UPDATE`` (the request
+  read it for writing), which a member add's ``FOR KEY SHARE`` does not wait for: a member
+  add holding a group never waits for a rename or deletion waiting for that group.
 
 Ids that are no user are never added to a group (ADD_MEMBERS checks; a user deleted
 meanwhile by another process is skipped), so a membership never refers to nothing. Adding
-a member waits for nothing on the user but its deletion or its rename. A deletion reads the
-user's groups before it holds the user, so a group the user joined in between is found after
-it: the deletion then lets go of what it locked (a savepoint) and locks them all again, in
-order (:meth:`PostgresTransaction._hold_with_groups`). A rename, which gives each of the
-user's groups a new version, holds them the same way (:meth:`~PostgresTransaction.lock_groups_of`),
-after the user it already locked for its PATCH (``FOR NO KEY UPDATE``, which a member add's
-``FOR KEY SHARE`` does not wait for): so a member add holding a group never waits for a
-rename waiting for that group.
+a member waits for nothing on the user but its deletion or its rename. Those read the
+user's groups before they hold the user, so a group the user joined in between is found
+after it: they then let go of what they locked (a savepoint) and lock them all again, in
+order (:meth:`PostgresTransaction._hold_with_groups`). A rename needs it as much as a
+deletion: it gives each of the user's groups a new version, as their members show its name
+(:meth:`PostgresTransaction.lock_groups_of`).
 """
 
 from __future__ import annotations
