@@ -147,7 +147,7 @@ _CONFLICT_ATTEMPTS = 3
 # deadlock with another rename or deletion sharing groups, for a 1 s wait and a rerun). A
 # rename waits for the member adds of its user in flight, so under load it needs more than
 # a deletion: two processes, 10 threads renaming, adding and removing 6 users in 4 groups
-# for 30 s had 1, 4 and 9 such deadlocks with 3 attempts, none with 5 or 10.
+# for 30 s had 1, 4 and 9 such deadlocks with 3 attempts; 0 and 1 with 5; 0 with 10.
 _LEAVING_ATTEMPTS = 5
 
 
