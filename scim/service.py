@@ -660,9 +660,11 @@ def _renew_groups_of(tx: Transaction, before: dict, after: dict) -> None:
     if member_display(before) == member_display(after):
         return
     user_id = before["id"]
-    # In id order, as a user's deletion locks them: two renames (or a rename and a deletion)
-    # of users sharing groups then take turns instead of deadlocking on PostgreSQL.
-    for group_id in sorted(tx.groups_of(user_id)):
+    # Locked in id order, as a user's deletion locks them: two renames (or a rename and a
+    # deletion) of users sharing groups then take turns instead of deadlocking on PostgreSQL.
+    # And locked, not only listed: a group the user joins (on another process) while the
+    # rename runs must be found too, or it would keep its version across the new name.
+    for group_id in sorted(tx.lock_groups_of(user_id)):
         try:
             group = tx.get(constants.GROUP_TYPE, group_id)
         except storage_errors.NotFound:

@@ -174,6 +174,14 @@ class Transaction(Reader, Protocol):
         """Remove every member of the group; returns the ids removed."""
         ...
 
+    def lock_groups_of(self, user_id: str) -> list[str]:
+        """Ids of the groups the user is a member of, each locked until the transaction
+        ends, and the user kept from joining any other meanwhile: for a write that every
+        group of the user must follow (a rename gives each a new version, as their members
+        show its name). A group another process joins it to first is among them.
+        """
+        ...
+
     def note(self, event: dict) -> None:
         """Attach an activity event to this transaction.
 

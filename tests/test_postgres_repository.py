@@ -302,31 +302,24 @@ def test_a_user_deleted_while_a_group_it_just_joined_is_deleted_is_deleted(
     first, second = processes
     user_id = insert(first, "User", user("leaving"))["id"]
     group_id = insert(first, "Group", group("Doomed"))["id"]
-    group_delete_holds_the_group = threading.Event()
-    commit_group_delete = threading.Event()
 
-    with psycopg.connect(dsn) as third:
-        holder = third.info.backend_pid
-
-        def delete_group() -> None:
-            third.execute("DELETE FROM resources WHERE kind = 'Group' AND id = %s", (group_id,))
-            group_delete_holds_the_group.set()
-            commit_group_delete.wait(30)
-            third.commit()
-
+    with psycopg.connect(dsn) as key_holder, psycopg.connect(dsn) as third:
+        # Holds the user's key as a member add does: the deletion, having found no group,
+        # waits for it to take the user. (Not the join itself: when the join committed, the
+        # deletion could take the group before the group's deletion, woken with it, did.)
+        key_holder.execute(
+            "SELECT FROM resources WHERE kind = 'User' AND id = %s FOR KEY SHARE", (user_id,)
+        )
+        join_delete = in_background(delete_user(first, user_id))
+        wait_until_blocked(dsn)
         with second.transaction() as join:
-            join.add_members(group_id, [user_id])  # holds the group and the user's key
-            join_group_delete = in_background(delete_group)
-            wait_until_blocked(dsn)  # the group's deletion waits for the join
-            join_delete = in_background(delete_user(first, user_id))
-            wait_until_blocked(dsn, 2)  # the user's deletion waits for the join's key lock
-        # The join commits: the group's deletion takes the group, the user's the user, and
-        # the user's deletion finds the group joined and waits for it.
-        assert group_delete_holds_the_group.wait(30)
+            join.add_members(group_id, [user_id])  # shares the key: no wait
+        third.execute("DELETE FROM resources WHERE kind = 'Group' AND id = %s", (group_id,))
+        key_holder.commit()
+        # The deletion takes the user, finds the group joined and waits for its deletion.
         with psycopg.connect(dsn, autocommit=True) as watcher:
-            pgserver.wait_until_blocked_by(watcher, holder)
-        commit_group_delete.set()
-        join_group_delete()
+            pgserver.wait_until_blocked_by(watcher, third.info.backend_pid)
+        third.commit()
         join_delete()
 
     assert second.find("User", "userName", "leaving") == []

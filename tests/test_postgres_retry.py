@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -222,30 +223,40 @@ def rename(scim: ScimClient, user: dict, method: str, new_name: str):
     return scim.put(f"/Users/{user['id']}", {"userName": new_name})
 
 
+@contextmanager
+def renaming_until_released(
+    scim: ScimClient, user: dict, method: str, new_name: str, dsn: str, other: psycopg.Connection
+) -> Iterator[list]:
+    """Rename ``user`` in a thread and wait until it waits for a lock ``other`` holds; on
+    leaving, commit ``other`` and let the rename finish. Yields the list its answer goes to."""
+    holder = other.info.backend_pid
+    answers: list = []
+    request = threading.Thread(target=lambda: answers.append(rename(scim, user, method, new_name)))
+    request.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as monitor:
+            wait_until_blocked_by(monitor, holder)
+        yield answers
+    finally:
+        other.commit()
+        request.join(60)
+
+
 @pytest.mark.parametrize("method", ["PATCH", "PUT"])
 def test_a_user_renamed_while_another_process_deletes_one_of_its_groups_is_renamed(
     app: Flask, scim: ScimClient, dsn: str, other: psycopg.Connection, method: str
 ) -> None:
     """A rename gives each of the user's groups a new version (their members show its name).
-    It lists the groups, then locks each: one deleted by another process in between is gone
-    by the time the lock is granted, and is passed over (the deletion first, then the
-    rename), not a 500."""
+    It lists the groups and locks them: one deleted by another process in between is gone by
+    the time the lock is granted, and is passed over (the deletion first, then the rename),
+    not a 500."""
     ann = scim.create_user("ann@contoso.com")
     kept = scim.create_group("Sales", [ann["id"]])
     deleted = scim.create_group("Support", [ann["id"]])
     other.execute("DELETE FROM resources WHERE kind = 'Group' AND id = %s", (deleted["id"],))
-    holder = other.info.backend_pid
-    answers: list = []
-    request = threading.Thread(
-        target=lambda: answers.append(rename(scim, ann, method, "ann.new@contoso.com"))
-    )
-    request.start()
-    try:
-        with psycopg.connect(dsn, autocommit=True) as monitor:
-            wait_until_blocked_by(monitor, holder)  # the rename waits for the deleted group
-    finally:
-        other.commit()
-        request.join(60)
+    # The rename waits for the deleted group.
+    with renaming_until_released(scim, ann, method, "ann.new@contoso.com", dsn, other) as answers:
+        pass
 
     assert [answer.status_code for answer in answers] == [200], answers[0].get_json()
     renamed = scim.get(f"/Users/{ann['id']}").get_json()
@@ -255,3 +266,110 @@ def test_a_user_renamed_while_another_process_deletes_one_of_its_groups_is_renam
     assert [member["display"] for member in group["members"]] == ["ann.new@contoso.com"]
     assert group["meta"]["version"] != kept["meta"]["version"]
     assert scim.get(f"/Groups/{deleted['id']}").status_code == 404
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+def test_a_group_the_user_joins_while_its_rename_waits_gets_a_new_version(
+    app: Flask, scim: ScimClient, token: str, dsn: str, other: psycopg.Connection, method: str
+) -> None:
+    """A rename gives each of the user's groups a new version, so the one it joins while the
+    rename waits for another group must get one too: a join that commits before the rename
+    shows the old name under its version, and the rename then changes what that version
+    shows (a cached copy would be a wrong 304, a stale If-Match a write)."""
+    ann = scim.create_user("ann@contoso.com")
+    sales = scim.create_group("Sales", [ann["id"]])
+    support = scim.create_group("Support")
+    # Another process holds Sales: the rename has listed ann's groups and waits for it.
+    other.execute(
+        "SELECT FROM resources WHERE kind = 'Group' AND id = %s FOR NO KEY UPDATE", (sales["id"],)
+    )
+    renamer = ScimClient(app.test_client(), token)
+    new_name = "ann.new@contoso.com"
+    with renaming_until_released(renamer, ann, method, new_name, dsn, other) as answers:
+        # Entra adds ann to Support meanwhile: the join waits for nothing and commits.
+        joined = scim.patch_ops(
+            f"/Groups/{support['id']}",
+            {"op": "add", "path": "members", "value": [{"value": ann["id"]}]},
+        )
+        assert joined.status_code == 204, joined.get_json()
+        seen = scim.get(f"/Groups/{support['id']}")
+        assert [member["display"] for member in seen.get_json()["members"]] == ["ann@contoso.com"]
+
+    assert [answer.status_code for answer in answers] == [200], answers[0].get_json()
+    after = scim.get(f"/Groups/{support['id']}", headers={"If-None-Match": seen.headers["ETag"]})
+    assert after.status_code == 200
+    assert [member["display"] for member in after.get_json()["members"]] == ["ann.new@contoso.com"]
+    assert after.headers["ETag"] != seen.headers["ETag"]
+    stale = scim.patch_ops(
+        f"/Groups/{support['id']}",
+        {"op": "replace", "path": "displayName", "value": "Support EU"},
+        headers={"If-Match": seen.headers["ETag"]},
+    )
+    assert stale.status_code == 412
+
+
+def test_a_rename_waits_for_a_member_add_in_flight_and_renews_that_group(
+    app: Flask, scim: ScimClient, dsn: str, other: psycopg.Connection
+) -> None:
+    """The other order: another process has added the user to a group and not committed
+    (it holds the group, and the user as a foreign key check does). The rename waits for it,
+    then finds the group among the user's and gives it a new version."""
+    ann = scim.create_user("ann@contoso.com")
+    support = scim.create_group("Support")
+    other.execute(
+        "SELECT FROM resources WHERE kind = 'Group' AND id = %s FOR NO KEY UPDATE",
+        (support["id"],),
+    )
+    other.execute(
+        "INSERT INTO members (group_id, user_id) VALUES (%s, %s)", (support["id"], ann["id"])
+    )
+    with renaming_until_released(scim, ann, "PATCH", "ann.new@contoso.com", dsn, other) as answers:
+        pass
+
+    assert [answer.status_code for answer in answers] == [200], answers[0].get_json()
+    group = scim.get(f"/Groups/{support['id']}").get_json()
+    assert [member["display"] for member in group["members"]] == ["ann.new@contoso.com"]
+    assert group["meta"]["version"] != support["meta"]["version"]
+
+
+def test_an_if_match_waiting_for_the_user_is_checked_against_its_groups_names_then(
+    app: Flask, scim: ScimClient, token: str, dsn: str, other: psycopg.Connection
+) -> None:
+    """The mirror case: a user's version covers its groups' names. A PATCH with If-Match that
+    waits for the user's row while another process renames one of its groups compares the
+    version as it is once the row is its own, not as it was sent: a 412, nothing written."""
+    ann = scim.create_user("ann@contoso.com")
+    sales = scim.create_group("Sales", [ann["id"]])
+    etag = scim.get(f"/Users/{ann['id']}").headers["ETag"]
+    other.execute(
+        "SELECT FROM resources WHERE kind = 'User' AND id = %s FOR NO KEY UPDATE", (ann["id"],)
+    )
+    holder = other.info.backend_pid
+    patcher = ScimClient(app.test_client(), token)
+    answers: list = []
+    request = threading.Thread(
+        target=lambda: answers.append(
+            patcher.patch_ops(
+                f"/Users/{ann['id']}",
+                {"op": "replace", "path": "displayName", "value": "Ann"},
+                headers={"If-Match": etag},
+            )
+        )
+    )
+    request.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as monitor:
+            wait_until_blocked_by(monitor, holder)
+        renamed = scim.patch_ops(
+            f"/Groups/{sales['id']}", {"op": "replace", "path": "displayName", "value": "Sales EU"}
+        )
+        assert renamed.status_code in (200, 204), renamed.get_json()
+    finally:
+        other.commit()
+        request.join(60)
+
+    assert [answer.status_code for answer in answers] == [412], answers[0].get_json()
+    after = scim.get(f"/Users/{ann['id']}")
+    assert "displayName" not in after.get_json()
+    assert [group["display"] for group in after.get_json()["groups"]] == ["Sales EU"]
+    assert after.headers["ETag"] != etag

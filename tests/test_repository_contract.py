@@ -621,6 +621,24 @@ def test_a_group_document_keeps_keys_of_its_own_through_membership_changes(
     assert repository.group_documents_of(["id-1"]) == {"id-1": [stored]}
 
 
+def test_lock_groups_of_names_the_users_groups_as_the_transaction_sees_them(
+    repository: Repository, people: list[str]
+) -> None:
+    """What a rename renews: the groups of a user, its own membership changes included."""
+    support = insert(repository, "Group", group("Support"))["id"]
+    add_members(repository, support, ["id-1"])
+    add_members(repository, "id-4", ["id-1", "id-2"])
+
+    with repository.transaction() as tx:
+        assert sorted(tx.lock_groups_of("id-1")) == ["id-4", support]
+        tx.remove_members(support, ["id-1"])
+        assert tx.lock_groups_of("id-1") == ["id-4"]
+        assert tx.lock_groups_of("id-3") == []
+        tx.add_members(support, ["id-3"])
+        assert tx.lock_groups_of("id-3") == [support]
+        assert tx.lock_groups_of("nobody") == []
+
+
 def test_deleting_a_user_removes_it_from_every_group(
     repository: Repository, people: list[str]
 ) -> None:
