@@ -228,6 +228,9 @@ class PhaseResult:
     other_cpu: float = 0.0  # CPU seconds the rest of the machine used meanwhile
     compactions: int | None = None  # store compactions started meanwhile (None: not known)
     database_cpu: float | None = None  # PostgreSQL's CPU seconds meanwhile (None: no database)
+    # CPU ms of bench.unloaded.machine_speed_ms's fixed loop just before the phase (None: not
+    # measured): how fast the machine ran then.
+    speed_loop_ms: float | None = None
 
     @property
     def rate(self) -> float:

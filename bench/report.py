@@ -93,15 +93,19 @@ def size_report(size: SizeResult) -> list[str]:
             *phase_table([size.unloaded]),
             *operation_table(size.unloaded.latencies),
             _neighbours(size.unloaded),
+            f"  the machine's speed before it: a fixed CPU loop took {_speed(size.unloaded)} ms "
+            "in the client (same code, same machine: 90-163 ms here within minutes)",
             "",
         ]
     if size.member_runs:
         p99s = ", ".join(f"{p99:.2f}" for p99 in size.add_one_p99s())
+        loops = ", ".join(_speed(run) for run in [size.unloaded, *size.member_runs] if run)
         lines += [
             f"  --repeat: the unloaded member changes again, {unloaded.MODE}, each once the "
             "servers were idle:",
             *phase_table(size.member_runs),
             f"  {entra.ADD_ONE} p99 in each unloaded run: {p99s} ms",
+            f"  the machine's speed before each (a fixed CPU loop in the client): {loops} ms",
             "",
         ]
     worst_ms, worst_label = size.worst()
@@ -143,6 +147,11 @@ def _neighbours(phase: PhaseResult) -> str:
     return line
 
 
+def _speed(phase: PhaseResult) -> str:
+    """:attr:`PhaseResult.speed_loop_ms`, or "-" for a phase that did not measure it."""
+    return "-" if phase.speed_loop_ms is None else f"{phase.speed_loop_ms:.0f}"
+
+
 def _totals(totals: dict[str, int]) -> str:
     return ", ".join(f"{count:,} {kind}" for kind, count in totals.items()) or "-"
 
@@ -174,6 +183,7 @@ def to_json(
             "errors": phase.errors,
             "compactions": phase.compactions,
             "database_cpu_s": phase.database_cpu,
+            "speed_loop_ms": phase.speed_loop_ms,
             "cut": phase.cut,
             "error_samples": phase.error_samples,
         }

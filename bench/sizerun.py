@@ -128,7 +128,9 @@ class SizeRun:
             self.size.idle_wait = idle_wait
         else:
             task, name = unloaded.member_changes_task(self.workload, run), unloaded.repeat_name(run)
+        speed = unloaded.machine_speed_ms()
         phase = self._drive(name, [task], alone)
+        phase.speed_loop_ms = speed
         if run == 1:
             self.size.unloaded = phase
         else:
@@ -138,7 +140,7 @@ class SizeRun:
         self.say(
             f"  {self.tag} {name}: {phase.requests} requests in {phase.seconds:.1f} s, "
             f"{phase.errors} errors, {entra.ADD_ONE} p99 {p99:.2f} ms (servers idle after "
-            f"{idle_wait:.1f} s){_cut(phase)}"
+            f"{idle_wait:.1f} s; speed loop {speed:.0f} ms){_cut(phase)}"
         )
 
     def finish(self) -> SizeResult:

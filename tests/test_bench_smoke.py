@@ -145,6 +145,20 @@ def test_quick_run_judges_member_add_latency_unloaded_and_shows_it_under_load(
     assert (shown["measured"], shown["verdict"]) == (f"{loaded:.2f} ms", "info")
 
 
+def test_quick_run_says_how_fast_the_machine_was_before_the_unloaded_phase(
+    quick_run: tuple[str, dict],
+) -> None:
+    """The unloaded phase carries the machine's speed just before it (a fixed loop's CPU
+    time), in the results and the report, so that a slow p99 can be told from a slow
+    machine; the loaded phases do not measure it."""
+    output, results = quick_run
+    size = results["sizes"][0]
+    loop_ms = size["unloaded"]["speed_loop_ms"]
+    assert loop_ms > 0
+    assert f"a fixed CPU loop took {loop_ms:.0f} ms in the client" in output
+    assert [phase["speed_loop_ms"] for phase in size["phases"]] == [None] * len(PHASES)
+
+
 def test_quick_run_judges_matching_lookups_unloaded_and_shows_them_under_load(
     quick_run: tuple[str, dict],
 ) -> None:
