@@ -9,7 +9,15 @@ import pytest
 
 from scim import constants
 from scim.definitions import GROUP_RESOURCE, USER_RESOURCE
-from scim.errors import InvalidPath, InvalidSyntax, InvalidValue, Mutability, NoTarget, TooMany
+from scim.errors import (
+    InvalidFilter,
+    InvalidPath,
+    InvalidSyntax,
+    InvalidValue,
+    Mutability,
+    NoTarget,
+    TooMany,
+)
 from scim.filter import parse_filter
 from scim.patch import MemberChange, Operation, apply_patch
 from scim.schemas.patch import load_patch_request
@@ -445,6 +453,21 @@ def test_malformed_path_is_an_error(path: str) -> None:
     with pytest.raises((InvalidPath, InvalidSyntax, InvalidValue)) as caught:
         patch(bjensen(), ops({"op": "replace", "path": path, "value": "x"}))
     assert caught.value.scim_type in ("invalidPath", "invalidFilter")
+
+
+@pytest.mark.parametrize("op", ["add", "replace", "remove"])
+@pytest.mark.parametrize("with_emails", [True, False], ids=["with-emails", "without-emails"])
+def test_a_value_filter_the_types_refuse_is_invalid_whatever_the_user_holds(
+    op: str, with_emails: bool
+) -> None:
+    """``primary`` is a boolean, so ``primary eq "yes"`` is refused as a GET's filter is
+    (RFC 7644 §3.12 invalidFilter), whether or not the user has emails to test it on."""
+    user = bjensen() if with_emails else {k: v for k, v in bjensen().items() if k != "emails"}
+    operation = {"op": op, "path": 'emails[primary eq "yes"].value'}
+    if op != "remove":
+        operation["value"] = "x@example.com"
+    with pytest.raises(InvalidFilter, match=r"primary"):
+        patch(user, ops(operation))
 
 
 def test_filter_on_single_valued_attribute_is_invalid_path() -> None:

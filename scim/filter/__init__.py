@@ -19,6 +19,7 @@ from scim.filter.evaluate import (
     matches,
     matches_element,
     validate,
+    validate_element,
 )
 from scim.filter.parser import COMPARE_OPERATORS, parse_filter, parse_value_filter
 from scim.filter.tree import (
@@ -53,4 +54,5 @@ __all__ = [
     "parse_value_filter",
     "top_level_paths",
     "validate",
+    "validate_element",
 ]

@@ -177,6 +177,15 @@ def validate(expr: Filter, resource: ResourceTypeDef) -> None:
     _check(expr, _DocumentScope(resource))
 
 
+def validate_element(expr: Filter, attribute: AttributeDef) -> None:
+    """:func:`validate` for a value filter on the elements of ``attribute``
+    (``emails[primary eq "yes"]`` in a PATCH path), whatever elements there are.
+
+    :raises InvalidFilter: as :func:`validate`.
+    """
+    _check(expr, _ElementScope(attribute))
+
+
 def _check(expr: Filter, scope: _Scope) -> None:
     """Type-check every comparison in ``expr`` against the definitions ``scope`` resolves,
     and refuse every path to an attribute that is never returned."""

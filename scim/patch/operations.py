@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from scim import definitions
 from scim.definitions import ResourceTypeDef
 from scim.errors import InvalidPath, InvalidValue, Mutability, NoTarget, ScimError, TooMany
-from scim.filter import Filter
+from scim.filter import Filter, validate_element
 from scim.patch.members import MemberChange, is_members, member_change
 from scim.patch.path import parse_patch_path
 from scim.patch.values import (
@@ -248,6 +248,10 @@ class _Patcher:
             resolved.attribute.multi_valued and resolved.attribute.type == definitions.COMPLEX
         ):
             raise InvalidPath(f"{text}: a filter needs a multi-valued complex attribute")
+        if value_filter is not None:
+            # Whatever the resource holds, as a GET's filter is: a comparison the types
+            # refuse (emails[primary eq "yes"]) was a 400 only on a user with emails.
+            validate_element(value_filter, resolved.attribute)
         self._dispatch(op, resolved, value_filter, value, text)
 
     def _dispatch(
