@@ -64,38 +64,39 @@ def existing_displays(reader: Reader, displays: dict[str, str]) -> dict[str, str
     return {user_id: display for user_id, display in displays.items() if user_id in users}
 
 
-def unknown_members(reader: Reader, members: list[dict] | None) -> list[str]:
-    """The distinct ids of a POST's or PUT's members that name nothing, in order: the caller
-    skips and reports them. A group given as a member is refused, naming the member as sent
+@dataclass(frozen=True)
+class SentMembers:
+    """A POST's or PUT's ``members`` as the directory takes them: the users' ids (distinct,
+    in order) and the displays sent with them, and the ids that name nothing, skipped."""
+
+    ids: list[str]
+    displays: dict[str, str]
+    skipped: list[str]
+
+
+def known_members(reader: Reader, members: list[dict] | None) -> SentMembers:
+    """The validated ``members`` of a POST or PUT, without the ids that name nothing (the
+    caller reports them). A group given as a member is refused, naming the member as sent
     (``members[3].value``).
 
-    :param members: the validated ``members`` of the body.
     :raises errors.InvalidValue: for a group given as a member.
     """
     wanted = member_ids(members) or []
     users = set(reader.existing(constants.USER_TYPE, wanted)) if wanted else set()
-    unknown: list[str] = []
+    skipped: list[str] = []
     for index, member in enumerate(members or ()):
         user_id = member["value"]
-        if user_id in users or user_id in unknown:
+        if user_id in users or user_id in skipped:
             continue
         if reader.exists(constants.GROUP_TYPE, user_id):
             raise _group_as_member(user_id, f"members[{index}].value")
-        unknown.append(user_id)
-    return unknown
-
-
-def without(
-    members: list[str], displays: dict[str, str], skipped: list[str]
-) -> tuple[list[str], dict[str, str]]:
-    """``members`` and their ``displays`` without the ``skipped`` ids."""
-    if not skipped:
-        return members, displays
-    gone = set(skipped)
-    return (
-        [uid for uid in members if uid not in gone],
-        {uid: display for uid, display in displays.items() if uid not in gone},
-    )
+        skipped.append(user_id)
+    displays = member_displays(members)
+    if skipped:
+        gone = set(skipped)
+        wanted = [uid for uid in wanted if uid not in gone]
+        displays = {uid: display for uid, display in displays.items() if uid not in gone}
+    return SentMembers(wanted, displays, skipped)
 
 
 @dataclass

@@ -23,15 +23,7 @@ from werkzeug.security import generate_password_hash
 from scim import activity, constants, errors
 from scim.definitions import GROUP_RESOURCE, RESOURCE_TYPES, USER_RESOURCE, ResourceTypeDef
 from scim.filter import Filter, equality_terms, matcher, parse_filter, top_level_paths
-from scim.membership import (
-    apply_member_changes,
-    existing_displays,
-    member_displays,
-    member_ids,
-    unknown_members,
-    with_displays,
-    without,
-)
+from scim.membership import apply_member_changes, existing_displays, known_members, with_displays
 from scim.pagination import Page, check_sort_by, sort_documents, sort_key, sort_mixed
 from scim.patch import apply_patch, blame_change, blame_operation
 from scim.paths import AttrPath
@@ -281,14 +273,13 @@ class Directory:
         _hash_password(document, previous=None)
 
         def create_in(tx: Transaction) -> tuple[dict, list[str]]:
-            skipped = unknown_members(tx, sent)
-            members, displays = without(member_ids(sent) or [], member_displays(sent), skipped)
-            stored = _write(tx.insert, kind, with_displays(document, displays))
-            if members:
-                tx.add_members(stored["id"], members)
+            members = known_members(tx, sent)
+            stored = _write(tx.insert, kind, with_displays(document, members.displays))
+            if members.ids:
+                tx.add_members(stored["id"], members.ids)
             stored = tx.get(kind, stored["id"])
             activity.note(tx, context, activity.CREATE, stored)
-            return stored, skipped
+            return stored, members.skipped
 
         stored, skipped = run_transaction(self.repository, create_in)
         # A new user is in no group yet (groups is read-only; Entra adds it to them later).
@@ -339,10 +330,8 @@ class Directory:
         def replace_in(tx: Transaction) -> tuple[dict, list[str]]:
             current = _get(tx, kind, id)
             _check_version(tx, current, if_match, if_none_match)
-            skipped = unknown_members(tx, sent)
-            members, displays = without(member_ids(sent) or [], member_displays(sent), skipped)
-            if sent is None:
-                displays = current.get(MEMBER_DISPLAYS, {})
+            members = known_members(tx, sent)
+            displays = current.get(MEMBER_DISPLAYS, {}) if sent is None else members.displays
             # A new dict (with_displays), so a run that is rolled back leaves the body as sent:
             # only its top-level password is set here, and tx.replace copies what it keeps.
             stored = with_displays(document, displays)
@@ -360,13 +349,13 @@ class Directory:
                 if kind == constants.USER_TYPE:
                     _renew_groups_of(tx, current, stored)
             if kind == constants.GROUP_TYPE and sent is not None:
-                operations += _replace_members(tx, id, members)
+                operations += _replace_members(tx, id, members.ids)
             if not operations:
-                return current, skipped
+                return current, members.skipped
             stored = tx.get(kind, id)
             for operation in operations:
                 activity.note(tx, context, operation, stored)
-            return stored, skipped
+            return stored, members.skipped
 
         stored, skipped = run_transaction(self.repository, replace_in)
         return WriteOutcome(
