@@ -182,11 +182,10 @@ def apply_member_changes(
             assert change.filter is not None
             members_attribute = GROUP_RESOURCE.schema.attribute("members")
             assert members_attribute is not None
+            # Checked by the patcher already (scim.filter.validate_element), members or none.
+            matches = element_matcher(change.filter, members_attribute)
             members = member_objects(tx, tx.members(group_id), base_url, after)
-            doomed = []
-            if members:  # the filter is checked where there is a member to test, as ever
-                matches = element_matcher(change.filter, members_attribute)
-                doomed = [member["value"] for member in members if matches(member)]
+            doomed = [member["value"] for member in members if matches(member)]
             removed += _forget(after, tx.remove_members(group_id, doomed))
     operations = ([ADD_MEMBER] if added else []) + ([REMOVE_MEMBER] if removed else [])
     return MemberOutcome(operations, skipped, after if after != displays else None)
